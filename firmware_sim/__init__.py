@@ -1,0 +1,1 @@
+"""Device simulator, vendor sandbox and local broker launcher for replenish-agent tests."""
