@@ -1,0 +1,75 @@
+"""``replenish status``: what the agent has stored, for households and support staff."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.config import Settings
+from agent.store import Store
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("status", help="devices, consumables, last levels, rejects")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run)
+
+
+def collect(store: Store) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain data."""
+    return {
+        "devices": store.devices(),
+        "consumables": store.consumables(),
+        "rejects": store.reject_counts(),
+    }
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _level(row: dict[str, Any]) -> str:
+    if row["last_level"] is None:
+        return row["last_state"] or "-"
+    unit = {"percent": "%", "grams": " g", "millilitres": " ml"}.get(row["unit"], f" {row['unit']}")
+    text = f"{row['last_level']:g}{unit}"
+    return f"{text} ({row['last_state']})" if row["last_state"] else text
+
+
+def render(data: dict[str, Any]) -> str:
+    """Human-readable tables."""
+    lines = [f"{'DEVICE':<20} {'KIND':<9} {'ONLINE':<7} {'LAST SEEN':<21} LAST SEQ"]
+    for d in data["devices"]:
+        online = {1: "yes", 0: "no"}.get(d["online"], "?")
+        lines.append(
+            f"{d['device_id']:<20} {d['kind']:<9} {online:<7} {_when(d['last_seen']):<21} "
+            f"{d['last_seq']}"
+        )
+    if not data["devices"]:
+        lines.append("(no devices yet)")
+    lines += ["", f"{'DEVICE':<20} {'CONSUMABLE':<16} {'LEVEL':<20} {'AS OF':<21} READINGS"]
+    for c in data["consumables"]:
+        lines.append(
+            f"{c['device_id']:<20} {c['consumable_id']:<16} {_level(c):<20} "
+            f"{_when(c['last_ts']):<21} {c['readings']}"
+        )
+    if data["rejects"]:
+        lines += ["", f"{'DEVICE':<20} {'REJECT REASON':<16} {'COUNT':<8} LAST"]
+        for r in data["rejects"]:
+            lines.append(
+                f"{r['device_id']:<20} {r['reason']:<16} {r['count']:<8} {_when(r['last_at'])}"
+            )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
+    settings = settings_loader()
+    with Store(settings.storage.path) as store:
+        data = collect(store)
+    print(json.dumps(data, indent=2) if args.json else render(data))
+    return 0

@@ -1,0 +1,217 @@
+"""One settings tree: a TOML file, ``REPLENISH_`` environment overrides, secrets from files.
+
+Precedence: environment (``REPLENISH_MQTT__PORT=1884``) over the TOML file over defaults.
+Secrets (MQTT password, vendor token) are never settings values: the TOML names a file,
+and a relative name is looked up in ``$CREDENTIALS_DIRECTORY`` first (systemd
+``LoadCredential=``). Every problem is reported as file, key and reason (exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/replenish-agent/agent.toml")
+DEFAULT_DB_PATH = Path("/var/lib/replenish-agent/agent.db")
+DEFAULT_CLIENT_ID = "replenish-agent"
+DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
+ENV_PREFIX = "REPLENISH_"
+
+# Keys that would put a secret into the TOML itself: refused with a pointer to the file key.
+_SECRET_KEYS = {"password": "password_file", "token": "token_file", "secret": "*_file"}
+
+_SECTION = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(BaseModel):
+    model_config = _SECTION
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str = "agent"
+    password_file: Path | None = None
+    tls_ca_file: Path | None = None
+    client_id: str = Field(default=DEFAULT_CLIENT_ID, min_length=1, max_length=64)
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=DEFAULT_SESSION_EXPIRY_S, ge=0)
+
+
+class StorageSettings(BaseModel):
+    model_config = _SECTION
+
+    path: Path = DEFAULT_DB_PATH
+
+
+class IngestSettings(BaseModel):
+    model_config = _SECTION
+
+    # Group commit: the writer takes whatever has queued up, at most this many at once.
+    batch_size: int = Field(default=1_000, ge=1, le=10_000)
+    # Unacknowledged QoS 1 messages the broker may have in flight to us (MQTT 5 Receive
+    # Maximum); the writer acknowledges only after commit, so this bounds throughput.
+    receive_maximum: int = Field(default=2_000, ge=1, le=65_535)
+    max_payload_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    # Token bucket per device: a device catching up after days offline sends a burst,
+    # a broken or hostile one sends forever.
+    per_device_rate: float = Field(default=50.0, gt=0)
+    per_device_burst: int = Field(default=5_000, ge=1)
+    rejects_kept: int = Field(default=1_000, ge=10)
+    max_clock_skew_s: int = Field(default=86_400, ge=60)
+
+
+class VendorSettings(BaseModel):
+    model_config = _SECTION
+
+    base_url: str = "http://127.0.0.1:8080"
+    token_file: Path | None = None
+    timeout_s: float = Field(default=5.0, gt=0)
+    deadline_s: float = Field(default=15.0, gt=0)
+    test_mode: bool = False
+
+
+class PrinterSettings(BaseModel):
+    model_config = _SECTION
+
+    uri: str = Field(pattern=r"^ipps?://")
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    poll_interval_s: int = Field(default=300, ge=10)
+
+
+class ForecastSettings(BaseModel):
+    model_config = _SECTION
+
+    service_level: float = Field(default=0.95, gt=0.5, lt=1.0)
+    review_interval_h: float = Field(default=24.0, gt=0)
+    interval_s: int = Field(default=900, ge=10)
+
+
+class RetentionSettings(BaseModel):
+    model_config = _SECTION
+
+    raw_days: int = Field(default=90, ge=1)
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one agent."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    mqtt: MqttSettings = MqttSettings()
+    storage: StorageSettings = StorageSettings()
+    ingest: IngestSettings = IngestSettings()
+    vendor: VendorSettings = VendorSettings()
+    printers: list[PrinterSettings] = []
+    forecast: ForecastSettings = ForecastSettings()
+    retention: RetentionSettings = RetentionSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Where this tree came from, for messages; not a setting.
+    source: str = Field(default="<defaults>", exclude=True)
+
+    @field_validator("printers")
+    @classmethod
+    def _unique_printer_names(cls, value: list[PrinterSettings]) -> list[PrinterSettings]:
+        names = [p.name for p in value if p.name]
+        if len(names) != len(set(names)):
+            raise ValueError("printer names must be unique")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as plain data, safe to log or ship in a support bundle.
+
+        Secrets never live in the tree, only their file names, so nothing needs masking
+        here beyond leaving the secret files unread.
+        """
+        return self.model_dump(mode="json")
+
+
+def _reject_inline_secrets(data: Mapping[str, Any], source: str, prefix: str = "") -> None:
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _reject_inline_secrets(value, source, f"{path}.")
+        elif key in _SECRET_KEYS:
+            raise ConfigError(
+                source, path, f"secrets are not allowed inline; use {_SECRET_KEYS[key]}"
+            )
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(p) for p in loc if not isinstance(p, int)).upper()
+
+
+def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the TOML at ``path`` (None: defaults only) and apply environment overrides."""
+    env = os.environ if env is None else env
+    source = str(path) if path else "<defaults>"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(source, "-", "file not found") from None
+        except PermissionError:
+            raise ConfigError(source, "-", "permission denied") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(source, "-", f"not valid TOML ({err})") from None
+    _reject_inline_secrets(data, source)
+    try:
+        return Settings(**data, source=source)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "-"
+        env_name = _env_name(first["loc"])
+        where = f"environment {env_name}" if env_name in env else source
+        raise ConfigError(where, key, first["msg"]) from None
+
+
+def resolve_secret_path(path: Path, env: Mapping[str, str] | None = None) -> Path:
+    """Find a secret file: a bare name is looked up in systemd's credentials directory."""
+    env = os.environ if env is None else env
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    if creds and not path.is_absolute():
+        candidate = Path(creds) / path
+        if candidate.exists():
+            return candidate
+    return path
+
+
+def read_secret(path: Path | None, key: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Read a secret file named by setting ``key``; errors name the key, never the content."""
+    if path is None:
+        return None
+    resolved = resolve_secret_path(path, env)
+    try:
+        value = resolved.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigError(str(resolved), key, "secret file not found") from None
+    except PermissionError:
+        raise ConfigError(str(resolved), key, "secret file not readable") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(resolved), key, "secret file is not UTF-8 text") from None
+    if not value:
+        raise ConfigError(str(resolved), key, "secret file is empty")
+    return value

@@ -1,0 +1,108 @@
+"""Versioned schema migrations, tracked in ``PRAGMA user_version``.
+
+Append a new entry to ``MIGRATIONS``; never edit one that has shipped. Each runs in one
+transaction, so a power cut mid-migration leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Timestamps are epoch seconds (REAL): compact, sortable and free of time-zone text.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE devices (
+            device_id   TEXT PRIMARY KEY,
+            kind        TEXT NOT NULL,
+            first_seen  REAL NOT NULL,
+            last_seen   REAL NOT NULL,
+            last_seq    INTEGER NOT NULL,
+            online      INTEGER,
+            status_at   REAL,
+            fw          TEXT
+        );
+        CREATE TABLE consumables (
+            cid            INTEGER PRIMARY KEY,
+            device_id      TEXT NOT NULL REFERENCES devices(device_id),
+            consumable_id  TEXT NOT NULL,
+            sku            TEXT,
+            unit           TEXT NOT NULL,
+            capacity       REAL,
+            last_level     REAL,
+            last_state     TEXT,
+            last_ts        REAL,
+            last_counters  TEXT,
+            UNIQUE (device_id, consumable_id)
+        );
+        -- One row per consumable per message; the key also deduplicates replays.
+        CREATE TABLE readings (
+            cid      INTEGER NOT NULL,
+            seq      INTEGER NOT NULL,
+            ts       REAL NOT NULL,
+            level    REAL,
+            state    TEXT,
+            counter  INTEGER,
+            PRIMARY KEY (cid, seq)
+        ) WITHOUT ROWID;
+        CREATE INDEX readings_by_time ON readings (cid, ts);
+        CREATE TABLE events (
+            device_id      TEXT NOT NULL,
+            seq            INTEGER NOT NULL,
+            ts             REAL NOT NULL,
+            type           TEXT NOT NULL,
+            consumable_id  TEXT,
+            received_at    REAL NOT NULL,
+            PRIMARY KEY (device_id, seq)
+        ) WITHOUT ROWID;
+        -- Bounded sample of rejected messages (payload truncated) for support staff.
+        CREATE TABLE rejects (
+            id           INTEGER PRIMARY KEY,
+            device_id    TEXT NOT NULL,
+            reason       TEXT NOT NULL,
+            topic        TEXT NOT NULL,
+            payload_head BLOB,
+            received_at  REAL NOT NULL
+        );
+        CREATE TABLE reject_counts (
+            device_id  TEXT NOT NULL,
+            reason     TEXT NOT NULL,
+            count      INTEGER NOT NULL,
+            last_at    REAL NOT NULL,
+            PRIMARY KEY (device_id, reason)
+        ) WITHOUT ROWID;
+        """,
+    ),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the database file."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to the latest version; returns the version reached."""
+    version = current_version(conn)
+    if version > LATEST_VERSION:
+        raise RuntimeError(
+            f"database schema {version} is newer than this agent ({LATEST_VERSION}); upgrade"
+        )
+    for target, script in MIGRATIONS:
+        if target <= version:
+            continue
+        statements = [s.strip() for s in script.split(";") if s.strip()]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {int(target)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version = target
+    return version

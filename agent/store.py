@@ -1,0 +1,308 @@
+"""Local SQLite storage: the only module that speaks SQL.
+
+One :class:`Store` per thread (SQLite connections are not shared). The ingest writer
+commits whole batches in one transaction with ``synchronous=FULL``: a message is
+acknowledged to the broker only after its batch is durable, so a power cut can lose
+unacknowledged messages (the broker redelivers them) but never an acknowledged one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from agent.errors import StoreError
+from agent.migrations import migrate
+from agent.protocol import EventMessage, StateMessage
+
+log = logging.getLogger(__name__)
+
+PAYLOAD_HEAD_BYTES = 256
+UNKNOWN_DEVICE = "?"
+
+
+@dataclass(slots=True, frozen=True)
+class Rejected:
+    """A message refused by validation, as the store keeps it."""
+
+    device_id: str
+    reason: str
+    topic: str
+    payload: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class StatusUpdate:
+    device_id: str
+    online: bool
+
+
+@dataclass(slots=True, frozen=True)
+class BatchResult:
+    stored: int  # state messages with at least one new reading
+    duplicates: int
+    rejected: int
+
+
+@dataclass(slots=True, frozen=True)
+class ReadingRow:
+    """One stored reading of one consumable (what the forecast consumes)."""
+
+    ts: float
+    level: float | None
+    state: str | None
+    counter: int | None
+
+
+Item = StateMessage | EventMessage | Rejected | StatusUpdate
+
+
+class Store:
+    """A connection to the agent's database, migrated on open."""
+
+    def __init__(self, path: Path | str, *, rejects_kept: int = 1_000) -> None:
+        self.path = str(path)
+        self.rejects_kept = rejects_kept
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            migrate(self.conn)
+        except (sqlite3.Error, RuntimeError, OSError) as err:
+            raise StoreError(f"cannot open database {self.path}: {err}") from err
+        self.db = sqlite_utils.Database(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- writes -------------------------------------------------------------------
+
+    def write_batch(self, items: Sequence[Item], received_at: float) -> BatchResult:
+        """Commit a batch of validated messages and rejects in one durable transaction."""
+        stored = duplicates = rejected = 0
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for item in items:
+                    if isinstance(item, StateMessage):
+                        if self._write_state(item, received_at):
+                            stored += 1
+                        else:
+                            duplicates += 1
+                    elif isinstance(item, EventMessage):
+                        self._write_event(item, received_at)
+                    elif isinstance(item, Rejected):
+                        self._write_reject(item, received_at)
+                        rejected += 1
+                    else:
+                        self._write_status(item, received_at)
+                if rejected:
+                    self._trim_rejects()
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:
+            raise StoreError(f"write failed: {err}") from err
+        return BatchResult(stored, duplicates, rejected)
+
+    def _cid(self, device_id: str, consumable_id: str, unit: str, sku: str | None,
+             capacity: float | None) -> int:
+        row = self.conn.execute(
+            "SELECT cid FROM consumables WHERE device_id=? AND consumable_id=?",
+            (device_id, consumable_id),
+        ).fetchone()
+        if row:
+            return int(row[0])
+        cur = self.conn.execute(
+            "INSERT INTO consumables (device_id, consumable_id, unit, sku, capacity) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (device_id, consumable_id, unit, sku, capacity),
+        )
+        return int(cur.lastrowid or 0)
+
+    def _write_state(self, msg: StateMessage, received_at: float) -> bool:
+        ts = msg.ts.timestamp()
+        self.conn.execute(
+            "INSERT INTO devices (device_id, kind, first_seen, last_seen, last_seq, fw) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
+            "kind=excluded.kind, last_seen=MAX(last_seen, excluded.last_seen), "
+            "last_seq=MAX(last_seq, excluded.last_seq), fw=COALESCE(excluded.fw, fw)",
+            (msg.device_id, msg.kind.value, received_at, received_at, msg.seq, msg.fw),
+        )
+        new = False
+        for c in msg.consumables:
+            cid = self._cid(msg.device_id, c.id, c.unit.value, c.sku, c.capacity)
+            counter = next(iter(c.counters.values())) if c.counters else None
+            cur = self.conn.execute(
+                "INSERT OR IGNORE INTO readings (cid, seq, ts, level, state, counter) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (cid, msg.seq, ts, c.level, c.state.value if c.state else None, counter),
+            )
+            if cur.rowcount:
+                new = True
+                # Late catch-up readings must not overwrite a newer "last" value.
+                self.conn.execute(
+                    "UPDATE consumables SET last_level=?, last_state=?, last_ts=?, "
+                    "last_counters=?, unit=?, sku=COALESCE(?, sku), "
+                    "capacity=COALESCE(?, capacity) "
+                    "WHERE cid=? AND (last_ts IS NULL OR last_ts <= ?)",
+                    (c.level, c.state.value if c.state else None, ts,
+                     json.dumps(c.counters) if c.counters else None, c.unit.value, c.sku,
+                     c.capacity, cid, ts),
+                )
+        return new
+
+    def _write_event(self, msg: EventMessage, received_at: float) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO events (device_id, seq, ts, type, consumable_id, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (msg.device_id, msg.seq, msg.ts.timestamp(), msg.type.value, msg.consumable_id,
+             received_at),
+        )
+
+    def _write_status(self, item: StatusUpdate, received_at: float) -> None:
+        self.conn.execute(
+            "UPDATE devices SET online=?, status_at=? WHERE device_id=?",
+            (int(item.online), received_at, item.device_id),
+        )
+
+    def _write_reject(self, item: Rejected, received_at: float) -> None:
+        self.conn.execute(
+            "INSERT INTO rejects (device_id, reason, topic, payload_head, received_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (item.device_id, item.reason, item.topic[:200], item.payload[:PAYLOAD_HEAD_BYTES],
+             received_at),
+        )
+        self.conn.execute(
+            "INSERT INTO reject_counts (device_id, reason, count, last_at) VALUES (?, ?, 1, ?) "
+            "ON CONFLICT(device_id, reason) DO UPDATE SET count=count+1, last_at=excluded.last_at",
+            (item.device_id, item.reason, received_at),
+        )
+
+    def _trim_rejects(self) -> None:
+        self.conn.execute(
+            "DELETE FROM rejects WHERE id <= (SELECT MAX(id) FROM rejects) - ?",
+            (self.rejects_kept,),
+        )
+
+    # ---- reads --------------------------------------------------------------------
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Every known device with its last contact, ordered by id."""
+        return list(self.db.query("SELECT * FROM devices ORDER BY device_id"))
+
+    def consumables(self) -> list[dict[str, Any]]:
+        """Every consumable with its latest level and the number of stored readings."""
+        return list(
+            self.db.query(
+                "SELECT c.*, (SELECT COUNT(*) FROM readings r WHERE r.cid = c.cid) AS readings "
+                "FROM consumables c ORDER BY c.device_id, c.consumable_id"
+            )
+        )
+
+    def reject_counts(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM reject_counts ORDER BY device_id, reason"))
+
+    def recent_rejects(self, limit: int = 20) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT id, device_id, reason, topic, received_at FROM rejects "
+                "ORDER BY id DESC LIMIT ?",
+                [limit],
+            )
+        )
+
+    def reading_count(self, device_id: str | None = None) -> int:
+        if device_id is None:
+            return int(self.conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM readings r JOIN consumables c USING (cid) "
+                "WHERE c.device_id = ?",
+                (device_id,),
+            ).fetchone()[0]
+        )
+
+    def seqs(self, device_id: str) -> list[int]:
+        """Distinct message sequence numbers stored for a device (tests and diagnostics)."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT r.seq FROM readings r JOIN consumables c USING (cid) "
+            "WHERE c.device_id = ? ORDER BY r.seq",
+            (device_id,),
+        )
+        return [int(r[0]) for r in rows]
+
+    def readings(self, cid: int, since: float | None = None) -> list[ReadingRow]:
+        """Readings of one consumable in time order (late arrivals sorted in)."""
+        rows = self.conn.execute(
+            "SELECT ts, level, state, counter FROM readings WHERE cid = ? AND ts >= ? "
+            "ORDER BY ts",
+            (cid, since if since is not None else float("-inf")),
+        )
+        return [ReadingRow(*r) for r in rows]
+
+    def events(self, device_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM events"
+        params: list[Any] = []
+        if device_id is not None:
+            sql += " WHERE device_id = ?"
+            params.append(device_id)
+        return list(self.db.query(sql + " ORDER BY ts", params))
+
+    # ---- maintenance --------------------------------------------------------------
+
+    def downsample(self, older_than: float, bucket_s: float) -> int:
+        """Keep one reading per consumable per ``bucket_s`` before ``older_than``.
+
+        The last reading of each bucket survives, and so does every upward jump (a refill
+        or a replacement), so the forecast still sees where each cycle began. Returns the
+        number of rows deleted.
+        """
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            cur = self.conn.execute(
+                """
+                DELETE FROM readings WHERE ts < :cut AND (cid, seq) NOT IN (
+                    SELECT cid, seq FROM (
+                        SELECT cid, seq, level,
+                               ROW_NUMBER() OVER w AS rn,
+                               LAG(level) OVER (PARTITION BY cid ORDER BY ts) AS prev
+                        FROM readings WHERE ts < :cut
+                        WINDOW w AS (PARTITION BY cid, CAST(ts / :bucket AS INTEGER)
+                                     ORDER BY ts DESC)
+                    ) WHERE rn = 1 OR (prev IS NOT NULL AND level IS NOT NULL
+                                       AND level > prev * 1.2 + 1)
+                )
+                """,
+                {"cut": older_than, "bucket": bucket_s},
+            )
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            self.conn.execute("ROLLBACK")
+            raise StoreError(f"downsample failed: {err}") from err
+        return int(cur.rowcount)
+
+    def integrity_check(self) -> list[str]:
+        """``PRAGMA integrity_check`` lines; ``["ok"]`` when the file is sound."""
+        return [str(r[0]) for r in self.conn.execute("PRAGMA integrity_check")]
+
+    def table_stats(self) -> dict[str, int]:
+        """Row counts per table (never contents): for status and support bundles."""
+        return {name: self.db[name].count for name in self.db.table_names()}
