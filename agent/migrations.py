@@ -79,6 +79,20 @@ MIGRATIONS: list[tuple[int, str]] = [
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (``executescript`` would commit on its own)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return statements
+
+
 def current_version(conn: sqlite3.Connection) -> int:
     """The schema version recorded in the database file."""
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -94,7 +108,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     for target, script in MIGRATIONS:
         if target <= version:
             continue
-        statements = [s.strip() for s in script.split(";") if s.strip()]
+        statements = _statements(script)
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in statements:

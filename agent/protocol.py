@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -269,6 +268,12 @@ def json_schemas() -> dict[str, Any]:
     }
 
 
-def utc_ts(value: datetime) -> float:
-    """Epoch seconds of an aware datetime (what the store keeps)."""
-    return value.timestamp()
+def schema_text() -> str:
+    """The committed ``docs/protocol.schema.json`` content (``make schema`` writes it)."""
+    return json.dumps(json_schemas(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(schema_text())
