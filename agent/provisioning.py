@@ -1,0 +1,253 @@
+"""Broker-side files for the household gateway: password file, ACL, mosquitto.conf.
+
+Everything here is file handling plus one reload signal; the templates live in
+``broker_config/``. Mosquitto 2.0 password hashes (``$7$``: PBKDF2-SHA512) are made in
+Python so passwords never appear on a command line (``mosquitto_passwd -b`` would put
+them in ``ps`` output).
+
+Device identity is the MQTT username: ``broker_config/acl.template`` uses ``%u``
+patterns, so adding a device only adds a password-file line (or a client certificate
+whose CN is the device id); the ACL has no per-device lines.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import signal
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from agent.errors import BrokerError, ConfigError
+from agent.protocol import ID_PATTERN
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PASSWORD_FILE = Path("/etc/mosquitto/replenish.passwd")
+DEFAULT_ACL_FILE = Path("/etc/mosquitto/replenish.acl")
+DEFAULT_PID_FILE = Path("/run/mosquitto/mosquitto.pid")
+DEFAULT_CA_DIR = Path("/etc/mosquitto/replenish-ca")
+DEFAULT_AGENT_USER = "agent"
+DEFAULT_HOUSEHOLD_USER = "household"
+# Names with a fixed role in the ACL; a device must never get one of them.
+RESERVED_USERS = frozenset({DEFAULT_AGENT_USER, DEFAULT_HOUSEHOLD_USER, "admin", "root"})
+
+HASH_ITERATIONS = 101  # mosquitto_passwd's default for $7$ hashes in 2.0
+_SALT_BYTES = 12
+_BROKER_CONFIG_ENV = "REPLENISH_BROKER_CONFIG_DIR"
+
+
+def broker_config_dir() -> Path:
+    """Directory holding the mosquitto templates and CA scripts.
+
+    ``$REPLENISH_BROKER_CONFIG_DIR`` wins; then the source checkout (``broker_config/``
+    next to the ``agent`` package); then the packaged location.
+    """
+    override = os.environ.get(_BROKER_CONFIG_ENV)
+    candidates = [Path(override)] if override else []
+    candidates += [
+        Path(__file__).resolve().parent.parent / "broker_config",
+        Path("/usr/share/replenish-agent/broker_config"),
+    ]
+    for path in candidates:
+        if (path / "mosquitto.conf.template").is_file():
+            return path
+    raise ConfigError(_BROKER_CONFIG_ENV, "broker_config", "mosquitto templates not found")
+
+
+def validate_device_id(device_id: str) -> str:
+    """Return ``device_id`` if it is usable as MQTT username and topic level."""
+    if not re.fullmatch(ID_PATTERN, device_id):
+        raise ConfigError("device", "id", "must match " + ID_PATTERN)
+    if device_id in RESERVED_USERS:
+        raise ConfigError("device", "id", f"{device_id!r} is reserved")
+    return device_id
+
+
+def new_password() -> str:
+    """A random device password (128 bits, URL-safe, easy to paste into a device UI)."""
+    return secrets.token_urlsafe(16)
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """Mosquitto 2.0 ``$7$`` hash: PBKDF2-HMAC-SHA512, as written by mosquitto_passwd."""
+    salt = salt if salt is not None else os.urandom(_SALT_BYTES)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, HASH_ITERATIONS)
+    b64 = base64.b64encode
+    return f"$7${HASH_ITERATIONS}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """True when ``password`` matches a ``$7$`` hash line value."""
+    parts = encoded.split("$")
+    if len(parts) != 5 or parts[1] != "7":
+        return False
+    try:
+        iterations = int(parts[2])
+        salt = base64.b64decode(parts[3])
+        expected = base64.b64decode(parts[4])
+    except ValueError:
+        return False
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return hmac.compare_digest(digest, expected)
+
+
+def read_password_file(path: Path) -> dict[str, str]:
+    """Username -> hash, in file order. A missing file is an empty mapping."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise ConfigError(str(path), "password_file", "cannot read") from err
+    entries: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        user, sep, value = line.partition(":")
+        if not sep:
+            raise ConfigError(str(path), "password_file", "line without ':'")
+        entries[user] = value
+    return entries
+
+
+def write_password_file(path: Path, entries: Mapping[str, str]) -> None:
+    """Atomically replace the password file (mode 0640, group readable by mosquitto)."""
+    body = "".join(f"{user}:{value}\n" for user, value in entries.items())
+    write_private_file(path, body)
+
+
+def write_private_file(path: Path, body: str, mode: int = 0o640) -> None:
+    """Write ``body`` via a temp file + rename so mosquitto never reads half a file.
+
+    When run as root the file's group becomes ``mosquitto`` (if that group exists):
+    the broker drops root before it rereads these files on SIGHUP.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        _chgrp_mosquitto(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ConfigError(str(path), "file", f"cannot write: {err.strerror}") from err
+
+
+def _chgrp_mosquitto(path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    import grp
+
+    try:
+        gid = grp.getgrnam("mosquitto").gr_gid
+    except KeyError:
+        return
+    os.chown(path, 0, gid)
+
+
+def render(template_name: str, values: Mapping[str, object]) -> str:
+    """Fill ``${NAME}`` placeholders of a template in :func:`broker_config_dir`."""
+    text = (broker_config_dir() / template_name).read_text()
+    try:
+        return Template(text).substitute({k: str(v) for k, v in values.items()})
+    except KeyError as err:
+        raise ConfigError(template_name, str(err), "template value missing") from err
+
+
+def render_acl(
+    agent_user: str = DEFAULT_AGENT_USER, household_user: str = DEFAULT_HOUSEHOLD_USER
+) -> str:
+    """The ACL file text (device rules are ``%u`` patterns, so it has no device list)."""
+    return render("acl.template", {"AGENT_USER": agent_user, "HOUSEHOLD_USER": household_user})
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Server-side TLS material for the LAN listeners."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    port: int = 8883
+    bind: str = "0.0.0.0"
+    cert_port: int | None = None  # mutual-TLS listener (client certificates)
+    crl_file: Path | None = None
+
+
+def render_mosquitto_conf(
+    *,
+    local_port: int,
+    password_file: Path,
+    acl_file: Path,
+    persistence_dir: Path,
+    pid_file: Path,
+    log_file: Path | None = None,
+    run_user: str = "mosquitto",
+    tls: TlsFiles | None = None,
+    extra_conf: str = "",
+) -> str:
+    """The complete mosquitto.conf text; ``log_file=None`` logs to syslog/journald."""
+    listeners = ""
+    if tls is not None:
+        common = {
+            "TLS_BIND": tls.bind,
+            "CA_FILE": tls.ca_file,
+            "CERT_FILE": tls.cert_file,
+            "KEY_FILE": tls.key_file,
+        }
+        listeners = render("tls-listener.conf.template", {**common, "TLS_PORT": tls.port})
+        if tls.cert_port is not None:
+            crl = f"crlfile {tls.crl_file}" if tls.crl_file is not None else ""
+            listeners += render(
+                "cert-listener.conf.template",
+                {**common, "CERT_PORT": tls.cert_port, "CRL_LINE": crl},
+            )
+    log_dest = f"log_dest file {log_file}" if log_file is not None else "log_dest syslog"
+    return render(
+        "mosquitto.conf.template",
+        {
+            "PASSWORD_FILE": password_file,
+            "ACL_FILE": acl_file,
+            "PERSISTENCE_DIR": persistence_dir,
+            "PID_FILE": pid_file,
+            "RUN_USER": run_user,
+            "LOG_DEST": log_dest,
+            "LOCAL_PORT": local_port,
+            "TLS_LISTENERS": listeners,
+            "EXTRA_CONF": extra_conf,
+        },
+    )
+
+
+def reload_broker(pid_file: Path | None = None, reload_command: str | None = None) -> None:
+    """Make mosquitto reread the password file and ACL.
+
+    ``reload_command`` (e.g. ``systemctl reload mosquitto``) wins; otherwise SIGHUP goes
+    to the pid in ``pid_file``.
+    """
+    if reload_command:
+        try:
+            subprocess.run(reload_command.split(), check=True, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as err:
+            raise BrokerError(f"broker reload command failed: {reload_command}") from err
+        return
+    path = pid_file or DEFAULT_PID_FILE
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as err:
+        raise BrokerError(f"cannot signal mosquitto via pid file {path}") from err
+    log.info("sent SIGHUP to mosquitto pid %d", pid)
