@@ -1,0 +1,94 @@
+"""Run the real agent (``replenish run``) as a subprocess against a LocalBroker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from firmware_sim.broker import LocalBroker
+
+READY_LINE = "agent.ready"
+
+
+def write_agent_config(workdir: Path, broker: LocalBroker, extra: str = "") -> Path:
+    """An agent.toml for ``broker``'s loopback listener, secrets in files beside it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    password = workdir / "mqtt-password"
+    password.write_text(broker.passwords["agent"])
+    config = workdir / "agent.toml"
+    config.write_text(
+        f"""
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+username = "agent"
+password_file = "{password}"
+client_id = "replenish-agent-test"
+
+[storage]
+path = "{workdir / 'agent.db'}"
+{extra}
+"""
+    )
+    return config
+
+
+class AgentProcess:
+    """``replenish --config CONFIG run`` with its log captured to a file."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.log_path = config.parent / "agent.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+
+    def start(self, timeout: float = 15.0) -> AgentProcess:
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "--config", str(self.config), "run"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if READY_LINE in self.new_log():
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"agent did not become ready:\n{self.log()}")
+
+    def new_log(self) -> str:
+        with self.log_path.open("rb") as fh:
+            fh.seek(self._log_offset)
+            return fh.read().decode(errors="replace")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush, like a power cut for the process."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def __enter__(self) -> AgentProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stop()
+        except subprocess.TimeoutExpired:
+            self.kill()

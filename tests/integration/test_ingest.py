@@ -1,0 +1,130 @@
+"""End to end: devices publish to a real Mosquitto from broker_config/, the agent stores."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.store import Store
+from firmware_sim.broker import LocalBroker
+from tests.integration.agent_harness import AgentProcess, write_agent_config
+from tests.integration.conftest import run_mosquitto_pub
+
+pytestmark = pytest.mark.integration
+
+
+def payload(device: str, seq: int, level: float = 50.0) -> str:
+    return json.dumps({
+        "device_id": device, "seq": seq, "ts": "2026-11-20T10:00:00Z", "kind": "printer",
+        "consumables": [{"id": "black", "level": level, "unit": "percent", "sku": "TN-2420"}],
+    })
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def db_count(db: Path, device: str) -> int:
+    if not db.exists():
+        return 0
+    with Store(db) as store:
+        return store.reading_count(device)
+
+
+def device_client(broker: LocalBroker, device: str) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device}-pub",
+                         protocol=mqtt.MQTTv5)
+    client.username_pw_set(device, broker.passwords[device])
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    return client
+
+
+def test_mosquitto_pub_and_paho_readings_arrive(broker: LocalBroker, tmp_path: Path) -> None:
+    config = write_agent_config(tmp_path / "agent", broker)
+    db = tmp_path / "agent" / "agent.db"
+    with AgentProcess(config):
+        topic = "replenish/v1/devices/printer-1/state"
+        assert run_mosquitto_pub(broker, "printer-1", topic, payload("printer-1", 1)).returncode == 0
+        client = device_client(broker, "fridge-1")
+        body = json.dumps({"device_id": "fridge-1", "seq": 1, "ts": "2026-11-20T10:00:00Z",
+                           "kind": "fridge",
+                           "consumables": [{"id": "milk", "level": 812.5, "unit": "grams"}]})
+        client.publish("replenish/v1/devices/fridge-1/state", body, qos=1).wait_for_publish(5)
+        wait_for(lambda: db_count(db, "printer-1") == 1 and db_count(db, "fridge-1") == 1)
+        client.loop_stop()
+        client.disconnect()
+    with Store(db) as store:
+        levels = {c["consumable_id"]: c["last_level"] for c in store.consumables()}
+    assert levels == {"black": 50.0, "milk": 812.5}
+
+
+def test_malformed_payload_rejected_next_good_lands(broker: LocalBroker, tmp_path: Path) -> None:
+    config = write_agent_config(tmp_path / "agent", broker)
+    db = tmp_path / "agent" / "agent.db"
+    topic = "replenish/v1/devices/printer-1/state"
+    with AgentProcess(config) as agent:
+        run_mosquitto_pub(broker, "printer-1", topic, "{not json")
+        run_mosquitto_pub(broker, "printer-1", topic, payload("printer-1", 1, level=101))
+        run_mosquitto_pub(broker, "printer-1", topic, payload("printer-2", 2))
+        run_mosquitto_pub(broker, "printer-1", topic, payload("printer-1", 3))
+        wait_for(lambda: db_count(db, "printer-1") == 1)
+        assert agent.proc is not None and agent.proc.poll() is None
+        log = agent.log()
+    with Store(db) as store:
+        counts = {r["reason"]: r["count"] for r in store.reject_counts()}
+        assert store.seqs("printer-1") == [3]
+    assert counts == {"bad_json": 1, "schema": 1, "device_mismatch": 1}
+    assert "not json" not in log and "ingest.reject device=printer-1 reason=bad_json" in log
+
+
+@pytest.mark.slow
+def test_sigkill_while_publishing_loses_nothing_duplicates_nothing(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """Every reading the broker accepted ends up in SQLite exactly once across kills."""
+    config = write_agent_config(tmp_path / "agent", broker)
+    db = tmp_path / "agent" / "agent.db"
+    agent = AgentProcess(config).start()
+    total = 3000
+    client = device_client(broker, "printer-1")
+    published = threading.Event()
+
+    def publish_all() -> None:
+        infos = [client.publish("replenish/v1/devices/printer-1/state",
+                                payload("printer-1", seq, level=100 - seq / 100), qos=1)
+                 for seq in range(1, total + 1)]
+        for info in infos:
+            info.wait_for_publish(30)
+        published.set()
+
+    publisher = threading.Thread(target=publish_all)
+    publisher.start()
+    try:
+        for _ in range(3):  # kill mid-stream, restart, repeat
+            wait_for(lambda: db_count(db, "printer-1") > 0, timeout=30)
+            time.sleep(0.2)
+            agent.kill()
+            agent.start()
+        publisher.join(60)
+        assert published.is_set()
+        wait_for(lambda: db_count(db, "printer-1") == total, timeout=60)
+    finally:
+        agent.stop()
+        client.loop_stop()
+        client.disconnect()
+    with Store(db) as store:
+        assert store.seqs("printer-1") == list(range(1, total + 1))
+        assert store.reading_count("printer-1") == total
