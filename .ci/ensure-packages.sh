@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Make sure the system programs the tests and the demo use exist: Python 3.11+ with venv,
+# mosquitto + clients, ippeveprinter/ipptool (cups-ipp-utils) and dbus-daemon.
+# As root, missing Debian packages are installed with apt-get; otherwise we stop and
+# print the exact command to run.
+set -euo pipefail
+
+need=()
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
+  echo "replenish-agent needs Python 3.11 or newer as python3" >&2; exit 1; }
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+have mosquitto || need+=(mosquitto)
+have mosquitto_pub && have mosquitto_sub && have mosquitto_passwd || need+=(mosquitto-clients)
+have ippeveprinter && have ipptool || need+=(cups-ipp-utils)
+have dbus-daemon || need+=(dbus)
+have openssl || need+=(openssl)
+
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Debian starts the system mosquitto service on install; our broker runs privately.
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+else
+  echo "missing system packages; run: sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi

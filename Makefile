@@ -1,0 +1,64 @@
+# replenish-agent developer entry points. `make demo` and `make test` work on a fresh
+# Debian / Raspberry Pi OS machine with only Python 3.11+ (see .ci/ensure-packages.sh).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: all venv system-packages test test-fast lint typecheck schema demo \
+        bench-forecast bench-ingest bench-footprint bench install uninstall clean
+
+all: test
+
+system-packages:
+	@bash .ci/ensure-packages.sh
+
+$(STAMP): pyproject.toml
+	@bash .ci/ensure-packages.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+# The unit + integration suite with lint and types: what CI runs.
+test: venv system-packages lint typecheck
+	$(PY) -m pytest -q
+
+# Unit tests only (no broker, printer or subprocess).
+test-fast: venv
+	$(PY) -m pytest -q -m "not integration"
+
+schema: venv
+	$(PY) -m agent.protocol > docs/protocol.schema.json
+
+# A simulated household ordering from the sandbox vendor, on a private broker.
+demo: venv system-packages
+	$(PY) -m firmware_sim.demo
+
+bench-forecast: venv
+	$(PY) -m bench.forecast
+
+bench-ingest: venv system-packages
+	$(PY) -m bench.ingest
+
+bench-footprint: venv system-packages
+	$(PY) -m bench.footprint
+
+bench: bench-forecast bench-ingest bench-footprint
+
+install:
+	bash systemd/install.sh
+
+uninstall:
+	bash systemd/uninstall.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo-state
