@@ -1,0 +1,221 @@
+"""sd_notify and a progress-gated watchdog, without libsystemd.
+
+systemd passes ``NOTIFY_SOCKET`` (a path, or ``@name`` for the abstract namespace) to a
+``Type=notify`` service; one datagram per state change is the whole protocol. With
+``WatchdogSec=`` it also passes ``WATCHDOG_USEC`` and ``WATCHDOG_PID``. The
+:class:`Watchdog` pings only while every registered probe reports recent progress, so a
+dead paho thread or a wedged scheduler stops the pings and systemd restarts the agent.
+Outside systemd every function is a no-op that returns False.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+# A probe returns the clock time of the component's last progress, or None when the
+# component is dead (for example its thread has exited).
+Probe = Callable[[], float | None]
+
+
+def _socket_address(raw: str) -> str | None:
+    if raw.startswith("@"):
+        return "\0" + raw[1:]
+    if raw.startswith("/"):
+        return raw
+    # vsock: addresses are for VMs talking to their host; a gateway agent never gets one.
+    return None
+
+
+def notify(state: str, env: Mapping[str, str] | None = None) -> bool:
+    """Send one sd_notify datagram (``"READY=1"``, ``"STATUS=..."``); True if it was sent."""
+    env = os.environ if env is None else env
+    raw = env.get("NOTIFY_SOCKET")
+    if not raw:
+        return False
+    address = _socket_address(raw)
+    if address is None:
+        log.debug("unsupported NOTIFY_SOCKET address family")
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode("utf-8"))
+    except OSError as err:
+        log.debug("sd_notify failed: %s", err)
+        return False
+    return True
+
+
+def ready(env: Mapping[str, str] | None = None) -> bool:
+    """Tell systemd start-up is complete (broker connected, database migrated)."""
+    return notify("READY=1", env)
+
+
+def stopping(env: Mapping[str, str] | None = None) -> bool:
+    """Tell systemd a clean shutdown has begun."""
+    return notify("STOPPING=1", env)
+
+
+def status(text: str, env: Mapping[str, str] | None = None) -> bool:
+    """Set the one-line status shown by ``systemctl status``."""
+    return notify("STATUS=" + " ".join(text.split()), env)
+
+
+class ProgressMark:
+    """A thread-safe "last progress" timestamp: ``touch()`` from the worker, call it as a probe.
+
+    Starts at creation time, so a component gets ``max_age_s`` to make its first progress.
+    """
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last = clock()
+
+    def touch(self) -> None:
+        """Record progress now."""
+        now = self._clock()
+        with self._lock:
+            self._last = now
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._last
+
+
+@dataclass(slots=True, frozen=True)
+class _Registered:
+    name: str
+    probe: Probe
+    max_age_s: float
+
+
+class Watchdog:
+    """Pings ``WATCHDOG=1`` at half the systemd interval while every probe is fresh."""
+
+    def __init__(
+        self,
+        interval_s: float,
+        *,
+        clock: Clock = time.monotonic,
+        send: Callable[[str], bool] | None = None,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError("watchdog interval must be positive")
+        self.interval_s = interval_s
+        self.ping_every_s = interval_s / 2
+        self._clock = clock
+        self._send: Callable[[str], bool] = send if send is not None else notify
+        self._probes: list[_Registered] = []
+        self._lock = threading.Lock()
+        self._stale: tuple[str, ...] = ()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.pings = 0
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        pid: int | None = None,
+        clock: Clock = time.monotonic,
+        send: Callable[[str], bool] | None = None,
+    ) -> Watchdog | None:
+        """The watchdog systemd asked for, or None when ``WatchdogSec=`` is not in effect."""
+        env = os.environ if env is None else env
+        raw = env.get("WATCHDOG_USEC")
+        if not raw:
+            return None
+        owner = env.get("WATCHDOG_PID")
+        if owner and owner.isdigit() and int(owner) != (os.getpid() if pid is None else pid):
+            return None
+        try:
+            usec = int(raw)
+        except ValueError:
+            log.warning("ignoring malformed WATCHDOG_USEC")
+            return None
+        if usec <= 0:
+            return None
+        if send is None:
+            frozen = dict(env)
+
+            def send(state: str) -> bool:
+                return notify(state, frozen)
+
+        return cls(usec / 1_000_000, clock=clock, send=send)
+
+    def add_probe(self, name: str, probe: Probe, max_age_s: float) -> None:
+        """Require ``probe()`` to be at most ``max_age_s`` old for the pings to continue."""
+        if max_age_s <= 0:
+            raise ValueError("max_age_s must be positive")
+        with self._lock:
+            if any(p.name == name for p in self._probes):
+                raise ValueError(f"probe {name!r} already registered")
+            self._probes.append(_Registered(name, probe, max_age_s))
+
+    def stale_probes(self) -> list[str]:
+        """Names of the probes that are dead or older than their limit, right now."""
+        now = self._clock()
+        with self._lock:
+            probes = list(self._probes)
+        stale = []
+        for p in probes:
+            try:
+                last = p.probe()
+            except Exception:
+                # A probe that raises is as good as a dead component.
+                log.exception("watchdog probe %s raised", p.name)
+                last = None
+            if last is None or now - last > p.max_age_s:
+                stale.append(p.name)
+        return stale
+
+    def tick(self) -> bool:
+        """Check the probes once; ping systemd if all are fresh. True when a ping was sent."""
+        stale = tuple(self.stale_probes())
+        if stale:
+            if stale != self._stale:
+                log.warning(
+                    "watchdog: no progress from %s; pings stopped, systemd will restart the agent",
+                    ",".join(stale),
+                )
+                self._send("STATUS=stalled: " + ",".join(stale))
+            self._stale = stale
+            return False
+        if self._stale:
+            log.info("watchdog: progress again from %s; pings resumed", ",".join(self._stale))
+            self._stale = ()
+        sent = self._send("WATCHDOG=1")
+        if sent:
+            self.pings += 1
+        return sent
+
+    def start(self) -> None:
+        """Ping from a daemon thread until :meth:`stop`."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="sd-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the pinging thread (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        self.tick()
+        while not self._stop.wait(self.ping_every_s):
+            self.tick()
