@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from firmware_sim.vendor_catalog import SKU_RE
 from firmware_sim.vendor_faults import iso
@@ -196,7 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         if m := _CATALOG.match(path):
             _only(method, "GET")
-            return 200, state.catalog_item(m.group(1)), {}
+            return 200, state.catalog_item(unquote(m.group(1))), {}
         if path == "/v1/orders":
             _only(method, "GET", "POST")
             key = query.get("idempotency_key", [None])[0]
