@@ -1,0 +1,383 @@
+"""Depletion forecasting: readings of one consumable and ``now`` in, a :class:`Forecast` out.
+
+Pure: no I/O, no clock. The caller passes every reading it holds (in any order: late
+readings are fine), the consumable's :class:`ConsumableSpec`, the agent's own deliveries
+and the household's away periods.
+
+Method, in order of preference:
+
+1. page counter x declared yield (printers that count pages), anchored at the last
+   detected replacement or LOW;
+2. numeric levels: spikes rejected, refills cut out, away time cut out, then Theil-Sen on
+   cumulative use (fine sensors) or on the times each step was crossed (10 % devices,
+   whole sensors); a recent-window check follows step changes in behaviour and
+   weekday factors shape the projection;
+3. OK/LOW states only: replacement-to-LOW cycle lengths, or just "LOW".
+
+With too little data the forecast says ``insufficient_data`` instead of guessing.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from operator import attrgetter
+
+from agent.forecast_methods import (
+    COARSE_HISTORY_DAYS,
+    LONG_WINDOW_DAYS,
+    Estimate,
+    counter_estimate,
+    level_estimate,
+    state_estimate,
+)
+from agent.forecast_project import (
+    DemandCurve,
+    build_curve,
+    prob_empty_by,
+    run_out_quantiles,
+)
+from agent.forecast_series import Interval, merge_intervals
+from agent.protocol import CoarseState, Unit
+
+DAY = 86_400.0
+MAX_READINGS_PER_DAY = 6  # more than this is thinned before fitting (budget: < 1 ms)
+LOW_STATES = (CoarseState.LOW, CoarseState.EMPTY)
+_TS = attrgetter("ts")
+
+
+class Confidence(StrEnum):
+    """How much the household should trust a forecast."""
+
+    INSUFFICIENT_DATA = "insufficient_data"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+@dataclass(slots=True, frozen=True)
+class Observation:
+    """One stored reading of one consumable."""
+
+    ts: datetime
+    level: float | None = None
+    state: CoarseState | None = None
+    counter: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ConsumableSpec:
+    """What the agent knows about a consumable besides its readings.
+
+    ``pack_size`` is in level units (a 2 l jug on a millilitre scale is 2000; a toner
+    cartridge on a percent gauge is 100). ``yield_per_pack`` is in counter units (pages
+    per cartridge). ``low_threshold_level`` is the level a LOW state stands for
+    (CUPS treats "low" as about 5 %).
+    """
+
+    unit: Unit
+    capacity: float
+    pack_size: float
+    perishable: bool = False
+    shelf_life_days: float | None = None
+    yield_per_pack: float | None = None
+    low_threshold_level: float | None = None
+
+    @property
+    def low_level(self) -> float:
+        """The level a LOW state stands for."""
+        if self.low_threshold_level is not None:
+            return self.low_threshold_level
+        return 0.05 * self.capacity
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """A delivery of ``packs`` at ``ts``: past (arrived) or expected (on order)."""
+
+    ts: datetime
+    packs: float = 1.0
+
+
+@dataclass(slots=True, frozen=True)
+class Away:
+    """A period nobody is home: nothing is used, nothing should be delivered."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(slots=True, frozen=True)
+class Forecast:
+    """Where a consumable stands at ``now`` and when it will run out."""
+
+    now: datetime
+    level: float | None
+    level_sd: float
+    rate_per_day: float | None  # level units per day at home
+    rate_sd: float
+    time_to_empty_days: tuple[float | None, float | None, float | None]  # p10, p50, p90
+    confidence: Confidence
+    score: float  # 0..1, the same judgement as a number
+    basis: str
+    low_signal: bool  # the device itself says LOW or EMPTY
+    incoming: tuple[Delivery, ...] = ()  # packs on order, not yet arrived
+    spare_packs: float = 0.0  # our deliveries that arrived but are not in the device yet
+    curve: DemandCurve | None = field(default=None, repr=False)
+
+    @property
+    def usable(self) -> bool:
+        """Whether level, rate and run-out quantiles are all known."""
+        return self.confidence is not Confidence.INSUFFICIENT_DATA
+
+    def empty_at(self, which: int = 1) -> datetime | None:
+        """Run-out moment at p10 (0), p50 (1) or p90 (2); None when unknown or far away."""
+        days = self.time_to_empty_days[which]
+        return None if days is None else self.now + timedelta(days=days)
+
+    def prob_empty_within(self, days: float, extra_level: float = 0.0) -> float | None:
+        """P(running out within ``days``), optionally with ``extra_level`` more on hand."""
+        if self.curve is None or self.level is None:
+            return None
+        return prob_empty_by(self.curve, self.level + extra_level, self.level_sd, days)
+
+
+def to_days(ts: datetime) -> float:
+    """Epoch days of an aware datetime."""
+    return ts.timestamp() / DAY
+
+
+def away_days(away: Sequence[Away]) -> list[Interval]:
+    """Away periods as merged epoch-day intervals."""
+    return merge_intervals([(to_days(a.start), to_days(a.end)) for a in away])
+
+
+def _thin(obs: list[Observation], days: float) -> list[Observation]:
+    """Keep at most MAX_READINGS_PER_DAY per day on average, always keeping the newest."""
+    limit = int(max(days, 1.0) * MAX_READINGS_PER_DAY)
+    if len(obs) <= limit:
+        return obs
+    step = len(obs) / limit
+    idx = sorted({len(obs) - 1 - int(i * step) for i in range(limit)})
+    return [obs[i] for i in idx]
+
+
+def _since(obs: list[Observation], t0: datetime) -> list[Observation]:
+    """The readings at or after ``t0`` (``obs`` is sorted)."""
+    return obs[bisect.bisect_left(obs, t0, key=_TS):]
+
+
+def forecast(
+    observations: Sequence[Observation],
+    spec: ConsumableSpec,
+    now: datetime,
+    *,
+    deliveries: Sequence[Delivery] = (),
+    away: Sequence[Away] = (),
+) -> Forecast:
+    """Forecast one consumable's level and run-out from its readings (see module doc)."""
+    obs = sorted(observations, key=_TS)
+    obs = obs[: bisect.bisect_right(obs, now, key=_TS)]
+    now_d = to_days(now)
+    aw = away_days(away)
+    past = sorted(to_days(d.ts) for d in deliveries if d.ts <= now)
+    incoming = tuple(sorted((d for d in deliveries if d.ts > now), key=lambda d: d.ts))
+    states = [o for o in obs if o.state is not None and o.state is not CoarseState.UNKNOWN]
+    low_signal = bool(states) and states[-1].state in LOW_STATES
+    spare = _spare_packs(obs, spec, deliveries, now)
+    est = _estimate(obs, spec, now, now_d, aw, past, states)
+    if est is None:
+        return Forecast(now, None, 0.0, None, 0.0, (None, None, None),
+                        Confidence.INSUFFICIENT_DATA, 0.0,
+                        "too few readings to estimate use", low_signal, incoming, spare)
+    if est.rate is None or est.level is None:
+        level = est.level
+        return Forecast(now, level, est.level_sd, None, 0.0, (None, None, None),
+                        Confidence.INSUFFICIENT_DATA, 0.1, est.basis, low_signal, incoming,
+                        spare)
+    level = min(est.level, spec.capacity * 1.1)
+    curve = build_curve(now=now_d, level=level, level_sd=est.level_sd, rate=est.rate,
+                        rate_sd=est.rate_sd, daily_sd=est.daily_sd, weekday=est.weekday,
+                        away=aw)
+    tte = run_out_quantiles(curve, level, est.level_sd)
+    conf, score = _confidence(est)
+    return Forecast(now, level, est.level_sd, est.rate, est.rate_sd, tte, conf, score,
+                    est.basis, low_signal, incoming, spare, curve)
+
+
+def _estimate(
+    obs: list[Observation],
+    spec: ConsumableSpec,
+    now: datetime,
+    now_d: float,
+    aw: list[Interval],
+    past: list[float],
+    states: list[Observation],
+) -> Estimate | None:
+    """Pick the best signal the readings carry and run its estimator."""
+    long_ago = now - timedelta(days=COARSE_HISTORY_DAYS)
+    recent = _since(obs, now - timedelta(days=LONG_WINDOW_DAYS + 1))
+    lv = [o for o in recent if o.level is not None]
+    if spec.yield_per_pack:
+        ctr = [o for o in _since(obs, long_ago) if o.counter is not None]
+        ctr = _thin(_since(ctr, now - timedelta(days=2 * LONG_WINDOW_DAYS)), 70.0)
+        if len(ctr) >= 2:
+            anchor = _anchor(_since(obs, long_ago), spec, past)
+            est = counter_estimate(
+                [to_days(o.ts) for o in ctr], [float(o.counter or 0) for o in ctr],
+                spec.pack_size / spec.yield_per_pack, now_d, aw, anchor)
+            if est is not None and est.level is not None:
+                return est
+            if est is not None and est.rate is not None:
+                fallback = _level_or_state(obs, spec, now_d, aw, past, states, long_ago)
+                if fallback is not None and fallback.level is not None:
+                    return Estimate(fallback.level, fallback.level_sd, est.rate, est.rate_sd,
+                                    est.daily_sd, None, est.points,
+                                    f"{est.basis}; level from {fallback.basis}")
+    if len(lv) >= 2:
+        lv = _thin(lv, LONG_WINDOW_DAYS + 1)
+        est = level_estimate([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
+                             spec.capacity, now_d, aw, past)
+        if est is not None and est.rate is None and "steps" in est.basis:
+            # Coarse and nothing crossed lately: look back further for crossings.
+            lv = [o for o in _since(obs, long_ago) if o.level is not None]
+            est = level_estimate([to_days(o.ts) for o in lv],
+                                 [float(o.level or 0.0) for o in lv],
+                                 spec.capacity, now_d, aw, past)
+        if est is not None:
+            return est
+    return _level_or_state(obs, spec, now_d, aw, past, states, long_ago, levels=False)
+
+
+def _level_or_state(
+    obs: list[Observation],
+    spec: ConsumableSpec,
+    now_d: float,
+    aw: list[Interval],
+    past: list[float],
+    states: list[Observation],
+    long_ago: datetime,
+    *,
+    levels: bool = True,
+) -> Estimate | None:
+    """Level evidence without a counter: numeric levels if any, else OK/LOW states."""
+    if levels:
+        lv = [o for o in _since(obs, long_ago) if o.level is not None]
+        if len(lv) >= 2:
+            est = level_estimate([to_days(o.ts) for o in lv],
+                                 [float(o.level or 0.0) for o in lv],
+                                 spec.capacity, now_d, aw, past)
+            if est is not None:
+                return est
+        if lv:
+            last = float(lv[-1].level or 0.0)
+            return Estimate(last, 0.05 * spec.capacity, None, 0.0, 0.0, None, 1,
+                            "last reading")
+    st = [o for o in states if o.ts >= long_ago]
+    if not st:
+        return None
+    return state_estimate([to_days(o.ts) for o in st], [o.state in LOW_STATES for o in st],
+                          spec.capacity, spec.low_level, now_d, aw)
+
+
+def _refills(obs: list[Observation], spec: ConsumableSpec) -> list[tuple[float, float]]:
+    """Refills and replacements seen in the readings: ``(epoch day, packs)``.
+
+    A level jump counts when the next reading does not undo it (a lifted jug put back
+    is not a refill); a state going from LOW/EMPTY back to OK counts as one pack.
+    """
+    out: list[tuple[float, float]] = []
+    tol = max(0.3 * spec.pack_size, 0.08 * spec.capacity)
+    levels = [(o.ts, o.level) for o in obs if o.level is not None]
+    for i in range(1, len(levels)):
+        t, cur = levels[i]
+        prev = levels[i - 1][1]
+        assert prev is not None and cur is not None
+        if cur - prev > tol:
+            nxt = levels[i + 1][1] if i + 1 < len(levels) else None
+            if nxt is None or nxt - prev > tol:
+                out.append((to_days(t), max(1.0, round((cur - prev) / spec.pack_size))))
+    prev_low: bool | None = None
+    for o in obs:
+        if o.state is None or o.state is CoarseState.UNKNOWN:
+            continue
+        is_low = o.state in LOW_STATES
+        if prev_low and not is_low:
+            out.append((to_days(o.ts), 1.0))
+        prev_low = is_low
+    out.sort()
+    return out
+
+
+def _spare_packs(obs: list[Observation], spec: ConsumableSpec,
+                 deliveries: Sequence[Delivery], now: datetime) -> float:
+    """Our delivered packs that no refill in the readings has taken up yet (a cartridge
+    waits on the shelf until the one in the printer is empty)."""
+    past = sorted((d for d in deliveries if d.ts <= now), key=lambda d: d.ts)
+    if not past:
+        return 0.0
+    since = past[0].ts - timedelta(days=1)
+    events = [(to_days(d.ts), d.packs) for d in past]
+    refills = _refills(_since(obs, since), spec)
+    spare = 0.0
+    i = 0
+    for t, packs in refills:
+        while i < len(events) and events[i][0] <= t:
+            spare += events[i][1]
+            i += 1
+        spare = max(0.0, spare - packs)
+    while i < len(events):
+        spare += events[i][1]
+        i += 1
+    return spare
+
+
+def _anchor(
+    obs: list[Observation], spec: ConsumableSpec, past: list[float]
+) -> tuple[float, float] | None:
+    """A moment the level is known for a counter to count from: full at the last
+    replacement (level jumps up, or the state goes from LOW back to OK), else the
+    start of LOW."""
+    prev: Observation | None = None
+    anchor: tuple[float, float] | None = None
+    for o in obs:
+        if prev is not None:
+            jump = (o.level is not None and prev.level is not None
+                    and o.level - prev.level > 0.3 * spec.capacity)
+            relief = (prev.state in LOW_STATES and o.state is not None
+                      and o.state not in LOW_STATES and o.state is not CoarseState.UNKNOWN)
+            if jump or relief:
+                anchor = (to_days(prev.ts) * 0.5 + to_days(o.ts) * 0.5, spec.capacity)
+            elif o.state in LOW_STATES and prev.state not in LOW_STATES:
+                anchor = (to_days(o.ts), spec.low_level)
+        prev = o
+    return anchor
+
+
+def _confidence(est: Estimate) -> tuple[Confidence, float]:
+    """Turn point count and relative rate spread into a label and a score."""
+    if est.rate is None or est.rate <= 0:
+        return Confidence.LOW, 0.3
+    rel = est.rate_sd / est.rate
+    score = max(0.0, min(1.0, (1.0 - min(rel, 1.0)) * min(1.0, est.points / 14.0)))
+    if est.points >= 10 and rel < 0.15:
+        return Confidence.HIGH, score
+    if est.points >= 4 and rel < 0.4:
+        return Confidence.MEDIUM, score
+    return Confidence.LOW, score
+
+
+__all__ = [
+    "Away",
+    "ConsumableSpec",
+    "Confidence",
+    "Delivery",
+    "Forecast",
+    "Observation",
+    "away_days",
+    "forecast",
+    "to_days",
+]

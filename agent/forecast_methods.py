@@ -1,0 +1,270 @@
+"""The estimators behind :func:`agent.forecast.forecast`, one per kind of signal.
+
+Each returns an :class:`Estimate` (level now, rate per active day, their spreads, a
+``basis`` text) or None when its signal is too thin to say anything. Times are float
+days; ``away`` is a merged interval list.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+from agent.forecast_series import (
+    Interval,
+    UseSeries,
+    clean_levels,
+    crossings,
+    detect_quantum,
+    overlap,
+)
+from agent.forecast_stats import median, robust_daily_variance, theil_sen
+
+LONG_WINDOW_DAYS = 35.0  # enough weeks for weekday factors, short enough to follow a move
+RECENT_WINDOW_DAYS = 8.0  # about a week: what a step change looks like first
+COARSE_HISTORY_DAYS = 365.0  # coarse steps are rare: look back further for crossings
+MAX_POINTS = 36  # points fed to Theil-Sen (pairs grow as n^2)
+
+
+@dataclass(slots=True, frozen=True)
+class Estimate:
+    """What one estimator concluded."""
+
+    level: float | None
+    level_sd: float
+    rate: float | None  # level units per active day
+    rate_sd: float
+    daily_sd: float
+    weekday: tuple[float, ...] | None
+    points: int
+    basis: str
+
+
+def _daily_points(xs: list[float], ys: list[float], since: float) -> tuple[list[float],
+                                                                          list[float]]:
+    """The last point of each active day from ``since`` on, at most MAX_POINTS of them."""
+    out_x: list[float] = []
+    out_y: list[float] = []
+    last_day = None
+    for x, y in zip(xs, ys, strict=True):
+        if x < since:
+            continue
+        day = math.floor(x)
+        if day == last_day:
+            out_x[-1] = x
+            out_y[-1] = y
+        else:
+            out_x.append(x)
+            out_y.append(y)
+            last_day = day
+    if len(out_x) > MAX_POINTS:
+        step = len(out_x) / MAX_POINTS
+        idx = sorted({len(out_x) - 1 - int(i * step) for i in range(MAX_POINTS)})
+        out_x = [out_x[i] for i in idx]
+        out_y = [out_y[i] for i in idx]
+    return out_x, out_y
+
+
+def _weekday_factors(s: UseSeries, rate: float, since_real: float) -> tuple[float, ...] | None:
+    """Per-weekday use factors (mean 1), from whole-day intervals; None if flat or thin."""
+    if rate <= 0:
+        return None
+    day_use: dict[int, float] = {}
+    day_span: dict[int, float] = {}
+    for u, sp, end in zip(s.uses, s.spans, s.ends, strict=True):
+        if end < since_real:
+            continue
+        d = math.floor(end - 1e-9)
+        day_use[d] = day_use.get(d, 0.0) + u
+        day_span[d] = day_span.get(d, 0.0) + sp
+    sums = [0.0] * 7
+    counts = [0] * 7
+    for d, u in day_use.items():
+        if 0.9 <= day_span[d] <= 1.1:
+            wd = (d + 3) % 7
+            sums[wd] += u
+            counts[wd] += 1
+    if sum(counts) < 21 or min(counts) < 2:
+        return None
+    # Shrink each weekday towards 1 by two pseudo-weeks: five Saturdays are not a law.
+    raw = [(sums[w] / rate + 2.0) / (counts[w] + 2.0) for w in range(7)]
+    mean = sum(raw) / 7.0
+    factors = tuple(f / mean for f in raw)
+    if max(abs(f - 1.0) for f in factors) < 0.2:
+        return None
+    return factors
+
+
+def level_estimate(
+    times: list[float],
+    levels: list[float],
+    capacity: float,
+    now: float,
+    away: list[Interval],
+    deliveries: list[float],
+) -> Estimate | None:
+    """Rate and level from numeric level readings (fine sensors or coarse steps)."""
+    quantum = detect_quantum(levels[-60:], capacity)
+    refill_tol = 0.5 * quantum if quantum is not None else 0.08 * capacity
+    s = clean_levels(times, levels, capacity, away, deliveries, refill_tol)
+    if quantum is not None:
+        return _coarse(s, quantum, capacity, now, away)
+    return _fine(s, capacity, now, away)
+
+
+def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Estimate | None:
+    if len(s.tau) < 3 or s.tau[-1] - s.tau[0] < 1.0:
+        return None
+    tau_end = s.tau[-1]
+    xs, ys = _daily_points(s.tau, s.cum, tau_end - LONG_WINDOW_DAYS)
+    if len(xs) < 2:
+        xs, ys = s.tau[-3:], s.cum[-3:]
+    rate, _ = theil_sen(xs, ys)
+    span = xs[-1] - xs[0]
+    var = robust_daily_variance(s.uses[-200:], s.spans[-200:], rate)
+    daily_sd = math.sqrt(var) if var is not None else 0.3 * abs(rate) + 0.002 * capacity
+    basis = "theil-sen on refill-adjusted use"
+    rx = [x for x in xs if x >= tau_end - RECENT_WINDOW_DAYS]
+    if len(rx) >= 4 and rx[-1] - rx[0] >= 4.0 and span > RECENT_WINDOW_DAYS + 3:
+        ry = ys[-len(rx):]
+        recent, _ = theil_sen(rx, ry)
+        r_span = rx[-1] - rx[0]
+        if abs(recent - rate) > 3.0 * daily_sd / math.sqrt(r_span) + 0.15 * abs(rate):
+            rate = recent
+            span = r_span
+            basis = "theil-sen on use since a step change"
+    rate = max(rate, 0.0)
+    weekday = _weekday_factors(s, rate, s.real[-1] - LONG_WINDOW_DAYS)
+    if weekday is not None:
+        basis += ", weekday pattern"
+    rate_sd = max(daily_sd / math.sqrt(max(span, 1.0)), 0.03 * rate)
+    elapsed = max(0.0, (now - s.real[-1]) - overlap(s.real[-1], now, away))
+    level = max(0.0, s.level[-1] - rate * elapsed)
+    level_sd = max(0.004 * capacity, daily_sd * math.sqrt(elapsed))
+    return Estimate(level, level_sd, rate, rate_sd, daily_sd, weekday, len(xs),
+                    f"{basis}, {len(xs)} points")
+
+
+def _coarse(
+    s: UseSeries, q: float, capacity: float, now: float, away: list[Interval]
+) -> Estimate | None:
+    xs, ys, after = crossings(s)
+    reported = s.level[-1]
+    tau_now = s.tau[-1] + max(0.0, (now - s.real[-1]) - overlap(s.real[-1], now, away))
+    if len(xs) < 2 or xs[-1] - xs[0] < 0.5:
+        return Estimate(reported + 0.5 * q if reported > 0 else 0.0, q / math.sqrt(12.0),
+                        None, 0.0, 0.0, None, len(xs), f"{q:g}-unit steps, too few crossings")
+    xs = xs[-MAX_POINTS:]
+    ys = ys[-MAX_POINTS:]
+    rate, _ = theil_sen(xs, ys)
+    # No crossing for a long time bounds the rate: a step takes at least that long now.
+    since = tau_now - xs[-1]
+    if since > 0 and rate * since > q:
+        rate = q / since
+    rate = max(rate, 0.0)
+    gaps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
+    steps = [b - a for a, b in zip(ys, ys[1:], strict=False)]
+    spread = median([abs(st - rate * g) for st, g in zip(steps, gaps, strict=True)]) * 1.4826
+    daily_sd = spread / math.sqrt(max(median(gaps), 0.5))
+    rate_sd = max(daily_sd / math.sqrt(max(xs[-1] - xs[0], 1.0)), 0.05 * rate)
+    # At the last crossing the true level sat on the step boundary, half a step above
+    # the reading on either rounding rule; then it fell at the rate.
+    exact = q == 1.0 and capacity <= 40  # whole items counted exactly, not rounded
+    boundary = after[-1] if exact else after[-1] + 0.5 * q
+    level = boundary - rate * max(0.0, since)
+    lo = reported if exact else max(0.0, reported - 0.5 * q)
+    level = min(max(level, lo), reported + q)
+    level_sd = q / math.sqrt(12.0) + rate_sd * max(0.0, since)
+    return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
+                    f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings")
+
+
+def counter_estimate(
+    times: list[float],
+    counters: list[float],
+    per_unit: float,
+    now: float,
+    away: list[Interval],
+    anchor: tuple[float, float] | None,
+) -> Estimate | None:
+    """Rate (and level, given an anchor) from a usage counter times declared yield.
+
+    ``per_unit`` converts one counter unit to level units (capacity / yield).
+    ``anchor`` is ``(time, level)`` of a known level, e.g. a full cartridge at a detected
+    replacement; the level now is the anchor minus the counted use since.
+    """
+    start = 0
+    for i in range(1, len(counters)):
+        if counters[i] < counters[i - 1]:
+            start = i  # counter reset: a new device or firmware, begin again
+    times = times[start:]
+    counters = counters[start:]
+    if len(times) < 2 or times[-1] - times[0] < 1.0:
+        return None
+    tau = [0.0]
+    for a, b in zip(times, times[1:], strict=False):
+        tau.append(tau[-1] + (b - a) - overlap(a, b, away))
+    xs, ys = _daily_points(tau, counters, tau[-1] - 2 * LONG_WINDOW_DAYS)
+    ppd, _ = theil_sen(xs, ys)
+    ppd = max(ppd, 0.0)
+    uses = [b - a for a, b in zip(counters, counters[1:], strict=False)]
+    spans = [b - a for a, b in zip(tau, tau[1:], strict=False)]
+    var = robust_daily_variance(uses[-200:], spans[-200:], ppd)
+    daily = math.sqrt(var) if var is not None else 0.5 * ppd
+    rate = ppd * per_unit
+    daily_sd = daily * per_unit
+    rate_sd = max(daily_sd / math.sqrt(max(xs[-1] - xs[0], 1.0)), 0.03 * rate)
+    level: float | None = None
+    level_sd = 0.0
+    if anchor is not None:
+        t_a, lvl_a = anchor
+        i = bisect.bisect_left(times, t_a)
+        c_a = counters[min(i, len(counters) - 1)] if i > 0 else counters[0]
+        elapsed = max(0.0, (now - times[-1]) - overlap(times[-1], now, away))
+        used = (counters[-1] - c_a) * per_unit + rate * elapsed
+        level = max(0.0, lvl_a - used)
+        level_sd = daily_sd * math.sqrt(max(elapsed, 0.5)) + 0.01 * lvl_a
+    return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
+                    f"counter x declared yield, {len(xs)} points")
+
+
+def state_estimate(
+    times: list[float],
+    low: list[bool],
+    capacity: float,
+    low_level: float,
+    now: float,
+    away: list[Interval],
+) -> Estimate | None:
+    """Level and rate from OK/LOW states only, using full replacement-to-LOW cycles."""
+    reps: list[float] = []
+    lows: list[float] = []
+    for i in range(1, len(times)):
+        if low[i - 1] and not low[i]:
+            reps.append(times[i])
+        elif low[i] and not low[i - 1]:
+            lows.append(times[i])
+    if low and low[0]:
+        lows.insert(0, times[0])
+    cycles: list[float] = []
+    for r in reps:
+        j = bisect.bisect_right(lows, r)
+        if j < len(lows):
+            active = (lows[j] - r) - overlap(r, lows[j], away)
+            if active > 0.5:
+                cycles.append(active)
+    rate = (capacity - low_level) / median(cycles[-5:]) if cycles else None
+    if low and low[-1]:
+        since = lows[-1] if lows else times[-1]
+        el = (now - since) - overlap(since, now, away)
+        lvl = max(0.0, low_level - (rate or 0.0) * el)
+        basis = "LOW state, cycle length" if rate is not None else "LOW state only"
+        sd = 0.02 * capacity + (0.1 * (rate or 0.0) * el)
+        return Estimate(lvl, sd, rate, 0.2 * (rate or 0.0), 0.0, None, len(cycles), basis)
+    if rate is None or not reps:
+        return None
+    el = (now - reps[-1]) - overlap(reps[-1], now, away)
+    lvl = max(low_level, capacity - rate * el)
+    return Estimate(lvl, 0.1 * capacity, rate, 0.2 * rate, 0.0, None, len(cycles),
+                    f"replacement-to-LOW cycles, {len(cycles)} cycles")

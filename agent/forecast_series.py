@@ -1,0 +1,174 @@
+"""Turning raw level readings into refill-adjusted cumulative use on an active-time axis.
+
+Times are float days. ``away`` is a sorted list of non-overlapping ``(start, end)`` day
+intervals during which nobody uses anything; those stretches are cut out of the time
+axis ("active time") so a vacation does not drag the rate down.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+Interval = tuple[float, float]
+
+
+@dataclass(slots=True, frozen=True)
+class UseSeries:
+    """Cumulative use on an active-time axis, plus what the cleaning saw on the way."""
+
+    tau: list[float]  # active days since the first kept reading
+    cum: list[float]  # cumulative use (level units) up to each kept reading
+    real: list[float]  # real time (days) of each kept reading
+    level: list[float]  # the kept readings themselves
+    uses: list[float]  # use in each kept interval (refill intervals excluded)
+    spans: list[float]  # active days of each such interval
+    ends: list[float]  # real end time of each such interval
+    refills: list[float]  # real times at which a refill was detected
+    spikes: int  # readings dropped as spikes
+    pending_drop: bool  # the newest reading is an unconfirmed drop (held out)
+
+
+def merge_intervals(intervals: list[Interval]) -> list[Interval]:
+    """Sort and merge overlapping intervals, dropping empty ones."""
+    out: list[Interval] = []
+    for a, b in sorted(i for i in intervals if i[1] > i[0]):
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def overlap(t0: float, t1: float, away: list[Interval]) -> float:
+    """Days of ``[t0, t1]`` covered by ``away``."""
+    if not away or t1 <= t0:
+        return 0.0
+    total = 0.0
+    # Intervals are sorted by start; skip those that end before t0.
+    i = max(0, bisect.bisect_left(away, (t0, t0)) - 1)
+    while i < len(away):
+        a, b = away[i]
+        if a >= t1:
+            break
+        lo = a if a > t0 else t0
+        hi = b if b < t1 else t1
+        if hi > lo:
+            total += hi - lo
+        i += 1
+    return total
+
+
+def _is_spike(prev: float, cur: float, nxt: float, tol: float) -> bool:
+    """A reading far from both neighbours while the neighbours agree with each other."""
+    return abs(cur - prev) > tol and abs(cur - nxt) > tol and abs(nxt - prev) <= tol
+
+
+def clean_levels(
+    times: list[float],
+    levels: list[float],
+    capacity: float,
+    away: list[Interval],
+    deliveries: list[float],
+    refill_tol: float,
+) -> UseSeries:
+    """Reject spikes, detect refills, and accumulate use over active time.
+
+    An upward jump larger than ``refill_tol`` is a refill when the next reading confirms
+    it (or when it is the newest reading, or a known delivery came in just before it);
+    a lone excursion that the next reading undoes is a spike. A big drop in the newest
+    reading, inside a short gap, is held out until the next reading confirms it: a
+    lifted milk jug reads zero once.
+    """
+    n = len(times)
+    spike_tol = max(refill_tol, 0.15 * capacity)
+    keep_t: list[float] = []
+    keep_l: list[float] = []
+    spikes = 0
+    pending = False
+    for i in range(n):
+        cur = levels[i]
+        if keep_l:
+            prev = keep_l[-1]
+            if i + 1 < n:
+                if _is_spike(prev, cur, levels[i + 1], spike_tol) and not _delivered(
+                    deliveries, keep_t[-1], times[i]
+                ):
+                    spikes += 1
+                    continue
+            elif prev - cur > max(0.3 * capacity, spike_tol) and times[i] - keep_t[-1] < 0.5:
+                pending = True
+                continue
+        keep_t.append(times[i])
+        keep_l.append(cur)
+
+    tau = [0.0]
+    cum = [0.0]
+    uses: list[float] = []
+    spans: list[float] = []
+    ends: list[float] = []
+    refills: list[float] = []
+    for k in range(1, len(keep_t)):
+        t0 = keep_t[k - 1]
+        t1 = keep_t[k]
+        active = (t1 - t0) - overlap(t0, t1, away)
+        d = keep_l[k] - keep_l[k - 1]
+        if d > refill_tol:
+            # Use inside a refill interval is unknowable: cut it out of the time axis too,
+            # so the slope is not biased by a stretch of "no use".
+            refills.append(t1)
+            tau.append(tau[-1])
+            cum.append(cum[-1])
+            continue
+        tau.append(tau[-1] + active)
+        cum.append(cum[-1] - d)
+        if active > 0:
+            uses.append(-d)
+            spans.append(active)
+            ends.append(t1)
+    return UseSeries(tau, cum, keep_t, keep_l, uses, spans, ends, refills, spikes, pending)
+
+
+def _delivered(deliveries: list[float], t0: float, t1: float) -> bool:
+    """Whether one of our own deliveries arrived in ``(t0, t1]``."""
+    i = bisect.bisect_right(deliveries, t0)
+    return i < len(deliveries) and deliveries[i] <= t1
+
+
+def detect_quantum(levels: list[float], capacity: float) -> float | None:
+    """The step of a coarse device (10 % printers, whole sensors), or None if fine-grained.
+
+    Coarse means: most consecutive readings are unchanged, and every level is a multiple
+    of one step of at least 5 % of capacity (or whole units for small counts).
+    """
+    if len(levels) < 4:
+        return None
+    changes = sum(1 for a, b in zip(levels, levels[1:], strict=False) if a != b)
+    if changes > 0.5 * (len(levels) - 1):
+        return None
+    for frac in (0.25, 0.2, 0.1, 0.05):
+        q = frac * capacity
+        if all(abs(v / q - round(v / q)) < 1e-6 for v in levels):
+            return q
+    if capacity <= 40 and all(float(v).is_integer() for v in levels):
+        return 1.0
+    return None
+
+
+def crossings(series: UseSeries) -> tuple[list[float], list[float], list[float]]:
+    """Step crossings of a coarse series: (active time, cumulative use, level after).
+
+    The level crossed a step somewhere between two readings; the midpoint in active time
+    is the best guess, and it removes the zero slope Theil-Sen sees on raw steps.
+    """
+    xs: list[float] = []
+    ys: list[float] = []
+    after: list[float] = []
+    for k in range(1, len(series.tau)):
+        drop = series.cum[k] - series.cum[k - 1]
+        if drop > 0:
+            xs.append(0.5 * (series.tau[k - 1] + series.tau[k]))
+            ys.append(series.cum[k])
+            after.append(series.level[k])
+    return xs, ys, after

@@ -1,0 +1,76 @@
+"""Small robust statistics for the forecast core, in pure Python (no numpy on the gateway).
+
+Everything works on plain float sequences; times are in days.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+# Median of a chi-square with one degree of freedom: turns a median of squared
+# residuals into a variance estimate that one lifted jug cannot blow up.
+_CHI2_1_MEDIAN = 0.454936
+_SQRT2 = math.sqrt(2.0)
+
+
+def median(values: Sequence[float]) -> float:
+    """Median of a non-empty sequence."""
+    s = sorted(values)
+    n = len(s)
+    mid = n // 2
+    return s[mid] if n % 2 else 0.5 * (s[mid - 1] + s[mid])
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile of a non-empty sequence (q in [0, 1])."""
+    s = sorted(values)
+    pos = q * (len(s) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def theil_sen(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """Theil-Sen line fit: (slope, intercept) from the median of pairwise slopes.
+
+    Pairs closer than an hour apart are skipped: their slope is mostly sensor noise.
+    Callers cap the number of points (daily aggregates), so the O(n^2) pairs stay cheap.
+    """
+    n = len(xs)
+    slopes: list[float] = []
+    append = slopes.append
+    for i in range(n - 1):
+        xi = xs[i]
+        yi = ys[i]
+        for j in range(i + 1, n):
+            dx = xs[j] - xi
+            if dx > 0.04:
+                append((ys[j] - yi) / dx)
+    if not slopes:
+        return 0.0, median(ys) if ys else 0.0
+    slope = median(slopes)
+    intercept = median([y - slope * x for x, y in zip(xs, ys, strict=True)])
+    return slope, intercept
+
+
+def robust_daily_variance(
+    uses: Sequence[float], spans: Sequence[float], rate: float
+) -> float | None:
+    """Variance of one day's use, from interval uses against the fitted rate.
+
+    Each interval of ``span`` days that used ``use`` contributes ``(use - rate*span)^2 /
+    span`` (a per-day variance if days are independent). The median keeps one refill
+    that slipped through, or one lifted jug, from dominating.
+    """
+    terms = [
+        (u - rate * s) ** 2 / s for u, s in zip(uses, spans, strict=True) if s >= 0.25
+    ]
+    if len(terms) < 3:
+        return None
+    return median(terms) / _CHI2_1_MEDIAN
+
+
+def norm_cdf(x: float) -> float:
+    """Standard normal cumulative distribution."""
+    return 0.5 * math.erfc(-x / _SQRT2)

@@ -1,0 +1,182 @@
+"""Reorder timing: given a :class:`~agent.forecast.Forecast`, when to order and how much.
+
+Pure: no I/O, no clock. The consent/mandate layer (``agent.consent``) decides whether an
+order may go out; this module only says when it should.
+
+Rule: order now when waiting until the next review would make P(running out before the
+delivery arrives) exceed ``1 - service_level``. The protection horizon is therefore lead
+time plus review interval, with the lead time's own spread integrated in (a
+continuous-review formula with daily review under-protects). Perishables are never
+ordered so early they spoil, and no delivery is planned to arrive while the household is
+away: the order is moved so it arrives on their return.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from agent.forecast import Away, ConsumableSpec, Forecast, to_days
+
+# Gauss-Hermite nodes and weights (5 points) for integrating over a normal lead time.
+_GH = (
+    (-2.0201829, 0.0112574),
+    (-0.9585725, 0.2220759),
+    (0.0, 0.5333333),
+    (0.9585725, 0.2220759),
+    (2.0201829, 0.0112574),
+)
+_SEARCH_DAYS = 400.0
+_FALLBACK_FRACTION = 0.25  # order at 25 % when there is no usable rate yet
+
+
+@dataclass(slots=True, frozen=True)
+class LeadTime:
+    """Vendor lead time in days: mean and standard deviation."""
+
+    mean_days: float
+    sd_days: float = 0.0
+
+
+@dataclass(slots=True, frozen=True)
+class ReorderPlan:
+    """What to do about one consumable at ``now``."""
+
+    order_now: bool
+    packs: int
+    expected_arrival: datetime | None  # if ordered now (or at ``latest_order_at``)
+    latest_order_at: datetime | None  # the last moment an order still meets the target
+    reason: str
+    prob_stockout: float | None  # if we wait until the next review
+
+
+def _p_empty(fc: Forecast, extra: float, horizon: float, lead: LeadTime) -> float:
+    """P(run-out before ``horizon`` + lead time), averaged over the lead time's spread."""
+    if lead.sd_days <= 0:
+        return fc.prob_empty_within(horizon + lead.mean_days, extra) or 0.0
+    total = 0.0
+    for z, w in _GH:
+        lt = max(0.0, lead.mean_days + z * lead.sd_days)
+        total += w * (fc.prob_empty_within(horizon + lt, extra) or 0.0)
+    return total
+
+
+def _in_away(t: float, away: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    for a, b in away:
+        if a - 0.25 <= t < b:
+            return a, b
+    return None
+
+
+def _packs(fc: Forecast, spec: ConsumableSpec, pack: float, lead: LeadTime,
+           extra: float, max_packs: int | None) -> int:
+    """Packs to order: enough to last until the next delivery could matter, no more than
+    fits, and for perishables no more than gets used before it spoils."""
+    rate = fc.rate_per_day or 0.0
+    level = (fc.level or 0.0) + extra
+    at_arrival = max(0.0, level - rate * lead.mean_days)
+    fits = max(1, math.floor((spec.capacity - at_arrival) / pack + 1e-9))
+    n = fits
+    if spec.perishable and spec.shelf_life_days is not None and rate > 0:
+        n = min(n, max(1, math.floor(rate * spec.shelf_life_days / pack)))
+    if max_packs is not None:
+        n = min(n, max_packs)
+    return max(1, n)
+
+
+def plan_reorder(
+    fc: Forecast,
+    spec: ConsumableSpec,
+    now: datetime,
+    lead_time: LeadTime,
+    *,
+    review_interval: timedelta = timedelta(days=1),
+    service_level: float = 0.95,
+    pack_size: float | None = None,
+    away: Sequence[Away] = (),
+    max_packs: int | None = None,
+) -> ReorderPlan:
+    """Decide whether to order now, how many packs, and the latest safe order moment.
+
+    Packs on order (``fc.incoming``) and delivered packs not yet in the device
+    (``fc.spare_packs``, a cartridge on the shelf) both count as stock on hand.
+    """
+    pack = pack_size if pack_size is not None else spec.pack_size
+    on_order = sum(d.packs for d in fc.incoming)
+    extra = (on_order + fc.spare_packs) * pack
+    review = review_interval / timedelta(days=1)
+    aw = sorted((to_days(a.start), to_days(a.end)) for a in away)
+    arrival = now + timedelta(days=lead_time.mean_days)
+
+    if not fc.usable or fc.rate_per_day is None or fc.curve is None:
+        return _avoid_away(_fallback(fc, spec, arrival, extra), aw, now, lead_time)
+    if fc.rate_per_day <= 0:
+        return ReorderPlan(False, 0, None, None, f"no use measured ({fc.basis})", 0.0)
+
+    risk = 1.0 - service_level
+    p_wait = _p_empty(fc, extra, review, lead_time)
+    # Latest order moment: the largest delay x with P(empty before x + lead) <= risk.
+    if _p_empty(fc, extra, 0.0, lead_time) > risk:
+        latest = 0.0
+    else:
+        lo, hi = 0.0, _SEARCH_DAYS
+        if _p_empty(fc, extra, hi, lead_time) <= risk:
+            return ReorderPlan(False, 0, None, None, "no run-out within a year", p_wait)
+        for _ in range(30):
+            mid = 0.5 * (lo + hi)
+            if _p_empty(fc, extra, mid, lead_time) > risk:
+                hi = mid
+            else:
+                lo = mid
+            if hi - lo < 0.01:
+                break
+        latest = lo
+    latest_at = now + timedelta(days=latest)
+    if latest >= review:
+        return ReorderPlan(False, 0, latest_at + timedelta(days=lead_time.mean_days),
+                           latest_at,
+                           f"P(run out before delivery if ordered next review) = {p_wait:.2f}",
+                           p_wait)
+    packs = _packs(fc, spec, pack, lead_time, extra, max_packs)
+    plan = ReorderPlan(True, packs, arrival, latest_at,
+                       f"P(run out before delivery if ordered next review) = {p_wait:.2f} > "
+                       f"{risk:.2f} ({fc.basis})", p_wait)
+    return _avoid_away(plan, aw, now, lead_time)
+
+
+def _avoid_away(plan: ReorderPlan, aw: list[tuple[float, float]], now: datetime,
+                lead: LeadTime) -> ReorderPlan:
+    """Move an order whose delivery would land in an away period to arrive on return.
+
+    Nothing is used while away, so waiting costs no stock; a parcel on the doorstep or
+    milk in the fridge of an empty house does.
+    """
+    if not plan.order_now or plan.expected_arrival is None:
+        return plan
+    hit = _in_away(to_days(plan.expected_arrival), aw)
+    if hit is None:
+        return plan
+    order_at = now + timedelta(days=hit[1] - to_days(now) - lead.mean_days)
+    return ReorderPlan(False, plan.packs, order_at + timedelta(days=lead.mean_days),
+                       max(order_at, now),
+                       "delivery would arrive while away: order to arrive on return",
+                       plan.prob_stockout)
+
+
+def _fallback(fc: Forecast, spec: ConsumableSpec, arrival: datetime,
+              extra: float) -> ReorderPlan:
+    """No usable rate: order at LOW, or below a quarter full, like a threshold rule."""
+    if extra > 0:
+        return ReorderPlan(False, 0, None, None, "insufficient data; stock on order", None)
+    if fc.low_signal:
+        return ReorderPlan(True, 1, arrival, None,
+                           f"device reports LOW; too little history to time it ({fc.basis})",
+                           None)
+    if fc.level is not None and fc.level <= max(spec.low_level,
+                                                _FALLBACK_FRACTION * spec.capacity):
+        return ReorderPlan(True, 1, arrival, None,
+                           f"level below {_FALLBACK_FRACTION:.0%} with too little history "
+                           f"to forecast ({fc.basis})", None)
+    return ReorderPlan(False, 0, None, None, f"insufficient data ({fc.basis})", None)

@@ -1,0 +1,241 @@
+"""Scenario tests for agent.forecast on short fixed traces with known answers."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent.forecast import (
+    Away,
+    Confidence,
+    ConsumableSpec,
+    Delivery,
+    Observation,
+    forecast,
+)
+from agent.protocol import CoarseState, Unit
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
+MILK = ConsumableSpec(Unit.GRAMS, capacity=4000.0, pack_size=2000.0, perishable=True,
+                      shelf_life_days=10.0)
+TONER = ConsumableSpec(Unit.PERCENT, capacity=100.0, pack_size=100.0, yield_per_pack=2000.0,
+                       low_threshold_level=10.0)
+
+
+def linear(start: float, rate: float, days: float, *, every_h: float = 1.0,
+           t0: datetime = T0, noise: float = 0.0, seed: int = 0) -> list[Observation]:
+    """Readings of a level falling at ``rate`` per day."""
+    rng = random.Random(seed)
+    out = []
+    n = int(days * 24 / every_h)
+    for i in range(n + 1):
+        t = t0 + timedelta(hours=i * every_h)
+        level = start - rate * i * every_h / 24 + (rng.gauss(0, noise) if noise else 0.0)
+        out.append(Observation(t, max(0.0, level)))
+    return out
+
+
+def test_steady_use_gives_rate_level_and_run_out() -> None:
+    obs = linear(3800.0, 150.0, 14.0, noise=5.0)
+    now = T0 + timedelta(days=14)
+    fc = forecast(obs, MILK, now)
+    assert fc.rate_per_day == pytest.approx(150.0, rel=0.03)
+    assert fc.level == pytest.approx(3800.0 - 14 * 150.0, abs=30.0)
+    p10, p50, p90 = fc.time_to_empty_days
+    assert p10 is not None and p50 is not None and p90 is not None
+    assert p50 == pytest.approx((3800.0 - 14 * 150.0) / 150.0, rel=0.05)
+    assert p10 < p50 < p90
+    assert fc.confidence in (Confidence.HIGH, Confidence.MEDIUM)
+    assert "theil-sen" in fc.basis
+    empty = fc.empty_at(1)
+    assert empty is not None and empty > now
+
+
+def test_too_few_readings_says_so_instead_of_guessing() -> None:
+    obs = linear(3000.0, 100.0, 0.2, every_h=2.0)
+    fc = forecast(obs, MILK, T0 + timedelta(hours=5))
+    assert fc.confidence is Confidence.INSUFFICIENT_DATA
+    assert fc.rate_per_day is None
+    assert fc.time_to_empty_days == (None, None, None)
+    assert not fc.usable
+
+
+def test_no_readings_at_all() -> None:
+    fc = forecast([], MILK, T0)
+    assert fc.confidence is Confidence.INSUFFICIENT_DATA
+    assert fc.level is None
+
+
+def test_lifted_jug_zero_is_a_spike_not_use() -> None:
+    obs = linear(3800.0, 100.0, 10.0)
+    clean = forecast(obs, MILK, T0 + timedelta(days=10))
+    obs[100] = Observation(obs[100].ts, 0.0)
+    obs[180] = Observation(obs[180].ts, 0.0)
+    fc = forecast(obs, MILK, T0 + timedelta(days=10))
+    assert fc.rate_per_day == pytest.approx(clean.rate_per_day or 0.0, rel=0.02)
+
+
+def test_newest_reading_zero_is_held_until_confirmed() -> None:
+    obs = linear(3800.0, 100.0, 10.0)
+    last = obs[-1]
+    obs[-1] = Observation(last.ts, 0.0)
+    fc = forecast(obs, MILK, last.ts)
+    assert fc.level is not None and fc.level > 2500.0
+    # Confirmed by the next reading, the drop is real.
+    obs.append(Observation(last.ts + timedelta(hours=1), 0.0))
+    fc2 = forecast(obs, MILK, last.ts + timedelta(hours=1))
+    assert fc2.level == pytest.approx(0.0, abs=1.0)
+
+
+def test_refill_the_agent_did_not_order_keeps_the_rate() -> None:
+    obs = linear(3000.0, 120.0, 10.0)
+    t_refill = obs[-1].ts
+    # The household brought home 2 kg: the level jumps and keeps falling.
+    after = linear(obs[-1].level + 2000.0 - 5.0, 120.0, 5.0, t0=t_refill + timedelta(hours=1))
+    fc = forecast(obs + after, MILK, after[-1].ts)
+    assert fc.rate_per_day == pytest.approx(120.0, rel=0.05)
+    assert fc.level == pytest.approx(after[-1].level, abs=20.0)
+
+
+def test_late_out_of_order_sparse_readings() -> None:
+    obs = linear(3900.0, 80.0, 30.0, every_h=72.0)
+    shuffled = obs[:]
+    random.Random(3).shuffle(shuffled)
+    fc = forecast(shuffled, MILK, obs[-1].ts)
+    assert fc.rate_per_day == pytest.approx(80.0, rel=0.03)
+    # A reading from the future (clock skew) is ignored.
+    fc2 = forecast([*shuffled, Observation(obs[-1].ts + timedelta(days=2), 0.0)], MILK,
+                   obs[-1].ts)
+    assert fc2.level == pytest.approx(fc.level or 0.0)
+
+
+def test_away_days_are_dropped_from_the_rate_and_extend_the_run_out() -> None:
+    before = linear(3900.0, 100.0, 10.0)
+    away = Away(T0 + timedelta(days=10), T0 + timedelta(days=17))
+    flat = [Observation(T0 + timedelta(days=10, hours=h), before[-1].level)
+            for h in range(1, 7 * 24)]
+    after = linear(before[-1].level, 100.0, 5.0, t0=T0 + timedelta(days=17))
+    now = after[-1].ts
+    obs = before + flat + after
+    fc = forecast(obs, MILK, now, away=[away])
+    assert fc.rate_per_day == pytest.approx(100.0, rel=0.05)
+    trip = Away(now + timedelta(days=2), now + timedelta(days=6))
+    fc_trip = forecast(obs, MILK, now, away=[away, trip])
+    p50 = fc.time_to_empty_days[1]
+    p50_trip = fc_trip.time_to_empty_days[1]
+    assert p50 is not None and p50_trip is not None
+    assert p50_trip == pytest.approx(p50 + 4.0, abs=0.2)
+
+
+def test_step_change_in_behaviour_is_followed() -> None:
+    first = linear(3900.0, 60.0, 30.0, every_h=4.0)
+    second = linear(first[-1].level, 180.0, 10.0, every_h=4.0, t0=first[-1].ts)[1:]
+    fc = forecast(first + second, MILK, second[-1].ts)
+    assert fc.rate_per_day == pytest.approx(180.0, rel=0.12)
+    assert "step change" in fc.basis
+
+
+def test_weekday_pattern_shapes_the_projection() -> None:
+    # Three times the use on Saturday and Sunday, read once a day at midnight.
+    obs = []
+    level = 3900.0
+    for d in range(36):
+        t = T0 + timedelta(days=d)
+        obs.append(Observation(t, level))
+        level -= 90.0 if t.weekday() >= 5 else 30.0
+        if level < 500.0:
+            level += 2000.0
+    fc = forecast(obs, MILK, obs[-1].ts)
+    assert "weekday" in fc.basis
+    assert fc.rate_per_day == pytest.approx(330.0 / 7, rel=0.1)
+
+
+def test_ten_percent_steps_use_crossing_times() -> None:
+    # Rounded up to 10 %, falling 1.5 %/day, read every 6 h.
+    obs = []
+    for i in range(0, 40 * 4):
+        t = T0 + timedelta(hours=6 * i)
+        true = 98.0 - 1.5 * i / 4
+        obs.append(Observation(t, float(max(0, -(-true // 10)) * 10)))
+    fc = forecast(obs, ConsumableSpec(Unit.PERCENT, 100.0, 100.0), obs[-1].ts)
+    assert fc.rate_per_day == pytest.approx(1.5, rel=0.15)
+    assert "step-crossing" in fc.basis
+    true_now = 98.0 - 1.5 * (len(obs) - 1) / 4
+    assert fc.level == pytest.approx(true_now, abs=6.0)
+
+
+def test_page_counter_times_declared_yield() -> None:
+    obs = []
+    pages = 5000
+    for d in range(30):
+        pct = 100.0 - pages_since(d) * 100.0 / 2000.0
+        obs.append(Observation(T0 + timedelta(days=d), float(-(-pct // 10) * 10),
+                               counter=pages + 20 * d))
+    replaced = [Observation(T0 - timedelta(days=1), 0.0, counter=pages),
+                Observation(T0 - timedelta(hours=12), 100.0, counter=pages)]
+    fc = forecast(replaced + obs, TONER, obs[-1].ts)
+    assert "counter" in fc.basis
+    assert fc.rate_per_day == pytest.approx(1.0, rel=0.05)
+    assert fc.level == pytest.approx(100.0 - 29 * 1.0, abs=2.0)
+
+
+def pages_since(day: int) -> int:
+    return 20 * day
+
+
+def test_low_only_printer_without_counter_orders_on_what_is_known() -> None:
+    spec = ConsumableSpec(Unit.PERCENT, 100.0, 100.0, low_threshold_level=10.0)
+    obs = [Observation(T0 + timedelta(days=d), state=CoarseState.SOME_REMAINING)
+           for d in range(20)]
+    fc = forecast(obs, spec, obs[-1].ts)
+    assert fc.confidence is Confidence.INSUFFICIENT_DATA
+    assert not fc.low_signal
+    obs.append(Observation(T0 + timedelta(days=21), state=CoarseState.LOW))
+    fc = forecast(obs, spec, T0 + timedelta(days=21))
+    assert fc.low_signal
+    assert fc.level == pytest.approx(10.0)
+    assert fc.basis == "LOW state only"
+
+
+def test_low_only_printer_learns_the_cycle_length() -> None:
+    spec = ConsumableSpec(Unit.PERCENT, 100.0, 100.0, low_threshold_level=10.0)
+    states = []
+    # Replaced on day 0, LOW on day 45 (90 % in 45 days), replaced on day 50.
+    for d in range(0, 70):
+        low = 45 <= d < 50
+        states.append(Observation(T0 + timedelta(days=d),
+                                  state=CoarseState.LOW if low else CoarseState.OK))
+    fc = forecast([Observation(T0 - timedelta(days=1), state=CoarseState.LOW), *states], spec,
+                  T0 + timedelta(days=69))
+    assert fc.rate_per_day == pytest.approx(2.0, rel=0.05)
+    assert fc.level == pytest.approx(100.0 - 2.0 * 19, abs=3.0)
+
+
+def test_discrete_sensor_count() -> None:
+    spec = ConsumableSpec(Unit.COUNT, capacity=30.0, pack_size=3.0)
+    obs = []
+    for h in range(0, 60 * 24, 2):
+        count = 9 - (h // 240)  # one sensor every 10 days
+        obs.append(Observation(T0 + timedelta(hours=h), float(count)))
+    fc = forecast(obs, spec, obs[-1].ts)
+    assert fc.rate_per_day == pytest.approx(0.1, rel=0.1)
+    assert fc.level is not None and 3.0 <= fc.level <= 4.0
+
+
+def test_delivered_cartridge_on_the_shelf_counts_as_spare() -> None:
+    obs = []
+    for d in range(20):
+        obs.append(Observation(T0 + timedelta(days=d), 40.0 - 2.0 * d, counter=1000 + 40 * d))
+    deliveries = [Delivery(T0 + timedelta(days=15))]
+    fc = forecast(obs, TONER, obs[-1].ts, deliveries=deliveries)
+    assert fc.spare_packs == 1.0
+    # Once the printer shows the new cartridge, the spare is used up.
+    obs.append(Observation(T0 + timedelta(days=21), 100.0, counter=1840))
+    obs.append(Observation(T0 + timedelta(days=22), 98.0, counter=1880))
+    fc = forecast(obs, TONER, obs[-1].ts, deliveries=deliveries)
+    assert fc.spare_packs == 0.0
+    pending = [Delivery(T0 + timedelta(days=30), packs=2)]
+    fc = forecast(obs, TONER, obs[-1].ts, deliveries=pending)
+    assert [d.packs for d in fc.incoming] == [2]
