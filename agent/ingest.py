@@ -192,6 +192,14 @@ class Writer:
             self.on_stored(devices)
 
 
+@dataclass(slots=True, frozen=True)
+class HouseholdRoute:
+    """Where non-device topics go: extra subscriptions and a hand-off that never blocks."""
+
+    topics: list[str]
+    deliver: Callable[[str, bytes], None]
+
+
 class MqttIngest:
     """Owns the paho client: persistent MQTT 5 session, QoS 1, ack after commit."""
 
@@ -201,8 +209,10 @@ class MqttIngest:
         ingest_settings: IngestSettings,
         store_factory: Callable[[], Store],
         on_stored: Callable[[set[str]], None] | None = None,
+        household: HouseholdRoute | None = None,
     ) -> None:
         self.settings = mqtt_settings
+        self.household = household
         self.connected = threading.Event()
         self.last_network_activity = time.monotonic()
         self.client = mqtt.Client(
@@ -232,7 +242,8 @@ class MqttIngest:
             log.error("mqtt.connect refused reason=%s", reason)
             return
         log.info("mqtt.connect ok session_present=%s", getattr(flags, "session_present", "?"))
-        client.subscribe([(t, 1) for t in SUBSCRIPTIONS])
+        topics = SUBSCRIPTIONS + (self.household.topics if self.household else [])
+        client.subscribe([(t, 1) for t in topics])
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
@@ -249,6 +260,13 @@ class MqttIngest:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             self.last_network_activity = time.monotonic()
+            if self.household and not msg.topic.startswith(TOPIC_ROOT):
+                # Household commands are acknowledged on receipt: each lands in the
+                # audit chain, and a redelivered one is refused as already decided.
+                self.household.deliver(msg.topic, bytes(msg.payload))
+                if msg.qos:
+                    client.ack(msg.mid, msg.qos)
+                return
             self.writer.queue.put(
                 Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time())
             )
@@ -293,6 +311,10 @@ class MqttIngest:
         self.writer.stop()
         self.client.disconnect()
         self.client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes, retain: bool, qos: int = 1) -> None:
+        """Publish a household message (paho queues it while disconnected)."""
+        self.client.publish(topic, payload, qos=qos, retain=retain)
 
     @property
     def loop_alive(self) -> bool:
