@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
@@ -22,7 +23,8 @@ import secrets
 import signal
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
 
@@ -125,11 +127,13 @@ def write_password_file(path: Path, entries: Mapping[str, str]) -> None:
     write_private_file(path, body)
 
 
-def write_private_file(path: Path, body: str, mode: int = 0o640) -> None:
+def write_private_file(
+    path: Path, body: str, mode: int = 0o640, *, broker_readable: bool = True
+) -> None:
     """Write ``body`` via a temp file + rename so mosquitto never reads half a file.
 
-    When run as root the file's group becomes ``mosquitto`` (if that group exists):
-    the broker drops root before it rereads these files on SIGHUP.
+    With ``broker_readable`` and run as root, the file's group becomes ``mosquitto``
+    (if that group exists): the broker drops root before it rereads files on SIGHUP.
     """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -140,7 +144,8 @@ def write_private_file(path: Path, body: str, mode: int = 0o640) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
-        _chgrp_mosquitto(tmp)
+        if broker_readable:
+            _chgrp_mosquitto(tmp)
         os.replace(tmp, path)
     except OSError as err:
         raise ConfigError(str(path), "file", f"cannot write: {err.strerror}") from err
@@ -187,19 +192,26 @@ class TlsFiles:
     crl_file: Path | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessSettings:
+    """Process-level settings a standalone broker needs (Debian's main conf has its own)."""
+
+    persistence_dir: Path
+    pid_file: Path
+    log_file: Path | None = None  # None: syslog / journald
+    run_user: str = "mosquitto"
+
+
 def render_mosquitto_conf(
     *,
     local_port: int,
     password_file: Path,
     acl_file: Path,
-    persistence_dir: Path,
-    pid_file: Path,
-    log_file: Path | None = None,
-    run_user: str = "mosquitto",
     tls: TlsFiles | None = None,
+    process: ProcessSettings | None = None,
     extra_conf: str = "",
 ) -> str:
-    """The complete mosquitto.conf text; ``log_file=None`` logs to syslog/journald."""
+    """The mosquitto.conf text: a full standalone file with ``process``, else a conf.d part."""
     listeners = ""
     if tls is not None:
         common = {
@@ -215,21 +227,33 @@ def render_mosquitto_conf(
                 "cert-listener.conf.template",
                 {**common, "CERT_PORT": tls.cert_port, "CRL_LINE": crl},
             )
-    log_dest = f"log_dest file {log_file}" if log_file is not None else "log_dest syslog"
-    return render(
+    head = ""
+    if process is not None:
+        log_dest = (
+            f"log_dest file {process.log_file}"
+            if process.log_file is not None
+            else "log_dest syslog"
+        )
+        head = render(
+            "process.conf.template",
+            {
+                "PERSISTENCE_DIR": process.persistence_dir,
+                "PID_FILE": process.pid_file,
+                "RUN_USER": process.run_user,
+                "LOG_DEST": log_dest,
+            },
+        )
+    body = render(
         "mosquitto.conf.template",
         {
             "PASSWORD_FILE": password_file,
             "ACL_FILE": acl_file,
-            "PERSISTENCE_DIR": persistence_dir,
-            "PID_FILE": pid_file,
-            "RUN_USER": run_user,
-            "LOG_DEST": log_dest,
             "LOCAL_PORT": local_port,
             "TLS_LISTENERS": listeners,
             "EXTRA_CONF": extra_conf,
         },
     )
+    return head + "\n" + body if head else body
 
 
 def reload_broker(pid_file: Path | None = None, reload_command: str | None = None) -> None:
@@ -251,3 +275,183 @@ def reload_broker(pid_file: Path | None = None, reload_command: str | None = Non
     except (OSError, ValueError) as err:
         raise BrokerError(f"cannot signal mosquitto via pid file {path}") from err
     log.info("sent SIGHUP to mosquitto pid %d", pid)
+
+
+# -- device registry ---------------------------------------------------------------
+
+DEFAULT_REGISTRY_FILE = Path("/etc/mosquitto/replenish-devices.json")
+DEFAULT_CONF_FILE = Path("/etc/mosquitto/conf.d/replenish.conf")
+DEFAULT_TLS_PORT = 8883
+DEFAULT_CERT_PORT = 8884
+AUTH_PASSWORD = "password"
+AUTH_CERT = "cert"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerPaths:
+    """Where the gateway's broker files live (Debian defaults; see ``[broker]`` settings)."""
+
+    password_file: Path = DEFAULT_PASSWORD_FILE
+    acl_file: Path = DEFAULT_ACL_FILE
+    registry_file: Path = DEFAULT_REGISTRY_FILE
+    ca_dir: Path = DEFAULT_CA_DIR
+    pid_file: Path = DEFAULT_PID_FILE
+    reload_command: str | None = None
+    agent_user: str = DEFAULT_AGENT_USER
+    household_user: str = DEFAULT_HOUSEHOLD_USER
+
+    @property
+    def ca_file(self) -> Path:
+        """The household CA certificate devices and the agent trust."""
+        return self.ca_dir / "ca.crt"
+
+    @property
+    def reserved(self) -> frozenset[str]:
+        """Usernames a device may never take."""
+        return RESERVED_USERS | {self.agent_user, self.household_user}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """One provisioned device as listed by ``replenish device list``."""
+
+    device_id: str
+    kind: str
+    auth: str  # AUTH_PASSWORD or AUTH_CERT
+    added: str  # ISO 8601 UTC, or "" for accounts made outside this tool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCredentials:
+    """What ``device add`` hands to the person setting up the device (shown once)."""
+
+    record: DeviceRecord
+    password: str | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+def load_registry(path: Path) -> dict[str, DeviceRecord]:
+    """Device id -> record from the registry JSON (missing file: empty)."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise ConfigError(str(path), "registry_file", "unreadable or not JSON") from err
+    try:
+        return {item["device_id"]: DeviceRecord(**item) for item in raw["devices"]}
+    except (KeyError, TypeError) as err:
+        raise ConfigError(str(path), "registry_file", "unexpected structure") from err
+
+
+def save_registry(path: Path, devices: Mapping[str, DeviceRecord]) -> None:
+    """Write the registry (sorted, no secrets in it)."""
+    items = [asdict(devices[key]) for key in sorted(devices)]
+    write_private_file(path, json.dumps({"devices": items}, indent=2) + "\n")
+
+
+def ensure_acl(paths: BrokerPaths) -> bool:
+    """Write the ACL when it is missing or differs from the template; True if written."""
+    text = render_acl(paths.agent_user, paths.household_user)
+    try:
+        if paths.acl_file.read_text() == text:
+            return False
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise ConfigError(str(paths.acl_file), "acl_file", "cannot read") from err
+    write_private_file(paths.acl_file, text)
+    return True
+
+
+def set_password(paths: BrokerPaths, username: str, password: str) -> None:
+    """Add or replace one account in the password file (agent, household or a device)."""
+    entries = read_password_file(paths.password_file)
+    entries[username] = hash_password(password)
+    write_password_file(paths.password_file, entries)
+
+
+def add_device(
+    paths: BrokerPaths, device_id: str, kind: str, *, now: datetime, use_cert: bool = False
+) -> DeviceCredentials:
+    """Create credentials for a new device and make sure the ACL is in place.
+
+    The broker still needs :func:`reload_broker` afterwards. A device that exists is
+    refused: remove it first, so old credentials never stay valid by accident.
+    """
+    validate_device_id(device_id)
+    if device_id in paths.reserved:
+        raise ConfigError("device", "id", f"{device_id!r} is reserved")
+    registry = load_registry(paths.registry_file)
+    passwords = read_password_file(paths.password_file)
+    if device_id in registry or device_id in passwords:
+        raise ConfigError("device", "id", f"{device_id!r} exists; remove it first")
+    record = DeviceRecord(
+        device_id=device_id,
+        kind=kind,
+        auth=AUTH_CERT if use_cert else AUTH_PASSWORD,
+        added=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    ensure_acl(paths)
+    if use_cert:
+        if not paths.ca_file.is_file():
+            raise ConfigError(str(paths.ca_dir), "ca_dir", "no household CA; run device init")
+        out = paths.ca_dir / "clients"
+        run_script("make-client-cert.sh", str(paths.ca_dir), device_id, str(out))
+        creds = DeviceCredentials(
+            record, cert_file=out / f"{device_id}.crt", key_file=out / f"{device_id}.key"
+        )
+    else:
+        password = new_password()
+        passwords[device_id] = hash_password(password)
+        write_password_file(paths.password_file, passwords)
+        creds = DeviceCredentials(record, password=password)
+    registry[device_id] = record
+    save_registry(paths.registry_file, registry)
+    log.info("device added: %s (%s, %s)", device_id, kind, record.auth)
+    return creds
+
+
+def remove_device(paths: BrokerPaths, device_id: str) -> DeviceRecord:
+    """Revoke a device: drop its password, revoke its certificate; reload afterwards."""
+    registry = load_registry(paths.registry_file)
+    passwords = read_password_file(paths.password_file)
+    if device_id in paths.reserved:
+        raise ConfigError("device", "id", f"{device_id!r} is not a device")
+    record = registry.pop(device_id, None)
+    if record is None and device_id not in passwords:
+        raise ConfigError("device", "id", f"no device {device_id!r}")
+    if device_id in passwords:
+        del passwords[device_id]
+        write_password_file(paths.password_file, passwords)
+    if record is not None and record.auth == AUTH_CERT:
+        run_script("revoke-client-cert.sh", str(paths.ca_dir), device_id)
+        for suffix in (".crt", ".key"):
+            (paths.ca_dir / "clients" / f"{device_id}{suffix}").unlink(missing_ok=True)
+    save_registry(paths.registry_file, registry)
+    log.info("device removed: %s", device_id)
+    return record or DeviceRecord(device_id, "unknown", AUTH_PASSWORD, "")
+
+
+def list_devices(paths: BrokerPaths) -> list[DeviceRecord]:
+    """Registered devices plus password-file accounts made by hand (kind ``unknown``)."""
+    devices = dict(load_registry(paths.registry_file))
+    for user in read_password_file(paths.password_file):
+        if user not in devices and user not in paths.reserved:
+            devices[user] = DeviceRecord(user, "unknown", AUTH_PASSWORD, "")
+    return [devices[key] for key in sorted(devices)]
+
+
+def run_script(name: str, *args: str) -> None:
+    """Run one of the ``broker_config/*.sh`` helpers; failures become ConfigError."""
+    script = broker_config_dir() / name
+    try:
+        result = subprocess.run(
+            ["/bin/sh", str(script), *args], capture_output=True, text=True, timeout=120
+        )
+    except (OSError, subprocess.SubprocessError) as err:
+        raise ConfigError(str(script), name, "could not run") from err
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["failed"])[-1][:200]
+        raise ConfigError(str(script), name, reason)

@@ -23,11 +23,13 @@ from types import TracebackType
 from agent.provisioning import (
     DEFAULT_AGENT_USER,
     DEFAULT_HOUSEHOLD_USER,
+    ProcessSettings,
     TlsFiles,
     hash_password,
     new_password,
     render_acl,
     render_mosquitto_conf,
+    run_script,
     write_password_file,
     write_private_file,
 )
@@ -230,19 +232,14 @@ class LocalBroker:
         """Issue a client certificate (CN = ``device_id``); returns (cert, key) paths."""
         if not self.tls:
             raise BrokerSetupError("client certificates need LocalBroker(tls=True)")
-        script = _script("make-client-cert.sh")
         out = self.ca_dir / "clients"
-        _run([str(script), str(self.ca_dir), device_id, str(out)])
+        run_script("make-client-cert.sh", str(self.ca_dir), device_id, str(out))
         return out / f"{device_id}.crt", out / f"{device_id}.key"
 
     def revoke_client_cert(self, device_id: str) -> None:
-        """Revoke a client certificate, rewrite the CRL and restart the broker.
-
-        Mosquitto 2.0 reads the CRL only when a listener starts, so a restart (same
-        ports, persistent sessions kept) is what makes the revocation effective.
-        """
-        _run([str(_script("revoke-client-cert.sh")), str(self.ca_dir), device_id])
-        self.restart()
+        """Revoke a client certificate, rewrite the CRL and reload (SIGHUP rereads it)."""
+        run_script("revoke-client-cert.sh", str(self.ca_dir), device_id)
+        self.reload()
 
     # -- diagnostics -----------------------------------------------------------------
 
@@ -284,13 +281,15 @@ class LocalBroker:
             local_port=self.port,
             password_file=self.password_file,
             acl_file=self.acl_file,
-            persistence_dir=self.data_dir,
-            pid_file=self.pid_file,
-            log_file=self.log_file,
-            # As root, mosquitto would drop to user "mosquitto", which cannot enter a
-            # private temp dir; tests keep the broker as the invoking user instead.
-            run_user=_current_user(),
             tls=tls,
+            process=ProcessSettings(
+                persistence_dir=self.data_dir,
+                pid_file=self.pid_file,
+                log_file=self.log_file,
+                # As root, mosquitto would drop to user "mosquitto", which cannot enter
+                # a private temp dir; tests keep the broker as the invoking user.
+                run_user=_current_user(),
+            ),
             extra_conf=self.extra_conf,
         )
         self.conf_file.write_text(text)
@@ -298,8 +297,8 @@ class LocalBroker:
     def _make_tls_material(self) -> None:
         if (self.ca_dir / "broker.crt").is_file():
             return
-        _run([str(_script("make-ca.sh")), str(self.ca_dir), "LocalBroker test CA"])
-        _run([str(_script("make-broker-cert.sh")), str(self.ca_dir), "localhost", HOST])
+        run_script("make-ca.sh", str(self.ca_dir), "LocalBroker test CA")
+        run_script("make-broker-cert.sh", str(self.ca_dir), "localhost", HOST)
 
     def _spawn_and_wait(self) -> bool:
         with self.stderr_file.open("ab") as err:
@@ -327,15 +326,3 @@ def _current_user() -> str:
     import pwd
 
     return pwd.getpwuid(os.geteuid()).pw_name
-
-
-def _script(name: str) -> Path:
-    from agent.provisioning import broker_config_dir
-
-    return broker_config_dir() / name
-
-
-def _run(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if result.returncode != 0:
-        raise BrokerSetupError(f"{Path(cmd[0]).name} failed:\n{result.stderr[-2000:]}")
