@@ -24,15 +24,21 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from firmware_sim.vendor_catalog import DEFAULT_CATALOG, CatalogEntry, load_catalog
 from firmware_sim.vendor_faults import Clock, Faults, SimClock
 from firmware_sim.vendor_http import SandboxServer
 from firmware_sim.vendor_orders import RecordedOrder
 from firmware_sim.vendor_state import DEFAULT_CANCEL_WINDOW, DEFAULT_KEY_RETENTION, SandboxState
+
+if TYPE_CHECKING:
+    from firmware_sim.household import Household
 
 __all__ = [
     "CatalogEntry",
@@ -41,6 +47,8 @@ __all__ = [
     "SimClock",
     "VendorSandbox",
     "add_arguments",
+    "catalog_for",
+    "deliver_to",
     "main",
 ]
 
@@ -163,6 +171,49 @@ class VendorSandbox:
     def tick(self) -> list[RecordedOrder]:
         """Catch up with an externally driven clock (deliveries, key pruning)."""
         return self.state.tick()
+
+
+def catalog_for(
+    household: Household, base: Iterable[CatalogEntry] = DEFAULT_CATALOG
+) -> tuple[CatalogEntry, ...]:
+    """``base`` with the household's lead times, plus a generic entry for unknown SKUs.
+
+    So a closed-loop run delivers on the scenario's lead-time model and every SKU a
+    device names can be ordered.
+    """
+    entries = {e.sku: e for e in base}
+    for dev in household.devices:
+        for stock in dev.stocks.values():
+            lead = household.lead_times.get(stock.sku, household.lead_time)
+            known = entries.get(stock.sku)
+            if known is None:
+                known = CatalogEntry(
+                    sku=stock.sku,
+                    name=stock.sku,
+                    price=Decimal("10.00"),
+                    pack_size=max(1, round(stock.pack_size)),
+                    unit=str(stock.unit.value),
+                )
+            entries[stock.sku] = replace(
+                known, lead_time_days=lead.mean_days, lead_time_sd_days=lead.sd_days
+            )
+    return tuple(entries.values())
+
+
+def deliver_to(household: Household) -> Callable[[RecordedOrder], None]:
+    """An ``on_delivered`` hook that refills the household's device for each delivery.
+
+    ``quantity`` packs go to the consumable whose SKU the order shipped; the household
+    puts them in after its own put-away delay (and only once someone is home).
+    """
+
+    def hook(order: RecordedOrder) -> None:
+        if order.delivered_at is None:
+            return
+        device, consumable = household.find_sku(order.sku)
+        household.deliver(device.device_id, consumable, order.quantity, order.delivered_at)
+
+    return hook
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@
 A catalog file lists items under ``[[item]]`` (TOML) or ``{"items": [...]}`` (JSON)::
 
     [[item]]
-    sku = "TONER-TN2420"
+    sku = "TN-2420"
     name = "Toner cartridge TN-2420, 3,000 pages"
     price = "64.90"
     currency = "EUR"
@@ -11,7 +11,7 @@ A catalog file lists items under ``[[item]]`` (TOML) or ``{"items": [...]}`` (JS
     lead_time_sd_days = 0.5
     pack_size = 1
     unit = "cartridge"
-    substitutes = ["TONER-TN2410"]
+    substitutes = ["TN-2410"]
     free_shipping_threshold = "29.00"
     shipping_fee = "3.95"
 """
@@ -60,29 +60,49 @@ def _entry(sku: str, name: str, price: str, **kw: Any) -> CatalogEntry:
     return CatalogEntry(sku=sku, name=name, price=Decimal(price), **kw)
 
 
-# SKUs for the device profiles of firmware_sim (printer, fridge, wearable).
+# The SKUs of the scenarios in firmware_sim/scenarios, so closed-loop runs find them all.
+# Units and pack sizes match the devices: printers report percent of one cartridge, the
+# fridge scale grams, egg trays and CGM boxes counts.
+_GROCERY = {"free_shipping_threshold": Decimal("40.00"), "shipping_fee": Decimal("4.90")}
 DEFAULT_CATALOG: tuple[CatalogEntry, ...] = (
     _entry(
-        "TONER-TN2420",
-        "Toner cartridge TN-2420, 3,000 pages",
-        "64.90",
-        lead_time_days=2.0,
-        lead_time_sd_days=0.5,
-        unit="cartridge",
-        substitutes=("TONER-TN2410",),
-    ),
-    _entry(
-        "TONER-TN2410",
+        "TN-2410",
         "Toner cartridge TN-2410, 1,200 pages",
         "39.90",
         lead_time_days=2.0,
         lead_time_sd_days=0.5,
         unit="cartridge",
+        substitutes=("TN-2420",),
     ),
     _entry(
-        "DRUM-DR2400",
+        "TN-2420",
+        "Toner cartridge TN-2420, 3,000 pages",
+        "64.90",
+        lead_time_days=2.0,
+        lead_time_sd_days=0.5,
+        unit="cartridge",
+        substitutes=("TN-2410",),
+    ),
+    _entry(
+        "TN-3480",
+        "Toner cartridge TN-3480, 8,000 pages",
+        "119.00",
+        lead_time_days=2.0,
+        lead_time_sd_days=0.5,
+        unit="cartridge",
+    ),
+    _entry(
+        "DR-2400",
         "Drum unit DR-2400, 12,000 pages",
         "89.00",
+        lead_time_days=3.0,
+        lead_time_sd_days=1.0,
+        unit="drum",
+    ),
+    _entry(
+        "DR-3400",
+        "Drum unit DR-3400, 30,000 pages",
+        "139.00",
         lead_time_days=3.0,
         lead_time_sd_days=1.0,
         unit="drum",
@@ -92,42 +112,51 @@ DEFAULT_CATALOG: tuple[CatalogEntry, ...] = (
         "Whole milk 1 l",
         "1.19",
         lead_time_days=1.0,
-        lead_time_sd_days=0.2,
+        lead_time_sd_days=0.3,
         pack_size=1000,
         unit="g",
         substitutes=("MILK-1L-ORGANIC",),
-        free_shipping_threshold=Decimal("40.00"),
-        shipping_fee=Decimal("4.90"),
+        **_GROCERY,
     ),
     _entry(
         "MILK-1L-ORGANIC",
         "Organic whole milk 1 l",
         "1.59",
         lead_time_days=1.0,
-        lead_time_sd_days=0.2,
+        lead_time_sd_days=0.3,
         pack_size=1000,
         unit="g",
-        free_shipping_threshold=Decimal("40.00"),
-        shipping_fee=Decimal("4.90"),
+        **_GROCERY,
     ),
     _entry(
         "EGGS-10",
         "Eggs, box of 10",
         "3.29",
         lead_time_days=1.0,
-        lead_time_sd_days=0.2,
+        lead_time_sd_days=0.3,
         pack_size=10,
         unit="count",
-        free_shipping_threshold=Decimal("40.00"),
-        shipping_fee=Decimal("4.90"),
+        substitutes=("EGGS-12",),
+        **_GROCERY,
     ),
     _entry(
-        "CGM-SENSOR-G7",
-        "CGM sensor, 10 days",
-        "79.00",
+        "EGGS-12",
+        "Eggs, box of 12",
+        "3.89",
+        lead_time_days=1.0,
+        lead_time_sd_days=0.3,
+        pack_size=12,
+        unit="count",
+        substitutes=("EGGS-10",),
+        **_GROCERY,
+    ),
+    _entry(
+        "CGM-G7-3",
+        "CGM sensors, 10 days, box of 3",
+        "219.00",
         lead_time_days=3.0,
         lead_time_sd_days=1.0,
-        pack_size=1,
+        pack_size=3,
         unit="sensor",
     ),
     _entry(

@@ -192,7 +192,7 @@ class SandboxState:
         if reason is not None:
             order.closed, order.closed_at, order.reject_reason = "rejected", now, reason
             return order
-        lead = max(MIN_LEAD_DAYS, self._rng.gauss(entry.lead_time_days, entry.lead_time_sd_days))
+        lead = max(MIN_LEAD_DAYS, draw_lead_time(entry, self._rng))
         order.confirmed_at = now + CONFIRM_DELAY
         # Whole seconds keep the timestamps readable in logs and admin listings.
         order.delivered_at = now + timedelta(seconds=round(lead * 86_400))
@@ -295,3 +295,12 @@ class SandboxState:
                     # A broken household hook must not take the vendor down with it.
                     log.exception("on_delivered failed for %s", snap.id)
         return delivered
+
+
+def draw_lead_time(entry: CatalogEntry, rng: random.Random) -> float:
+    """Lead time in days: lognormal with the entry's mean and sd (as the household model)."""
+    mean, sd = entry.lead_time_days, entry.lead_time_sd_days
+    if sd <= 0:
+        return mean
+    sigma2 = math.log(1 + (sd / mean) ** 2)
+    return rng.lognormvariate(math.log(mean) - sigma2 / 2, math.sqrt(sigma2))
