@@ -21,10 +21,15 @@ pytestmark = pytest.mark.integration
 
 
 def payload(device: str, seq: int, level: float = 50.0) -> str:
-    return json.dumps({
-        "device_id": device, "seq": seq, "ts": "2026-11-20T10:00:00Z", "kind": "printer",
-        "consumables": [{"id": "black", "level": level, "unit": "percent", "sku": "TN-2420"}],
-    })
+    return json.dumps(
+        {
+            "device_id": device,
+            "seq": seq,
+            "ts": "2026-11-20T10:00:00Z",
+            "kind": "printer",
+            "consumables": [{"id": "black", "level": level, "unit": "percent", "sku": "TN-2420"}],
+        }
+    )
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -44,8 +49,9 @@ def db_count(db: Path, device: str) -> int:
 
 
 def device_client(broker: LocalBroker, device: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device}-pub",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"{device}-pub", protocol=mqtt.MQTTv5
+    )
     client.username_pw_set(device, broker.passwords[device])
     client.connect(broker.host, broker.port)
     client.loop_start()
@@ -57,11 +63,19 @@ def test_mosquitto_pub_and_paho_readings_arrive(broker: LocalBroker, tmp_path: P
     db = tmp_path / "agent" / "agent.db"
     with AgentProcess(config):
         topic = "replenish/v1/devices/printer-1/state"
-        assert run_mosquitto_pub(broker, "printer-1", topic, payload("printer-1", 1)).returncode == 0
+        assert (
+            run_mosquitto_pub(broker, "printer-1", topic, payload("printer-1", 1)).returncode == 0
+        )
         client = device_client(broker, "fridge-1")
-        body = json.dumps({"device_id": "fridge-1", "seq": 1, "ts": "2026-11-20T10:00:00Z",
-                           "kind": "fridge",
-                           "consumables": [{"id": "milk", "level": 812.5, "unit": "grams"}]})
+        body = json.dumps(
+            {
+                "device_id": "fridge-1",
+                "seq": 1,
+                "ts": "2026-11-20T10:00:00Z",
+                "kind": "fridge",
+                "consumables": [{"id": "milk", "level": 812.5, "unit": "grams"}],
+            }
+        )
         client.publish("replenish/v1/devices/fridge-1/state", body, qos=1).wait_for_publish(5)
         wait_for(lambda: db_count(db, "printer-1") == 1 and db_count(db, "fridge-1") == 1)
         client.loop_stop()
@@ -103,11 +117,16 @@ def test_sigkill_while_publishing_loses_nothing_duplicates_nothing(
     published = threading.Event()
 
     def publish_all() -> None:
-        infos = [client.publish("replenish/v1/devices/printer-1/state",
-                                payload("printer-1", seq, level=100 - seq / 100), qos=1)
-                 for seq in range(1, total + 1)]
+        infos = [
+            client.publish(
+                "replenish/v1/devices/printer-1/state",
+                payload("printer-1", seq, level=100 - seq / 100),
+                qos=1,
+            )
+            for seq in range(1, total + 1)
+        ]
         for info in infos:
-            info.wait_for_publish(30)
+            info.wait_for_publish(120)
         published.set()
 
     publisher = threading.Thread(target=publish_all)
@@ -118,9 +137,9 @@ def test_sigkill_while_publishing_loses_nothing_duplicates_nothing(
             time.sleep(0.2)
             agent.kill()
             agent.start()
-        publisher.join(60)
+        publisher.join(150)
         assert published.is_set()
-        wait_for(lambda: db_count(db, "printer-1") == total, timeout=60)
+        wait_for(lambda: db_count(db, "printer-1") == total, timeout=120)
     finally:
         agent.stop()
         client.loop_stop()
