@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.errors import ConfigError
+from agent.logs import register_secret
 
 DEFAULT_CONFIG_PATH = Path("/etc/replenish-agent/agent.toml")
 DEFAULT_DB_PATH = Path("/var/lib/replenish-agent/agent.db")
@@ -214,4 +215,6 @@ def read_secret(path: Path | None, key: str, env: Mapping[str, str] | None = Non
         raise ConfigError(str(resolved), key, "secret file is not UTF-8 text") from None
     if not value:
         raise ConfigError(str(resolved), key, "secret file is empty")
+    # Last line of defence: any log record that ever contains it gets it masked.
+    register_secret(value)
     return value

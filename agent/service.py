@@ -15,6 +15,7 @@ from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from agent import systemd
 from agent.config import Settings
 from agent.ingest import MqttIngest
 from agent.store import Store
@@ -40,6 +41,7 @@ class AgentService:
         )
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler_heartbeat = time.monotonic()
+        self.watchdog: systemd.Watchdog | None = None
         self.scheduler.add_job(self._heartbeat, "interval", seconds=10, id="heartbeat")
         self.scheduler.add_job(self.compact, "interval", hours=1, id="retention")
 
@@ -63,9 +65,37 @@ class AgentService:
         if thinned or archived:
             log.info("retention.compact thinned=%d archived=%d", thinned, archived)
 
+    def _mqtt_progress(self) -> float | None:
+        """Last sign of life from paho's loop: None once its thread is dead.
+
+        paho records every packet it reads (keepalive PINGRESPs included) in
+        ``_last_msg_in`` on the monotonic clock, so an idle but healthy loop stays fresh.
+        """
+        if not self.ingest.loop_alive:
+            return None
+        last_in = getattr(self.ingest.client, "_last_msg_in", None)
+        return max(float(last_in or 0.0), self.ingest.last_network_activity)
+
+    def _writer_progress(self) -> float | None:
+        return time.monotonic() if self.ingest.writer.alive else None
+
+    def _watch(self) -> systemd.Watchdog | None:
+        watchdog = systemd.Watchdog.from_env()
+        if watchdog is None:
+            return None
+        keepalive = self.settings.mqtt.keepalive_s
+        watchdog.add_probe("mqtt-loop", self._mqtt_progress, max_age_s=keepalive * 3)
+        watchdog.add_probe("ingest-writer", self._writer_progress, max_age_s=60)
+        watchdog.add_probe("scheduler", lambda: self.scheduler_heartbeat, max_age_s=60)
+        return watchdog
+
     def start(self) -> None:
         self.ingest.start()
         self.scheduler.start()
+        self.watchdog = self._watch()
+        if self.watchdog is not None:
+            self.watchdog.start()
+        systemd.ready()
         log.info(
             "agent.ready broker=%s:%d db=%s",
             self.settings.mqtt.host, self.settings.mqtt.port, self.settings.storage.path,
@@ -94,6 +124,9 @@ class AgentService:
         return 0
 
     def shutdown(self) -> None:
+        systemd.stopping()
+        if self.watchdog is not None:
+            self.watchdog.stop()
         self.scheduler.shutdown(wait=False)
         self.ingest.stop()
         log.info("agent.stopped")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Callable
 
 from agent.config import Settings
+from agent.logs import setup_logging
 from agent.service import AgentService
 
 
@@ -17,5 +17,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level)
     return AgentService(settings).run()
