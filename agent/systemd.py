@@ -10,6 +10,8 @@ Outside systemd every function is a no-op that returns False.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import socket
@@ -17,8 +19,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config import read_secret
+from agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+UNIT_NAME = "replenish-agent.service"
+SERVICE_CREDENTIALS = Path("/run/credentials") / UNIT_NAME
+# Where the unit's LoadCredential= lines take the secrets from (see the unit file).
+CREDSTORE_DIRS = (Path("/etc/credstore"), Path("/run/credstore"))
+CREDSTORE_PREFIX = "replenish-agent-"
+TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
+_TIME_ERROR = 5
 
 Clock = Callable[[], float]
 # A probe returns the clock time of the component's last progress, or None when the
@@ -68,6 +82,62 @@ def stopping(env: Mapping[str, str] | None = None) -> bool:
 def status(text: str, env: Mapping[str, str] | None = None) -> bool:
     """Set the one-line status shown by ``systemctl status``."""
     return notify("STATUS=" + " ".join(text.split()), env)
+
+
+def clock_synchronized() -> bool | None:
+    """Whether the kernel clock is disciplined by NTP; None when it cannot be told.
+
+    ``adjtimex`` without modes only reads; it returns TIME_ERROR while the kernel's
+    STA_UNSYNC flag is set, which every NTP client (timesyncd, chrony, ntpd) clears. Inside
+    the hardened unit the call is filtered (ProtectClock=), so the flag file that
+    systemd-timesyncd touches on synchronisation is the fallback.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        # struct timex is about 200 bytes; all zero means modes=0, a pure read.
+        buf = ctypes.create_string_buffer(512)
+        state = int(libc.adjtimex(buf))
+    except (OSError, AttributeError):
+        state = -1
+    if state >= 0:
+        return state != _TIME_ERROR
+    if TIMESYNC_FLAG.exists():
+        return True
+    return None
+
+
+def credentials_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """An environment whose ``CREDENTIALS_DIRECTORY`` finds the service's secrets.
+
+    A command run by hand (doctor, support-bundle) has no credentials directory of its
+    own: it borrows the running service's, which root can read.
+    """
+    out = dict(os.environ if env is None else env)
+    if out.get("CREDENTIALS_DIRECTORY"):
+        return out
+    if SERVICE_CREDENTIALS.is_dir() and os.access(SERVICE_CREDENTIALS, os.R_OK | os.X_OK):
+        out["CREDENTIALS_DIRECTORY"] = str(SERVICE_CREDENTIALS)
+    return out
+
+
+def read_service_secret(
+    path: Path | None, key: str, env: Mapping[str, str] | None = None
+) -> str | None:
+    """:func:`agent.config.read_secret`, falling back to the unit's credential store files.
+
+    For commands run outside the service while it is stopped: a bare name ``mqtt-password``
+    is then read from ``/etc/credstore/replenish-agent-mqtt-password``.
+    """
+    try:
+        return read_secret(path, key, env)
+    except ConfigError:
+        if path is None or path.is_absolute():
+            raise
+        for store in CREDSTORE_DIRS:
+            candidate = store / f"{CREDSTORE_PREFIX}{path.name}"
+            if candidate.is_file():
+                return read_secret(candidate, key, env)
+        raise
 
 
 class ProgressMark:
