@@ -213,10 +213,22 @@ class LocalBroker:
     def reload(self, timeout: float = 5.0) -> None:
         """SIGHUP and wait until mosquitto logs that it reloaded its configuration."""
         proc = self._require_running()
-        before = self.log_text().count("Reloading config")
+        before = self.reload_count()
         proc.send_signal(signal.SIGHUP)
+        self.wait_for_reload(before, timeout)
+
+    def reload_count(self) -> int:
+        """How many reloads the log shows (pair with :meth:`wait_for_reload`)."""
+        return self.log_text().count("Reloading config")
+
+    def wait_for_reload(self, before: int, timeout: float = 5.0) -> None:
+        """Wait until a reload after ``before`` (a :meth:`reload_count`) was logged.
+
+        Mosquitto logs the line and rereads the files in the same loop iteration, so
+        any connection it handles afterwards sees the new password file and ACL.
+        """
         deadline = time.monotonic() + timeout
-        while self.log_text().count("Reloading config") <= before:
+        while self.reload_count() <= before:
             if time.monotonic() > deadline:
                 raise BrokerSetupError("mosquitto did not confirm the reload")
             time.sleep(0.01)

@@ -2,7 +2,8 @@
 
 ``broker`` is a started :class:`firmware_sim.broker.LocalBroker` (function scope, its
 own temp dir and free ports) with the accounts ``agent``, ``household`` and three
-devices; ``broker.passwords[name]`` holds each password. ``mosquitto_pub`` publishes
+devices; ``broker.passwords[name]`` holds each password. ``tls_broker`` adds the TLS
+listeners. ``mosquitto_pub`` publishes
 with the real command-line client and returns its completed process.
 """
 
@@ -32,6 +33,14 @@ MosquittoPub = Callable[..., "subprocess.CompletedProcess[str]"]
 def broker(tmp_path: Path) -> Iterator[LocalBroker]:
     """A running broker with the household config, stopped after the test."""
     with LocalBroker(tmp_path / "broker", users=dict(BROKER_USERS)) as running:
+        yield running
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    """Like ``broker``, plus a household CA (``ca_file``), a TLS listener for password
+    devices (``tls_port``) and a mutual-TLS listener (``cert_port``)."""
+    with LocalBroker(tmp_path / "tls-broker", users=dict(BROKER_USERS), tls=True) as running:
         yield running
 
 

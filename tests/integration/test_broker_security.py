@@ -1,18 +1,24 @@
 """The household broker config enforces identity: every device speaks only for itself.
 
-Runs a real Mosquitto rendered from ``broker_config/`` (see ``conftest.broker``).
+Runs a real Mosquitto rendered from ``broker_config/`` (see ``conftest.broker``), with
+the real ``mosquitto_pub`` and paho-mqtt 2 (MQTT 5 and 3.1.1) as clients.
 """
 
 from __future__ import annotations
 
+import json
+import ssl
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -21,65 +27,159 @@ from firmware_sim.broker import LocalBroker
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 NOT_AUTHORIZED = 135
+NO_SUBSCRIBERS = 16  # a success code: "accepted, nobody is listening"
 MosquittoPub = Callable[..., "subprocess.CompletedProcess[str]"]
+STATE = "replenish/v1/devices/{}/state"
+COMMANDS = "replenish/v1/devices/{}/commands"
 
 
-class Subscriber:
-    """A paho MQTT 5 subscriber collecting ``topic payload`` lines (the observer)."""
+class Session:
+    """One paho client with blocking helpers that return MQTT reason codes."""
 
-    def __init__(self, broker: LocalBroker, user: str, topic: str) -> None:
-        self.lines: list[str] = []
-        subscribed = threading.Event()
+    def __init__(
+        self,
+        broker: LocalBroker,
+        user: str | None,
+        *,
+        password: str | None = None,
+        client_id: str = "",
+        port: int | None = None,
+        tls_ca: Path | None = None,
+        system_ca: bool = False,
+        cert: tuple[Path, Path] | None = None,
+        clean_start: bool = True,
+        session_expiry: int = 0,
+        mqtt5: bool = True,
+    ) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._events: dict[str, threading.Event] = {
+            "connect": threading.Event(),
+            "publish": threading.Event(),
+            "subscribe": threading.Event(),
+            "disconnect": threading.Event(),
+        }
+        self.connect_rc: int | None = None
+        self.disconnect_rc: int | None = None
+        self._pub_rc: dict[int, int] = {}
+        self._sub_rc: list[int] = []
+        proto = MQTTProtocolVersion.MQTTv5 if mqtt5 else MQTTProtocolVersion.MQTTv311
+        kwargs: dict[str, object] = {} if mqtt5 else {"clean_session": clean_start}
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto, **kwargs
+        )
+        if user is not None:
+            client.username_pw_set(user, password or broker.passwords[user])
+        if tls_ca is not None or system_ca or cert is not None:
+            client.tls_set(
+                ca_certs=None if system_ca else str(tls_ca),
+                certfile=str(cert[0]) if cert else None,
+                keyfile=str(cert[1]) if cert else None,
+            )
+        client.on_connect = self._on_connect
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        self.client = client
+        self._broker = broker
+        self._port = port or broker.port
+        self._connect_kwargs: dict[str, object] = {}
+        if mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry
+            self._connect_kwargs = {"clean_start": clean_start, "properties": props}
 
-        def on_connect(
-            client: mqtt.Client,
-            userdata: object,
-            flags: object,
-            reason_code: ReasonCode,
-            properties: Properties | None,
-        ) -> None:
-            client.subscribe(topic, qos=1)
+    # paho callbacks (network thread) -------------------------------------------------
 
-        def on_subscribe(
-            client: mqtt.Client,
-            userdata: object,
-            mid: int,
-            reason_codes: list[ReasonCode],
-            properties: Properties | None,
-        ) -> None:
-            subscribed.set()
+    def _on_connect(
+        self, c: mqtt.Client, u: object, f: object, rc: ReasonCode, p: Properties | None
+    ) -> None:
+        self.connect_rc = rc.value
+        self._events["connect"].set()
 
-        def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-            self.lines.append(f"{msg.topic} {msg.payload.decode(errors='replace')}")
+    def _on_publish(
+        self, c: mqtt.Client, u: object, mid: int, rc: ReasonCode, p: Properties
+    ) -> None:
+        self._pub_rc[mid] = rc.value
+        self._events["publish"].set()
 
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        self.client.username_pw_set(user, broker.passwords[user])
-        self.client.on_connect = on_connect
-        self.client.on_subscribe = on_subscribe
-        self.client.on_message = on_message
-        self.client.connect(broker.host, broker.port)
+    def _on_subscribe(
+        self, c: mqtt.Client, u: object, mid: int, rcs: list[ReasonCode], p: Properties | None
+    ) -> None:
+        self._sub_rc = [rc.value for rc in rcs]
+        self._events["subscribe"].set()
+
+    def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        self.messages.append((msg.topic, msg.payload))
+
+    def _on_disconnect(
+        self, c: mqtt.Client, u: object, f: object, rc: ReasonCode, p: Properties | None
+    ) -> None:
+        self.disconnect_rc = rc.value
+        self._events["disconnect"].set()
+        self._events["connect"].set()  # a refused CONNECT ends here too
+
+    # blocking helpers ------------------------------------------------------------------
+
+    def connect(self) -> int:
+        """Connect and return the CONNACK reason code (raises on TLS/socket errors)."""
+        self.client.connect(self._broker.host, self._port, **self._connect_kwargs)  # type: ignore[arg-type]
         self.client.loop_start()
-        assert subscribed.wait(10), "subscriber did not subscribe"
+        assert self._events["connect"].wait(10), "no CONNACK"
+        if self.connect_rc is None:
+            raise ConnectionError("connection closed before CONNACK")
+        return self.connect_rc
 
-    def messages(self) -> list[str]:
-        """Stop and return the ``topic payload`` lines received."""
+    def publish(self, topic: str, payload: bytes = b"x") -> int:
+        """Publish at QoS 1 and return the PUBACK reason code."""
+        self._events["publish"].clear()
+        info = self.client.publish(topic, payload, qos=1)
+        assert self._events["publish"].wait(10), "no PUBACK"
+        return self._pub_rc[info.mid]
+
+    def subscribe(self, topic: str) -> int:
+        """Subscribe at QoS 1 and return the SUBACK reason code."""
+        self._events["subscribe"].clear()
+        self.client.subscribe(topic, qos=1)
+        assert self._events["subscribe"].wait(10), "no SUBACK"
+        return self._sub_rc[0]
+
+    def wait_disconnected(self, timeout: float = 10.0) -> bool:
+        return self._events["disconnect"].wait(timeout)
+
+    def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-        return list(self.lines)
 
 
 @pytest.fixture
-def agent_sub(broker: LocalBroker) -> Iterator[Subscriber]:
-    sub = Subscriber(broker, "agent", "replenish/v1/devices/#")
-    yield sub
-    sub.messages()
+def sessions() -> Iterator[Callable[..., Session]]:
+    """Factory for :class:`Session`; every session is closed after the test."""
+    made: list[Session] = []
+
+    def make(broker: LocalBroker, user: str | None, **kwargs: object) -> Session:
+        session = Session(broker, user, **kwargs)  # type: ignore[arg-type]
+        made.append(session)
+        return session
+
+    yield make
+    for session in made:
+        session.close()
 
 
-def _connack_code(result: subprocess.CompletedProcess[str]) -> str:
-    for line in result.stdout.splitlines():
-        if "received CONNACK" in line:
-            return line.rsplit("(", 1)[1].rstrip(")")
-    return "none"
+def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def _observer(broker: LocalBroker, make: Callable[..., Session]) -> Session:
+    """The agent account subscribed to every device topic."""
+    agent = make(broker, "agent")
+    assert agent.connect() == 0
+    assert agent.subscribe("replenish/v1/devices/#") == 1
+    return agent
 
 
 def _puback_code(result: subprocess.CompletedProcess[str]) -> int:
@@ -89,108 +189,335 @@ def _puback_code(result: subprocess.CompletedProcess[str]) -> int:
     raise AssertionError(f"no PUBACK in output: {result.stdout}")
 
 
-def test_device_publishes_on_its_own_topic(
-    mosquitto_pub: MosquittoPub, agent_sub: Subscriber
-) -> None:
-    result = mosquitto_pub("printer-1", "replenish/v1/devices/printer-1/state", "own")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert _puback_code(result) == 0
-    marker = "replenish/v1/devices/fridge-1/state after"
-    mosquitto_pub("fridge-1", "replenish/v1/devices/fridge-1/state", "after")
-    assert _wait_for(agent_sub, marker) == [
-        "replenish/v1/devices/printer-1/state own",
-        marker,
-    ]
+def _connack_code(result: subprocess.CompletedProcess[str]) -> str:
+    for line in result.stdout.splitlines():
+        if "received CONNACK" in line:
+            return line.rsplit("(", 1)[1].rstrip(")")
+    return "none"
+
+
+# -- a device speaks only for itself ------------------------------------------------------
 
 
 def test_foreign_topic_dropped_with_mqtt311(
-    mosquitto_pub: MosquittoPub, agent_sub: Subscriber
+    broker: LocalBroker, mosquitto_pub: MosquittoPub, sessions: Callable[..., Session]
 ) -> None:
-    spoof = mosquitto_pub("printer-1", "replenish/v1/devices/fridge-1/state", "spoof")
-    # MQTT 3.1.1 has no way to say "denied": the broker acks with success and drops it.
+    agent = _observer(broker, sessions)
+    spoof = mosquitto_pub("printer-1", STATE.format("fridge-1"), "spoof")
+    # MQTT 3.1.1 cannot say "denied": the broker acks with success and drops the message.
     assert spoof.returncode == 0
     assert _puback_code(spoof) == 0
-    mosquitto_pub("fridge-1", "replenish/v1/devices/fridge-1/state", "real")
-    assert _wait_for(agent_sub, "real") == ["replenish/v1/devices/fridge-1/state real"]
+    mosquitto_pub("printer-1", STATE.format("printer-1"), "own")
+    _wait_until(lambda: len(agent.messages) >= 1)
+    time.sleep(0.1)  # a late spoofed message would show up behind the marker
+    assert agent.messages == [(STATE.format("printer-1"), b"own")]
 
 
 def test_foreign_topic_refused_with_mqtt5_reason_135(
-    mosquitto_pub: MosquittoPub, agent_sub: Subscriber
+    broker: LocalBroker, mosquitto_pub: MosquittoPub, sessions: Callable[..., Session]
 ) -> None:
-    spoof = mosquitto_pub(
-        "printer-1", "replenish/v1/devices/fridge-1/state", "spoof", mqtt_version="5"
-    )
+    agent = _observer(broker, sessions)
+    spoof = mosquitto_pub("printer-1", STATE.format("fridge-1"), "spoof", mqtt_version="5")
     assert _puback_code(spoof) == NOT_AUTHORIZED
-    mosquitto_pub("fridge-1", "replenish/v1/devices/fridge-1/state", "real")
-    assert _wait_for(agent_sub, "real") == ["replenish/v1/devices/fridge-1/state real"]
+    device = sessions(broker, "printer-1")
+    assert device.connect() == 0
+    assert device.publish(STATE.format("fridge-1"), b"spoof") == NOT_AUTHORIZED
+    assert device.publish(STATE.format("printer-1"), b"own") == 0
+    _wait_until(lambda: len(agent.messages) >= 1)
+    time.sleep(0.1)
+    assert agent.messages == [(STATE.format("printer-1"), b"own")]
 
 
-def test_paho_mqtt5_sees_reason_135(broker: LocalBroker) -> None:
-    codes = _paho_publish(broker, "printer-1", "replenish/v1/devices/fridge-1/state")
-    assert codes == [NOT_AUTHORIZED]
-    # 16 "no matching subscribers" is a success code.
-    assert _paho_publish(broker, "printer-1", "replenish/v1/devices/printer-1/state") == [16]
+@pytest.mark.parametrize(
+    ("user", "topic", "allowed"),
+    [
+        ("printer-1", "replenish/v1/devices/printer-1/state", True),
+        ("printer-1", "replenish/v1/devices/printer-1/status", True),
+        ("printer-1", "replenish/v1/devices/printer-1/events", True),
+        ("printer-1", "replenish/v1/devices/printer-1/commands", False),
+        ("printer-1", "replenish/v1/devices/printer-1/other", False),
+        ("printer-1", "replenish/v1/devices/printer-1/state/deeper", False),
+        ("printer-1", "replenish/v1/devices/wearable-1/status", False),
+        ("printer-1", "replenish/v1/household/commands/approve", False),
+        ("printer-1", "homeassistant/status", False),
+        ("agent", "replenish/v1/devices/printer-1/commands", True),
+        ("agent", "replenish/v1/devices/printer-1/state", False),
+        ("agent", "replenish/v1/household/orders/1", True),
+        ("agent", "homeassistant/sensor/replenish/x/config", True),
+        ("household", "replenish/v1/household/commands/approve", True),
+        ("household", "replenish/v1/household/orders/1", False),
+        ("household", "replenish/v1/devices/printer-1/state", False),
+        ("household", "replenish/v1/devices/printer-1/commands", False),
+        ("household", "homeassistant/status", True),
+    ],
+)
+def test_publish_acl(
+    broker: LocalBroker, sessions: Callable[..., Session], user: str, topic: str, allowed: bool
+) -> None:
+    session = sessions(broker, user)
+    assert session.connect() == 0
+    code = session.publish(topic)
+    assert (code < 128) is allowed, code
+
+
+# Who publishes a marker each subscriber may read (sent after the probe, so once the
+# marker has arrived, an allowed probe has arrived too).
+MARKERS = {
+    "printer-1": ("agent", COMMANDS.format("printer-1")),
+    "agent": ("household", "replenish/v1/household/commands/marker"),
+    "household": ("agent", "replenish/v1/household/marker"),
+}
+
+
+@pytest.mark.parametrize(
+    ("user", "topic_filter", "publisher", "topic", "allowed"),
+    [
+        ("printer-1", COMMANDS.format("printer-1"), "agent", COMMANDS.format("printer-1"), True),
+        ("printer-1", COMMANDS.format("fridge-1"), "agent", COMMANDS.format("fridge-1"), False),
+        ("printer-1", COMMANDS.format("+"), "agent", COMMANDS.format("fridge-1"), False),
+        ("printer-1", "replenish/v1/devices/#", "fridge-1", STATE.format("fridge-1"), False),
+        ("printer-1", "replenish/v1/household/#", "agent", "replenish/v1/household/o/1", False),
+        ("agent", "replenish/v1/devices/#", "fridge-1", STATE.format("fridge-1"), True),
+        ("agent", "replenish/v1/household/commands/#", "household",
+         "replenish/v1/household/commands/approve", True),
+        ("agent", "homeassistant/status", "household", "homeassistant/status", True),
+        ("household", "replenish/v1/household/#", "agent", "replenish/v1/household/o/1", True),
+        ("household", "homeassistant/#", "agent", "homeassistant/sensor/r/x/config", True),
+        ("household", "replenish/v1/devices/#", "fridge-1", STATE.format("fridge-1"), False),
+        ("household", COMMANDS.format("+"), "agent", COMMANDS.format("printer-1"), False),
+    ],
+)  # fmt: skip
+def test_read_acl(
+    broker: LocalBroker,
+    sessions: Callable[..., Session],
+    user: str,
+    topic_filter: str,
+    publisher: str,
+    topic: str,
+    allowed: bool,
+) -> None:
+    reader = sessions(broker, user)
+    assert reader.connect() == 0
+    # Mosquitto 2.0 grants a SUBSCRIBE it cannot judge for every topic and filters each
+    # message on delivery, so what counts is what arrives.
+    reader.subscribe(topic_filter)
+    marker_from, marker_topic = MARKERS[user]
+    assert reader.subscribe(marker_topic) == 1
+    sender = sessions(broker, publisher)
+    assert sender.connect() == 0
+    assert sender.publish(topic, b"probe") < 128
+    marker = sessions(broker, marker_from)
+    assert marker.connect() == 0
+    assert marker.publish(marker_topic, b"marker") == 0
+    _wait_until(lambda: (marker_topic, b"marker") in reader.messages)
+    assert ((topic, b"probe") in reader.messages) is allowed
+
+
+def test_device_does_not_receive_other_devices_commands(
+    broker: LocalBroker, sessions: Callable[..., Session]
+) -> None:
+    snoop = sessions(broker, "fridge-1")
+    assert snoop.connect() == 0
+    assert snoop.subscribe(COMMANDS.format("fridge-1")) == 1
+    agent = sessions(broker, "agent")
+    assert agent.connect() == 0
+    assert agent.publish(COMMANDS.format("printer-1"), b"for-printer") == NO_SUBSCRIBERS
+    assert agent.publish(COMMANDS.format("fridge-1"), b"for-fridge") == 0
+    _wait_until(lambda: len(snoop.messages) >= 1)
+    time.sleep(0.1)
+    assert snoop.messages == [(COMMANDS.format("fridge-1"), b"for-fridge")]
+
+
+# -- authentication -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("user", "password"),
-    [(None, None), ("printer-1", "wrong"), ("nobody", "printer-1-pass"), ("agent", "")],
+    [(None, None), ("printer-1", "wrong"), ("nobody", "printer-1-pass"), ("agent", "x")],
 )
 def test_unauthenticated_connections_refused(
     mosquitto_pub: MosquittoPub, user: str | None, password: str | None
 ) -> None:
-    result = mosquitto_pub(user, "replenish/v1/devices/printer-1/state", "x", password=password)
+    result = mosquitto_pub(user, STATE.format("printer-1"), "x", password=password)
     assert result.returncode != 0
-    assert _connack_code(result) == "5"  # 3.1.1: not authorised
+    assert _connack_code(result) == "5"  # MQTT 3.1.1: not authorised
 
 
-def _wait_for(sub: Subscriber, marker: str, timeout: float = 10.0) -> list[str]:
-    """Messages up to and including the first line ending with ``marker``."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not any(line.endswith(marker) for line in sub.lines):
-        assert time.monotonic() < deadline, f"{marker!r} never arrived: {sub.lines}"
-        time.sleep(0.01)
-    return sub.messages()
+def test_anonymous_refused_with_mqtt5(
+    broker: LocalBroker, sessions: Callable[..., Session]
+) -> None:
+    assert sessions(broker, None).connect() == NOT_AUTHORIZED
+    wrong = sessions(broker, "printer-1", password="wrong")
+    assert wrong.connect() == NOT_AUTHORIZED
 
 
-def _paho_publish(
-    broker: LocalBroker,
-    user: str,
-    topic: str,
-    *,
-    client_id: str = "",
-    port: int | None = None,
-    tls_ca: Path | None = None,
-) -> list[int]:
-    """Connect with paho (MQTT 5), publish once at QoS 1, return the PUBACK reason codes."""
-    done = threading.Event()
-    codes: list[int] = []
+def test_removed_device_is_cut_off_after_reload(
+    broker: LocalBroker, sessions: Callable[..., Session]
+) -> None:
+    password = broker.passwords["wearable-1"]
+    live = sessions(broker, "wearable-1")
+    assert live.connect() == 0
+    assert live.publish(STATE.format("wearable-1")) == NO_SUBSCRIBERS
+    broker.remove_user("wearable-1")
+    # Mosquitto rechecks connected clients on reload: the live session is dropped too.
+    assert live.wait_disconnected()
+    retry = sessions(broker, "wearable-1", password=password)
+    assert retry.connect() == NOT_AUTHORIZED
 
-    def on_publish(
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        reason_code: ReasonCode,
-        properties: Properties,
-    ) -> None:
-        codes.append(reason_code.value)
-        done.set()
 
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+def test_added_device_can_connect_after_reload(
+    broker: LocalBroker, sessions: Callable[..., Session]
+) -> None:
+    broker.add_user("scale-1", "scale-pass")
+    scale = sessions(broker, "scale-1")
+    assert scale.connect() == 0
+    assert scale.publish(STATE.format("scale-1")) == NO_SUBSCRIBERS
+    assert scale.publish(STATE.format("printer-1")) == NOT_AUTHORIZED
+
+
+@pytest.mark.parametrize("mqtt5", [True, False], ids=["mqtt5", "mqtt311"])
+def test_copied_client_id_gains_nothing(
+    broker: LocalBroker, sessions: Callable[..., Session], mqtt5: bool
+) -> None:
+    # printer-1 has a persistent session with a command queued for it.
+    opts: dict[str, object] = {
+        "client_id": "printer-1",
+        "clean_start": False,
+        "session_expiry": 3600,
+        "mqtt5": mqtt5,
+    }
+    printer = sessions(broker, "printer-1", **opts)
+    assert printer.connect() == 0
+    assert printer.subscribe(COMMANDS.format("printer-1")) == 1
+    printer.close()
+    agent = sessions(broker, "agent")
+    assert agent.connect() == 0
+    assert agent.publish(COMMANDS.format("printer-1"), b"secret-command") == 0
+
+    # fridge-1 presents printer-1's client id: the ACL follows the username, so it may
+    # not speak for printer-1 and never sees printer-1's queued command.
+    thief = sessions(broker, "fridge-1", **opts)
+    assert thief.connect() == 0
+    if mqtt5:
+        assert thief.publish(STATE.format("printer-1")) == NOT_AUTHORIZED
+        assert thief.publish(STATE.format("fridge-1")) < 128
+    thief.subscribe(COMMANDS.format("printer-1"))
+    assert thief.subscribe(COMMANDS.format("fridge-1")) == 1
+    assert agent.publish(COMMANDS.format("printer-1"), b"second-command") < 128
+    assert agent.publish(COMMANDS.format("fridge-1"), b"marker") == 0
+    _wait_until(lambda: (COMMANDS.format("fridge-1"), b"marker") in thief.messages)
+    assert thief.messages == [(COMMANDS.format("fridge-1"), b"marker")]
+
+
+def test_mosquitto_pub_and_paho_agree_on_own_topic(
+    broker: LocalBroker, mosquitto_pub: MosquittoPub, sessions: Callable[..., Session]
+) -> None:
+    agent = _observer(broker, sessions)
+    result = mosquitto_pub("printer-1", STATE.format("printer-1"), '{"seq": 1}')
+    assert result.returncode == 0, result.stdout + result.stderr
+    _wait_until(lambda: len(agent.messages) == 1)
+    assert agent.messages == [(STATE.format("printer-1"), b'{"seq": 1}')]
+
+
+# -- TLS ------------------------------------------------------------------------------------
+
+
+def test_tls_client_trusting_household_ca_connects(
+    tls_broker: LocalBroker, sessions: Callable[..., Session]
+) -> None:
+    assert tls_broker.ca_file is not None and tls_broker.tls_port is not None
+    device = sessions(tls_broker, "printer-1", port=tls_broker.tls_port, tls_ca=tls_broker.ca_file)
+    assert device.connect() == 0
+    assert device.publish(STATE.format("printer-1")) == NO_SUBSCRIBERS
+    assert device.publish(STATE.format("fridge-1")) == NOT_AUTHORIZED
+
+
+def test_tls_client_trusting_only_system_cas_fails(
+    tls_broker: LocalBroker, sessions: Callable[..., Session]
+) -> None:
+    device = sessions(tls_broker, "printer-1", port=tls_broker.tls_port, system_ca=True)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        device.connect()
+
+
+def test_plain_mqtt_to_tls_port_fails(
+    tls_broker: LocalBroker, sessions: Callable[..., Session]
+) -> None:
+    device = sessions(tls_broker, "printer-1", port=tls_broker.tls_port)
+    with pytest.raises(ConnectionError):
+        device.connect()
+    assert device.connect_rc is None  # no CONNACK ever came back
+
+
+def test_client_certificate_identity_and_revocation(
+    tls_broker: LocalBroker, sessions: Callable[..., Session]
+) -> None:
+    assert tls_broker.cert_port is not None
+    cert = tls_broker.make_client_cert("scale-1")
+    opts: dict[str, object] = {
+        "port": tls_broker.cert_port,
+        "tls_ca": tls_broker.ca_file,
+        "cert": cert,
+    }
+    # No username: the certificate's CN is the identity the ACL sees.
+    scale = sessions(tls_broker, None, **opts)
+    assert scale.connect() == 0
+    assert scale.publish(STATE.format("scale-1")) == NO_SUBSCRIBERS
+    assert scale.publish(STATE.format("printer-1")) == NOT_AUTHORIZED
+    scale.close()
+
+    no_cert = sessions(
+        tls_broker, "printer-1", port=tls_broker.cert_port, tls_ca=tls_broker.ca_file
     )
-    client.username_pw_set(user, broker.passwords[user])
-    if tls_ca is not None:
-        client.tls_set(ca_certs=str(tls_ca))
-    client.on_publish = on_publish
-    client.connect(broker.host, port or broker.port)
-    client.loop_start()
-    try:
-        client.publish(topic, b"x", qos=1)
-        assert done.wait(10), "no PUBACK"
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return codes
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError, AssertionError)):
+        no_cert.connect()
+
+    tls_broker.revoke_client_cert("scale-1")
+    revoked = sessions(tls_broker, None, **opts)
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError, AssertionError)):
+        revoked.connect()
+
+
+# -- provisioning CLI against the real broker ------------------------------------------------
+
+
+def _replenish_device(broker: LocalBroker, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable, "-m", "agent.cli", "device",
+        "--password-file", str(broker.password_file),
+        "--acl-file", str(broker.acl_file),
+        "--registry-file", str(broker.workdir / "devices.json"),
+        "--ca-dir", str(broker.ca_dir),
+        "--pid-file", str(broker.pid_file),
+        "--json", *args,
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_device_add_and_remove_via_cli(
+    broker: LocalBroker, sessions: Callable[..., Session]
+) -> None:
+    before = broker.reload_count()
+    added = _replenish_device(broker, "add", "kettle-1", "--kind", "other")
+    assert added.returncode == 0, added.stderr
+    info = json.loads(added.stdout)
+    assert info["username"] == "kettle-1"
+    assert info["publish"][0] == STATE.format("kettle-1")
+    broker.wait_for_reload(before)
+
+    kettle = sessions(broker, "kettle-1", password=info["password"])
+    assert kettle.connect() == 0
+    assert kettle.publish(STATE.format("kettle-1")) == NO_SUBSCRIBERS
+    assert kettle.publish(STATE.format("printer-1")) == NOT_AUTHORIZED
+
+    before = broker.reload_count()
+    removed = _replenish_device(broker, "remove", "kettle-1")
+    assert removed.returncode == 0, removed.stderr
+    broker.wait_for_reload(before)
+    assert kettle.wait_disconnected()
+    again = sessions(broker, "kettle-1", password=info["password"])
+    assert again.connect() == NOT_AUTHORIZED
+
+    listed = json.loads(_replenish_device(broker, "list").stdout)["devices"]
+    # The fixture's devices were written by LocalBroker, not registered: kind unknown.
+    assert [d["device_id"] for d in listed] == ["fridge-1", "printer-1", "wearable-1"]
