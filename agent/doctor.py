@@ -95,7 +95,8 @@ class Probes:
     """The outside world as the checks see it; tests replace single pieces."""
 
     clock: Callable[[], float] = time.time
-    synchronized: Callable[[], bool | None] = clock_synchronized
+    # None: ask the kernel (agent.systemd.clock_synchronized) at check time.
+    synchronized: Callable[[], bool | None] | None = None
     disk_usage: Callable[[Path], DiskUsage] = _disk_usage
     vendor_transport: httpx.BaseTransport | None = None
     timeout_s: float = 5.0
@@ -349,7 +350,7 @@ def check_clock(db_path: Path | None, probes: Probes) -> CheckResult:
             f"system time {_iso(now)} is before the newest stored reading ({_iso(newest)})",
             "the clock went backwards: fix time sync before the agent orders",
         )
-    synced = probes.synchronized()
+    synced = (probes.synchronized or clock_synchronized)()
     if synced is False:
         return CheckResult(
             "clock", Level.WARN, f"system time {_iso(now)} is not synchronised",
