@@ -1,0 +1,594 @@
+"""Storage for consent, the audit chain, purchase intents (the outbox), away periods,
+reminders and feedback: every SQL statement for those tables lives here.
+
+Each public write is one ``BEGIN IMMEDIATE`` transaction that changes the state and
+appends its audit record together, on the Store's connection (``synchronous=FULL``), so
+an intent and its idempotency key are durable before any vendor call is made.
+Times are aware datetimes at this API and epoch seconds in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from agent import audit
+from agent.consent import Mandate, Mode, Proposal, month_start
+from agent.errors import ConsentError, StoreError
+from agent.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class State(StrEnum):
+    PROPOSED = "proposed"  # waiting for the household's approval
+    QUEUED = "queued"  # allowed; goes out at send_after (pre-notice for auto)
+    SENDING = "sending"  # the key may have reached the vendor: reconcile before resend
+    PLACED = "placed"  # the vendor holds the order; followed until delivery
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"  # the vendor refused it (price above max, out of stock)
+    FAILED = "failed"  # the vendor refused the request for good
+
+
+PENDING = (State.PROPOSED, State.QUEUED)
+OPEN = (State.PROPOSED, State.QUEUED, State.SENDING, State.PLACED)
+SPENDING = (State.SENDING, State.PLACED, State.DELIVERED)
+FEEDBACK_KINDS = ("wrong-item", "damaged", "not-needed")
+
+
+def ts(when: datetime) -> float:
+    return when.timestamp()
+
+
+def dt(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+@dataclass(slots=True, frozen=True)
+class Consent:
+    consumable: str
+    mode: Mode
+    mandate: Mandate | None
+    audit_id: int
+    updated_at: datetime
+
+
+@dataclass(slots=True, frozen=True)
+class Intent:
+    """One purchase intent (an outbox row)."""
+
+    id: int
+    consumable: str
+    vendor: str
+    sku: str
+    name: str | None
+    quantity: int
+    pack_size: int
+    unit_price: Decimal
+    currency: str
+    mode: Mode
+    state: State
+    idem_key: str
+    audit_id: int | None
+    reason: str | None
+    created_at: datetime
+    send_after: datetime | None
+    next_attempt_at: datetime | None
+    attempts: int
+    first_sent_at: datetime | None
+    last_sent_at: datetime | None
+    order_id: str | None
+    order_status: str | None
+    total: Decimal | None
+    cancel_until: datetime | None
+    expected_delivery: datetime | None
+    delivered_at: datetime | None
+
+    @property
+    def proposal(self) -> Proposal:
+        return Proposal(self.consumable, self.vendor, self.sku, self.quantity, self.pack_size,
+                        self.unit_price, self.name or "", self.currency)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, Decimal):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+_DT_COLS = ("created_at", "send_after", "next_attempt_at", "first_sent_at", "last_sent_at",
+            "cancel_until", "expected_delivery", "delivered_at")
+
+
+def _intent(row: sqlite3.Row) -> Intent:
+    d = dict(row)
+    d.pop("updated_at")
+    for col in _DT_COLS:
+        d[col] = dt(d[col])
+    d["unit_price"] = Decimal(d["unit_price"])
+    d["total"] = None if d["total"] is None else Decimal(d["total"])
+    d["mode"] = Mode(d["mode"])
+    d["state"] = State(d["state"])
+    return Intent(**d)
+
+
+def _mandate_json(m: Mandate | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    return {"skus": list(m.skus), "vendor": m.vendor,
+            "max_unit_price": None if m.max_unit_price is None else str(m.max_unit_price),
+            "max_quantity": m.max_quantity,
+            "monthly_budget": None if m.monthly_budget is None else str(m.monthly_budget),
+            "expires_at": None if m.expires_at is None else m.expires_at.isoformat()}
+
+
+def _consent(row: sqlite3.Row) -> Consent:
+    mode = Mode(row["mode"])
+    skus = tuple(json.loads(row["skus"]))
+    mandate = None
+    if skus:
+        mandate = Mandate(
+            skus=skus, vendor=row["vendor"],
+            max_unit_price=None if row["max_unit_price"] is None
+            else Decimal(row["max_unit_price"]),
+            max_quantity=row["max_quantity"],
+            monthly_budget=None if row["monthly_budget"] is None
+            else Decimal(row["monthly_budget"]),
+            expires_at=dt(row["expires_at"]))
+    return Consent(row["consumable"], mode, mandate, row["audit_id"],
+                   dt(row["updated_at"]) or datetime.min)
+
+
+class Ledger:
+    """Consent, audit and outbox storage on one SQLite connection (one per thread)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.conn.row_factory = sqlite3.Row
+
+    @classmethod
+    def open(cls, path: Path | str) -> Ledger:
+        """A ledger on its own (migrated) connection to the agent's database."""
+        return cls(Store(path).conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:
+            raise StoreError(f"ledger write failed: {err}") from err
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return list(self.conn.execute(sql, params))
+        except sqlite3.Error as err:
+            raise StoreError(f"ledger read failed: {err}") from err
+
+    # ---- audit --------------------------------------------------------------------
+
+    def _audit(self, kind: str, consumable: str | None, body: dict[str, Any],
+               now: datetime) -> int:
+        """Append one chained record; call inside a transaction."""
+        last = self.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+        row = last.fetchone()
+        rid, prev = (row[0] + 1, row[1]) if row else (1, audit.GENESIS)
+        text = audit.canonical(body)
+        when = ts(now)
+        digest = audit.link_hash(prev, rid, when, kind, consumable, text)
+        self.conn.execute(
+            "INSERT INTO audit (id, ts, kind, consumable, body, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (rid, when, kind, consumable, text, prev, digest))
+        log.info("audit.%s id=%d consumable=%s", kind, rid, consumable)
+        return rid
+
+    def record(self, kind: str, consumable: str | None, body: dict[str, Any],
+               now: datetime) -> int:
+        """Append a free-standing audit record (its own transaction)."""
+        with self._tx():
+            return self._audit(kind, consumable, body, now)
+
+    def audit_records(self) -> list[audit.AuditRecord]:
+        return [audit.AuditRecord(**dict(r)) for r in self._q("SELECT * FROM audit ORDER BY id")]
+
+    def verify_audit(self) -> audit.VerifyResult:
+        return audit.verify(self.audit_records())
+
+    # ---- consent ------------------------------------------------------------------
+
+    def consent(self, consumable: str) -> Consent | None:
+        rows = self._q("SELECT * FROM consent WHERE consumable=?", (consumable,))
+        return _consent(rows[0]) if rows else None
+
+    def consents(self) -> list[Consent]:
+        return [_consent(r) for r in self._q("SELECT * FROM consent ORDER BY consumable")]
+
+    def mode(self, consumable: str) -> Mode:
+        c = self.consent(consumable)
+        return c.mode if c else Mode.MONITOR
+
+    def set_consent(self, consumable: str, mode: Mode, mandate: Mandate | None,
+                    now: datetime) -> int:
+        """Grant or change consent; returns the audit id. Leaving auto or confirm cancels
+        pending intents at once, in the same transaction."""
+        if mode is Mode.AUTO and mandate is None:
+            raise ConsentError("auto needs a mandate (at least --sku)")
+        with self._tx():
+            old = self.consent(consumable)
+            rid = self._audit("consent_set", consumable, {
+                "mode": mode.value, "mandate": _mandate_json(mandate),
+                "previous_mode": old.mode.value if old else None}, now)
+            m = mandate
+            self.conn.execute(
+                "INSERT OR REPLACE INTO consent (consumable, mode, vendor, skus, max_unit_price,"
+                " max_quantity, monthly_budget, expires_at, audit_id, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (consumable, mode.value, m.vendor if m else None,
+                 json.dumps(list(m.skus) if m else []),
+                 str(m.max_unit_price) if m and m.max_unit_price is not None else None,
+                 m.max_quantity if m else None,
+                 str(m.monthly_budget) if m and m.monthly_budget is not None else None,
+                 ts(m.expires_at) if m and m.expires_at else None, rid, ts(now)))
+            if mode in (Mode.MONITOR, Mode.REMIND):
+                self._cancel_pending(consumable, f"consent changed to {mode.value}", rid, now)
+            elif mode is Mode.CONFIRM:
+                # Announced auto orders lose their mandate; proposals stay for approval.
+                self._cancel_pending(consumable, "mandate replaced by confirm", rid, now,
+                                     states=(State.QUEUED,), auto_only=True)
+            return rid
+
+    def revoke(self, consumable: str, now: datetime) -> tuple[int, list[int]]:
+        """Back to monitor; pending intents are cancelled in the same transaction."""
+        with self._tx():
+            rid = self._audit("consent_revoked", consumable, {}, now)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO consent (consumable, mode, skus, audit_id, updated_at) "
+                "VALUES (?, 'monitor', '[]', ?, ?)", (consumable, rid, ts(now)))
+            return rid, self._cancel_pending(consumable, "consent revoked", rid, now)
+
+    def expire_mandates(self, now: datetime) -> list[str]:
+        """Expired auto mandates fall back to confirm; their announced orders are cancelled."""
+        expired = [c for c in self.consents()
+                   if c.mode is Mode.AUTO and c.mandate and c.mandate.expired(now)]
+        for c in expired:
+            with self._tx():
+                rid = self._audit("mandate_expired", c.consumable,
+                                  {"expires_at": _mandate_json(c.mandate)}, now)
+                self.conn.execute("UPDATE consent SET mode='confirm', audit_id=?, updated_at=? "
+                                  "WHERE consumable=?", (rid, ts(now), c.consumable))
+                self._cancel_pending(c.consumable, "mandate expired", rid, now,
+                                     states=(State.QUEUED,), auto_only=True)
+        return [c.consumable for c in expired]
+
+    def _cancel_pending(self, consumable: str, why: str, audit_id: int, now: datetime,
+                        states: Sequence[State] = PENDING, auto_only: bool = False) -> list[int]:
+        marks = ",".join("?" * len(states))
+        sql = f"SELECT id FROM intents WHERE consumable=? AND state IN ({marks})"
+        if auto_only:
+            sql += " AND mode='auto'"
+        ids = [int(r[0]) for r in self.conn.execute(sql, (consumable, *states))]
+        for i in ids:
+            self.conn.execute(
+                "UPDATE intents SET state='cancelled', reason=?, audit_id=?, updated_at=? "
+                "WHERE id=?", (why, audit_id, ts(now), i))
+        return ids
+
+    # ---- intents ------------------------------------------------------------------
+
+    def create_intent(self, proposal: Proposal, mode: Mode, state: State, now: datetime, *,
+                      send_after: datetime | None = None, reason: str = "",
+                      allowed_by: int | None = None) -> Intent:
+        """Write a new intent with a freshly minted idempotency key (durable on return)."""
+        key = str(uuid.uuid4())
+        p = proposal
+        with self._tx():
+            rid = self._audit("order_announced" if state is State.QUEUED else "order_proposed",
+                              p.consumable, {
+                                  "sku": p.sku, "name": p.name, "quantity": p.quantity,
+                                  "unit_price": str(p.unit_price), "currency": p.currency,
+                                  "vendor": p.vendor, "key": key, "reason": reason,
+                                  "allowed_by": allowed_by,
+                                  "send_after": send_after.isoformat() if send_after else None,
+                              }, now)
+            cur = self.conn.execute(
+                "INSERT INTO intents (consumable, vendor, sku, name, quantity, pack_size, "
+                "unit_price, currency, mode, state, idem_key, audit_id, reason, created_at, "
+                "send_after, next_attempt_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (p.consumable, p.vendor, p.sku, p.name, p.quantity, p.pack_size,
+                 str(p.unit_price), p.currency, mode.value, state.value, key,
+                 allowed_by if allowed_by is not None else rid, reason, ts(now),
+                 ts(send_after) if send_after else None,
+                 ts(send_after) if send_after else None, ts(now)))
+            return self._get(int(cur.lastrowid or 0))
+
+    def _get(self, intent_id: int) -> Intent:
+        rows = self.conn.execute("SELECT * FROM intents WHERE id=?", (intent_id,)).fetchall()
+        if not rows:
+            raise ConsentError(f"no order {intent_id}")
+        return _intent(rows[0])
+
+    def intent(self, intent_id: int) -> Intent:
+        return self._get(intent_id)
+
+    def intents(self, states: Sequence[State] | None = None,
+                consumable: str | None = None) -> list[Intent]:
+        sql, params = "SELECT * FROM intents WHERE 1=1", []
+        if states:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            params += [s.value for s in states]
+        if consumable:
+            sql += " AND consumable=?"
+            params.append(consumable)
+        return [_intent(r) for r in self._q(sql + " ORDER BY id", params)]
+
+    def open_intents(self, consumable: str) -> list[Intent]:
+        return self.intents(OPEN, consumable)
+
+    def due(self, now: datetime) -> list[Intent]:
+        """Intents the dispatcher should act on now (send, reconcile or follow)."""
+        rows = self._q(
+            "SELECT * FROM intents WHERE state IN ('queued', 'sending', 'placed') "
+            "AND COALESCE(next_attempt_at, 0) <= ? ORDER BY id", (ts(now),))
+        return [_intent(r) for r in rows]
+
+    def spent_this_month(self, consumable: str, now: datetime,
+                         exclude: int | None = None) -> Decimal:
+        rows = self._q(
+            "SELECT unit_price, quantity, total FROM intents WHERE consumable=? AND "
+            "state IN ('sending', 'placed', 'delivered') AND created_at >= ? AND id != ?",
+            (consumable, ts(month_start(now)), exclude if exclude is not None else -1))
+        return sum((Decimal(r["total"]) if r["total"] is not None
+                    else Decimal(r["unit_price"]) * r["quantity"] for r in rows), Decimal(0))
+
+    def approve(self, intent_id: int, now: datetime) -> Intent:
+        """The household approves a proposal: it goes out on the next dispatcher pass."""
+        with self._tx():
+            it = self._get(intent_id)
+            if it.state is not State.PROPOSED:
+                raise ConsentError(f"order {intent_id} is {it.state.value}, not proposed")
+            rid = self._audit("order_approved", it.consumable, {
+                "intent": it.id, "sku": it.sku, "quantity": it.quantity,
+                "unit_price": str(it.unit_price), "currency": it.currency}, now)
+            self.conn.execute(
+                "UPDATE intents SET state='queued', mode='confirm', audit_id=?, send_after=?, "
+                "next_attempt_at=?, updated_at=? WHERE id=?",
+                (rid, ts(now), ts(now), ts(now), it.id))
+            return self._get(it.id)
+
+    def cancel_pending(self, intent_id: int, now: datetime, who: str = "household") -> Intent:
+        """Cancel an intent that has not been sent yet (inside the pre-notice window)."""
+        with self._tx():
+            it = self._get(intent_id)
+            if it.state not in PENDING:
+                raise ConsentError(f"order {intent_id} is {it.state.value}; cannot cancel here")
+            rid = self._audit("order_cancelled", it.consumable,
+                              {"intent": it.id, "by": who, "sent": False}, now)
+            self.conn.execute("UPDATE intents SET state='cancelled', reason=?, audit_id=?, "
+                              "updated_at=? WHERE id=?", (f"cancelled by {who}", rid, ts(now),
+                                                          it.id))
+            return self._get(it.id)
+
+    def repropose(self, intent_id: int, proposal: Proposal, reasons: Sequence[str],
+                  now: datetime) -> Intent:
+        """Turn a queued order into a proposal showing the current product and price.
+
+        Only for intents never sent, so the old key is retired with no order behind it;
+        the new body gets a new key (a vendor refuses a key reused with another body).
+        """
+        with self._tx():
+            it = self._get(intent_id)
+            if it.attempts:
+                raise ConsentError(f"order {intent_id} was already sent")
+            key = str(uuid.uuid4())
+            p = proposal
+            rid = self._audit("order_reproposed", it.consumable, {
+                "intent": it.id, "reasons": list(reasons), "sku": p.sku, "name": p.name,
+                "unit_price": str(p.unit_price), "pack_size": p.pack_size,
+                "quantity": p.quantity, "old_key": it.idem_key, "key": key}, now)
+            self.conn.execute(
+                "UPDATE intents SET state='proposed', sku=?, name=?, unit_price=?, currency=?, "
+                "pack_size=?, quantity=?, idem_key=?, audit_id=?, reason=?, send_after=NULL, "
+                "next_attempt_at=NULL, updated_at=? WHERE id=?",
+                (p.sku, p.name, str(p.unit_price), p.currency, p.pack_size, p.quantity, key,
+                 rid, "; ".join(reasons), ts(now), it.id))
+            return self._get(it.id)
+
+    def reprice(self, intent_id: int, price: Decimal, now: datetime) -> Intent:
+        """Adopt the current catalog price (already checked against the mandate)."""
+        with self._tx():
+            it = self._get(intent_id)
+            if it.attempts:
+                raise ConsentError(f"order {intent_id} was already sent")
+            self._audit("order_repriced", it.consumable, {
+                "intent": it.id, "old": str(it.unit_price), "new": str(price)}, now)
+            self.conn.execute("UPDATE intents SET unit_price=?, updated_at=? WHERE id=?",
+                              (str(price), ts(now), it.id))
+            return self._get(it.id)
+
+    def mark_sending(self, intent_id: int, allowed_by: int, now: datetime,
+                     retry_at: datetime) -> Intent:
+        """Committed before each order call: counts the attempt, names its authority."""
+        with self._tx():
+            self.conn.execute(
+                "UPDATE intents SET state='sending', attempts=attempts+1, audit_id=?, "
+                "first_sent_at=COALESCE(first_sent_at, ?), last_sent_at=?, next_attempt_at=?, "
+                "updated_at=? WHERE id=?",
+                (allowed_by, ts(now), ts(now), ts(retry_at), ts(now), intent_id))
+            return self._get(intent_id)
+
+    def retry_later(self, intent_id: int, at: datetime, why: str, now: datetime) -> None:
+        with self._tx():
+            self.conn.execute("UPDATE intents SET next_attempt_at=?, reason=?, updated_at=? "
+                              "WHERE id=?", (ts(at), why, ts(now), intent_id))
+
+    def mark_placed(self, intent_id: int, order: dict[str, Any], now: datetime,
+                    poll_at: datetime) -> Intent:
+        """The vendor holds the order (fields: id, status, total, cancel_until,
+        expected_delivery, sku, unit_price); rejected orders end the intent."""
+        rejected = order["status"] == "rejected"
+        with self._tx():
+            it = self._get(intent_id)
+            rid = self._audit("order_rejected" if rejected else "order_placed", it.consumable,
+                              {"intent": it.id, "order": order["id"], "key": it.idem_key,
+                               "status": order["status"], "total": str(order["total"]),
+                               "allowed_by": it.audit_id,
+                               "reason": order.get("reject_reason")}, now)
+            self.conn.execute(
+                "UPDATE intents SET state=?, order_id=?, order_status=?, total=?, "
+                "cancel_until=?, expected_delivery=?, next_attempt_at=?, reason=?, "
+                "updated_at=? WHERE id=?",
+                ("rejected" if rejected else "placed", order["id"], order["status"],
+                 None if rejected else str(order["total"]),
+                 _epoch(order.get("cancel_until")), _epoch(order.get("expected_delivery")),
+                 None if rejected else ts(poll_at), order.get("reject_reason") or f"audit {rid}",
+                 ts(now), it.id))
+            return self._get(it.id)
+
+    def finish(self, intent_id: int, state: State, why: str, now: datetime,
+               kind: str) -> Intent:
+        """End an intent (cancelled, failed) with its audit record."""
+        with self._tx():
+            it = self._get(intent_id)
+            rid = self._audit(kind, it.consumable, {"intent": it.id, "reason": why,
+                                                     "order": it.order_id}, now)
+            self.conn.execute("UPDATE intents SET state=?, reason=?, next_attempt_at=NULL, "
+                              "updated_at=? WHERE id=?", (state.value, f"{why} (audit {rid})",
+                                                          ts(now), it.id))
+            return self._get(it.id)
+
+    def update_status(self, intent_id: int, status: str, expected: datetime | None,
+                      delivered: datetime | None, poll_at: datetime | None,
+                      now: datetime) -> Intent:
+        """Record a followed order's status; delivery and vendor cancellation are audited."""
+        with self._tx():
+            it = self._get(intent_id)
+            state = {"delivered": State.DELIVERED, "cancelled": State.CANCELLED,
+                     "rejected": State.REJECTED}.get(status, State.PLACED)
+            if state is not State.PLACED and it.state is State.PLACED:
+                self._audit(f"order_{status}", it.consumable,
+                            {"intent": it.id, "order": it.order_id}, now)
+            self.conn.execute(
+                "UPDATE intents SET state=?, order_status=?, expected_delivery=COALESCE(?, "
+                "expected_delivery), delivered_at=?, next_attempt_at=?, updated_at=? WHERE id=?",
+                (state.value, status, ts(expected) if expected else None,
+                 ts(delivered) if delivered else None,
+                 ts(poll_at) if poll_at and state is State.PLACED else None, ts(now), it.id))
+            return self._get(it.id)
+
+    def expected_deliveries(self, consumable: str) -> list[tuple[datetime, int]]:
+        """(when, packs) of our orders for ``consumable``: arrived and still expected."""
+        rows = self._q(
+            "SELECT COALESCE(delivered_at, expected_delivery) AS t, quantity FROM intents "
+            "WHERE consumable=? AND state IN ('placed', 'delivered') AND t IS NOT NULL "
+            "ORDER BY t", (consumable,))
+        return [(dt(r["t"]) or datetime.min, int(r["quantity"])) for r in rows]
+
+    # ---- feedback, reminders, blocked SKUs ----------------------------------------
+
+    def report(self, intent_id: int, kind: str, now: datetime) -> int:
+        """Household feedback on a delivered order; wrong-item blocks the SKU."""
+        if kind not in FEEDBACK_KINDS:
+            raise ConsentError(f"feedback must be one of {', '.join(FEEDBACK_KINDS)}")
+        with self._tx():
+            it = self._get(intent_id)
+            if it.state not in (State.PLACED, State.DELIVERED):
+                raise ConsentError(f"order {intent_id} is {it.state.value}; nothing to report")
+            rid = self._audit("order_feedback", it.consumable,
+                              {"intent": it.id, "kind": kind, "sku": it.sku}, now)
+            self.conn.execute("INSERT INTO feedback (intent_id, kind, ts, audit_id) "
+                              "VALUES (?, ?, ?, ?)", (it.id, kind, ts(now), rid))
+            if kind == "wrong-item":
+                self.conn.execute("INSERT OR IGNORE INTO blocked_skus VALUES (?, ?, ?)",
+                                  (it.consumable, it.sku, ts(now)))
+                self.conn.execute(
+                    "INSERT INTO reminders (consumable, ts, kind, message) VALUES (?, ?, ?, ?)",
+                    (it.consumable, ts(now), "choose_product",
+                     f"{it.sku} was the wrong item and is blocked: choose a new product with "
+                     f"replenish consent set {it.consumable} ... --sku SKU"))
+            return rid
+
+    def feedback(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._q("SELECT * FROM feedback ORDER BY id")]
+
+    def blocked_skus(self, consumable: str) -> list[str]:
+        return [r[0] for r in self._q("SELECT sku FROM blocked_skus WHERE consumable=?",
+                                      (consumable,))]
+
+    def remind(self, consumable: str, kind: str, message: str, now: datetime,
+               quiet: timedelta = timedelta(hours=24)) -> bool:
+        """Store a reminder unless the same kind was given within ``quiet``."""
+        with self._tx():
+            recent = self.conn.execute(
+                "SELECT 1 FROM reminders WHERE consumable=? AND kind=? AND ts > ?",
+                (consumable, kind, ts(now - quiet))).fetchone()
+            if recent:
+                return False
+            self.conn.execute("INSERT INTO reminders (consumable, ts, kind, message) "
+                              "VALUES (?, ?, ?, ?)", (consumable, ts(now), kind, message))
+            return True
+
+    def reminders(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._q("SELECT * FROM reminders WHERE ts >= ? ORDER BY id",
+                                         (ts(since) if since else 0.0,))]
+
+    # ---- away periods -------------------------------------------------------------
+
+    def add_away(self, start: datetime, end: datetime, label: str, source: str,
+                 now: datetime, uid: str | None = None) -> int | None:
+        """Add an away period (an iCalendar UID is imported once); returns its id."""
+        if end <= start:
+            raise ConsentError("away period must end after it starts")
+        with self._tx():
+            cur = self.conn.execute(
+                "INSERT OR IGNORE INTO away_periods (start, end, label, source, uid) "
+                "VALUES (?, ?, ?, ?, ?)", (ts(start), ts(end), label, source, uid))
+            if not cur.rowcount:
+                return None
+            self._audit("away_added", None, {"start": start.isoformat(),
+                                             "end": end.isoformat(), "source": source}, now)
+            return int(cur.lastrowid or 0)
+
+    def remove_away(self, away_id: int, now: datetime) -> bool:
+        with self._tx():
+            cur = self.conn.execute("DELETE FROM away_periods WHERE id=?", (away_id,))
+            if cur.rowcount:
+                self._audit("away_removed", None, {"id": away_id}, now)
+            return bool(cur.rowcount)
+
+    def away_periods(self) -> list[tuple[int, datetime, datetime, str]]:
+        rows = self._q("SELECT id, start, end, label FROM away_periods ORDER BY start")
+        return [(r["id"], dt(r["start"]) or datetime.min, dt(r["end"]) or datetime.min,
+                 r["label"] or "") for r in rows]
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return datetime.fromisoformat(str(value)).timestamp()

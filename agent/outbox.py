@@ -1,0 +1,278 @@
+"""The outbox dispatcher: sends purchase intents to the vendor exactly once.
+
+Each pass (:meth:`Dispatcher.run_once`) re-reads the ledger and, per due intent:
+
+* ``queued``: fetch the catalog, re-authorize against the consent as it stands *now*
+  (a changed price, product or pack size turns it into a proposal; a revoked or expired
+  consent cancels it), commit the attempt (``sending``), then call ``place_order`` with
+  the intent's one idempotency key;
+* ``sending``: the outcome of an earlier attempt is unknown (timeout, 5xx, crash): look
+  the order up by key first, and resend the same body with the same key only if the
+  vendor has none and consent still allows it;
+* ``placed``: follow the order's status until it is delivered, cancelled or rejected.
+
+Retries wait :func:`agent.vendor.backoff_delay` (jittered, 429 ``Retry-After`` as a
+floor); the client enforces each call's overall deadline. Nothing here sleeps: the next
+attempt time is written to the ledger, so a restart continues where the last pass
+stopped. Every order call is logged with the audit record that allowed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from agent.consent import (
+    Authorization,
+    Mode,
+    Proposal,
+    Verdict,
+    authorize,
+    may_resend,
+    may_send_approved,
+)
+from agent.errors import ConsentError, VendorError, VendorFinal, VendorRetryable
+from agent.ledger import PENDING, Intent, Ledger, State
+from agent.vendor import CatalogItem, Order, OrderRequest, OrderStatus, backoff_delay
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VENDOR = "sandbox"
+DEFAULT_POLL_INTERVAL = timedelta(hours=1)
+# A resend is held back at least this long after the last attempt: by then the earlier
+# request has surely ended at the vendor, so a lookup by key sees its result.
+DEFAULT_SETTLE = timedelta(seconds=30)
+
+Backoff = Callable[[int, float | None], float]
+
+
+class VendorApi(Protocol):
+    """The part of :class:`agent.vendor.VendorClient` the dispatcher uses."""
+
+    def catalog(self, sku: str) -> CatalogItem: ...
+    def place_order(self, request: OrderRequest, idempotency_key: str) -> Order: ...
+    def get_order(self, order_id: str) -> Order: ...
+    def find_by_key(self, idempotency_key: str) -> Order | None: ...
+    def cancel(self, order_id: str) -> Order: ...
+
+
+@dataclass(slots=True)
+class PassReport:
+    """What one dispatcher pass did (for logs, tests and the demo)."""
+
+    sent: int = 0
+    placed: int = 0
+    rejected: int = 0
+    reproposed: int = 0
+    cancelled: int = 0
+    retries: int = 0
+    followed: int = 0
+    delivered: int = 0
+    failed: int = 0
+
+
+class Dispatcher:
+    """Sends due intents from the ledger through a vendor client."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        vendor: VendorApi,
+        *,
+        vendor_name: str = DEFAULT_VENDOR,
+        test_mode: bool = False,
+        poll_interval: timedelta = DEFAULT_POLL_INTERVAL,
+        settle: timedelta = DEFAULT_SETTLE,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.vendor = vendor
+        self.vendor_name = vendor_name
+        self.test_mode = test_mode
+        self.poll_interval = poll_interval
+        self.settle = settle
+        self._rng = rng or random.Random()
+        self._backoff = backoff or (lambda attempt, after: backoff_delay(attempt, self._rng,
+                                                                         after))
+
+    # ---- one pass ---------------------------------------------------------------------
+
+    def run_once(self, now: datetime) -> PassReport:
+        """Act on every due intent once; returns what happened."""
+        report = PassReport()
+        expired = self.ledger.expire_mandates(now)
+        if expired:
+            log.info("outbox.expired consumables=%s", ",".join(expired))
+        for it in self.ledger.due(now):
+            try:
+                if it.state is State.QUEUED:
+                    self._send_first(it, now, report)
+                elif it.state is State.SENDING:
+                    self._reconcile(it, now, report)
+                else:
+                    self._follow(it, now, report)
+            except VendorRetryable as err:
+                report.retries += 1
+                wait = self._backoff(max(0, it.attempts - 1), err.retry_after)
+                self.ledger.retry_later(it.id, now + timedelta(seconds=wait),
+                                        f"retrying: {err}", now)
+                log.warning("outbox.retry intent=%d in=%.1fs: %s", it.id, wait, err)
+            except VendorFinal as err:
+                self._final(it, err, now, report)
+        return report
+
+    def _final(self, it: Intent, err: VendorFinal, now: datetime, report: PassReport) -> None:
+        if it.state is State.PLACED:
+            # The order exists; a refused status lookup must not end our record of it.
+            log.warning("outbox.follow intent=%d refused: %s", it.id, err)
+            self.ledger.retry_later(it.id, now + self.poll_interval, str(err), now)
+            return
+        report.failed += 1
+        self.ledger.finish(it.id, State.FAILED, str(err), now, "order_failed")
+        log.error("outbox.failed intent=%d: %s", it.id, err)
+
+    # ---- queued: first send -----------------------------------------------------------
+
+    def _send_first(self, it: Intent, now: datetime, report: PassReport) -> None:
+        offer = self.vendor.catalog(it.sku)
+        it = self.ledger.intent(it.id)  # consent may have changed during the catalog call
+        if it.state is not State.QUEUED:
+            return
+        auth, allowed_by = self._authorize(it, offer, now)
+        if auth.verdict in (Verdict.NOTHING, Verdict.REMIND):
+            report.cancelled += 1
+            self.ledger.finish(it.id, State.CANCELLED, auth.why, now, "order_cancelled")
+            return
+        if auth.verdict is Verdict.PROPOSE:
+            report.reproposed += 1
+            shown = self._current_offer(offer)
+            self.ledger.repropose(it.id, Proposal(
+                it.consumable, it.vendor, shown.sku, it.quantity, shown.pack_size, shown.price,
+                shown.name, shown.currency), auth.reasons, now)
+            log.info("outbox.reproposed intent=%d: %s", it.id, auth.why)
+            return
+        if offer.price != it.unit_price:
+            # Within the mandate; the ceiling sent is the price just checked.
+            it = self.ledger.reprice(it.id, offer.price, now)
+        self._place(it, allowed_by, now, report)
+
+    def _current_offer(self, offer: CatalogItem) -> CatalogItem:
+        """What the household should be shown: the substitute when the SKU is out."""
+        if offer.availability.value != "in_stock" and offer.substitutes:
+            try:
+                return self.vendor.catalog(offer.substitutes[0])
+            except VendorError as err:
+                log.warning("outbox.substitute lookup failed: %s", err)
+        return offer
+
+    def _authorize(self, it: Intent, offer: CatalogItem,
+                   now: datetime) -> tuple[Authorization, int]:
+        consent = self.ledger.consent(it.consumable)
+        mode = consent.mode if consent else Mode.MONITOR
+        if it.mode is Mode.AUTO:
+            spent = self.ledger.spent_this_month(it.consumable, now, exclude=it.id)
+            mandate = consent.mandate if consent else None
+            return (authorize(mandate, mode, it.proposal, offer, spent, now),
+                    consent.audit_id if consent else 0)
+        return may_send_approved(it.proposal, offer, mode), it.audit_id or 0
+
+    def _place(self, it: Intent, allowed_by: int, now: datetime, report: PassReport) -> None:
+        it = self.ledger.mark_sending(it.id, allowed_by, now, now + self.settle)
+        report.sent += 1
+        log.info("outbox.send intent=%d key=%s audit=%d attempt=%d sku=%s qty=%d",
+                 it.id, it.idem_key, allowed_by, it.attempts, it.sku, it.quantity)
+        order = self.vendor.place_order(self._request(it), self._key(it))
+        self._placed(it, order, now, report)
+
+    def _request(self, it: Intent) -> OrderRequest:
+        return OrderRequest(sku=it.sku, quantity=it.quantity, max_unit_price=it.unit_price,
+                            test=self.test_mode, client_ref=f"intent-{it.id}",
+                            allow_substitute=False)
+
+    def _key(self, it: Intent) -> str:
+        """The idempotency key of every attempt: the one minted with the intent."""
+        return it.idem_key
+
+    def _placed(self, it: Intent, order: Order, now: datetime, report: PassReport) -> None:
+        fields: dict[str, Any] = {
+            "id": order.id, "status": order.status.value, "total": order.total,
+            "cancel_until": order.cancel_until, "expected_delivery": order.expected_delivery,
+            "reject_reason": order.reject_reason}
+        done = self.ledger.mark_placed(it.id, fields, now, now + self.poll_interval)
+        if done.state is State.REJECTED:
+            report.rejected += 1
+            log.info("outbox.rejected intent=%d order=%s reason=%s", it.id, order.id,
+                     order.reject_reason)
+        else:
+            report.placed += 1
+            log.info("outbox.placed intent=%d order=%s key=%s audit=%s", it.id, order.id,
+                     it.idem_key, it.audit_id)
+
+    # ---- sending: outcome unknown ----------------------------------------------------
+
+    def _reconcile(self, it: Intent, now: datetime, report: PassReport) -> None:
+        found = self._lookup(it)
+        if found is not None:
+            self._placed(it, found, now, report)
+            return
+        consent = self.ledger.consent(it.consumable)
+        mode = consent.mode if consent else Mode.MONITOR
+        spent = self.ledger.spent_this_month(it.consumable, now, exclude=it.id)
+        auth = may_resend(consent.mandate if consent else None, mode, it.mode, it.proposal,
+                          spent, now)
+        if auth.verdict is not Verdict.PLACE:
+            settled = (it.last_sent_at or now) + self.settle
+            if now < settled:
+                # The last attempt may still be running at the vendor: look again later.
+                self.ledger.retry_later(it.id, settled, auth.why, now)
+                return
+            report.cancelled += 1
+            self.ledger.finish(it.id, State.CANCELLED, f"not resent: {auth.why}", now,
+                               "order_cancelled")
+            return
+        allowed_by = consent.audit_id if consent and it.mode is Mode.AUTO else it.audit_id
+        self._place(it, allowed_by or 0, now, report)
+
+    def _lookup(self, it: Intent) -> Order | None:
+        """The vendor's order for this intent's key (it outlives the key's replay window)."""
+        return self.vendor.find_by_key(it.idem_key)
+
+    # ---- placed: follow until delivery -------------------------------------------------
+
+    def _follow(self, it: Intent, now: datetime, report: PassReport) -> None:
+        if it.order_id is None:
+            return
+        order = self.vendor.get_order(it.order_id)
+        report.followed += 1
+        delivered = next((h.at for h in order.history if h.status is OrderStatus.DELIVERED),
+                         None)
+        done = self.ledger.update_status(it.id, order.status.value, order.expected_delivery,
+                                         delivered, now + self.poll_interval, now)
+        if done.state is State.DELIVERED:
+            report.delivered += 1
+            log.info("outbox.delivered intent=%d order=%s", it.id, order.id)
+
+    # ---- household actions -------------------------------------------------------------
+
+    def cancel(self, intent_id: int, now: datetime) -> Intent:
+        """Cancel an order: before sending in the ledger, after sending at the vendor."""
+        it = self.ledger.intent(intent_id)
+        if it.state in PENDING:
+            return self.ledger.cancel_pending(intent_id, now)
+        if it.state is State.SENDING:
+            raise ConsentError(f"order {intent_id} is being sent; try again in a minute")
+        if it.state is not State.PLACED or it.order_id is None:
+            raise ConsentError(f"order {intent_id} is {it.state.value}; nothing to cancel")
+        try:
+            order = self.vendor.cancel(it.order_id)
+        except VendorFinal as err:
+            raise ConsentError(f"vendor refused to cancel order {intent_id}: {err}") from err
+        self.ledger.record("order_cancel_requested", it.consumable,
+                           {"intent": it.id, "order": it.order_id, "by": "household"}, now)
+        return self.ledger.update_status(it.id, order.status.value, None, None,
+                                         now + self.poll_interval, now)
