@@ -7,6 +7,7 @@ the real ``mosquitto_pub`` and paho-mqtt 2 (MQTT 5 and 3.1.1) as clients.
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
 import subprocess
 import sys
@@ -521,3 +522,71 @@ def test_device_add_and_remove_via_cli(
     listed = json.loads(_replenish_device(broker, "list").stdout)["devices"]
     # The fixture's devices were written by LocalBroker, not registered: kind unknown.
     assert [d["device_id"] for d in listed] == ["fridge-1", "printer-1", "wearable-1"]
+
+
+def test_device_add_with_cert_via_cli_then_revoke(
+    tls_broker: LocalBroker, sessions: Callable[..., Session], tmp_path: Path
+) -> None:
+    before = tls_broker.reload_count()
+    added = _replenish_device(tls_broker, "add", "scale-2", "--kind", "fridge", "--cert")
+    assert added.returncode == 0, added.stderr
+    info = json.loads(added.stdout)
+    assert "password" not in info and "username" not in info
+    tls_broker.wait_for_reload(before)
+    # What the installer copies into the device (the gateway's copy goes on removal).
+    cert = (tmp_path / "device.crt", tmp_path / "device.key")
+    shutil.copy(info["cert_file"], cert[0])
+    shutil.copy(info["key_file"], cert[1])
+    opts: dict[str, object] = {
+        "port": tls_broker.cert_port,
+        "tls_ca": Path(info["ca_file"]),
+        "cert": cert,
+    }
+    scale = sessions(tls_broker, None, **opts)
+    assert scale.connect() == 0
+    assert scale.publish(STATE.format("scale-2")) == NO_SUBSCRIBERS
+    assert scale.publish(STATE.format("fridge-1")) == NOT_AUTHORIZED
+    scale.close()
+
+    before = tls_broker.reload_count()
+    removed = _replenish_device(tls_broker, "remove", "scale-2")
+    assert removed.returncode == 0, removed.stderr
+    tls_broker.wait_for_reload(before)
+    assert not Path(info["key_file"]).exists()  # no private key lingers on the gateway
+    again = sessions(tls_broker, None, **opts)
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError, AssertionError)):
+        again.connect()
+
+
+# -- LocalBroker lifecycle (what the other suites rely on) ------------------------------------
+
+
+def test_restart_keeps_port_and_queued_messages(
+    broker: LocalBroker, sessions: Callable[..., Session]
+) -> None:
+    port = broker.port
+    opts: dict[str, object] = {"client_id": "agent-q", "clean_start": False}
+    agent = sessions(broker, "agent", session_expiry=3600, **opts)
+    assert agent.connect() == 0
+    assert agent.subscribe(STATE.format("printer-1")) == 1
+    agent.close()
+    printer = sessions(broker, "printer-1")
+    assert printer.connect() == 0
+    assert printer.publish(STATE.format("printer-1"), b"queued") == 0
+    printer.close()
+
+    broker.restart()  # graceful: the persistence snapshot is written
+    assert broker.port == port and broker.running
+    back = sessions(broker, "agent", session_expiry=3600, **opts)
+    assert back.connect() == 0
+    _wait_until(lambda: len(back.messages) == 1)
+    assert back.messages == [(STATE.format("printer-1"), b"queued")]
+
+
+def test_kill_and_restart_on_same_port(broker: LocalBroker) -> None:
+    port, pid = broker.port, broker.pid
+    broker.kill()
+    assert not broker.running
+    broker.start()
+    assert broker.port == port and broker.pid != pid
+    assert "mosquitto version" in broker.log_text()
