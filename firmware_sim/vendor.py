@@ -102,7 +102,10 @@ class VendorSandbox:
             raise RuntimeError("sandbox already started")
         self._server = SandboxServer(self._address, self.state, self._token)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="vendor-sandbox", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits up to one interval
+            name="vendor-sandbox",
+            daemon=True,
         )
         self._thread.start()
         log.info("vendor sandbox on %s", self.url)

@@ -1,0 +1,706 @@
+"""The vendor sandbox over real HTTP: auth, idempotency rules, lifecycle, cancel window,
+key pruning, every fault knob, the admin surface, the CLI and the OpenAPI document."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from firmware_sim.vendor import VendorSandbox
+from firmware_sim.vendor_orders import RecordedOrder
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+TOKEN = "sandbox-test-token"
+SPEC = Path(__file__).resolve().parents[2] / "docs" / "vendor-api.yaml"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[VendorSandbox]:
+    with VendorSandbox(token=TOKEN, seed=7) as sb:
+        yield sb
+
+
+@pytest.fixture
+def http(sandbox: VendorSandbox) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=sandbox.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    ) as client:
+        yield client
+
+
+def post_order(http: httpx.Client, key: str | None, **body: Any) -> httpx.Response:
+    body.setdefault("sku", "TN-2420")
+    body.setdefault("quantity", 1)
+    headers = {} if key is None else {"Idempotency-Key": key}
+    return http.post("/v1/orders", json=body, headers=headers)
+
+
+# -- auth and catalog ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/catalog/TN-2420", "/v1/orders", "/_sandbox/orders"])
+@pytest.mark.parametrize("auth", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer"])
+def test_requests_without_the_right_token_get_401(
+    sandbox: VendorSandbox, path: str, auth: str | None
+) -> None:
+    headers = {} if auth is None else {"Authorization": auth}
+    response = httpx.get(sandbox.url + path, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert response.json()["error"] == "unauthorized"
+
+
+def test_unauthorized_order_is_not_recorded(sandbox: VendorSandbox) -> None:
+    response = httpx.post(
+        sandbox.url + "/v1/orders",
+        json={"sku": "TN-2420", "quantity": 1},
+        headers={"Idempotency-Key": "k", "Authorization": "Bearer nope"},
+    )
+    assert response.status_code == 401
+    assert sandbox.orders() == []
+
+
+def test_catalog_item(http: httpx.Client) -> None:
+    item = http.get("/v1/catalog/MILK-1L").json()
+    assert item["price"] == "1.19" and item["currency"] == "EUR"
+    assert item["availability"] == "in_stock"
+    assert item["lead_time_days"] > 0 and item["lead_time_sd_days"] >= 0
+    assert item["substitutes"] == ["MILK-1L-ORGANIC"]
+    assert (item["pack_size"], item["unit"]) == (1000, "g")
+    assert Decimal(item["free_shipping_threshold"]) > 0
+    missing = http.get("/v1/catalog/NOPE-1")
+    assert missing.status_code == 404 and missing.json()["error"] == "unknown_sku"
+
+
+# -- idempotency rules --------------------------------------------------------------------
+
+
+def test_same_key_and_body_replays_the_first_response(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    first = post_order(http, "intent-1", client_ref="c1")
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    sandbox.advance(timedelta(hours=1))  # the order has moved on meanwhile
+    again = post_order(http, "intent-1", client_ref="c1")
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()  # the first response, status pending included
+    assert [o.idempotency_key for o in sandbox.orders()] == ["intent-1"]
+
+
+def test_key_reused_with_another_body_is_422(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    assert post_order(http, "intent-1", quantity=1).status_code == 201
+    for body in ({"quantity": 2}, {"sku": "TN-2410"}, {"test": True}, {"max_unit_price": "1.00"}):
+        response = post_order(http, "intent-1", **body)
+        assert response.status_code == 422, body
+        assert response.json()["error"] == "idempotency_key_reused"
+    assert len(sandbox.orders()) == 1
+
+
+def test_body_key_order_and_defaults_do_not_change_the_fingerprint(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    assert post_order(http, "k", sku="TN-2420", quantity=2).status_code == 201
+    same = http.post(
+        "/v1/orders",
+        content=b'{"quantity": 2, "test": false, "sku": "TN-2420"}',
+        headers={"Idempotency-Key": "k", "Content-Type": "application/json"},
+    )
+    assert same.status_code == 201 and same.headers["Idempotent-Replayed"] == "true"
+    assert len(sandbox.orders()) == 1
+
+
+def test_concurrent_requests_with_one_key_make_one_order_and_one_409(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    sandbox.faults.latency = 0.5  # the first request stays in flight this long
+    barrier = threading.Barrier(2)
+    results: list[httpx.Response] = []
+
+    def send() -> None:
+        with httpx.Client(base_url=sandbox.url, headers=http.headers, timeout=10) as c:
+            barrier.wait()
+            results.append(post_order(c, "intent-1"))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in results) == [201, 409]
+    conflict = next(r for r in results if r.status_code == 409)
+    assert conflict.json()["error"] == "idempotency_in_flight"
+    assert int(conflict.headers["Retry-After"]) >= 1
+    sandbox.faults.latency = 0
+    retry = post_order(http, "intent-1")
+    assert retry.status_code == 201 and retry.headers["Idempotent-Replayed"] == "true"
+    assert len(sandbox.orders()) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "content"),
+    [
+        ({}, b'{"sku": "TN-2420", "quantity": 1}'),
+        ({"Idempotency-Key": ""}, b'{"sku": "TN-2420", "quantity": 1}'),
+        ({"Idempotency-Key": "k"}, b"not json"),
+        ({"Idempotency-Key": "k"}, b'{"sku": "TN-2420", "quantity": 0}'),
+        ({"Idempotency-Key": "k"}, b'{"sku": "TN-2420", "quantity": true}'),
+        ({"Idempotency-Key": "k"}, b'{"sku": "TN-2420", "quantity": 1, "colour": "red"}'),
+        ({"Idempotency-Key": "k"}, b'{"sku": "TN-2420", "quantity": 1, "max_unit_price": "x"}'),
+        ({"Idempotency-Key": "k"}, b'{"sku": "TN-2420", "quantity": 1, "test": "yes"}'),
+        ({"Idempotency-Key": "k"}, b"[1, 2]"),
+    ],
+)
+def test_bad_requests_are_400_and_do_not_burn_the_key(
+    sandbox: VendorSandbox, http: httpx.Client, headers: dict[str, str], content: bytes
+) -> None:
+    response = http.post("/v1/orders", content=content, headers=headers)
+    assert response.status_code == 400
+    assert sandbox.orders() == []
+    assert post_order(http, "k").status_code == 201  # the key is still free
+
+
+def test_lookup_by_key(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    placed = post_order(http, "intent-1", client_ref="ref-1").json()
+    post_order(http, "intent-2")
+    found = http.get("/v1/orders", params={"idempotency_key": "intent-1"}).json()["orders"]
+    assert [o["id"] for o in found] == [placed["id"]]
+    assert http.get("/v1/orders", params={"idempotency_key": "never"}).json() == {"orders": []}
+    by_ref = http.get("/v1/orders", params={"client_ref": "ref-1"}).json()["orders"]
+    assert [o["id"] for o in by_ref] == [placed["id"]]
+    assert http.get(f"/v1/orders/{placed['id']}").json()["idempotency_key"] == "intent-1"
+    assert http.get("/v1/orders/ord_999999").status_code == 404
+
+
+def test_keys_are_pruned_after_retention_but_lookup_still_finds_the_order(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    first = post_order(http, "intent-1").json()
+    sandbox.advance(timedelta(hours=23))
+    assert post_order(http, "intent-1").headers.get("Idempotent-Replayed") == "true"
+    sandbox.advance(timedelta(hours=2))  # 25 h after the key was first used
+    found = http.get("/v1/orders", params={"idempotency_key": "intent-1"}).json()["orders"]
+    assert [o["id"] for o in found] == [first["id"]]  # so a careful agent would stop here
+    # A blind resend after the retention is a new order: the duplicate the lookup avoids.
+    resend = post_order(http, "intent-1", quantity=3)
+    assert resend.status_code == 201 and "Idempotent-Replayed" not in resend.headers
+    assert len(sandbox.orders()) == 2
+
+
+def test_key_retention_is_configurable() -> None:
+    with VendorSandbox(token=TOKEN, key_retention=timedelta(hours=1)) as sb:
+        c = httpx.Client(base_url=sb.url, headers={"Authorization": f"Bearer {TOKEN}"})
+        post_order(c, "k")
+        sb.advance(timedelta(minutes=59))
+        assert post_order(c, "k").headers.get("Idempotent-Replayed") == "true"
+        sb.advance(timedelta(minutes=2))
+        assert "Idempotent-Replayed" not in post_order(c, "k").headers
+        assert len(sb.orders()) == 2
+        c.close()
+
+
+# -- lifecycle on the simulated clock -----------------------------------------------------
+
+
+def status_of(http: httpx.Client, order_id: str) -> str:
+    return str(http.get(f"/v1/orders/{order_id}").json()["status"])
+
+
+def test_lifecycle_follows_the_simulated_clock(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    delivered: list[RecordedOrder] = []
+    sandbox.on_delivered = delivered.append
+    order = post_order(http, "k", sku="MILK-1L", quantity=2).json()
+    assert order["status"] == "pending"
+    assert status_of(http, order["id"]) == "pending"
+    sandbox.advance(timedelta(minutes=16))
+    assert status_of(http, order["id"]) == "confirmed"
+    full = http.get(f"/v1/orders/{order['id']}").json()
+    eta = full["expected_delivery"]
+    assert eta is not None
+    sandbox.advance(timedelta(days=10))
+    final = http.get(f"/v1/orders/{order['id']}").json()
+    assert final["status"] == "delivered"
+    assert [h["status"] for h in final["history"]] == [
+        "pending",
+        "confirmed",
+        "shipped",
+        "delivered",
+    ]
+    stamps = [h["at"] for h in final["history"]]
+    assert stamps == sorted(stamps) and stamps[-1] == eta
+    assert [(o.id, o.quantity, o.pack_size) for o in delivered] == [(order["id"], 2, 1000)]
+    sandbox.advance(timedelta(days=1))
+    assert len(delivered) == 1  # reported once
+
+
+def test_lead_times_follow_the_catalog_model(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    for i in range(40):
+        post_order(http, f"k{i}", sku="CGM-G7-3")
+    leads = [
+        (o.expected_delivery - o.created_at).total_seconds() / 86_400
+        for o in sandbox.orders()
+        if o.expected_delivery is not None
+    ]
+    mean = sum(leads) / len(leads)
+    assert 2.0 < mean < 4.0  # catalog mean 3 days, sd 1 day
+    assert len(set(leads)) > 30  # variable, not a constant
+
+
+def test_set_time_and_clock_only_moves_forward(sandbox: VendorSandbox) -> None:
+    later = sandbox.now() + timedelta(days=2)
+    sandbox.set_time(later)
+    assert sandbox.now() == later
+    with pytest.raises(ValueError):
+        sandbox.set_time(later - timedelta(seconds=1))
+    with pytest.raises(ValueError):
+        sandbox.advance(timedelta(seconds=-1))
+
+
+def test_test_orders_are_recorded_but_not_fulfilled(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    delivered: list[RecordedOrder] = []
+    sandbox.on_delivered = delivered.append
+    body = post_order(http, "k", test=True).json()
+    assert body["test"] is True
+    sandbox.advance(timedelta(days=10))
+    (recorded,) = sandbox.orders()
+    assert recorded.test
+    assert delivered == []
+
+
+def test_a_broken_delivery_hook_does_not_break_the_sandbox(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    def hook(order: RecordedOrder) -> None:
+        raise RuntimeError("household crashed")
+
+    sandbox.on_delivered = hook
+    order = post_order(http, "k").json()
+    sandbox.advance(timedelta(days=10))
+    assert status_of(http, order["id"]) == "delivered"
+
+
+# -- cancel window ------------------------------------------------------------------------
+
+
+def test_cancel_inside_the_window(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    delivered: list[RecordedOrder] = []
+    sandbox.on_delivered = delivered.append
+    order = post_order(http, "k", sku="TN-3480").json()
+    sandbox.advance(timedelta(minutes=30))
+    cancelled = http.post(f"/v1/orders/{order['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = http.post(f"/v1/orders/{order['id']}/cancel")
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
+    sandbox.advance(timedelta(days=10))
+    assert status_of(http, order["id"]) == "cancelled"
+    assert delivered == []
+
+
+def test_cancel_after_the_window_is_409() -> None:
+    with VendorSandbox(token=TOKEN, cancel_window=timedelta(hours=1)) as sb:
+        c = httpx.Client(base_url=sb.url, headers={"Authorization": f"Bearer {TOKEN}"})
+        order = post_order(c, "k", sku="DR-3400").json()
+        assert order["cancel_until"] == "2026-01-05T09:00:00Z"
+        sb.advance(timedelta(minutes=61))
+        response = c.post(f"/v1/orders/{order['id']}/cancel")
+        assert response.status_code == 409
+        assert response.json()["error"] == "cancel_window_closed"
+        assert status_of(c, order["id"]) == "confirmed"
+        c.close()
+
+
+def test_default_cancel_window_is_24_hours(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    order = post_order(http, "k").json()
+    created = sandbox.now()
+    assert order["cancel_until"] == (created + timedelta(hours=24)).isoformat().replace(
+        "+00:00", "Z"
+    )
+
+
+def test_shipped_delivered_and_rejected_orders_cannot_be_cancelled(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    order = post_order(http, "k").json()
+    sandbox.advance(timedelta(days=10))
+    response = http.post(f"/v1/orders/{order['id']}/cancel")
+    assert response.status_code == 409 and response.json()["error"] == "not_cancellable"
+    rejected = post_order(http, "k2", max_unit_price="0.01").json()
+    response = http.post(f"/v1/orders/{rejected['id']}/cancel")
+    assert response.status_code == 409 and response.json()["error"] == "not_cancellable"
+    assert http.post("/v1/orders/ord_999999/cancel").status_code == 404
+
+
+# -- rejections, prices, stock ------------------------------------------------------------
+
+
+def test_price_change_shows_in_catalog_and_rejects_orders_above_max(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    sandbox.faults.prices["TN-2420"] = Decimal("79.90")
+    assert http.get("/v1/catalog/TN-2420").json()["price"] == "79.90"
+    order = post_order(http, "k", max_unit_price="70.00").json()
+    assert (order["status"], order["reject_reason"]) == ("rejected", "price_above_max")
+    assert order["history"][-1]["status"] == "rejected"
+    ok = post_order(http, "k2", max_unit_price="80").json()
+    assert ok["status"] == "pending" and ok["unit_price"] == "79.90"
+    assert [o.status for o in sandbox.orders()] == ["rejected", "pending"]
+
+
+def test_out_of_stock_offers_the_substitute(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    sandbox.faults.out_of_stock["TN-2420"] = "TN-2410"
+    item = http.get("/v1/catalog/TN-2420").json()
+    assert item["availability"] == "out_of_stock" and item["substitutes"] == ["TN-2410"]
+    # Without consent to substitutes the order is rejected: the product must not change.
+    plain = post_order(http, "k1").json()
+    assert (plain["status"], plain["reject_reason"]) == ("rejected", "out_of_stock")
+    swapped = post_order(http, "k2", allow_substitute=True).json()
+    assert swapped["status"] == "pending"
+    assert (swapped["sku"], swapped["requested_sku"]) == ("TN-2410", "TN-2420")
+    assert swapped["unit_price"] == "39.90"
+
+
+def test_out_of_stock_without_substitute_is_rejected(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    sandbox.faults.out_of_stock["CGM-G7-3"] = None
+    assert http.get("/v1/catalog/CGM-G7-3").json()["substitutes"] == []
+    order = post_order(http, "k", sku="CGM-G7-3", allow_substitute=True).json()
+    assert (order["status"], order["reject_reason"]) == ("rejected", "out_of_stock")
+
+
+def test_free_shipping_threshold(http: httpx.Client) -> None:
+    small = post_order(http, "k1", sku="MILK-1L", quantity=2).json()
+    big = post_order(http, "k2", sku="MILK-1L", quantity=40).json()
+    assert small["shipping"] == "4.90" and small["total"] == "7.28"
+    assert big["shipping"] == "0.00" and big["total"] == "47.60"
+
+
+# -- fault knobs --------------------------------------------------------------------------
+
+
+def test_error_rate_answers_500_before_doing_anything(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    sandbox.faults.error_rate = 1.0
+    assert post_order(http, "k").status_code == 500
+    assert http.get("/v1/catalog/TN-2420").status_code == 500
+    assert sandbox.orders() == []
+    sandbox.faults.error_rate = 0.0
+    assert "Idempotent-Replayed" not in post_order(http, "k").headers  # key was not used
+
+
+def test_partial_error_rate_is_seeded_and_partial(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    sandbox.faults.error_rate = 0.5
+    codes = [http.get("/v1/catalog/TN-2420").status_code for _ in range(60)]
+    assert set(codes) == {200, 500}
+    assert 10 < codes.count(500) < 50
+
+
+def test_commit_then_500_commits_the_order(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    sandbox.faults.commit_then_500 = True
+    response = post_order(http, "k")
+    assert response.status_code == 500
+    (order,) = sandbox.orders()
+    assert order.idempotency_key == "k"
+    sandbox.faults.commit_then_500 = False
+    replay = post_order(http, "k")
+    assert replay.status_code == 201 and replay.json()["id"] == order.id
+
+
+def test_outage_window_answers_503_with_retry_after(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    now = sandbox.now()
+    sandbox.faults.outages.append((now + timedelta(hours=1), now + timedelta(hours=3)))
+    assert http.get("/v1/catalog/TN-2420").status_code == 200
+    sandbox.advance(timedelta(hours=2))
+    response = post_order(http, "k")
+    assert response.status_code == 503 and response.json()["error"] == "unavailable"
+    assert response.headers["Retry-After"] == "3600"
+    assert sandbox.orders() == []
+    sandbox.advance(timedelta(hours=1))
+    assert post_order(http, "k").status_code == 201
+
+
+def test_rate_limit_answers_429_with_retry_after(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    sandbox.faults.rate_limit = 2
+    sandbox.faults.rate_window = 60.0
+    codes = [http.get("/v1/catalog/TN-2420").status_code for _ in range(4)]
+    assert codes == [200, 200, 429, 429]
+    limited = post_order(http, "k")
+    assert limited.status_code == 429 and limited.json()["error"] == "rate_limited"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert sandbox.orders() == []
+    assert http.get("/_sandbox/orders").status_code == 200  # admin is never limited
+
+
+def test_rate_limit_zero_refuses_everything(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    sandbox.faults.rate_limit = 0
+    response = http.get("/v1/catalog/TN-2420")
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 1
+
+
+def test_slow_drip_sends_the_body_byte_by_byte(sandbox: VendorSandbox) -> None:
+    sandbox.faults.slow_drip = 1.0
+    chunks = 0
+    with (
+        httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {TOKEN}"}) as c,
+        c.stream("GET", "/v1/catalog/EGGS-10") as response,
+    ):
+        body = b""
+        for chunk in response.iter_raw():
+            chunks += 1
+            body += chunk
+    assert response.status_code == 200
+    assert httpx.Response(200, content=body).json()["sku"] == "EGGS-10"
+    assert chunks > 10  # arrived in many pieces, not in one write
+
+
+def test_latency_delays_answers(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    sandbox.faults.latency = 0.4
+    started = time.monotonic()
+    assert http.get("/v1/catalog/TN-2420").status_code == 200
+    assert time.monotonic() - started >= 0.35  # the injected delay, a lower bound only
+
+
+def test_stop_cuts_a_drip_short() -> None:
+    sb = VendorSandbox(token=TOKEN).start()
+    sb.faults.slow_drip = 30.0
+    outcome: list[str] = []
+
+    def fetch() -> None:
+        try:
+            httpx.get(sb.url + "/v1/catalog/TN-2420", headers={"Authorization": f"Bearer {TOKEN}"})
+            outcome.append("complete")
+        except httpx.HTTPError as err:
+            outcome.append(type(err).__name__)
+
+    t = threading.Thread(target=fetch)
+    t.start()
+    time.sleep(0.3)
+    sb.stop()
+    t.join(10)
+    assert not t.is_alive()
+    assert outcome and outcome[0] != "complete"
+
+
+# -- admin surface ------------------------------------------------------------------------
+
+
+def test_admin_clock(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    delivered: list[RecordedOrder] = []
+    sandbox.on_delivered = delivered.append
+    order = post_order(http, "k").json()
+    start = http.get("/_sandbox/clock").json()["now"]
+    moved = http.post("/_sandbox/clock", json={"advance_seconds": 10 * 86_400}).json()
+    assert moved["now"] > start and moved["delivered"] == [order["id"]]
+    assert [o.id for o in delivered] == [order["id"]]
+    jump = http.post("/_sandbox/clock", json={"set": "2027-01-01T00:00:00+00:00"}).json()
+    assert jump["now"] == "2027-01-01T00:00:00Z"
+    back = http.post("/_sandbox/clock", json={"set": "2026-01-01T00:00:00+00:00"})
+    assert back.status_code == 400
+    assert http.post("/_sandbox/clock", json={}).status_code == 400
+
+
+def test_admin_faults(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    now = sandbox.now()
+    knobs = {
+        "error_rate": 0.0,
+        "latency": 0.0,
+        "commit_then_500": True,
+        "rate_limit": 100,
+        "outages": [[(now + timedelta(days=1)).isoformat(), (now + timedelta(days=2)).isoformat()]],
+        "prices": {"TN-2420": "70.00"},
+        "out_of_stock": {"MILK-1L": "MILK-1L-ORGANIC"},
+    }
+    got = http.put("/_sandbox/faults", json=knobs).json()
+    assert got["commit_then_500"] is True and got["prices"] == {"TN-2420": "70.00"}
+    assert sandbox.faults.commit_then_500 and sandbox.faults.rate_limit == 100
+    assert http.get("/v1/catalog/TN-2420").json()["price"] == "70.00"
+    assert http.get("/v1/catalog/MILK-1L").json()["availability"] == "out_of_stock"
+    http.put("/_sandbox/faults", json={"prices": {"DR-2400": "1.00"}})
+    assert set(sandbox.faults.prices) == {"TN-2420", "DR-2400"}  # merged
+    assert http.get("/_sandbox/faults").json()["outages"][0][0].endswith("Z")
+    for bad in ({"nope": 1}, {"error_rate": 2}, {"latency": -1}, {"rate_limit": "x"}):
+        assert http.put("/_sandbox/faults", json=bad).status_code == 400, bad
+    reset = http.delete("/_sandbox/faults").json()
+    assert reset["commit_then_500"] is False and reset["prices"] == {}
+    assert http.get("/v1/catalog/TN-2420").json()["price"] == "64.90"
+
+
+def test_admin_lists_orders_and_catalog(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    post_order(http, "a")
+    post_order(http, "b", test=True)
+    orders = http.get("/_sandbox/orders").json()["orders"]
+    assert [(o["idempotency_key"], o["test"]) for o in orders] == [("a", False), ("b", True)]
+    skus = [i["sku"] for i in http.get("/_sandbox/catalog").json()["items"]]
+    assert "TN-2420" in skus and "MILK-1L" in skus
+
+
+def test_admin_is_not_affected_by_faults(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    sandbox.faults.error_rate = 1.0
+    sandbox.faults.slow_drip = 30.0
+    assert http.get("/_sandbox/faults").status_code == 200
+    assert http.delete("/_sandbox/faults").status_code == 200
+    assert http.get("/v1/catalog/TN-2420").status_code == 200
+
+
+def test_unknown_paths_and_methods(http: httpx.Client) -> None:
+    assert http.get("/v2/anything").status_code == 404
+    assert http.get("/v1/nothing").status_code == 404
+    assert http.delete("/v1/catalog/TN-2420").status_code == 405
+    assert http.get("/v1/orders/ord_1/cancel").status_code == 405
+
+
+# -- OpenAPI document ---------------------------------------------------------------------
+
+
+def load_spec() -> dict[str, Any]:
+    spec = yaml.safe_load(SPEC.read_text())
+    assert spec["openapi"].startswith("3.1")
+    return dict(spec)
+
+
+def test_every_documented_path_and_method_is_served(
+    sandbox: VendorSandbox, http: httpx.Client
+) -> None:
+    order = post_order(http, "spec-key").json()
+    values = {"sku": "TN-2420", "id": order["id"]}
+    bodies: dict[tuple[str, str], Any] = {
+        ("/v1/orders", "post"): {"sku": "TN-2420", "quantity": 1},
+        ("/_sandbox/clock", "post"): {"advance_seconds": 60},
+        ("/_sandbox/faults", "put"): {"latency": 0},
+    }
+    spec = load_spec()
+    served = 0
+    for template, item in spec["paths"].items():
+        path = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
+        for method in ("get", "post", "put", "delete"):
+            if method not in item:
+                continue
+            response = http.request(
+                method.upper(),
+                path,
+                json=bodies.get((template, method)),
+                headers={"Idempotency-Key": "spec-key"} if template == "/v1/orders" else {},
+            )
+            documented = set(item[method]["responses"])
+            code = str(response.status_code)
+            assert code in documented or f"{code[0]}XX" in documented, (method, template, code)
+            assert response.status_code < 400, (method, template, response.text)
+            served += 1
+    assert served == 12
+
+
+def test_responses_match_the_documented_schemas(sandbox: VendorSandbox, http: httpx.Client) -> None:
+    schemas = load_spec()["components"]["schemas"]
+    samples = {
+        "CatalogItem": http.get("/v1/catalog/TN-2420").json(),
+        "Order": post_order(http, "k").json(),
+        "Error": http.get("/v1/catalog/NOPE").json(),
+        "Faults": http.get("/_sandbox/faults").json(),
+    }
+    for name, sample in samples.items():
+        schema = schemas[name]
+        assert set(schema.get("required", [])) <= set(sample), name
+        assert set(sample) <= set(schema["properties"]), name  # nothing undocumented
+    codes = set(schemas["Error"]["properties"]["error"]["enum"])
+    source = "".join(
+        (Path(__file__).resolve().parents[2] / "firmware_sim" / f).read_text()
+        for f in ("vendor_http.py", "vendor_state.py", "vendor_orders.py")
+    )
+    raised = set(re.findall(r'ApiError\(\s*\d+,\s*"([a-z_]+)"', source))
+    raised |= set(re.findall(r'"error": "([a-z_]+)"', source))
+    assert raised and raised <= codes, raised - codes
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def test_main_serves_until_sigterm(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("cli-token\n")
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(
+        '[[item]]\nsku = "X-1"\nname = "Thing"\nprice = "2.50"\n'
+        '[[item]]\nsku = "X-2"\nname = "Other"\nprice = 3\nsubstitutes = ["X-1"]\n'
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "firmware_sim.vendor",
+            "--port",
+            "0",
+            "--token-file",
+            str(token_file),
+            "--catalog",
+            str(catalog),
+            "--speed",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        auth = {"Authorization": "Bearer cli-token"}
+        item = httpx.get(url + "/v1/catalog/X-2", headers=auth).json()
+        assert item["price"] == "3.00" and item["substitutes"] == ["X-1"]
+        assert httpx.get(url + "/v1/catalog/TN-2420", headers=auth).status_code == 404
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_main_reports_a_bad_catalog(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("secret-value")
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text('[[item]]\nsku = "X-1"\nname = "T"\nprice = "1"\nsubstitutes = ["NOPE"]\n')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "firmware_sim.vendor",
+            "--port",
+            "0",
+            "--token-file",
+            str(token_file),
+            "--catalog",
+            str(catalog),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "NOPE" in done.stderr and "secret-value" not in done.stderr
