@@ -67,7 +67,7 @@ class PollStatus(StrEnum):
     OK = "ok"
     ASLEEP = "asleep"  # answered, but every supply level is unknown
     UNREACHABLE = "unreachable"  # connection refused, DNS, timeout
-    BAD_RESPONSE = "bad_response"  # not HTTP 200 or not a decodable IPP answer
+    BAD_RESPONSE = "bad_response"  # not HTTP 200, broken HTTP, or not a decodable IPP answer
     IPP_ERROR = "ipp_error"  # a valid IPP answer with an error status
     NO_SUPPLIES = "no_supplies"  # answered, but publishes neither markers nor supplies
 
@@ -259,6 +259,9 @@ class IppPrinterSource:
                         raise _PollFailure(PollStatus.BAD_RESPONSE, "response too large")
                     if self._clock() > deadline:
                         raise _PollFailure(PollStatus.UNREACHABLE, "response too slow")
+        except httpx.ProtocolError as err:
+            # Something answered, but not with HTTP we can parse.
+            raise _PollFailure(PollStatus.BAD_RESPONSE, type(err).__name__) from err
         except httpx.TimeoutException as err:
             raise _PollFailure(PollStatus.UNREACHABLE, "timed out") from err
         except httpx.TransportError as err:

@@ -27,14 +27,6 @@ DEPLETE_COMMAND = FIXTURES / "deplete.sh"
 PRINT_TEST = FIXTURES / "print-job-and-wait.test"
 
 
-def tools_missing() -> str | None:
-    """Why the printer cannot be started here, or None when everything is installed."""
-    for tool in ("ippeveprinter", "ipptool", "dbus-daemon"):
-        if shutil.which(tool) is None:
-            return f"{tool} not installed (Debian packages cups-ipp-utils, dbus)"
-    return None
-
-
 def free_port() -> int:
     """A port nobody listens on right now (the kernel's choice)."""
     with socket.socket() as s:
