@@ -284,6 +284,10 @@ class SimDevice:
             return None
         return StateMessage.model_validate(self._out.pop()[1])
 
+    def connected(self, now: datetime) -> bool:
+        """Whether the device can reach the broker at ``now`` (powered, not in a spell)."""
+        return self._powered(now) and not self._link.in_spell(now)
+
     def _powered(self, now: datetime) -> bool:
         return True
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.protocol import EventType, StateMessage
+from agent.protocol import Channel, EventType, StateMessage, Topic, parse_state
 from firmware_sim.devices import Fridge, Printer, SimDevice, Wearable
 from firmware_sim.link import LinkProfile
+from firmware_sim.recorded import recorded_payloads
 from firmware_sim.stock import Usage
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -297,3 +300,30 @@ def test_deliver_rejects_unknown_consumable_and_zero_packs() -> None:
         dev.deliver("cheese", 1, START)
     with pytest.raises(ValueError):
         dev.deliver("milk", 0, START)
+
+
+# -- recorded payloads ------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("stem, payload", sorted(recorded_payloads().items()))
+def test_recorded_payload_fixtures_are_current_and_valid(stem: str, payload: bytes) -> None:
+    path = FIXTURES / f"{stem}.json"
+    assert path.read_bytes() == payload, "stale fixture: run `replenish-sim fixtures`"
+    msg = parse_state(Topic(msg_id(payload), Channel.STATE), payload)
+    assert msg.consumables
+
+
+def msg_id(payload: bytes) -> str:
+    return str(json.loads(payload)["device_id"])
+
+
+def test_fixtures_cover_every_printer_profile_and_device_kind() -> None:
+    payloads = [json.loads(p) for p in recorded_payloads().values()]
+    kinds = {p["kind"] for p in payloads}
+    assert kinds == {"printer", "fridge", "wearable"}
+    toner = [next(c for c in p["consumables"] if c["id"] == "toner")
+             for p in payloads if p["kind"] == "printer"]
+    assert {c.get("state") for c in toner} >= {None, "some_remaining", "low", "unknown"}
+    assert any(c.get("level", 0) % 10 == 0 and c.get("level", 0) > 0 for c in toner)
