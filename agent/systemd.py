@@ -162,6 +162,19 @@ class ProgressMark:
             return self._last
 
 
+
+def thread_probe(thread_alive: Callable[[], bool], mark: Callable[[], float]) -> Probe:
+    """A probe that is dead (None) once ``thread_alive()`` is False, else ``mark()``.
+
+    For the MQTT loop: ``thread_probe(lambda: t.is_alive(), mqtt_mark)`` where paho's
+    callbacks (connect, message, ping response, connect failure) touch ``mqtt_mark``.
+    """
+
+    def probe() -> float | None:
+        return mark() if thread_alive() else None
+
+    return probe
+
 @dataclass(slots=True, frozen=True)
 class _Registered:
     name: str

@@ -32,12 +32,13 @@ def probes(now: float = NOW, synced: bool | None = True, free: int = 10_000 * MB
 
 def make_db(path: Path, devices: dict[str, float] | None = None) -> Path:
     with Store(path) as store:
-        for device_id, last_seen in (devices or {}).items():
-            store.conn.execute(
-                "INSERT INTO devices (device_id, kind, first_seen, last_seen, last_seq) "
-                "VALUES (?, 'fridge', ?, ?, 1)",
-                (device_id, last_seen, last_seen),
-            )
+        store.conn.execute("BEGIN")
+        store.conn.executemany(
+            "INSERT INTO devices (device_id, kind, first_seen, last_seen, last_seq) "
+            "VALUES (?, 'fridge', ?, ?, 1)",
+            [(d, seen, seen) for d, seen in (devices or {}).items()],
+        )
+        store.conn.execute("COMMIT")
     return path
 
 

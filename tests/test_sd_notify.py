@@ -134,7 +134,7 @@ def test_dead_component_is_stale_at_once(
     alive = {"paho": True}
     mark = ProgressMark(clock)
     wd = Watchdog(60, clock=clock, send=lambda s: systemd.notify(s, env))
-    wd.add_probe("mqtt", lambda: mark() if alive["paho"] else None, max_age_s=90)
+    wd.add_probe("mqtt", systemd.thread_probe(lambda: alive["paho"], mark), max_age_s=90)
     assert wd.tick()
     alive["paho"] = False
     assert wd.stale_probes() == ["mqtt"]

@@ -122,12 +122,13 @@ def test_corrupted_database(tmp_path: Path, broker: LocalBroker, sandbox: Vendor
     cfg = setup(tmp_path, broker, sandbox.url)
     db = tmp_path / "agent.db"
     with Store(db) as store:
-        for i in range(400):
-            store.conn.execute(
-                "INSERT INTO devices (device_id, kind, first_seen, last_seen, last_seq) "
-                "VALUES (?, 'fridge', 1, 1, 1)",
-                (f"dev-{i}",),
-            )
+        store.conn.execute("BEGIN")
+        store.conn.executemany(
+            "INSERT INTO devices (device_id, kind, first_seen, last_seen, last_seq) "
+            "VALUES (?, 'fridge', 1, 1, 1)",
+            [(f"dev-{i}",) for i in range(400)],
+        )
+        store.conn.execute("COMMIT")
     data = bytearray(db.read_bytes())
     data[4096:3 * 4096] = bytes(range(256)) * 32
     db.write_bytes(bytes(data))
