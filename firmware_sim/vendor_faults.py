@@ -138,7 +138,8 @@ class Faults:
             new["commit_then_500"] = bool(raw["commit_then_500"])
         if "rate_limit" in raw:
             limit = raw["rate_limit"]
-            if limit is not None and (not isinstance(limit, int) or limit < 0):
+            bad_type = isinstance(limit, bool) or not isinstance(limit, int)
+            if limit is not None and (bad_type or limit < 0):
                 raise ValueError("rate_limit must be null or an integer >= 0")
             new["rate_limit"] = limit
         if "outages" in raw:

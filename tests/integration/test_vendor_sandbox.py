@@ -542,7 +542,13 @@ def test_admin_faults(sandbox: VendorSandbox, http: httpx.Client) -> None:
     http.put("/_sandbox/faults", json={"prices": {"DR-2400": "1.00"}})
     assert set(sandbox.faults.prices) == {"TN-2420", "DR-2400"}  # merged
     assert http.get("/_sandbox/faults").json()["outages"][0][0].endswith("Z")
-    for bad in ({"nope": 1}, {"error_rate": 2}, {"latency": -1}, {"rate_limit": "x"}):
+    for bad in (
+        {"nope": 1},
+        {"error_rate": 2},
+        {"latency": -1},
+        {"rate_limit": "x"},
+        {"rate_limit": True},
+    ):
         assert http.put("/_sandbox/faults", json=bad).status_code == 400, bad
     reset = http.delete("/_sandbox/faults").json()
     assert reset["commit_then_500"] is False and reset["prices"] == {}
@@ -638,7 +644,12 @@ def test_responses_match_the_documented_schemas(sandbox: VendorSandbox, http: ht
 # -- command line ---------------------------------------------------------------------------
 
 
-def test_main_serves_until_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "firmware_sim.vendor"], ["-m", "firmware_sim", "vendor"]],
+    ids=["module", "replenish-sim"],
+)
+def test_main_serves_until_sigterm(tmp_path: Path, command: list[str]) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("cli-token\n")
     catalog = tmp_path / "catalog.toml"
@@ -647,19 +658,8 @@ def test_main_serves_until_sigterm(tmp_path: Path) -> None:
         '[[item]]\nsku = "X-2"\nname = "Other"\nprice = 3\nsubstitutes = ["X-1"]\n'
     )
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "firmware_sim.vendor",
-            "--port",
-            "0",
-            "--token-file",
-            str(token_file),
-            "--catalog",
-            str(catalog),
-            "--speed",
-            "0",
-        ],
+        [sys.executable, *command, "--port", "0", "--token-file", str(token_file)]
+        + ["--catalog", str(catalog), "--speed", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
