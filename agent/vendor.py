@@ -341,7 +341,8 @@ class VendorClient:
         worker.start()
         worker.join(max(0.0, deadline - self._mono()))
         if not box:
-            raise VendorRetryable(f"vendor {op}: no answer within {self._deadline:g} s")
+            limit = self._deadline
+            raise VendorRetryable(f"vendor {op}: no answer before the deadline ({limit:g} s)")
         result = box[0]
         if isinstance(result, BaseException):
             raise result
@@ -378,7 +379,8 @@ class VendorClient:
             finally:
                 response.close()
         except _Deadline:
-            raise VendorRetryable(f"vendor {op}: deadline of {self._deadline:g} s passed") from None
+            limit = self._deadline
+            raise VendorRetryable(f"vendor {op}: deadline ({limit:g} s) passed mid-body") from None
         except httpx.TimeoutException as err:
             raise VendorRetryable(f"vendor {op}: timed out") from err
         except httpx.RequestError as err:
