@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import PrinterSettings
+from agent.errors import ConfigError
 from agent.protocol import DeviceKind, EventType, StateMessage
 from agent.sources.ipp import IppPrinterSource, PollStatus
 from agent.sources.ipp_codec import TAG_END, TAG_INTEGER, TAG_NAME, TAG_PRINTER, decode_response
@@ -159,6 +160,8 @@ def test_asleep_printer_gives_no_reading_and_backs_off_until_it_wakes() -> None:
         (httpx.Response(200, headers={"Content-Type": "text/html"}, content=b"<html>"),
          PollStatus.BAD_RESPONSE, "not an IPP content type"),
         (httpx.Response(404, headers=IPP), PollStatus.BAD_RESPONSE, "HTTP 404"),
+        (httpx.Response(426), PollStatus.BAD_RESPONSE, "HTTP 426: use an ipps:// URI"),
+        (httpx.RemoteProtocolError("junk"), PollStatus.BAD_RESPONSE, "RemoteProtocolError"),
         (httpx.Response(200, headers=IPP, content=ipp_body([], status=0x0406)),
          PollStatus.IPP_ERROR, "IPP status 0x0406"),
         (httpx.Response(200, headers=IPP, content=b"\x02\x00" + bytes(6) + b"\x03"),
@@ -235,3 +238,11 @@ def test_poll_never_raises_on_arbitrary_answers(body: bytes) -> None:
         result = src.poll(T0)
     assert result.status in set(PollStatus)
     assert (result.state is None) == (result.status is not PollStatus.OK)
+
+
+@pytest.mark.parametrize("uri", ["ipp:///ipp/print", "ipp://printer:99999/ipp/print",
+                                 "ipp://user:secret@:631/x"])
+def test_unusable_uri_is_a_config_error_without_the_uri(uri: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        IppPrinterSource(PrinterSettings(uri=uri))
+    assert err.value.key == "uri" and "secret" not in str(err.value)

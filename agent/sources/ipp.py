@@ -22,7 +22,7 @@ import httpx
 from pydantic import ValidationError
 
 from agent.config import PrinterSettings
-from agent.errors import PayloadError
+from agent.errors import ConfigError, PayloadError
 from agent.protocol import (
     DeviceKind,
     EventMessage,
@@ -92,28 +92,41 @@ class _PollFailure(Exception):
 
 
 def http_url(uri: str) -> str:
-    """The HTTP URL an ``ipp://``/``ipps://`` URI is POSTed to (RFC 3510: port 631)."""
+    """The HTTP URL an ``ipp://``/``ipps://`` URI is POSTed to (RFC 3510: port 631).
+
+    Raises ConfigError for a URI without a host or with a bad port; the message leaves
+    the URI out, since it may carry credentials.
+    """
     parts = urlsplit(uri)
+    if parts.scheme not in ("ipp", "ipps") or not parts.hostname:
+        raise ConfigError("printers", "uri", "expected ipp://HOST[:PORT]/PATH")
+    try:
+        port = parts.port or 631
+    except ValueError:
+        raise ConfigError("printers", "uri", "invalid port") from None
     scheme = "https" if parts.scheme == "ipps" else "http"
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     path = parts.path or "/ipp/print"
     query = f"?{parts.query}" if parts.query else ""
-    return f"{scheme}://{host}:{parts.port or 631}{path}{query}"
+    return f"{scheme}://{host}:{port}{path}{query}"
 
 
 def default_device_id(uri: str) -> str:
     """A stable device id from the URI's host, port and path, e.g. ``hp-local-631-ipp-print``."""
     parts = urlsplit(uri)
-    return slugify(f"{parts.hostname or 'printer'}-{parts.port or 631}-{parts.path}") or "printer"
+    try:
+        port = parts.port or 631
+    except ValueError:  # http_url reports it; an id is still useful for messages
+        port = 631
+    return slugify(f"{parts.hostname or 'printer'}-{port}-{parts.path}") or "printer"
 
 
 class IppPrinterSource:
     """Polls one printer; the caller schedules :meth:`poll` after ``next_poll_in_s``.
 
-    ``transport`` is the test seam (``httpx.MockTransport``). ``clock`` is a monotonic
-    clock used only for the overall request deadline.
+    One instance per printer, polled from one thread at a time. ``transport`` is the test
+    seam (``httpx.MockTransport``). ``timeout_s`` bounds each network step and twice it
+    the whole request; ``clock`` is the monotonic clock for that deadline.
     """
 
     def __init__(
@@ -126,8 +139,8 @@ class IppPrinterSource:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.device_id = settings.name or default_device_id(settings.uri)
         self._url = http_url(settings.uri)
+        self.device_id = settings.name or default_device_id(settings.uri)
         self._timeout_s = timeout_s
         self._max_backoff_s = max(max_backoff_s, float(settings.poll_interval_s))
         self._clock = clock
@@ -246,6 +259,8 @@ class IppPrinterSource:
             with self._client.stream(
                 "POST", self._url, content=body, headers={"Content-Type": "application/ipp"}
             ) as resp:
+                if resp.status_code == 426:
+                    raise _PollFailure(PollStatus.BAD_RESPONSE, "HTTP 426: use an ipps:// URI")
                 if resp.status_code != 200:
                     raise _PollFailure(PollStatus.BAD_RESPONSE, f"HTTP {resp.status_code}")
                 ctype = resp.headers.get("content-type", "")
