@@ -15,6 +15,7 @@ import ctypes.util
 import logging
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -84,26 +85,52 @@ def status(text: str, env: Mapping[str, str] | None = None) -> bool:
     return notify("STATUS=" + " ".join(text.split()), env)
 
 
-def clock_synchronized() -> bool | None:
-    """Whether the kernel clock is disciplined by NTP; None when it cannot be told.
-
-    ``adjtimex`` without modes only reads; it returns TIME_ERROR while the kernel's
-    STA_UNSYNC flag is set, which every NTP client (timesyncd, chrony, ntpd) clears. Inside
-    the hardened unit the call is filtered (ProtectClock=), so the flag file that
-    systemd-timesyncd touches on synchronisation is the fallback.
-    """
+def _adjtimex_state() -> int:
+    """The kernel clock state from a read-only ``adjtimex``; -1 when the call is refused."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         # struct timex is about 200 bytes; all zero means modes=0, a pure read.
         buf = ctypes.create_string_buffer(512)
-        state = int(libc.adjtimex(buf))
+        return int(libc.adjtimex(buf))
     except (OSError, AttributeError):
-        state = -1
+        return -1
+
+
+def _timedated_synchronized() -> bool | None:
+    """timedated's NTPSynchronized over D-Bus (via busctl, no D-Bus library needed)."""
+    cmd = [
+        "busctl", "--system", "get-property", "org.freedesktop.timedate1",
+        "/org/freedesktop/timedate1", "org.freedesktop.timedate1", "NTPSynchronized",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    answer = done.stdout.split()
+    if done.returncode != 0 or len(answer) != 2 or answer[0] != "b":
+        return None
+    return answer[1] == "true"
+
+
+def clock_synchronized(
+    adjtimex: Callable[[], int] = _adjtimex_state,
+    timedated: Callable[[], bool | None] = _timedated_synchronized,
+    flag: Path = TIMESYNC_FLAG,
+) -> bool | None:
+    """Whether the system clock is synchronised by NTP; None when it cannot be told.
+
+    ``adjtimex`` without modes only reads; it returns TIME_ERROR while the kernel's
+    STA_UNSYNC flag is set, which every NTP client (timesyncd, chrony, ntpd) clears.
+    Inside the hardened unit that call is filtered (ProtectClock=), so the agent falls back
+    to the flag file systemd-timesyncd creates, then to asking timedated over D-Bus (which
+    makes the same adjtimex call with its own privileges). Never order on None.
+    """
+    state = adjtimex()
     if state >= 0:
         return state != _TIME_ERROR
-    if TIMESYNC_FLAG.exists():
+    if flag.exists():
         return True
-    return None
+    return timedated()
 
 
 def credentials_env(env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -190,3 +190,20 @@ def test_thread_pings_until_a_probe_goes_stale(
         assert wd.pings == pings_when_stale
     finally:
         wd.stop()
+
+
+def test_clock_synchronized_sources(tmp_path: Path) -> None:
+    flag = tmp_path / "synchronized"
+
+    def never() -> bool | None:
+        raise AssertionError("not consulted")
+
+    assert systemd.clock_synchronized(lambda: 0, never, flag) is True
+    assert systemd.clock_synchronized(lambda: 5, never, flag) is False  # TIME_ERROR
+    # adjtimex filtered (inside the unit): timesyncd's flag file, then timedated.
+    assert systemd.clock_synchronized(lambda: -1, lambda: False, flag) is False
+    assert systemd.clock_synchronized(lambda: -1, lambda: None, flag) is None
+    flag.touch()
+    assert systemd.clock_synchronized(lambda: -1, never, flag) is True
+    # On this machine the real sources answer something sensible and never raise.
+    assert systemd.clock_synchronized() in (True, False, None)
