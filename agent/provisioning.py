@@ -7,7 +7,8 @@ them in ``ps`` output).
 
 Device identity is the MQTT username: ``broker_config/acl.template`` uses ``%u``
 patterns, so adding a device only adds a password-file line (or a client certificate
-whose CN is the device id); the ACL has no per-device lines.
+whose CN is the device id). The only per-device ACL lines deny removed ids, which
+cuts off a certificate device's live session (the CRL only stops reconnects).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 import secrets
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,10 +174,16 @@ def render(template_name: str, values: Mapping[str, object]) -> str:
 
 
 def render_acl(
-    agent_user: str = DEFAULT_AGENT_USER, household_user: str = DEFAULT_HOUSEHOLD_USER
+    agent_user: str = DEFAULT_AGENT_USER,
+    household_user: str = DEFAULT_HOUSEHOLD_USER,
+    revoked: Iterable[str] = (),
 ) -> str:
-    """The ACL file text (device rules are ``%u`` patterns, so it has no device list)."""
-    return render("acl.template", {"AGENT_USER": agent_user, "HOUSEHOLD_USER": household_user})
+    """The ACL text: ``%u`` patterns for devices, fixed roles, and removed device ids."""
+    denied = "".join(f"user {name}\ntopic deny #\n" for name in sorted(set(revoked)))
+    return render(
+        "acl.template",
+        {"AGENT_USER": agent_user, "HOUSEHOLD_USER": household_user, "REVOKED": denied},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,29 +338,41 @@ class DeviceCredentials:
     key_file: Path | None = None
 
 
-def load_registry(path: Path) -> dict[str, DeviceRecord]:
-    """Device id -> record from the registry JSON (missing file: empty)."""
+@dataclass(slots=True)
+class Registry:
+    """The registry file: provisioned devices and ids removed since (denied in the ACL)."""
+
+    devices: dict[str, DeviceRecord]
+    revoked: set[str]
+
+
+def load_registry(path: Path) -> Registry:
+    """Read the registry JSON (a missing file is an empty registry)."""
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
-        return {}
+        return Registry({}, set())
     except (OSError, ValueError) as err:
         raise ConfigError(str(path), "registry_file", "unreadable or not JSON") from err
     try:
-        return {item["device_id"]: DeviceRecord(**item) for item in raw["devices"]}
-    except (KeyError, TypeError) as err:
+        devices = {item["device_id"]: DeviceRecord(**item) for item in raw["devices"]}
+        revoked = {str(name) for name in raw.get("revoked", [])}
+    except (KeyError, TypeError, AttributeError) as err:
         raise ConfigError(str(path), "registry_file", "unexpected structure") from err
+    return Registry(devices, revoked)
 
 
-def save_registry(path: Path, devices: Mapping[str, DeviceRecord]) -> None:
-    """Write the registry (sorted, no secrets in it)."""
-    items = [asdict(devices[key]) for key in sorted(devices)]
-    write_private_file(path, json.dumps({"devices": items}, indent=2) + "\n")
+def save_registry(path: Path, registry: Registry) -> None:
+    """Write the registry (sorted; it holds no secrets)."""
+    items = [asdict(registry.devices[key]) for key in sorted(registry.devices)]
+    body = {"devices": items, "revoked": sorted(registry.revoked)}
+    write_private_file(path, json.dumps(body, indent=2) + "\n")
 
 
 def ensure_acl(paths: BrokerPaths) -> bool:
     """Write the ACL when it is missing or differs from the template; True if written."""
-    text = render_acl(paths.agent_user, paths.household_user)
+    revoked = load_registry(paths.registry_file).revoked
+    text = render_acl(paths.agent_user, paths.household_user, revoked)
     try:
         if paths.acl_file.read_text() == text:
             return False
@@ -385,7 +404,7 @@ def add_device(
         raise ConfigError("device", "id", f"{device_id!r} is reserved")
     registry = load_registry(paths.registry_file)
     passwords = read_password_file(paths.password_file)
-    if device_id in registry or device_id in passwords:
+    if device_id in registry.devices or device_id in passwords:
         raise ConfigError("device", "id", f"{device_id!r} exists; remove it first")
     record = DeviceRecord(
         device_id=device_id,
@@ -393,7 +412,6 @@ def add_device(
         auth=AUTH_CERT if use_cert else AUTH_PASSWORD,
         added=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-    ensure_acl(paths)
     if use_cert:
         if not paths.ca_file.is_file():
             raise ConfigError(str(paths.ca_dir), "ca_dir", "no household CA; run device init")
@@ -407,19 +425,25 @@ def add_device(
         passwords[device_id] = hash_password(password)
         write_password_file(paths.password_file, passwords)
         creds = DeviceCredentials(record, password=password)
-    registry[device_id] = record
+    registry.devices[device_id] = record
+    registry.revoked.discard(device_id)
     save_registry(paths.registry_file, registry)
+    ensure_acl(paths)
     log.info("device added: %s (%s, %s)", device_id, kind, record.auth)
     return creds
 
 
 def remove_device(paths: BrokerPaths, device_id: str) -> DeviceRecord:
-    """Revoke a device: drop its password, revoke its certificate; reload afterwards."""
+    """Revoke a device: drop its password, revoke its certificate, deny its id in the ACL.
+
+    Reload afterwards: mosquitto then disconnects a password device at once; a live
+    certificate session stays open but may no longer publish or receive anything.
+    """
     registry = load_registry(paths.registry_file)
     passwords = read_password_file(paths.password_file)
     if device_id in paths.reserved:
         raise ConfigError("device", "id", f"{device_id!r} is not a device")
-    record = registry.pop(device_id, None)
+    record = registry.devices.pop(device_id, None)
     if record is None and device_id not in passwords:
         raise ConfigError("device", "id", f"no device {device_id!r}")
     if device_id in passwords:
@@ -429,14 +453,16 @@ def remove_device(paths: BrokerPaths, device_id: str) -> DeviceRecord:
         run_script("revoke-client-cert.sh", str(paths.ca_dir), device_id)
         for suffix in (".crt", ".key"):
             (paths.ca_dir / "clients" / f"{device_id}{suffix}").unlink(missing_ok=True)
+    registry.revoked.add(device_id)
     save_registry(paths.registry_file, registry)
+    ensure_acl(paths)
     log.info("device removed: %s", device_id)
     return record or DeviceRecord(device_id, "unknown", AUTH_PASSWORD, "")
 
 
 def list_devices(paths: BrokerPaths) -> list[DeviceRecord]:
     """Registered devices plus password-file accounts made by hand (kind ``unknown``)."""
-    devices = dict(load_registry(paths.registry_file))
+    devices = dict(load_registry(paths.registry_file).devices)
     for user in read_password_file(paths.password_file):
         if user not in devices and user not in paths.reserved:
             devices[user] = DeviceRecord(user, "unknown", AUTH_PASSWORD, "")

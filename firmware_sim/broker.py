@@ -104,6 +104,7 @@ class LocalBroker:
             self.passwords.setdefault(role, new_password())
         self.tls = tls
         self.extra_conf = extra_conf
+        self.revoked: set[str] = set()  # removed users, denied every topic in the ACL
         self.conf_file = self.workdir / "mosquitto.conf"
         self.password_file = self.workdir / "passwd"
         self.acl_file = self.workdir / "acl"
@@ -139,7 +140,7 @@ class LocalBroker:
         if self.tls:
             self._make_tls_material()
         self._write_password_file()
-        write_private_file(self.acl_file, render_acl())
+        self._write_acl()
         fixed = self.port != 0
         for attempt in range(_START_ATTEMPTS):
             if not fixed:
@@ -201,13 +202,17 @@ class LocalBroker:
     def add_user(self, name: str, password: str) -> None:
         """Add or change a user and reload the broker."""
         self.passwords[name] = password
+        self.revoked.discard(name)
         self._write_password_file()
+        self._write_acl()
         self.reload()
 
     def remove_user(self, name: str) -> None:
         """Remove a user and reload; mosquitto also disconnects its live sessions."""
         self.passwords.pop(name, None)
+        self.revoked.add(name)
         self._write_password_file()
+        self._write_acl()
         self.reload()
 
     def reload(self, timeout: float = 5.0) -> None:
@@ -249,8 +254,13 @@ class LocalBroker:
         return out / f"{device_id}.crt", out / f"{device_id}.key"
 
     def revoke_client_cert(self, device_id: str) -> None:
-        """Revoke a client certificate, rewrite the CRL and reload (SIGHUP rereads it)."""
+        """Revoke a client certificate like ``replenish device remove`` does.
+
+        The CRL (reread on SIGHUP) stops reconnects; the ACL deny cuts off a live session.
+        """
         run_script("revoke-client-cert.sh", str(self.ca_dir), device_id)
+        self.revoked.add(device_id)
+        self._write_acl()
         self.reload()
 
     # -- diagnostics -----------------------------------------------------------------
@@ -275,6 +285,9 @@ class LocalBroker:
     def _write_password_file(self) -> None:
         entries = {name: hash_password(pw) for name, pw in self.passwords.items()}
         write_password_file(self.password_file, entries)
+
+    def _write_acl(self) -> None:
+        write_private_file(self.acl_file, render_acl(revoked=self.revoked))
 
     def _write_conf(self) -> None:
         tls = None

@@ -182,7 +182,7 @@ def test_add_device_writes_hash_registry_and_acl(
     entries = prov.read_password_file(paths.password_file)
     assert prov.verify_password(creds.password, entries["printer-1"])
     assert creds.password not in paths.password_file.read_text()
-    assert prov.load_registry(paths.registry_file) == {
+    assert prov.load_registry(paths.registry_file).devices == {
         "printer-1": prov.DeviceRecord("printer-1", "printer", "password", "2026-11-23T09:00:00Z")
     }
     assert paths.acl_file.read_text() == prov.render_acl()
@@ -232,6 +232,17 @@ def test_remove_and_list(paths: prov.BrokerPaths) -> None:
     with pytest.raises(ConfigError, match="not a device"):
         prov.remove_device(paths, "agent")
     assert "agent" in prov.read_password_file(paths.password_file)
+
+
+def test_removed_ids_are_denied_in_the_acl_until_added_again(paths: prov.BrokerPaths) -> None:
+    prov.add_device(paths, "printer-1", "printer", now=NOW)
+    prov.remove_device(paths, "printer-1")
+    acl = paths.acl_file.read_text()
+    assert "user printer-1\ntopic deny #\n" in acl
+    assert prov.load_registry(paths.registry_file).revoked == {"printer-1"}
+    prov.add_device(paths, "printer-1", "printer", now=NOW)
+    assert "printer-1" not in paths.acl_file.read_text()
+    assert paths.acl_file.read_text() == prov.render_acl()
 
 
 def test_corrupt_registry_is_a_config_error(paths: prov.BrokerPaths) -> None:
