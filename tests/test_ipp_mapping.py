@@ -207,6 +207,13 @@ def test_markers_win_when_both_families_are_published() -> None:
     assert list(by_id(attrs)) == ["black-toner"]
     only_supplies = {**markers([], []), **supplies(["index=1;type=toner;level=65;"], ["T"])}
     assert list(by_id(only_supplies)) == ["t"]
+    # Markers that know nothing do not hide supplies that do...
+    blind = {**markers(["Black Toner"], [-2]), **supplies(["index=1;type=toner;level=65;"],
+                                                          ["Black Toner"])}
+    assert by_id(blind)["black-toner"].level == 65.0
+    # ...but when both know nothing, the printer is asleep either way.
+    asleep = {**markers(["Black Toner"], [-2]), **supplies(["index=1;level=-2;"], ["X"])}
+    assert map_printer(asleep).asleep and list(by_id(asleep)) == ["black-toner"]
 
 
 def test_duplicate_and_unusable_names_get_unique_valid_ids() -> None:

@@ -1,10 +1,10 @@
 """Pure mapping from Get-Printer-Attributes output to the agent's consumable readings.
 
 - ``marker-names``/``marker-levels``/``marker-types``/``marker-low-levels``/
-  ``marker-high-levels`` when the printer publishes markers, else ``printer-supply``
-  entries (``index=1;class=...;type=toner;unit=percent;maxcapacity=100;level=80;``) named
-  by ``printer-supply-description``. One consumable per marker or supply, id slugified
-  from its name ("Black Toner" -> ``black-toner``).
+  ``marker-high-levels`` when the printer publishes markers that know something, else
+  ``printer-supply`` entries (``index=1;class=...;type=toner;unit=percent;
+  maxcapacity=100;level=80;``) named by ``printer-supply-description``. One consumable
+  per marker or supply, id slugified from its name ("Black Toner" -> ``black-toner``).
 - Levels become percent remaining. Other units are scaled by ``maxcapacity``. Waste
   receptacles report how full they are (CUPS reads them that way), so their remaining
   share is ``100 - level``.
@@ -239,9 +239,12 @@ def _level_state(s: Supply) -> CoarseState:
 
 def map_printer(attrs: Mapping[str, IppAttribute]) -> PrinterReading:
     """Turn Get-Printer-Attributes output into consumables (see the module docstring)."""
-    supplies = supplies_from_markers(attrs) if _values(attrs, "marker-levels") else []
-    if not supplies:
-        supplies = supplies_from_printer_supply(attrs)
+    supplies = supplies_from_markers(attrs)
+    if not any(s.raw_level not in (-1, -2) for s in supplies):
+        # No markers, or markers that know nothing: the Printer-MIB view may know more.
+        fallback = supplies_from_printer_supply(attrs)
+        if fallback and (not supplies or any(s.raw_level not in (-1, -2) for s in fallback)):
+            supplies = fallback
     supplies = supplies[:MAX_CONSUMABLES]
     pages = None
     for name in PAGE_COUNTERS:
