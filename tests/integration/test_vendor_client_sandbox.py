@@ -116,14 +116,17 @@ def test_commit_then_500_is_retryable_and_the_order_is_found_by_key(
     assert len(sandbox.orders()) == 1
 
 
-def test_drip_is_retryable_within_the_deadline(sandbox: VendorSandbox) -> None:
-    sandbox.faults.slow_drip = 20.0
+@pytest.mark.parametrize("drip_s", [20.0, 4000.0], ids=["drip", "stall-between-bytes"])
+def test_drip_is_retryable_within_the_deadline(sandbox: VendorSandbox, drip_s: float) -> None:
+    # 20 s: bytes keep coming (the read loop's check ends it); 4000 s: ~8 s between bytes,
+    # longer than the 5 s read timeout (only the hard deadline can end it in time).
+    sandbox.faults.slow_drip = drip_s
     with VendorClient(sandbox.url, TOKEN, timeout=5.0, deadline_s=0.5) as c:
         started = time.monotonic()
-        with pytest.raises(VendorRetryable):
+        with pytest.raises(VendorRetryable, match="deadline"):
             c.place_order(TONER, "intent-1")
-        # The drip would take 20 s; the deadline ended the call long before.
-        assert time.monotonic() - started < 10
+        # Ended by the 0.5 s deadline, well before the drip or a 5 s read timeout would.
+        assert time.monotonic() - started < 4.5
         sandbox.faults.slow_drip = 0.0
         found = c.find_by_key("intent-1")
     assert found is not None  # the order was committed before the body started dripping
