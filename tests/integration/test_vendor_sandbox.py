@@ -20,7 +20,8 @@ import httpx
 import pytest
 import yaml
 
-from firmware_sim.vendor import VendorSandbox
+from firmware_sim.household import Household
+from firmware_sim.vendor import SimClock, VendorSandbox, catalog_for, deliver_to
 from firmware_sim.vendor_orders import RecordedOrder
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -294,6 +295,31 @@ def test_a_broken_delivery_hook_does_not_break_the_sandbox(
     order = post_order(http, "k").json()
     sandbox.advance(timedelta(days=10))
     assert status_of(http, order["id"]) == "delivered"
+
+
+def test_closed_loop_delivery_refills_the_household() -> None:
+    # Two identical households; only one is wired to the sandbox. The difference in stock
+    # after the delivery is exactly what was ordered.
+    home, control = Household.from_scenario("demo"), Household.from_scenario("demo")
+    device, consumable = home.find_sku("CGM-G7-3")
+    catalog = catalog_for(home)
+    assert {e.sku: e.lead_time_days for e in catalog}["TN-2410"] == 3.0  # scenario's model
+    with VendorSandbox(
+        token=TOKEN, catalog=catalog, clock=SimClock(home.start), on_delivered=deliver_to(home)
+    ) as sb:
+        c = httpx.Client(base_url=sb.url, headers={"Authorization": f"Bearer {TOKEN}"})
+        post_order(c, "k", sku="CGM-G7-3", quantity=2)
+        post_order(c, "t", sku="CGM-G7-3", quantity=5, test=True)  # never fulfilled
+        delivered = sb.advance(timedelta(days=10))
+        c.close()
+    assert [o.idempotency_key for o in delivered] == ["k"]
+    end = home.start + timedelta(days=10)
+    home.advance(end)
+    control.advance(end)
+    mine = home.device(device.device_id).stocks[consumable]
+    theirs = control.device(device.device_id).stocks[consumable]
+    pack = mine.pack_size
+    assert (mine.level + mine.spare) - (theirs.level + theirs.spare) == pytest.approx(2 * pack)
 
 
 # -- cancel window ------------------------------------------------------------------------
