@@ -251,15 +251,16 @@ class Fridge(SimDevice):
 
     def _report(self, now: datetime) -> list[dict[str, Any]]:
         out = []
+        noise = self._noise
         for cid, stock in self.stocks.items():
-            item: dict[str, Any] = {"id": cid, "sku": stock.sku, "unit": stock.unit,
-                                    "capacity": stock.capacity}
+            level = stock.level
             if stock.unit is Unit.GRAMS:
-                grams = stock.level + self._noise.gauss(0.0, self.noise_grams)
-                if stock.level > 0 and self._noise.random() < self.lift_prob:
-                    grams = abs(self._noise.gauss(0.0, self.noise_grams))  # jug lifted out
-                item["level"] = round(min(max(grams, 0.0), stock.capacity * 1.05), 1)
+                grams = level + noise.gauss(0.0, self.noise_grams)
+                if level > 0 and noise.random() < self.lift_prob:
+                    grams = abs(noise.gauss(0.0, self.noise_grams))  # jug lifted out
+                shown = round(min(max(grams, 0.0), stock.capacity * 1.05), 1)
             else:
-                item["level"] = float(round(stock.level))
-            out.append(item)
+                shown = float(round(level))
+            out.append({"id": cid, "sku": stock.sku, "unit": stock.unit.value, "level": shown,
+                        "capacity": stock.capacity})
         return out

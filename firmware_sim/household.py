@@ -20,6 +20,7 @@ device does not change the others' traces.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import tomllib
@@ -238,7 +239,8 @@ class Trace:
     start: datetime
     end: datetime
     raw: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
-    truth: dict[Key, list[tuple[datetime, float]]] = field(default_factory=dict)  # steps
+    # (time, level) at every change of the true level: a step function, see level_at().
+    truth: dict[Key, list[tuple[datetime, float]]] = field(default_factory=dict)
     run_outs: dict[Key, list[datetime]] = field(default_factory=dict)
     stockouts: dict[Key, list[tuple[datetime, datetime | None]]] = field(default_factory=dict)
     events: list[EventMessage] = field(default_factory=list)
@@ -247,6 +249,14 @@ class Trace:
     def readings(self) -> list[tuple[datetime, StateMessage]]:
         """(received_at, validated StateMessage), in order of arrival (built on first use)."""
         return [(at, StateMessage.model_validate(p)) for at, p in self.raw]
+
+    def level_at(self, key: Key, t: datetime) -> float:
+        """True level at ``t`` (the truth series is a step function of change points)."""
+        series = self.truth[key]
+        i = bisect.bisect_right(series, t, key=lambda p: p[0])
+        if i == 0:
+            raise ValueError("before the start of the trace")
+        return series[i - 1][1]
 
     def stockout_days(self, key: Key) -> float:
         """Days without stock within the run."""

@@ -65,6 +65,7 @@ class SimDevice:
         self.usage = usage or Usage()
         self.report_every = report_every
         self.report_on_change = report_on_change
+        self._kind = self.kind.value
         self.put_away_delay = put_away_delay
         self.pauses_when_away = pauses_when_away
         self.fw = fw
@@ -246,7 +247,7 @@ class SimDevice:
             return
         self.seq += 1
         payload = {
-            "device_id": self.device_id, "seq": self.seq, "ts": at, "kind": self.kind.value,
+            "device_id": self.device_id, "seq": self.seq, "ts": at, "kind": self._kind,
             "fw": self.fw, "consumables": self._report(at),
         }
         if not online:

@@ -30,6 +30,7 @@ class Wearable(SimDevice):
                                             pack_size=3.0, start=start, initial=6.0)
         self.life = timedelta(days=sensor_life_days)
         self.grace = timedelta(hours=grace_hours)
+        self._total_days = (self.life + self.grace) / DAY
         self.grace_use_prob = grace_use_prob
         self.early_failure_rate = early_failure_rate
         self.replace_delay_hours = replace_delay_hours
@@ -136,18 +137,19 @@ class Wearable(SimDevice):
 
     def _report(self, now: datetime) -> list[dict[str, Any]]:
         box = self.stocks["sensors"]
-        total = self.life + self.grace
-        sensor: dict[str, Any] = {"id": "sensor", "unit": Unit.DAYS, "capacity": total / DAY}
+        total = self._total_days
+        sensor: dict[str, Any] = {"id": "sensor", "unit": "days", "capacity": total}
         if self.sensor_start is None:
-            sensor.update(level=0.0, state="empty")
+            sensor["level"] = 0.0
+            sensor["state"] = "empty"
         else:
-            worn = now - self.sensor_start
-            sensor["level"] = round(max(0.0, (total - worn) / DAY), 3)
-            sensor["counters"] = {"hours_worn": int(worn / HOUR)}
+            worn_h = (now - self.sensor_start).total_seconds() / 3600.0
+            sensor["level"] = round(max(0.0, total - worn_h / 24.0), 3)
+            sensor["counters"] = {"hours_worn": int(worn_h)}
         return [
             sensor,
-            {"id": "sensors", "sku": box.sku, "unit": Unit.COUNT, "capacity": box.capacity,
+            {"id": "sensors", "sku": box.sku, "unit": "count", "capacity": box.capacity,
              "level": float(round(box.level))},
-            {"id": "battery", "unit": Unit.PERCENT, "capacity": 100.0,
+            {"id": "battery", "unit": "percent", "capacity": 100.0,
              "level": float(round(self.battery(now)))},
         ]

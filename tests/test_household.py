@@ -102,6 +102,11 @@ def test_offline_trace_truth_run_outs_and_readings_agree() -> None:
     assert [t for t, _ in toner] == sorted(t for t, _ in toner)
     for out in trace.run_outs[("printer-1", "toner")]:
         assert (out, 0.0) in toner
+        assert trace.level_at(("printer-1", "toner"), out) <= 100
+    assert trace.level_at(("printer-1", "toner"), trace.start) == pytest.approx(30.0)
+    milk = trace.truth[("fridge-1", "milk")]
+    (t0, l0), (t1, _) = milk[5], milk[6]
+    assert trace.level_at(("fridge-1", "milk"), t0 + (t1 - t0) / 2) == l0
     # Household buys toner at 10 % with a one-day delay: it never waits long.
     assert trace.stockout_days(("printer-1", "toner")) < 5
     received = [at for at, _ in trace.readings]
