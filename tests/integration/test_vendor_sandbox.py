@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_sim.household import Household
 from firmware_sim.vendor import SimClock, VendorSandbox, catalog_for, deliver_to
@@ -213,6 +215,47 @@ def test_key_retention_is_configurable() -> None:
         assert "Idempotent-Replayed" not in post_order(c, "k").headers
         assert len(sb.orders()) == 2
         c.close()
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("post"), st.integers(0, 2), st.integers(1, 3)),
+        st.tuples(st.just("advance"), st.sampled_from([1, 12, 30]), st.just(0)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(ops=OPS)
+def test_idempotency_matches_a_model(ops: list[tuple[str, int, int]]) -> None:
+    """Random posts and clock moves: replays, 422s and new orders exactly as the rules say."""
+    retention = timedelta(hours=24)
+    with (
+        VendorSandbox(token=TOKEN, key_retention=retention) as sb,
+        httpx.Client(base_url=sb.url, headers={"Authorization": f"Bearer {TOKEN}"}) as c,
+    ):
+        keys: dict[int, tuple[int, Any, str]] = {}  # key -> (quantity, first use, order id)
+        placed = 0
+        for op, a, b in ops:
+            if op == "advance":
+                sb.advance(timedelta(hours=a))
+                continue
+            now = sb.now()
+            keys = {k: v for k, v in keys.items() if now - v[1] < retention}
+            response = post_order(c, f"key-{a}", quantity=b)
+            if a not in keys:
+                assert response.status_code == 201
+                assert "Idempotent-Replayed" not in response.headers
+                keys[a] = (b, now, response.json()["id"])
+                placed += 1
+            elif keys[a][0] == b:
+                assert response.status_code == 201
+                assert response.headers["Idempotent-Replayed"] == "true"
+                assert response.json()["id"] == keys[a][2]
+            else:
+                assert response.status_code == 422
+        assert len(sb.orders()) == placed
 
 
 # -- lifecycle on the simulated clock -----------------------------------------------------
