@@ -255,6 +255,8 @@ def test_device_id_and_http_url_from_the_printer_uri() -> None:
         "192-168-1-20-631-printers-laser"
     )
     assert re.match(ID_PATTERN, default_device_id("ipp://" + "a" * 200 + "/x"))
+    assert default_device_id("ipp://p:99999/x") == "p-99999-x"
+    assert default_device_id("ipp://[::1/x") == "1-x"
     assert http_url("ipp://printer.local/ipp/print") == "http://printer.local:631/ipp/print"
     assert http_url("ipps://printer.local:8443/ipp/print") == (
         "https://printer.local:8443/ipp/print"

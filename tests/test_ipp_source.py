@@ -74,6 +74,7 @@ def test_request_is_a_get_printer_attributes_post_to_the_http_url() -> None:
         assert src.poll(T0).status is PollStatus.OK
     req = seen[0]
     assert req.method == "POST"
+    assert req.headers["accept-encoding"] == "identity"
     assert str(req.url) == "http://printer.lan:631/ipp/print"
     assert req.headers["content-type"] == "application/ipp"
     ops = decode_response(req.content).groups[0][1]
@@ -171,6 +172,8 @@ def test_asleep_printer_gives_no_reading_and_backs_off_until_it_wakes() -> None:
          PollStatus.BAD_RESPONSE, "response too large"),
         (httpx.ConnectError("refused"), PollStatus.UNREACHABLE, "ConnectError"),
         (httpx.ReadTimeout("slow"), PollStatus.UNREACHABLE, "timed out"),
+        (httpx.Response(200, headers={**IPP, "Content-Encoding": "gzip"}, content=b"\x1f\x8b"),
+         PollStatus.BAD_RESPONSE, "compressed response"),
     ],
 )
 def test_failures_give_a_status_no_reading_and_a_backoff(
@@ -241,7 +244,7 @@ def test_poll_never_raises_on_arbitrary_answers(body: bytes) -> None:
 
 
 @pytest.mark.parametrize("uri", ["ipp:///ipp/print", "ipp://printer:99999/ipp/print",
-                                 "ipp://user:secret@:631/x"])
+                                 "ipp://user:secret@:631/x", "ipp://[::1/secret"])
 def test_unusable_uri_is_a_config_error_without_the_uri(uri: str) -> None:
     with pytest.raises(ConfigError) as err:
         IppPrinterSource(PrinterSettings(uri=uri))

@@ -61,6 +61,7 @@ DEFAULT_MAX_BACKOFF_S = 3_600.0
 # printers that report 10 % steps can wobble by one step when they re-estimate.
 REPLACEMENT_JUMP = 20.0
 _VERSION_NOT_SUPPORTED = 0x0503
+_HEADERS = {"Content-Type": "application/ipp", "Accept-Encoding": "identity"}
 class PollStatus(StrEnum):
     """Outcome of one poll; only OK carries a reading."""
 
@@ -97,7 +98,10 @@ def http_url(uri: str) -> str:
     Raises ConfigError for a URI without a host or with a bad port; the message leaves
     the URI out, since it may carry credentials.
     """
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise ConfigError("printers", "uri", "not a valid URI") from None
     if parts.scheme not in ("ipp", "ipps") or not parts.hostname:
         raise ConfigError("printers", "uri", "expected ipp://HOST[:PORT]/PATH")
     try:
@@ -113,11 +117,11 @@ def http_url(uri: str) -> str:
 
 def default_device_id(uri: str) -> str:
     """A stable device id from the URI's host, port and path, e.g. ``hp-local-631-ipp-print``."""
-    parts = urlsplit(uri)
     try:
+        parts = urlsplit(uri)
         port = parts.port or 631
     except ValueError:  # http_url reports it; an id is still useful for messages
-        port = 631
+        return slugify(uri.partition("://")[2]) or "printer"
     return slugify(f"{parts.hostname or 'printer'}-{port}-{parts.path}") or "printer"
 
 
@@ -256,9 +260,7 @@ class IppPrinterSource:
         )
         deadline = self._clock() + 2 * self._timeout_s
         try:
-            with self._client.stream(
-                "POST", self._url, content=body, headers={"Content-Type": "application/ipp"}
-            ) as resp:
+            with self._client.stream("POST", self._url, content=body, headers=_HEADERS) as resp:
                 if resp.status_code == 426:
                     raise _PollFailure(PollStatus.BAD_RESPONSE, "HTTP 426: use an ipps:// URI")
                 if resp.status_code != 200:
@@ -266,6 +268,10 @@ class IppPrinterSource:
                 ctype = resp.headers.get("content-type", "")
                 if not ctype.lower().startswith("application/ipp"):
                     raise _PollFailure(PollStatus.BAD_RESPONSE, "not an IPP content type")
+                if resp.headers.get("content-encoding", "identity").lower() != "identity":
+                    # Inflating is where a small answer becomes a huge one; printers never
+                    # need it, and we asked for identity.
+                    raise _PollFailure(PollStatus.BAD_RESPONSE, "compressed response")
                 data = bytearray()
                 # A per-read timeout does not bound a printer that drips bytes.
                 for chunk in resp.iter_bytes():
@@ -282,6 +288,8 @@ class IppPrinterSource:
         except httpx.TransportError as err:
             # The exception class names the failure; its text may carry the URL.
             raise _PollFailure(PollStatus.UNREACHABLE, type(err).__name__) from err
+        except httpx.HTTPError as err:
+            raise _PollFailure(PollStatus.BAD_RESPONSE, type(err).__name__) from err
         try:
             return decode_response(bytes(data))
         except PayloadError as err:
