@@ -262,3 +262,32 @@ def test_device_id_and_http_url_from_the_printer_uri() -> None:
         "https://printer.local:8443/ipp/print"
     )
     assert http_url("ipp://[fe80::1]:631") == "http://[fe80::1]:631/ipp/print"
+
+
+_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**31), 2**31 - 1), st.text(max_size=40),
+    st.binary(max_size=40), st.tuples(st.integers(), st.integers()),
+    st.dictionaries(st.text(max_size=5), st.lists(st.integers(), max_size=2), max_size=2),
+    st.sampled_from([b"index=1;type=toner;level=5000000000;maxcapacity=3;",
+                     b"level=-3;class=receptacleThatIsFilled;", b"level=7;unit=items;",
+                     "level=0;maxcapacity=0;", "toner-low-report", "marker-waste-full"]),
+)
+_NAMES = st.sampled_from([
+    "marker-names", "marker-types", "marker-levels", "marker-low-levels",
+    "marker-high-levels", "printer-supply", "printer-supply-description",
+    "printer-state-reasons", "printer-impressions-completed", "printer-firmware-string-version",
+    "printer-make-and-model",
+])
+
+
+@given(st.dictionaries(_NAMES, st.lists(_VALUE, max_size=6), max_size=11))
+def test_any_attribute_values_map_to_valid_consumables_or_nothing(
+    raw: dict[str, list[object]],
+) -> None:
+    attrs = {name: IppAttribute(name, TAG_INTEGER, list(values))  # type: ignore[arg-type]
+             for name, values in raw.items()}
+    reading = map_printer(attrs)
+    for c in reading.consumables:
+        assert re.match(ID_PATTERN, c.id)
+        assert c.level is None or 0 <= c.level <= 100
+        assert c.state is not None

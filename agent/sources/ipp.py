@@ -187,7 +187,7 @@ class IppPrinterSource:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
         try:
-            reading = map_printer(self._fetch())
+            reading = self._map(self._fetch())
             if not reading.consumables:
                 raise _PollFailure(PollStatus.NO_SUPPLIES, "no markers or supplies published")
             if reading.asleep:
@@ -218,6 +218,13 @@ class IppPrinterSource:
         # Poll time in ms survives restarts; max() keeps it monotonic if the clock steps back.
         self._seq = max(int(now.timestamp() * 1000), self._seq + 1)
         return self._seq
+
+    @staticmethod
+    def _map(attrs: dict[str, IppAttribute]) -> PrinterReading:
+        try:
+            return map_printer(attrs)
+        except ValidationError as err:
+            raise _PollFailure(PollStatus.BAD_RESPONSE, "implausible values") from err
 
     def _stamp(
         self, reading: PrinterReading, now: datetime
