@@ -49,6 +49,8 @@ class SandboxState:
         self.key_retention = key_retention
         self.on_delivered: Callable[[RecordedOrder], None] | None = None
         self._rng = random.Random(seed)
+        # Its own stream, so switching error_rate on does not change the lead times drawn.
+        self._fault_rng = random.Random(seed ^ 0x5EED)
         self._lock = threading.Lock()
         # Reentrant so a delivery hook may move the clock (which ticks again).
         self._notify_lock = threading.RLock()
@@ -118,7 +120,7 @@ class SandboxState:
                         "too many requests",
                         retry_after=max(1, math.ceil(left)),
                     )
-            if f.error_rate > 0 and self._rng.random() < f.error_rate:
+            if f.error_rate > 0 and self._fault_rng.random() < f.error_rate:
                 raise ApiError(500, "internal", "injected server error")
 
     # -- orders ----------------------------------------------------------------------
@@ -171,10 +173,11 @@ class SandboxState:
         reason: str | None = None
         if not in_stock:
             sub = self.faults.out_of_stock.get(req.sku)
+            reason = "out_of_stock"
             if sub is not None and req.allow_substitute:
-                entry, price, in_stock = self._effective(sub)
-            if not in_stock or entry.sku == req.sku:
-                reason = "out_of_stock"
+                sub_entry, sub_price, sub_in_stock = self._effective(sub)
+                if sub_in_stock:
+                    entry, price, reason = sub_entry, sub_price, None
         if reason is None and req.max_unit_price is not None and price > req.max_unit_price:
             reason = "price_above_max"
         goods = price * req.quantity
