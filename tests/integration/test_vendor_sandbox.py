@@ -452,6 +452,14 @@ def test_out_of_stock_without_substitute_is_rejected(
     assert http.get("/v1/catalog/CGM-G7-3").json()["substitutes"] == []
     order = post_order(http, "k", sku="CGM-G7-3", allow_substitute=True).json()
     assert (order["status"], order["reject_reason"]) == ("rejected", "out_of_stock")
+    # The substitute is out as well: rejected, and the record names what was asked for.
+    sandbox.faults.out_of_stock.update({"TN-2420": "TN-2410", "TN-2410": None})
+    both = post_order(http, "k2", sku="TN-2420", allow_substitute=True).json()
+    assert (both["status"], both["sku"], both["reject_reason"]) == (
+        "rejected",
+        "TN-2420",
+        "out_of_stock",
+    )
 
 
 def test_free_shipping_threshold(http: httpx.Client) -> None:
