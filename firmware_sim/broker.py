@@ -86,7 +86,9 @@ class LocalBroker:
     it its own ``replenish/v1/devices/<name>/...`` topics). ``tls=True`` creates a
     household CA and broker certificate with ``broker_config/make-ca.sh`` and
     ``make-broker-cert.sh`` and adds a TLS listener (password auth) and a mutual-TLS
-    listener (client certificate CN as username).
+    listener (client certificate CN as username). ``extra_conf`` is appended to
+    mosquitto.conf; ``extra_acl`` to the ACL (start it with its own ``user`` line), e.g.
+    to give a test account more rights than the household config ever would.
     """
 
     host = HOST
@@ -97,6 +99,7 @@ class LocalBroker:
         users: dict[str, str] | None = None,
         tls: bool = False,
         extra_conf: str = "",
+        extra_acl: str = "",
     ) -> None:
         self.workdir = Path(workdir)
         self.passwords: dict[str, str] = dict(users or {})
@@ -104,6 +107,7 @@ class LocalBroker:
             self.passwords.setdefault(role, new_password())
         self.tls = tls
         self.extra_conf = extra_conf
+        self.extra_acl = extra_acl
         self.revoked: set[str] = set()  # removed users, denied every topic in the ACL
         self.conf_file = self.workdir / "mosquitto.conf"
         self.password_file = self.workdir / "passwd"
@@ -287,7 +291,10 @@ class LocalBroker:
         write_password_file(self.password_file, entries)
 
     def _write_acl(self) -> None:
-        write_private_file(self.acl_file, render_acl(revoked=self.revoked))
+        acl = render_acl(revoked=self.revoked)
+        if self.extra_acl:
+            acl += "\n" + self.extra_acl.strip() + "\n"
+        write_private_file(self.acl_file, acl)
 
     def _write_conf(self) -> None:
         tls = None

@@ -168,10 +168,14 @@ def sessions() -> Iterator[Callable[..., Session]]:
         session.close()
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+def _wait_until(
+    predicate: Callable[[], bool],
+    timeout: float = 10.0,
+    describe: Callable[[], object] = lambda: "",
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
+        assert time.monotonic() < deadline, f"condition not reached {describe()}"
         time.sleep(0.01)
 
 
@@ -595,3 +599,100 @@ def test_kill_and_restart_on_same_port(broker: LocalBroker) -> None:
     broker.start()
     assert broker.port == port and broker.pid != pid
     assert "mosquitto version" in broker.log_text()
+
+
+# -- with the real agent: nothing spoofed reaches the database --------------------------------
+
+
+# Generous: on a loaded 2-core machine the agent subprocess needs seconds to start and
+# commit; the wait ends as soon as the data is there.
+AGENT_WAIT = 60.0
+
+
+def _reading(device: str, seq: int, kind: str = "printer") -> bytes:
+    return json.dumps(
+        {
+            "device_id": device,
+            "seq": seq,
+            "ts": "2026-11-20T10:00:00Z",
+            "kind": kind,
+            "consumables": [{"id": "black", "level": 40.0, "unit": "percent"}],
+        }
+    ).encode()
+
+
+def _store_snapshot(db: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """(readings per device, rejects per reason) as the agent committed them."""
+    from agent.store import Store
+
+    if not db.exists():
+        return {}, {}
+    with Store(db) as store:
+        devices = {d["device_id"]: store.reading_count(d["device_id"]) for d in store.devices()}
+        rejects: dict[str, int] = {}
+        for row in store.reject_counts():
+            rejects[row["reason"]] = rejects.get(row["reason"], 0) + row["count"]
+    return {k: v for k, v in devices.items() if v}, rejects
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mqtt5", [True, False], ids=["mqtt5", "mqtt311"])
+def test_spoofed_reading_never_reaches_the_database(
+    broker: LocalBroker, sessions: Callable[..., Session], tmp_path: Path, mqtt5: bool
+) -> None:
+    from tests.integration.agent_harness import AgentProcess, write_agent_config
+
+    config = write_agent_config(tmp_path / "agent", broker)
+    db = tmp_path / "agent" / "agent.db"
+    with AgentProcess(config):
+        printer = sessions(broker, "printer-1", mqtt5=mqtt5)
+        assert printer.connect() == 0
+        code = printer.publish(STATE.format("fridge-1"), _reading("fridge-1", 1, "fridge"))
+        assert code == (NOT_AUTHORIZED if mqtt5 else 0)
+        assert printer.publish(STATE.format("printer-1"), _reading("printer-1", 1)) < 128
+        _wait_until(
+            lambda: _store_snapshot(db)[0].get("printer-1") == 1,
+            timeout=AGENT_WAIT,
+            describe=lambda: _store_snapshot(db),
+        )
+    readings, _ = _store_snapshot(db)
+    assert readings == {"printer-1": 1}
+
+
+@pytest.mark.timeout(120)
+def test_agent_rejects_bad_topics_even_when_the_broker_lets_them_through(
+    tmp_path: Path, sessions: Callable[..., Session]
+) -> None:
+    from tests.integration.agent_harness import AgentProcess, write_agent_config
+
+    # A broker misconfigured the way a vendor's test broker might be: one account may
+    # write any device's state topic.
+    lax = "user intruder\ntopic write replenish/v1/devices/+/state\n"
+    users = {"agent": "agent-pass", "printer-1": "p1-pass", "intruder": "in-pass"}
+    with LocalBroker(tmp_path / "lax-broker", users=users, extra_acl=lax) as broker:
+        config = write_agent_config(tmp_path / "agent", broker)
+        db = tmp_path / "agent" / "agent.db"
+        with AgentProcess(config) as agent:
+            intruder = sessions(broker, "intruder")
+            assert intruder.connect() == 0
+            for topic, body in [
+                ("replenish/v1/devices/../state", _reading("printer-1", 10)),
+                ("replenish/v1/devices/.hidden/state", _reading("printer-1", 11)),
+                (f"replenish/v1/devices/{'x' * 65}/state", _reading("printer-1", 12)),
+                # The topic is right, the payload speaks for someone else.
+                (STATE.format("printer-1"), _reading("fridge-1", 13, "fridge")),
+            ]:
+                assert intruder.publish(topic, body) < 128  # the broker let it through
+            printer = sessions(broker, "printer-1")
+            assert printer.connect() == 0
+            assert printer.publish(STATE.format("printer-1"), _reading("printer-1", 1)) < 128
+
+            def settled() -> bool:
+                readings, rejects = _store_snapshot(db)
+                return readings.get("printer-1") == 1 and sum(rejects.values()) >= 4
+
+            _wait_until(settled, timeout=AGENT_WAIT, describe=lambda: _store_snapshot(db))
+            assert agent.proc is not None and agent.proc.poll() is None
+        readings, rejects = _store_snapshot(db)
+    assert readings == {"printer-1": 1}
+    assert rejects == {"bad_topic": 3, "device_mismatch": 1}
