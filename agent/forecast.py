@@ -47,6 +47,8 @@ DAY = 86_400.0
 MAX_READINGS_PER_DAY = 6  # more than this is thinned before fitting (budget: < 1 ms)
 LOW_STATES = (CoarseState.LOW, CoarseState.EMPTY)
 _TS = attrgetter("ts")
+HISTORY_DAYS = 366.0  # nothing older matters: coarse steps look back a year at most
+SPARE_DAYS = timedelta(days=180)  # a delivered pack older than this is surely in use
 
 
 class Confidence(StrEnum):
@@ -127,6 +129,7 @@ class Forecast:
     incoming: tuple[Delivery, ...] = ()  # packs on order, not yet arrived
     spare_packs: float = 0.0  # our deliveries that arrived but are not in the device yet
     curve: DemandCurve | None = field(default=None, repr=False)
+    expires_in_days: float | None = None  # perishables: the stock in use spoils by then
 
     @property
     def usable(self) -> bool:
@@ -142,6 +145,8 @@ class Forecast:
         """P(running out within ``days``), optionally with ``extra_level`` more on hand."""
         if self.curve is None or self.level is None:
             return None
+        if self.expires_in_days is not None and days >= self.expires_in_days and extra_level <= 0:
+            return 1.0
         return prob_empty_by(self.curve, self.level + extra_level, self.level_sd, days)
 
 
@@ -180,15 +185,15 @@ def forecast(
 ) -> Forecast:
     """Forecast one consumable's level and run-out from its readings (see module doc)."""
     obs = sorted(observations, key=_TS)
-    obs = obs[: bisect.bisect_right(obs, now, key=_TS)]
+    obs = obs[bisect.bisect_left(obs, now - timedelta(days=HISTORY_DAYS), key=_TS):
+              bisect.bisect_right(obs, now, key=_TS)]
     now_d = to_days(now)
     aw = away_days(away)
     past = sorted(to_days(d.ts) for d in deliveries if d.ts <= now)
     incoming = tuple(sorted((d for d in deliveries if d.ts > now), key=lambda d: d.ts))
-    states = [o for o in obs if o.state is not None and o.state is not CoarseState.UNKNOWN]
-    low_signal = bool(states) and states[-1].state in LOW_STATES
-    spare = _spare_packs(obs, spec, deliveries, now)
-    est = _estimate(obs, spec, now, now_d, aw, past, states)
+    low_signal = _low_signal(obs)
+    spare = spare_packs(obs, spec, deliveries, now)
+    est = _estimate(obs, spec, now, now_d, aw, past)
     if est is None:
         return Forecast(now, None, 0.0, None, 0.0, (None, None, None),
                         Confidence.INSUFFICIENT_DATA, 0.0,
@@ -203,9 +208,28 @@ def forecast(
                         rate_sd=est.rate_sd, daily_sd=est.daily_sd, weekday=est.weekday,
                         away=aw)
     tte = run_out_quantiles(curve, level, est.level_sd)
+    expires = _expires_in(obs, spec, now)
+    if expires is not None:
+        tte = (_cap(tte[0], expires), _cap(tte[1], expires), _cap(tte[2], expires))
     conf, score = _confidence(est)
     return Forecast(now, level, est.level_sd, est.rate, est.rate_sd, tte, conf, score,
-                    est.basis, low_signal, incoming, spare, curve)
+                    est.basis, low_signal, incoming, spare, curve, expires)
+
+
+def _cap(days: float | None, limit: float) -> float:
+    return limit if days is None else min(days, limit)
+
+
+def _expires_in(obs: list[Observation], spec: ConsumableSpec, now: datetime) -> float | None:
+    """Days until the newest refill of a perishable spoils (FIFO: nothing in the device
+    lasts longer), or None when not perishable or no refill was seen within its life."""
+    if not spec.perishable or spec.shelf_life_days is None:
+        return None
+    life = timedelta(days=spec.shelf_life_days)
+    refill = _last_refill(obs, spec, now - life)
+    if refill is None:
+        return None
+    return max(0.0, (refill + life - now) / timedelta(days=1))
 
 
 def _estimate(
@@ -215,7 +239,6 @@ def _estimate(
     now_d: float,
     aw: list[Interval],
     past: list[float],
-    states: list[Observation],
 ) -> Estimate | None:
     """Pick the best signal the readings carry and run its estimator."""
     long_ago = now - timedelta(days=COARSE_HISTORY_DAYS)
@@ -225,14 +248,14 @@ def _estimate(
         ctr = [o for o in _since(obs, long_ago) if o.counter is not None]
         ctr = _thin(_since(ctr, now - timedelta(days=2 * LONG_WINDOW_DAYS)), 70.0)
         if len(ctr) >= 2:
-            anchor = _anchor(_since(obs, long_ago), spec, past)
+            anchor = _anchor(_since(obs, long_ago), spec)
             est = counter_estimate(
                 [to_days(o.ts) for o in ctr], [float(o.counter or 0) for o in ctr],
                 spec.pack_size / spec.yield_per_pack, now_d, aw, anchor)
             if est is not None and est.level is not None:
                 return est
             if est is not None and est.rate is not None:
-                fallback = _level_or_state(obs, spec, now_d, aw, past, states, long_ago)
+                fallback = _level_or_state(obs, spec, now_d, aw, past, long_ago)
                 if fallback is not None and fallback.level is not None:
                     return Estimate(fallback.level, fallback.level_sd, est.rate, est.rate_sd,
                                     est.daily_sd, None, est.points,
@@ -249,7 +272,7 @@ def _estimate(
                                  spec.capacity, now_d, aw, past)
         if est is not None:
             return est
-    return _level_or_state(obs, spec, now_d, aw, past, states, long_ago, levels=False)
+    return _level_or_state(obs, spec, now_d, aw, past, long_ago, levels=False)
 
 
 def _level_or_state(
@@ -258,7 +281,6 @@ def _level_or_state(
     now_d: float,
     aw: list[Interval],
     past: list[float],
-    states: list[Observation],
     long_ago: datetime,
     *,
     levels: bool = True,
@@ -276,85 +298,85 @@ def _level_or_state(
             last = float(lv[-1].level or 0.0)
             return Estimate(last, 0.05 * spec.capacity, None, 0.0, 0.0, None, 1,
                             "last reading")
-    st = [o for o in states if o.ts >= long_ago]
+    st = [o for o in _since(obs, long_ago)
+          if o.state is not None and o.state is not CoarseState.UNKNOWN]
     if not st:
         return None
     return state_estimate([to_days(o.ts) for o in st], [o.state in LOW_STATES for o in st],
                           spec.capacity, spec.low_level, now_d, aw)
 
 
-def _refills(obs: list[Observation], spec: ConsumableSpec) -> list[tuple[float, float]]:
-    """Refills and replacements seen in the readings: ``(epoch day, packs)``.
-
-    A level jump counts when the next reading does not undo it (a lifted jug put back
-    is not a refill); a state going from LOW/EMPTY back to OK counts as one pack.
-    """
-    out: list[tuple[float, float]] = []
-    tol = max(0.3 * spec.pack_size, 0.08 * spec.capacity)
-    levels = [(o.ts, o.level) for o in obs if o.level is not None]
-    for i in range(1, len(levels)):
-        t, cur = levels[i]
-        prev = levels[i - 1][1]
-        assert prev is not None and cur is not None
-        if cur - prev > tol:
-            nxt = levels[i + 1][1] if i + 1 < len(levels) else None
-            if nxt is None or nxt - prev > tol:
-                out.append((to_days(t), max(1.0, round((cur - prev) / spec.pack_size))))
-    prev_low: bool | None = None
-    for o in obs:
-        if o.state is None or o.state is CoarseState.UNKNOWN:
-            continue
-        is_low = o.state in LOW_STATES
-        if prev_low and not is_low:
-            out.append((to_days(o.ts), 1.0))
-        prev_low = is_low
-    out.sort()
-    return out
+def _low_signal(obs: list[Observation]) -> bool:
+    """Whether the newest informative reading says LOW or EMPTY."""
+    for o in reversed(obs):
+        if o.state is not None and o.state is not CoarseState.UNKNOWN:
+            return o.state in LOW_STATES
+        if o.level is not None:
+            return False
+    return False
 
 
-def _spare_packs(obs: list[Observation], spec: ConsumableSpec,
-                 deliveries: Sequence[Delivery], now: datetime) -> float:
+def _last_refill(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
+                 ) -> datetime | None:
+    """The newest refill or replacement after ``stop``, scanning back from the newest
+    reading: a level jump that the next reading does not undo (a lifted jug put back is
+    not a refill), or a state going from LOW/EMPTY back to OK."""
+    # Above scale noise, yet below what one pack adds even if part of it is used at once
+    # (a box of sensors arrives while one is due: the count rises by two, not three).
+    tol = min(max(0.3 * spec.pack_size, 0.08 * spec.capacity), 0.6 * spec.pack_size)
+    later: Observation | None = None  # the next reading with a level
+    later2: float | None = None  # the level of the one after that
+    later_state: Observation | None = None  # the next reading with a state
+    for o in reversed(obs):
+        if o.ts < stop:
+            break
+        if o.level is not None:
+            if later is not None and later.level is not None and later.level - o.level > tol \
+                    and (later2 is None or later2 - o.level > tol):
+                return later.ts
+            later2 = later.level if later is not None else None
+            later = o
+        if o.state is not None and o.state is not CoarseState.UNKNOWN:
+            if (o.state in LOW_STATES and later_state is not None
+                    and later_state.state not in LOW_STATES):
+                return later_state.ts
+            later_state = o
+    return None
+
+
+def spare_packs(obs: list[Observation], spec: ConsumableSpec,
+                deliveries: Sequence[Delivery], now: datetime) -> float:
     """Our delivered packs that no refill in the readings has taken up yet (a cartridge
-    waits on the shelf until the one in the printer is empty)."""
-    past = sorted((d for d in deliveries if d.ts <= now), key=lambda d: d.ts)
+    waits on the shelf until the one in the printer is empty). ``obs`` is sorted."""
+    past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now), key=_TS)
     if not past:
         return 0.0
-    since = past[0].ts - timedelta(days=1)
-    events = [(to_days(d.ts), d.packs) for d in past]
-    refills = _refills(_since(obs, since), spec)
-    spare = 0.0
-    i = 0
-    for t, packs in refills:
-        while i < len(events) and events[i][0] <= t:
-            spare += events[i][1]
-            i += 1
-        spare = max(0.0, spare - packs)
-    while i < len(events):
-        spare += events[i][1]
-        i += 1
-    return spare
+    refill = _last_refill(obs, spec, past[0].ts - timedelta(hours=1))
+    return float(sum(d.packs for d in past if refill is None or d.ts > refill))
 
 
-def _anchor(
-    obs: list[Observation], spec: ConsumableSpec, past: list[float]
-) -> tuple[float, float] | None:
-    """A moment the level is known for a counter to count from: full at the last
-    replacement (level jumps up, or the state goes from LOW back to OK), else the
-    start of LOW."""
-    prev: Observation | None = None
-    anchor: tuple[float, float] | None = None
-    for o in obs:
-        if prev is not None:
-            jump = (o.level is not None and prev.level is not None
-                    and o.level - prev.level > 0.3 * spec.capacity)
-            relief = (prev.state in LOW_STATES and o.state is not None
-                      and o.state not in LOW_STATES and o.state is not CoarseState.UNKNOWN)
-            if jump or relief:
-                anchor = (to_days(prev.ts) * 0.5 + to_days(o.ts) * 0.5, spec.capacity)
-            elif o.state in LOW_STATES and prev.state not in LOW_STATES:
-                anchor = (to_days(o.ts), spec.low_level)
-        prev = o
-    return anchor
+def _anchor(obs: list[Observation], spec: ConsumableSpec) -> tuple[float, float] | None:
+    """A moment the level is known, for a counter to count from: the start of the
+    newest LOW (level = LOW threshold) or the newest replacement (full), whichever is
+    later."""
+    later: Observation | None = None
+    later_state: Observation | None = None
+    tol = 0.3 * spec.capacity
+    for o in reversed(obs):
+        if o.level is not None:
+            if later is not None and later.level is not None and later.level - o.level > tol:
+                return to_days(o.ts) * 0.5 + to_days(later.ts) * 0.5, spec.capacity
+            later = o
+        if o.state is not None and o.state is not CoarseState.UNKNOWN:
+            if later_state is not None:
+                was_low = o.state in LOW_STATES
+                is_low = later_state.state in LOW_STATES
+                if was_low and not is_low:
+                    return to_days(o.ts) * 0.5 + to_days(later_state.ts) * 0.5, spec.capacity
+                if is_low and not was_low:
+                    return to_days(later_state.ts), spec.low_level
+            later_state = o
+    return None
 
 
 def _confidence(est: Estimate) -> tuple[Confidence, float]:
@@ -379,5 +401,6 @@ __all__ = [
     "Observation",
     "away_days",
     "forecast",
+    "spare_packs",
     "to_days",
 ]

@@ -22,7 +22,7 @@ from agent.forecast_series import (
 from agent.forecast_stats import median, robust_daily_variance, theil_sen
 
 LONG_WINDOW_DAYS = 35.0  # enough weeks for weekday factors, short enough to follow a move
-RECENT_WINDOW_DAYS = 8.0  # about a week: what a step change looks like first
+RECENT_WINDOWS_DAYS = (8.0, 4.0)  # what a step change looks like first
 COARSE_HISTORY_DAYS = 365.0  # coarse steps are rare: look back further for crossings
 MAX_POINTS = 36  # points fed to Theil-Sen (pairs grow as n^2)
 
@@ -64,6 +64,14 @@ def _daily_points(xs: list[float], ys: list[float], since: float) -> tuple[list[
         out_x = [out_x[i] for i in idx]
         out_y = [out_y[i] for i in idx]
     return out_x, out_y
+
+
+def _daily_sd(xs: list[float], ys: list[float], rate: float, capacity: float) -> float:
+    """Day-to-day spread of use, from the daily points' increments."""
+    uses = [b - a for a, b in zip(ys, ys[1:], strict=False)]
+    spans = [b - a for a, b in zip(xs, xs[1:], strict=False)]
+    var = robust_daily_variance(uses, spans, rate)
+    return math.sqrt(var) if var is not None else 0.3 * abs(rate) + 0.002 * capacity
 
 
 def _weekday_factors(s: UseSeries, rate: float, since_real: float) -> tuple[float, ...] | None:
@@ -122,18 +130,20 @@ def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Es
         xs, ys = s.tau[-3:], s.cum[-3:]
     rate, _ = theil_sen(xs, ys)
     span = xs[-1] - xs[0]
-    var = robust_daily_variance(s.uses[-200:], s.spans[-200:], rate)
-    daily_sd = math.sqrt(var) if var is not None else 0.3 * abs(rate) + 0.002 * capacity
+    daily_sd = _daily_sd(xs, ys, rate, capacity)
     basis = "theil-sen on refill-adjusted use"
-    rx = [x for x in xs if x >= tau_end - RECENT_WINDOW_DAYS]
-    if len(rx) >= 4 and rx[-1] - rx[0] >= 4.0 and span > RECENT_WINDOW_DAYS + 3:
-        ry = ys[-len(rx):]
-        recent, _ = theil_sen(rx, ry)
+    # Step changes: the shortest recent window that disagrees clearly with the long one.
+    for window in RECENT_WINDOWS_DAYS:
+        rx = [x for x in xs if x >= tau_end - window]
+        if len(rx) < 3 or rx[-1] - rx[0] < 0.6 * window or span < window + 3:
+            continue
+        recent, _ = theil_sen(rx, ys[-len(rx):])
         r_span = rx[-1] - rx[0]
         if abs(recent - rate) > 3.0 * daily_sd / math.sqrt(r_span) + 0.15 * abs(rate):
             rate = recent
             span = r_span
             basis = "theil-sen on use since a step change"
+            break
     rate = max(rate, 0.0)
     weekday = _weekday_factors(s, rate, s.real[-1] - LONG_WINDOW_DAYS)
     if weekday is not None:
@@ -158,19 +168,26 @@ def _coarse(
     xs = xs[-MAX_POINTS:]
     ys = ys[-MAX_POINTS:]
     rate, _ = theil_sen(xs, ys)
-    # No crossing for a long time bounds the rate: a step takes at least that long now.
     since = tau_now - xs[-1]
-    if since > 0 and rate * since > q:
+    gaps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
+    exact = q == 1.0 and capacity <= 40  # whole items counted exactly, not rounded
+    if not exact and since > 0 and rate * since > q:
+        # A rounded gauge that has not stepped for a long time bounds the rate: the
+        # next step is at least that far away now. (Counted items are used in lumps,
+        # so a quiet day says little about them.)
         rate = q / since
     rate = max(rate, 0.0)
-    gaps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
-    steps = [b - a for a, b in zip(ys, ys[1:], strict=False)]
-    spread = median([abs(st - rate * g) for st, g in zip(steps, gaps, strict=True)]) * 1.4826
-    daily_sd = spread / math.sqrt(max(median(gaps), 0.5))
+    if exact:
+        # Counted items: daily increments are the real use; at least Poisson noise.
+        dx, dy = _daily_points(s.tau, s.cum, s.tau[-1] - LONG_WINDOW_DAYS)
+        daily_sd = max(_daily_sd(dx, dy, rate, capacity), math.sqrt(rate))
+    else:
+        steps = [b - a for a, b in zip(ys, ys[1:], strict=False)]
+        spread = median([abs(st - rate * g) for st, g in zip(steps, gaps, strict=True)])
+        daily_sd = 1.4826 * spread / math.sqrt(max(median(gaps), 0.5))
     rate_sd = max(daily_sd / math.sqrt(max(xs[-1] - xs[0], 1.0)), 0.05 * rate)
     # At the last crossing the true level sat on the step boundary, half a step above
     # the reading on either rounding rule; then it fell at the rate.
-    exact = q == 1.0 and capacity <= 40  # whole items counted exactly, not rounded
     boundary = after[-1] if exact else after[-1] + 0.5 * q
     level = boundary - rate * max(0.0, since)
     lo = reported if exact else max(0.0, reported - 0.5 * q)

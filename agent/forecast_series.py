@@ -139,20 +139,22 @@ def _delivered(deliveries: list[float], t0: float, t1: float) -> bool:
 def detect_quantum(levels: list[float], capacity: float) -> float | None:
     """The step of a coarse device (10 % printers, whole sensors), or None if fine-grained.
 
-    Coarse means: most consecutive readings are unchanged, and every level is a multiple
-    of one step of at least 5 % of capacity (or whole units for small counts).
+    Small whole-number stocks (sensors, eggs) are counted in ones. Otherwise coarse means:
+    most consecutive readings are unchanged and every level is a multiple of the
+    smallest change seen, which is at least 5 % of capacity.
     """
     if len(levels) < 4:
         return None
-    changes = sum(1 for a, b in zip(levels, levels[1:], strict=False) if a != b)
-    if changes > 0.5 * (len(levels) - 1):
-        return None
-    for frac in (0.25, 0.2, 0.1, 0.05):
-        q = frac * capacity
-        if all(abs(v / q - round(v / q)) < 1e-6 for v in levels):
-            return q
     if capacity <= 40 and all(float(v).is_integer() for v in levels):
         return 1.0
+    diffs = [abs(b - a) for a, b in zip(levels, levels[1:], strict=False) if a != b]
+    if not diffs or len(diffs) > 0.5 * (len(levels) - 1):
+        return None
+    q = min(diffs)
+    if q < 0.05 * capacity - 1e-9:
+        return None
+    if all(abs(v / q - round(v / q)) < 1e-6 for v in levels):
+        return q
     return None
 
 

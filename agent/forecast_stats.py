@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-# Median of a chi-square with one degree of freedom: turns a median of squared
-# residuals into a variance estimate that one lifted jug cannot blow up.
-_CHI2_1_MEDIAN = 0.454936
+# Mean of a chi-square with one degree of freedom below its 90th percentile: rescales a
+# trimmed mean of squared residuals back to a variance.
+_TRIMMED_CHI2_MEAN = 0.6232
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -60,15 +60,18 @@ def robust_daily_variance(
     """Variance of one day's use, from interval uses against the fitted rate.
 
     Each interval of ``span`` days that used ``use`` contributes ``(use - rate*span)^2 /
-    span`` (a per-day variance if days are independent). The median keeps one refill
-    that slipped through, or one lifted jug, from dominating.
+    span`` (a per-day variance if days are independent). The largest tenth is dropped so
+    one refill that slipped through, or one lifted jug, cannot dominate; the rest is
+    rescaled to what a normal variable would give. A median would be more robust but
+    badly underestimates lumpy use (eggs, pages), which is what safety stock is for.
     """
-    terms = [
+    terms = sorted(
         (u - rate * s) ** 2 / s for u, s in zip(uses, spans, strict=True) if s >= 0.25
-    ]
+    )
     if len(terms) < 3:
         return None
-    return median(terms) / _CHI2_1_MEDIAN
+    keep = terms[: max(2, math.ceil(0.9 * len(terms)))]
+    return sum(keep) / len(keep) / _TRIMMED_CHI2_MEAN
 
 
 def norm_cdf(x: float) -> float:

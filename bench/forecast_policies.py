@@ -1,0 +1,235 @@
+"""Reorder policies compared by the forecast benchmark.
+
+Each policy sees an :class:`ItemView` once per daily review and answers a
+:class:`Decision`: packs to order now (0 for none) and, where it has one, its median
+time-to-empty estimate for the device's current stock (for the accuracy metric).
+Only the oracle reads the simulator's ground truth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from agent.forecast import (
+    Away,
+    Confidence,
+    ConsumableSpec,
+    Delivery,
+    Forecast,
+    Observation,
+    forecast,
+    spare_packs,
+    to_days,
+)
+from agent.forecast_project import build_curve, run_out_quantiles
+from agent.forecast_series import merge_intervals
+from agent.policy import LeadTime, plan_reorder
+from agent.protocol import CoarseState, Unit
+
+REVIEW = timedelta(days=1)
+SERVICE_LEVEL = 0.95
+
+
+@dataclass
+class ItemView:
+    """What a policy may know about one consumable at a review."""
+
+    now: datetime
+    spec: ConsumableSpec
+    packs_per_order: int
+    lead: LeadTime
+    obs: list[Observation]
+    deliveries: list[Delivery]  # arrived (past ts) and pending (expected ts, future)
+    away: list[Away]
+    true_level: float = 0.0  # oracle only: in the device plus spare
+    true_rate: float = 0.0  # oracle only: use per day at home
+    batches: list[tuple[float, float | None]] = field(default_factory=list)  # oracle only
+
+
+@dataclass
+class Decision:
+    packs: int
+    tte: tuple[float | None, float | None, float | None] = (None, None, None)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _pending(view: ItemView) -> bool:
+    """Something ordered has not arrived, or arrived and is not in the device yet."""
+    if any(d.ts > view.now for d in view.deliveries):
+        return True
+    return spare_packs(view.obs, view.spec, view.deliveries, view.now) > 0
+
+
+def _last_level(view: ItemView) -> tuple[datetime, float] | None:
+    for o in reversed(view.obs):
+        if o.level is not None:
+            return o.ts, o.level
+    return None
+
+
+def _last_low(view: ItemView) -> bool:
+    for o in reversed(view.obs):
+        if o.state is not None and o.state is not CoarseState.UNKNOWN:
+            return o.state in (CoarseState.LOW, CoarseState.EMPTY)
+    return False
+
+
+class AgentPolicy:
+    """The project's own forecast and reorder timing."""
+
+    name = "agent"
+
+    def decide(self, view: ItemView) -> Decision:
+        fc = forecast(view.obs, view.spec, view.now, deliveries=view.deliveries,
+                      away=view.away)
+        plan = plan_reorder(fc, view.spec, view.now, view.lead, review_interval=REVIEW,
+                            service_level=SERVICE_LEVEL, away=view.away,
+                            max_packs=view.packs_per_order)
+        return Decision(plan.packs if plan.order_now else 0, fc.time_to_empty_days,
+                        {"confidence": fc.confidence.value, "level": fc.level})
+
+
+class ThresholdPolicy:
+    """Order when the reported level is at or below 20 % (or the device says LOW)."""
+
+    name = "order_at_20pct"
+
+    def decide(self, view: ItemView) -> Decision:
+        if _pending(view):
+            return Decision(0)
+        last = _last_level(view)
+        if last is None or (view.obs and view.obs[-1].level is None):
+            return Decision(view.packs_per_order if _last_low(view) else 0)
+        return Decision(view.packs_per_order if last[1] <= 0.2 * view.spec.capacity else 0)
+
+
+class NaiveLinearPolicy:
+    """Least-squares line through the last 7 days of raw readings; order when run-out
+    falls within lead time plus review (no refill handling, no safety stock)."""
+
+    name = "naive_linear_7d"
+
+    def decide(self, view: ItemView) -> Decision:
+        pts = [(to_days(o.ts), o.level) for o in view.obs[-24 * 7 * 4:]
+               if o.level is not None and o.ts >= view.now - timedelta(days=7)]
+        if len(pts) < 2:
+            if not _pending(view) and _last_low(view):
+                return Decision(view.packs_per_order)
+            return Decision(0)
+        n = len(pts)
+        mx = sum(p[0] for p in pts) / n
+        my = sum(p[1] for p in pts) / n
+        sxx = sum((p[0] - mx) ** 2 for p in pts)
+        slope = sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx > 0 else 0.0
+        if slope >= 0:
+            return Decision(0)
+        level_now = my + slope * (to_days(view.now) - mx)
+        tte = max(0.0, level_now / -slope)
+        if _pending(view):
+            return Decision(0, (None, tte, None))
+        horizon = view.lead.mean_days + REVIEW / timedelta(days=1)
+        return Decision(view.packs_per_order if tte <= horizon else 0, (None, tte, None))
+
+
+class OraclePolicy:
+    """The agent's decision rule fed the true level and the true rate at home."""
+
+    name = "oracle"
+
+    def decide(self, view: ItemView) -> Decision:
+        rate = view.true_rate
+        if rate <= 0:
+            return Decision(0)
+        level = _usable(view, rate)
+        daily_sd = 0.4 * rate + (math.sqrt(rate) if view.spec.unit is Unit.COUNT else 0.0)
+        now_d = to_days(view.now)
+        aw = merge_intervals([(to_days(a.start), to_days(a.end)) for a in view.away])
+        curve = build_curve(now=now_d, level=level, level_sd=0.0, rate=rate, rate_sd=0.0,
+                            daily_sd=daily_sd, weekday=None, away=aw)
+        tte = run_out_quantiles(curve, level, 0.0)
+        incoming = tuple(d for d in view.deliveries if d.ts > view.now)
+        fc = Forecast(view.now, level, 0.0, rate, 0.0, tte, Confidence.HIGH, 1.0, "truth",
+                      False, incoming, 0.0, curve)
+        plan = plan_reorder(fc, view.spec, view.now, view.lead, review_interval=REVIEW,
+                            service_level=SERVICE_LEVEL, away=view.away,
+                            max_packs=view.packs_per_order)
+        return Decision(plan.packs if plan.order_now else 0, tte)
+
+
+def _usable(view: ItemView, rate: float) -> float:
+    """True stock that will be used before it spoils (FIFO batches at the true rate),
+    plus whatever is outside the device."""
+    in_device = sum(a for a, _ in view.batches)
+    tau = to_days(view.now)
+    usable = 0.0
+    for amount, expires in view.batches:
+        if expires is None:
+            usable += amount
+            tau += amount / rate
+            continue
+        if tau >= expires:
+            continue
+        can = min(amount, (expires - tau) * rate)
+        usable += can
+        tau += can / rate
+    return usable + max(0.0, view.true_level - in_device)
+
+
+class AutoETSPolicy:
+    """statsforecast AutoETS on daily use (from end-of-day readings); order when the
+    upper 90 % forecast of use over lead time plus review reaches the level."""
+
+    name = "autoets"
+
+    def __init__(self) -> None:
+        import numpy as np
+        from statsforecast.models import AutoETS
+
+        self._np = np
+        self._model = AutoETS
+        self._cache: dict[int, tuple[float, list[float]]] = {}
+
+    def decide(self, view: ItemView) -> Decision:
+        if _pending(view):
+            return Decision(0)
+        last = _last_level(view)
+        if last is None or (view.obs and view.obs[-1].level is None):
+            return Decision(view.packs_per_order if _last_low(view) else 0)
+        level = last[1]
+        if level > 0.6 * view.spec.capacity:
+            return Decision(0)
+        ends: dict[int, float] = {}
+        cutoff = view.now - timedelta(days=56)
+        for o in view.obs[-24 * 56 * 4:]:
+            if o.level is not None and o.ts >= cutoff:
+                ends[int(to_days(o.ts))] = o.level
+        days = sorted(ends)
+        use = [max(0.0, ends[a] - ends[b]) for a, b in zip(days, days[1:], strict=False)
+               if b == a + 1]
+        if len(use) < 14:
+            return Decision(0)
+        horizon = math.ceil(view.lead.mean_days + REVIEW / timedelta(days=1))
+        res = self._model(season_length=7).forecast(y=self._np.asarray(use, dtype=float),
+                                                    h=horizon, level=[90])
+        hi = float(sum(max(0.0, v) for v in res["hi-90"]))
+        mean = float(sum(max(0.0, v) for v in res["mean"]))
+        tte = level / (mean / horizon) if mean > 0 else None
+        return Decision(view.packs_per_order if hi >= level else 0, (None, tte, None))
+
+
+def policies(with_ets: bool) -> list[Any]:
+    out: list[Any] = [AgentPolicy(), ThresholdPolicy(), NaiveLinearPolicy(), OraclePolicy()]
+    if with_ets:
+        out.append(AutoETSPolicy())
+    return out
+
+
+def ets_available() -> bool:
+    try:
+        import statsforecast.models  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,204 @@
+"""One closed-loop simulated run: a household, one policy, a year of hourly readings.
+
+Every hour the simulator advances, readings reach the "agent" (late ones late), and due
+deliveries are handed to the device; once a day (06:00 UTC) the policy reviews every
+orderable item. Orders arrive after a lead time drawn from the scenario's model, and
+the delivery refills the device (or waits on the shelf, as the device decides).
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from agent.forecast import Away, Delivery, Observation, to_days
+from agent.policy import LeadTime
+from agent.protocol import CoarseState
+from bench.forecast_policies import ItemView
+from bench.forecast_scenarios import Family
+from firmware_sim.household import Household
+
+HOUR = timedelta(hours=1)
+REVIEW_HOUR = 6
+KEEP_EVERY = timedelta(minutes=55)
+# Like the store: readings older than a few weeks are thinned to one per six hours.
+COMPACT_AFTER = timedelta(days=35)
+COMPACT_EVERY = timedelta(hours=6)
+
+
+@dataclass
+class ItemResult:
+    """Metrics of one item in one run (raw lists; aggregation happens later)."""
+
+    family: str
+    seed: int
+    item: str
+    perishable: bool
+    days: float
+    stockout_days: float = 0.0
+    orders: int = 0
+    packs: int = 0
+    artifact_orders: int = 0
+    use: float = 0.0
+    pack_size: float = 1.0
+    packs_per_order: int = 1
+    supply_at_arrival: list[float] = field(default_factory=list)
+    stockouts: list[tuple[float, float]] = field(default_factory=list)  # epoch days
+    tte_pairs: list[tuple[float, float]] = field(default_factory=list)  # (actual, predicted)
+    decide_seconds: float = 0.0
+    decide_calls: int = 0
+    trace: dict[str, Any] | None = None
+
+
+def _observation(ts: datetime, c: dict[str, Any]) -> Observation:
+    counters = c.get("counters") or {}
+    counter = next(iter(counters.values())) if counters else None
+    state = c.get("state")
+    return Observation(ts, c.get("level"), CoarseState(state) if state else None, counter)
+
+
+def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = False,
+        ) -> list[ItemResult]:
+    """Simulate ``days`` of one family/seed under ``policy``; metrics per item."""
+    scn, items = family.build(seed)
+    hh = Household.from_scenario(scn, seed)
+    start = hh.start
+    end = start + timedelta(days=days)
+    lead = LeadTime(hh.lead_time.mean_days, hh.lead_time.sd_days)
+    lead_rng = random.Random(seed * 7919 + 17)
+    away = [Away(a, b) for a, b in hh.usage.away]
+    devices = {d.device_id: d for d in hh.devices}
+    keys = [(it.device_id, it.consumable_id) for it in items]
+    obs: dict[tuple[str, str], list[Observation]] = {k: [] for k in keys}
+    dels: dict[tuple[str, str], list[Delivery]] = {k: [] for k in keys}
+    pending: list[tuple[datetime, tuple[str, str], int, Delivery]] = []
+    res = {k: ItemResult(family.name, seed, f"{k[0]}/{k[1]}", it.spec.perishable, days,
+                         pack_size=it.spec.pack_size, packs_per_order=it.packs_per_order)
+           for k, it in zip(keys, items, strict=True)}
+    hours: list[float] = []
+    dev_level: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    cum: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    home_rate = dict.fromkeys(keys, 0.0)
+    predictions: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in keys}
+    marks: dict[tuple[str, str], dict[str, list[Any]]] = {
+        k: {"orders": [], "arrivals": [], "bands": []} for k in keys}
+    compacted = dict.fromkeys(keys, 0)
+    t = start
+    while t <= end:
+        hh.advance(t)
+        truths = {dev_id: dev.truth() for dev_id, dev in devices.items()}
+        for due in [p for p in pending if p[0] <= t]:
+            pending.remove(due)
+            arrival, key, packs, expected = due
+            tr = truths[key[0]][key[1]]
+            rate = home_rate[key]
+            if rate > 0:
+                res[key].supply_at_arrival.append((tr.level + tr.spare) / rate)
+            devices[key[0]].deliver(key[1], packs, arrival)
+            lst = dels[key]
+            lst[lst.index(expected)] = Delivery(arrival, packs)
+            marks[key]["arrivals"].append(to_days(arrival))
+        for dev_id, dev in devices.items():
+            for _, payload in dev.poll(t):
+                ts = payload["ts"]
+                for c in payload["consumables"]:
+                    key = (dev_id, c["id"])
+                    lst = obs.get(key)
+                    # Like a downsampling store: at most one reading an hour per item.
+                    if lst is not None and (not lst or ts - lst[-1].ts >= KEEP_EVERY
+                                            or ts < lst[-1].ts):
+                        lst.append(_observation(ts, c))
+        hours.append(to_days(t))
+        for key in keys:
+            tr = truths[key[0]][key[1]]
+            if tr.rate_per_day > 0:
+                home_rate[key] = tr.rate_per_day
+            lv = dev_level[key]
+            cu = cum[key]
+            cu.append((cu[-1] + max(0.0, lv[-1] - tr.level)) if lv else 0.0)
+            lv.append(tr.level)
+        if t.hour == REVIEW_HOUR and t > start:
+            for key in keys:
+                compacted[key] = _compact(obs[key], compacted[key], t - COMPACT_AFTER)
+            for key, it in zip(keys, items, strict=True):
+                tr = truths[key[0]][key[1]]
+                view = ItemView(t, it.spec, it.packs_per_order, lead, obs[key], dels[key],
+                                away, tr.level + tr.spare, home_rate[key])
+                if policy.name == "oracle":
+                    view.batches = [(b.amount, None if b.expires is None else to_days(b.expires))
+                                    for b in devices[key[0]].stocks[key[1]].batches]
+                t0 = time.perf_counter()
+                dec = policy.decide(view)
+                r = res[key]
+                r.decide_seconds += time.perf_counter() - t0
+                r.decide_calls += 1
+                if dec.tte[1] is not None:
+                    predictions[key].append((to_days(t), dec.tte[1]))
+                if keep_trace:
+                    marks[key]["bands"].append((to_days(t), *dec.tte))
+                if dec.packs > 0:
+                    r.orders += 1
+                    r.packs += dec.packs
+                    if tr.level + tr.spare > 0.5 * tr.capacity:
+                        r.artifact_orders += 1
+                    lt = hh.lead_time_days(tr.sku, lead_rng)
+                    expected = Delivery(t + timedelta(days=lead.mean_days), dec.packs)
+                    dels[key].append(expected)
+                    pending.append((t + timedelta(days=lt), key, dec.packs, expected))
+                    marks[key]["orders"].append(to_days(t))
+        t += HOUR
+    for key in keys:
+        dev = devices[key[0]]
+        r = res[key]
+        for begin, stop in dev.stockouts(key[1]):
+            stop = min(stop or end, end)
+            if stop > begin:
+                r.stockout_days += (stop - max(begin, start)) / timedelta(days=1)
+                r.stockouts.append((to_days(max(begin, start)), to_days(stop)))
+        r.use = cum[key][-1]
+        r.tte_pairs = _tte_pairs(hours, dev_level[key], cum[key], predictions[key])
+        if keep_trace:
+            step = 6
+            bands = marks[key]["bands"]
+            actual = _tte_pairs(hours, dev_level[key], cum[key], [(b[0], 0.0) for b in bands])
+            seen = [b[0] for b in bands]
+            r.trace = {"t": hours[::step], "level": dev_level[key][::step], **marks[key],
+                       "actual": [(seen[i], a) for i, (a, _) in enumerate(actual)]
+                       if len(actual) == len(seen) else []}
+    return list(res.values())
+
+
+def _compact(lst: list[Observation], done: int, cutoff: datetime) -> int:
+    """Thin ``lst[done:]`` before ``cutoff`` in place; returns the new compacted length."""
+    end = bisect.bisect_left(lst, cutoff, lo=done, key=lambda o: o.ts)
+    if end <= done:
+        return done
+    kept = lst[:done]
+    last = kept[-1].ts if kept else None
+    for o in lst[done:end]:
+        if last is None or o.ts - last >= COMPACT_EVERY or o.ts < last:
+            kept.append(o)
+            last = o.ts
+    n = len(kept)
+    lst[:end] = kept
+    return n
+
+
+def _tte_pairs(hours: list[float], level: list[float], cum: list[float],
+               preds: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(actual, predicted) days to empty for each prediction whose run-out was seen."""
+    out = []
+    for t, pred in preds:
+        i = bisect.bisect_left(hours, t)
+        if i >= len(hours):
+            continue
+        target = cum[i] + level[i]
+        j = bisect.bisect_left(cum, target - 1e-9, lo=i)
+        if j >= len(cum) or level[i] <= 0:
+            continue
+        out.append((hours[j] - hours[i], pred))
+    return out
