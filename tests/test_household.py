@@ -1,168 +1,151 @@
-"""Households and scenarios: loading, shipped scenarios, offline traces, closed loop."""
+"""Household commands and notifications derived from the ledger (real SQLite ledger)."""
 
 from __future__ import annotations
 
-import random
-import tomllib
+import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.protocol import DeviceKind, StateMessage
-from firmware_sim.household import (
-    Household,
-    run_offline,
-    scenario_path,
-    shipped_scenarios,
-)
+from agent.consent import Mode, Proposal
+from agent.household import HouseholdLink, proposal_ref
+from agent.ledger import Ledger, State
+from agent.notify import DeviceInfo, Outgoing
+from agent.outbox import Dispatcher
 
-START = datetime(2026, 1, 5, tzinfo=UTC)
-DAY = timedelta(days=1)
-
-
-def small(**extra: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "small", "seed": 3, "start": "2026-01-05T00:00:00+00:00", "people": 2,
-        "lead_time": {"mean_days": 2.0, "sd_days": 0.5,
-                      "skus": {"TN-1": {"mean_days": 5.0, "sd_days": 0.0}}},
-        "away": [{"start": "2026-01-20", "end": "2026-01-25"}],
-        "devices": [
-            {"id": "printer-1", "kind": "printer", "pages_per_day": 20.0,
-             "toner": {"sku": "TN-1", "yield_pages": 800, "initial": 30,
-                       "refill": {"mode": "when_low", "threshold": 0.1, "delay_days": 1}}},
-            {"id": "fridge-1", "kind": "fridge",
-             "milk": {"sku": "MILK-1", "refill": {"mode": "every", "every_days": 7,
-                                                   "fill": True}}},
-        ],
-    }
-    data.update(extra)
-    return data
+NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
+FRIDGE = DeviceInfo("fridge-1", "fridge", (("milk", "grams"),))
+MILK = Proposal("fridge-1/milk", "sandbox", "MILK-1L", 2, 1, Decimal("1.19"), "Whole milk 1 l")
 
 
-def test_shipped_scenarios_load_and_demo_has_the_demo_ids() -> None:
-    names = shipped_scenarios()
-    assert {"demo", "family-of-four", "single-office-printer", "cgm-user"} <= set(names)
-    for name in names:
-        hh = Household.from_scenario(name)
-        assert hh.devices and hh.start.tzinfo is not None
-    demo = Household.from_scenario("demo")
-    assert [(d.device_id, d.kind) for d in demo.devices] == [
-        ("printer-1", DeviceKind.PRINTER),
-        ("fridge-1", DeviceKind.FRIDGE),
-        ("wearable-1", DeviceKind.WEARABLE),
-    ]
+class NoVendor:
+    """The vendor seam: any call here would be an order the household did not allow."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"unexpected vendor call: {name}")
 
 
-def test_toml_file_and_dict_give_the_same_household(tmp_path: Path) -> None:
-    path = scenario_path("family-of-four")
-    copy = tmp_path / "copy.toml"
-    copy.write_bytes(path.read_bytes())
-    with path.open("rb") as fh:
-        as_dict = tomllib.load(fh)
-    a = run_offline(copy, days=20)
-    b = run_offline(as_dict, days=20)
-    assert a.raw == b.raw and a.truth == b.truth
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    return Ledger.open(tmp_path / "agent.db")
 
 
-def test_seed_argument_overrides_the_scenario_seed() -> None:
-    a = run_offline(small(), days=15)
-    b = run_offline(small(), days=15, seed=99)
-    c = run_offline(small(seed=99), days=15)
-    assert a.raw != b.raw
-    assert b.raw == c.raw
+@pytest.fixture
+def sent() -> list[Outgoing]:
+    return []
 
 
-def test_adding_a_device_does_not_change_the_others() -> None:
-    base = small()
-    more = small()
-    more["devices"] = [*base["devices"], {"id": "wearable-1", "kind": "wearable"}]
-    a, b = run_offline(base, days=15), run_offline(more, days=15)
-    assert a.truth[("printer-1", "toner")] == b.truth[("printer-1", "toner")]
+@pytest.fixture
+def link(sent: list[Outgoing]) -> HouseholdLink:
+    return HouseholdLink(sent.append)
 
 
-def test_away_periods_and_lead_times() -> None:
-    hh = Household.from_scenario(small())
-    assert hh.is_away(datetime(2026, 1, 22, tzinfo=UTC))
-    assert not hh.is_away(datetime(2026, 1, 26, tzinfo=UTC))
-    rng = random.Random(1)
-    assert hh.lead_time_days("TN-1", rng) == 5.0
-    draws = [hh.lead_time_days("MILK-1", rng) for _ in range(4000)]
-    mean = sum(draws) / len(draws)
-    sd = (sum((d - mean) ** 2 for d in draws) / len(draws)) ** 0.5
-    assert mean == pytest.approx(2.0, rel=0.05) and sd == pytest.approx(0.5, rel=0.15)
-    assert min(draws) > 0
+def command(verb: str, ref: str) -> tuple[str, bytes]:
+    return f"replenish/v1/household/commands/{verb}", json.dumps({"ref": ref}).encode()
 
 
-def test_offline_trace_truth_run_outs_and_readings_agree() -> None:
-    trace = run_offline(small(), days=60)
-    toner = trace.truth[("printer-1", "toner")]
-    assert all(0 <= level <= 100 for _, level in toner)
-    assert [t for t, _ in toner] == sorted(t for t, _ in toner)
-    for out in trace.run_outs[("printer-1", "toner")]:
-        assert (out, 0.0) in toner
-        assert trace.level_at(("printer-1", "toner"), out) <= 100
-    assert trace.level_at(("printer-1", "toner"), trace.start) == pytest.approx(30.0)
-    milk = trace.truth[("fridge-1", "milk")]
-    (t0, l0), (t1, _) = milk[5], milk[6]
-    assert trace.level_at(("fridge-1", "milk"), t0 + (t1 - t0) / 2) == l0
-    # Household buys toner at 10 % with a one-day delay: it never waits long.
-    assert trace.stockout_days(("printer-1", "toner")) < 5
-    received = [at for at, _ in trace.readings]
-    assert received == sorted(received)
-    assert all(isinstance(m, StateMessage) for _, m in trace.readings)
-    kinds = {m.device_id for _, m in trace.readings}
-    assert kinds == {"printer-1", "fridge-1"}
-    assert trace.events == sorted(trace.events, key=lambda e: (e.ts, e.device_id, e.seq))
+def propose(ledger: Ledger) -> Any:
+    ledger.set_consent("fridge-1/milk", Mode.CONFIRM, None, NOW)
+    return ledger.create_intent(MILK, Mode.CONFIRM, State.PROPOSED, NOW)
 
 
-def test_no_use_while_away_in_the_trace() -> None:
-    trace = run_offline(small(devices=[small()["devices"][0]]), days=30)
-    away_start = datetime(2026, 1, 20, tzinfo=UTC)
-    away_end = datetime(2026, 1, 25, tzinfo=UTC)
-    during = [level for t, level in trace.truth[("printer-1", "toner")]
-              if away_start < t < away_end]
-    assert len(set(during)) <= 1
+def run(link: HouseholdLink, ledger: Ledger, verb: str, ref: str,
+        now: datetime = NOW) -> str:
+    return link.execute(*command(verb, ref), ledger, Dispatcher(ledger, NoVendor()), now)
 
 
-def test_report_every_overrides_heartbeats() -> None:
-    hourly = run_offline(small(), days=10, report_every=timedelta(hours=1))
-    daily = run_offline(small(), days=10, report_every=timedelta(days=1))
-    assert len(hourly.raw) > len(daily.raw) + 300
+def test_approve_once_then_already_decided(link: HouseholdLink, ledger: Ledger) -> None:
+    it = propose(ledger)
+    assert run(link, ledger, "approve", proposal_ref(it)) == "accepted"
+    assert ledger.intent(it.id).state is State.QUEUED
+    assert run(link, ledger, "approve", proposal_ref(it)) == "already_decided"
+    kinds = [r.kind for r in ledger.audit_records()]
+    assert kinds.count("order_approved") == 1
+    assert kinds[-1] == "household_command_refused"
+    assert ledger.verify_audit().ok
 
 
-def test_closed_loop_household_readings_and_delivery() -> None:
-    data = small()
-    data["devices"][0]["toner"]["refill"] = {"mode": "none"}
-    hh = Household.from_scenario(data)
-    printer = hh.device("printer-1")
-    t = hh.start
-    seen: list[StateMessage] = []
-    while not printer.stock_out("toner"):
-        t += timedelta(hours=6)
-        hh.advance(t)
-        seen += hh.readings(t)
-    assert seen and [m.ts for m in seen] == sorted(m.ts for m in seen)
-    device, cid = hh.find_sku("TN-1")
-    assert (device, cid) == (printer, "toner")
-    hh.deliver("printer-1", "toner", 1, t)
-    hh.advance(t + timedelta(hours=2))
-    assert not printer.stock_out("toner")
+def test_expired_stale_and_unknown_refs_are_refused(link: HouseholdLink, ledger: Ledger) -> None:
+    it = propose(ledger)
+    late = NOW + timedelta(hours=49)
+    assert run(link, ledger, "approve", proposal_ref(it), late) == "expired"
+    stale = f"p{it.id}-00000000"  # terms digest from an older proposal
+    assert run(link, ledger, "approve", stale) == "unknown"
+    assert run(link, ledger, "approve", "p9999-abcdef12") == "unknown"
+    assert run(link, ledger, "approve", "garbage") == "unknown"
+    assert ledger.intent(it.id).state is State.PROPOSED
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"devices": []}, "at least one"),
-    ({"devices": [{"id": "x", "kind": "toaster"}]}, "kind"),
-    ({"devices": [{"id": "x", "kind": "printer", "colour": "red"}]}, "colour"),
-    ({"devices": [{"id": "x", "kind": "fridge"}, {"id": "x", "kind": "fridge"}]}, "unique"),
-    ({"devices": [{"id": "x", "kind": "printer", "profile": "psychic"}]}, "profile"),
-])
-def test_bad_scenarios_are_rejected(bad: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        Household.from_scenario(small(**bad))
+def test_malformed_command_is_denied(link: HouseholdLink, ledger: Ledger) -> None:
+    dispatcher = Dispatcher(ledger, NoVendor())
+    topic = "replenish/v1/household/commands/approve"
+    assert link.execute(topic, b"{not json", ledger, dispatcher, NOW) == "denied"
+    assert link.execute(topic + "x", b'{"ref":"p1-a"}', ledger, dispatcher, NOW) == "denied"
 
 
-def test_unknown_scenario_name_lists_the_shipped_ones() -> None:
-    with pytest.raises(FileNotFoundError, match="demo"):
-        Household.from_scenario("no-such-household")
+def test_cancel_and_snooze_pending_proposals(link: HouseholdLink, ledger: Ledger) -> None:
+    it = propose(ledger)
+    assert run(link, ledger, "cancel", proposal_ref(it)) == "accepted"
+    assert ledger.intent(it.id).state is State.CANCELLED
+    second = ledger.create_intent(MILK, Mode.CONFIRM, State.PROPOSED, NOW)
+    assert run(link, ledger, "snooze", proposal_ref(second)) == "accepted"
+    assert ledger.intent(second.id).state is State.CANCELLED
+    assert "proposal_snoozed" in [r.kind for r in ledger.audit_records()]
+
+
+def test_queued_commands_run_on_the_worker(link: HouseholdLink, ledger: Ledger) -> None:
+    it = propose(ledger)
+    link.deliver(*command("approve", proposal_ref(it)))
+    assert ledger.intent(it.id).state is State.PROPOSED  # nothing happens on paho's thread
+    link.handle_commands(ledger, Dispatcher(ledger, NoVendor()), NOW)
+    assert ledger.intent(it.id).state is State.QUEUED
+    assert link.stats.commands == 1 and link.stats.refused == 0
+
+
+def test_sync_publishes_proposal_buttons_then_removes_them(
+    link: HouseholdLink, ledger: Ledger, sent: list[Outgoing]
+) -> None:
+    link.sync(ledger, [FRIDGE], {"fridge-1": True}, [], NOW)
+    it = propose(ledger)
+    sent.clear()
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    topics = {m.topic: m for m in sent}
+    ref = proposal_ref(it)
+    assert f"replenish/v1/household/proposals/{ref}" in topics
+    buttons = [t for t in topics if t.startswith("homeassistant/button/")]
+    assert len(buttons) == 2 and all(topics[b].payload for b in buttons)
+    events = [json.loads(m.payload) for m in sent if m.topic.endswith("/events")]
+    assert [e["kind"] for e in events] == ["proposal"] and events[0]["ref"] == ref
+
+    run(link, ledger, "approve", ref)
+    sent.clear()
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    cleared = {m.topic for m in sent if m.payload == b""}
+    assert f"replenish/v1/household/proposals/{ref}" in cleared
+    assert set(buttons) <= cleared
+
+
+def test_home_assistant_online_reannounces_everything(
+    link: HouseholdLink, ledger: Ledger, sent: list[Outgoing]
+) -> None:
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    sent.clear()
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    assert not [m for m in sent if m.topic.startswith("homeassistant/")]
+    link.deliver("homeassistant/status", b"online")
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    assert len([m for m in sent if m.topic.startswith("homeassistant/sensor/")]) == 2
+
+
+def test_removed_device_leaves_no_entity_behind(
+    link: HouseholdLink, ledger: Ledger, sent: list[Outgoing]
+) -> None:
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    announced = {m.topic for m in sent if m.topic.startswith("homeassistant/")}
+    sent.clear()
+    link.sync(ledger, [], {}, [], NOW)
+    removed = {m.topic for m in sent if m.payload == b""}
+    assert announced and announced <= removed
