@@ -31,7 +31,7 @@ fi
 # the /opt/replenish-agent symlink: a failed pip run leaves the running agent untouched, and
 # the previous release stays on disk for a rollback (see operations.md).
 mkdir -p "$DESTDIR/opt"
-RELEASE="replenish-agent-$(date -u +%Y%m%dT%H%M%S)"
+RELEASE="replenish-agent-$(date -u +%Y%m%dT%H%M%S)-$$"
 NEW="$DESTDIR/opt/$RELEASE"
 "$PYTHON" -m venv "$NEW"
 "$NEW/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir "$SRC" || {
@@ -41,7 +41,6 @@ NEW="$DESTDIR/opt/$RELEASE"
 }
 install -d -m 0755 "$NEW/share/doc"
 install -m 0644 "$SRC/docs/operations.md" "$NEW/share/doc/operations.md"
-"$NEW/bin/python" -m compileall -q "$NEW/lib" >/dev/null || true
 if [ -e "$DESTDIR$PREFIX" ] && [ ! -L "$DESTDIR$PREFIX" ]; then
     echo "install.sh: $PREFIX exists and is not a symlink; move it away first" >&2
     exit 1
