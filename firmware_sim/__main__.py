@@ -3,6 +3,7 @@
     replenish-sim household SCENARIO --broker HOST:PORT --passwords FILE [--speed 86400]
     replenish-sim generate SCENARIO --out readings.jsonl [--days 365] [--truth truth.json]
     replenish-sim scenarios
+    replenish-sim timeit SCENARIO [--households 20] [--report-every-minutes 360]
     replenish-sim fixtures [--out tests/fixtures]
     replenish-sim vendor --port PORT --token-file FILE ...   (firmware_sim.vendor)
 
@@ -197,6 +198,22 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_timeit(args: argparse.Namespace) -> int:
+    """Time offline household-years (CPU and wall), one seed after another."""
+    every = timedelta(minutes=args.report_every_minutes) if args.report_every_minutes else None
+    data = load_scenario(args.scenario)
+    readings = 0
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for seed in range(args.households):
+        readings += len(run_offline(data, days=args.days, report_every=every, seed=seed).raw)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    n = args.households
+    print(f"{args.scenario}: {n} households x {args.days} days, {readings / n:.0f} readings "
+          f"each; per household: {cpu / n:.3f} s CPU, {wall / n:.3f} s wall; "
+          f"total {wall:.2f} s")
+    return 0
+
+
 def cmd_fixtures(args: argparse.Namespace) -> int:
     """Rewrite the recorded payload fixtures."""
     for path in write_fixtures(args.out):
@@ -251,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("scenarios", help="list the shipped scenarios")
     lst.set_defaults(func=cmd_scenarios)
+
+    tim = sub.add_parser("timeit", help="measure offline simulation speed")
+    tim.add_argument("scenario", help="TOML file or shipped scenario name")
+    tim.add_argument("--households", type=int, default=20, help="seeds 0..N-1")
+    tim.add_argument("--days", type=int, default=365)
+    tim.add_argument("--report-every-minutes", type=float, default=None)
+    tim.set_defaults(func=cmd_timeit)
 
     fix = sub.add_parser("fixtures", help="rewrite tests/fixtures/payload_*.json")
     fix.add_argument("--out", type=Path, default=DEFAULT_FIXTURES)
