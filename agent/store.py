@@ -12,15 +12,13 @@ import json
 import logging
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from agent.errors import StoreError
 from agent.migrations import migrate
-from agent.protocol import EventMessage, StateMessage
+from agent.protocol import Consumable, EventMessage, StateMessage
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +62,66 @@ class ReadingRow:
 Item = StateMessage | EventMessage | Rejected | StatusUpdate
 
 
+@dataclass(slots=True)
+class _DeviceUpdate:
+    """A device's later messages within one batch, folded together."""
+
+    kind: str
+    last_seq: int
+    fw: str | None
+    repeated: bool = False
+
+    def repeat(self, kind: str, seq: int, fw: str | None) -> None:
+        self.kind = kind
+        self.last_seq = max(self.last_seq, seq)
+        self.fw = fw if fw is not None else self.fw
+        self.repeated = True
+
+
+@dataclass(slots=True)
+class _Last:
+    """The newest reading of one consumable in a batch, and the sku/capacity an older
+    reading of the batch carried (with its ts) for when the newest one omits them."""
+
+    ts: float
+    consumable: Consumable
+    sku: str | None = None
+    sku_ts: float | None = None
+    capacity: float | None = None
+    capacity_ts: float | None = None
+
+
+@dataclass(slots=True)
+class _StateBatch:
+    """What one transaction has seen: consumable ids, devices, newest readings."""
+
+    cids: dict[tuple[str, str], int] = field(default_factory=dict)
+    devices: dict[str, _DeviceUpdate] = field(default_factory=dict)
+    lasts: dict[int, _Last] = field(default_factory=dict)
+
+    def reading(self, cid: int, ts: float, c: Consumable) -> None:
+        """Note a newly stored reading.
+
+        Applied one by one, a reading updates the "last" values only if its ts is not
+        older than every reading applied before it (stored or earlier in the batch). So
+        only readings whose ts is a running maximum of the batch can apply; the newest
+        one decides every value, except that a sku or capacity it omits comes from the
+        latest earlier running-maximum reading that had one, if that one also applied.
+        """
+        last = self.lasts.get(cid)
+        if last is None:
+            self.lasts[cid] = _Last(ts, c)
+            return
+        if ts < last.ts:
+            return
+        prev = last.consumable
+        if prev.sku is not None:
+            last.sku, last.sku_ts = prev.sku, last.ts
+        if prev.capacity is not None:
+            last.capacity, last.capacity_ts = prev.capacity, last.ts
+        last.ts, last.consumable = ts, c
+
+
 class Store:
     """A connection to the agent's database, migrated on open."""
 
@@ -80,7 +138,6 @@ class Store:
             migrate(self.conn)
         except (sqlite3.Error, RuntimeError, OSError) as err:
             raise StoreError(f"cannot open database {self.path}: {err}") from err
-        self.db = sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -99,9 +156,10 @@ class Store:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
+                batch = _StateBatch()
                 for item in items:
                     if isinstance(item, StateMessage):
-                        if self._write_state(item, received_at):
+                        if self._write_state(item, batch, received_at):
                             stored += 1
                         else:
                             duplicates += 1
@@ -112,6 +170,7 @@ class Store:
                         rejected += 1
                     else:
                         self._write_status(item, received_at)
+                self._flush_state(batch, received_at)
                 if rejected:
                     self._trim_rejects()
                 self.conn.execute("COMMIT")
@@ -137,37 +196,69 @@ class Store:
         )
         return int(cur.lastrowid or 0)
 
-    def _write_state(self, msg: StateMessage, received_at: float) -> bool:
+    def _write_state(self, msg: StateMessage, batch: _StateBatch, received_at: float) -> bool:
+        """Insert the message's readings; repeated device and "last" updates wait for
+        :meth:`_flush_state` (one each per batch instead of one per message)."""
         ts = msg.ts.timestamp()
-        self.conn.execute(
-            "INSERT INTO devices (device_id, kind, first_seen, last_seen, last_seq, fw) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
-            "kind=excluded.kind, last_seen=MAX(last_seen, excluded.last_seen), "
-            "last_seq=MAX(last_seq, excluded.last_seq), fw=COALESCE(excluded.fw, fw)",
-            (msg.device_id, msg.kind.value, received_at, received_at, msg.seq, msg.fw),
-        )
+        device = batch.devices.get(msg.device_id)
+        if device is None:
+            batch.devices[msg.device_id] = _DeviceUpdate(msg.kind.value, msg.seq, msg.fw)
+            self._upsert_device(msg.device_id, msg.kind.value, msg.seq, msg.fw, received_at)
+        else:
+            device.repeat(msg.kind.value, msg.seq, msg.fw)
         new = False
+        execute = self.conn.execute
         for c in msg.consumables:
-            cid = self._cid(msg.device_id, c.id, c.unit.value, c.sku, c.capacity)
+            key = (msg.device_id, c.id)
+            cid = batch.cids.get(key)
+            if cid is None:
+                cid = self._cid(msg.device_id, c.id, c.unit.value, c.sku, c.capacity)
+                batch.cids[key] = cid
             counter = next(iter(c.counters.values())) if c.counters else None
-            cur = self.conn.execute(
+            cur = execute(
                 "INSERT OR IGNORE INTO readings (cid, seq, ts, level, state, counter) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (cid, msg.seq, ts, c.level, c.state.value if c.state else None, counter),
             )
             if cur.rowcount:
                 new = True
-                # Late catch-up readings must not overwrite a newer "last" value.
-                self.conn.execute(
-                    "UPDATE consumables SET last_level=?, last_state=?, last_ts=?, "
-                    "last_counters=?, unit=?, sku=COALESCE(?, sku), "
-                    "capacity=COALESCE(?, capacity) "
-                    "WHERE cid=? AND (last_ts IS NULL OR last_ts <= ?)",
-                    (c.level, c.state.value if c.state else None, ts,
-                     json.dumps(c.counters) if c.counters else None, c.unit.value, c.sku,
-                     c.capacity, cid, ts),
-                )
+                batch.reading(cid, ts, c)
         return new
+
+    def _upsert_device(self, device_id: str, kind: str, seq: int, fw: str | None,
+                       received_at: float) -> None:
+        self.conn.execute(
+            "INSERT INTO devices (device_id, kind, first_seen, last_seen, last_seq, fw) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
+            "kind=excluded.kind, last_seen=MAX(last_seen, excluded.last_seen), "
+            "last_seq=MAX(last_seq, excluded.last_seq), fw=COALESCE(excluded.fw, fw)",
+            (device_id, kind, received_at, received_at, seq, fw),
+        )
+
+    def _flush_state(self, batch: _StateBatch, received_at: float) -> None:
+        """Apply the batch's device repeats and each consumable's newest reading.
+
+        Gives the same rows as applying every message in order: the device upsert only
+        keeps the latest kind, the highest seq and the latest firmware, and see
+        :meth:`_StateBatch.reading` for the "last" values.
+        """
+        for device_id, d in batch.devices.items():
+            if d.repeated:
+                self._upsert_device(device_id, d.kind, d.last_seq, d.fw, received_at)
+        for cid, last in batch.lasts.items():
+            c = last.consumable
+            # Late catch-up readings must not overwrite a newer "last" value.
+            self.conn.execute(
+                "UPDATE consumables SET last_level=?, last_state=?, last_ts=?, "
+                "last_counters=?, unit=?, "
+                "sku=COALESCE(?, CASE WHEN last_ts IS NULL OR last_ts <= ? THEN ? END, sku), "
+                "capacity=COALESCE(?, CASE WHEN last_ts IS NULL OR last_ts <= ? THEN ? END, "
+                "capacity) WHERE cid=? AND (last_ts IS NULL OR last_ts <= ?)",
+                (c.level, c.state.value if c.state else None, last.ts,
+                 json.dumps(c.counters) if c.counters else None, c.unit.value,
+                 c.sku, last.sku_ts, last.sku, c.capacity, last.capacity_ts, last.capacity,
+                 cid, last.ts),
+            )
 
     def _write_event(self, msg: EventMessage, received_at: float) -> None:
         self.conn.execute(
@@ -206,27 +297,23 @@ class Store:
 
     def devices(self) -> list[dict[str, Any]]:
         """Every known device with its last contact, ordered by id."""
-        return list(self.db.query("SELECT * FROM devices ORDER BY device_id"))
+        return self._dicts("SELECT * FROM devices ORDER BY device_id")
 
     def consumables(self) -> list[dict[str, Any]]:
         """Every consumable with its latest level and the number of stored readings."""
-        return list(
-            self.db.query(
-                "SELECT c.*, (SELECT COUNT(*) FROM readings r WHERE r.cid = c.cid) AS readings "
-                "FROM consumables c ORDER BY c.device_id, c.consumable_id"
-            )
+        return self._dicts(
+            "SELECT c.*, (SELECT COUNT(*) FROM readings r WHERE r.cid = c.cid) AS readings "
+            "FROM consumables c ORDER BY c.device_id, c.consumable_id"
         )
 
     def reject_counts(self) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM reject_counts ORDER BY device_id, reason"))
+        return self._dicts("SELECT * FROM reject_counts ORDER BY device_id, reason")
 
     def recent_rejects(self, limit: int = 20) -> list[dict[str, Any]]:
-        return list(
-            self.db.query(
-                "SELECT id, device_id, reason, topic, received_at FROM rejects "
-                "ORDER BY id DESC LIMIT ?",
-                [limit],
-            )
+        return self._dicts(
+            "SELECT id, device_id, reason, topic, received_at FROM rejects "
+            "ORDER BY id DESC LIMIT ?",
+            [limit],
         )
 
     def reading_count(self, device_id: str | None = None) -> int:
@@ -264,7 +351,7 @@ class Store:
         if device_id is not None:
             sql += " WHERE device_id = ?"
             params.append(device_id)
-        return list(self.db.query(sql + " ORDER BY ts", params))
+        return self._dicts(sql + " ORDER BY ts", params)
 
     # ---- maintenance --------------------------------------------------------------
 
@@ -305,4 +392,12 @@ class Store:
 
     def table_stats(self) -> dict[str, int]:
         """Row counts per table (never contents): for status and support bundles."""
-        return {name: self.db[name].count for name in self.db.table_names()}
+        names = [str(r[0]) for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' ORDER BY rowid")]
+        return {n: int(self.conn.execute(f'SELECT COUNT(*) FROM "{n}"').fetchone()[0])
+                for n in names}
+
+    def _dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql, params)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur]
