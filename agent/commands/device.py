@@ -26,7 +26,8 @@ from agent.config import Settings
 from agent.protocol import Channel, DeviceKind, device_topic
 
 KINDS = [k.value for k in DeviceKind]
-DEFAULT_AGENT_PASSWORD_FILE = Path("/etc/replenish-agent/mqtt-password")
+# Where systemd/replenish-agent.service loads its MQTT password credential from.
+DEFAULT_AGENT_PASSWORD_FILE = Path("/etc/credstore/replenish-agent-mqtt-password")
 DEFAULT_HOUSEHOLD_PASSWORD_FILE = Path("/etc/replenish-agent/household-mqtt-password")
 
 
