@@ -6,6 +6,7 @@
 #   config   /etc/replenish-agent/agent.toml (only written when absent: local edits survive)
 #   secrets  /etc/credstore/replenish-agent-{mqtt-password,vendor-token} (never written here)
 #   state    /var/lib/replenish-agent        (created by systemd: StateDirectory=)
+#   command  /usr/local/bin/replenish        (symlink, unless another replenish is there)
 #
 # Environment: PYTHON (default python3), DESTDIR (stage into a tree; skips systemctl),
 # SRC (the source tree; default: the parent of this script's directory).
@@ -55,6 +56,13 @@ for old in "$DESTDIR"/opt/replenish-agent-*; do
         rm -rf "$old"
     fi
 done
+
+# `sudo replenish doctor` for support staff; never replace someone else's command.
+install -d -m 0755 "$DESTDIR/usr/local/bin"
+CMD="$DESTDIR/usr/local/bin/replenish"
+if [ ! -e "$CMD" ] || [ "$(readlink "$CMD" 2>/dev/null)" = "$PREFIX/bin/replenish" ]; then
+    ln -sfn "$PREFIX/bin/replenish" "$CMD"
+fi
 
 install -d -m 0755 "$DESTDIR/etc/systemd/system"
 install -m 0644 "$SRC/systemd/$UNIT" "$DESTDIR/etc/systemd/system/$UNIT"

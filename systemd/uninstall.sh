@@ -27,6 +27,9 @@ fi
 rm -f "$DESTDIR/etc/systemd/system/$UNIT"
 rm -rf "$DESTDIR/etc/systemd/system/$UNIT.d"
 rm -f "$DESTDIR/opt/replenish-agent"
+if [ "$(readlink "$DESTDIR/usr/local/bin/replenish" 2>/dev/null)" = /opt/replenish-agent/bin/replenish ]; then
+    rm -f "$DESTDIR/usr/local/bin/replenish"
+fi
 rm -rf "$DESTDIR"/opt/replenish-agent-*
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload

@@ -85,6 +85,7 @@ def test_upgrade_keeps_config_and_one_previous_release(tmp_path: Path, stub_pyth
     first = os.readlink(link)
     config = dest / "etc/replenish-agent/agent.toml"
     assert config.read_text() == (ROOT / "systemd/agent.toml.example").read_text()
+    assert os.readlink(dest / "usr/local/bin/replenish") == "/opt/replenish-agent/bin/replenish"
     assert (dest / "etc/credstore").stat().st_mode & 0o777 == 0o700
     config.write_text("# edited by the household\n")
 
@@ -100,6 +101,17 @@ def test_upgrade_keeps_config_and_one_previous_release(tmp_path: Path, stub_pyth
     failed = sh("install.sh", dest, python=stub_python, FAKE_PIP_FAIL="1")
     assert failed.returncode == 1 and "unchanged" in failed.stderr
     assert os.readlink(link) == third and releases(dest) == sorted([second, third])
+
+
+def test_foreign_replenish_command_is_left_alone(tmp_path: Path, stub_python: str) -> None:
+    dest = tmp_path / "root"
+    other = dest / "usr/local/bin/replenish"
+    other.parent.mkdir(parents=True)
+    other.write_text("#!/bin/sh\n")
+    assert sh("install.sh", dest, python=stub_python).returncode == 0
+    assert not other.is_symlink() and other.read_text() == "#!/bin/sh\n"
+    assert sh("uninstall.sh", dest).returncode == 0
+    assert other.exists()
 
 
 def test_refuses_to_replace_a_real_directory(tmp_path: Path, stub_python: str) -> None:
@@ -119,6 +131,7 @@ def test_uninstall_keeps_data_unless_purged(tmp_path: Path, stub_python: str) ->
 
     assert sh("uninstall.sh", dest).returncode == 0
     assert not (dest / "opt/replenish-agent").exists() and releases(dest) == []
+    assert not (dest / "usr/local/bin/replenish").is_symlink()
     assert not (dest / "etc/systemd/system/replenish-agent.service").exists()
     assert (state / "agent.db").exists()
     assert (dest / "etc/replenish-agent/agent.toml").exists()
