@@ -100,6 +100,18 @@ class RetentionSettings(BaseModel):
     raw_days: int = Field(default=90, ge=1)
 
 
+class HouseholdSettings(BaseModel):
+    """MQTT notifications for phone apps and Home Assistant."""
+
+    model_config = _SECTION
+
+    enabled: bool = True
+    homeassistant: bool = True
+    discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    proposal_ttl_h: float = Field(default=48.0, gt=0)
+    sync_interval_s: float = Field(default=5.0, ge=0.2)
+
+
 class Settings(BaseSettings):
     """The whole configuration of one agent."""
 
@@ -114,6 +126,7 @@ class Settings(BaseSettings):
     printers: list[PrinterSettings] = []
     forecast: ForecastSettings = ForecastSettings()
     retention: RetentionSettings = RetentionSettings()
+    household: HouseholdSettings = HouseholdSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where this tree came from, for messages; not a setting.

@@ -1,7 +1,9 @@
 """Wiring: the one place that creates the adapters and connects them.
 
 The CLI's ``run`` builds an :class:`AgentService` from settings and calls :meth:`run`.
-Everything else (forecast, policy, store, ingest) knows nothing about the others.
+Everything else (forecast, policy, store, ingest, outbox) knows nothing about the others.
+Every periodic job opens its own SQLite connections (one per thread) and takes ``now``
+from the injected clock, so the demo can run the whole agent on a simulated month.
 """
 
 from __future__ import annotations
@@ -10,60 +12,155 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import systemd
-from agent.config import Settings
+from agent.config import PrinterSettings, Settings, read_secret
+from agent.errors import AgentError
+from agent.household import HouseholdLink
 from agent.ingest import MqttIngest
+from agent.ledger import Ledger
+from agent.notify import DeviceInfo, Outgoing
+from agent.outbox import Dispatcher
+from agent.sources.ipp import IppPrinterSource
 from agent.store import Store
+from agent.vendor import VendorClient
 
 log = logging.getLogger(__name__)
 
-FULL_RESOLUTION_S = 24 * 3600
+FULL_RESOLUTION = timedelta(hours=24)
 THIN_BUCKET_S = 300
 ARCHIVE_BUCKET_S = 3600
+DISPATCH_INTERVAL_S = 30
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class AgentService:
-    """The running agent: ingest, periodic jobs and shutdown."""
+    """The running agent: ingest, printers, decisions, orders, household link, shutdown."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
         self.clock = clock
         self._stop = threading.Event()
         # Migrate once, up front, so READY means the schema is current.
         Store(settings.storage.path).close()
+        hs = settings.household
+        self.household: HouseholdLink | None = None
+        if hs.enabled:
+            self.household = HouseholdLink(
+                self._publish, discovery=hs.homeassistant, prefix=hs.discovery_prefix,
+                proposal_ttl=timedelta(hours=hs.proposal_ttl_h),
+            )
         self.ingest = MqttIngest(
-            settings.mqtt, settings.ingest, self.open_store, on_stored=self._on_stored
+            settings.mqtt, settings.ingest, self.open_store,
+            household=self.household.route() if self.household else None,
         )
+        self.vendor = self._vendor_client()
+        self.printers = [self._printer(p) for p in settings.printers]
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler_heartbeat = time.monotonic()
         self.watchdog: systemd.Watchdog | None = None
-        self.scheduler.add_job(self._heartbeat, "interval", seconds=10, id="heartbeat")
-        self.scheduler.add_job(self.compact, "interval", hours=1, id="retention")
+        self._schedule()
+
+    # ---- construction -------------------------------------------------------------
+
+    def _vendor_client(self) -> VendorClient | None:
+        vs = self.settings.vendor
+        token = read_secret(vs.token_file, "vendor.token_file")
+        if token is None:
+            log.warning("vendor.disabled reason=no token_file; orders stay proposals")
+            return None
+        return VendorClient(vs.base_url, token, timeout=vs.timeout_s, deadline_s=vs.deadline_s)
+
+    @staticmethod
+    def _printer(printer: PrinterSettings) -> IppPrinterSource:
+        return IppPrinterSource(printer)
+
+    def _schedule(self) -> None:
+        add = self.scheduler.add_job
+        add(self._heartbeat, "interval", seconds=10, id="heartbeat")
+        add(self.compact, "interval", hours=1, id="retention")
+        if self.vendor is not None:
+            add(self.dispatch, "interval", seconds=DISPATCH_INTERVAL_S, id="dispatch",
+                coalesce=True)
+        if self.household is not None:
+            add(self.sync_household, "interval", seconds=self.settings.household.sync_interval_s,
+                id="household", coalesce=True)
+        for source in self.printers:
+            add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
 
     def open_store(self) -> Store:
         return Store(self.settings.storage.path, rejects_kept=self.settings.ingest.rejects_kept)
 
+    @contextmanager
+    def ledger(self) -> Iterator[Ledger]:
+        ledger = Ledger.open(self.settings.storage.path)
+        try:
+            yield ledger
+        finally:
+            ledger.close()
+
+    def dispatcher(self, ledger: Ledger) -> Dispatcher:
+        if self.vendor is None:
+            raise AgentError("no vendor token configured: cannot reach the vendor")
+        return Dispatcher(ledger, self.vendor, test_mode=self.settings.vendor.test_mode)
+
+    # ---- jobs ---------------------------------------------------------------------
+
     def _heartbeat(self) -> None:
         self.scheduler_heartbeat = time.monotonic()
 
-    def _on_stored(self, device_ids: set[str]) -> None:
-        log.debug("stored readings from %d devices", len(device_ids))
+    def _publish(self, message: Outgoing) -> None:
+        self.ingest.publish(message.topic, message.payload, message.retain, message.qos)
+
+    def dispatch(self) -> None:
+        """One outbox pass: send due intents, reconcile, follow placed orders."""
+        with self.ledger() as ledger:
+            self.dispatcher(ledger).run_once(self.clock())
+
+    def sync_household(self) -> None:
+        """Run queued household commands, then publish what changed."""
+        assert self.household is not None
+        now = self.clock()
+        with self.ledger() as ledger, self.open_store() as store:
+            if self.vendor is not None:
+                self.household.handle_commands(ledger, self.dispatcher(ledger), now)
+            devices, availability = device_views(store)
+            self.household.sync(ledger, devices, availability, [], now)
+
+    def poll_printer(self, source: IppPrinterSource) -> None:
+        """Poll one printer, store what it read, and schedule the next poll."""
+        result = source.poll(self.clock())
+        items = ([result.state] if result.state else []) + list(result.events)
+        if items:
+            with self.open_store() as store:
+                store.write_batch(items, received_at=time.time())
+        if not self._stop.is_set():
+            self.scheduler.add_job(
+                self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}",
+                replace_existing=True,
+                run_date=datetime.now(UTC) + timedelta(seconds=result.next_poll_in_s),
+            )
 
     def compact(self) -> None:
         """Thin old readings: 5-minute resolution after a day, hourly after raw_days."""
         now = self.clock()
         with self.open_store() as store:
-            thinned = store.downsample(now - FULL_RESOLUTION_S, THIN_BUCKET_S)
-            archived = store.downsample(
-                now - self.settings.retention.raw_days * 86_400, ARCHIVE_BUCKET_S
-            )
+            thinned = store.downsample((now - FULL_RESOLUTION).timestamp(), THIN_BUCKET_S)
+            archive_cut = now - timedelta(days=self.settings.retention.raw_days)
+            archived = store.downsample(archive_cut.timestamp(), ARCHIVE_BUCKET_S)
         if thinned or archived:
             log.info("retention.compact thinned=%d archived=%d", thinned, archived)
+
+    # ---- liveness -----------------------------------------------------------------
 
     def _mqtt_progress(self) -> float | None:
         """Last sign of life from paho's loop: None once its thread is dead.
@@ -89,6 +186,8 @@ class AgentService:
         watchdog.add_probe("scheduler", lambda: self.scheduler_heartbeat, max_age_s=60)
         return watchdog
 
+    # ---- lifecycle ----------------------------------------------------------------
+
     def start(self) -> None:
         self.ingest.start()
         self.scheduler.start()
@@ -97,8 +196,9 @@ class AgentService:
             self.watchdog.start()
         systemd.ready()
         log.info(
-            "agent.ready broker=%s:%d db=%s",
+            "agent.ready broker=%s:%d db=%s printers=%d ordering=%s",
             self.settings.mqtt.host, self.settings.mqtt.port, self.settings.storage.path,
+            len(self.printers), "on" if self.vendor else "off",
         )
 
     def stop(self) -> None:
@@ -124,9 +224,29 @@ class AgentService:
         return 0
 
     def shutdown(self) -> None:
+        self._stop.set()
         systemd.stopping()
         if self.watchdog is not None:
             self.watchdog.stop()
         self.scheduler.shutdown(wait=False)
         self.ingest.stop()
+        for source in self.printers:
+            source.close()
+        if self.vendor is not None:
+            self.vendor.close()
         log.info("agent.stopped")
+
+
+def device_views(store: Store) -> tuple[list[DeviceInfo], dict[str, bool]]:
+    """Devices with their consumables (for discovery) and their online flags."""
+    by_device: dict[str, list[tuple[str, str]]] = {}
+    for c in store.consumables():
+        by_device.setdefault(c["device_id"], []).append((c["consumable_id"], c["unit"]))
+    devices = []
+    availability: dict[str, bool] = {}
+    for d in store.devices():
+        devices.append(DeviceInfo(d["device_id"], d["kind"], tuple(by_device.get(d["device_id"],
+                                                                                  []))))
+        if d["online"] is not None:
+            availability[d["device_id"]] = bool(d["online"])
+    return devices, availability
