@@ -76,6 +76,8 @@ class VendorSettings(BaseModel):
     timeout_s: float = Field(default=5.0, gt=0)
     deadline_s: float = Field(default=15.0, gt=0)
     test_mode: bool = False
+    # How often the outbox sends due orders and follows placed ones.
+    dispatch_interval_s: float = Field(default=30.0, ge=0.2)
 
 
 class PrinterSettings(BaseModel):

@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 FULL_RESOLUTION = timedelta(hours=24)
 THIN_BUCKET_S = 300
 ARCHIVE_BUCKET_S = 3600
-DISPATCH_INTERVAL_S = 30
 
 
 def utc_now() -> datetime:
@@ -89,8 +88,8 @@ class AgentService:
         add(self._heartbeat, "interval", seconds=10, id="heartbeat")
         add(self.compact, "interval", hours=1, id="retention")
         if self.vendor is not None:
-            add(self.dispatch, "interval", seconds=DISPATCH_INTERVAL_S, id="dispatch",
-                coalesce=True)
+            add(self.dispatch, "interval", seconds=self.settings.vendor.dispatch_interval_s,
+                id="dispatch", coalesce=True)
         if self.household is not None:
             add(self.sync_household, "interval", seconds=self.settings.household.sync_interval_s,
                 id="household", coalesce=True)
