@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init.add_argument("--hostname", default=socket.gethostname(), help="gateway host name")
     init.add_argument("--ip", action="append", default=[], help="gateway LAN address (repeat)")
     init.add_argument("--conf-file", type=Path, default=prov.DEFAULT_CONF_FILE)
+    init.add_argument("--local-port", type=int, default=1883, help="loopback listener")
+    init.add_argument("--tls-port", type=int, help=f"default {prov.DEFAULT_TLS_PORT}")
+    init.add_argument("--cert-port", type=int, help=f"default {prov.DEFAULT_CERT_PORT}")
+    init.add_argument("--bind", default="0.0.0.0", help="address of the LAN listeners")
     init.add_argument("--agent-password-file", type=Path, default=DEFAULT_AGENT_PASSWORD_FILE)
     init.add_argument(
         "--household-password-file", type=Path, default=DEFAULT_HOUSEHOLD_PASSWORD_FILE
@@ -185,6 +189,8 @@ def _init(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> 
     settings = settings_loader()
     paths = paths_from(args, settings)
     _, tls_port, cert_port = _endpoint(settings)
+    tls_port = args.tls_port or tls_port
+    cert_port = args.cert_port or cert_port
     if not paths.ca_file.is_file():
         prov.run_script("make-ca.sh", str(paths.ca_dir))
     if not (paths.ca_dir / "broker.crt").is_file():
@@ -194,11 +200,15 @@ def _init(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> 
         cert_file=paths.ca_dir / "broker.crt",
         key_file=paths.ca_dir / "broker.key",
         port=tls_port,
+        bind=args.bind,
         cert_port=cert_port,
         crl_file=paths.ca_dir / "crl.pem",
     )
     conf = prov.render_mosquitto_conf(
-        local_port=1883, password_file=paths.password_file, acl_file=paths.acl_file, tls=tls
+        local_port=args.local_port,
+        password_file=paths.password_file,
+        acl_file=paths.acl_file,
+        tls=tls,
     )
     prov.write_private_file(args.conf_file, conf, mode=0o644)
     prov.ensure_acl(paths)

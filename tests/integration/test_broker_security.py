@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -34,12 +35,21 @@ STATE = "replenish/v1/devices/{}/state"
 COMMANDS = "replenish/v1/devices/{}/commands"
 
 
+@dataclass
+class Endpoint:
+    """A broker not started by LocalBroker: where it listens and the accounts' passwords."""
+
+    host: str
+    port: int
+    passwords: dict[str, str]
+
+
 class Session:
     """One paho client with blocking helpers that return MQTT reason codes."""
 
     def __init__(
         self,
-        broker: LocalBroker,
+        broker: LocalBroker | Endpoint,
         user: str | None,
         *,
         password: str | None = None,
@@ -696,3 +706,121 @@ def test_agent_rejects_bad_topics_even_when_the_broker_lets_them_through(
         readings, rejects = _store_snapshot(db)
     assert readings == {"printer-1": 1}
     assert rejects == {"bad_topic": 3, "device_mismatch": 1}
+
+
+# -- the household gateway layout: Debian main conf + conf.d drop-in, privilege drop ----------
+
+
+@pytest.fixture
+def gateway_dir() -> Iterator[Path]:
+    """A world-traversable private dir: as root, mosquitto drops to user ``mosquitto``,
+    which cannot enter pytest's 0700 temp tree."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="replenish-gateway-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _gateway_cli(d: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable, "-m", "agent.cli", "--config", "/dev/null", "device",
+        "--password-file", str(d / "replenish.passwd"),
+        "--acl-file", str(d / "replenish.acl"),
+        "--registry-file", str(d / "replenish-devices.json"),
+        "--ca-dir", str(d / "replenish-ca"),
+        "--pid-file", str(d / "run" / "mosquitto.pid"),
+        "--json", *args,
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.mark.timeout(120)
+def test_device_init_config_runs_under_debian_main_conf(gateway_dir: Path) -> None:
+    import os
+    import pwd
+
+    from firmware_sim.broker import find_mosquitto, free_port
+
+    d = gateway_dir
+    local, tls, cert = free_port(), free_port(), free_port()
+    _gateway_cli(
+        d, "init", "--hostname", "gw-test", "--ip", "127.0.0.1",
+        "--conf-file", str(d / "conf.d" / "replenish.conf"),
+        "--local-port", str(local), "--tls-port", str(tls), "--cert-port", str(cert),
+        "--bind", "127.0.0.1",
+        "--agent-password-file", str(d / "agent-password"),
+        "--household-password-file", str(d / "household-password"),
+    )  # fmt: skip
+    # What Debian's /etc/mosquitto/mosquitto.conf holds; the drop-in must not repeat it.
+    for sub in ("run", "data"):
+        (d / sub).mkdir()
+        if os.geteuid() == 0:
+            mosq = pwd.getpwnam("mosquitto")
+            os.chown(d / sub, mosq.pw_uid, mosq.pw_gid)
+    (d / "mosquitto.conf").write_text(
+        f"pid_file {d}/run/mosquitto.pid\npersistence true\n"
+        f"persistence_location {d}/data/\nlog_dest file {d}/run/mosquitto.log\n"
+        f"include_dir {d}/conf.d\n"
+    )
+    proc = subprocess.Popen(
+        [str(find_mosquitto()), "-c", str(d / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = d / "run" / "mosquitto.log"
+
+    def log_text() -> str:
+        return log.read_text() if log.exists() else ""
+
+    try:
+        _wait_until(lambda: "running" in log_text(), describe=log_text)
+        if os.geteuid() == 0:  # the broker really dropped root
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+            assert int(uid) == pwd.getpwnam("mosquitto").pw_uid
+
+        ca = d / "replenish-ca" / "ca.crt"
+        added = json.loads(_gateway_cli(d, "add", "kettle-1", "--kind", "other").stdout)
+        # The reload happens after the privilege drop: the files must be readable.
+        _wait_until(lambda: "Reloading config" in log_text(), describe=log_text)
+        broker = Endpoint(
+            "127.0.0.1",
+            local,
+            {
+                "kettle-1": added["password"],
+                "agent": (d / "agent-password").read_text().strip(),
+                "household": (d / "household-password").read_text().strip(),
+            },
+        )
+        kettle = Session(broker, "kettle-1", port=tls, tls_ca=ca)
+        agent = Session(broker, "agent")
+        household = Session(broker, "household", port=tls, tls_ca=ca)
+        try:
+            assert kettle.connect() == 0
+            assert kettle.publish(STATE.format("kettle-1")) == NO_SUBSCRIBERS
+            assert kettle.publish(STATE.format("printer-1")) == NOT_AUTHORIZED
+            assert agent.connect() == 0
+            assert agent.publish(COMMANDS.format("kettle-1")) == NO_SUBSCRIBERS
+            assert household.connect() == 0
+            assert household.publish("replenish/v1/household/commands/approve") < 128
+            assert household.publish(STATE.format("kettle-1")) == NOT_AUTHORIZED
+        finally:
+            for session in (kettle, agent, household):
+                session.close()
+
+        reloads = log_text().count("Reloading config")
+        _gateway_cli(d, "remove", "kettle-1")
+        _wait_until(lambda: log_text().count("Reloading config") > reloads, describe=log_text)
+        again = Session(broker, "kettle-1", port=tls, tls_ca=ca)
+        try:
+            assert again.connect() == NOT_AUTHORIZED
+        finally:
+            again.close()
+        assert "Error" not in log_text()
+    finally:
+        proc.terminate()
+        proc.wait(10)
