@@ -11,6 +11,7 @@ vendor sees one order lookup. Clocks, disk usage and transports are injectable f
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
 import sqlite3
@@ -274,9 +275,26 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _exists(path: Path) -> bool | None:
+    """Whether ``path`` exists; None when this user may not even look (run as root)."""
+    try:
+        return path.exists()
+    except PermissionError:
+        return None
+
+
+_NOT_ROOT = CheckResult(
+    "database", Level.WARN, "permission denied for this user",
+    "run doctor as root: sudo replenish doctor",
+)
+
+
 def check_database(path: Path) -> CheckResult:
     """``PRAGMA integrity_check`` and the schema version."""
-    if not path.exists():
+    exists = _exists(path)
+    if exists is None:
+        return _NOT_ROOT
+    if not exists:
         return CheckResult(
             "database", Level.WARN, f"{path}: does not exist yet",
             "the agent creates it on first start; check storage.path if it has run before",
@@ -286,6 +304,10 @@ def check_database(path: Path) -> CheckResult:
             rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.Error as err:
+        # A WAL database opened read-only still needs its -shm file: without write access
+        # to the directory that fails with "unable to open", which is not corruption.
+        if not os.access(path, os.R_OK) or not os.access(path.parent, os.W_OK):
+            return _NOT_ROOT
         return CheckResult(
             "database", Level.FAIL, f"{path}: unreadable ({err})",
             "stop the agent and restore the last backup (docs/operations.md)",
@@ -309,7 +331,7 @@ def check_database(path: Path) -> CheckResult:
 
 
 def _query(path: Path, sql: str) -> list[tuple[Any, ...]] | None:
-    if not path.exists():
+    if not _exists(path):
         return None
     try:
         with closing(open_readonly(path)) as conn:
@@ -368,7 +390,7 @@ def check_clock(db_path: Path | None, probes: Probes) -> CheckResult:
 def check_disk(db_path: Path, probes: Probes) -> CheckResult:
     """Free space where the database lives (the nearest existing parent directory)."""
     where = db_path.parent
-    while not where.exists() and where != where.parent:
+    while not _exists(where) and where != where.parent:
         where = where.parent
     try:
         usage = probes.disk_usage(where)
@@ -391,7 +413,7 @@ def check_devices(db_path: Path, probes: Probes) -> CheckResult:
     if rows is None:
         return CheckResult(
             "devices", Level.WARN, "no device table to read",
-            "start the agent once; check the database check above",
+            "start the agent once; see the database check above (run doctor as root)",
         )
     if not rows:
         return CheckResult(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -277,3 +278,20 @@ def test_cli_json_reports_broken_broker(
     assert levels["broker"] == "FAIL"
     assert levels["database"] == "OK"
     assert "pw-123456" not in json.dumps(report)
+
+
+
+def test_database_permission_denied_is_not_called_corruption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root can read everything, so the unprivileged view is simulated at the one seam.
+    path = tmp_path / "agent.db"
+    path.write_bytes(b"")
+    monkeypatch.setattr(doctor, "open_readonly", _refuse_open)
+    monkeypatch.setattr(doctor.os, "access", lambda *_a: False)
+    result = doctor.check_database(path)
+    assert result.level is Level.WARN and "sudo" in result.fix
+
+
+def _refuse_open(path: Path) -> None:
+    raise sqlite3.OperationalError("unable to open database file")
