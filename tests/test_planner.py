@@ -1,0 +1,115 @@
+"""The decision pass: mode by mode, consolidation, and no vendor order call from it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from agent.consent import Mandate, Mode
+from agent.ledger import Ledger, State
+from agent.planner import Planner
+from agent.protocol import Consumable, DeviceKind, StateMessage, Unit
+from agent.store import Store
+from tests.vendor_fake import T0, FakeVendor
+
+NOW = T0 + timedelta(days=30)
+
+
+def history(store: Store, levels: dict[str, float], per_day: float = 2.0) -> None:
+    """30 days of a printer's two toners falling ``per_day`` percent a day."""
+    msgs = []
+    for day in range(31):
+        msgs.append(StateMessage(
+            device_id="printer-1", seq=day, ts=T0 + timedelta(days=day), kind=DeviceKind.PRINTER,
+            consumables=[Consumable(id=cid, level=max(0.0, end + per_day * (30 - day)),
+                                    unit=Unit.PERCENT, capacity=100, sku="TONER-TN2420")
+                         for cid, end in levels.items()]))
+    store.write_batch(msgs, received_at=NOW.timestamp())
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[Store, Ledger, FakeVendor]]:
+    store = Store(tmp_path / "agent.db")
+    ledger = Ledger.open(tmp_path / "agent.db")
+    yield store, ledger, FakeVendor()
+    ledger.close()
+    store.close()
+
+
+def planner(store: Store, ledger: Ledger, vendor: FakeVendor, **kw: object) -> Planner:
+    return Planner(store, ledger, vendor.client().catalog, vendor_name="shop", **kw)  # type: ignore[arg-type]
+
+
+def auto(ledger: Ledger, cid: str) -> int:
+    return ledger.set_consent(cid, Mode.AUTO, Mandate(
+        skus=("TONER-TN2420",), max_unit_price=Decimal("60"), max_quantity=1,
+        monthly_budget=Decimal("200")), T0)
+
+
+def test_auto_announces_with_pre_notice_and_never_orders(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    store, ledger, vendor = env
+    history(store, {"black": 6.0})
+    grant = auto(ledger, "printer-1/black")
+    report = planner(store, ledger, vendor).run_once(NOW)
+    assert report.announced == 1
+    [it] = ledger.intents()
+    assert it.state is State.QUEUED and it.mode is Mode.AUTO
+    assert it.send_after == NOW + timedelta(hours=6) and it.audit_id == grant
+    assert (it.sku, it.quantity, it.unit_price) == ("TONER-TN2420", 1, Decimal("54.90"))
+    assert vendor.order_posts == 0
+    planner(store, ledger, vendor).run_once(NOW + timedelta(hours=1))
+    assert len(ledger.intents()) == 1  # an open intent is not planned twice
+
+
+def test_price_above_mandate_is_proposed_with_the_reason(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    store, ledger, vendor = env
+    history(store, {"black": 6.0})
+    auto(ledger, "printer-1/black")
+    vendor.prices["TONER-TN2420"] = "64.90"
+    assert planner(store, ledger, vendor).run_once(NOW).proposals == 1
+    [it] = ledger.intents()
+    assert it.state is State.PROPOSED and "above 60" in (it.reason or "")
+
+
+def test_confirm_proposes_remind_reminds_monitor_is_silent(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    store, ledger, vendor = env
+    history(store, {"black": 6.0, "cyan": 6.0, "magenta": 6.0})
+    ledger.set_consent("printer-1/black", Mode.CONFIRM, None, T0)
+    ledger.set_consent("printer-1/cyan", Mode.REMIND, None, T0)
+    report = planner(store, ledger, vendor).run_once(NOW)
+    assert (report.proposals, report.reminders, report.announced) == (1, 1, 0)
+    assert [i.consumable for i in ledger.intents()] == ["printer-1/black"]
+    [reminder] = ledger.reminders()
+    assert reminder["consumable"] == "printer-1/cyan"
+    assert "cleaning cycle" in reminder["message"]
+
+
+def test_consolidation_window_pulls_in_a_soon_due_consumable(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    store, ledger, vendor = env
+    history(store, {"black": 6.0, "cyan": 16.0})
+    auto(ledger, "printer-1/black")
+    auto(ledger, "printer-1/cyan")
+    alone = planner(store, ledger, vendor, consolidate_window=timedelta(0),
+                    free_shipping_slack=timedelta(0)).run_once(NOW)
+    assert alone.joined == [] and alone.announced == 1
+    for it in ledger.intents():
+        ledger.cancel_pending(it.id, NOW)
+    joined = planner(store, ledger, vendor, consolidate_window=timedelta(days=10)).run_once(NOW)
+    assert joined.joined == ["printer-1/cyan"] and joined.announced == 2
+
+
+def test_far_off_consumable_does_not_join(env: tuple[Store, Ledger, FakeVendor]) -> None:
+    store, ledger, vendor = env
+    history(store, {"black": 6.0, "cyan": 40.0})
+    auto(ledger, "printer-1/black")
+    auto(ledger, "printer-1/cyan")
+    report = planner(store, ledger, vendor).run_once(NOW)
+    assert report.announced == 1 and report.joined == []
