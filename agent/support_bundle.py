@@ -112,7 +112,12 @@ def database_stats(path: Path) -> dict[str, Any]:
         if os.path.exists(f"{path}{suffix}")
     }
     stats: dict[str, Any] = {"path": str(path), "file_bytes": files}
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except PermissionError:
+        stats["error"] = "permission denied: run as root"
+        return stats
+    if not exists:
         stats["error"] = "database does not exist"
         return stats
     try:
