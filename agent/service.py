@@ -21,15 +21,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import systemd
 from agent.config import PrinterSettings, Settings, read_secret
-from agent.errors import AgentError
+from agent.errors import AgentError, VendorRetryable
 from agent.household import HouseholdLink
 from agent.ingest import MqttIngest
 from agent.ledger import Ledger
 from agent.notify import DeviceInfo, Outgoing
-from agent.outbox import Dispatcher
+from agent.outbox import DEFAULT_VENDOR, Dispatcher
+from agent.planner import Planner
 from agent.sources.ipp import IppPrinterSource
 from agent.store import Store
-from agent.vendor import VendorClient
+from agent.vendor import CatalogItem, VendorClient
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class AgentService:
         add = self.scheduler.add_job
         add(self._heartbeat, "interval", seconds=10, id="heartbeat")
         add(self.compact, "interval", hours=1, id="retention")
+        add(self.decide, "interval", seconds=self.settings.forecast.interval_s, id="decide",
+            coalesce=True)
         if self.vendor is not None:
             add(self.dispatch, "interval", seconds=self.settings.vendor.dispatch_interval_s,
                 id="dispatch", coalesce=True)
@@ -119,6 +122,21 @@ class AgentService:
 
     def _publish(self, message: Outgoing) -> None:
         self.ingest.publish(message.topic, message.payload, message.retain, message.qos)
+
+    def _catalog(self, sku: str) -> CatalogItem:
+        if self.vendor is None:
+            raise VendorRetryable("no vendor configured")
+        return self.vendor.catalog(sku)
+
+    def decide(self) -> None:
+        """One decision pass: forecasts, reorder timing and consent for every consumable."""
+        fs = self.settings.forecast
+        with self.open_store() as store, self.ledger() as ledger:
+            Planner(
+                store, ledger, self._catalog, vendor_name=DEFAULT_VENDOR,
+                service_level=fs.service_level,
+                review_interval=timedelta(hours=fs.review_interval_h),
+            ).run_once(self.clock())
 
     def dispatch(self) -> None:
         """One outbox pass: send due intents, reconcile, follow placed orders."""
@@ -187,9 +205,12 @@ class AgentService:
 
     # ---- lifecycle ----------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, background_jobs: bool = True) -> None:
+        """Connect and start; ``background_jobs=False`` leaves the periodic passes to the
+        caller (the demo drives them on its simulated clock)."""
         self.ingest.start()
-        self.scheduler.start()
+        if background_jobs:
+            self.scheduler.start()
         self.watchdog = self._watch()
         if self.watchdog is not None:
             self.watchdog.start()
@@ -227,7 +248,8 @@ class AgentService:
         systemd.stopping()
         if self.watchdog is not None:
             self.watchdog.stop()
-        self.scheduler.shutdown(wait=False)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         self.ingest.stop()
         for source in self.printers:
             source.close()
