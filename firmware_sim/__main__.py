@@ -36,6 +36,7 @@ from firmware_sim.live import (
     DEFAULT_TICK_S,
     LivePublisher,
     LiveStats,
+    attach_sandbox,
     load_passwords,
 )
 from firmware_sim.recorded import write_fixtures
@@ -100,6 +101,12 @@ def cmd_household(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     bar = Progress(f"household {hh.name}")
+    sandbox = None
+    if args.sandbox_token_file is not None:
+        token = args.sandbox_token_file.read_text().strip()
+        sandbox = attach_sandbox(publisher, token, host=args.sandbox_host,
+                                 port=args.sandbox_port)
+        print(f"vendor sandbox: {sandbox.url}", flush=True)
 
     def progress(stats: LiveStats) -> None:
         if stats.sim_now is not None:
@@ -113,9 +120,15 @@ def cmd_household(args: argparse.Namespace) -> int:
         bar.done()
         sys.stderr.write(f"replenish-sim: {err}\n")
         return 1
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
     bar.done()
     print(f"household {hh.name} against {host}:{port}, speed {args.speed:g}x")
     print(stats.summary())
+    if sandbox is not None:
+        delivered = [o for o in sandbox.orders() if o.delivered_at is not None]
+        print(f"  sandbox: {len(sandbox.orders())} orders, {len(delivered)} delivered")
     return 0
 
 
@@ -256,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="share of readings replaced by a fault (default 0.01)")
     live.add_argument("--tick", type=float, default=DEFAULT_TICK_S,
                       help="wall seconds between publishing steps")
+    live.add_argument("--sandbox-token-file", type=Path, default=None,
+                      help="also run the vendor sandbox on the household's clock (closed "
+                           "loop: its deliveries refill the devices); file holds the token")
+    live.add_argument("--sandbox-host", default="127.0.0.1")
+    live.add_argument("--sandbox-port", type=int, default=8080, help="0 picks a free port")
     live.set_defaults(func=cmd_household)
 
     gen = sub.add_parser("generate", help="simulate offline and write JSON lines")

@@ -10,6 +10,11 @@ a catch-up burst with the original ``ts`` and ``seq`` when the device is back.
 An optional :class:`~firmware_sim.faults.FaultPlan` replaces a share of the readings
 with malformed, spoofed, replayed, absurd or flooding publications.
 
+Closed loop: :attr:`LivePublisher.clock` is the simulated clock (an object with
+``now()``), :attr:`LivePublisher.after_step` hooks run after every step (e.g. the vendor
+sandbox's ``tick``), and :meth:`LivePublisher.locked` wraps a delivery hook so it can
+be called from any thread (the sandbox's request threads) without racing the step.
+
 Timestamps are simulated time: a consumer that refuses timestamps from the future (the
 agent allows one day of skew by default) needs a scenario start far enough in the past
 (``--start``) for the run's length.
@@ -25,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -37,7 +43,11 @@ from firmware_sim.faults import FaultPlan, Publication, publication
 from firmware_sim.household import Household
 from firmware_sim.simdevice import SimDevice
 
+if TYPE_CHECKING:
+    from firmware_sim.vendor import VendorSandbox
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_SPEED = 86_400.0
 DEFAULT_TICK_S = 0.1
@@ -164,6 +174,21 @@ class DeviceConnection:
             self.client.loop_stop()
 
 
+class SimulatedClock:
+    """The household's simulated time, for anything that must share it (the sandbox)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+
+    def now(self) -> datetime:
+        """The simulated instant the household has reached."""
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        """Move to ``when`` (only the publisher's step does this)."""
+        self._now = when
+
+
 class LivePublisher:
     """Runs a :class:`Household` against a broker in compressed time."""
 
@@ -185,6 +210,9 @@ class LivePublisher:
         self._clock, self._sleep = clock, sleep
         self._online: dict[str, bool] = {}
         self._held: dict[str, list[Publication]] = {}
+        self.clock = SimulatedClock(household.start)
+        self.after_step: list[Callable[[], object]] = []
+        self.lock = threading.RLock()
         self.connections = {
             d.device_id: DeviceConnection(d.device_id, passwords[d.device_id], host, port,
                                           cafile=cafile)
@@ -220,15 +248,28 @@ class LivePublisher:
             conn.close()
         self.stats.refused = sum(c.refused for c in self.connections.values())
 
+    def locked(self, hook: Callable[[T], None]) -> Callable[[T], None]:
+        """``hook`` made safe to call from other threads while the household runs."""
+
+        def call(arg: T) -> None:
+            with self.lock:
+                hook(arg)
+
+        return call
+
     def step(self, now: datetime) -> None:
-        """Advance the household to ``now`` and publish what happened."""
+        """Advance the household to ``now``, publish what happened, run ``after_step``."""
         hh = self.household
-        for event in hh.advance(now):
-            self._held.setdefault(event.device_id, []).append(
-                (device_topic(event.device_id, Channel.EVENTS), encode(event)))
-            self.stats.events[event.device_id] += 1
-        for dev in hh.devices:
-            self._publish_device(dev, now)
+        with self.lock:
+            self.clock.set(now)
+            for hook in self.after_step:
+                hook()  # deliveries due by now reach the devices before they advance
+            for event in hh.advance(now):
+                self._held.setdefault(event.device_id, []).append(
+                    (device_topic(event.device_id, Channel.EVENTS), encode(event)))
+                self.stats.events[event.device_id] += 1
+            for dev in hh.devices:
+                self._publish_device(dev, now)
         self.stats.sim_now = now
 
     def _publish_device(self, dev: SimDevice, now: datetime) -> None:
@@ -273,3 +314,22 @@ class LivePublisher:
         for conn in self.connections.values():
             conn.flush()
         return self.stats
+
+
+def attach_sandbox(publisher: LivePublisher, token: str, *, host: str = "127.0.0.1",
+                   port: int = 0) -> VendorSandbox:
+    """Start a vendor sandbox that shares the household's clock and delivers into it.
+
+    Its catalog carries the scenario's SKUs and lead times; each delivered order puts
+    ``quantity`` packs into the device whose consumable has that SKU. The caller stops
+    it (``sandbox.stop()``).
+    """
+    from firmware_sim.vendor import VendorSandbox, catalog_for, deliver_to
+
+    hh = publisher.household
+    sandbox = VendorSandbox(port, token, catalog_for(hh), publisher.clock, host=host,
+                            seed=hh.seed, on_delivered=publisher.locked(deliver_to(hh)))
+    sandbox.start()
+    publisher.after_step.append(sandbox.tick)
+    return sandbox
+

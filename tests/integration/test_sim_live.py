@@ -6,8 +6,10 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -26,7 +28,7 @@ from firmware_sim.__main__ import main as sim_main
 from firmware_sim.broker import LocalBroker
 from firmware_sim.faults import FaultPlan
 from firmware_sim.household import Household
-from firmware_sim.live import LivePublisher
+from firmware_sim.live import LivePublisher, attach_sandbox
 from tests.integration.agent_harness import AgentProcess, write_agent_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -176,3 +178,28 @@ def test_agent_stores_the_household_readings(broker: LocalBroker, tmp_path: Path
         assert {("printer-1", "toner"), ("fridge-1", "milk"),
                 ("wearable-1", "sensors")} <= consumables
         assert store.reject_counts() == []
+
+
+def test_closed_loop_sandbox_delivery_refills_the_device(broker: LocalBroker) -> None:
+    household = Household.from_scenario("demo")
+    publisher = LivePublisher(household, broker.host, broker.port, broker.passwords,
+                              speed=4 * 86_400.0, tick_s=0.02)
+    sandbox = attach_sandbox(publisher, "sim-token")
+    try:
+        response = httpx.post(
+            f"{sandbox.url}/v1/orders", json={"sku": "TN-2410", "quantity": 1},
+            headers={"Authorization": "Bearer sim-token", "Idempotency-Key": "intent-1"},
+            timeout=10,
+        )
+        assert response.status_code in (200, 201), response.text
+        printer = household.device("printer-1")
+        assert printer.truth()["toner"].spare == 0
+        with publisher:
+            publisher.run(days=8)
+    finally:
+        sandbox.stop()
+    (order,) = sandbox.orders()
+    assert order.delivered_at is not None
+    assert household.start < order.delivered_at < household.start + timedelta(days=8)
+    # The demo printer's toner (45 %) lasts past day 8: the new cartridge waits on the shelf.
+    assert printer.truth()["toner"].spare == 100
