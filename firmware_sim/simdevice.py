@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -44,7 +45,7 @@ def make_stock(cid: str, unit: Unit, spec: Mapping[str, Any], *, capacity: float
     return stock
 
 
-class SimDevice:
+class SimDevice(ABC):
     """Common machinery: the action heap, deliveries, habits, seq, reports and backlog."""
 
     kind: ClassVar[DeviceKind] = DeviceKind.OTHER
@@ -234,8 +235,9 @@ class SimDevice:
         """Intervals without stock (end None while still out)."""
         return list(self.stocks[consumable_id].stockouts)
 
+    @abstractmethod
     def _rate(self, cid: str, t: datetime) -> float:
-        raise NotImplementedError
+        """True mean use per day of consumable ``cid`` at ``t``."""
 
     # -- reporting --------------------------------------------------------------------
     def _publish(self, at: datetime) -> None:
@@ -292,8 +294,9 @@ class SimDevice:
     def _powered(self, now: datetime) -> bool:
         return True
 
+    @abstractmethod
     def _report(self, now: datetime) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """The consumables part of a state payload at ``now``, profile applied."""
 
     def _emit(self, kind: EventType, cid: str | None, at: datetime) -> None:
         self.seq += 1
