@@ -32,6 +32,9 @@ from agent.protocol import MAX_PAYLOAD_BYTES, Channel, StateMessage, device_topi
 
 Publication = tuple[str, bytes]
 FLOOD_SIZE = 500
+# Fault copies get seq numbers far above the device's own, so they never collide with
+# (and get a consumer to drop as duplicates) the genuine readings that follow.
+SEQ_OFFSET = 10**9
 
 
 def publication(msg: StateMessage) -> Publication:
@@ -106,7 +109,8 @@ def oversized(msg: StateMessage) -> Publication:
 
 def flood(msg: StateMessage, count: int = FLOOD_SIZE) -> list[Publication]:
     """``count`` valid copies with fresh, increasing ``seq`` (a stuck reporting loop)."""
-    return [publication(msg.model_copy(update={"seq": msg.seq + i})) for i in range(count)]
+    return [publication(msg.model_copy(update={"seq": msg.seq + SEQ_OFFSET + i}))
+            for i in range(count)]
 
 
 def silent(msgs: Iterable[StateMessage], after: datetime) -> list[Publication]:
@@ -121,7 +125,7 @@ FAULTS: dict[str, FaultFn] = {
     "wrong_device": lambda m, rng: [wrong_device_id(m)],
     "replay": lambda m, rng: replayed([m], times=rng.randint(1, 3)),
     "out_of_order": lambda m, rng: out_of_order(
-        [m, m.model_copy(update={"seq": m.seq + 1_000_000})]),
+        [m, m.model_copy(update={"seq": m.seq + SEQ_OFFSET})]),
     "nan": lambda m, rng: [nan_values(m)],
     "absurd": lambda m, rng: [absurd_values(m)],
     "negative": lambda m, rng: [negative_values(m)],
