@@ -208,7 +208,7 @@ def forecast(
                         rate_sd=est.rate_sd, daily_sd=est.daily_sd, weekday=est.weekday,
                         away=aw)
     tte = run_out_quantiles(curve, level, est.level_sd)
-    expires = _expires_in(obs, spec, now)
+    expires = _expires_in(obs, spec, now, deliveries)
     if expires is not None:
         tte = (_cap(tte[0], expires), _cap(tte[1], expires), _cap(tte[2], expires))
     conf, score = _confidence(est)
@@ -220,13 +220,23 @@ def _cap(days: float | None, limit: float) -> float:
     return limit if days is None else min(days, limit)
 
 
-def _expires_in(obs: list[Observation], spec: ConsumableSpec, now: datetime) -> float | None:
+def _expires_in(obs: list[Observation], spec: ConsumableSpec, now: datetime,
+                deliveries: Sequence[Delivery]) -> float | None:
     """Days until the newest refill of a perishable spoils (FIFO: nothing in the device
-    lasts longer), or None when not perishable or no refill was seen within its life."""
+    lasts longer), or None when not perishable or no refill was seen within its life.
+    The newest refill is the later of one seen in the readings and our newest delivery
+    that showed up."""
     if not spec.perishable or spec.shelf_life_days is None:
         return None
     life = timedelta(days=spec.shelf_life_days)
     refill = _last_refill(obs, spec, now - life)
+    tol = _refill_tol(spec)
+    for d in sorted((d for d in deliveries if now - life <= d.ts <= now), key=_TS,
+                    reverse=True):
+        seen = _absorbed(obs, d.ts, tol)
+        if seen is not None:
+            refill = seen if refill is None else max(refill, seen)
+            break
     if refill is None:
         return None
     return max(0.0, (refill + life - now) / timedelta(days=1))
@@ -319,40 +329,98 @@ def _low_signal(obs: list[Observation]) -> bool:
 def _last_refill(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
                  ) -> datetime | None:
     """The newest refill or replacement after ``stop``, scanning back from the newest
-    reading: a level jump that the next reading does not undo (a lifted jug put back is
-    not a refill), or a state going from LOW/EMPTY back to OK."""
-    # Above scale noise, yet below what one pack adds even if part of it is used at once
-    # (a box of sensors arrives while one is due: the count rises by two, not three).
-    tol = min(max(0.3 * spec.pack_size, 0.08 * spec.capacity), 0.6 * spec.pack_size)
-    later: Observation | None = None  # the next reading with a level
-    later2: float | None = None  # the level of the one after that
+    reading: a level jump that the next reading confirms and that does not start from
+    a one-reading dip (a lifted jug put back is not a refill), or a state going from
+    LOW/EMPTY back to OK."""
+    tol = _refill_tol(spec)
+    # Level readings, newest first: after2, after, low, before, before2. The placeholder
+    # (no level) stands for "no reading yet after the newest": a jump there is accepted.
+    window: list[Observation] = [Observation(stop)]
     later_state: Observation | None = None  # the next reading with a state
     for o in reversed(obs):
         if o.ts < stop:
             break
         if o.level is not None:
-            if later is not None and later.level is not None and later.level - o.level > tol \
-                    and (later2 is None or later2 - o.level > tol):
-                return later.ts
-            later2 = later.level if later is not None else None
-            later = o
+            window.append(o)
+            if len(window) > 5:
+                window.pop(0)
+            hit = _jump_at(window, tol)
+            if hit is not None:
+                return hit
         if o.state is not None and o.state is not CoarseState.UNKNOWN:
             if (o.state in LOW_STATES and later_state is not None
                     and later_state.state not in LOW_STATES):
                 return later_state.ts
             later_state = o
+    # The oldest readings scanned have no predecessors to rule out a dip.
+    window += [Observation(stop), Observation(stop)]
+    for k in range(max(0, len(window) - 6), len(window) - 4):
+        hit = _jump_at(window[k:k + 5], tol)
+        if hit is not None:
+            return hit
+    return None
+
+
+def _jump_at(window: list[Observation], tol: float) -> datetime | None:
+    """Refill time if ``window`` (newest first: after2, after, low, before, before2) shows
+    one: ``after`` is well above the level before it and ``after2`` confirms it. A dip
+    of one or two readings just before (the jug lifted out while putting the new one
+    in) is skipped: the jump is measured from the reading before the dip."""
+    if len(window) < 5:
+        return None
+    after2, after, low, before, before2 = (w.level for w in window[:5])
+    if after is None or low is None:
+        return None
+    base = low
+    for b in (before, before2):
+        if b is not None and b - base > tol:
+            base = b
+    if after - base <= tol or (after2 is not None and after2 - base <= tol):
+        return None
+    return window[1].ts
+
+
+def _refill_tol(spec: ConsumableSpec) -> float:
+    """Rise that counts as a refill: above scale noise, yet below what one pack adds even
+    if part of it is used at once (a box of sensors arrives while one is due: the count
+    rises by two, not three)."""
+    return min(max(0.3 * spec.pack_size, 0.08 * spec.capacity), 0.6 * spec.pack_size)
+
+
+def _absorbed(obs: list[Observation], at: datetime, tol: float) -> datetime | None:
+    """When a delivery at ``at`` showed up in the device, or None if it has not yet:
+    a rise above the level just before it (median of three readings, so a lifted jug
+    does not count) seen in two readings, or a LOW state turning OK."""
+    i = bisect.bisect_left(obs, at, key=_TS)
+    before = [o.level for o in obs[max(0, i - 6):i] if o.level is not None][-3:]
+    was_low = _low_signal(obs[:i])
+    base = sorted(before)[len(before) // 2] if before else None
+    high = 0
+    for o in obs[i:]:
+        if o.state is not None and o.state is not CoarseState.UNKNOWN:
+            if was_low and o.state not in LOW_STATES:
+                return o.ts
+        if base is not None and o.level is not None and o.level - base > tol:
+            high += 1
+            if high == 2:
+                return o.ts
     return None
 
 
 def spare_packs(obs: list[Observation], spec: ConsumableSpec,
                 deliveries: Sequence[Delivery], now: datetime) -> float:
-    """Our delivered packs that no refill in the readings has taken up yet (a cartridge
-    waits on the shelf until the one in the printer is empty). ``obs`` is sorted."""
+    """Our delivered packs that have not shown up in the device yet (a cartridge waits on
+    the shelf until the one in the printer is empty). ``obs`` is sorted by time.
+
+    Newest delivery first; once one has shown up, older ones are taken as used."""
     past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now), key=_TS)
-    if not past:
-        return 0.0
-    refill = _last_refill(obs, spec, past[0].ts - timedelta(hours=1))
-    return float(sum(d.packs for d in past if refill is None or d.ts > refill))
+    tol = _refill_tol(spec)
+    spare = 0.0
+    for d in reversed(past):
+        if _absorbed(obs, d.ts, tol) is not None:
+            break
+        spare += d.packs
+    return spare
 
 
 def _anchor(obs: list[Observation], spec: ConsumableSpec) -> tuple[float, float] | None:

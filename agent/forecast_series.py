@@ -60,9 +60,18 @@ def overlap(t0: float, t1: float, away: list[Interval]) -> float:
     return total
 
 
-def _is_spike(prev: float, cur: float, nxt: float, tol: float) -> bool:
-    """A reading far from both neighbours while the neighbours agree with each other."""
-    return abs(cur - prev) > tol and abs(cur - nxt) > tol and abs(nxt - prev) <= tol
+def _is_spike(prev: float, levels: list[float], i: int, tol: float) -> bool:
+    """Reading ``i`` is off from ``prev`` while the next one, or the one after that, is
+    back: a lifted jug (one or two readings) rather than use or a refill."""
+    if abs(levels[i] - prev) <= tol:
+        return False
+    n = len(levels)
+    for j in (i + 1, i + 2):
+        if j >= n:
+            return False
+        if abs(levels[j] - prev) <= tol:
+            return True
+    return False
 
 
 def clean_levels(
@@ -82,7 +91,6 @@ def clean_levels(
     lifted milk jug reads zero once.
     """
     n = len(times)
-    spike_tol = max(refill_tol, 0.15 * capacity)
     keep_t: list[float] = []
     keep_l: list[float] = []
     spikes = 0
@@ -92,12 +100,14 @@ def clean_levels(
         if keep_l:
             prev = keep_l[-1]
             if i + 1 < n:
-                if _is_spike(prev, cur, levels[i + 1], spike_tol) and not _delivered(
+                if _is_spike(prev, levels, i, refill_tol) and not _delivered(
                     deliveries, keep_t[-1], times[i]
                 ):
                     spikes += 1
                     continue
-            elif prev - cur > max(0.3 * capacity, spike_tol) and times[i] - keep_t[-1] < 0.5:
+            elif (prev - cur > refill_tol and cur <= 0.02 * capacity
+                  and times[i] - keep_t[-1] < 0.5):
+                # Newest reading near zero right after a normal one: hold it out.
                 pending = True
                 continue
         keep_t.append(times[i])
