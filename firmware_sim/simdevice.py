@@ -180,7 +180,7 @@ class SimDevice(ABC):
         if habit.fill:
             packs = int((stock.capacity - stock.level - stock.spare) // stock.pack_size)
         if packs > 0:
-            self._schedule(at + self.put_away_delay, "put", (cid, packs * stock.pack_size, True))
+            self._schedule(self._put_time(at), "put", (cid, packs * stock.pack_size, True))
 
     def _put_in(self, cid: str, amount: float, at: datetime, own: bool) -> None:
         stock = self.stocks[cid]
