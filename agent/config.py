@@ -78,6 +78,9 @@ class VendorSettings(BaseModel):
     test_mode: bool = False
     # How often the outbox sends due orders and follows placed ones.
     dispatch_interval_s: float = Field(default=30.0, ge=0.2)
+    # A Raspberry Pi has no RTC: decide and order only once NTP has set the clock.
+    # Turn off only where time is known good without NTP (containers, simulations).
+    require_synced_clock: bool = True
 
 
 class PrinterSettings(BaseModel):

@@ -128,8 +128,19 @@ class AgentService:
             raise VendorRetryable("no vendor configured")
         return self.vendor.catalog(sku)
 
+    def _clock_trusted(self, job: str) -> bool:
+        """A gateway without an RTC boots in the past: never decide or order before NTP."""
+        if not self.settings.vendor.require_synced_clock:
+            return True
+        if systemd.clock_synchronized() is not True:
+            log.warning("%s.skipped reason=clock not synchronized", job)
+            return False
+        return True
+
     def decide(self) -> None:
         """One decision pass: forecasts, reorder timing and consent for every consumable."""
+        if not self._clock_trusted("decision"):
+            return
         fs = self.settings.forecast
         with self.open_store() as store, self.ledger() as ledger:
             Planner(
@@ -140,6 +151,8 @@ class AgentService:
 
     def dispatch(self) -> None:
         """One outbox pass: send due intents, reconcile, follow placed orders."""
+        if not self._clock_trusted("dispatch"):
+            return
         with self.ledger() as ledger:
             self.dispatcher(ledger).run_once(self.clock())
 
@@ -187,6 +200,10 @@ class AgentService:
         """
         if not self.ingest.loop_alive:
             return None
+        if not self.ingest.connected.is_set():
+            # paho is retrying with backoff while the broker is away; a restart would not
+            # bring the broker back, so a live reconnect loop counts as progress.
+            return time.monotonic()
         last_in = getattr(self.ingest.client, "_last_msg_in", None)
         return max(float(last_in or 0.0), self.ingest.last_network_activity)
 

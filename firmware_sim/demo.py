@@ -114,6 +114,8 @@ path = "{state / 'agent.db'}"
 [vendor]
 base_url = "{vendor.url}"
 token_file = "{secrets_dir / 'vendor-token'}"
+# The demo runs on a simulated clock, not on NTP time.
+require_synced_clock = false
 
 [household]
 homeassistant = true
