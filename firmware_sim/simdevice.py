@@ -85,7 +85,7 @@ class SimDevice(ABC):
         local = start + self.usage.utc_offset
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         self._next_day = midnight - self.usage.utc_offset
-        self._schedule(start, "beat")
+        self._next_beat = start
 
     # -- time -------------------------------------------------------------------------
     def advance(self, until: datetime) -> list[EventMessage]:
@@ -95,28 +95,35 @@ class SimDevice(ABC):
         return out
 
     def _advance_to(self, until: datetime) -> None:
+        # Three clocks: day planning, the action heap, the heartbeat. On a tie, plan the
+        # day first and report last, so a heartbeat shows what happened at its instant.
         heap = self._heap
         while True:
             due = heap[0][0] if heap else None
-            if self._next_day <= until and (due is None or self._next_day <= due):
-                day = self._next_day
+            beat = self._next_beat
+            day = self._next_day
+            if day <= until and (due is None or day <= due) and day <= beat:
                 self._next_day = day + DAY
                 self._plan_day(day)
                 continue
-            if due is not None and due <= until:
+            if due is not None and due <= until and due <= beat:
                 at, _, action, payload = heapq.heappop(heap)
-                self.now = max(self.now, at)
-                if action == "beat":
-                    self._schedule(at + self.report_every, "beat")
-                    self._publish(at)
-                    continue
+                if at > self.now:
+                    self.now = at
                 self._apply(action, payload, at)
                 if (self.report_on_change and action not in self._QUIET
-                        and not (heap and heap[0][0] == at and heap[0][2] != "beat")):
+                        and not (heap and heap[0][0] == at) and at != beat):
                     self._publish(at)  # once per instant, after everything that happened
                 continue
+            if beat <= until:
+                self._next_beat = beat + self.report_every
+                if beat > self.now:
+                    self.now = beat
+                self._publish(beat)
+                continue
             break
-        self.now = max(self.now, until)
+        if until > self.now:
+            self.now = until
 
     def _schedule(self, at: datetime, action: str, payload: Any = None) -> None:
         heapq.heappush(self._heap, (max(at, self.now), next(self._tick), action, payload))
