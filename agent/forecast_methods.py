@@ -189,10 +189,14 @@ def _coarse(
     # At the last crossing the true level sat on the step boundary, half a step above
     # the reading on either rounding rule; then it fell at the rate.
     boundary = after[-1] if exact else after[-1] + 0.5 * q
-    level = boundary - rate * max(0.0, since)
+    # The reading bounds the level when it was taken; use since then comes on top.
+    at_reading = boundary - rate * max(0.0, s.tau[-1] - xs[-1])
     lo = reported if exact else max(0.0, reported - 0.5 * q)
-    level = min(max(level, lo), reported + q)
-    level_sd = q / math.sqrt(12.0) + rate_sd * max(0.0, since)
+    at_reading = min(max(at_reading, lo), reported + q)
+    stale = tau_now - s.tau[-1]
+    level = max(0.0, at_reading - rate * stale)
+    level_sd = (0.0 if exact else q / math.sqrt(12.0)) + rate_sd * max(0.0, since) \
+        + daily_sd * math.sqrt(stale)
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
                     f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings")
 

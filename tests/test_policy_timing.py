@@ -1,0 +1,148 @@
+"""Reorder timing (agent.policy) on short fixed traces with known answers."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agent.forecast import Away, ConsumableSpec, Delivery, Observation, forecast
+from agent.policy import LeadTime, plan_reorder
+from agent.protocol import CoarseState, Unit
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+SPEC = ConsumableSpec(Unit.GRAMS, capacity=4000.0, pack_size=1000.0)
+MILK = ConsumableSpec(Unit.GRAMS, capacity=4000.0, pack_size=1000.0, perishable=True,
+                      shelf_life_days=10.0)
+LEAD = LeadTime(2.0, 0.5)
+
+
+def falling(start: float, rate: float, days: float, *, seed: int = 1,
+            t0: datetime = T0) -> list[Observation]:
+    """Hourly readings falling at ``rate`` per day, with some day-to-day variation."""
+    rng = random.Random(seed)
+    out = []
+    level = start
+    for h in range(int(days * 24) + 1):
+        out.append(Observation(t0 + timedelta(hours=h), max(0.0, level + rng.gauss(0, 3))))
+        level -= rate / 24 * rng.uniform(0.5, 1.5)
+    return out
+
+
+def test_orders_when_run_out_falls_inside_lead_time_plus_review() -> None:
+    obs = falling(3500.0, 200.0, 14.0)  # ~700 g left: 3.5 days of use
+    now = obs[-1].ts
+    fc = forecast(obs, SPEC, now)
+    plan = plan_reorder(fc, SPEC, now, LEAD)
+    assert plan.order_now
+    assert plan.packs >= 1
+    assert plan.expected_arrival == now + timedelta(days=2)
+    assert plan.prob_stockout is not None and plan.prob_stockout > 0.05
+
+
+def test_waits_when_stock_lasts_and_names_the_latest_safe_moment() -> None:
+    obs = falling(3900.0, 100.0, 10.0)  # ~2900 g left: 29 days of use
+    now = obs[-1].ts
+    fc = forecast(obs, SPEC, now)
+    plan = plan_reorder(fc, SPEC, now, LEAD)
+    assert not plan.order_now
+    assert plan.latest_order_at is not None
+    days = (plan.latest_order_at - now) / timedelta(days=1)
+    # Run-out in ~29 days, minus 2 days lead time and some safety stock.
+    assert 18.0 < days < 27.0
+
+
+def test_stock_on_order_or_on_the_shelf_prevents_a_second_order() -> None:
+    obs = falling(3500.0, 200.0, 14.0)
+    now = obs[-1].ts
+    on_order = [Delivery(now + timedelta(days=1), packs=2)]
+    fc = forecast(obs, SPEC, now, deliveries=on_order)
+    assert not plan_reorder(fc, SPEC, now, LEAD).order_now
+    # Delivered an hour ago and not in the device yet (no rise in the readings).
+    shelf = [Delivery(now - timedelta(hours=1), packs=2)]
+    fc = forecast(obs, SPEC, now, deliveries=shelf)
+    assert fc.spare_packs == 2.0
+    assert not plan_reorder(fc, SPEC, now, LEAD).order_now
+
+
+def test_higher_service_level_and_less_reliable_vendor_order_earlier() -> None:
+    obs = falling(3900.0, 150.0, 10.0)
+    now = obs[-1].ts
+    fc = forecast(obs, SPEC, now)
+
+    def latest(level: float, lead: LeadTime) -> datetime:
+        plan = plan_reorder(fc, SPEC, now, lead, service_level=level)
+        assert plan.latest_order_at is not None
+        return plan.latest_order_at
+
+    assert latest(0.99, LEAD) < latest(0.80, LEAD)
+    assert latest(0.95, LeadTime(2.0, 2.0)) < latest(0.95, LeadTime(2.0, 0.0))
+
+
+def test_delivery_is_moved_out_of_an_away_period() -> None:
+    obs = falling(3500.0, 200.0, 17.0)  # about half a day left
+    now = obs[-1].ts
+    home = forecast(obs, MILK, now)
+    assert plan_reorder(home, MILK, now, LEAD).order_now
+    # Leaving tomorrow for five days: the order would arrive while nobody is home.
+    trip = Away(now + timedelta(days=1), now + timedelta(days=6))
+    fc = forecast(obs, MILK, now, away=[trip])
+    plan = plan_reorder(fc, MILK, now, LEAD, away=[trip])
+    assert not plan.order_now
+    assert plan.expected_arrival is not None and plan.latest_order_at is not None
+    assert abs(plan.expected_arrival - trip.end) < timedelta(seconds=1)
+    assert abs(plan.latest_order_at - (trip.end - timedelta(days=2))) < timedelta(seconds=1)
+    assert "away" in plan.reason
+
+
+def test_perishable_pack_count_is_capped_by_shelf_life() -> None:
+    spec = ConsumableSpec(Unit.GRAMS, capacity=10_000.0, pack_size=200.0, perishable=True,
+                          shelf_life_days=5.0)
+    obs = falling(2000.0, 100.0, 17.5)
+    now = obs[-1].ts
+    fc = forecast(obs, spec, now)
+    plan = plan_reorder(fc, spec, now, LEAD)
+    assert plan.order_now
+    # About 100 g a day for 5 days: two packs, although forty would fit.
+    assert plan.packs == 2
+    assert plan_reorder(fc, spec, now, LEAD, max_packs=1).packs == 1
+
+
+def test_stock_about_to_spoil_triggers_an_order() -> None:
+    obs = falling(1000.0, 50.0, 2.0, t0=T0)  # before the refill
+    refill_at = obs[-1].ts + timedelta(hours=1)
+    obs += falling(3000.0, 50.0, 9.0, t0=refill_at)  # 9 days after a 2 kg refill
+    now = obs[-1].ts
+    fc = forecast(obs, MILK, now)
+    assert fc.expires_in_days == pytest.approx(1.0, abs=0.1)
+    assert fc.time_to_empty_days[1] == pytest.approx(1.0, abs=0.1)
+    assert plan_reorder(fc, MILK, now, LEAD).order_now
+    # The same trace for a product that keeps: plenty left, no order.
+    fc_keeps = forecast(obs, SPEC, now)
+    assert not plan_reorder(fc_keeps, SPEC, now, LEAD).order_now
+
+
+def test_without_history_orders_only_at_low() -> None:
+    spec = ConsumableSpec(Unit.PERCENT, 100.0, 100.0, low_threshold_level=10.0)
+    ok = [Observation(T0 + timedelta(days=d), state=CoarseState.SOME_REMAINING)
+          for d in range(3)]
+    now = T0 + timedelta(days=3)
+    plan = plan_reorder(forecast(ok, spec, now), spec, now, LEAD)
+    assert not plan.order_now
+    assert "insufficient" in plan.reason
+    low = [*ok, Observation(now, state=CoarseState.LOW)]
+    plan = plan_reorder(forecast(low, spec, now), spec, now, LEAD)
+    assert plan.order_now
+    assert plan.packs == 1
+    assert "LOW" in plan.reason
+    delivered = [Delivery(now - timedelta(hours=2))]
+    plan = plan_reorder(forecast(low, spec, now, deliveries=delivered), spec, now, LEAD)
+    assert not plan.order_now
+
+
+def test_no_use_means_no_order() -> None:
+    flat = [Observation(T0 + timedelta(hours=h), 2500.0) for h in range(24 * 10)]
+    now = flat[-1].ts
+    plan = plan_reorder(forecast(flat, SPEC, now), SPEC, now, LEAD)
+    assert not plan.order_now
