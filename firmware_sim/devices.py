@@ -54,6 +54,7 @@ class Printer(SimDevice):
     """A home or office laser printer with a toner cartridge and a drum."""
 
     kind = DeviceKind.PRINTER
+    DEFAULT_REPORT_EVERY = timedelta(hours=6)
 
     def __init__(self, device_id: str, *, start: datetime, seed: int,
                  pages_per_day: float = 1.1, weekday_factors: list[float] | None = None,

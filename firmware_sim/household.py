@@ -47,8 +47,6 @@ DEVICE_CLASSES: dict[str, type[SimDevice]] = {
 _COMMON_KEYS = {"id", "kind", "seed", "report_every_minutes", "put_away_hours", "link",
                 "pauses_when_away", "fw", "report_on_change"}
 _TUPLE_KEYS = {"active_hours", "burst_pages", "replace_delay_hours"}
-# Heartbeat intervals; devices also report right after any change they measure.
-DEFAULT_REPORT_MINUTES = {"printer": 360.0, "fridge": 60.0, "wearable": 60.0}
 
 Key = tuple[str, str]  # (device_id, consumable_id)
 
@@ -211,8 +209,8 @@ def build_device(spec: Mapping[str, Any], *, start: datetime, household_seed: in
         "start": start,
         "seed": int(spec.get("seed", device_seed(household_seed, device_id))),
         "usage": usage,
-        "report_every": timedelta(
-            minutes=float(spec.get("report_every_minutes", DEFAULT_REPORT_MINUTES[kind]))),
+        "report_every": (timedelta(minutes=float(spec["report_every_minutes"]))
+                         if "report_every_minutes" in spec else None),
         "link": LinkProfile.from_dict(spec.get("link")),
         "put_away_delay": timedelta(hours=float(spec.get("put_away_hours", 1.0))),
     }

@@ -49,11 +49,13 @@ class SimDevice(ABC):
     """Common machinery: the action heap, deliveries, habits, seq, reports and backlog."""
 
     kind: ClassVar[DeviceKind] = DeviceKind.OTHER
+    # Heartbeat when none is given; devices also report right after any measured change.
+    DEFAULT_REPORT_EVERY: ClassVar[timedelta] = timedelta(hours=1)
     # Actions that change nothing the device measures (no report-on-change after them).
     _QUIET: ClassVar[frozenset[str]] = frozenset({"trip", "charge", "battery_low"})
 
     def __init__(self, device_id: str, *, start: datetime, seed: int,
-                 usage: Usage | None = None, report_every: timedelta = timedelta(minutes=15),
+                 usage: Usage | None = None, report_every: timedelta | None = None,
                  report_on_change: bool = True, link: LinkProfile | None = None,
                  put_away_delay: timedelta = HOUR, pauses_when_away: bool = True,
                  fw: str = "sim-1.0") -> None:
@@ -64,7 +66,7 @@ class SimDevice(ABC):
         self.now = start
         self.seed = seed
         self.usage = usage or Usage()
-        self.report_every = report_every
+        self.report_every = report_every or self.DEFAULT_REPORT_EVERY
         self.report_on_change = report_on_change
         self._kind = self.kind.value
         self.put_away_delay = put_away_delay
