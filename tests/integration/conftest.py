@@ -3,17 +3,26 @@
 ``broker`` is a started :class:`firmware_sim.broker.LocalBroker` (function scope, its
 own temp dir and free ports) with the accounts ``agent``, ``household`` and three
 devices; ``broker.passwords[name]`` holds each password. ``tls_broker`` adds the TLS
-listeners. ``mosquitto_pub`` publishes
-with the real command-line client and returns its completed process.
+listeners. ``mosquitto_pub`` publishes with the real command-line client and returns
+its completed process. ``sessions`` makes paho clients (:class:`Session`) whose
+connect/publish/subscribe return the MQTT reason codes, closed after the test.
 """
 
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from firmware_sim.broker import LocalBroker, find_client_tool
 
@@ -102,3 +111,160 @@ def mosquitto_pub(broker: LocalBroker) -> MosquittoPub:
         return run_mosquitto_pub(broker, user, topic, payload, **opts)  # type: ignore[arg-type]
 
     return publish
+
+
+# -- paho sessions that report MQTT reason codes ---------------------------------------------
+
+
+@dataclass
+class Endpoint:
+    """A broker not started by LocalBroker: where it listens and the accounts' passwords."""
+
+    host: str
+    port: int
+    passwords: dict[str, str]
+
+
+class Session:
+    """One paho client with blocking helpers that return MQTT reason codes."""
+
+    def __init__(
+        self,
+        broker: LocalBroker | Endpoint,
+        user: str | None,
+        *,
+        password: str | None = None,
+        client_id: str = "",
+        port: int | None = None,
+        tls_ca: Path | None = None,
+        system_ca: bool = False,
+        cert: tuple[Path, Path] | None = None,
+        clean_start: bool = True,
+        session_expiry: int = 0,
+        mqtt5: bool = True,
+    ) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._events: dict[str, threading.Event] = {
+            "connect": threading.Event(),
+            "publish": threading.Event(),
+            "subscribe": threading.Event(),
+            "disconnect": threading.Event(),
+        }
+        self.connect_rc: int | None = None
+        self.disconnect_rc: int | None = None
+        self._pub_rc: dict[int, int] = {}
+        self._sub_rc: list[int] = []
+        proto = MQTTProtocolVersion.MQTTv5 if mqtt5 else MQTTProtocolVersion.MQTTv311
+        kwargs: dict[str, object] = {} if mqtt5 else {"clean_session": clean_start}
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto, **kwargs
+        )
+        if user is not None:
+            client.username_pw_set(user, password or broker.passwords[user])
+        if tls_ca is not None or system_ca or cert is not None:
+            client.tls_set(
+                ca_certs=None if system_ca else str(tls_ca),
+                certfile=str(cert[0]) if cert else None,
+                keyfile=str(cert[1]) if cert else None,
+            )
+        client.on_connect = self._on_connect
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        self.client = client
+        self._broker = broker
+        self._port = port or broker.port
+        self._connect_kwargs: dict[str, object] = {}
+        if mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry
+            self._connect_kwargs = {"clean_start": clean_start, "properties": props}
+
+    # paho callbacks (network thread) -------------------------------------------------
+
+    def _on_connect(
+        self, c: mqtt.Client, u: object, f: object, rc: ReasonCode, p: Properties | None
+    ) -> None:
+        self.connect_rc = rc.value
+        self._events["connect"].set()
+
+    def _on_publish(
+        self, c: mqtt.Client, u: object, mid: int, rc: ReasonCode, p: Properties
+    ) -> None:
+        self._pub_rc[mid] = rc.value
+        self._events["publish"].set()
+
+    def _on_subscribe(
+        self, c: mqtt.Client, u: object, mid: int, rcs: list[ReasonCode], p: Properties | None
+    ) -> None:
+        self._sub_rc = [rc.value for rc in rcs]
+        self._events["subscribe"].set()
+
+    def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        self.messages.append((msg.topic, msg.payload))
+
+    def _on_disconnect(
+        self, c: mqtt.Client, u: object, f: object, rc: ReasonCode, p: Properties | None
+    ) -> None:
+        self.disconnect_rc = rc.value
+        self._events["disconnect"].set()
+        self._events["connect"].set()  # a refused CONNECT ends here too
+
+    # blocking helpers ------------------------------------------------------------------
+
+    def connect(self) -> int:
+        """Connect and return the CONNACK reason code (raises on TLS/socket errors)."""
+        self.client.connect(self._broker.host, self._port, **self._connect_kwargs)  # type: ignore[arg-type]
+        self.client.loop_start()
+        assert self._events["connect"].wait(10), "no CONNACK"
+        if self.connect_rc is None:
+            raise ConnectionError("connection closed before CONNACK")
+        return self.connect_rc
+
+    def publish(self, topic: str, payload: bytes = b"x") -> int:
+        """Publish at QoS 1 and return the PUBACK reason code."""
+        self._events["publish"].clear()
+        info = self.client.publish(topic, payload, qos=1)
+        assert self._events["publish"].wait(10), "no PUBACK"
+        return self._pub_rc[info.mid]
+
+    def subscribe(self, topic: str) -> int:
+        """Subscribe at QoS 1 and return the SUBACK reason code."""
+        self._events["subscribe"].clear()
+        self.client.subscribe(topic, qos=1)
+        assert self._events["subscribe"].wait(10), "no SUBACK"
+        return self._sub_rc[0]
+
+    def wait_disconnected(self, timeout: float = 10.0) -> bool:
+        return self._events["disconnect"].wait(timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def sessions() -> Iterator[Callable[..., Session]]:
+    """Factory for :class:`Session`; every session is closed after the test."""
+    made: list[Session] = []
+
+    def make(broker: LocalBroker, user: str | None, **kwargs: object) -> Session:
+        session = Session(broker, user, **kwargs)  # type: ignore[arg-type]
+        made.append(session)
+        return session
+
+    yield make
+    for session in made:
+        session.close()
+
+
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float = 10.0,
+    describe: Callable[[], object] = lambda: "",
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"condition not reached {describe()}"
+        time.sleep(0.01)

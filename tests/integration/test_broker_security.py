@@ -11,20 +11,14 @@ import shutil
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from firmware_sim.broker import LocalBroker
+from tests.integration.conftest import Endpoint, Session, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -33,160 +27,6 @@ NO_SUBSCRIBERS = 16  # a success code: "accepted, nobody is listening"
 MosquittoPub = Callable[..., "subprocess.CompletedProcess[str]"]
 STATE = "replenish/v1/devices/{}/state"
 COMMANDS = "replenish/v1/devices/{}/commands"
-
-
-@dataclass
-class Endpoint:
-    """A broker not started by LocalBroker: where it listens and the accounts' passwords."""
-
-    host: str
-    port: int
-    passwords: dict[str, str]
-
-
-class Session:
-    """One paho client with blocking helpers that return MQTT reason codes."""
-
-    def __init__(
-        self,
-        broker: LocalBroker | Endpoint,
-        user: str | None,
-        *,
-        password: str | None = None,
-        client_id: str = "",
-        port: int | None = None,
-        tls_ca: Path | None = None,
-        system_ca: bool = False,
-        cert: tuple[Path, Path] | None = None,
-        clean_start: bool = True,
-        session_expiry: int = 0,
-        mqtt5: bool = True,
-    ) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self._events: dict[str, threading.Event] = {
-            "connect": threading.Event(),
-            "publish": threading.Event(),
-            "subscribe": threading.Event(),
-            "disconnect": threading.Event(),
-        }
-        self.connect_rc: int | None = None
-        self.disconnect_rc: int | None = None
-        self._pub_rc: dict[int, int] = {}
-        self._sub_rc: list[int] = []
-        proto = MQTTProtocolVersion.MQTTv5 if mqtt5 else MQTTProtocolVersion.MQTTv311
-        kwargs: dict[str, object] = {} if mqtt5 else {"clean_session": clean_start}
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto, **kwargs
-        )
-        if user is not None:
-            client.username_pw_set(user, password or broker.passwords[user])
-        if tls_ca is not None or system_ca or cert is not None:
-            client.tls_set(
-                ca_certs=None if system_ca else str(tls_ca),
-                certfile=str(cert[0]) if cert else None,
-                keyfile=str(cert[1]) if cert else None,
-            )
-        client.on_connect = self._on_connect
-        client.on_publish = self._on_publish
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.on_disconnect = self._on_disconnect
-        self.client = client
-        self._broker = broker
-        self._port = port or broker.port
-        self._connect_kwargs: dict[str, object] = {}
-        if mqtt5:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = session_expiry
-            self._connect_kwargs = {"clean_start": clean_start, "properties": props}
-
-    # paho callbacks (network thread) -------------------------------------------------
-
-    def _on_connect(
-        self, c: mqtt.Client, u: object, f: object, rc: ReasonCode, p: Properties | None
-    ) -> None:
-        self.connect_rc = rc.value
-        self._events["connect"].set()
-
-    def _on_publish(
-        self, c: mqtt.Client, u: object, mid: int, rc: ReasonCode, p: Properties
-    ) -> None:
-        self._pub_rc[mid] = rc.value
-        self._events["publish"].set()
-
-    def _on_subscribe(
-        self, c: mqtt.Client, u: object, mid: int, rcs: list[ReasonCode], p: Properties | None
-    ) -> None:
-        self._sub_rc = [rc.value for rc in rcs]
-        self._events["subscribe"].set()
-
-    def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
-        self.messages.append((msg.topic, msg.payload))
-
-    def _on_disconnect(
-        self, c: mqtt.Client, u: object, f: object, rc: ReasonCode, p: Properties | None
-    ) -> None:
-        self.disconnect_rc = rc.value
-        self._events["disconnect"].set()
-        self._events["connect"].set()  # a refused CONNECT ends here too
-
-    # blocking helpers ------------------------------------------------------------------
-
-    def connect(self) -> int:
-        """Connect and return the CONNACK reason code (raises on TLS/socket errors)."""
-        self.client.connect(self._broker.host, self._port, **self._connect_kwargs)  # type: ignore[arg-type]
-        self.client.loop_start()
-        assert self._events["connect"].wait(10), "no CONNACK"
-        if self.connect_rc is None:
-            raise ConnectionError("connection closed before CONNACK")
-        return self.connect_rc
-
-    def publish(self, topic: str, payload: bytes = b"x") -> int:
-        """Publish at QoS 1 and return the PUBACK reason code."""
-        self._events["publish"].clear()
-        info = self.client.publish(topic, payload, qos=1)
-        assert self._events["publish"].wait(10), "no PUBACK"
-        return self._pub_rc[info.mid]
-
-    def subscribe(self, topic: str) -> int:
-        """Subscribe at QoS 1 and return the SUBACK reason code."""
-        self._events["subscribe"].clear()
-        self.client.subscribe(topic, qos=1)
-        assert self._events["subscribe"].wait(10), "no SUBACK"
-        return self._sub_rc[0]
-
-    def wait_disconnected(self, timeout: float = 10.0) -> bool:
-        return self._events["disconnect"].wait(timeout)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def sessions() -> Iterator[Callable[..., Session]]:
-    """Factory for :class:`Session`; every session is closed after the test."""
-    made: list[Session] = []
-
-    def make(broker: LocalBroker, user: str | None, **kwargs: object) -> Session:
-        session = Session(broker, user, **kwargs)  # type: ignore[arg-type]
-        made.append(session)
-        return session
-
-    yield make
-    for session in made:
-        session.close()
-
-
-def _wait_until(
-    predicate: Callable[[], bool],
-    timeout: float = 10.0,
-    describe: Callable[[], object] = lambda: "",
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not reached {describe()}"
-        time.sleep(0.01)
 
 
 def _observer(broker: LocalBroker, make: Callable[..., Session]) -> Session:
@@ -223,7 +63,7 @@ def test_foreign_topic_dropped_with_mqtt311(
     assert spoof.returncode == 0
     assert _puback_code(spoof) == 0
     mosquitto_pub("printer-1", STATE.format("printer-1"), "own")
-    _wait_until(lambda: len(agent.messages) >= 1)
+    wait_until(lambda: len(agent.messages) >= 1)
     time.sleep(0.1)  # a late spoofed message would show up behind the marker
     assert agent.messages == [(STATE.format("printer-1"), b"own")]
 
@@ -238,7 +78,7 @@ def test_foreign_topic_refused_with_mqtt5_reason_135(
     assert device.connect() == 0
     assert device.publish(STATE.format("fridge-1"), b"spoof") == NOT_AUTHORIZED
     assert device.publish(STATE.format("printer-1"), b"own") == 0
-    _wait_until(lambda: len(agent.messages) >= 1)
+    wait_until(lambda: len(agent.messages) >= 1)
     time.sleep(0.1)
     assert agent.messages == [(STATE.format("printer-1"), b"own")]
 
@@ -327,7 +167,7 @@ def test_read_acl(
     marker = sessions(broker, marker_from)
     assert marker.connect() == 0
     assert marker.publish(marker_topic, b"marker") == 0
-    _wait_until(lambda: (marker_topic, b"marker") in reader.messages)
+    wait_until(lambda: (marker_topic, b"marker") in reader.messages)
     assert ((topic, b"probe") in reader.messages) is allowed
 
 
@@ -341,7 +181,7 @@ def test_device_does_not_receive_other_devices_commands(
     assert agent.connect() == 0
     assert agent.publish(COMMANDS.format("printer-1"), b"for-printer") == NO_SUBSCRIBERS
     assert agent.publish(COMMANDS.format("fridge-1"), b"for-fridge") == 0
-    _wait_until(lambda: len(snoop.messages) >= 1)
+    wait_until(lambda: len(snoop.messages) >= 1)
     time.sleep(0.1)
     assert snoop.messages == [(COMMANDS.format("fridge-1"), b"for-fridge")]
 
@@ -423,7 +263,7 @@ def test_copied_client_id_gains_nothing(
     assert thief.subscribe(COMMANDS.format("fridge-1")) == 1
     assert agent.publish(COMMANDS.format("printer-1"), b"second-command") < 128
     assert agent.publish(COMMANDS.format("fridge-1"), b"marker") == 0
-    _wait_until(lambda: (COMMANDS.format("fridge-1"), b"marker") in thief.messages)
+    wait_until(lambda: (COMMANDS.format("fridge-1"), b"marker") in thief.messages)
     assert thief.messages == [(COMMANDS.format("fridge-1"), b"marker")]
 
 
@@ -433,7 +273,7 @@ def test_mosquitto_pub_and_paho_agree_on_own_topic(
     agent = _observer(broker, sessions)
     result = mosquitto_pub("printer-1", STATE.format("printer-1"), '{"seq": 1}')
     assert result.returncode == 0, result.stdout + result.stderr
-    _wait_until(lambda: len(agent.messages) == 1)
+    wait_until(lambda: len(agent.messages) == 1)
     assert agent.messages == [(STATE.format("printer-1"), b'{"seq": 1}')]
 
 
@@ -601,7 +441,7 @@ def test_restart_keeps_port_and_queued_messages(
     assert broker.port == port and broker.running
     back = sessions(broker, "agent", session_expiry=3600, **opts)
     assert back.connect() == 0
-    _wait_until(lambda: len(back.messages) == 1)
+    wait_until(lambda: len(back.messages) == 1)
     assert back.messages == [(STATE.format("printer-1"), b"queued")]
 
 
@@ -663,7 +503,7 @@ def test_spoofed_reading_never_reaches_the_database(
         code = printer.publish(STATE.format("fridge-1"), _reading("fridge-1", 1, "fridge"))
         assert code == (NOT_AUTHORIZED if mqtt5 else 0)
         assert printer.publish(STATE.format("printer-1"), _reading("printer-1", 1)) < 128
-        _wait_until(
+        wait_until(
             lambda: _store_snapshot(db)[0].get("printer-1") == 1,
             timeout=AGENT_WAIT,
             describe=lambda: _store_snapshot(db),
@@ -704,7 +544,7 @@ def test_agent_rejects_bad_topics_even_when_the_broker_lets_them_through(
                 readings, rejects = _store_snapshot(db)
                 return readings.get("printer-1") == 1 and sum(rejects.values()) >= 4
 
-            _wait_until(settled, timeout=AGENT_WAIT, describe=lambda: _store_snapshot(db))
+            wait_until(settled, timeout=AGENT_WAIT, describe=lambda: _store_snapshot(db))
             assert agent.proc is not None and agent.proc.poll() is None
         readings, rejects = _store_snapshot(db)
     assert readings == {"printer-1": 1}
@@ -780,7 +620,7 @@ def test_device_init_config_runs_under_debian_main_conf(gateway_dir: Path) -> No
         return log.read_text() if log.exists() else ""
 
     try:
-        _wait_until(lambda: "running" in log_text(), describe=log_text)
+        wait_until(lambda: "running" in log_text(), describe=log_text)
         if os.geteuid() == 0:  # the broker really dropped root
             status = Path(f"/proc/{proc.pid}/status").read_text()
             uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
@@ -789,7 +629,7 @@ def test_device_init_config_runs_under_debian_main_conf(gateway_dir: Path) -> No
         ca = d / "replenish-ca" / "ca.crt"
         added = json.loads(_gateway_cli(d, "add", "kettle-1", "--kind", "other").stdout)
         # The reload happens after the privilege drop: the files must be readable.
-        _wait_until(lambda: "Reloading config" in log_text(), describe=log_text)
+        wait_until(lambda: "Reloading config" in log_text(), describe=log_text)
         broker = Endpoint(
             "127.0.0.1",
             local,
@@ -817,7 +657,7 @@ def test_device_init_config_runs_under_debian_main_conf(gateway_dir: Path) -> No
 
         reloads = log_text().count("Reloading config")
         _gateway_cli(d, "remove", "kettle-1")
-        _wait_until(lambda: log_text().count("Reloading config") > reloads, describe=log_text)
+        wait_until(lambda: log_text().count("Reloading config") > reloads, describe=log_text)
         again = Session(broker, "kettle-1", port=tls, tls_ca=ca)
         try:
             assert again.connect() == NOT_AUTHORIZED
