@@ -327,3 +327,14 @@ def test_fixtures_cover_every_printer_profile_and_device_kind() -> None:
              for p in payloads if p["kind"] == "printer"]
     assert {c.get("state") for c in toner} >= {None, "some_remaining", "low", "unknown"}
     assert any(c.get("level", 0) % 10 == 0 and c.get("level", 0) > 0 for c in toner)
+
+
+def test_meals_happen_at_local_time() -> None:
+    usage = Usage(utc_offset=timedelta(hours=-5))
+    dev = Fridge("f", start=START, seed=3, usage=usage, milk={"capacity": 100000,
+                                                             "initial": 100000})
+    dev.advance(START + 10 * DAY)
+    uses = [t for t, _ in dev.stocks["milk"].history[1:]]
+    local_hours = [(t - timedelta(hours=5)).hour for t in uses]
+    assert uses and min(local_hours) >= 6  # breakfast from ~6:45 local, none at night
+    assert all(h <= 21 for h in local_hours)

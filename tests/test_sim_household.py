@@ -19,6 +19,7 @@ from firmware_sim.household import (
     scenario_path,
     shipped_scenarios,
 )
+from firmware_sim.live import load_passwords
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -216,3 +217,14 @@ def test_cli_fixtures_regenerates_identical_files(tmp_path: Path) -> None:
     assert written
     for path in written:
         assert path.read_bytes() == (fixtures / path.name).read_bytes()
+
+
+def test_password_file_format(tmp_path: Path) -> None:
+    good = tmp_path / "pw"
+    good.write_text("# devices\nprinter-1:s3cret\n\nfridge-1 : with:colon\n")
+    assert load_passwords(good) == {"printer-1": "s3cret", "fridge-1": "with:colon"}
+    bad = tmp_path / "bad"
+    bad.write_text("printer-1:ok\nwearable-1 s3cret-leak\n")
+    with pytest.raises(ValueError, match="line 2") as err:
+        load_passwords(bad)
+    assert "s3cret-leak" not in str(err.value)
