@@ -45,6 +45,24 @@ class MqttSettings(BaseModel):
     session_expiry_s: int = Field(default=DEFAULT_SESSION_EXPIRY_S, ge=0)
 
 
+class BrokerSettings(BaseModel):
+    """The gateway's Mosquitto files, for ``replenish device`` (None: Debian defaults,
+    see :mod:`agent.provisioning`)."""
+
+    model_config = _SECTION
+
+    password_file: Path | None = None
+    acl_file: Path | None = None
+    registry_file: Path | None = None
+    ca_dir: Path | None = None
+    pid_file: Path | None = None
+    reload_command: str | None = None
+    household_user: str | None = None
+    advertise_host: str | None = None
+    tls_port: int | None = Field(default=None, ge=1, le=65535)
+    cert_port: int | None = Field(default=None, ge=1, le=65535)
+
+
 class StorageSettings(BaseModel):
     model_config = _SECTION
 
@@ -125,6 +143,7 @@ class Settings(BaseSettings):
     )
 
     mqtt: MqttSettings = MqttSettings()
+    broker: BrokerSettings = BrokerSettings()
     storage: StorageSettings = StorageSettings()
     ingest: IngestSettings = IngestSettings()
     vendor: VendorSettings = VendorSettings()

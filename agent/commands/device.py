@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import provisioning as prov
-from agent.config import Settings
+from agent.config import BrokerSettings, Settings
 from agent.protocol import Channel, DeviceKind, device_topic
 
 KINDS = [k.value for k in DeviceKind]
@@ -73,9 +73,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init.set_defaults(func=_init)
 
 
-def _broker_settings(settings: Settings) -> Any:
-    """The ``[broker]`` section when the settings tree has one, else None."""
-    return getattr(settings, "broker", None)
+def _broker_settings(settings: Settings) -> BrokerSettings:
+    return settings.broker
 
 
 def paths_from(args: argparse.Namespace, settings: Settings) -> prov.BrokerPaths:
