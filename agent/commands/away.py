@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agent.away import import_ics, parse_day_or_time
+from agent.clock import cli_now
 from agent.config import Settings
 from agent.errors import ConsentError
 from agent.ledger import Ledger
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
-    now = datetime.now(UTC)
+    now = cli_now()
     ledger = Ledger.open(settings.storage.path)
     try:
         if args.action == "add":

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from agent.away import parse_day_or_time
+from agent.clock import cli_now
 from agent.config import Settings
 from agent.consent import Mandate, Mode, parse_consumable
 from agent.errors import ConsentError
@@ -76,7 +76,7 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
-    now = datetime.now(UTC)
+    now = cli_now()
     ledger = Ledger.open(settings.storage.path)
     try:
         if args.action == "show":

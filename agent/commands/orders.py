@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.clock import cli_now
 from agent.config import Settings, read_secret
 from agent.errors import ConfigError
 from agent.ledger import FEEDBACK_KINDS, OPEN, Intent, Ledger, State
@@ -64,7 +65,7 @@ def _dispatcher(settings: Settings, ledger: Ledger) -> Dispatcher:
 
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
-    now = datetime.now(UTC)
+    now = cli_now()
     ledger = Ledger.open(settings.storage.path)
     try:
         action = args.action or "list"
