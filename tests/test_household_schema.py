@@ -1,0 +1,52 @@
+"""The committed household schema and the documented examples match the agent's models."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from agent.household_schema import household_schema_text, household_schemas
+from agent.notify import Command, ConsumableState, HouseholdEvent, Proposal
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS: dict[str, type[BaseModel]] = {
+    m.__name__: m for m in (ConsumableState, Proposal, HouseholdEvent, Command)
+}
+# `<!-- household-example: Model -->` right before a ```json block in docs/protocol.md.
+EXAMPLE = re.compile(r"<!-- household-example: (\w+) -->\s*```json\n(.*?)```", re.S)
+
+
+def test_committed_household_schema_is_current() -> None:
+    committed = (ROOT / "docs" / "household.schema.json").read_text()
+    assert committed == household_schema_text(), (
+        "stale docs/household.schema.json: run "
+        "`python -m agent.household_schema > docs/household.schema.json`"
+    )
+
+
+def test_schema_covers_every_payload_model() -> None:
+    defs = household_schemas()["$defs"]
+    for name, model in MODELS.items():
+        assert defs[name] == model.model_json_schema()
+    assert set(defs["CommandResult"]["enum"]) == {
+        "accepted", "unknown", "expired", "already_decided", "denied"}
+
+
+def _examples() -> list[tuple[str, str]]:
+    return EXAMPLE.findall((ROOT / "docs" / "protocol.md").read_text())
+
+
+def test_docs_show_an_example_of_every_payload() -> None:
+    assert {name for name, _ in _examples()} == set(MODELS)
+
+
+@pytest.mark.parametrize("name,body", _examples(), ids=[n for n, _ in _examples()])
+def test_documented_example_is_valid(name: str, body: str) -> None:
+    model = MODELS[name]
+    parsed = model.model_validate_json(body)
+    # The example shows nothing the agent would drop or add (exclude_none, as published).
+    assert json.loads(parsed.model_dump_json(exclude_none=True)) == json.loads(body)
