@@ -40,15 +40,20 @@ from agent.forecast_project import (
     prob_empty_by,
     run_out_quantiles,
 )
+from agent.forecast_refills import (
+    LOW_STATES,
+    fresh_batches,
+    low_signal,
+    spare_packs,
+    usable_level,
+)
 from agent.forecast_series import Interval, merge_intervals
 from agent.protocol import CoarseState, Unit
 
 DAY = 86_400.0
 MAX_READINGS_PER_DAY = 6  # more than this is thinned before fitting (budget: < 1 ms)
-LOW_STATES = (CoarseState.LOW, CoarseState.EMPTY)
 _TS = attrgetter("ts")
 HISTORY_DAYS = 366.0  # nothing older matters: coarse steps look back a year at most
-SPARE_DAYS = timedelta(days=180)  # a delivered pack older than this is surely in use
 
 
 class Confidence(StrEnum):
@@ -129,7 +134,7 @@ class Forecast:
     incoming: tuple[Delivery, ...] = ()  # packs on order, not yet arrived
     spare_packs: float = 0.0  # our deliveries that arrived but are not in the device yet
     curve: DemandCurve | None = field(default=None, repr=False)
-    expires_in_days: float | None = None  # perishables: the stock in use spoils by then
+    usable_level: float | None = None  # perishables: what gets used before it spoils
 
     @property
     def usable(self) -> bool:
@@ -145,9 +150,8 @@ class Forecast:
         """P(running out within ``days``), optionally with ``extra_level`` more on hand."""
         if self.curve is None or self.level is None:
             return None
-        if self.expires_in_days is not None and days >= self.expires_in_days and extra_level <= 0:
-            return 1.0
-        return prob_empty_by(self.curve, self.level + extra_level, self.level_sd, days)
+        level = self.level if self.usable_level is None else self.usable_level
+        return prob_empty_by(self.curve, level + extra_level, self.level_sd, days)
 
 
 def to_days(ts: datetime) -> float:
@@ -191,55 +195,31 @@ def forecast(
     aw = away_days(away)
     past = sorted(to_days(d.ts) for d in deliveries if d.ts <= now)
     incoming = tuple(sorted((d for d in deliveries if d.ts > now), key=lambda d: d.ts))
-    low_signal = _low_signal(obs)
+    low = low_signal(obs)
     spare = spare_packs(obs, spec, deliveries, now)
     est = _estimate(obs, spec, now, now_d, aw, past)
     if est is None:
         return Forecast(now, None, 0.0, None, 0.0, (None, None, None),
                         Confidence.INSUFFICIENT_DATA, 0.0,
-                        "too few readings to estimate use", low_signal, incoming, spare)
+                        "too few readings to estimate use", low, incoming, spare)
     if est.rate is None or est.level is None:
         level = est.level
         return Forecast(now, level, est.level_sd, None, 0.0, (None, None, None),
-                        Confidence.INSUFFICIENT_DATA, 0.1, est.basis, low_signal, incoming,
+                        Confidence.INSUFFICIENT_DATA, 0.1, est.basis, low, incoming,
                         spare)
     level = min(est.level, spec.capacity * 1.1)
     curve = build_curve(now=now_d, level=level, level_sd=est.level_sd, rate=est.rate,
                         rate_sd=est.rate_sd, daily_sd=est.daily_sd, weekday=est.weekday,
                         away=aw)
-    tte = run_out_quantiles(curve, level, est.level_sd)
-    expires = _expires_in(obs, spec, now, deliveries)
-    if expires is not None:
-        tte = (_cap(tte[0], expires), _cap(tte[1], expires), _cap(tte[2], expires))
+    usable = level
+    batches = fresh_batches(obs, spec, now, level)
+    if batches is not None:
+        usable = usable_level(batches, curve)
+    tte = run_out_quantiles(curve, usable, est.level_sd)
     conf, score = _confidence(est)
+    basis = est.basis if usable >= level - 1e-9 else f"{est.basis}; {level - usable:.4g} spoils"
     return Forecast(now, level, est.level_sd, est.rate, est.rate_sd, tte, conf, score,
-                    est.basis, low_signal, incoming, spare, curve, expires)
-
-
-def _cap(days: float | None, limit: float) -> float:
-    return limit if days is None else min(days, limit)
-
-
-def _expires_in(obs: list[Observation], spec: ConsumableSpec, now: datetime,
-                deliveries: Sequence[Delivery]) -> float | None:
-    """Days until the newest refill of a perishable spoils (FIFO: nothing in the device
-    lasts longer), or None when not perishable or no refill was seen within its life.
-    The newest refill is the later of one seen in the readings and our newest delivery
-    that showed up."""
-    if not spec.perishable or spec.shelf_life_days is None:
-        return None
-    life = timedelta(days=spec.shelf_life_days)
-    refill = _last_refill(obs, spec, now - life)
-    tol = _refill_tol(spec)
-    for d in sorted((d for d in deliveries if now - life <= d.ts <= now), key=_TS,
-                    reverse=True):
-        seen = _absorbed(obs, d.ts, tol)
-        if seen is not None:
-            refill = seen if refill is None else max(refill, seen)
-            break
-    if refill is None:
-        return None
-    return max(0.0, (refill + life - now) / timedelta(days=1))
+                    basis, low, incoming, spare, curve, usable)
 
 
 def _estimate(
@@ -314,113 +294,6 @@ def _level_or_state(
         return None
     return state_estimate([to_days(o.ts) for o in st], [o.state in LOW_STATES for o in st],
                           spec.capacity, spec.low_level, now_d, aw)
-
-
-def _low_signal(obs: list[Observation]) -> bool:
-    """Whether the newest informative reading says LOW or EMPTY."""
-    for o in reversed(obs):
-        if o.state is not None and o.state is not CoarseState.UNKNOWN:
-            return o.state in LOW_STATES
-        if o.level is not None:
-            return False
-    return False
-
-
-def _last_refill(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
-                 ) -> datetime | None:
-    """The newest refill or replacement after ``stop``, scanning back from the newest
-    reading: a level jump that the next reading confirms and that does not start from
-    a one-reading dip (a lifted jug put back is not a refill), or a state going from
-    LOW/EMPTY back to OK."""
-    tol = _refill_tol(spec)
-    # Level readings, newest first: after2, after, low, before, before2. The placeholder
-    # (no level) stands for "no reading yet after the newest": a jump there is accepted.
-    window: list[Observation] = [Observation(stop)]
-    later_state: Observation | None = None  # the next reading with a state
-    for o in reversed(obs):
-        if o.ts < stop:
-            break
-        if o.level is not None:
-            window.append(o)
-            if len(window) > 5:
-                window.pop(0)
-            hit = _jump_at(window, tol)
-            if hit is not None:
-                return hit
-        if o.state is not None and o.state is not CoarseState.UNKNOWN:
-            if (o.state in LOW_STATES and later_state is not None
-                    and later_state.state not in LOW_STATES):
-                return later_state.ts
-            later_state = o
-    # The oldest readings scanned have no predecessors to rule out a dip.
-    window += [Observation(stop), Observation(stop)]
-    for k in range(max(0, len(window) - 6), len(window) - 4):
-        hit = _jump_at(window[k:k + 5], tol)
-        if hit is not None:
-            return hit
-    return None
-
-
-def _jump_at(window: list[Observation], tol: float) -> datetime | None:
-    """Refill time if ``window`` (newest first: after2, after, low, before, before2) shows
-    one: ``after`` is well above the level before it and ``after2`` confirms it. A dip
-    of one or two readings just before (the jug lifted out while putting the new one
-    in) is skipped: the jump is measured from the reading before the dip."""
-    if len(window) < 5:
-        return None
-    after2, after, low, before, before2 = (w.level for w in window[:5])
-    if after is None or low is None:
-        return None
-    base = low
-    for b in (before, before2):
-        if b is not None and b - base > tol:
-            base = b
-    if after - base <= tol or (after2 is not None and after2 - base <= tol):
-        return None
-    return window[1].ts
-
-
-def _refill_tol(spec: ConsumableSpec) -> float:
-    """Rise that counts as a refill: above scale noise, yet below what one pack adds even
-    if part of it is used at once (a box of sensors arrives while one is due: the count
-    rises by two, not three)."""
-    return min(max(0.3 * spec.pack_size, 0.08 * spec.capacity), 0.6 * spec.pack_size)
-
-
-def _absorbed(obs: list[Observation], at: datetime, tol: float) -> datetime | None:
-    """When a delivery at ``at`` showed up in the device, or None if it has not yet:
-    a rise above the level just before it (median of three readings, so a lifted jug
-    does not count) seen in two readings, or a LOW state turning OK."""
-    i = bisect.bisect_left(obs, at, key=_TS)
-    before = [o.level for o in obs[max(0, i - 6):i] if o.level is not None][-3:]
-    was_low = _low_signal(obs[:i])
-    base = sorted(before)[len(before) // 2] if before else None
-    high = 0
-    for o in obs[i:]:
-        if o.state is not None and o.state is not CoarseState.UNKNOWN:
-            if was_low and o.state not in LOW_STATES:
-                return o.ts
-        if base is not None and o.level is not None and o.level - base > tol:
-            high += 1
-            if high == 2:
-                return o.ts
-    return None
-
-
-def spare_packs(obs: list[Observation], spec: ConsumableSpec,
-                deliveries: Sequence[Delivery], now: datetime) -> float:
-    """Our delivered packs that have not shown up in the device yet (a cartridge waits on
-    the shelf until the one in the printer is empty). ``obs`` is sorted by time.
-
-    Newest delivery first; once one has shown up, older ones are taken as used."""
-    past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now), key=_TS)
-    tol = _refill_tol(spec)
-    spare = 0.0
-    for d in reversed(past):
-        if _absorbed(obs, d.ts, tol) is not None:
-            break
-        spare += d.packs
-    return spare
 
 
 def _anchor(obs: list[Observation], spec: ConsumableSpec) -> tuple[float, float] | None:
