@@ -218,7 +218,10 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
+def rig(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
+    """Broker, sandbox, devices, HA stand-in and a running agent; ``request.param``
+    (indirect parametrization) adds lines to the agent's ``[household]`` section."""
+    household_extra = getattr(request, "param", "")
     users = dict(BROKER_USERS, agent=CANARY_MQTT_PASSWORD)
     with LocalBroker(tmp_path / "broker", users=users) as broker, \
             VendorSandbox(token=CANARY_TOKEN) as sandbox:
@@ -236,6 +239,7 @@ require_synced_clock = false
 [household]
 sync_interval_s = {TICK}
 proposal_ttl_h = {TTL_H}
+{household_extra}
 """)
         ha = Peer(broker, "household", (f"{PREFIX}/#", f"{HOUSEHOLD}/#"))
         devices = {d: Peer(broker, d) for d in ("printer-1", "fridge-1")}
@@ -465,7 +469,7 @@ def test_approve_places_exactly_one_order_and_removes_the_buttons(rig: Rig) -> N
 def test_press_after_expiry_places_nothing(rig: Rig) -> None:
     wait_discovered(rig)
     # Created so that it expires a few seconds from now: HA sees it, then it lapses.
-    created = datetime.now(UTC) - timedelta(hours=TTL_H) + timedelta(seconds=4)
+    created = datetime.now(UTC) - timedelta(hours=TTL_H) + timedelta(seconds=8)
     it = rig.propose(created=created)
     ref = proposal_ref(it)
     buttons = wait_buttons(rig, ref)
@@ -530,3 +534,20 @@ def test_homeassistant_online_reannounces_everything_with_stable_ids(rig: Rig) -
                             "announcement after restart")
     ids = {t: json.loads(before[t])["unique_id"] for t in wanted if t.startswith(PREFIX)}
     assert {t: json.loads(restarted[t])["unique_id"] for t in ids} == ids
+
+
+@pytest.mark.parametrize("rig", ["homeassistant = false"], indirect=True)
+def test_phone_app_without_discovery_approves_by_proposal_id(rig: Rig) -> None:
+    online = {f"{HOUSEHOLD}/devices/{d}/availability" for d in ("printer-1", "fridge-1")}
+    wait_topics(rig.ha.retained, online, "availability")
+    it = rig.propose()
+    ref = proposal_ref(it)
+    topic = f"{HOUSEHOLD}/proposals/{ref}"
+    view = ProposalView.model_validate_json(wait_topics(rig.ha.retained, {topic}, ref)[topic])
+
+    command = json.dumps({"ref": view.proposal_id, "source": "phone"})
+    assert rig.ha.publish(f"{HOUSEHOLD}/commands/approve", command) < 128
+    wait_for(lambda: rig.intent(it.id).state is State.PLACED, "order placed")
+    wait_for(lambda: topic not in rig.ha.retained(), "proposal cleared")
+    assert len(rig.sandbox.orders()) == 1
+    assert not [m.topic for m in rig.ha.messages() if m.topic.startswith(f"{PREFIX}/")]
