@@ -115,7 +115,8 @@ def level_estimate(
     """Rate and level from numeric level readings (fine sensors or coarse steps)."""
     quantum = detect_quantum(levels[-60:], capacity)
     refill_tol = 0.5 * quantum if quantum is not None else 0.08 * capacity
-    s = clean_levels(times, levels, capacity, away, deliveries, refill_tol)
+    s = clean_levels(times, levels, capacity, away, deliveries, refill_tol,
+                     discard=quantum is None)
     if quantum is not None:
         return _coarse(s, quantum, capacity, now, away)
     return _fine(s, capacity, now, away)

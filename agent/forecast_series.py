@@ -25,7 +25,7 @@ class UseSeries:
     spans: list[float]  # active days of each such interval
     ends: list[float]  # real end time of each such interval
     refills: list[float]  # real times at which a refill was detected
-    spikes: int  # readings dropped as spikes
+    spikes: int  # readings dropped as spikes, and drops taken as discarded stock
     pending_drop: bool  # the newest reading is an unconfirmed drop (held out)
 
 
@@ -63,9 +63,14 @@ def overlap(t0: float, t1: float, away: list[Interval]) -> float:
 def _is_spike(prev: float, levels: list[float], i: int, tol: float) -> bool:
     """Reading ``i`` is off from ``prev`` while the next one, or the one after that, is
     back: a lifted jug (one or two readings) rather than use or a refill."""
-    if abs(levels[i] - prev) <= tol:
+    cur = levels[i]
+    if abs(cur - prev) <= tol:
         return False
     n = len(levels)
+    if i + 1 < n and (cur - prev) * (levels[i + 1] - cur) < 0 and abs(levels[i + 1] - cur) > tol:
+        # A V (or inverted V): far more gone in one interval than anyone uses, and back
+        # up at once: the jug was lifted out while new milk went in.
+        return True
     for j in (i + 1, i + 2):
         if j >= n:
             return False
@@ -81,6 +86,7 @@ def clean_levels(
     away: list[Interval],
     deliveries: list[float],
     refill_tol: float,
+    discard: bool = True,
 ) -> UseSeries:
     """Reject spikes, detect refills, and accumulate use over active time.
 
@@ -88,7 +94,8 @@ def clean_levels(
     it (or when it is the newest reading, or a known delivery came in just before it);
     a lone excursion that the next reading undoes is a spike. A big drop in the newest
     reading, inside a short gap, is held out until the next reading confirms it: a
-    lifted milk jug reads zero once.
+    lifted milk jug reads zero once. With ``discard`` (fine-grained sensors), a drop
+    larger than a refill within a few hours is spoiled stock thrown out, not use.
     """
     n = len(times)
     keep_t: list[float] = []
@@ -119,11 +126,18 @@ def clean_levels(
     spans: list[float] = []
     ends: list[float] = []
     refills: list[float] = []
+    discards = 0
     for k in range(1, len(keep_t)):
         t0 = keep_t[k - 1]
         t1 = keep_t[k]
         active = (t1 - t0) - overlap(t0, t1, away)
         d = keep_l[k] - keep_l[k - 1]
+        if discard and -d > refill_tol and t1 - t0 < 0.25:
+            # A batch gone within a few hours is spoiled stock thrown out, not use.
+            discards += 1
+            tau.append(tau[-1] + active)
+            cum.append(cum[-1])
+            continue
         if d > refill_tol:
             # Use inside a refill interval is unknowable: cut it out of the time axis too,
             # so the slope is not biased by a stretch of "no use".
@@ -137,7 +151,8 @@ def clean_levels(
             uses.append(-d)
             spans.append(active)
             ends.append(t1)
-    return UseSeries(tau, cum, keep_t, keep_l, uses, spans, ends, refills, spikes, pending)
+    return UseSeries(tau, cum, keep_t, keep_l, uses, spans, ends, refills, spikes + discards,
+                     pending)
 
 
 def _delivered(deliveries: list[float], t0: float, t1: float) -> bool:

@@ -17,7 +17,8 @@ import logging
 import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -107,6 +108,7 @@ class HouseholdLink:
         self.stats = LinkStats()
         self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue(MAX_QUEUED_COMMANDS)
         self._known: dict[int, tuple[State, str | None]] | None = None
+        self._last_reminder: int | None = None
         self._devices: dict[str, DeviceInfo] = {}
         self._proposals: dict[str, Intent] = {}
         self._reannounce = True
@@ -210,6 +212,17 @@ class HouseholdLink:
         for state in states:
             self.publish(consumable_message(state))
         self._sync_intents(ledger.intents(), now, reannounce)
+        self._sync_reminders(ledger.reminders())
+
+    def _sync_reminders(self, reminders: Sequence[dict[str, Any]]) -> None:
+        """Publish reminders stored since the last sync (not the backlog after a restart)."""
+        newest = max((int(r["id"]) for r in reminders), default=0)
+        if self._last_reminder is not None:
+            for r in reminders:
+                if int(r["id"]) > self._last_reminder:
+                    at = datetime.fromtimestamp(float(r["ts"]), UTC)
+                    self.reminder(str(r["consumable"]), str(r["kind"]), str(r["message"]), at)
+        self._last_reminder = max(newest, self._last_reminder or 0)
 
     def _sync_intents(self, intents: Sequence[Intent], now: datetime, reannounce: bool) -> None:
         first = self._known is None
@@ -220,7 +233,7 @@ class HouseholdLink:
             if it.state is State.PROPOSED and now < it.created_at + self.proposal_ttl:
                 open_proposals[proposal_ref(it)] = it
             if not first and known.get(it.id) != key:
-                self._announce(it, now)
+                self._announce(it, known.get(it.id), now)
             known[it.id] = key
         self._known = known
         for ref in self._proposals.keys() - open_proposals.keys():
@@ -232,9 +245,13 @@ class HouseholdLink:
                 self._send(self._buttons(it))
         self._proposals = open_proposals
 
-    def _announce(self, it: Intent, now: datetime) -> None:
+    def _announce(self, it: Intent, before: tuple[State, str | None] | None,
+                  now: datetime) -> None:
         kind = _EVENTS.get(it.state)
-        if it.state is State.PLACED and it.order_status == "shipped":
+        if it.state is State.PLACED and before is not None and before[0] is State.PLACED:
+            # Within PLACED only the step to shipped is news (pending -> confirmed is not).
+            if it.order_status != "shipped":
+                return
             kind = EventKind.ORDER_SHIPPED
         if kind is None:
             return

@@ -223,8 +223,12 @@ class Dispatcher:
         consent = self.ledger.consent(it.consumable)
         mode = consent.mode if consent else Mode.MONITOR
         spent = self.ledger.spent_this_month(it.consumable, now, exclude=it.id)
-        auth = may_resend(consent.mandate if consent else None, mode, it.mode, it.proposal,
-                          spent, now)
+        if consent is None or consent.audit_id > (it.audit_id or 0):
+            # Consent changed (revoked, re-granted, expired) after this order was sent:
+            # what allowed it is gone, so it is never resent, only looked up.
+            auth = Authorization(Verdict.NOTHING, ("consent changed after sending",))
+        else:
+            auth = may_resend(consent.mandate, mode, it.mode, it.proposal, spent, now)
         if auth.verdict is not Verdict.PLACE:
             settled = (it.last_sent_at or now) + self.settle
             if now < settled:

@@ -30,7 +30,8 @@ from agent.policy import LeadTime, plan_reorder
 from agent.protocol import CoarseState, Unit
 
 REVIEW = timedelta(days=1)
-SERVICE_LEVEL = 0.95
+SERVICE_LEVEL = 0.98  # the agent's target: P(no run-out before a delivery) per order
+ORACLE_SERVICE_LEVEL = 0.95  # the oracle's only uncertainty is lead time and daily noise
 
 
 @dataclass
@@ -154,7 +155,7 @@ class OraclePolicy:
         fc = Forecast(view.now, level, 0.0, rate, 0.0, tte, Confidence.HIGH, 1.0, "truth",
                       False, incoming, 0.0, curve)
         plan = plan_reorder(fc, view.spec, view.now, view.lead, review_interval=REVIEW,
-                            service_level=SERVICE_LEVEL, away=view.away,
+                            service_level=ORACLE_SERVICE_LEVEL, away=view.away,
                             max_packs=view.packs_per_order)
         return Decision(plan.packs if plan.order_now else 0, tte)
 
