@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.consent import Mode
 from agent.errors import ConsentError
 from agent.ingest import HouseholdRoute
 from agent.ledger import Intent, Ledger, State
@@ -253,12 +254,17 @@ class HouseholdLink:
             if it.order_status != "shipped":
                 return
             kind = EventKind.ORDER_SHIPPED
+        if it.state is State.QUEUED and it.mode is Mode.AUTO and it.send_after is not None:
+            kind = EventKind.ORDER_ANNOUNCED
         if kind is None:
             return
         device, item = _device_of(it.consumable)
         text = f"{kind.value.replace('_', ' ')}: {it.quantity}x {it.name or it.sku}"
         if kind is EventKind.PROPOSAL:
             text += f" at {it.unit_price} {it.currency} each, approve or cancel"
+        elif kind is EventKind.ORDER_ANNOUNCED and it.send_after is not None:
+            text += (f" at {it.unit_price} {it.currency} each goes out "
+                     f"{it.send_after:%Y-%m-%d %H:%M} UTC unless you cancel")
         elif kind is EventKind.PROBLEM:
             text = f"order {it.id} {it.state.value}: {it.reason or 'see replenish orders'}"
         ref = proposal_ref(it) if kind is EventKind.PROPOSAL else f"o{it.id}"

@@ -48,6 +48,7 @@ class EventKind(StrEnum):
     REMINDER = "reminder"
     CARE_TIP = "care_tip"
     PROPOSAL = "proposal"
+    ORDER_ANNOUNCED = "order_announced"  # auto order in its pre-notice window
     ORDER_PLACED = "order_placed"
     ORDER_SHIPPED = "order_shipped"
     ORDER_DELIVERED = "order_delivered"

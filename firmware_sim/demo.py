@@ -30,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.cli import main as replenish
 from agent.config import load_settings
+from agent.logs import setup_logging
 from agent.service import AgentService
 from firmware_sim.broker import LocalBroker
 from firmware_sim.household import Household
@@ -47,8 +48,11 @@ CONSENT = [
 ]
 
 
+_SCREEN = sys.stdout  # the phone's thread prints while a CLI call captures sys.stdout
+
+
 def _say(text: str) -> None:
-    print(text, flush=True)
+    print(text, file=_SCREEN, flush=True)
 
 
 def cli(config: Path, *args: str, now: datetime, quiet: bool = False) -> tuple[int, str]:
@@ -79,11 +83,14 @@ class HouseholdWatcher:
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
         self.count = 0
+        self.reminded: set[tuple[str, str]] = set()  # (device, consumable) to buy
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
             body = json.loads(msg.payload)
             self.count += 1
+            if body["kind"] == "reminder":
+                self.reminded.add((body["device_id"], body["consumable_id"]))
             _say(f"  [phone] {body['at'][:16]} {body['kind']:<16} {body['message']}")
         except (ValueError, KeyError):
             pass
@@ -151,6 +158,15 @@ def demo_world(state: Path) -> Iterator[tuple[Household, SimClock, LocalBroker, 
         yield household, clock, broker, vendor, write_config(state, broker, vendor, token)
 
 
+def buy_after_reminders(watcher: HouseholdWatcher, household: Household,
+                        now: datetime) -> None:
+    """``remind`` mode: the household reads the reminder and buys a pack itself."""
+    while watcher.reminded:
+        device_id, consumable_id = watcher.reminded.pop()
+        household.deliver(device_id, consumable_id, 1, now + timedelta(days=1))
+        _say(f"  [household] bought a pack for {device_id}/{consumable_id} after the reminder")
+
+
 def approve_proposals(config: Path, now: datetime) -> None:
     """The household approves the fridge's proposals from the CLI, as they come in."""
     code, out = cli(config, "orders", "list", "--json", now=now, quiet=True)
@@ -167,6 +183,7 @@ def run(days: int, seconds_per_day: float, state: Path) -> int:
     with demo_world(state) as (household, clock, broker, vendor, config):
         _say(f"broker on {broker.host}:{broker.port}, sandbox vendor at {vendor.url}, "
              f"database {state / 'agent.db'}")
+        setup_logging("INFO", (state / "agent.log").open("a"), journal=False)
         service = AgentService(load_settings(config), clock=clock.now)
         service.start(background_jobs=False)
         watcher = HouseholdWatcher(broker)
@@ -191,9 +208,11 @@ def run(days: int, seconds_per_day: float, state: Path) -> int:
                     if now - last_decision >= DECIDE_EVERY:
                         last_decision = now
                         service.decide()
+                        service.sync_household()  # the phone sees the proposal first
                         approve_proposals(config, now)
                         service.dispatch()
                     service.sync_household()
+                    buy_after_reminders(watcher, household, now)
                     pause = seconds_per_day * STEP / timedelta(days=1)
                     time.sleep(max(0.0, pause - (time.monotonic() - tick)))
             time.sleep(0.3)  # let the last notifications arrive
@@ -201,11 +220,11 @@ def run(days: int, seconds_per_day: float, state: Path) -> int:
             watcher.close()
             service.shutdown()
         _say("")
-        for args in (["status"], ["orders", "list"], ["audit", "verify"]):
+        for args in (["status"], ["orders", "list", "--all"], ["audit", "verify"]):
             cli(config, *args, now=clock.now())
             _say("")
         _say(f"vendor sandbox holds {len(vendor.orders())} orders; "
-             f"the phone saw {watcher.count} notifications")
+             f"the phone saw {watcher.count} notifications; agent log: {state / 'agent.log'}")
     return 0
 
 
