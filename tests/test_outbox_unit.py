@@ -258,3 +258,19 @@ def test_wrong_item_blocks_the_sku_and_asks_for_a_new_choice(
     with pytest.raises(ConsentError):
         ledger.report(it.id, "smelly", T0)
     assert json.loads(ledger.audit_records()[-1].body)["kind"] == "wrong-item"
+
+
+def test_regrant_after_revocation_does_not_revive_an_unanswered_order(
+        ledger: Ledger, vendor: FakeVendor, dispatcher: Dispatcher) -> None:
+    grant(ledger)
+    it = announce(ledger)
+    vendor.post_status = [500]
+    t = T0 + PRE_NOTICE
+    dispatcher.run_once(t)
+    ledger.revoke(CID, t + timedelta(seconds=1))
+    grant(ledger)  # the same mandate again: a new decision, not the old one
+    for minutes in range(1, 5):
+        dispatcher.run_once(t + timedelta(minutes=minutes))
+    assert vendor.order_posts == 1
+    assert ledger.intent(it.id).state is State.CANCELLED
+    assert "consent changed after sending" in (ledger.intent(it.id).reason or "")
