@@ -187,13 +187,13 @@ def _coarse(
         spread = median([abs(st - rate * g) for st, g in zip(steps, gaps, strict=True)])
         daily_sd = 1.4826 * spread / math.sqrt(max(median(gaps), 0.5))
     rate_sd = max(daily_sd / math.sqrt(max(xs[-1] - xs[0], 1.0)), 0.05 * rate)
-    # At the last crossing the true level sat on the step boundary, half a step above
-    # the reading on either rounding rule; then it fell at the rate.
-    boundary = after[-1] if exact else after[-1] + 0.5 * q
-    # The reading bounds the level when it was taken; use since then comes on top.
-    at_reading = boundary - rate * max(0.0, s.tau[-1] - xs[-1])
-    lo = reported if exact else max(0.0, reported - 0.5 * q)
-    at_reading = min(max(at_reading, lo), reported + q)
+    # At the last crossing the true level sat on the step boundary: the new reading if
+    # the gauge rounds up (the cautious guess: a gauge that rounds down only makes us
+    # order a step early), then it fell at the rate. The reading bounds the level when
+    # it was taken (a step either way, rounding unknown); use since then comes on top.
+    at_reading = after[-1] - rate * max(0.0, s.tau[-1] - xs[-1])
+    lo = reported if exact else max(0.0, reported - q)
+    at_reading = min(max(at_reading, lo), reported + q) if reported > 0 else 0.0
     stale = tau_now - s.tau[-1]
     level = max(0.0, at_reading - rate * stale)
     level_sd = (0.0 if exact else q / math.sqrt(12.0)) + rate_sd * max(0.0, since) \

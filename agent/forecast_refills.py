@@ -5,7 +5,6 @@ Pure helpers for :mod:`agent.forecast`. ``obs`` is always sorted by time.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -95,26 +94,6 @@ def refills(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
     return out[:1] if first_only else out
 
 
-def absorbed(obs: list[Observation], at: datetime, tol: float) -> datetime | None:
-    """When a delivery at ``at`` showed up in the device, or None if it has not yet:
-    a rise above the level just before it (median of three readings, so a lifted jug
-    does not count) seen in two readings, or a LOW state turning OK."""
-    i = bisect.bisect_left(obs, at, key=_TS)
-    before = [o.level for o in obs[max(0, i - 6):i] if o.level is not None][-3:]
-    was_low = low_signal(obs[:i])
-    base = sorted(before)[len(before) // 2] if before else None
-    high = 0
-    for o in obs[i:]:
-        if o.state is not None and o.state is not CoarseState.UNKNOWN:
-            if was_low and o.state not in LOW_STATES:
-                return o.ts
-        if base is not None and o.level is not None and o.level - base > tol:
-            high += 1
-            if high == 2:
-                return o.ts
-    return None
-
-
 def spare_packs(obs: list[Observation], spec: ConsumableSpec,
                 deliveries: Sequence[Delivery], now: datetime) -> float:
     """Our delivered packs that have not shown up in the device yet (a cartridge waits on
@@ -122,10 +101,9 @@ def spare_packs(obs: list[Observation], spec: ConsumableSpec,
 
     Newest delivery first; once one has shown up, older ones are taken as used."""
     past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now), key=_TS)
-    tol = refill_tol(spec)
     spare = 0.0
     for d in reversed(past):
-        if absorbed(obs, d.ts, tol) is not None:
+        if refills(obs, spec, d.ts - timedelta(hours=1), first_only=True):
             break
         spare += d.packs
     return spare
