@@ -113,3 +113,42 @@ def test_far_off_consumable_does_not_join(env: tuple[Store, Ledger, FakeVendor])
     auto(ledger, "printer-1/cyan")
     report = planner(store, ledger, vendor).run_once(NOW)
     assert report.announced == 1 and report.joined == []
+
+
+def fridge(store: Store, ledger: Ledger, cream_end: float) -> None:
+    """Milk runs out now; cream falls 50 g a day and ends at ``cream_end`` grams."""
+    msgs = [StateMessage(
+        device_id="fridge-1", seq=day, ts=T0 + timedelta(days=day), kind=DeviceKind.FRIDGE,
+        consumables=[
+            Consumable(id="milk", level=100.0 + 50 * (30 - day), unit=Unit.GRAMS,
+                       capacity=3000, sku="MILK-1L"),
+            Consumable(id="cream", level=cream_end + 50 * (30 - day), unit=Unit.GRAMS,
+                       capacity=3000, sku="MILK-1L")])
+        for day in range(31)]
+    store.write_batch(msgs, received_at=NOW.timestamp())
+    for cid in ("fridge-1/milk", "fridge-1/cream"):
+        ledger.set_consent(cid, Mode.CONFIRM, None, T0)
+
+
+@pytest.mark.parametrize(("price", "cream_end", "joins"), [
+    ("15.00", 300.0, True),  # 15 + 15 reaches the 29.00 threshold: shipping saved
+    ("10.00", 300.0, False),  # 10 + 10 stays below it: ordering early saves nothing
+    ("15.00", 1200.0, False),  # cream lasts ~3 weeks: far too early
+])
+def test_free_shipping_pulls_in_only_when_it_saves_money(
+        env: tuple[Store, Ledger, FakeVendor], price: str, cream_end: float,
+        joins: bool) -> None:
+    store, ledger, vendor = env
+    fridge(store, ledger, cream_end)
+    vendor.prices["MILK-1L"] = price
+    report = planner(store, ledger, vendor, consolidate_window=timedelta(0)).run_once(NOW)
+    assert (report.joined == ["fridge-1/cream"]) is joins
+    assert report.proposals == (2 if joins else 1)
+
+
+def test_away_period_holds_back_a_delivery(env: tuple[Store, Ledger, FakeVendor]) -> None:
+    store, ledger, vendor = env
+    fridge(store, ledger, 1200.0)
+    ledger.add_away(NOW, NOW + timedelta(days=5), "trip", "cli", NOW)
+    report = planner(store, ledger, vendor).run_once(NOW)
+    assert report.proposals == 0 and ledger.intents() == []
