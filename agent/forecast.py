@@ -296,28 +296,36 @@ def _level_or_state(
                           spec.capacity, spec.low_level, now_d, aw)
 
 
-def _anchor(obs: list[Observation], spec: ConsumableSpec) -> tuple[float, float] | None:
-    """A moment the level is known, for a counter to count from: the start of the
-    newest LOW (level = LOW threshold) or the newest replacement (full), whichever is
-    later."""
+def _anchor(obs: list[Observation], spec: ConsumableSpec,
+            ) -> tuple[float, float, float | None] | None:
+    """A moment the level is known, for a counter to count from: ``(time, level,
+    counter then)`` at the newest replacement (full) or start of LOW, whichever is
+    later. The counter is the one read just before a replacement (pages printed on the
+    old cartridge are not counted against the new one twice: a slight overcount)."""
     later: Observation | None = None
     later_state: Observation | None = None
     tol = 0.3 * spec.capacity
     for o in reversed(obs):
         if o.level is not None:
             if later is not None and later.level is not None and later.level - o.level > tol:
-                return to_days(o.ts) * 0.5 + to_days(later.ts) * 0.5, spec.capacity
+                return (to_days(o.ts) * 0.5 + to_days(later.ts) * 0.5, spec.capacity,
+                        _counter(o))
             later = o
         if o.state is not None and o.state is not CoarseState.UNKNOWN:
             if later_state is not None:
                 was_low = o.state in LOW_STATES
                 is_low = later_state.state in LOW_STATES
                 if was_low and not is_low:
-                    return to_days(o.ts) * 0.5 + to_days(later_state.ts) * 0.5, spec.capacity
+                    return (to_days(o.ts) * 0.5 + to_days(later_state.ts) * 0.5,
+                            spec.capacity, _counter(o))
                 if is_low and not was_low:
-                    return to_days(later_state.ts), spec.low_level
+                    return to_days(later_state.ts), spec.low_level, _counter(later_state)
             later_state = o
     return None
+
+
+def _counter(o: Observation) -> float | None:
+    return None if o.counter is None else float(o.counter)
 
 
 def _confidence(est: Estimate) -> tuple[Confidence, float]:

@@ -208,13 +208,13 @@ def counter_estimate(
     per_unit: float,
     now: float,
     away: list[Interval],
-    anchor: tuple[float, float] | None,
+    anchor: tuple[float, float, float | None] | None,
 ) -> Estimate | None:
     """Rate (and level, given an anchor) from a usage counter times declared yield.
 
     ``per_unit`` converts one counter unit to level units (capacity / yield).
-    ``anchor`` is ``(time, level)`` of a known level, e.g. a full cartridge at a detected
-    replacement; the level now is the anchor minus the counted use since.
+    ``anchor`` is ``(time, level, counter then)`` of a known level, e.g. a full cartridge
+    at a detected replacement; the level now is the anchor minus the counted use since.
     """
     start = 0
     for i in range(1, len(counters)):
@@ -240,9 +240,9 @@ def counter_estimate(
     level: float | None = None
     level_sd = 0.0
     if anchor is not None:
-        t_a, lvl_a = anchor
+        t_a, lvl_a, c_known = anchor
         i = bisect.bisect_left(times, t_a)
-        c_a = counters[min(i, len(counters) - 1)] if i > 0 else counters[0]
+        c_a = c_known if c_known is not None else counters[min(i, len(counters) - 1)]
         elapsed = max(0.0, (now - times[-1]) - overlap(times[-1], now, away))
         used = (counters[-1] - c_a) * per_unit + rate * elapsed
         level = max(0.0, lvl_a - used)

@@ -109,6 +109,8 @@ class Dispatcher:
         if expired:
             log.info("outbox.expired consumables=%s", ",".join(expired))
         for it in self.ledger.due(now):
+            if it.vendor != self.vendor_name:
+                continue  # another vendor's dispatcher (one per vendor client) sends it
             try:
                 if it.state is State.QUEUED:
                     self._send_first(it, now, report)
