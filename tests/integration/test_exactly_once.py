@@ -41,20 +41,23 @@ def sandbox() -> Iterator[VendorSandbox]:
         yield running
 
 
-def _prepare(tmp_path: Path, intents: int) -> tuple[Path, Path]:
+def _prepare(tmp_path: Path) -> tuple[Path, Path]:
     db = tmp_path / "agent.db"
     token = tmp_path / "token"
     token.write_text(TOKEN)
-    ledger = Ledger.open(db)
-    now = datetime.now(UTC)
-    ledger.set_consent(
-        CID, Mode.AUTO, Mandate(skus=("TN-2420",), max_unit_price=Decimal("100")), now
-    )
-    for _ in range(intents):
-        prop = Proposal(CID, "sandbox", "TN-2420", 1, 1, Decimal("64.90"))
-        ledger.create_intent(prop, Mode.AUTO, State.QUEUED, now, send_after=now)
-    ledger.close()
+    with closing(Ledger.open(db)) as ledger:
+        ledger.set_consent(CID, Mode.AUTO, Mandate(skus=("TN-2420",),
+                                                   max_unit_price=Decimal("100")),
+                           datetime.now(UTC))
     return db, token
+
+
+def _add_intents(db: Path, count: int) -> None:
+    with closing(Ledger.open(db)) as ledger:
+        now = datetime.now(UTC)
+        for _ in range(count):
+            prop = Proposal(CID, "sandbox", "TN-2420", 1, 1, Decimal("64.90"))
+            ledger.create_intent(prop, Mode.AUTO, State.QUEUED, now, send_after=now)
 
 
 class Workers:
@@ -91,13 +94,15 @@ class Workers:
 
 def run_with_kills(tmp_path: Path, sandbox: VendorSandbox, *, intents: int, kills: int,
                    control: bool, seed: int) -> tuple[Counter[str], int, int]:
-    """Kill a dispatcher ``kills`` times, then let one finish.
+    """Kill a dispatcher ``kills`` times, then let one finish; ``intents`` more intents
+    are queued whenever a dispatcher drains the outbox before its kill.
 
     Returns orders per intent, kills done, and kills that left an order attempt with an
     unknown outcome (committed as sending, no answer recorded): the kills that matter.
     """
     rng = random.Random(seed)
-    db, token = _prepare(tmp_path, intents)
+    db, token = _prepare(tmp_path)
+    _add_intents(db, intents)
     workers = Workers(db, sandbox.url, token, control)
     done = mid_order = 0
     try:
@@ -112,7 +117,8 @@ def run_with_kills(tmp_path: Path, sandbox: VendorSandbox, *, intents: int, kill
                 pass
             status = workers.wait()
             if os.WIFEXITED(status):
-                break  # it drained the outbox before the kill
+                _add_intents(db, intents)  # it drained the outbox before the kill
+                continue
             done += 1
             with closing(Ledger.open(db)) as ledger:
                 mid_order += bool(ledger.intents([State.SENDING]))
@@ -123,8 +129,9 @@ def run_with_kills(tmp_path: Path, sandbox: VendorSandbox, *, intents: int, kill
     ledger = Ledger.open(db)
     states = Counter(i.state for i in ledger.intents())
     ledger.close()
-    assert states == {State.PLACED: intents}
+    assert set(states) == {State.PLACED}
     per_intent = Counter(o.client_ref or "?" for o in sandbox.orders())
+    assert len(per_intent) == sum(states.values()), "every intent has its order"
     return per_intent, done, mid_order
 
 
@@ -135,7 +142,7 @@ def test_one_order_per_intent_across_sigkills(tmp_path: Path, sandbox: VendorSan
     )
     assert kills >= 50
     assert interrupted >= 5, "kills must land while orders are in flight"
-    assert len(per_intent) == 30
+    assert len(per_intent) >= 30
     assert set(per_intent.values()) == {1}, per_intent
     keys = Counter(o.idempotency_key for o in sandbox.orders())
     assert set(keys.values()) == {1}
@@ -146,5 +153,5 @@ def test_control_minting_a_key_per_attempt_duplicates(
     tmp_path: Path, sandbox: VendorSandbox
 ) -> None:
     per_intent, _, _ = run_with_kills(tmp_path, sandbox, intents=30, kills=20, control=True, seed=5)
-    assert len(per_intent) == 30
+    assert len(per_intent) >= 30
     assert max(per_intent.values()) > 1, "the harness must be able to see duplicates"
