@@ -44,6 +44,7 @@ from agent.forecast_refills import (
     LOW_STATES,
     fresh_batches,
     low_signal,
+    refills,
     spare_packs,
     usable_level,
 )
@@ -51,7 +52,7 @@ from agent.forecast_series import Interval, merge_intervals
 from agent.protocol import CoarseState, Unit
 
 DAY = 86_400.0
-MAX_READINGS_PER_DAY = 6  # more than this is thinned before fitting (budget: < 1 ms)
+MAX_READINGS_PER_DAY = 4  # more than this is thinned before fitting (budget: < 1 ms)
 _TS = attrgetter("ts")
 HISTORY_DAYS = 366.0  # nothing older matters: coarse steps look back a year at most
 
@@ -170,8 +171,8 @@ def _thin(obs: list[Observation], days: float) -> list[Observation]:
     if len(obs) <= limit:
         return obs
     step = len(obs) / limit
-    idx = sorted({len(obs) - 1 - int(i * step) for i in range(limit)})
-    return [obs[i] for i in idx]
+    last = len(obs) - 1
+    return [obs[last - int(i * step)] for i in range(limit - 1, -1, -1)]
 
 
 def _since(obs: list[Observation], t0: datetime) -> list[Observation]:
@@ -196,7 +197,12 @@ def forecast(
     past = sorted(to_days(d.ts) for d in deliveries if d.ts <= now)
     incoming = tuple(sorted((d for d in deliveries if d.ts > now), key=lambda d: d.ts))
     low = low_signal(obs)
-    spare = spare_packs(obs, spec, deliveries, now)
+    # Perishables need every refill within their shelf life; the same scan tells which
+    # of our recent deliveries have shown up.
+    life = timedelta(days=spec.shelf_life_days) if spec.shelf_life_days else None
+    fresh = refills(obs, spec, now - life) if spec.perishable and life else None
+    known = (now - life, fresh) if life is not None and fresh is not None else None
+    spare = spare_packs(obs, spec, deliveries, now, known)
     est = _estimate(obs, spec, now, now_d, aw, past)
     if est is None:
         return Forecast(now, None, 0.0, None, 0.0, (None, None, None),
@@ -212,7 +218,7 @@ def forecast(
                         rate_sd=est.rate_sd, daily_sd=est.daily_sd, weekday=est.weekday,
                         away=aw)
     usable = level
-    batches = fresh_batches(obs, spec, now, level)
+    batches = fresh_batches(fresh, life, now, level) if fresh and life else None
     if batches is not None:
         usable = usable_level(batches, curve)
     tte = run_out_quantiles(curve, usable, est.level_sd)

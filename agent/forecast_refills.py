@@ -40,20 +40,24 @@ def refill_tol(spec: ConsumableSpec) -> float:
 
 
 def _jump_at(window: list[Point], tol: float) -> tuple[datetime, float] | None:
-    """``(time, amount)`` if ``window`` (newest first: after2, after, low, before,
+    """``(time, amount)`` if ``window`` (newest first: after3, after2, after, low, before,
     before2) shows a refill: ``after`` well above the level before it, confirmed by
-    ``after2``. A dip of one or two readings just before (the jug lifted out while the
-    new one goes in) is skipped: the rise is measured from the reading before the dip."""
-    after2, after, low, before, before2 = (w[1] for w in window[:5])
+    ``after2`` or ``after3``. A dip of one or two readings (the jug lifted out while the
+    new one goes in) is skipped on either side: the rise is measured from the reading
+    before the dip, and one low reading after the rise does not undo it."""
+    after3, after2, after, low, before, before2 = (w[1] for w in window[:6])
     if after is None or low is None:
         return None
     base = low
     for b in (before, before2):
         if b is not None and b - base > tol:
             base = b
-    if after - base <= tol or (after2 is not None and after2 - base <= tol):
+    if after - base <= tol:
         return None
-    return window[1][0], after - base
+    confirm = [a for a in (after2, after3) if a is not None]
+    if confirm and max(confirm) - base <= tol:
+        return None
+    return window[2][0], after - base
 
 
 def refills(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
@@ -62,18 +66,24 @@ def refills(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
     level jumps (see :func:`_jump_at`) or a state going from LOW/EMPTY back to OK (one
     pack). Scans back from the newest reading, so ``first_only`` is cheap."""
     tol = refill_tol(spec)
-    # The placeholder stands for "no reading yet after the newest": a jump there counts.
-    window: list[Point] = [(stop, None)]
+    # Placeholders stand for "no reading yet after the newest": a jump there counts.
+    window: list[Point] = [(stop, None), (stop, None)]
     later_state: Observation | None = None
     out: list[tuple[datetime, float]] = []
+    extra = 0  # readings older than ``stop``: only the level before the first refill
     for o in reversed(obs):
-        if o.ts < stop:
-            break
+        if o.ts < stop and o.level is not None:
+            extra += 1
+            if extra > 3:
+                break
         if o.level is not None:
             window.append((o.ts, o.level))
-            if len(window) > 5:
+            if len(window) > 6:
                 window.pop(0)
-            hit = _jump_at(window, tol) if len(window) == 5 else None
+            after = window[2][1] if len(window) == 6 else None
+            # Cheap test first: a refill needs ``after`` well above the reading before it.
+            hit = (_jump_at(window, tol) if after is not None and window[3][1] is not None
+                   and after - window[3][1] > tol and window[2][0] >= stop else None)
             if hit is not None:
                 out.append(hit)
                 if first_only:
@@ -87,39 +97,64 @@ def refills(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
             later_state = o
     # The oldest readings scanned have no predecessors to rule out a dip.
     window += [(stop, None), (stop, None)]
-    for k in range(max(0, len(window) - 6), len(window) - 4):
-        hit = _jump_at(window[k:k + 5], tol)
-        if hit is not None:
+    for k in range(max(0, len(window) - 7), len(window) - 5):
+        hit = _jump_at(window[k:k + 6], tol)
+        if hit is not None and hit[0] >= stop:
             out.append(hit)
     return out[:1] if first_only else out
 
 
-def spare_packs(obs: list[Observation], spec: ConsumableSpec,
-                deliveries: Sequence[Delivery], now: datetime) -> float:
-    """Our delivered packs that have not shown up in the device yet (a cartridge waits on
-    the shelf until the one in the printer is empty). ``obs`` is sorted by time.
+def _empty_now(obs: list[Observation], spec: ConsumableSpec) -> datetime | None:
+    """If the device has read empty for the last day: a day before the newest reading."""
+    if not obs:
+        return None
+    since = obs[-1].ts - timedelta(days=1)
+    seen = False
+    for o in reversed(obs):
+        if o.ts < since:
+            return since if seen else None
+        if o.level is not None and o.level > 0.02 * spec.capacity:
+            return None
+        if o.state is not None and o.state not in (CoarseState.EMPTY, CoarseState.UNKNOWN):
+            return None
+        seen = seen or o.level is not None or o.state is CoarseState.EMPTY
+    return None
 
-    Newest delivery first; once one has shown up, older ones are taken as used."""
+
+def spare_packs(obs: list[Observation], spec: ConsumableSpec,
+                deliveries: Sequence[Delivery], now: datetime,
+                known: tuple[datetime, list[tuple[datetime, float]]] | None = None) -> float:
+    """Our delivered packs that have not shown up in the device yet (a cartridge waits on
+    the shelf until the one in the printer is empty). ``obs`` is sorted by time;
+    ``known`` optionally gives ``(since, refills found since)`` to save a scan.
+
+    Newest delivery first: it has shown up once any refill followed it, however long it
+    waited on the shelf; older ones are then taken as used."""
     past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now), key=_TS)
     spare = 0.0
+    empty = _empty_now(obs, spec)
     for d in reversed(past):
-        if refills(obs, spec, d.ts - timedelta(hours=1), first_only=True):
+        if empty is not None and d.ts < empty:
+            break  # empty for a day since it came: it is not on the shelf (any more)
+        since = d.ts - timedelta(hours=1)
+        if known is not None and since >= known[0]:
+            seen = any(t >= since for t, _ in known[1])
+        else:
+            seen = bool(refills(obs, spec, since, first_only=True))
+        if seen:
             break
         spare += d.packs
     return spare
 
 
-def fresh_batches(obs: list[Observation], spec: ConsumableSpec, now: datetime,
+def fresh_batches(found: list[tuple[datetime, float]], life: timedelta, now: datetime,
                   level: float) -> list[tuple[float, float]] | None:
-    """A perishable's stock split into batches by refill, oldest first, as ``(days until
-    it spoils, amount)``; None when not perishable or no refill was seen within its life.
+    """A perishable's stock split into batches by the refills ``found`` within its shelf
+    ``life`` (newest first), oldest batch first, as ``(days until it spoils, amount)``;
+    None when no refill was seen.
 
     FIFO: the newest refills make up the top of the current level. Stock older than every
     refill seen is taken to spoil with the oldest batch seen."""
-    if not spec.perishable or spec.shelf_life_days is None:
-        return None
-    life = timedelta(days=spec.shelf_life_days)
-    found = refills(obs, spec, now - life)
     if not found:
         return None
     day = timedelta(days=1)

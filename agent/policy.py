@@ -121,17 +121,18 @@ def plan_reorder(
     if _p_empty(fc, extra, 0.0, lead_time) > risk:
         latest = 0.0
     else:
-        lo, hi = 0.0, _SEARCH_DAYS
-        if _p_empty(fc, extra, hi, lead_time) <= risk:
-            return ReorderPlan(False, 0, None, None, "no run-out within a year", p_wait)
-        for _ in range(30):
+        # Bracket by doubling, then bisect to a few minutes: about 20 evaluations.
+        lo, hi = 0.0, 1.0
+        while _p_empty(fc, extra, hi, lead_time) <= risk:
+            lo, hi = hi, 2.0 * hi
+            if hi > _SEARCH_DAYS:
+                return ReorderPlan(False, 0, None, None, "no run-out within a year", p_wait)
+        while hi - lo > 0.01:
             mid = 0.5 * (lo + hi)
             if _p_empty(fc, extra, mid, lead_time) > risk:
                 hi = mid
             else:
                 lo = mid
-            if hi - lo < 0.01:
-                break
         latest = lo
     latest_at = now + timedelta(days=latest)
     if latest >= review:

@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    seeds = args.seeds or (2 if args.quick else 30)
-    days = args.days or (180 if args.quick else 365)
-    ets_seeds = args.ets_seeds if args.ets_seeds is not None else (0 if args.quick else 5)
+    seeds = args.seeds or (1 if args.quick else 30)
+    days = args.days or (150 if args.quick else 365)
+    ets_seeds = args.ets_seeds if args.ets_seeds is not None else (0 if args.quick else 3)
     have_ets = ets_available()
     chosen = [f for f in FAMILIES if not args.families or f.name in args.families.split(",")]
     tasks = [(f.name, s, days, have_ets and s < ets_seeds) for f in chosen
@@ -72,12 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     if not have_ets:
         notes.append("AutoETS skipped: statsforecast is not installed "
                      "(pip install statsforecast to include it)")
+    elif ets_seeds <= 0:
+        notes.append("AutoETS not run (--ets-seeds 0)")
     elif ets_seeds < seeds:
         notes.append(f"AutoETS ran on the first {min(ets_seeds, seeds)} seeds of each family "
-                     "only (about 0.1 s per fit)")
+                     "only (about 0.1 s per fit); compare it with the other policies on "
+                     "those seeds only")
     targets = check_targets(summary)
     meta: dict[str, Any] = {
-        "command": "python -m bench.forecast" + (" --quick" if args.quick else ""),
+        "command": "python -m bench.forecast " + " ".join(argv if argv is not None
+                                                           else sys.argv[1:]),
         "seeds": seeds, "days": days, "families": [f.name for f in chosen],
         "family_descriptions": {f.name: f.description for f in chosen},
         "wall_seconds": round(wall, 1), "notes": notes, "python": sys.version.split()[0],

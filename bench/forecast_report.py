@@ -130,7 +130,8 @@ def markdown(meta: dict[str, Any], summary: dict[str, dict[str, dict[str, Any]]]
     lines += [f"- {n}" for n in meta["notes"]]
     lines += ["", "Supply at arrival: days of use left (device + shelf) when a delivery "
               "arrives. Orders: per item-year, (ideal = annual use / order size). "
-              "TTE MAE: absolute error of the median time-to-empty, by true horizon.", ""]
+              "TTE MAE: absolute error of the median time-to-empty, by true horizon. ms/decision: "
+              "CPU time of forecast plus decision per item and review.", ""]
     head = ("| policy | stockout d/item-yr | supply at arrival mean (p10-p90) | orders/yr "
             "(ideal) | artifact/yr | TTE MAE 1-3 / 4-7 / 8-14 / 15-30 d | ms/decision |")
     for fam, pols in summary.items():
