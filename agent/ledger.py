@@ -432,8 +432,17 @@ class Ledger:
 
     def mark_sending(self, intent_id: int, allowed_by: int, now: datetime,
                      retry_at: datetime) -> Intent:
-        """Committed before each order call: counts the attempt, names its authority."""
+        """Committed before each order call: counts the attempt, names its authority.
+
+        The attempt's audit record points at the record that allowed it (the grant or
+        the approval), so every order call can be explained afterwards.
+        """
         with self._tx():
+            it = self._get(intent_id)
+            self._audit("order_sent", it.consumable, {
+                "intent": it.id, "key": it.idem_key, "attempt": it.attempts + 1,
+                "allowed_by": allowed_by, "sku": it.sku, "quantity": it.quantity,
+                "max_unit_price": str(it.unit_price)}, now)
             self.conn.execute(
                 "UPDATE intents SET state='sending', attempts=attempts+1, audit_id=?, "
                 "first_sent_at=COALESCE(first_sent_at, ?), last_sent_at=?, next_attempt_at=?, "

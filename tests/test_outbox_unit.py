@@ -64,6 +64,8 @@ def test_auto_order_waits_for_the_pre_notice_then_goes_out_once(
     placed = [r for r in ledger.audit_records() if r.kind == "order_placed"][-1]
     assert placed.fields()["allowed_by"] == grant_id
     assert placed.fields()["key"] == it.idem_key
+    [sent] = [r for r in ledger.audit_records() if r.kind == "order_sent"]
+    assert sent.fields()["allowed_by"] == grant_id and sent.id < placed.id
     dispatcher.run_once(T0 + PRE_NOTICE + timedelta(minutes=5))
     assert vendor.order_posts == 1
 
