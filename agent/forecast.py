@@ -241,8 +241,9 @@ def _estimate(
     recent = _since(obs, now - timedelta(days=LONG_WINDOW_DAYS + 1))
     lv = [o for o in recent if o.level is not None]
     if spec.yield_per_pack:
-        ctr = [o for o in _since(obs, long_ago) if o.counter is not None]
-        ctr = _thin(_since(ctr, now - timedelta(days=2 * LONG_WINDOW_DAYS)), 70.0)
+        ctr = [o for o in _since(obs, now - timedelta(days=2 * LONG_WINDOW_DAYS))
+               if o.counter is not None]
+        ctr = _thin(ctr, 2 * LONG_WINDOW_DAYS)
         if len(ctr) >= 2:
             anchor = _anchor(_since(obs, long_ago), spec)
             est = counter_estimate(

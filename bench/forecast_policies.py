@@ -9,6 +9,7 @@ Only the oracle reads the simulator's ground truth.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -213,8 +214,11 @@ class AutoETSPolicy:
         if len(use) < 14:
             return Decision(0)
         horizon = math.ceil(view.lead.mean_days + REVIEW / timedelta(days=1))
-        res = self._model(season_length=7).forecast(y=self._np.asarray(use, dtype=float),
-                                                    h=horizon, level=[90])
+        with warnings.catch_warnings():
+            # Flat stretches of use make its variance estimate divide by zero: harmless.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = self._model(season_length=7).forecast(
+                y=self._np.asarray(use, dtype=float), h=horizon, level=[90])
         hi = float(sum(max(0.0, v) for v in res["hi-90"]))
         mean = float(sum(max(0.0, v) for v in res["mean"]))
         tte = level / (mean / horizon) if mean > 0 else None
