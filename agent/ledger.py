@@ -431,14 +431,22 @@ class Ledger:
             return self._get(it.id)
 
     def mark_sending(self, intent_id: int, allowed_by: int, now: datetime,
-                     retry_at: datetime) -> Intent:
+                     retry_at: datetime, consent_seen: int | None) -> Intent | None:
         """Committed before each order call: counts the attempt, names its authority.
 
-        The attempt's audit record points at the record that allowed it (the grant or
-        the approval), so every order call can be explained afterwards.
+        ``consent_seen`` is the consent record the caller authorized against; if the
+        intent was cancelled or the consent changed since, nothing is written and None
+        comes back (check and commit are one transaction, so a revocation either lands
+        before it and stops the call, or after it and stops every later call). The
+        attempt's audit record points at the record that allowed it.
         """
         with self._tx():
             it = self._get(intent_id)
+            row = self.conn.execute("SELECT audit_id FROM consent WHERE consumable=?",
+                                    (it.consumable,)).fetchone()
+            if it.state not in (State.QUEUED, State.SENDING) or (
+                    (row[0] if row else None) != consent_seen):
+                return None
             self._audit("order_sent", it.consumable, {
                 "intent": it.id, "key": it.idem_key, "attempt": it.attempts + 1,
                 "allowed_by": allowed_by, "sku": it.sku, "quantity": it.quantity,

@@ -36,7 +36,7 @@ from agent.consent import (
     may_send_approved,
 )
 from agent.errors import ConsentError, VendorError, VendorFinal, VendorRetryable
-from agent.ledger import PENDING, Intent, Ledger, State
+from agent.ledger import PENDING, Consent, Intent, Ledger, State
 from agent.vendor import CatalogItem, Order, OrderRequest, OrderStatus, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,8 @@ class Dispatcher:
         it = self.ledger.intent(it.id)  # consent may have changed during the catalog call
         if it.state is not State.QUEUED:
             return
-        auth, allowed_by = self._authorize(it, offer, now)
+        consent = self.ledger.consent(it.consumable)
+        auth, allowed_by = self._authorize(it, consent, offer, now)
         if auth.verdict in (Verdict.NOTHING, Verdict.REMIND):
             report.cancelled += 1
             self.ledger.finish(it.id, State.CANCELLED, auth.why, now, "order_cancelled")
@@ -161,7 +162,7 @@ class Dispatcher:
         if offer.price != it.unit_price:
             # Within the mandate; the ceiling sent is the price just checked.
             it = self.ledger.reprice(it.id, offer.price, now)
-        self._place(it, allowed_by, now, report)
+        self._place(it, allowed_by, consent.audit_id if consent else None, now, report)
 
     def _current_offer(self, offer: CatalogItem) -> CatalogItem:
         """What the household should be shown: the substitute when the SKU is out."""
@@ -172,9 +173,8 @@ class Dispatcher:
                 log.warning("outbox.substitute lookup failed: %s", err)
         return offer
 
-    def _authorize(self, it: Intent, offer: CatalogItem,
+    def _authorize(self, it: Intent, consent: Consent | None, offer: CatalogItem,
                    now: datetime) -> tuple[Authorization, int]:
-        consent = self.ledger.consent(it.consumable)
         mode = consent.mode if consent else Mode.MONITOR
         if it.mode is Mode.AUTO:
             spent = self.ledger.spent_this_month(it.consumable, now, exclude=it.id)
@@ -183,8 +183,15 @@ class Dispatcher:
                     consent.audit_id if consent else 0)
         return may_send_approved(it.proposal, offer, mode), it.audit_id or 0
 
-    def _place(self, it: Intent, allowed_by: int, now: datetime, report: PassReport) -> None:
-        it = self.ledger.mark_sending(it.id, allowed_by, now, now + self.settle)
+    def _place(self, it: Intent, allowed_by: int, consent_seen: int | None, now: datetime,
+               report: PassReport) -> None:
+        sent = self.ledger.mark_sending(it.id, allowed_by, now, now + self.settle,
+                                        consent_seen)
+        if sent is None:
+            log.info("outbox.held intent=%d: consent or intent changed; next pass decides",
+                     it.id)
+            return
+        it = sent
         report.sent += 1
         log.info("outbox.send intent=%d key=%s audit=%d attempt=%d sku=%s qty=%d",
                  it.id, it.idem_key, allowed_by, it.attempts, it.sku, it.quantity)
@@ -242,7 +249,7 @@ class Dispatcher:
                                "order_cancelled")
             return
         allowed_by = consent.audit_id if consent and it.mode is Mode.AUTO else it.audit_id
-        self._place(it, allowed_by or 0, now, report)
+        self._place(it, allowed_by or 0, consent.audit_id if consent else None, now, report)
 
     def _lookup(self, it: Intent) -> Order | None:
         """The vendor's order for this intent's key (it outlives the key's replay window)."""

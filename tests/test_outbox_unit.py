@@ -276,3 +276,30 @@ def test_regrant_after_revocation_does_not_revive_an_unanswered_order(
     assert vendor.order_posts == 1
     assert ledger.intent(it.id).state is State.CANCELLED
     assert "consent changed after sending" in (ledger.intent(it.id).reason or "")
+
+
+def test_revocation_racing_the_send_stops_the_call(
+        ledger: Ledger, vendor: FakeVendor, dispatcher: Dispatcher) -> None:
+    grant(ledger)
+    it = announce(ledger)
+    original = vendor.handle
+    path = ledger_path(ledger)
+
+    def revoke_during_catalog(request):  # type: ignore[no-untyped-def]
+        response = original(request)
+        if request.url.path.startswith("/v1/catalog/"):
+            # Another process (the CLI) revokes between the check and the commit.
+            other = Ledger.open(path)
+            other.revoke(CID, T0 + PRE_NOTICE)
+            other.close()
+        return response
+
+    vendor.handle = revoke_during_catalog  # type: ignore[method-assign]
+    dispatcher.vendor = vendor.client()
+    dispatcher.run_once(T0 + PRE_NOTICE)
+    assert vendor.order_posts == 0
+    assert ledger.intent(it.id).state is State.CANCELLED
+
+
+def ledger_path(ledger: Ledger) -> str:
+    return str(ledger.conn.execute("PRAGMA database_list").fetchone()[2])
