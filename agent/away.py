@@ -87,16 +87,21 @@ def parse_ics(text: str, zone: tzinfo = UTC) -> list[AwayEvent]:
     """The absences in an iCalendar text (events not marked away are skipped)."""
     events: list[AwayEvent] = []
     current: dict[str, tuple[dict[str, str], str]] | None = None
+    nested = 0  # inside a VALARM (or other component) of the event: not its properties
     for line in _unfold(text):
         name, params, value = _split(line)
         if name == "BEGIN" and value.upper() == "VEVENT":
-            current = {}
+            current, nested = {}, 0
+        elif name == "BEGIN" and current is not None:
+            nested += 1
         elif name == "END" and value.upper() == "VEVENT" and current is not None:
             event = _event(current, zone)
             if event is not None:
                 events.append(event)
             current = None
-        elif current is not None and name not in current:
+        elif name == "END" and current is not None:
+            nested = max(0, nested - 1)
+        elif current is not None and not nested and name not in current:
             current[name] = (params, value)
     return events
 
