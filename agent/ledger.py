@@ -360,10 +360,18 @@ class Ledger:
                          exclude: int | None = None) -> Decimal:
         rows = self._q(
             "SELECT unit_price, quantity, total FROM intents WHERE consumable=? AND "
-            "state IN ('sending', 'placed', 'delivered') AND created_at >= ? AND id != ?",
+            "state IN ('sending', 'placed', 'delivered') "
+            "AND COALESCE(first_sent_at, created_at) >= ? AND id != ?",
             (consumable, ts(month_start(now)), exclude if exclude is not None else -1))
         return sum((Decimal(r["total"]) if r["total"] is not None
                     else Decimal(r["unit_price"]) * r["quantity"] for r in rows), Decimal(0))
+
+    def declined_since(self, consumable: str, since: datetime) -> bool:
+        """Whether the household cancelled an unsent order of ``consumable`` since then."""
+        rows = self._q("SELECT 1 FROM intents WHERE consumable=? AND state='cancelled' AND "
+                       "attempts=0 AND reason LIKE 'cancelled by household%' AND updated_at >= ?",
+                       (consumable, ts(since)))
+        return bool(rows)
 
     def approve(self, intent_id: int, now: datetime) -> Intent:
         """The household approves a proposal: it goes out on the next dispatcher pass."""

@@ -151,6 +151,8 @@ class Planner:
             return None
         if self.ledger.intents([State.PROPOSED, State.QUEUED, State.SENDING], key):
             return None  # already in the household's or the dispatcher's hands
+        if self.ledger.declined_since(key, now - self.review_interval):
+            return None  # the household just said "not now": ask again next review
         blocked = self.ledger.blocked_skus(key)
         sku = first_allowed(consent.mandate, [row["sku"]] if row["sku"] else [], blocked)
         offer = self._offer(sku)

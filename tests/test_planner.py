@@ -100,8 +100,9 @@ def test_consolidation_window_pulls_in_a_soon_due_consumable(
     alone = planner(store, ledger, vendor, consolidate_window=timedelta(0),
                     free_shipping_slack=timedelta(0)).run_once(NOW)
     assert alone.joined == [] and alone.announced == 1
-    for it in ledger.intents():
-        ledger.cancel_pending(it.id, NOW)
+    for cid in ("printer-1/black", "printer-1/cyan"):
+        ledger.revoke(cid, NOW)
+        auto(ledger, cid)
     joined = planner(store, ledger, vendor, consolidate_window=timedelta(days=10)).run_once(NOW)
     assert joined.joined == ["printer-1/cyan"] and joined.announced == 2
 
@@ -152,3 +153,15 @@ def test_away_period_holds_back_a_delivery(env: tuple[Store, Ledger, FakeVendor]
     ledger.add_away(NOW, NOW + timedelta(days=5), "trip", "cli", NOW)
     report = planner(store, ledger, vendor).run_once(NOW)
     assert report.proposals == 0 and ledger.intents() == []
+
+
+def test_household_not_now_is_respected_until_the_next_review(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    store, ledger, vendor = env
+    history(store, {"black": 6.0})
+    ledger.set_consent("printer-1/black", Mode.CONFIRM, None, T0)
+    plan = planner(store, ledger, vendor)
+    assert plan.run_once(NOW).proposals == 1
+    ledger.cancel_pending(ledger.intents()[0].id, NOW)
+    assert plan.run_once(NOW + timedelta(hours=2)).proposals == 0
+    assert plan.run_once(NOW + timedelta(hours=25)).proposals == 1
