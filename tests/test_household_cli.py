@@ -116,3 +116,10 @@ def test_audit_verify_exit_codes(cli) -> None:  # type: ignore[no-untyped-def]
     code, out = cli("audit", "verify", "--json")
     assert code == 3 and json.loads(out)["first_bad_id"] == 1
     assert "consent_set" in cli("audit", "show")[1]
+
+
+def test_commands_act_at_the_simulated_now(cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("REPLENISH_NOW", "2030-01-02T03:04:05+00:00")
+    cli("consent", "set", "fridge-1/milk", "confirm")
+    row = json.loads(cli("consent", "show", "--json")[1])[0]
+    assert row["updated_at"] == "2030-01-02T03:04:05+00:00"
