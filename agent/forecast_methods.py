@@ -22,8 +22,10 @@ from agent.forecast_series import (
 from agent.forecast_stats import median, robust_daily_variance, theil_sen
 
 LONG_WINDOW_DAYS = 35.0  # enough weeks for weekday factors, short enough to follow a move
-RECENT_WINDOWS_DAYS = (8.0, 4.0)  # what a step change looks like first
+# Recent windows checked for a step change in use: (days, only rises count).
+RECENT_WINDOWS = ((8.0, False), (4.0, False), (2.5, True))
 COARSE_HISTORY_DAYS = 365.0  # coarse steps are rare: look back further for crossings
+DAILY_CV_FLOOR = 0.35  # least day-to-day spread of use, relative to the rate
 MAX_POINTS = 36  # points fed to Theil-Sen (pairs grow as n^2)
 
 
@@ -133,22 +135,33 @@ def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Es
     span = xs[-1] - xs[0]
     daily_sd = _daily_sd(xs, ys, rate, capacity)
     basis = "theil-sen on refill-adjusted use"
-    # Step changes: the shortest recent window that disagrees clearly with the long one.
-    for window in RECENT_WINDOWS_DAYS:
-        rx = [x for x in xs if x >= tau_end - window]
-        if len(rx) < 3 or rx[-1] - rx[0] < 0.6 * window or span < window + 3:
+    # Step changes: a recent window that clearly disagrees with the long one. Longer
+    # windows are more reliable; the shortest only counts rises (running out costs more
+    # than ordering a little early).
+    for window, rises_only in RECENT_WINDOWS:
+        i = bisect.bisect_left(s.tau, tau_end - window)
+        rx = s.tau[i:]
+        if len(rx) < 4 or rx[-1] - rx[0] < 0.8 * window or span < window + 3:
             continue
-        recent, _ = theil_sen(rx, ys[-len(rx):])
+        ry = s.cum[i:]
+        recent, _ = theil_sen(rx, ry)
         r_span = rx[-1] - rx[0]
-        if abs(recent - rate) > 3.0 * daily_sd / math.sqrt(r_span) + 0.15 * abs(rate):
+        # Noise judged within the window: around the old rate a step looks like noise.
+        noise = min(daily_sd, _daily_sd(rx, ry, recent, capacity))
+        limit = 3.0 * noise / math.sqrt(r_span) + 0.15 * abs(rate)
+        if recent - rate > limit or (not rises_only and rate - recent > limit):
             rate = recent
             span = r_span
+            daily_sd = max(noise, _daily_sd(rx, ry, recent, capacity))
             basis = "theil-sen on use since a step change"
             break
     rate = max(rate, 0.0)
     weekday = _weekday_factors(s, rate, s.real[-1] - LONG_WINDOW_DAYS)
     if weekday is not None:
         basis += ", weekday pattern"
+    # Households are rarely steadier than this from one day to the next; a sample of a
+    # few calm weeks would otherwise promise more than the next week keeps.
+    daily_sd = max(daily_sd, DAILY_CV_FLOOR * rate)
     rate_sd = max(daily_sd / math.sqrt(max(span, 1.0)), 0.03 * rate)
     elapsed = max(0.0, (now - s.real[-1]) - overlap(s.real[-1], now, away))
     level = max(0.0, s.level[-1] - rate * elapsed)

@@ -119,6 +119,13 @@ def clean_levels(
                 continue
         keep_t.append(times[i])
         keep_l.append(cur)
+    if (not pending and len(keep_l) >= 3 and keep_l[-1] <= 0.02 * capacity
+            and keep_l[-2] <= 0.02 * capacity and keep_l[-3] - keep_l[-2] > refill_tol
+            and keep_t[-1] - keep_t[-3] < 0.5):
+        # The two newest readings near zero right after a normal one: a jug lifted out
+        # for a while. Hold both out until a third confirms the drop.
+        del keep_t[-2:], keep_l[-2:]
+        pending = True
 
     tau = [0.0]
     cum = [0.0]
@@ -127,11 +134,17 @@ def clean_levels(
     ends: list[float] = []
     refills: list[float] = []
     discards = 0
+    empty = 0.01 * capacity
     for k in range(1, len(keep_t)):
         t0 = keep_t[k - 1]
         t1 = keep_t[k]
         active = (t1 - t0) - overlap(t0, t1, away)
         d = keep_l[k] - keep_l[k - 1]
+        if keep_l[k] <= empty and keep_l[k - 1] <= empty:
+            # Out of stock: nothing could be used, so the time says nothing about demand.
+            tau.append(tau[-1])
+            cum.append(cum[-1])
+            continue
         if discard and -d > refill_tol and t1 - t0 < 0.25:
             # A batch gone within a few hours is spoiled stock thrown out, not use.
             discards += 1
