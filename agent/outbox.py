@@ -129,9 +129,10 @@ class Dispatcher:
         return report
 
     def _final(self, it: Intent, err: VendorFinal, now: datetime, report: PassReport) -> None:
-        if it.state is State.PLACED:
-            # The order exists; a refused status lookup must not end our record of it.
-            log.warning("outbox.follow intent=%d refused: %s", it.id, err)
+        if it.state in (State.PLACED, State.SENDING):
+            # An order exists or may exist: a refused lookup (a revoked token, say) must
+            # not end our record of it, so keep looking at the polling pace.
+            log.error("outbox.lookup intent=%d refused: %s", it.id, err)
             self.ledger.retry_later(it.id, now + self.poll_interval, str(err), now)
             return
         report.failed += 1

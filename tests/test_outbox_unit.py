@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from agent.consent import Mandate, Mode, Proposal
@@ -303,3 +304,25 @@ def test_revocation_racing_the_send_stops_the_call(
 
 def ledger_path(ledger: Ledger) -> str:
     return str(ledger.conn.execute("PRAGMA database_list").fetchone()[2])
+
+
+def test_refused_lookup_keeps_an_unknown_outcome_open(
+        ledger: Ledger, vendor: FakeVendor, dispatcher: Dispatcher) -> None:
+    grant(ledger)
+    it = announce(ledger)
+    vendor.post_status, vendor.commit_before_error = [500], True
+    t = T0 + PRE_NOTICE
+    dispatcher.run_once(t)
+    original = vendor.handle
+
+    def unauthorized(request):  # type: ignore[no-untyped-def]
+        return httpx.Response(401, json={"error": "unauthorized"})
+
+    vendor.handle = unauthorized  # type: ignore[method-assign]
+    dispatcher.vendor = vendor.client()
+    dispatcher.run_once(t + timedelta(minutes=1))
+    assert ledger.intent(it.id).state is State.SENDING  # not failed: an order may exist
+    vendor.handle = original  # type: ignore[method-assign]
+    dispatcher.vendor = vendor.client()
+    dispatcher.run_once(t + timedelta(hours=2))
+    assert ledger.intent(it.id).state is State.PLACED and vendor.order_posts == 1
