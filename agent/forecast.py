@@ -166,13 +166,16 @@ def away_days(away: Sequence[Away]) -> list[Interval]:
 
 
 def _thin(obs: list[Observation], days: float) -> list[Observation]:
-    """Keep at most MAX_READINGS_PER_DAY per day on average, always keeping the newest."""
+    """Keep at most MAX_READINGS_PER_DAY per day on average. The newest few readings are
+    all kept: whether a drop is confirmed or a lifted jug depends on each of them."""
     limit = int(max(days, 1.0) * MAX_READINGS_PER_DAY)
     if len(obs) <= limit:
         return obs
-    step = len(obs) / limit
-    last = len(obs) - 1
-    return [obs[last - int(i * step)] for i in range(limit - 1, -1, -1)]
+    keep = 6
+    head = obs[:-keep]
+    step = len(head) / (limit - keep)
+    last = len(head) - 1
+    return [head[last - int(i * step)] for i in range(limit - keep - 1, -1, -1)] + obs[-keep:]
 
 
 def _since(obs: list[Observation], t0: datetime) -> list[Observation]:
