@@ -15,144 +15,34 @@ import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from agent import audit
 from agent.consent import Mandate, Mode, Proposal, month_start
 from agent.errors import ConsentError, StoreError
+from agent.ledger_rows import (
+    FEEDBACK_KINDS,
+    OPEN,
+    PENDING,
+    SPENDING,
+    Consent,
+    Intent,
+    State,
+    consent_from_row,
+    dt,
+    epoch,
+    intent_from_row,
+    mandate_json,
+    ts,
+)
 from agent.store import Store
 
+__all__ = ["FEEDBACK_KINDS", "OPEN", "PENDING", "Consent", "Intent", "Ledger", "State"]
+
 log = logging.getLogger(__name__)
-
-
-class State(StrEnum):
-    PROPOSED = "proposed"  # waiting for the household's approval
-    QUEUED = "queued"  # allowed; goes out at send_after (pre-notice for auto)
-    SENDING = "sending"  # the key may have reached the vendor: reconcile before resend
-    PLACED = "placed"  # the vendor holds the order; followed until delivery
-    DELIVERED = "delivered"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"  # the vendor refused it (price above max, out of stock)
-    FAILED = "failed"  # the vendor refused the request for good
-
-
-PENDING = (State.PROPOSED, State.QUEUED)
-OPEN = (State.PROPOSED, State.QUEUED, State.SENDING, State.PLACED)
-SPENDING = (State.SENDING, State.PLACED, State.DELIVERED)
-FEEDBACK_KINDS = ("wrong-item", "damaged", "not-needed")
-
-
-def ts(when: datetime) -> float:
-    return when.timestamp()
-
-
-def dt(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
-
-
-@dataclass(slots=True, frozen=True)
-class Consent:
-    consumable: str
-    mode: Mode
-    mandate: Mandate | None
-    audit_id: int
-    updated_at: datetime
-
-
-@dataclass(slots=True, frozen=True)
-class Intent:
-    """One purchase intent (an outbox row)."""
-
-    id: int
-    consumable: str
-    vendor: str
-    sku: str
-    name: str | None
-    quantity: int
-    pack_size: int
-    unit_price: Decimal
-    currency: str
-    mode: Mode
-    state: State
-    idem_key: str
-    audit_id: int | None
-    reason: str | None
-    created_at: datetime
-    send_after: datetime | None
-    next_attempt_at: datetime | None
-    attempts: int
-    first_sent_at: datetime | None
-    last_sent_at: datetime | None
-    order_id: str | None
-    order_status: str | None
-    total: Decimal | None
-    cancel_until: datetime | None
-    expected_delivery: datetime | None
-    delivered_at: datetime | None
-
-    @property
-    def proposal(self) -> Proposal:
-        return Proposal(self.consumable, self.vendor, self.sku, self.quantity, self.pack_size,
-                        self.unit_price, self.name or "", self.currency)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in self.__slots__:
-            value = getattr(self, name)
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            elif isinstance(value, Decimal):
-                value = str(value)
-            out[name] = value
-        return out
-
-
-_DT_COLS = ("created_at", "send_after", "next_attempt_at", "first_sent_at", "last_sent_at",
-            "cancel_until", "expected_delivery", "delivered_at")
-
-
-def _intent(row: sqlite3.Row) -> Intent:
-    d = dict(row)
-    d.pop("updated_at")
-    for col in _DT_COLS:
-        d[col] = dt(d[col])
-    d["unit_price"] = Decimal(d["unit_price"])
-    d["total"] = None if d["total"] is None else Decimal(d["total"])
-    d["mode"] = Mode(d["mode"])
-    d["state"] = State(d["state"])
-    return Intent(**d)
-
-
-def _mandate_json(m: Mandate | None) -> dict[str, Any] | None:
-    if m is None:
-        return None
-    return {"skus": list(m.skus), "vendor": m.vendor,
-            "max_unit_price": None if m.max_unit_price is None else str(m.max_unit_price),
-            "max_quantity": m.max_quantity,
-            "monthly_budget": None if m.monthly_budget is None else str(m.monthly_budget),
-            "expires_at": None if m.expires_at is None else m.expires_at.isoformat()}
-
-
-def _consent(row: sqlite3.Row) -> Consent:
-    mode = Mode(row["mode"])
-    skus = tuple(json.loads(row["skus"]))
-    mandate = None
-    if skus:
-        mandate = Mandate(
-            skus=skus, vendor=row["vendor"],
-            max_unit_price=None if row["max_unit_price"] is None
-            else Decimal(row["max_unit_price"]),
-            max_quantity=row["max_quantity"],
-            monthly_budget=None if row["monthly_budget"] is None
-            else Decimal(row["monthly_budget"]),
-            expires_at=dt(row["expires_at"]))
-    return Consent(row["consumable"], mode, mandate, row["audit_id"],
-                   dt(row["updated_at"]) or datetime.min)
 
 
 class Ledger:
@@ -222,10 +112,10 @@ class Ledger:
 
     def consent(self, consumable: str) -> Consent | None:
         rows = self._q("SELECT * FROM consent WHERE consumable=?", (consumable,))
-        return _consent(rows[0]) if rows else None
+        return consent_from_row(rows[0]) if rows else None
 
     def consents(self) -> list[Consent]:
-        return [_consent(r) for r in self._q("SELECT * FROM consent ORDER BY consumable")]
+        return [consent_from_row(r) for r in self._q("SELECT * FROM consent ORDER BY consumable")]
 
     def mode(self, consumable: str) -> Mode:
         c = self.consent(consumable)
@@ -240,7 +130,7 @@ class Ledger:
         with self._tx():
             old = self.consent(consumable)
             rid = self._audit("consent_set", consumable, {
-                "mode": mode.value, "mandate": _mandate_json(mandate),
+                "mode": mode.value, "mandate": mandate_json(mandate),
                 "previous_mode": old.mode.value if old else None}, now)
             m = mandate
             self.conn.execute(
@@ -277,7 +167,7 @@ class Ledger:
         for c in expired:
             with self._tx():
                 rid = self._audit("mandate_expired", c.consumable,
-                                  {"expires_at": _mandate_json(c.mandate)}, now)
+                                  {"expires_at": mandate_json(c.mandate)}, now)
                 self.conn.execute("UPDATE consent SET mode='confirm', audit_id=?, updated_at=? "
                                   "WHERE consumable=?", (rid, ts(now), c.consumable))
                 self._cancel_pending(c.consumable, "mandate expired", rid, now,
@@ -324,16 +214,14 @@ class Ledger:
                  allowed_by if allowed_by is not None else rid, reason, ts(now),
                  ts(send_after) if send_after else None,
                  ts(send_after) if send_after else None, ts(now)))
-            return self._get(int(cur.lastrowid or 0))
+            return self.intent(int(cur.lastrowid or 0))
 
-    def _get(self, intent_id: int) -> Intent:
+    def intent(self, intent_id: int) -> Intent:
+        """One intent by id (ConsentError when there is none)."""
         rows = self.conn.execute("SELECT * FROM intents WHERE id=?", (intent_id,)).fetchall()
         if not rows:
             raise ConsentError(f"no order {intent_id}")
-        return _intent(rows[0])
-
-    def intent(self, intent_id: int) -> Intent:
-        return self._get(intent_id)
+        return intent_from_row(rows[0])
 
     def intents(self, states: Sequence[State] | None = None,
                 consumable: str | None = None) -> list[Intent]:
@@ -344,7 +232,7 @@ class Ledger:
         if consumable:
             sql += " AND consumable=?"
             params.append(consumable)
-        return [_intent(r) for r in self._q(sql + " ORDER BY id", params)]
+        return [intent_from_row(r) for r in self._q(sql + " ORDER BY id", params)]
 
     def open_intents(self, consumable: str) -> list[Intent]:
         return self.intents(OPEN, consumable)
@@ -354,15 +242,15 @@ class Ledger:
         rows = self._q(
             "SELECT * FROM intents WHERE state IN ('queued', 'sending', 'placed') "
             "AND COALESCE(next_attempt_at, 0) <= ? ORDER BY id", (ts(now),))
-        return [_intent(r) for r in rows]
+        return [intent_from_row(r) for r in rows]
 
     def spent_this_month(self, consumable: str, now: datetime,
                          exclude: int | None = None) -> Decimal:
+        """What this month's orders of ``consumable`` cost (unknown outcomes included)."""
         rows = self._q(
-            "SELECT unit_price, quantity, total FROM intents WHERE consumable=? AND "
-            "state IN ('sending', 'placed', 'delivered') "
-            "AND COALESCE(first_sent_at, created_at) >= ? AND id != ?",
-            (consumable, ts(month_start(now)), exclude if exclude is not None else -1))
+            "SELECT unit_price, quantity, total FROM intents WHERE consumable=? AND state IN "
+            "(?, ?, ?) AND COALESCE(first_sent_at, created_at) >= ? AND id != ?",
+            (consumable, *SPENDING, ts(month_start(now)), -1 if exclude is None else exclude))
         return sum((Decimal(r["total"]) if r["total"] is not None
                     else Decimal(r["unit_price"]) * r["quantity"] for r in rows), Decimal(0))
 
@@ -376,7 +264,7 @@ class Ledger:
     def approve(self, intent_id: int, now: datetime) -> Intent:
         """The household approves a proposal: it goes out on the next dispatcher pass."""
         with self._tx():
-            it = self._get(intent_id)
+            it = self.intent(intent_id)
             if it.state is not State.PROPOSED:
                 raise ConsentError(f"order {intent_id} is {it.state.value}, not proposed")
             rid = self._audit("order_approved", it.consumable, {
@@ -386,12 +274,12 @@ class Ledger:
                 "UPDATE intents SET state='queued', mode='confirm', audit_id=?, send_after=?, "
                 "next_attempt_at=?, updated_at=? WHERE id=?",
                 (rid, ts(now), ts(now), ts(now), it.id))
-            return self._get(it.id)
+            return self.intent(it.id)
 
     def cancel_pending(self, intent_id: int, now: datetime, who: str = "household") -> Intent:
         """Cancel an intent that has not been sent yet (inside the pre-notice window)."""
         with self._tx():
-            it = self._get(intent_id)
+            it = self.intent(intent_id)
             if it.state not in PENDING:
                 raise ConsentError(f"order {intent_id} is {it.state.value}; cannot cancel here")
             rid = self._audit("order_cancelled", it.consumable,
@@ -399,7 +287,7 @@ class Ledger:
             self.conn.execute("UPDATE intents SET state='cancelled', reason=?, audit_id=?, "
                               "updated_at=? WHERE id=?", (f"cancelled by {who}", rid, ts(now),
                                                           it.id))
-            return self._get(it.id)
+            return self.intent(it.id)
 
     def repropose(self, intent_id: int, proposal: Proposal, reasons: Sequence[str],
                   now: datetime) -> Intent:
@@ -409,7 +297,7 @@ class Ledger:
         the new body gets a new key (a vendor refuses a key reused with another body).
         """
         with self._tx():
-            it = self._get(intent_id)
+            it = self.intent(intent_id)
             if it.attempts:
                 raise ConsentError(f"order {intent_id} was already sent")
             key = str(uuid.uuid4())
@@ -424,19 +312,19 @@ class Ledger:
                 "next_attempt_at=NULL, updated_at=? WHERE id=?",
                 (p.sku, p.name, str(p.unit_price), p.currency, p.pack_size, p.quantity, key,
                  rid, "; ".join(reasons), ts(now), it.id))
-            return self._get(it.id)
+            return self.intent(it.id)
 
     def reprice(self, intent_id: int, price: Decimal, now: datetime) -> Intent:
         """Adopt the current catalog price (already checked against the mandate)."""
         with self._tx():
-            it = self._get(intent_id)
+            it = self.intent(intent_id)
             if it.attempts:
                 raise ConsentError(f"order {intent_id} was already sent")
             self._audit("order_repriced", it.consumable, {
                 "intent": it.id, "old": str(it.unit_price), "new": str(price)}, now)
             self.conn.execute("UPDATE intents SET unit_price=?, updated_at=? WHERE id=?",
                               (str(price), ts(now), it.id))
-            return self._get(it.id)
+            return self.intent(it.id)
 
     def mark_sending(self, intent_id: int, allowed_by: int, now: datetime,
                      retry_at: datetime, consent_seen: int | None) -> Intent | None:
@@ -449,7 +337,7 @@ class Ledger:
         attempt's audit record points at the record that allowed it.
         """
         with self._tx():
-            it = self._get(intent_id)
+            it = self.intent(intent_id)
             row = self.conn.execute("SELECT audit_id FROM consent WHERE consumable=?",
                                     (it.consumable,)).fetchone()
             if it.state not in (State.QUEUED, State.SENDING) or (
@@ -464,7 +352,7 @@ class Ledger:
                 "first_sent_at=COALESCE(first_sent_at, ?), last_sent_at=?, next_attempt_at=?, "
                 "updated_at=? WHERE id=?",
                 (allowed_by, ts(now), ts(now), ts(retry_at), ts(now), intent_id))
-            return self._get(intent_id)
+            return self.intent(intent_id)
 
     def retry_later(self, intent_id: int, at: datetime, why: str, now: datetime) -> None:
         with self._tx():
@@ -477,7 +365,7 @@ class Ledger:
         expected_delivery, sku, unit_price); rejected orders end the intent."""
         rejected = order["status"] == "rejected"
         with self._tx():
-            it = self._get(intent_id)
+            it = self.intent(intent_id)
             rid = self._audit("order_rejected" if rejected else "order_placed", it.consumable,
                               {"intent": it.id, "order": order["id"], "key": it.idem_key,
                                "status": order["status"], "total": str(order["total"]),
@@ -489,29 +377,29 @@ class Ledger:
                 "updated_at=? WHERE id=?",
                 ("rejected" if rejected else "placed", order["id"], order["status"],
                  None if rejected else str(order["total"]),
-                 _epoch(order.get("cancel_until")), _epoch(order.get("expected_delivery")),
+                 epoch(order.get("cancel_until")), epoch(order.get("expected_delivery")),
                  None if rejected else ts(poll_at), order.get("reject_reason") or f"audit {rid}",
                  ts(now), it.id))
-            return self._get(it.id)
+            return self.intent(it.id)
 
     def finish(self, intent_id: int, state: State, why: str, now: datetime,
                kind: str) -> Intent:
         """End an intent (cancelled, failed) with its audit record."""
         with self._tx():
-            it = self._get(intent_id)
+            it = self.intent(intent_id)
             rid = self._audit(kind, it.consumable, {"intent": it.id, "reason": why,
                                                      "order": it.order_id}, now)
             self.conn.execute("UPDATE intents SET state=?, reason=?, next_attempt_at=NULL, "
                               "updated_at=? WHERE id=?", (state.value, f"{why} (audit {rid})",
                                                           ts(now), it.id))
-            return self._get(it.id)
+            return self.intent(it.id)
 
     def update_status(self, intent_id: int, status: str, expected: datetime | None,
                       delivered: datetime | None, poll_at: datetime | None,
                       now: datetime) -> Intent:
         """Record a followed order's status; delivery and vendor cancellation are audited."""
         with self._tx():
-            it = self._get(intent_id)
+            it = self.intent(intent_id)
             state = {"delivered": State.DELIVERED, "cancelled": State.CANCELLED,
                      "rejected": State.REJECTED}.get(status, State.PLACED)
             if state is not State.PLACED and it.state is State.PLACED:
@@ -523,7 +411,7 @@ class Ledger:
                 (state.value, status, ts(expected) if expected else None,
                  ts(delivered) if delivered else None,
                  ts(poll_at) if poll_at and state is State.PLACED else None, ts(now), it.id))
-            return self._get(it.id)
+            return self.intent(it.id)
 
     def expected_deliveries(self, consumable: str) -> list[tuple[datetime, int]]:
         """(when, packs) of our orders for ``consumable``: arrived and still expected."""
@@ -540,7 +428,7 @@ class Ledger:
         if kind not in FEEDBACK_KINDS:
             raise ConsentError(f"feedback must be one of {', '.join(FEEDBACK_KINDS)}")
         with self._tx():
-            it = self._get(intent_id)
+            it = self.intent(intent_id)
             if it.state not in (State.PLACED, State.DELIVERED):
                 raise ConsentError(f"order {intent_id} is {it.state.value}; nothing to report")
             rid = self._audit("order_feedback", it.consumable,
@@ -609,11 +497,3 @@ class Ledger:
         rows = self._q("SELECT id, start, end, label FROM away_periods ORDER BY start")
         return [(r["id"], dt(r["start"]) or datetime.min, dt(r["end"]) or datetime.min,
                  r["label"] or "") for r in rows]
-
-
-def _epoch(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return datetime.fromisoformat(str(value)).timestamp()
