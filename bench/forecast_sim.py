@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent.forecast import Away, Delivery, Observation, to_days
+from agent.forecast_series import merge_intervals, overlap
 from agent.policy import LeadTime
 from agent.protocol import CoarseState
 from bench.forecast_policies import ItemView
@@ -71,6 +72,7 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
     lead = LeadTime(hh.lead_time.mean_days, hh.lead_time.sd_days)
     lead_rng = random.Random(seed * 7919 + 17)
     away = [Away(a, b) for a, b in hh.usage.away]
+    away_days = merge_intervals([(to_days(a), to_days(b)) for a, b in hh.usage.away])
     devices = {d.device_id: d for d in hh.devices}
     keys = [(it.device_id, it.consumable_id) for it in items]
     obs: dict[tuple[str, str], list[Observation]] = {k: [] for k in keys}
@@ -157,9 +159,12 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
         r = res[key]
         for begin, stop in dev.stockouts(key[1]):
             stop = min(stop or end, end)
+            begin = max(begin, start)
             if stop > begin:
-                r.stockout_days += (stop - max(begin, start)) / timedelta(days=1)
-                r.stockouts.append((to_days(max(begin, start)), to_days(stop)))
+                # Only time at home counts: an empty fridge harms nobody on holiday.
+                gone = overlap(to_days(begin), to_days(stop), away_days)
+                r.stockout_days += (stop - begin) / timedelta(days=1) - gone
+                r.stockouts.append((to_days(begin), to_days(stop)))
         r.use = cum[key][-1]
         r.tte_pairs = _tte_pairs(hours, dev_level[key], cum[key], predictions[key])
         if keep_trace:
