@@ -167,7 +167,19 @@ def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Es
     level = max(0.0, s.level[-1] - rate * elapsed)
     level_sd = max(0.004 * capacity, daily_sd * math.sqrt(elapsed))
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, weekday, len(xs),
-                    f"{basis}, {len(xs)} points")
+                    f"{basis}, {len(xs)} points{_cleaning_note(s)}")
+
+
+def _cleaning_note(s: UseSeries) -> str:
+    """What the cleaning did, for the household-facing basis text."""
+    notes = []
+    if s.refills:
+        notes.append(f"{len(s.refills)} refills cut out")
+    if s.spikes:
+        notes.append(f"{s.spikes} odd readings ignored")
+    if s.pending_drop:
+        notes.append("newest drop awaits confirmation")
+    return "".join(f", {n}" for n in notes)
 
 
 def _coarse(

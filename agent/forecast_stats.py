@@ -22,15 +22,6 @@ def median(values: Sequence[float]) -> float:
     return s[mid] if n % 2 else 0.5 * (s[mid - 1] + s[mid])
 
 
-def quantile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated quantile of a non-empty sequence (q in [0, 1])."""
-    s = sorted(values)
-    pos = q * (len(s) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
 def theil_sen(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     """Theil-Sen line fit: (slope, intercept) from the median of pairwise slopes.
 

@@ -75,6 +75,7 @@ def test_lifted_jug_zero_is_a_spike_not_use() -> None:
     obs[180] = Observation(obs[180].ts, 0.0)
     fc = forecast(obs, MILK, T0 + timedelta(days=10))
     assert fc.rate_per_day == pytest.approx(clean.rate_per_day or 0.0, rel=0.02)
+    assert "odd readings ignored" in fc.basis
 
 
 def test_newest_reading_zero_is_held_until_confirmed() -> None:
@@ -99,6 +100,7 @@ def test_refill_the_agent_did_not_order_keeps_the_rate() -> None:
     after = linear(obs[-1].level + 2000.0 - 5.0, 120.0, 5.0, t0=t_refill + timedelta(hours=1))
     fc = forecast(obs + after, MILK, after[-1].ts)
     assert fc.rate_per_day == pytest.approx(120.0, rel=0.05)
+    assert "1 refills cut out" in fc.basis
     assert fc.level == pytest.approx(after[-1].level, abs=20.0)
 
 
