@@ -366,11 +366,11 @@ class Ledger:
         rejected = order["status"] == "rejected"
         with self._tx():
             it = self.intent(intent_id)
-            rid = self._audit("order_rejected" if rejected else "order_placed", it.consumable,
-                              {"intent": it.id, "order": order["id"], "key": it.idem_key,
-                               "status": order["status"], "total": str(order["total"]),
-                               "allowed_by": it.audit_id,
-                               "reason": order.get("reject_reason")}, now)
+            self._audit("order_rejected" if rejected else "order_placed", it.consumable,
+                        {"intent": it.id, "order": order["id"], "key": it.idem_key,
+                         "status": order["status"], "total": str(order["total"]),
+                         "allowed_by": it.audit_id, "reason": order.get("reject_reason")},
+                        now)
             self.conn.execute(
                 "UPDATE intents SET state=?, order_id=?, order_status=?, total=?, "
                 "cancel_until=?, expected_delivery=?, next_attempt_at=?, reason=?, "
@@ -378,7 +378,7 @@ class Ledger:
                 ("rejected" if rejected else "placed", order["id"], order["status"],
                  None if rejected else str(order["total"]),
                  epoch(order.get("cancel_until")), epoch(order.get("expected_delivery")),
-                 None if rejected else ts(poll_at), order.get("reject_reason") or f"audit {rid}",
+                 None if rejected else ts(poll_at), order.get("reject_reason") or it.reason,
                  ts(now), it.id))
             return self.intent(it.id)
 
