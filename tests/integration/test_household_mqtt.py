@@ -427,6 +427,18 @@ def test_discovery_availability_and_proposal_reach_home_assistant(rig: Rig) -> N
     assert view.expires_at == it.created_at + timedelta(hours=TTL_H)
     wait_for(lambda: events(rig, "proposal"), "proposal event")
     assert events(rig, "proposal")[0].ref == ref
+    # A reminder the planner stores reaches the household once, as an event.
+    led = rig.ledger()
+    try:
+        assert led.remind("fridge-1/milk", "reorder", "reorder milk by Friday; tip: check date",
+                          datetime.now(UTC))
+    finally:
+        led.close()
+    reminder = wait_for(lambda: events(rig, "reminder"), "reminder event")[0]
+    assert (reminder.device_id, reminder.consumable_id) == ("fridge-1", "milk")
+    assert reminder.message == "reorder milk by Friday; tip: check date"
+    settle()
+    assert len(events(rig, "reminder")) == 1
     # Everything the agent publishes for HA is retained, except events.
     for m in rig.ha.messages():
         assert m.retain == (m.topic != f"{HOUSEHOLD}/events"), m.topic
