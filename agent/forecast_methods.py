@@ -139,11 +139,13 @@ def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Es
     # windows are more reliable; the shortest only counts rises (running out costs more
     # than ordering a little early).
     for window, rises_only in RECENT_WINDOWS:
-        i = bisect.bisect_left(s.tau, tau_end - window)
-        rx = s.tau[i:]
+        # A week has enough daily points; shorter windows need every reading.
+        px, py = (xs, ys) if window >= 7 else (s.tau, s.cum)
+        i = bisect.bisect_left(px, tau_end - window)
+        rx = px[i:]
         if len(rx) < 4 or rx[-1] - rx[0] < 0.8 * window or span < window + 3:
             continue
-        ry = s.cum[i:]
+        ry = py[i:]
         recent, _ = theil_sen(rx, ry)
         r_span = rx[-1] - rx[0]
         # Noise judged within the window: around the old rate a step looks like noise.

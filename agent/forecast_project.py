@@ -62,9 +62,10 @@ def build_curve(
     active = 0.0
     cum = 0.0
     # Stop once run-out is beyond doubt (mean past level by 4 sd) or at the horizon.
+    var_day = daily_sd * daily_sd
     for k in range(1, MAX_HORIZON_DAYS + 1):
         t0 = now + k - 1
-        a = 1.0 - overlap(t0, t0 + 1.0, away)
+        a = 1.0 - overlap(t0, t0 + 1.0, away) if away else 1.0
         if weekday is not None:
             # Epoch day 0 (1970-01-01) was a Thursday: weekday index 3.
             wd = (int(t0 + 0.5) + 3) % 7
@@ -72,7 +73,7 @@ def build_curve(
         else:
             cum += rate * a
         active += a
-        v = daily_sd * daily_sd * active + (rate_sd * active) ** 2
+        v = var_day * active + (rate_sd * active) ** 2
         mean.append(cum)
         var.append(v)
         if cum - level > 4.0 * math.sqrt(v + level_sd * level_sd) + 1e-9 and k >= 2:

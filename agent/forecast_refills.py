@@ -5,6 +5,7 @@ Pure helpers for :mod:`agent.forecast`. ``obs`` is always sorted by time.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -121,6 +122,53 @@ def _empty_now(obs: list[Observation], spec: ConsumableSpec) -> datetime | None:
     return None
 
 
+def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetime,
+                       ) -> datetime | None:
+    """The first refill seen at or after ``at`` (scanning forward: a delivery usually
+    shows up within the hour, so this stops early), or None."""
+    tol = refill_tol(spec)
+    i = bisect.bisect_left(obs, at, key=_TS)
+    j = i
+    before = 0
+    while j > 0 and before < 3:  # the readings just before give the level it rose from
+        j -= 1
+        before += obs[j].level is not None
+    pts: list[Point] = []
+    was_low: bool | None = None
+    for o in obs[j:]:
+        if o.level is not None:
+            pts.append((o.ts, o.level))
+            n = len(pts)
+            if n >= 4:
+                after, low = pts[n - 3], pts[n - 4]
+                if (after[0] >= at and after[1] is not None and low[1] is not None
+                        and after[1] - low[1] > tol):
+                    hit = _jump_at(_newest_first(pts, n, 0), tol)
+                    if hit is not None:
+                        return hit[0]
+        if o.state is not None and o.state is not CoarseState.UNKNOWN:
+            is_low = o.state in LOW_STATES
+            if was_low and not is_low and o.ts >= at:
+                return o.ts
+            was_low = is_low
+    for pad in (1, 2):  # the newest one or two readings have fewer after them
+        n = len(pts)
+        if n - 3 + pad >= 1 and pts[n - 3 + pad][0] >= at:
+            hit = _jump_at(_newest_first(pts, n, pad), tol)
+            if hit is not None:
+                return hit[0]
+    return None
+
+
+def _newest_first(pts: list[Point], n: int, pad: int) -> list[Point]:
+    """Six points ending at ``pts[n - 1]``, newest first, with ``pad`` empty placeholders
+    in front (no reading yet) and at the back (no reading before)."""
+    head: list[Point] = [(pts[-1][0], None)] * pad
+    body = pts[max(0, n - 6 + pad):n][::-1]
+    tail: list[Point] = [(pts[0][0], None)] * (6 - pad - len(body))
+    return head + body + tail
+
+
 def spare_packs(obs: list[Observation], spec: ConsumableSpec,
                 deliveries: Sequence[Delivery], now: datetime,
                 known: tuple[datetime, list[tuple[datetime, float]]] | None = None) -> float:
@@ -140,7 +188,7 @@ def spare_packs(obs: list[Observation], spec: ConsumableSpec,
         if known is not None and since >= known[0]:
             seen = any(t >= since for t, _ in known[1])
         else:
-            seen = bool(refills(obs, spec, since, first_only=True))
+            seen = first_refill_after(obs, spec, since) is not None
         if seen:
             break
         spare += d.packs

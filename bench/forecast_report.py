@@ -66,6 +66,8 @@ def aggregate(results: list[tuple[str, ItemResult]], families: list[str],
                 r.artifact_orders * y for r, y in zip(rs, year, strict=True)]), 3),
             "tte_error_by_horizon": tte,
             "decide_ms_per_item": _r(secs / calls * 1000.0, 3) if calls else None,
+            "decide_ms_year_of_readings": _r(_mean([r.year_end_ms for r in rs
+                                                   if r.year_end_ms is not None]), 3),
         }
     return out
 
@@ -104,7 +106,10 @@ def check_targets(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, An
                 checks[f"supply_at_arrival_vs_{base}"] = {
                     "ok": dos_a <= dos_b + 1e-9, "agent": dos_a, base: dos_b}
         ms = a["decide_ms_per_item"]
-        checks["decide_under_1ms"] = {"ok": ms is not None and ms < 1.0, "agent_ms": ms}
+        year = a.get("decide_ms_year_of_readings")
+        worst = max(x for x in (ms, year) if x is not None) if (ms or year) else None
+        checks["decide_under_1ms"] = {"ok": worst is not None and worst < 1.0,
+                                      "mean_ms": ms, "year_of_readings_ms": year}
         out[fam] = checks
     return out
 
@@ -115,6 +120,11 @@ def _fmt(x: Any, nd: int = 2) -> str:
     if isinstance(x, float):
         return f"{x:.{nd}f}"
     return str(x)
+
+
+def _year_ms(m: dict[str, Any]) -> str:
+    year = m.get("decide_ms_year_of_readings")
+    return "" if year is None else f" ({year:.3f})"
 
 
 def markdown(meta: dict[str, Any], summary: dict[str, dict[str, dict[str, Any]]],
@@ -131,7 +141,8 @@ def markdown(meta: dict[str, Any], summary: dict[str, dict[str, dict[str, Any]]]
     lines += ["", "Supply at arrival: days of use left (device + shelf) when a delivery "
               "arrives. Orders: per item-year, (ideal = annual use / order size). "
               "TTE MAE: absolute error of the median time-to-empty, by true horizon. ms/decision: "
-              "CPU time of forecast plus decision per item and review.", ""]
+              "CPU time of forecast plus decision per item and review (mean over the year; "
+              "in brackets with the whole year of readings at the end).", ""]
     head = ("| policy | stockout d/item-yr | supply at arrival mean (p10-p90) | orders/yr "
             "(ideal) | artifact/yr | TTE MAE 1-3 / 4-7 / 8-14 / 15-30 d | ms/decision |")
     for fam, pols in summary.items():
@@ -146,7 +157,7 @@ def markdown(meta: dict[str, Any], summary: dict[str, dict[str, dict[str, Any]]]
                 f"({_fmt(s['p10'])}-{_fmt(s['p90'])}) | {_fmt(m['orders_per_item_year'], 1)} "
                 f"({_fmt(m['ideal_orders_per_item_year'], 1)}) | "
                 f"{_fmt(m['artifact_orders_per_item_year'], 3)} | {tte} | "
-                f"{_fmt(m['decide_ms_per_item'], 3)} |")
+                f"{_fmt(m['decide_ms_per_item'], 3)}{_year_ms(m)} |")
         lines.append("")
     lines += ["## Targets", "", "| family | check | ok | numbers |", "|---|---|---|---|"]
     for fam, checks in targets.items():

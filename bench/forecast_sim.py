@@ -20,7 +20,7 @@ from agent.forecast_series import merge_intervals, overlap
 from agent.policy import LeadTime
 from agent.protocol import CoarseState
 from bench.forecast_policies import ItemView
-from bench.forecast_scenarios import Family
+from bench.forecast_scenarios import Family, Item
 from firmware_sim.household import Household
 
 HOUR = timedelta(hours=1)
@@ -29,6 +29,7 @@ KEEP_EVERY = timedelta(minutes=55)
 # Like the store: readings older than a few weeks are thinned to one per six hours.
 COMPACT_AFTER = timedelta(days=35)
 COMPACT_EVERY = timedelta(hours=6)
+YEAR_END_REPEATS = 20
 
 
 @dataclass
@@ -52,6 +53,7 @@ class ItemResult:
     tte_pairs: list[tuple[float, float]] = field(default_factory=list)  # (actual, predicted)
     decide_seconds: float = 0.0
     decide_calls: int = 0
+    year_end_ms: float | None = None  # one decision with the whole run's readings
     trace: dict[str, Any] | None = None
 
 
@@ -154,6 +156,8 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
                     pending.append((t + timedelta(days=lt), key, dec.packs, expected))
                     marks[key]["orders"].append(to_days(t))
         t += HOUR
+    if policy.name == "agent":
+        _time_year_end(policy, items, keys, obs, dels, away, lead, end, res)
     for key in keys:
         dev = devices[key[0]]
         r = res[key]
@@ -176,6 +180,20 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
                        "actual": [(seen[i], a) for i, (a, _) in enumerate(actual)]
                        if len(actual) == len(seen) else []}
     return list(res.values())
+
+
+def _time_year_end(policy: Any, items: list[Item], keys: list[tuple[str, str]],
+                   obs: dict[tuple[str, str], list[Observation]],
+                   dels: dict[tuple[str, str], list[Delivery]], away: list[Away],
+                   lead: LeadTime, end: datetime, res: dict[tuple[str, str], ItemResult],
+                   ) -> None:
+    """CPU time of one forecast and decision with all the readings of the run."""
+    for key, it in zip(keys, items, strict=True):
+        view = ItemView(end, it.spec, it.packs_per_order, lead, obs[key], dels[key], away)
+        t0 = time.thread_time()
+        for _ in range(YEAR_END_REPEATS):
+            policy.decide(view)
+        res[key].year_end_ms = (time.thread_time() - t0) / YEAR_END_REPEATS * 1000.0
 
 
 def _compact(lst: list[Observation], done: int, cutoff: datetime) -> int:
