@@ -174,6 +174,7 @@ def plot(traces: list[tuple[str, ItemResult]], path: Path) -> Path | None:
         import matplotlib
 
         matplotlib.use("Agg")
+        import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
         return None
@@ -214,6 +215,8 @@ def plot(traces: list[tuple[str, ItemResult]], path: Path) -> Path | None:
             ax2.plot(dt([a[0] for a in actual]), [a[1] for a in actual], color="black",
                      lw=0.8, label="true")
         ax2.set_ylim(0, 40)
+        for axis in (ax, ax2):
+            axis.xaxis.set_major_formatter(mdates.DateFormatter("%b"))
         ax2.set_title("forecast days to empty vs truth", fontsize=9)
         ax2.legend(fontsize=7, loc="upper right")
     fig.tight_layout()

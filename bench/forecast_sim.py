@@ -173,12 +173,10 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
         r.tte_pairs = _tte_pairs(hours, dev_level[key], cum[key], predictions[key])
         if keep_trace:
             step = 6
-            bands = marks[key]["bands"]
-            actual = _tte_pairs(hours, dev_level[key], cum[key], [(b[0], 0.0) for b in bands])
-            seen = [b[0] for b in bands]
+            actual = [(b[0], _actual_tte(hours, dev_level[key], cum[key], b[0]))
+                      for b in marks[key]["bands"]]
             r.trace = {"t": hours[::step], "level": dev_level[key][::step], **marks[key],
-                       "actual": [(seen[i], a) for i, (a, _) in enumerate(actual)]
-                       if len(actual) == len(seen) else []}
+                       "actual": [(t, a) for t, a in actual if a is not None]}
     return list(res.values())
 
 
@@ -212,17 +210,23 @@ def _compact(lst: list[Observation], done: int, cutoff: datetime) -> int:
     return n
 
 
+def _actual_tte(hours: list[float], level: list[float], cum: list[float], t: float,
+                ) -> float | None:
+    """Days from ``t`` until the stock in the device at ``t`` was used up (None if not
+    within the run): later deliveries do not count."""
+    i = bisect.bisect_left(hours, t)
+    if i >= len(hours) or level[i] <= 0:
+        return None
+    j = bisect.bisect_left(cum, cum[i] + level[i] - 1e-9, lo=i)
+    return hours[j] - hours[i] if j < len(cum) else None
+
+
 def _tte_pairs(hours: list[float], level: list[float], cum: list[float],
                preds: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """(actual, predicted) days to empty for each prediction whose run-out was seen."""
     out = []
     for t, pred in preds:
-        i = bisect.bisect_left(hours, t)
-        if i >= len(hours):
-            continue
-        target = cum[i] + level[i]
-        j = bisect.bisect_left(cum, target - 1e-9, lo=i)
-        if j >= len(cum) or level[i] <= 0:
-            continue
-        out.append((hours[j] - hours[i], pred))
+        actual = _actual_tte(hours, level, cum, t)
+        if actual is not None:
+            out.append((actual, pred))
     return out
