@@ -76,6 +76,21 @@ def _daily_sd(xs: list[float], ys: list[float], rate: float, capacity: float) ->
     return math.sqrt(var) if var is not None else 0.3 * abs(rate) + 0.002 * capacity
 
 
+def _confirmed(xs: list[float], ys: list[float], since: float, rate: float, shift: float,
+               margin: float) -> bool:
+    """Whether whole days since ``since`` agree with a shift of the rate: the median of
+    their per-day use moved the same way by at least ``margin``. A lifted jug or two can
+    bend a few days' slope; they do not move the median day."""
+    i = bisect.bisect_left(xs, since)
+    per_day = [(ys[k + 1] - ys[k]) / (xs[k + 1] - xs[k]) for k in range(max(i - 1, 0),
+                                                                       len(xs) - 1)
+               if xs[k + 1] - xs[k] > 0.3]
+    if not per_day:
+        return False
+    moved = median(per_day) - rate
+    return moved > margin if shift > 0 else -moved > margin
+
+
 def _weekday_factors(s: UseSeries, rate: float, since_real: float) -> tuple[float, ...] | None:
     """Per-weekday use factors (mean 1), from whole-day intervals; None if flat or thin."""
     if rate <= 0:
@@ -151,7 +166,9 @@ def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Es
         # Noise judged within the window: around the old rate a step looks like noise.
         noise = min(daily_sd, _daily_sd(rx, ry, recent, capacity))
         limit = 3.0 * noise / math.sqrt(r_span) + 0.15 * abs(rate)
-        if recent - rate > limit or (not rises_only and rate - recent > limit):
+        shift = recent - rate
+        if (shift > limit or (not rises_only and -shift > limit)) and _confirmed(
+                xs, ys, tau_end - window, rate, shift, 0.5 * limit):
             rate = recent
             span = r_span
             daily_sd = max(noise, _daily_sd(rx, ry, recent, capacity))

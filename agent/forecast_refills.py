@@ -40,69 +40,100 @@ def refill_tol(spec: ConsumableSpec) -> float:
     return min(max(0.3 * spec.pack_size, 0.08 * spec.capacity), 0.6 * spec.pack_size)
 
 
-def _jump_at(window: list[Point], tol: float) -> tuple[datetime, float] | None:
-    """``(time, amount)`` if ``window`` (newest first: after3, after2, after, low, before,
-    before2) shows a refill: ``after`` well above the level before it, confirmed by
-    ``after2`` or ``after3``. A dip of one or two readings (the jug lifted out while the
-    new one goes in) is skipped on either side: the rise is measured from the reading
-    before the dip, and one low reading after the rise does not undo it."""
-    after3, after2, after, low, before, before2 = (w[1] for w in window[:6])
-    if after is None or low is None:
+def _jump(pts: list[Point], a: int, tol: float) -> float | None:
+    """The amount of a refill at ``pts[a]`` (time-ordered levels), or None.
+
+    ``pts[a]`` must be well above the reading before it, and one of the next three
+    readings must confirm it (none yet: accepted). A dip of one or two readings on
+    either side (a jug lifted out while new milk goes in) is skipped: the rise is
+    measured from the reading before the dip."""
+    after = pts[a][1]
+    low = pts[a - 1][1]
+    if after is None or low is None or after - low <= tol:
         return None
     base = low
-    for b in (before, before2):
-        if b is not None and b - base > tol:
-            base = b
+    for k in (a - 2, a - 3):
+        if k >= 0:
+            b = pts[k][1]
+            if b is not None and b - base > tol:
+                base = b
     if after - base <= tol:
         return None
-    confirm = [a for a in (after2, after3) if a is not None]
-    if confirm and max(confirm) - base <= tol:
+    later = [p[1] for p in pts[a + 1:a + 4] if p[1] is not None]
+    if later and max(later) - base <= tol:
         return None
-    return window[2][0], after - base
+    return after - base
 
 
 def refills(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
             first_only: bool = False) -> list[tuple[datetime, float]]:
     """Refills and replacements after ``stop``, newest first, as ``(time, amount)``:
-    level jumps (see :func:`_jump_at`) or a state going from LOW/EMPTY back to OK (one
+    level jumps (see :func:`_jump`) or a state going from LOW/EMPTY back to OK (one
     pack). Scans back from the newest reading, so ``first_only`` is cheap."""
     tol = refill_tol(spec)
-    # Placeholders stand for "no reading yet after the newest": a jump there counts.
-    window: list[Point] = [(stop, None), (stop, None)]
+    pts: list[Point] = []  # newest first while scanning
     later_state: Observation | None = None
     out: list[tuple[datetime, float]] = []
-    extra = 0  # readings older than ``stop``: only the level before the first refill
+    extra = 0  # readings older than ``stop``: only the level the first refill rose from
     for o in reversed(obs):
         if o.ts < stop and o.level is not None:
             extra += 1
             if extra > 3:
                 break
         if o.level is not None:
-            window.append((o.ts, o.level))
-            if len(window) > 6:
-                window.pop(0)
-            after = window[2][1] if len(window) == 6 else None
-            # Cheap test first: a refill needs ``after`` well above the reading before it.
-            hit = (_jump_at(window, tol) if after is not None and window[3][1] is not None
-                   and after - window[3][1] > tol and window[2][0] >= stop else None)
-            if hit is not None:
-                out.append(hit)
-                if first_only:
-                    return out
-        if o.state is not None and o.state is not CoarseState.UNKNOWN:
+            pts.append((o.ts, o.level))
+        if o.state is not None and o.state is not CoarseState.UNKNOWN and o.ts >= stop:
             if (o.state in LOW_STATES and later_state is not None
                     and later_state.state not in LOW_STATES):
                 out.append((later_state.ts, spec.pack_size))
                 if first_only:
                     return out
             later_state = o
-    # The oldest readings scanned have no predecessors to rule out a dip.
-    window += [(stop, None), (stop, None)]
-    for k in range(max(0, len(window) - 7), len(window) - 5):
-        hit = _jump_at(window[k:k + 6], tol)
-        if hit is not None and hit[0] >= stop:
-            out.append(hit)
+    pts.reverse()
+    found: list[tuple[datetime, float]] = []
+    for a in range(len(pts) - 1, 0, -1):
+        if pts[a][0] < stop:
+            break
+        amount = _jump(pts, a, tol)
+        if amount is not None:
+            found.append((pts[a][0], amount))
+            if first_only:
+                break
+    out = sorted(out + found, reverse=True)
     return out[:1] if first_only else out
+
+
+def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetime,
+                       ) -> datetime | None:
+    """The first refill seen at or after ``at`` (scanning forward: a delivery usually
+    shows up within the hour, so this stops early), or None."""
+    tol = refill_tol(spec)
+    i = bisect.bisect_left(obs, at, key=_TS)
+    j = i
+    before = 0
+    while j > 0 and before < 3:  # the readings just before give the level it rose from
+        j -= 1
+        before += obs[j].level is not None
+    pts: list[Point] = []
+    was_low: bool | None = None
+    checked = 0  # candidates before this index have been decided
+    for o in obs[j:]:
+        if o.level is not None:
+            pts.append((o.ts, o.level))
+            # Decide a candidate once three readings follow it.
+            while checked < len(pts) - 3:
+                if checked >= 1 and pts[checked][0] >= at and _jump(pts, checked, tol):
+                    return pts[checked][0]
+                checked += 1
+        if o.state is not None and o.state is not CoarseState.UNKNOWN:
+            is_low = o.state in LOW_STATES
+            if was_low and not is_low and o.ts >= at:
+                return o.ts
+            was_low = is_low
+    for a in range(max(checked, 1), len(pts)):  # the newest, with fewer readings after
+        if pts[a][0] >= at and _jump(pts, a, tol):
+            return pts[a][0]
+    return None
 
 
 def _empty_now(obs: list[Observation], spec: ConsumableSpec) -> datetime | None:
@@ -120,53 +151,6 @@ def _empty_now(obs: list[Observation], spec: ConsumableSpec) -> datetime | None:
             return None
         seen = seen or o.level is not None or o.state is CoarseState.EMPTY
     return None
-
-
-def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetime,
-                       ) -> datetime | None:
-    """The first refill seen at or after ``at`` (scanning forward: a delivery usually
-    shows up within the hour, so this stops early), or None."""
-    tol = refill_tol(spec)
-    i = bisect.bisect_left(obs, at, key=_TS)
-    j = i
-    before = 0
-    while j > 0 and before < 3:  # the readings just before give the level it rose from
-        j -= 1
-        before += obs[j].level is not None
-    pts: list[Point] = []
-    was_low: bool | None = None
-    for o in obs[j:]:
-        if o.level is not None:
-            pts.append((o.ts, o.level))
-            n = len(pts)
-            if n >= 4:
-                after, low = pts[n - 3], pts[n - 4]
-                if (after[0] >= at and after[1] is not None and low[1] is not None
-                        and after[1] - low[1] > tol):
-                    hit = _jump_at(_newest_first(pts, n, 0), tol)
-                    if hit is not None:
-                        return hit[0]
-        if o.state is not None and o.state is not CoarseState.UNKNOWN:
-            is_low = o.state in LOW_STATES
-            if was_low and not is_low and o.ts >= at:
-                return o.ts
-            was_low = is_low
-    for pad in (1, 2):  # the newest one or two readings have fewer after them
-        n = len(pts)
-        if n - 3 + pad >= 1 and pts[n - 3 + pad][0] >= at:
-            hit = _jump_at(_newest_first(pts, n, pad), tol)
-            if hit is not None:
-                return hit[0]
-    return None
-
-
-def _newest_first(pts: list[Point], n: int, pad: int) -> list[Point]:
-    """Six points ending at ``pts[n - 1]``, newest first, with ``pad`` empty placeholders
-    in front (no reading yet) and at the back (no reading before)."""
-    head: list[Point] = [(pts[-1][0], None)] * pad
-    body = pts[max(0, n - 6 + pad):n][::-1]
-    tail: list[Point] = [(pts[0][0], None)] * (6 - pad - len(body))
-    return head + body + tail
 
 
 def spare_packs(obs: list[Observation], spec: ConsumableSpec,
