@@ -204,6 +204,12 @@ def forecast(
     # of our recent deliveries have shown up.
     life = timedelta(days=spec.shelf_life_days) if spec.shelf_life_days else None
     fresh = refills(obs, spec, now - life) if spec.perishable and life else None
+    if fresh == [] and life is not None and obs and obs[0].ts >= now - life:
+        # Stock of unknown age, first seen within its shelf life: it is at least as old
+        # as the first reading, so it spoils no later than a shelf life after that.
+        first = next((o for o in obs if o.level is not None), None)
+        if first is not None and first.level is not None:
+            fresh = [(first.ts, first.level)]
     known = (now - life, fresh) if life is not None and fresh is not None else None
     spare = spare_packs(obs, spec, deliveries, now, known)
     est = _estimate(obs, spec, now, now_d, aw, past)
