@@ -362,29 +362,44 @@ class Store:
         or a replacement), so the forecast still sees where each cycle began. Returns the
         number of rows deleted.
         """
+        params = {"cut": older_than, "bucket": bucket_s}
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            cur = self.conn.execute(
-                """
-                DELETE FROM readings WHERE ts < :cut AND (cid, seq) NOT IN (
-                    SELECT cid, seq FROM (
-                        SELECT cid, seq, level,
-                               ROW_NUMBER() OVER w AS rn,
-                               LAG(level) OVER (PARTITION BY cid ORDER BY ts) AS prev
-                        FROM readings WHERE ts < :cut
-                        WINDOW w AS (PARTITION BY cid, CAST(ts / :bucket AS INTEGER)
-                                     ORDER BY ts DESC)
-                    ) WHERE rn = 1 OR (prev IS NOT NULL AND level IS NOT NULL
-                                       AND level > prev * 1.2 + 1)
-                )
-                """,
-                {"cut": older_than, "bucket": bucket_s},
+            # The rows to keep go to a keyed temp table first: deleting with
+            # "(cid, seq) NOT IN (window query)" took SQLite minutes on a year of
+            # readings, all the while holding the write lock the ingest writer needs.
+            self.conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS keep_rows "
+                "(cid INTEGER, seq INTEGER, PRIMARY KEY (cid, seq)) WITHOUT ROWID"
             )
+            self.conn.execute("DELETE FROM temp.keep_rows")
+            self.conn.execute(
+                """
+                INSERT INTO temp.keep_rows
+                SELECT cid, seq FROM (
+                    SELECT cid, seq, level,
+                           ROW_NUMBER() OVER w AS rn,
+                           LAG(level) OVER (PARTITION BY cid ORDER BY ts) AS prev
+                    FROM readings WHERE ts < :cut
+                    WINDOW w AS (PARTITION BY cid, CAST(ts / :bucket AS INTEGER)
+                                 ORDER BY ts DESC)
+                ) WHERE rn = 1 OR (prev IS NOT NULL AND level IS NOT NULL
+                                   AND level > prev * 1.2 + 1)
+                """,
+                params,
+            )
+            cur = self.conn.execute(
+                "DELETE FROM readings WHERE ts < :cut AND NOT EXISTS (SELECT 1 FROM "
+                "temp.keep_rows k WHERE k.cid = readings.cid AND k.seq = readings.seq)",
+                params,
+            )
+            deleted = int(cur.rowcount)
+            self.conn.execute("DELETE FROM temp.keep_rows")
             self.conn.execute("COMMIT")
         except sqlite3.Error as err:
             self.conn.execute("ROLLBACK")
             raise StoreError(f"downsample failed: {err}") from err
-        return int(cur.rowcount)
+        return deleted
 
     def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check`` lines; ``["ok"]`` when the file is sound."""
