@@ -1,0 +1,1 @@
+"""Benchmarks: ingest throughput and latency, footprint, forecast quality (see README)."""

@@ -1,0 +1,356 @@
+"""Footprint benchmark: start-up, memory, idle CPU, the decision pass, database growth.
+
+* start to ready: ``replenish run`` from process spawn until it sends ``READY=1`` on a
+  benchmark-owned ``NOTIFY_SOCKET`` (and until it logs ``agent.ready``);
+* a year of history for 50 devices (half printers with four toners, half fridges), one
+  reading per minute, written through :meth:`agent.store.Store.write_batch` at the
+  resolution retention leaves (1 min for the last 2 days, 5 min to 100 days, hourly
+  before), then compacted by the service's own :meth:`AgentService.compact`;
+* RSS and idle CPU of the agent on that database while every device reports once a
+  minute (60 s; ``--quick``: 10 s);
+* the forecast and decision pass (store read, :func:`agent.forecast.forecast`,
+  :func:`agent.policy.plan_reorder`) for 100 consumables with that year of history;
+* database size per device-year.
+
+    python -m bench.footprint [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agent.config import load_settings
+from agent.forecast import ConsumableSpec, Observation, forecast
+from agent.policy import LeadTime, plan_reorder
+from agent.protocol import CoarseState, Consumable, DeviceKind, StateMessage, Unit
+from agent.service import AgentService
+from agent.store import Store
+from bench.common import (
+    AgentRunner,
+    Check,
+    ProcSampler,
+    at_most,
+    checks_table,
+    header,
+    machine_info,
+    md_table,
+    utcnow,
+    write_agent_config,
+    write_results,
+)
+from bench.ingest import Fleet, publish_paced
+from firmware_sim.broker import LocalBroker
+
+DAY = 86_400
+YEAR_DAYS = 365
+HISTORY = timedelta(days=120)  # what agent.planner reads per consumable
+LEAD = LeadTime(3.0, 1.0)
+
+
+# ---- a year of history ------------------------------------------------------------------
+
+def _timeline(now: float, days: int) -> list[float]:
+    """Reading times that survive retention: what compact() leaves of 1/min data."""
+    start = int(now - days * DAY)
+    thin_from, minute_from = max(start, int(now - 100 * DAY)), max(start, int(now - 2 * DAY))
+    hourly = list(range(start, thin_from, 3600))
+    five = list(range(thin_from, minute_from, 300))
+    minute = list(range(minute_from, int(now), 60))
+    return [float(t) for t in hourly + five + minute]
+
+
+def _levels(kind_printer: bool, i: int, t: float, start: float) -> tuple[float, int]:
+    """A sawtooth of use and refills; printers also count pages."""
+    days = (t - start) / DAY
+    if kind_printer:
+        period = 45.0 + 10 * (i % 5)  # days per cartridge
+        return round(100.0 - 95.0 * ((days % period) / period), 1), int(days * 12)
+    period = 6.0 + i % 4
+    return round(2000.0 - 1800.0 * ((days % period) / period), 1), 0
+
+
+def build_history(db: Path, fleet: Fleet, now: float, days: int) -> dict[str, Any]:
+    """Write the fleet's history through Store.write_batch, then compact it."""
+    times = _timeline(now, days)
+    start = now - days * DAY
+    t0 = time.perf_counter()
+    with Store(db) as store:
+        for d, name in enumerate(fleet.names):
+            printer = fleet.consumables(name) == 4
+            batch: list[StateMessage] = []
+            for seq, t in enumerate(times, start=1):
+                level, pages = _levels(printer, d, t, start)
+                when = datetime.fromtimestamp(t, UTC)
+                if printer:
+                    cons = [Consumable.model_construct(
+                        id=c, sku="TN-2420", level=level, unit=Unit.PERCENT, capacity=None,
+                        state=CoarseState.LOW if level < 10 else None,
+                        counters={"pages": pages}) for c in ("black", "cyan", "magenta", "yellow")]
+                    kind = DeviceKind.PRINTER
+                else:
+                    cons = [Consumable.model_construct(
+                        id="milk", sku=None, level=level, unit=Unit.GRAMS, capacity=2000.0,
+                        state=None, counters=None)]
+                    kind = DeviceKind.FRIDGE
+                batch.append(StateMessage.model_construct(
+                    device_id=name, seq=seq, ts=when, kind=kind, consumables=cons, fw=None))
+                if len(batch) == 5_000:
+                    store.write_batch(batch, received_at=t)
+                    batch = []
+            if batch:
+                store.write_batch(batch, received_at=times[-1])
+            fleet.seq[name] = len(times)
+    written_s = time.perf_counter() - t0
+    return {"readings_per_consumable": len(times), "write_s": written_s}
+
+
+def compact(config: Path, now: float) -> float:
+    """Run the service's own retention job with ``now`` as its clock; returns seconds."""
+    settings = load_settings(config)
+    service = AgentService(settings, clock=lambda: datetime.fromtimestamp(now, UTC))
+    t0 = time.perf_counter()
+    service.compact()
+    return time.perf_counter() - t0
+
+
+def db_size(db: Path, devices: int, consumables: int, now: float) -> dict[str, Any]:
+    """Live bytes per stored reading, times the readings a full year keeps."""
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        rows = conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+    finally:
+        conn.close()
+    live = (pages - free) * page
+    per_consumable_year = live / rows * len(_timeline(now, YEAR_DAYS))
+    return {"file_bytes": db.stat().st_size, "live_bytes": live, "readings": rows,
+            "bytes_per_reading": live / rows,
+            "readings_per_consumable_year": len(_timeline(now, YEAR_DAYS)),
+            "mb_per_device_year": per_consumable_year * consumables / devices / 2**20,
+            "mb_per_consumable_year": per_consumable_year / 2**20}
+
+
+# ---- the decision pass ------------------------------------------------------------------
+
+def spec_for(row: dict[str, Any]) -> ConsumableSpec:
+    unit = Unit(row["unit"])
+    capacity = float(row["capacity"] or (100.0 if unit is Unit.PERCENT else 1.0))
+    fridge = unit is Unit.GRAMS
+    return ConsumableSpec(unit=unit, capacity=capacity, pack_size=capacity, perishable=fridge,
+                          shelf_life_days=10.0 if fridge else None,
+                          yield_per_pack=None if fridge else 3000.0)
+
+
+def decision_pass(db: Path, now: datetime, count: int) -> dict[str, float]:
+    """Read, forecast and plan ``count`` consumables; seconds per stage."""
+    read = fc_s = plan_s = 0.0
+    orders = 0
+    since = (now - HISTORY).timestamp()
+    with Store(db) as store:
+        rows = store.consumables()[:count]
+        for row in rows:
+            t0 = time.perf_counter()
+            obs = [Observation(datetime.fromtimestamp(r.ts, UTC), r.level,
+                               CoarseState(r.state) if r.state else None, r.counter)
+                   for r in store.readings(row["cid"], since)]
+            t1 = time.perf_counter()
+            spec = spec_for(row)
+            fc = forecast(obs, spec, now)
+            t2 = time.perf_counter()
+            plan = plan_reorder(fc, spec, now, LEAD)
+            t3 = time.perf_counter()
+            read, fc_s, plan_s = read + t1 - t0, fc_s + t2 - t1, plan_s + t3 - t2
+            orders += plan.order_now
+    return {"consumables": len(rows), "read_s": read, "forecast_s": fc_s, "plan_s": plan_s,
+            "total_s": read + fc_s + plan_s, "order_now": orders}
+
+
+# ---- the running agent ------------------------------------------------------------------
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET; records READY=1."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.ready_at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if b"READY=1" in data.split(b"\n") and self.ready_at is None:
+                self.ready_at = time.time()
+
+    def reset(self) -> None:
+        self.ready_at = None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()
+
+
+def start_to_ready(config: Path, notify: NotifySocket, runs: int) -> dict[str, Any]:
+    notify_s: list[float] = []
+    log_s: list[float] = []
+    for _ in range(runs):
+        notify.reset()
+        agent = AgentRunner(config, env={"NOTIFY_SOCKET": str(notify.path)}).start()
+        deadline = time.time() + 5
+        while notify.ready_at is None and time.time() < deadline:
+            time.sleep(0.002)
+        if notify.ready_at is not None:
+            notify_s.append(notify.ready_at - agent.started_at)
+        if agent.ready_at is not None:
+            log_s.append(agent.ready_at - agent.started_at)
+        agent.stop()
+    return {"runs": runs, "ready_notify_s": notify_s, "ready_log_s": log_s,
+            "median_s": statistics.median(notify_s or log_s) if notify_s or log_s else None,
+            "max_s": max(notify_s or log_s) if notify_s or log_s else None,
+            "source": "READY=1" if notify_s else "agent.ready log line"}
+
+
+def steady_state(broker: LocalBroker, config: Path, fleet: Fleet, seconds: float,
+                 notify: NotifySocket) -> dict[str, Any]:
+    """Agent on the year database, every device reporting once a minute."""
+    agent = AgentRunner(config, env={"NOTIFY_SOCKET": str(notify.path)}).start()
+    sampler = ProcSampler(agent.pid, interval=0.5).start()
+    try:
+        time.sleep(2.0)  # start-up work is not idle time
+        rate = len(fleet.names) / 60.0
+        cpu0, t0 = sampler.cpu_seconds(), time.monotonic()
+        publish_paced(broker, fleet, max(1, round(rate * seconds)), rate, {})
+        remaining = seconds - (time.monotonic() - t0)
+        if remaining > 0:
+            time.sleep(remaining)
+        cpu, wall = sampler.cpu_seconds() - cpu0, time.monotonic() - t0
+        rss = sampler.sample()
+    finally:
+        sampler.stop()
+        agent.stop()
+    return {"seconds": wall, "messages": max(1, round(rate * seconds)),
+            "cpu_s": cpu, "cpu_percent_of_core": 100.0 * cpu / wall,
+            "rss_mb": rss / 2**20, "peak_rss_mb": sampler.peak_rss / 2**20}
+
+
+# ---- report -----------------------------------------------------------------------------
+
+def evaluate(res: dict[str, Any]) -> list[Check]:
+    ready, steady, dp, size = res["start_to_ready"], res["steady"], res["pass"], res["size"]
+    return [
+        at_most("start to ready (median)", ready["median_s"], 1.5, "s",
+                note=f"{ready['source']}, max {ready['max_s']:.2f} s of {ready['runs']}"),
+        at_most("RSS, 50 devices + a year in the DB, steady", steady["rss_mb"], 60, "MB",
+                strict=False, note=f"peak {steady['peak_rss_mb']:.1f} MB"),
+        at_most("idle CPU, devices reporting once a minute", steady["cpu_percent_of_core"],
+                0.5, "% core", note=f"{steady['cpu_s']:.3f} CPU s in {steady['seconds']:.0f} s"),
+        at_most(f"decision pass, {dp['consumables']} consumables, a year each",
+                dp["total_s"] * 1000, 100, "ms",
+                note=f"read {dp['read_s'] * 1000:.0f} ms, forecast {dp['forecast_s'] * 1000:.0f}"
+                     f" ms, plan {dp['plan_s'] * 1000:.0f} ms"),
+        at_most("database per device-year", size["mb_per_device_year"], 5, "MB", strict=False,
+                note=f"{size['mb_per_consumable_year']:.2f} MB per consumable-year"),
+    ]
+
+
+def markdown(res: dict[str, Any], checks: list[Check]) -> str:
+    size, hist = res["size"], res["history"]
+    return "\n".join([
+        header("Footprint benchmark", res["machine"], datetime.fromisoformat(res["started"])),
+        f"\n{res['devices']} devices ({res['consumables']} consumables: printers with four "
+        f"toners, fridges with milk), {res['days']} days of history at the resolution "
+        f"retention keeps ({hist['readings_per_consumable']:,} readings per consumable, "
+        f"written in {hist['write_s']:.0f} s), compacted by `AgentService.compact` in "
+        f"{res['compact_s']:.2f} s.\n",
+        "## Targets\n", checks_table(checks), "\n## Details\n",
+        md_table(["figure", "value"], [
+            ["start to ready, each run (s)",
+             ", ".join(f"{x:.2f}" for x in res["start_to_ready"]["ready_notify_s"]
+                       or res["start_to_ready"]["ready_log_s"])],
+            ["start to `agent.ready` log line, median (s)",
+             statistics.median(res["start_to_ready"]["ready_log_s"])
+             if res["start_to_ready"]["ready_log_s"] else None],
+            ["readings in the database", size["readings"]],
+            ["database file (bytes)", size["file_bytes"]],
+            ["live pages (bytes)", size["live_bytes"]],
+            ["steady state messages received", res["steady"]["messages"]],
+            ["decision pass: order now", res["pass"]["order_now"]],
+        ]),
+        "\nDatabase size: live pages after a WAL checkpoint per stored reading, times the "
+        f"{size['readings_per_consumable_year']:,} readings retention keeps per consumable "
+        "and year, times the consumables per device (freed pages are reused by later "
+        "inserts, so the file settles near this). The decision pass reads 120 days per "
+        "consumable, as `agent.planner` does; consent and ledger look-ups are not in it.",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.footprint",
+                                 description=__doc__.split("\n")[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help="6 devices, 14 days, 10 s idle (CI)")
+    ap.add_argument("--devices", type=int, help="devices (default 50)")
+    ap.add_argument("--days", type=int, help="days of history (default 365)")
+    ap.add_argument("--idle-seconds", type=float, help="idle CPU window (default 60)")
+    ap.add_argument("--out", type=Path, help="results directory (default bench/results)")
+    args = ap.parse_args(argv)
+    devices = args.devices or (6 if args.quick else 50)
+    days = args.days or (14 if args.quick else YEAR_DAYS)
+    idle = args.idle_seconds or (10.0 if args.quick else 60.0)
+    started = utcnow()
+    fleet = Fleet.make(devices)
+    consumables = sum(fleet.consumables(n) for n in fleet.names)
+    res: dict[str, Any] = {"started": started.isoformat(), "machine": machine_info(),
+                           "argv": sys.argv, "devices": devices, "days": days,
+                           "consumables": consumables}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
+    notify = NotifySocket(tmp / "notify.sock")
+    try:
+        with LocalBroker(tmp / "broker", users=dict(fleet.passwords)) as broker:
+            work = tmp / "agent"
+            db = work / "agent.db"
+            config = write_agent_config(work, broker.host, broker.port,
+                                        broker.passwords["agent"], db)
+            res["start_to_ready"] = start_to_ready(config, notify, 3 if args.quick else 7)
+            db.unlink(missing_ok=True)
+            now = time.time()
+            res["history"] = build_history(db, fleet, now, days)
+            res["compact_s"] = compact(config, now)
+            res["size"] = db_size(db, devices, consumables, now)
+            res["pass"] = decision_pass(db, datetime.fromtimestamp(now, UTC), 100)
+            res["steady"] = steady_state(broker, config, fleet, idle, notify)
+    finally:
+        notify.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    checks = evaluate(res)
+    res["checks"] = checks
+    paths = write_results("footprint", res, markdown(res, checks), args.out)
+    sys.stdout.write(paths[1].read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

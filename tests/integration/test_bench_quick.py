@@ -1,0 +1,56 @@
+"""The benchmarks' --quick variants: behaviour (zero loss, results written), not speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(module: str, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, "--quick", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+
+
+@pytest.mark.timeout(300)
+def test_ingest_quick_loses_nothing_and_writes_results(tmp_path: Path) -> None:
+    done = run_bench("bench.ingest", tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    res = json.loads((tmp_path / "ingest.json").read_text())
+    agent = res["agent"]
+    assert agent["final"]["lost"] == 0
+    assert agent["final"]["stored_messages"] == agent["final"]["messages"] > 0
+    assert agent["final"]["reading_rows"] == agent["final"]["expected_rows"]
+    assert agent["drain"]["lost"] == 0 and agent["drain"]["drain_s"] is not None
+    assert agent["latency"]["observed"] == res["latency_messages"]
+    for ref in ("paho", "mosquitto_sub"):
+        assert res[ref]["live"]["lost"] == 0 and res[ref]["drain"]["lost"] == 0
+        assert res[ref]["latency"]["observed"] == res["latency_messages"]
+    assert res["machine"]["cores"] >= 1
+    verdicts = {c["name"]: c["verdict"] for c in res["checks"]}
+    assert verdicts["messages lost by the agent"] == "PASS"
+    md = (tmp_path / "ingest.md").read_text()
+    assert "agent / bare paho" in md and "agent / mosquitto_sub" in md
+    assert f"on {res['machine']['cores']} cores" in md
+
+
+@pytest.mark.timeout(300)
+def test_footprint_quick_measures_every_target(tmp_path: Path) -> None:
+    done = run_bench("bench.footprint", tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    res = json.loads((tmp_path / "footprint.json").read_text())
+    assert res["start_to_ready"]["ready_notify_s"], "the agent never sent READY=1"
+    assert res["steady"]["rss_mb"] > 0 and res["steady"]["cpu_s"] >= 0
+    assert res["pass"]["consumables"] == min(100, res["consumables"])
+    assert res["size"]["readings"] > 0
+    assert all(c["verdict"] in ("PASS", "MISS") for c in res["checks"])
+    assert (tmp_path / "footprint.md").read_text().count("|") > 20
