@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", type=int, help="devices (default 50)")
     ap.add_argument("--days", type=int, help="days of history (default 365)")
     ap.add_argument("--idle-seconds", type=float, help="idle CPU window (default 60)")
+    ap.add_argument("--agent-toml", default="", help="extra agent.toml text")
     ap.add_argument("--out", type=Path, help="results directory (default bench/results)")
     args = ap.parse_args(argv)
     devices = args.devices or (6 if args.quick else 50)
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     consumables = sum(fleet.consumables(n) for n in fleet.names)
     res: dict[str, Any] = {"started": started.isoformat(), "machine": machine_info(),
                            "argv": sys.argv, "devices": devices, "days": days,
-                           "consumables": consumables}
+                           "consumables": consumables, "agent_toml": args.agent_toml}
     tmp = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
     notify = NotifySocket(tmp / "notify.sock")
     try:
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             work = tmp / "agent"
             db = work / "agent.db"
             config = write_agent_config(work, broker.host, broker.port,
-                                        broker.passwords["agent"], db)
+                                        broker.passwords["agent"], db, extra=args.agent_toml)
             res["start_to_ready"] = start_to_ready(config, notify, 3 if args.quick else 7)
             db.unlink(missing_ok=True)
             now = time.time()
