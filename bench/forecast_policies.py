@@ -145,13 +145,15 @@ class OraclePolicy:
         rate = view.true_rate
         if rate <= 0:
             return Decision(0)
-        level = _usable(view, rate)
+        in_device, outside = _usable(view, rate)
+        level = in_device + outside
         daily_sd = 0.4 * rate + (math.sqrt(rate) if view.spec.unit is Unit.COUNT else 0.0)
         now_d = to_days(view.now)
         aw = merge_intervals([(to_days(a.start), to_days(a.end)) for a in view.away])
         curve = build_curve(now=now_d, level=level, level_sd=0.0, rate=rate, rate_sd=0.0,
                             daily_sd=daily_sd, weekday=None, away=aw)
-        tte = run_out_quantiles(curve, level, 0.0)
+        # Time to empty of what is in the device (the accuracy metric's definition).
+        tte = run_out_quantiles(curve, in_device, 0.0)
         incoming = tuple(d for d in view.deliveries if d.ts > view.now)
         fc = Forecast(view.now, level, 0.0, rate, 0.0, tte, Confidence.HIGH, 1.0, "truth",
                       False, incoming, 0.0, curve)
@@ -161,9 +163,9 @@ class OraclePolicy:
         return Decision(plan.packs if plan.order_now else 0, tte)
 
 
-def _usable(view: ItemView, rate: float) -> float:
-    """True stock that will be used before it spoils (FIFO batches at the true rate),
-    plus whatever is outside the device."""
+def _usable(view: ItemView, rate: float) -> tuple[float, float]:
+    """True stock in the device that will be used before it spoils (FIFO batches at the
+    true rate), and whatever is outside the device."""
     in_device = sum(a for a, _ in view.batches)
     tau = to_days(view.now)
     usable = 0.0
@@ -177,7 +179,7 @@ def _usable(view: ItemView, rate: float) -> float:
         can = min(amount, (expires - tau) * rate)
         usable += can
         tau += can / rate
-    return usable + max(0.0, view.true_level - in_device)
+    return usable, max(0.0, view.true_level - in_device)
 
 
 class AutoETSPolicy:
@@ -221,7 +223,7 @@ class AutoETSPolicy:
                 y=self._np.asarray(use, dtype=float), h=horizon, level=[90])
         hi = float(sum(max(0.0, v) for v in res["hi-90"]))
         mean = float(sum(max(0.0, v) for v in res["mean"]))
-        tte = level / (mean / horizon) if mean > 0 else None
+        tte = min(level / (mean / horizon), 400.0) if mean > 1e-9 * horizon else None
         return Decision(view.packs_per_order if hi >= level else 0, (None, tte, None))
 
 
