@@ -276,7 +276,7 @@ def counter_estimate(
     ppd = max(ppd, 0.0)
     uses = [b - a for a, b in zip(counters, counters[1:], strict=False)]
     spans = [b - a for a, b in zip(tau, tau[1:], strict=False)]
-    var = robust_daily_variance(uses[-200:], spans[-200:], ppd)
+    var = robust_daily_variance(uses[-200:], spans[-200:], ppd, trim=False)
     daily = math.sqrt(var) if var is not None else 0.5 * ppd
     rate = ppd * per_unit
     daily_sd = daily * per_unit

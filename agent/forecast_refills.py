@@ -113,7 +113,7 @@ def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetim
     before = 0
     while j > 0 and before < 3:  # the readings just before give the level it rose from
         j -= 1
-        before += obs[j].level is not None
+        before += obs[j].level is not None or obs[j].state is not None
     pts: list[Point] = []
     was_low: bool | None = None
     checked = 0  # candidates before this index have been decided

@@ -46,7 +46,7 @@ def theil_sen(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
 
 
 def robust_daily_variance(
-    uses: Sequence[float], spans: Sequence[float], rate: float
+    uses: Sequence[float], spans: Sequence[float], rate: float, trim: bool = True
 ) -> float | None:
     """Variance of one day's use, from interval uses against the fitted rate.
 
@@ -55,12 +55,15 @@ def robust_daily_variance(
     one refill that slipped through, or one lifted jug, cannot dominate; the rest is
     rescaled to what a normal variable would give. A median would be more robust but
     badly underestimates lumpy use (eggs, pages), which is what safety stock is for.
+    Without ``trim`` (counters cannot glitch), rare bursts stay in: they are the risk.
     """
     terms = sorted(
         (u - rate * s) ** 2 / s for u, s in zip(uses, spans, strict=True) if s >= 0.25
     )
     if len(terms) < 3:
         return None
+    if not trim:
+        return sum(terms) / len(terms)
     keep = terms[: max(2, math.ceil(0.9 * len(terms)))]
     return sum(keep) / len(keep) / _TRIMMED_CHI2_MEAN
 

@@ -135,6 +135,12 @@ def plan_reorder(
                 lo = mid
         latest = lo
     latest_at = now + timedelta(days=latest)
+    if latest >= review and fc.low_signal and extra <= 0:
+        # The device's own LOW warning is a floor no forecast overrides: bursts of use
+        # (a long print job) are what the forecast sees least.
+        plan = ReorderPlan(True, _packs(fc, spec, pack, lead_time, extra, max_packs), arrival,
+                           latest_at, f"device reports LOW ({fc.basis})", p_wait)
+        return _avoid_away(plan, aw, now, lead_time)
     if latest >= review:
         return ReorderPlan(False, 0, latest_at + timedelta(days=lead_time.mean_days),
                            latest_at,

@@ -149,3 +149,19 @@ def test_no_use_means_no_order() -> None:
     now = flat[-1].ts
     plan = plan_reorder(forecast(flat, SPEC, now), SPEC, now, LEAD)
     assert not plan.order_now
+
+
+def test_device_low_warning_is_a_floor_even_when_use_looks_slow() -> None:
+    spec = ConsumableSpec(Unit.PERCENT, 100.0, 100.0, yield_per_pack=2000.0,
+                          low_threshold_level=10.0)
+    # Two pages a day: 0.1 % a day, so 10 % left would last a hundred days.
+    obs = [Observation(T0 + timedelta(days=d), state=CoarseState.SOME_REMAINING,
+                       counter=1000 + 2 * d) for d in range(40)]
+    now = T0 + timedelta(days=40)
+    obs.append(Observation(now, state=CoarseState.LOW, counter=1080))
+    fc = forecast(obs, spec, now)
+    assert fc.usable and fc.low_signal
+    assert fc.level == pytest.approx(10.0, abs=0.5)
+    plan = plan_reorder(fc, spec, now, LEAD)
+    assert plan.order_now
+    assert "LOW" in plan.reason
