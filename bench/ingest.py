@@ -230,10 +230,8 @@ def paho_subscriber(argv: list[str]) -> int:
         done.wait(600)
     client.disconnect()
     client.loop_stop()
-    lat = []
-    for t, body in zip(received, payloads, strict=True):
-        sent = datetime.fromisoformat(json.loads(body)["ts"]).timestamp()
-        lat.append(t - sent)
+    lat = [t - datetime.fromisoformat(json.loads(body)["ts"]).timestamp()
+           for t, body in zip(received, payloads, strict=False)]
     json.dump({"t_connect": t_connect, "count": len(received),
                "t_last": received[-1] if received else None, "latencies": lat}, sys.stdout)
     return 0
@@ -243,9 +241,11 @@ class PahoRef:
     def __init__(self, broker: LocalBroker) -> None:
         self.broker = broker
         self.proc: subprocess.Popen[str] | None = None
+        self.spawned_at = 0.0
 
     def start(self, mode: str, count: int) -> None:
         b = self.broker
+        self.spawned_at = time.time()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.ingest", "--paho-subscriber", b.host, str(b.port),
              b.passwords["agent"], mode, str(count)],
@@ -398,7 +398,9 @@ def run_paho(broker: LocalBroker, fleet: Fleet, o: Opts) -> dict[str, Any]:
     publish_flat_out(broker, fleet, n, o.work)
     ref.start("drain", n)
     res = ref.result()
-    drain = {"rate": _rate(n, res["t_connect"], res["t_last"]), "lost": n - res["count"]}
+    drain = {"rate": _rate(n, ref.spawned_at, res["t_last"]),
+             "rate_from_connect": _rate(n, res["t_connect"], res["t_last"]),
+             "lost": n - res["count"]}
     ref.start("latency", o.latency_messages)
     publish_paced(broker, fleet, o.latency_messages, o.latency_rate, {})
     res = ref.result()
@@ -516,8 +518,8 @@ def evaluate(res: dict[str, Any]) -> list[Check]:
                  _ratio(agent["live"]["rate"], paho["live"]["rate"]), TARGET_RATIO,
                  note="publishers running concurrently"),
         at_least("agent drain rate / bare paho drain rate",
-                 _ratio(agent["drain"]["rate_after_ready"], paho["drain"]["rate"]),
-                 TARGET_RATIO, note="burst from the stored session, after ready"),
+                 _ratio(agent["drain"]["rate"], paho["drain"]["rate"]),
+                 TARGET_RATIO, note="burst from the stored session, from process start"),
         Check("messages lost by the agent", final["lost"], "= 0", final["lost"] == 0,
               note=f"{final['stored_messages']:,} of {final['messages']:,} messages, "
                    f"{final['reading_rows']:,} of {final['expected_rows']:,} rows"),
@@ -535,15 +537,14 @@ def markdown(res: dict[str, Any], checks: list[Check]) -> str:
     rows = []
     for name, r in (("mosquitto_sub (C, to /dev/null)", m), ("bare paho (counts only)", p),
                     ("agent (validate + SQLite commit)", a)):
-        rows.append([name, r["live"]["rate"], r["drain"].get("rate_after_ready",
-                                                             r["drain"]["rate"]),
+        rows.append([name, r["live"]["rate"], r["drain"]["rate"],
                      r["latency"]["p50_ms"], r["latency"]["p99_ms"], r["live"]["lost"]])
     ratios = md_table(
         ["ratio", "live", "drain"],
         [["agent / bare paho", _ratio(a["live"]["rate"], p["live"]["rate"]),
-          _ratio(a["drain"]["rate_after_ready"], p["drain"]["rate"])],
+          _ratio(a["drain"]["rate"], p["drain"]["rate"])],
          ["agent / mosquitto_sub", _ratio(a["live"]["rate"], m["live"]["rate"]),
-          _ratio(a["drain"]["rate_after_ready"], m["drain"]["rate"])]])
+          _ratio(a["drain"]["rate"], m["drain"]["rate"])]])
     d = a["drain"]
     text = [
         header("Ingest benchmark", res["machine"], datetime.fromisoformat(res["started"])),
@@ -561,12 +562,13 @@ def markdown(res: dict[str, Any], checks: list[Check]) -> str:
             ["peak RSS MB", a["final"]["peak_rss_mb"]],
             ["burst: process start to drained, s", d["drain_s"]],
             ["burst: process start to ready, s", d["start_to_ready_s"]],
-            ["burst: rate from process start, msg/s", d["rate"]],
+            ["burst: rate from agent.ready, msg/s (commits start before it)",
+             d["rate_after_ready"]],
             ["latency max ms", a["latency"]["max_ms"]],
         ]),
-        "\nDrain rates: mosquitto_sub and paho from process start / connect; the agent "
-        "after `agent.ready` (its start-up is in the footprint benchmark). Agent commit "
-        "times are observed by polling its database every 5 ms (adds up to 5 ms).",
+        "\nDrain rates count from each subscriber's process start (the agent's includes "
+        "its ~0.5 s start-up). Agent commit times are observed by polling its database "
+        "every 5 ms (adds up to 5 ms).",
     ]
     return "\n".join(text)
 
