@@ -367,12 +367,21 @@ class Store:
         or a replacement), so the forecast still sees where each cycle began. Returns the
         number of rows deleted.
         """
-        params = {"cut": older_than, "bucket": bucket_s}
+        deleted = 0
+        cids = [int(r[0]) for r in self.conn.execute("SELECT cid FROM consumables")]
+        # Both windows partition by consumable, so one consumable per transaction gives
+        # the same rows as one pass over all, and holds the write lock (which the ingest
+        # writer waits for) for a fraction of a second instead of the whole pass.
+        for cid in cids:
+            deleted += self._downsample_one(cid, older_than, bucket_s)
+        return deleted
+
+    def _downsample_one(self, cid: int, older_than: float, bucket_s: float) -> int:
+        params = {"cid": cid, "cut": older_than, "bucket": bucket_s}
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             # The rows to keep go to a keyed temp table first: deleting with
-            # "(cid, seq) NOT IN (window query)" took SQLite minutes on a year of
-            # readings, all the while holding the write lock the ingest writer needs.
+            # "(cid, seq) NOT IN (window query)" took SQLite minutes on a year of readings.
             self.conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS keep_rows "
                 "(cid INTEGER, seq INTEGER, PRIMARY KEY (cid, seq)) WITHOUT ROWID"
@@ -385,7 +394,7 @@ class Store:
                     SELECT cid, seq, level,
                            ROW_NUMBER() OVER w AS rn,
                            LAG(level) OVER (PARTITION BY cid ORDER BY ts) AS prev
-                    FROM readings WHERE ts < :cut
+                    FROM readings WHERE cid = :cid AND ts < :cut
                     WINDOW w AS (PARTITION BY cid, CAST(ts / :bucket AS INTEGER)
                                  ORDER BY ts DESC)
                 ) WHERE rn = 1 OR (prev IS NOT NULL AND level IS NOT NULL
@@ -394,8 +403,9 @@ class Store:
                 params,
             )
             cur = self.conn.execute(
-                "DELETE FROM readings WHERE ts < :cut AND NOT EXISTS (SELECT 1 FROM "
-                "temp.keep_rows k WHERE k.cid = readings.cid AND k.seq = readings.seq)",
+                "DELETE FROM readings WHERE cid = :cid AND ts < :cut AND NOT EXISTS "
+                "(SELECT 1 FROM temp.keep_rows k WHERE k.cid = readings.cid "
+                "AND k.seq = readings.seq)",
                 params,
             )
             deleted = int(cur.rowcount)
