@@ -113,6 +113,7 @@ class HouseholdLink:
         self._devices: dict[str, DeviceInfo] = {}
         self._proposals: dict[str, Intent] = {}
         self._reannounce = True
+        self._retained: dict[str, bytes] = {}
 
     # ---- paho thread: never blocks, never raises ----------------------------------
 
@@ -209,9 +210,9 @@ class HouseholdLink:
                     self._send(discovery_for_device(device, self.prefix))
         self._devices = current
         for device_id, online in availability.items():
-            self.publish(availability_message(device_id, online))
+            self._publish_changed(availability_message(device_id, online), reannounce)
         for state in states:
-            self.publish(consumable_message(state))
+            self._publish_changed(consumable_message(state), reannounce)
         self._sync_intents(ledger.intents(), now, reannounce)
         self._sync_reminders(ledger.reminders())
 
@@ -237,6 +238,14 @@ class HouseholdLink:
                 self._announce(it, known.get(it.id), now)
             known[it.id] = key
         self._known = known
+        if first:
+            # A restarted agent does not know what it announced before: clear what a
+            # proposal decided or expired meanwhile may have left retained.
+            for it in intents:
+                ref = proposal_ref(it)
+                if ref not in open_proposals:
+                    self.publish(proposal_cleared(ref))
+                    self._send(self._buttons(it, remove=True))
         for ref in self._proposals.keys() - open_proposals.keys():
             self.publish(proposal_cleared(ref))
             self._send(self._buttons(self._proposals[ref], remove=True))
@@ -297,6 +306,12 @@ class HouseholdLink:
         info = self._devices.get(device) or DeviceInfo(device, "other", ())
         return discovery_for_proposal(self._view(it, proposal_ref(it)), info, self.prefix,
                                       remove=remove)
+
+    def _publish_changed(self, message: Outgoing, reannounce: bool) -> None:
+        """Retained state goes out when it changed (or on re-announce), not every sync."""
+        if reannounce or self._retained.get(message.topic) != message.payload:
+            self._retained[message.topic] = message.payload
+            self.publish(message)
 
     def _send(self, messages: list[Outgoing]) -> None:
         for m in messages:

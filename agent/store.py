@@ -269,9 +269,12 @@ class Store:
         )
 
     def _write_status(self, item: StatusUpdate, received_at: float) -> None:
+        # Devices announce themselves (retained status) before their first reading.
         self.conn.execute(
-            "UPDATE devices SET online=?, status_at=? WHERE device_id=?",
-            (int(item.online), received_at, item.device_id),
+            "INSERT INTO devices (device_id, kind, first_seen, last_seen, last_seq, online, "
+            "status_at) VALUES (?, 'other', ?, ?, 0, ?, ?) ON CONFLICT(device_id) DO UPDATE "
+            "SET online=excluded.online, status_at=excluded.status_at",
+            (item.device_id, received_at, received_at, int(item.online), received_at),
         )
 
     def _write_reject(self, item: Rejected, received_at: float) -> None:
