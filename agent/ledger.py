@@ -1,5 +1,6 @@
-"""Storage for consent, the audit chain, purchase intents (the outbox), away periods,
-reminders and feedback: every SQL statement for those tables lives here.
+"""Storage for consent and purchase intents (the outbox): every SQL statement for those
+tables lives here; the connection and audit chain are in :mod:`agent.ledger_base`,
+feedback, reminders and away periods in :mod:`agent.ledger_notes`.
 
 Each public write is one ``BEGIN IMMEDIATE`` transaction that changes the state and
 appends its audit record together, on the Store's connection (``synchronous=FULL``), so
@@ -10,19 +11,15 @@ Times are aware datetimes at this API and epoch seconds in the file.
 from __future__ import annotations
 
 import json
-import logging
-import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from agent import audit
 from agent.consent import Mandate, Mode, Proposal, month_start
-from agent.errors import ConsentError, StoreError
+from agent.errors import ConsentError
+from agent.ledger_notes import LedgerNotes
 from agent.ledger_rows import (
     FEEDBACK_KINDS,
     OPEN,
@@ -38,75 +35,12 @@ from agent.ledger_rows import (
     mandate_json,
     ts,
 )
-from agent.store import Store
 
 __all__ = ["FEEDBACK_KINDS", "OPEN", "PENDING", "Consent", "Intent", "Ledger", "State"]
 
-log = logging.getLogger(__name__)
 
-
-class Ledger:
+class Ledger(LedgerNotes):
     """Consent, audit and outbox storage on one SQLite connection (one per thread)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.conn.row_factory = sqlite3.Row
-
-    @classmethod
-    def open(cls, path: Path | str) -> Ledger:
-        """A ledger on its own (migrated) connection to the agent's database."""
-        return cls(Store(path).conn)
-
-    def close(self) -> None:
-        self.conn.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as err:
-            raise StoreError(f"ledger write failed: {err}") from err
-
-    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            return list(self.conn.execute(sql, params))
-        except sqlite3.Error as err:
-            raise StoreError(f"ledger read failed: {err}") from err
-
-    # ---- audit --------------------------------------------------------------------
-
-    def _audit(self, kind: str, consumable: str | None, body: dict[str, Any],
-               now: datetime) -> int:
-        """Append one chained record; call inside a transaction."""
-        last = self.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
-        row = last.fetchone()
-        rid, prev = (row[0] + 1, row[1]) if row else (1, audit.GENESIS)
-        text = audit.canonical(body)
-        when = ts(now)
-        digest = audit.link_hash(prev, rid, when, kind, consumable, text)
-        self.conn.execute(
-            "INSERT INTO audit (id, ts, kind, consumable, body, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", (rid, when, kind, consumable, text, prev, digest))
-        log.info("audit.%s id=%d consumable=%s", kind, rid, consumable)
-        return rid
-
-    def record(self, kind: str, consumable: str | None, body: dict[str, Any],
-               now: datetime) -> int:
-        """Append a free-standing audit record (its own transaction)."""
-        with self._tx():
-            return self._audit(kind, consumable, body, now)
-
-    def audit_records(self) -> list[audit.AuditRecord]:
-        return [audit.AuditRecord(**dict(r)) for r in self._q("SELECT * FROM audit ORDER BY id")]
-
-    def verify_audit(self) -> audit.VerifyResult:
-        return audit.verify(self.audit_records())
 
     # ---- consent ------------------------------------------------------------------
 
@@ -215,13 +149,6 @@ class Ledger:
                  ts(send_after) if send_after else None,
                  ts(send_after) if send_after else None, ts(now)))
             return self.intent(int(cur.lastrowid or 0))
-
-    def intent(self, intent_id: int) -> Intent:
-        """One intent by id (ConsentError when there is none)."""
-        rows = self.conn.execute("SELECT * FROM intents WHERE id=?", (intent_id,)).fetchall()
-        if not rows:
-            raise ConsentError(f"no order {intent_id}")
-        return intent_from_row(rows[0])
 
     def intents(self, states: Sequence[State] | None = None,
                 consumable: str | None = None) -> list[Intent]:
@@ -420,80 +347,3 @@ class Ledger:
             "WHERE consumable=? AND state IN ('placed', 'delivered') AND t IS NOT NULL "
             "ORDER BY t", (consumable,))
         return [(dt(r["t"]) or datetime.min, int(r["quantity"])) for r in rows]
-
-    # ---- feedback, reminders, blocked SKUs ----------------------------------------
-
-    def report(self, intent_id: int, kind: str, now: datetime) -> int:
-        """Household feedback on a delivered order; wrong-item blocks the SKU."""
-        if kind not in FEEDBACK_KINDS:
-            raise ConsentError(f"feedback must be one of {', '.join(FEEDBACK_KINDS)}")
-        with self._tx():
-            it = self.intent(intent_id)
-            if it.state not in (State.PLACED, State.DELIVERED):
-                raise ConsentError(f"order {intent_id} is {it.state.value}; nothing to report")
-            rid = self._audit("order_feedback", it.consumable,
-                              {"intent": it.id, "kind": kind, "sku": it.sku}, now)
-            self.conn.execute("INSERT INTO feedback (intent_id, kind, ts, audit_id) "
-                              "VALUES (?, ?, ?, ?)", (it.id, kind, ts(now), rid))
-            if kind == "wrong-item":
-                self.conn.execute("INSERT OR IGNORE INTO blocked_skus VALUES (?, ?, ?)",
-                                  (it.consumable, it.sku, ts(now)))
-                self.conn.execute(
-                    "INSERT INTO reminders (consumable, ts, kind, message) VALUES (?, ?, ?, ?)",
-                    (it.consumable, ts(now), "choose_product",
-                     f"{it.sku} was the wrong item and is blocked: choose a new product with "
-                     f"replenish consent set {it.consumable} ... --sku SKU"))
-            return rid
-
-    def feedback(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._q("SELECT * FROM feedback ORDER BY id")]
-
-    def blocked_skus(self, consumable: str) -> list[str]:
-        return [r[0] for r in self._q("SELECT sku FROM blocked_skus WHERE consumable=?",
-                                      (consumable,))]
-
-    def remind(self, consumable: str, kind: str, message: str, now: datetime,
-               quiet: timedelta = timedelta(hours=24)) -> bool:
-        """Store a reminder unless the same kind was given within ``quiet``."""
-        with self._tx():
-            recent = self.conn.execute(
-                "SELECT 1 FROM reminders WHERE consumable=? AND kind=? AND ts > ?",
-                (consumable, kind, ts(now - quiet))).fetchone()
-            if recent:
-                return False
-            self.conn.execute("INSERT INTO reminders (consumable, ts, kind, message) "
-                              "VALUES (?, ?, ?, ?)", (consumable, ts(now), kind, message))
-            return True
-
-    def reminders(self, since: datetime | None = None) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._q("SELECT * FROM reminders WHERE ts >= ? ORDER BY id",
-                                         (ts(since) if since else 0.0,))]
-
-    # ---- away periods -------------------------------------------------------------
-
-    def add_away(self, start: datetime, end: datetime, label: str, source: str,
-                 now: datetime, uid: str | None = None) -> int | None:
-        """Add an away period (an iCalendar UID is imported once); returns its id."""
-        if end <= start:
-            raise ConsentError("away period must end after it starts")
-        with self._tx():
-            cur = self.conn.execute(
-                "INSERT OR IGNORE INTO away_periods (start, end, label, source, uid) "
-                "VALUES (?, ?, ?, ?, ?)", (ts(start), ts(end), label, source, uid))
-            if not cur.rowcount:
-                return None
-            self._audit("away_added", None, {"start": start.isoformat(),
-                                             "end": end.isoformat(), "source": source}, now)
-            return int(cur.lastrowid or 0)
-
-    def remove_away(self, away_id: int, now: datetime) -> bool:
-        with self._tx():
-            cur = self.conn.execute("DELETE FROM away_periods WHERE id=?", (away_id,))
-            if cur.rowcount:
-                self._audit("away_removed", None, {"id": away_id}, now)
-            return bool(cur.rowcount)
-
-    def away_periods(self) -> list[tuple[int, datetime, datetime, str]]:
-        rows = self._q("SELECT id, start, end, label FROM away_periods ORDER BY start")
-        return [(r["id"], dt(r["start"]) or datetime.min, dt(r["end"]) or datetime.min,
-                 r["label"] or "") for r in rows]
