@@ -222,6 +222,8 @@ class Ledger(LedgerNotes):
 
         Only for intents never sent, so the old key is retired with no order behind it;
         the new body gets a new key (a vendor refuses a key reused with another body).
+        ``created_at`` becomes ``now``: the household's time to decide (the proposal
+        TTL) counts from these terms; the audit chain keeps the first announcement.
         """
         with self._tx():
             it = self.intent(intent_id)
@@ -236,9 +238,9 @@ class Ledger(LedgerNotes):
             self.conn.execute(
                 "UPDATE intents SET state='proposed', sku=?, name=?, unit_price=?, currency=?, "
                 "pack_size=?, quantity=?, idem_key=?, audit_id=?, reason=?, send_after=NULL, "
-                "next_attempt_at=NULL, updated_at=? WHERE id=?",
+                "next_attempt_at=NULL, created_at=?, updated_at=? WHERE id=?",
                 (p.sku, p.name, str(p.unit_price), p.currency, p.pack_size, p.quantity, key,
-                 rid, "; ".join(reasons), ts(now), it.id))
+                 rid, "; ".join(reasons), ts(now), ts(now), it.id))
             return self.intent(it.id)
 
     def reprice(self, intent_id: int, price: Decimal, now: datetime) -> Intent:

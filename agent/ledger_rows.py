@@ -68,7 +68,7 @@ class Intent:
     idem_key: str
     audit_id: int | None
     reason: str | None
-    created_at: datetime
+    created_at: datetime  # when the current terms were written: a re-proposal resets it
     send_after: datetime | None
     next_attempt_at: datetime | None
     attempts: int

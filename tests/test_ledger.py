@@ -1,0 +1,44 @@
+"""Ledger queries and transitions the planner and the household link rely on (real SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from agent.consent import Mode, Proposal
+from agent.household import HouseholdLink, proposal_ref
+from agent.ledger import Ledger, State
+
+T0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
+CID = "printer-1/black"
+TONER = Proposal(CID, "shop", "TONER-TN2420", 1, 1, Decimal("54.90"), "Toner TN-2420")
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    led = Ledger.open(tmp_path / "agent.db")
+    yield led
+    led.close()
+
+
+def test_repropose_restarts_the_proposal_clock(ledger: Ledger) -> None:
+    queued = ledger.create_intent(TONER, Mode.AUTO, State.QUEUED, T0,
+                                  send_after=T0 + timedelta(days=3))
+    later = T0 + timedelta(days=3)
+    dearer = Proposal(CID, "shop", "TONER-TN2420", 1, 1, Decimal("61.00"), "Toner TN-2420")
+    shown = ledger.repropose(queued.id, dearer, ["price above mandate"], later)
+    assert shown.state is State.PROPOSED
+    assert shown.created_at == later
+    # The household link counts the proposal TTL from the re-proposal, not the announcement.
+    link = HouseholdLink(lambda _message: None)
+    topic = "replenish/v1/household/commands/approve"
+    payload = f'{{"ref": "{proposal_ref(shown)}"}}'.encode()
+    assert link.execute(topic, payload, ledger, None, later + timedelta(hours=1)) == "accepted"
+    assert ledger.intent(queued.id).state is State.QUEUED
+    # The original announcement time stays in the audit chain.
+    kinds = [(r.kind, r.ts) for r in ledger.audit_records()]
+    assert ("order_announced", T0.timestamp()) in kinds
