@@ -1,7 +1,9 @@
-"""Household notes in the ledger: feedback, blocked SKUs, reminders and away periods."""
+"""Household notes in the ledger: feedback, blocked SKUs, reminders, snoozes and away
+periods."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,6 +62,19 @@ class LedgerNotes(LedgerBase):
     def reminders(self, since: datetime | None = None) -> list[dict[str, Any]]:
         return [dict(r) for r in self._q("SELECT * FROM reminders WHERE ts >= ? ORDER BY id",
                                          (ts(since) if since else 0.0,))]
+
+    def snoozed_until(self, consumable: str) -> datetime | None:
+        """The ``until`` of the household's latest snooze of ``consumable`` (None if never).
+
+        Read from the newest ``proposal_snoozed`` audit record, so a later, shorter snooze
+        replaces a longer one; whether it is still running is the caller's comparison.
+        """
+        rows = self._q("SELECT body FROM audit WHERE kind='proposal_snoozed' AND consumable=? "
+                       "ORDER BY id DESC LIMIT 1", (consumable,))
+        if not rows:
+            return None
+        until = json.loads(rows[0]["body"]).get("until")
+        return datetime.fromisoformat(until) if isinstance(until, str) else None
 
     # ---- away periods -------------------------------------------------------------
 

@@ -42,3 +42,23 @@ def test_repropose_restarts_the_proposal_clock(ledger: Ledger) -> None:
     # The original announcement time stays in the audit chain.
     kinds = [(r.kind, r.ts) for r in ledger.audit_records()]
     assert ("order_announced", T0.timestamp()) in kinds
+
+
+def test_snoozed_until_is_the_latest_snooze_of_that_consumable(ledger: Ledger) -> None:
+    assert ledger.snoozed_until(CID) is None
+    link = HouseholdLink(lambda _message: None)
+    topic = "replenish/v1/household/commands/snooze"
+    ledger.set_consent(CID, Mode.CONFIRM, None, T0)
+    first = ledger.create_intent(TONER, Mode.CONFIRM, State.PROPOSED, T0)
+    week = T0 + timedelta(days=7)
+    payload = f'{{"ref": "{proposal_ref(first)}", "until": "{week.isoformat()}"}}'.encode()
+    assert link.execute(topic, payload, ledger, None, T0) == "accepted"
+    assert ledger.snoozed_until(CID) == week
+    assert ledger.snoozed_until("fridge-1/milk") is None
+    # A later snooze without "until" defaults to a day after it and replaces the week.
+    later = T0 + timedelta(hours=2)
+    second = ledger.create_intent(TONER, Mode.CONFIRM, State.PROPOSED, later)
+    payload = f'{{"ref": "{proposal_ref(second)}"}}'.encode()
+    assert link.execute(topic, payload, ledger, None, later) == "accepted"
+    until = ledger.snoozed_until(CID)
+    assert until == later + timedelta(hours=24) and until.tzinfo is not None
