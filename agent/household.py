@@ -23,9 +23,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.consent import Mode
-from agent.errors import ConsentError
+from agent.errors import ConsentError, VendorRetryable
 from agent.ingest import HouseholdRoute
-from agent.ledger import Intent, Ledger, State
+from agent.ledger import PENDING, Intent, Ledger, State
 from agent.notify import (
     COMMAND_PREFIX,
     DEFAULT_DISCOVERY_PREFIX,
@@ -132,8 +132,14 @@ class HouseholdLink:
 
     # ---- worker thread ------------------------------------------------------------
 
-    def handle_commands(self, ledger: Ledger, dispatcher: Dispatcher, now: datetime) -> None:
-        """Run every queued household command."""
+    def handle_commands(self, ledger: Ledger, dispatcher: Dispatcher | None,
+                        now: datetime) -> None:
+        """Run every queued household command.
+
+        ``dispatcher`` is None when no vendor client is configured: approvals, snoozes and
+        cancels of unsent orders still run on the ledger; cancelling a placed order needs
+        the vendor and is refused as ``unavailable``.
+        """
         while True:
             try:
                 topic, payload = self.commands.get_nowait()
@@ -144,8 +150,8 @@ class HouseholdLink:
             if result != "accepted":
                 self.stats.refused += 1
 
-    def execute(self, topic: str, payload: bytes, ledger: Ledger, dispatcher: Dispatcher,
-                now: datetime) -> CommandResult:
+    def execute(self, topic: str, payload: bytes, ledger: Ledger,
+                dispatcher: Dispatcher | None, now: datetime) -> CommandResult:
         """One command, checked against the proposal's id, terms and expiry."""
         try:
             verb, cmd = parse_command(topic, payload)
@@ -163,7 +169,7 @@ class HouseholdLink:
                 if verb is Verb.APPROVE:
                     ledger.approve(it.id, now)
                 elif verb is Verb.CANCEL:
-                    dispatcher.cancel(it.id, now)
+                    result = self._cancel(it, ledger, dispatcher, now)
                 else:
                     ledger.cancel_pending(it.id, now, who="household-snooze")
                     until = cmd.until or now + DEFAULT_SNOOZE
@@ -179,6 +185,25 @@ class HouseholdLink:
         log.info("household.command verb=%s ref=%s source=%s outcome=%s",
                  verb.value, cmd.ref, cmd.source, result)
         return result
+
+    @staticmethod
+    def _cancel(it: Intent, ledger: Ledger, dispatcher: Dispatcher | None,
+                now: datetime) -> CommandResult:
+        """Unsent orders are cancelled in the ledger; a placed one only at the vendor."""
+        if it.state in PENDING:
+            ledger.cancel_pending(it.id, now)
+            return "accepted"
+        if dispatcher is None:
+            log.warning("household.command cancel intent=%d refused: no vendor client "
+                        "configured to cancel a placed order", it.id)
+            return "unavailable"
+        try:
+            dispatcher.cancel(it.id, now)
+        except VendorRetryable as err:
+            log.warning("household.command cancel intent=%d: vendor unavailable: %s",
+                        it.id, err)
+            return "unavailable"
+        return "accepted"
 
     def _check(self, verb: Verb, ref: str, it: Intent | None, now: datetime) -> CommandResult:
         if it is None:

@@ -289,4 +289,6 @@ def event(kind: EventKind, at: datetime, message: str, **fields: Any) -> Househo
     return HouseholdEvent(kind=kind, at=at, message=message, **fields)
 
 
-CommandResult = Literal["accepted", "unknown", "expired", "already_decided", "denied"]
+CommandResult = Literal[
+    "accepted", "unknown", "expired", "already_decided", "denied", "unavailable"
+]

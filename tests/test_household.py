@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from agent.consent import Mode, Proposal
+from agent.errors import VendorRetryable
 from agent.household import HouseholdLink, proposal_ref
 from agent.ledger import Ledger, State
 from agent.notify import DeviceInfo, Outgoing
@@ -19,6 +21,13 @@ from agent.outbox import Dispatcher
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 FRIDGE = DeviceInfo("fridge-1", "fridge", (("milk", "grams"),))
 MILK = Proposal("fridge-1/milk", "sandbox", "MILK-1L", 2, 1, Decimal("1.19"), "Whole milk 1 l")
+
+
+class VendorDown:
+    """A vendor that cannot be reached for a cancel (timeouts, 5xx)."""
+
+    def cancel(self, order_id: str) -> Any:
+        raise VendorRetryable("vendor cancel: timed out")
 
 
 class NoVendor:
@@ -149,3 +158,55 @@ def test_removed_device_leaves_no_entity_behind(
     link.sync(ledger, [], {}, [], NOW)
     removed = {m.topic for m in sent if m.payload == b""}
     assert announced and announced <= removed
+
+
+def place(ledger: Ledger) -> Any:
+    """An order the vendor holds: only the vendor can cancel it now."""
+    ledger.set_consent("fridge-1/milk", Mode.CONFIRM, None, NOW)
+    it = ledger.create_intent(MILK, Mode.CONFIRM, State.QUEUED, NOW)
+    ledger.mark_sending(it.id, it.audit_id or 0, NOW, NOW + timedelta(minutes=1),
+                        ledger.consent("fridge-1/milk").audit_id)  # type: ignore[union-attr]
+    order = {"id": "ord-1", "status": "confirmed", "total": Decimal("2.38")}
+    return ledger.mark_placed(it.id, order, NOW, NOW + timedelta(hours=1))
+
+
+def test_commands_without_a_vendor_client_still_reach_the_ledger(
+    link: HouseholdLink, ledger: Ledger
+) -> None:
+    approved, cancelled, snoozed = (propose(ledger) for _ in range(3))
+    for verb, it in (("approve", approved), ("cancel", cancelled), ("snooze", snoozed)):
+        link.deliver(*command(verb, proposal_ref(it)))
+    link.handle_commands(ledger, None, NOW)
+    assert link.stats.commands == 3 and link.stats.refused == 0
+    assert ledger.intent(approved.id).state is State.QUEUED
+    assert ledger.intent(cancelled.id).state is State.CANCELLED
+    assert ledger.intent(snoozed.id).state is State.CANCELLED
+    assert ledger.snoozed_until("fridge-1/milk") == NOW + timedelta(hours=24)
+    # An announced (queued) order is cancelled in the ledger too, no vendor needed.
+    queued = ledger.create_intent(MILK, Mode.CONFIRM, State.QUEUED, NOW)
+    assert link.execute(*command("cancel", f"o{queued.id}"), ledger, None, NOW) == "accepted"
+    assert ledger.intent(queued.id).state is State.CANCELLED
+
+
+def test_cancel_of_a_placed_order_without_vendor_is_unavailable(
+    link: HouseholdLink, ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    it = place(ledger)
+    caplog.set_level(logging.INFO, logger="agent.household")
+    assert link.execute(*command("cancel", f"o{it.id}"), ledger, None, NOW) == "unavailable"
+    assert ledger.intent(it.id).state is State.PLACED
+    refused = ledger.audit_records()[-1]
+    assert refused.kind == "household_command_refused"
+    assert json.loads(refused.body)["result"] == "unavailable"
+    assert "no vendor client" in caplog.text
+    assert "outcome=unavailable" in caplog.text
+
+
+def test_cancel_of_a_placed_order_with_the_vendor_down_is_unavailable(
+    link: HouseholdLink, ledger: Ledger
+) -> None:
+    it = place(ledger)
+    dispatcher = Dispatcher(ledger, VendorDown())
+    result = link.execute(*command("cancel", f"o{it.id}"), ledger, dispatcher, NOW)
+    assert result == "unavailable"
+    assert ledger.intent(it.id).state is State.PLACED
