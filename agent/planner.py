@@ -33,8 +33,9 @@ from agent.consent import (
     first_allowed,
 )
 from agent.errors import VendorError
-from agent.forecast import ConsumableSpec, Delivery, Observation, forecast
+from agent.forecast import Away, ConsumableSpec, Delivery, Forecast, Observation, forecast
 from agent.ledger import Ledger, State
+from agent.logs import canonical
 from agent.policy import LeadTime, ReorderPlan, plan_reorder
 from agent.protocol import CoarseState, Unit
 from agent.store import Store
@@ -47,7 +48,12 @@ DEFAULT_CONSOLIDATE_WINDOW = timedelta(days=3)
 DEFAULT_FREE_SHIPPING_SLACK = timedelta(days=7)
 DEFAULT_LEAD = LeadTime(3.0, 1.0)
 DEFAULT_SHELF_LIFE_DAYS = 7.0
+# What the forecast reads: four months, hourly for the last five weeks and one reading per
+# six hours before (the resolution bench/forecast.py validates the forecast at).
 HISTORY = timedelta(days=120)
+FINE_HISTORY = timedelta(days=35)
+FINE_BUCKET = timedelta(hours=1)
+COARSE_BUCKET = timedelta(hours=6)
 
 CARE_TIPS = {
     "printer": "if prints look streaky, run the printer's cleaning cycle before replacing",
@@ -79,6 +85,7 @@ class PlanReport:
     proposals: int = 0
     announced: int = 0
     joined: list[str] = field(default_factory=list)
+    forecasts: dict[str, Forecast] = field(default_factory=dict)  # every consumable, by key
 
 
 def default_spec(row: dict[str, Any], offer: CatalogItem | None) -> ConsumableSpec:
@@ -127,48 +134,84 @@ class Planner:
         self.spec_for = spec_for
 
     def run_once(self, now: datetime) -> PlanReport:
-        """Decide for every consumable at ``now`` and write the outcomes to the ledger."""
+        """Decide for every consumable at ``now`` and write the outcomes to the ledger.
+
+        Every consumable is forecast (monitored ones too: dashboards show their days
+        left); one canonical ``decision`` line per consumable says what came of it.
+        """
         report = PlanReport()
         self.ledger.expire_mandates(now)
-        kinds = {d["device_id"]: d["kind"] for d in self.store.devices()}
         candidates = []
-        for row in self.store.consumables():
-            row = {**row, "kind": kinds.get(row["device_id"], "other")}
-            cand = self._consider(row, now)
+        for row in self._rows():
+            cand = self._consider(row, now, report)
             if cand is not None:
                 report.considered += 1
                 candidates.append(cand)
-        for cand in self._basket(candidates, now, report):
-            self._act(cand, now, report)
+        chosen = self._basket(candidates, now, report)
+        for cand in candidates:
+            if cand in chosen:
+                self._act(cand, now, report)
+            else:
+                canonical(log, "decision", consumable=cand.key, decision="none",
+                          reason=cand.plan.reason, mode=cand.mode.value)
         return report
+
+    def outlook(self, now: datetime) -> dict[str, Forecast]:
+        """Forecasts of every consumable at ``now``, without deciding or calling the vendor."""
+        away = away_periods(self.ledger)
+        return {self._key(row): self._forecast(row, None, now, away) for row in self._rows()}
+
+    def _rows(self) -> list[dict[str, Any]]:
+        kinds = {d["device_id"]: d["kind"] for d in self.store.devices()}
+        return [{**row, "kind": kinds.get(row["device_id"], "other")}
+                for row in self.store.consumables(counts=False)]
+
+    @staticmethod
+    def _key(row: dict[str, Any]) -> str:
+        return f"{row['device_id']}/{row['consumable_id']}"
 
     # ---- one consumable ----------------------------------------------------------
 
-    def _consider(self, row: dict[str, Any], now: datetime) -> Candidate | None:
-        key = f"{row['device_id']}/{row['consumable_id']}"
-        consent = self.ledger.consent(key)
-        if consent is None or consent.mode is Mode.MONITOR:
-            return None
+    def _forecast(self, row: dict[str, Any], offer: CatalogItem | None, now: datetime,
+                  away: list[Away]) -> Forecast:
+        deliveries = [Delivery(t, float(n))
+                      for t, n in self.ledger.expected_deliveries(self._key(row))]
+        return forecast(self._observations(row["cid"], now), self.spec_for(row, offer), now,
+                        deliveries=deliveries, away=away)
+
+    def _skip_reason(self, key: str, mode: Mode, now: datetime) -> str | None:
+        """Why this pass leaves the consumable alone (None: decide)."""
+        if mode is Mode.MONITOR:
+            return "monitor only"
         if self.ledger.intents([State.PROPOSED, State.QUEUED, State.SENDING], key):
-            return None  # already in the household's or the dispatcher's hands
+            return "an order is already in the household's or the dispatcher's hands"
         if self.ledger.declined_since(key, now - self.review_interval):
-            return None  # the household just said "not now": ask again next review
+            return "declined by the household since the last review"
+        return None
+
+    def _consider(self, row: dict[str, Any], now: datetime,
+                  report: PlanReport) -> Candidate | None:
+        key = self._key(row)
+        consent = self.ledger.consent(key)
+        mode = consent.mode if consent is not None else Mode.MONITOR
+        away = away_periods(self.ledger)
+        skip = self._skip_reason(key, mode, now)
+        if consent is None or skip is not None:
+            report.forecasts[key] = self._forecast(row, None, now, away)
+            canonical(log, "decision", consumable=key, decision="none", reason=skip,
+                      mode=mode.value)
+            return None
         blocked = self.ledger.blocked_skus(key)
         sku = first_allowed(consent.mandate, [row["sku"]] if row["sku"] else [], blocked)
         offer = self._offer(sku)
         spec = self.spec_for(row, offer)
         lead = (LeadTime(offer.lead_time_days, offer.lead_time_sd_days) if offer
                 else DEFAULT_LEAD)
-        away = away_periods(self.ledger)
-        deliveries = [Delivery(t, float(n)) for t, n in self.ledger.expected_deliveries(key)]
-        fc = forecast(self._observations(row["cid"], now), spec, now, deliveries=deliveries,
-                      away=away)
+        fc = report.forecasts[key] = self._forecast(row, offer, now, away)
         max_packs = (consent.mandate.max_quantity
                      if consent.mode is Mode.AUTO and consent.mandate else None)
         plan = plan_reorder(fc, spec, now, lead, review_interval=self.review_interval,
                             service_level=self.service_level, away=away, max_packs=max_packs)
-        log.info("plan consumable=%s mode=%s order_now=%s packs=%d reason=%s", key,
-                 consent.mode.value, plan.order_now, plan.packs, plan.reason)
         if sku is None and plan.order_now and blocked:
             self.ledger.remind(key, "choose_product", "every allowed product is blocked; "
                                "choose a new one with replenish consent set", now)
@@ -186,10 +229,13 @@ class Planner:
             return None
 
     def _observations(self, cid: int, now: datetime) -> list[Observation]:
-        since = (now - HISTORY).timestamp()
+        rows = self.store.history(
+            cid, (now - HISTORY).timestamp(), (now - FINE_HISTORY).timestamp(),
+            fine_bucket_s=FINE_BUCKET.total_seconds(),
+            coarse_bucket_s=COARSE_BUCKET.total_seconds())
         return [Observation(datetime.fromtimestamp(r.ts, UTC), r.level,
                             CoarseState(r.state) if r.state else None, r.counter)
-                for r in self.store.readings(cid, since)]
+                for r in rows]
 
     # ---- consolidation -----------------------------------------------------------
 
@@ -239,9 +285,12 @@ class Planner:
             when = c.plan.latest_order_at or now
             tip = CARE_TIPS.get(c.kind, "")
             message = f"reorder {c.sku or c.key} by {when:%Y-%m-%d %H:%M} UTC ({c.plan.reason})"
-            if self.ledger.remind(c.key, "reorder", message + (f"; tip: {tip}" if tip else ""),
-                                  now):
-                report.reminders += 1
+            fresh = self.ledger.remind(c.key, "reorder",
+                                       message + (f"; tip: {tip}" if tip else ""), now)
+            report.reminders += fresh
+            canonical(log, "decision", consumable=c.key, sku=c.sku, decision="remind",
+                      reason=c.plan.reason, outcome="reminded" if fresh else "already_reminded",
+                      mode=c.mode.value)
             return
         o = c.offer
         proposal = Proposal(c.key, self.vendor_name, c.sku, max(1, c.packs), o.pack_size,
@@ -249,12 +298,19 @@ class Planner:
         spent = self.ledger.spent_this_month(c.key, now)
         auth = authorize(c.mandate, c.mode, proposal, o, spent, now)
         if auth.verdict is Verdict.PLACE:
-            self.ledger.create_intent(proposal, Mode.AUTO, State.QUEUED, now,
-                                      send_after=now + self.pre_notice,
-                                      reason=c.plan.reason, allowed_by=c.grant_audit)
+            it = self.ledger.create_intent(proposal, Mode.AUTO, State.QUEUED, now,
+                                           send_after=now + self.pre_notice,
+                                           reason=c.plan.reason, allowed_by=c.grant_audit)
             report.announced += 1
+            decision, outcome, audit_id = "order", "announced", it.audit_id
         elif auth.verdict is Verdict.PROPOSE:
             reason = c.plan.reason if c.mode is Mode.CONFIRM else f"{auth.why}; {c.plan.reason}"
-            self.ledger.create_intent(proposal, Mode.CONFIRM, State.PROPOSED, now,
-                                      reason=reason)
+            it = self.ledger.create_intent(proposal, Mode.CONFIRM, State.PROPOSED, now,
+                                           reason=reason)
             report.proposals += 1
+            decision, outcome, audit_id = "propose", "proposed", it.audit_id
+        else:
+            decision, outcome, audit_id = "none", auth.verdict.value, None
+        canonical(log, "decision", consumable=c.key, sku=c.sku, decision=decision,
+                  reason=c.plan.reason, quantity=proposal.quantity, audit_id=audit_id,
+                  outcome=outcome, mode=c.mode.value)

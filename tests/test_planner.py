@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -89,6 +90,37 @@ def test_confirm_proposes_remind_reminds_monitor_is_silent(
     [reminder] = ledger.reminders()
     assert reminder["consumable"] == "printer-1/cyan"
     assert "cleaning cycle" in reminder["message"]
+
+
+def test_every_consumable_is_forecast_and_gets_one_decision_line(
+        env: tuple[Store, Ledger, FakeVendor], caplog: pytest.LogCaptureFixture) -> None:
+    store, ledger, vendor = env
+    history(store, {"black": 6.0, "cyan": 6.0, "magenta": 40.0})
+    ledger.set_consent("printer-1/black", Mode.CONFIRM, None, T0)
+    ledger.set_consent("printer-1/cyan", Mode.REMIND, None, T0)
+    with caplog.at_level(logging.INFO, logger="agent.planner"):
+        report = planner(store, ledger, vendor).run_once(NOW)
+    assert set(report.forecasts) == {"printer-1/black", "printer-1/cyan", "printer-1/magenta"}
+    magenta = report.forecasts["printer-1/magenta"]  # monitor only, still forecast
+    assert magenta.level == pytest.approx(40.0)
+    assert magenta.time_to_empty_days[1] == pytest.approx(20.0, rel=0.25)
+    lines = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith(
+        "decision "))
+    assert len(lines) == 3
+    assert lines[0].startswith("decision consumable=printer-1/black sku=TONER-TN2420 "
+                               "decision=propose ")
+    assert "decision=remind" in lines[1] and "outcome=reminded" in lines[1]
+    assert lines[2] == ("decision consumable=printer-1/magenta decision=none "
+                        'reason="monitor only" mode=monitor')
+
+
+def test_outlook_forecasts_without_the_vendor(env: tuple[Store, Ledger, FakeVendor]) -> None:
+    store, ledger, vendor = env
+    history(store, {"black": 30.0})
+    fcs = planner(store, ledger, vendor).outlook(NOW)
+    assert list(fcs) == ["printer-1/black"]
+    assert fcs["printer-1/black"].time_to_empty_days[1] == pytest.approx(15.0, rel=0.25)
+    assert vendor.calls == []
 
 
 def test_consolidation_window_pulls_in_a_soon_due_consumable(

@@ -82,3 +82,19 @@ def test_downsample_keeps_one_per_bucket_and_refills(store: Store) -> None:
     assert len(kept) <= 4  # three hourly survivors plus the refill jump
     assert any(r.level == 1900 for r in kept), "the refill reading must survive"
     assert store.integrity_check() == ["ok"]
+
+
+def test_history_keeps_the_last_reading_per_bucket_coarser_before_the_cut(
+        store: Store) -> None:
+    # One reading a minute for 12 hours; the first 6 hours read at 6 h, the rest hourly.
+    store.write_batch([msg(i, 2000 - i) for i in range(720)], received_at=1.0)
+    cid = store.consumables()[0]["cid"]
+    t0 = T0.timestamp()
+    rows = store.history(cid, since=t0, fine_since=t0 + 6 * 3600, fine_bucket_s=3600,
+                         coarse_bucket_s=6 * 3600)
+    minutes = [round((r.ts - t0) / 60) for r in rows]
+    # T0 is on a 6-hour boundary: one coarse bucket, then six hourly ones.
+    assert minutes == [359, 419, 479, 539, 599, 659, 719]
+    assert [r.level for r in rows] == [2000 - m for m in minutes]
+    assert store.history(cid, since=t0 + 12 * 3600, fine_since=t0, fine_bucket_s=3600,
+                         coarse_bucket_s=6 * 3600) == []
