@@ -89,6 +89,8 @@ class IngestSettings(BaseModel):
 class VendorSettings(BaseModel):
     model_config = _SECTION
 
+    # Orders, the ledger and the audit log name the vendor they went to.
+    name: str = Field(default="sandbox", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     base_url: str = "http://127.0.0.1:8080"
     token_file: Path | None = None
     timeout_s: float = Field(default=5.0, gt=0)
@@ -96,6 +98,16 @@ class VendorSettings(BaseModel):
     test_mode: bool = False
     # How often the outbox sends due orders and follows placed ones.
     dispatch_interval_s: float = Field(default=30.0, ge=0.2)
+    # An automatic order is announced this long before it is sent (time to cancel).
+    pre_notice_h: float = Field(default=6.0, ge=0)
+    # Consumables of the same vendor due within this window join an order going out.
+    consolidate_window_days: float = Field(default=3.0, ge=0)
+    # ... and those due within this slack join when together they reach free shipping.
+    free_shipping_slack_days: float = Field(default=7.0, ge=0)
+    # How often a placed order's status is fetched until it is delivered.
+    poll_interval_min: float = Field(default=60.0, ge=1)
+    # A resend waits this long after the last attempt, so a lookup by key sees its result.
+    settle_s: float = Field(default=30.0, ge=0)
     # A Raspberry Pi has no RTC: decide and order only once NTP has set the clock.
     # Turn off only where time is known good without NTP (containers, simulations).
     require_synced_clock: bool = True

@@ -22,11 +22,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from agent import systemd
 from agent.config import PrinterSettings, Settings, read_secret
 from agent.errors import AgentError, VendorRetryable
+from agent.forecast import Forecast
 from agent.household import HouseholdLink
 from agent.ingest import MqttIngest
-from agent.ledger import Ledger
-from agent.notify import DeviceInfo, Outgoing
-from agent.outbox import DEFAULT_VENDOR, Dispatcher
+from agent.ledger import Ledger, State
+from agent.notify import ConsumableState, DeviceInfo, Outgoing
+from agent.outbox import Dispatcher
 from agent.planner import Planner
 from agent.sources.ipp import IppPrinterSource
 from agent.store import Store
@@ -68,6 +69,8 @@ class AgentService:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler_heartbeat = time.monotonic()
         self.watchdog: systemd.Watchdog | None = None
+        # The last decision pass's forecasts, for the household dashboards.
+        self.forecasts: dict[str, Forecast] = {}
         self._schedule()
 
     # ---- construction -------------------------------------------------------------
@@ -88,8 +91,9 @@ class AgentService:
         add = self.scheduler.add_job
         add(self._heartbeat, "interval", seconds=10, id="heartbeat")
         add(self.compact, "interval", hours=1, id="retention")
+        # The first pass runs at start, so dashboards show days left without waiting.
         add(self.decide, "interval", seconds=self.settings.forecast.interval_s, id="decide",
-            coalesce=True)
+            coalesce=True, next_run_time=datetime.now(UTC))
         if self.vendor is not None:
             add(self.dispatch, "interval", seconds=self.settings.vendor.dispatch_interval_s,
                 id="dispatch", coalesce=True)
@@ -113,7 +117,21 @@ class AgentService:
     def dispatcher(self, ledger: Ledger) -> Dispatcher:
         if self.vendor is None:
             raise AgentError("no vendor token configured: cannot reach the vendor")
-        return Dispatcher(ledger, self.vendor, test_mode=self.settings.vendor.test_mode)
+        vs = self.settings.vendor
+        return Dispatcher(ledger, self.vendor, vendor_name=vs.name, test_mode=vs.test_mode,
+                          poll_interval=timedelta(minutes=vs.poll_interval_min),
+                          settle=timedelta(seconds=vs.settle_s))
+
+    def planner(self, store: Store, ledger: Ledger) -> Planner:
+        fs, vs = self.settings.forecast, self.settings.vendor
+        return Planner(
+            store, ledger, self._catalog, vendor_name=vs.name,
+            pre_notice=timedelta(hours=vs.pre_notice_h),
+            consolidate_window=timedelta(days=vs.consolidate_window_days),
+            free_shipping_slack=timedelta(days=vs.free_shipping_slack_days),
+            review_interval=timedelta(hours=fs.review_interval_h),
+            service_level=fs.service_level,
+        )
 
     # ---- jobs ---------------------------------------------------------------------
 
@@ -141,13 +159,9 @@ class AgentService:
         """One decision pass: forecasts, reorder timing and consent for every consumable."""
         if not self._clock_trusted("decision"):
             return
-        fs = self.settings.forecast
         with self.open_store() as store, self.ledger() as ledger:
-            Planner(
-                store, ledger, self._catalog, vendor_name=DEFAULT_VENDOR,
-                service_level=fs.service_level,
-                review_interval=timedelta(hours=fs.review_interval_h),
-            ).run_once(self.clock())
+            report = self.planner(store, ledger).run_once(self.clock())
+        self.forecasts = report.forecasts
 
     def dispatch(self) -> None:
         """One outbox pass: send due intents, reconcile, follow placed orders."""
@@ -164,7 +178,8 @@ class AgentService:
             if self.vendor is not None:
                 self.household.handle_commands(ledger, self.dispatcher(ledger), now)
             devices, availability = device_views(store)
-            self.household.sync(ledger, devices, availability, [], now)
+            states = consumable_states(store, ledger, self.forecasts)
+            self.household.sync(ledger, devices, availability, states, now)
 
     def poll_printer(self, source: IppPrinterSource) -> None:
         """Poll one printer, store what it read, and schedule the next poll."""
@@ -278,7 +293,7 @@ class AgentService:
 def device_views(store: Store) -> tuple[list[DeviceInfo], dict[str, bool]]:
     """Devices with their consumables (for discovery) and their online flags."""
     by_device: dict[str, list[tuple[str, str]]] = {}
-    for c in store.consumables():
+    for c in store.consumables(counts=False):
         by_device.setdefault(c["device_id"], []).append((c["consumable_id"], c["unit"]))
     devices = []
     availability: dict[str, bool] = {}
@@ -288,3 +303,28 @@ def device_views(store: Store) -> tuple[list[DeviceInfo], dict[str, bool]]:
         if d["online"] is not None:
             availability[d["device_id"]] = bool(d["online"])
     return devices, availability
+
+
+def consumable_states(store: Store, ledger: Ledger,
+                      forecasts: dict[str, Forecast]) -> list[ConsumableState]:
+    """What a dashboard shows per consumable: last reading, days left, consent, next order."""
+    modes = {c.consumable: c.mode.value for c in ledger.consents()}
+    next_order: dict[str, datetime] = {}
+    for it in ledger.intents([State.QUEUED]):
+        if it.send_after is not None:
+            prev = next_order.get(it.consumable, it.send_after)
+            next_order[it.consumable] = min(prev, it.send_after)
+    states = []
+    for c in store.consumables(counts=False):
+        if c["last_ts"] is None:
+            continue
+        key = f"{c['device_id']}/{c['consumable_id']}"
+        fc = forecasts.get(key)
+        p10, p50, _ = fc.time_to_empty_days if fc else (None, None, None)
+        states.append(ConsumableState(
+            device_id=c["device_id"], consumable_id=c["consumable_id"], level=c["last_level"],
+            unit=c["unit"], state=c["last_state"], days_left=p50, days_left_p10=p10,
+            confidence=fc.confidence.value if fc else "none", mode=modes.get(key, "monitor"),
+            next_order_at=next_order.get(key),
+            updated_at=datetime.fromtimestamp(c["last_ts"], UTC)))
+    return states
