@@ -8,8 +8,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.clock import cli_now
 from agent.config import Settings
+from agent.errors import VendorRetryable
+from agent.ledger import Ledger
+from agent.planner import Planner
 from agent.store import Store
+from agent.vendor import CatalogItem
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,11 +23,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
-def collect(store: Store) -> dict[str, Any]:
-    """Everything ``status`` shows, as plain data."""
+def _no_catalog(sku: str) -> CatalogItem:
+    raise VendorRetryable("status does not ask the vendor")
+
+
+def collect(store: Store, ledger: Ledger, now: datetime) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain data: stored levels plus the forecast."""
+    forecasts = Planner(store, ledger, _no_catalog, vendor_name="-").outlook(now)
+    modes = {c.consumable: c.mode.value for c in ledger.consents()}
+    consumables = []
+    for row in store.consumables():
+        key = f"{row['device_id']}/{row['consumable_id']}"
+        fc = forecasts.get(key)
+        p10, p50, p90 = fc.time_to_empty_days if fc else (None, None, None)
+        consumables.append({**row, "mode": modes.get(key, "monitor"),
+                            "days_left": p50, "days_left_p10": p10, "days_left_p90": p90,
+                            "confidence": fc.confidence.value if fc else None})
     return {
+        "now": now.isoformat(),
         "devices": store.devices(),
-        "consumables": store.consumables(),
+        "consumables": consumables,
         "rejects": store.reject_counts(),
     }
 
@@ -41,6 +61,17 @@ def _level(row: dict[str, Any]) -> str:
     return f"{text} ({row['last_state']})" if row["last_state"] else text
 
 
+def _days(row: dict[str, Any]) -> str:
+    """Median days to run-out, with the pessimistic (p10) one: "12 (9 worst)"."""
+    if row["days_left"] is None:
+        return "-"
+    text = f"{row['days_left']:.0f}"
+    if row["days_left_p10"] is not None and round(row["days_left_p10"]) < round(
+            row["days_left"]):
+        text += f" ({row['days_left_p10']:.0f} worst)"
+    return text
+
+
 def render(data: dict[str, Any]) -> str:
     """Human-readable tables."""
     lines = [f"{'DEVICE':<20} {'KIND':<9} {'ONLINE':<7} {'LAST SEEN':<21} LAST SEQ"]
@@ -52,11 +83,13 @@ def render(data: dict[str, Any]) -> str:
         )
     if not data["devices"]:
         lines.append("(no devices yet)")
-    lines += ["", f"{'DEVICE':<20} {'CONSUMABLE':<16} {'LEVEL':<20} {'AS OF':<21} READINGS"]
+    lines += ["", f"{'DEVICE':<20} {'CONSUMABLE':<16} {'LEVEL':<20} {'AS OF':<21} "
+              f"{'READINGS':<9} {'DAYS LEFT':<16} {'MODE':<8} CONFIDENCE"]
     for c in data["consumables"]:
         lines.append(
             f"{c['device_id']:<20} {c['consumable_id']:<16} {_level(c):<20} "
-            f"{_when(c['last_ts']):<21} {c['readings']}"
+            f"{_when(c['last_ts']):<21} {c['readings']:<9} {_days(c):<16} {c['mode']:<8} "
+            f"{c['confidence'] or '-'}"
         )
     if data["rejects"]:
         lines += ["", f"{'DEVICE':<20} {'REJECT REASON':<16} {'COUNT':<8} LAST"]
@@ -69,7 +102,12 @@ def render(data: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
+    now = cli_now()
     with Store(settings.storage.path) as store:
-        data = collect(store)
+        ledger = Ledger.open(settings.storage.path)
+        try:
+            data = collect(store, ledger, now)
+        finally:
+            ledger.close()
     print(json.dumps(data, indent=2) if args.json else render(data))
     return 0

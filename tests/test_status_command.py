@@ -1,0 +1,52 @@
+"""``replenish status``: stored levels plus each consumable's forecast and consent mode."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.consent import Mode
+from agent.ledger import Ledger
+from agent.protocol import Consumable, DeviceKind, StateMessage, Unit
+from agent.store import Store
+from tests.vendor_fake import T0
+
+NOW = T0 + timedelta(days=30)
+
+
+def config(tmp_path: Path) -> Path:
+    db = tmp_path / "agent.db"
+    with Store(db) as store:
+        store.write_batch([StateMessage(
+            device_id="printer-1", seq=day, ts=T0 + timedelta(days=day),
+            kind=DeviceKind.PRINTER,
+            consumables=[Consumable(id="black", level=100.0 - 2.0 * day, unit=Unit.PERCENT,
+                                    capacity=100)]) for day in range(31)],
+            received_at=NOW.timestamp())
+    ledger = Ledger.open(db)
+    ledger.set_consent("printer-1/black", Mode.REMIND, None, T0)
+    ledger.close()
+    path = tmp_path / "agent.toml"
+    path.write_text(f'[storage]\npath = "{db}"\n')
+    return path
+
+
+def test_status_shows_days_left_and_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = config(tmp_path)
+    monkeypatch.setenv("REPLENISH_NOW", NOW.isoformat())
+    assert main(["--config", str(path), "status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    [row] = data["consumables"]
+    assert (row["last_level"], row["mode"]) == (40.0, "remind")
+    assert row["days_left"] == pytest.approx(20.0, rel=0.25)  # 40 % at 2 % a day
+    assert row["days_left_p10"] <= row["days_left"] <= row["days_left_p90"]
+    assert row["confidence"] in {"low", "medium", "high"}
+    assert main(["--config", str(path), "status"]) == 0
+    table = capsys.readouterr().out
+    line = next(ln for ln in table.splitlines() if ln.startswith("printer-1") and "black" in ln)
+    assert f" {row['days_left']:.0f}" in line and "remind" in line
