@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.config import IngestSettings, MqttSettings, read_secret
 from agent.errors import BrokerError, PayloadError
@@ -242,8 +243,12 @@ class MqttIngest:
             log.error("mqtt.connect refused reason=%s", reason)
             return
         log.info("mqtt.connect ok session_present=%s", getattr(flags, "session_present", "?"))
-        topics = SUBSCRIPTIONS + (self.household.topics if self.household else [])
-        client.subscribe([(t, 1) for t in topics])
+        # Household topics carry commands: a retained one would replay on every
+        # reconnect, so the broker is asked never to send retained messages for them.
+        no_retained = SubscribeOptions(qos=1, retainHandling=2)
+        client.subscribe([(t, SubscribeOptions(qos=1)) for t in SUBSCRIPTIONS]
+                         + [(t, no_retained) for t in
+                            (self.household.topics if self.household else [])])
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
@@ -263,7 +268,11 @@ class MqttIngest:
             if self.household and not msg.topic.startswith(TOPIC_ROOT):
                 # Household commands are acknowledged on receipt: each lands in the
                 # audit chain, and a redelivered one is refused as already decided.
-                self.household.deliver(msg.topic, bytes(msg.payload))
+                # A retained one is stale by definition (see _on_connect): dropped.
+                if msg.retain:
+                    log.warning("household.command refused reason=retained")
+                else:
+                    self.household.deliver(msg.topic, bytes(msg.payload))
                 if msg.qos:
                     client.ack(msg.mid, msg.qos)
                 return
