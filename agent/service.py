@@ -175,8 +175,8 @@ class AgentService:
         assert self.household is not None
         now = self.clock()
         with self.ledger() as ledger, self.open_store() as store:
-            if self.vendor is not None:
-                self.household.handle_commands(ledger, self.dispatcher(ledger), now)
+            dispatcher = self.dispatcher(ledger) if self.vendor is not None else None
+            self.household.handle_commands(ledger, dispatcher, now)
             devices, availability = device_views(store)
             states = consumable_states(store, ledger, self.forecasts)
             self.household.sync(ledger, devices, availability, states, now)
