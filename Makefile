@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: all venv system-packages test test-fast lint typecheck schema demo \
-        bench-forecast bench-ingest bench-footprint bench install uninstall clean
+        bench-deps bench-forecast bench-ingest bench-footprint bench install uninstall clean
 
 all: test
 
@@ -38,12 +38,18 @@ test-fast: venv
 
 schema: venv
 	$(PY) -m agent.protocol > docs/protocol.schema.json
+	$(PY) -m agent.household_schema > docs/household.schema.json
 
 # A simulated household ordering from the sandbox vendor, on a private broker.
 demo: venv system-packages
 	$(PY) -m firmware_sim.demo
 
-bench-forecast: venv
+# Benchmark references (matplotlib for the plot, statsforecast's AutoETS) are never
+# runtime dependencies of the agent.
+bench-deps: venv
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+
+bench-forecast: bench-deps
 	$(PY) -m bench.forecast
 
 bench-ingest: venv system-packages
@@ -55,7 +61,7 @@ bench-footprint: venv system-packages
 bench: bench-forecast bench-ingest bench-footprint
 
 install:
-	bash systemd/install.sh
+	PYTHON=$(PYTHON) bash systemd/install.sh
 
 uninstall:
 	bash systemd/uninstall.sh
