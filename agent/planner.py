@@ -105,6 +105,16 @@ def default_spec(row: dict[str, Any], offer: CatalogItem | None) -> ConsumableSp
                           shelf_life_days=DEFAULT_SHELF_LIFE_DAYS if perishable else None)
 
 
+def observations(store: Store, cid: int, now: datetime) -> list[Observation]:
+    """What the forecast reads of one consumable: :data:`HISTORY`, thinned in SQL."""
+    rows = store.history(
+        cid, (now - HISTORY).timestamp(), (now - FINE_HISTORY).timestamp(),
+        fine_bucket_s=FINE_BUCKET.total_seconds(), coarse_bucket_s=COARSE_BUCKET.total_seconds())
+    return [Observation(datetime.fromtimestamp(r.ts, UTC), r.level,
+                        CoarseState(r.state) if r.state else None, r.counter)
+            for r in rows]
+
+
 class Planner:
     """One decision pass over every consumable; ``run_once(now)`` is the scheduler job."""
 
@@ -176,7 +186,7 @@ class Planner:
                   away: list[Away]) -> Forecast:
         deliveries = [Delivery(t, float(n))
                       for t, n in self.ledger.expected_deliveries(self._key(row))]
-        return forecast(self._observations(row["cid"], now), self.spec_for(row, offer), now,
+        return forecast(observations(self.store, row["cid"], now), self.spec_for(row, offer), now,
                         deliveries=deliveries, away=away)
 
     def _skip_reason(self, key: str, mode: Mode, now: datetime) -> str | None:
@@ -227,15 +237,6 @@ class Planner:
         except VendorError as err:
             log.warning("plan catalog %s unavailable: %s", sku, err)
             return None
-
-    def _observations(self, cid: int, now: datetime) -> list[Observation]:
-        rows = self.store.history(
-            cid, (now - HISTORY).timestamp(), (now - FINE_HISTORY).timestamp(),
-            fine_bucket_s=FINE_BUCKET.total_seconds(),
-            coarse_bucket_s=COARSE_BUCKET.total_seconds())
-        return [Observation(datetime.fromtimestamp(r.ts, UTC), r.level,
-                            CoarseState(r.state) if r.state else None, r.counter)
-                for r in rows]
 
     # ---- consolidation -----------------------------------------------------------
 

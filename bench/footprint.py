@@ -26,12 +26,13 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agent.config import load_settings
-from agent.forecast import ConsumableSpec, Observation, forecast
+from agent.forecast import ConsumableSpec, forecast
+from agent.planner import observations
 from agent.policy import LeadTime, plan_reorder
 from agent.protocol import CoarseState, Consumable, DeviceKind, StateMessage, Unit
 from agent.service import AgentService
@@ -54,7 +55,6 @@ from firmware_sim.broker import LocalBroker
 
 DAY = 86_400
 YEAR_DAYS = 365
-HISTORY = timedelta(days=120)  # what agent.planner reads per consumable
 LEAD = LeadTime(3.0, 1.0)
 
 
@@ -159,14 +159,11 @@ def decision_pass(db: Path, now: datetime, count: int) -> dict[str, float]:
     """Read, forecast and plan ``count`` consumables; seconds per stage."""
     read = fc_s = plan_s = 0.0
     orders = 0
-    since = (now - HISTORY).timestamp()
     with Store(db) as store:
         rows = store.consumables()[:count]
         for row in rows:
             t0 = time.perf_counter()
-            obs = [Observation(datetime.fromtimestamp(r.ts, UTC), r.level,
-                               CoarseState(r.state) if r.state else None, r.counter)
-                   for r in store.readings(row["cid"], since)]
+            obs = observations(store, row["cid"], now)
             t1 = time.perf_counter()
             spec = spec_for(row)
             fc = forecast(obs, spec, now)
@@ -304,7 +301,8 @@ def markdown(res: dict[str, Any], checks: list[Check]) -> str:
         f"{size['readings_per_consumable_year']:,} readings retention keeps per consumable "
         "and year, times the consumables per device (freed pages are reused by later "
         "inserts, so the file settles near this). The decision pass reads 120 days per "
-        "consumable, as `agent.planner` does; consent and ledger look-ups are not in it.",
+        "consumable through `agent.planner.observations` (hourly for 35 days, six-hourly "
+        "before, thinned in SQL); consent and ledger look-ups are not in it.",
     ])
 
 
