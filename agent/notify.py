@@ -6,17 +6,18 @@ return :class:`Outgoing` messages; :mod:`agent.household` publishes them. Topics
     replenish/v1/household/consumables/<device>/<consumable>   retained  ConsumableState
     replenish/v1/household/devices/<device>/availability       retained  "online"/"offline"
     replenish/v1/household/proposals/<proposal_id>             retained  Proposal ("" = decided)
-    replenish/v1/household/orders/<order_ref>                  retained  OrderState
     replenish/v1/household/events                              QoS 1     HouseholdEvent
     replenish/v1/household/commands/<verb>                     household -> agent
 
-Home Assistant reads only ``replenish/v1/household/#`` and ``homeassistant/#`` (the
-household account cannot read raw device topics), so device availability is mirrored
-under the household tree.
+Orders are not retained state: placing, shipping, delivery and cancellation reach the
+household as events (``ref`` ``o<order>``). Home Assistant reads only
+``replenish/v1/household/#`` and ``homeassistant/#`` (the household account cannot read
+raw device topics), so device availability is mirrored under the household tree.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -173,7 +174,8 @@ def parse_command(topic: str, payload: bytes) -> tuple[Verb, Command]:
 
 # ---- Home Assistant MQTT discovery ------------------------------------------------
 
-_SLUG = re.compile(r"[^a-z0-9_]+")
+_CLEAN = re.compile(r"[A-Za-z0-9-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 
 _UNITS: dict[str, tuple[str | None, str | None]] = {
     # our unit -> (HA unit_of_measurement, HA device_class)
@@ -185,12 +187,24 @@ _UNITS: dict[str, tuple[str | None, str | None]] = {
 }
 
 
-def _slug(*parts: str) -> str:
-    return _SLUG.sub("_", "_".join(parts).lower()).strip("_")
+def _ha_id(*parts: str) -> str:
+    """``parts`` joined by ``_`` as Home Assistant accepts in topics (``[A-Za-z0-9_-]``).
+
+    Injective, so two devices or consumables never share an entity: parts of letters,
+    digits and ``-`` are kept as they are (the ``_`` between them is unambiguous); if any
+    part has another character (``_`` included), those become ``_`` and a digest of the
+    exact parts is appended. Such an id has more ``_`` than a kept one, so the two kinds
+    never meet, and digests of different parts differ.
+    """
+    if all(_CLEAN.fullmatch(p) for p in parts):
+        return "_".join(parts)
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+    readable = "_".join(_UNSAFE.sub("_", p).strip("_") or "x" for p in parts)
+    return f"{readable}_{digest}"
 
 
 def _node(device_id: str) -> str:
-    return _slug("replenish", device_id)
+    return f"replenish_{_ha_id(device_id)}"
 
 
 @dataclass(slots=True, frozen=True)
@@ -232,10 +246,12 @@ def discovery_for_device(device: DeviceInfo, prefix: str = DEFAULT_DISCOVERY_PRE
     for consumable_id, unit in device.consumables:
         state_topic = consumable_topic(device.device_id, consumable_id)
         ha_unit, device_class = _UNITS.get(unit, (None, None))
-        level_id = _slug(consumable_id, "level")
-        days_id = _slug(consumable_id, "days_left")
+        # Constant suffixes keep the ids of one kind injective and kinds apart.
+        level_id = f"{_ha_id(consumable_id)}_level"
+        days_id = f"{_ha_id(consumable_id)}_days_left"
+        unique = f"replenish_{_ha_id(device.device_id, consumable_id)}"
         level: dict[str, Any] = {
-            "unique_id": _slug("replenish", device.device_id, consumable_id, "level"),
+            "unique_id": f"{unique}_level",
             "name": f"{consumable_id} level",
             "state_topic": state_topic,
             "value_template": "{{ value_json.level }}",
@@ -248,7 +264,7 @@ def discovery_for_device(device: DeviceInfo, prefix: str = DEFAULT_DISCOVERY_PRE
         if device_class:
             level["device_class"] = device_class
         days: dict[str, Any] = {
-            "unique_id": _slug("replenish", device.device_id, consumable_id, "days_left"),
+            "unique_id": f"{unique}_days_left",
             "name": f"{consumable_id} days left",
             "state_topic": state_topic,
             "value_template": "{{ value_json.days_left }}",
@@ -270,9 +286,9 @@ def discovery_for_proposal(proposal: Proposal, device: DeviceInfo,
     """Approve and cancel buttons for one open proposal (or their removal once decided)."""
     out: list[Outgoing] = []
     for verb in (Verb.APPROVE, Verb.CANCEL):
-        object_id = _slug("proposal", proposal.proposal_id, verb.value)
+        object_id = f"proposal_{_ha_id(proposal.proposal_id)}_{verb.value}"
         config = {
-            "unique_id": _slug("replenish", proposal.proposal_id, verb.value),
+            "unique_id": f"replenish_{_ha_id(proposal.proposal_id)}_{verb.value}",
             "name": (f"{verb.value.capitalize()} {proposal.quantity}x {proposal.product} "
                      f"at {proposal.unit_price:.2f} {proposal.currency}"),
             "command_topic": f"{COMMAND_PREFIX}/{verb.value}",

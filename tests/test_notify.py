@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agent.notify import (
@@ -46,17 +49,17 @@ def test_sensor_discovery_has_documented_fields() -> None:
     found = configs(discovery_for_device(PRINTER))
     assert len(found) == 4  # level + days left per consumable
     for topic, config in found.items():
-        assert topic.startswith("homeassistant/sensor/replenish_printer_1/")
+        assert topic.startswith("homeassistant/sensor/replenish_printer-1/")
         assert topic.endswith("/config")
         assert SENSOR_REQUIRED <= config.keys()
         assert config["state_class"] == "measurement"
-        assert config["device"]["identifiers"] == ["replenish_printer_1"]
+        assert config["device"]["identifiers"] == ["replenish_printer-1"]
         assert {"manufacturer", "model", "sw_version"} <= config["device"].keys()
         assert config["availability"][0]["topic"].endswith("/printer-1/availability")
-    level = found["homeassistant/sensor/replenish_printer_1/black_level/config"]
+    level = found["homeassistant/sensor/replenish_printer-1/black_level/config"]
     assert level["unit_of_measurement"] == "%"
     milk = configs(discovery_for_device(FRIDGE))[
-        "homeassistant/sensor/replenish_fridge_1/milk_level/config"]
+        "homeassistant/sensor/replenish_fridge-1/milk_level/config"]
     assert (milk["unit_of_measurement"], milk["device_class"]) == ("g", "weight")
 
 
@@ -64,6 +67,49 @@ def test_unique_ids_are_stable_and_distinct() -> None:
     first = [c["unique_id"] for c in configs(discovery_for_device(PRINTER)).values()]
     again = [c["unique_id"] for c in configs(discovery_for_device(PRINTER)).values()]
     assert first == again and len(set(first)) == len(first)
+
+
+def ids_of(device: DeviceInfo) -> tuple[set[str], set[str], set[str]]:
+    """Unique ids, config topics and device identifiers one device announces."""
+    found = configs(discovery_for_device(device))
+    return ({c["unique_id"] for c in found.values()}, set(found),
+            {i for c in found.values() for i in c["device"]["identifiers"]})
+
+
+def test_ids_that_slug_alike_get_distinct_entities() -> None:
+    dash = ids_of(DeviceInfo("a-b", "fridge", (("c", "grams"),)))
+    under = ids_of(DeviceInfo("a_b", "fridge", (("c", "grams"),)))
+    split = ids_of(DeviceInfo("a", "fridge", (("b_c", "grams"),)))
+    upper = ids_of(DeviceInfo("A-b", "fridge", (("c", "grams"),)))
+    for i in range(3):
+        kinds = [dash[i], under[i], split[i], upper[i]]
+        assert all(a.isdisjoint(b) for n, a in enumerate(kinds) for b in kinds[n + 1:])
+    # Ids of letters, digits and "-" stay readable: no digest.
+    assert dash[0] == {"replenish_a-b_c_level", "replenish_a-b_c_days_left"}
+
+
+# A tiny alphabet, so pairs that only differ in "-", "_", case or the split are common.
+IDENT = st.from_regex(r"[aA1][aA1_-]{0,4}", fullmatch=True)
+
+
+@given(st.tuples(IDENT, IDENT), st.tuples(IDENT, IDENT))
+def test_entity_ids_are_injective(one: tuple[str, str], two: tuple[str, str]) -> None:
+    first = ids_of(DeviceInfo(one[0], "printer", ((one[1], "percent"),)))
+    second = ids_of(DeviceInfo(two[0], "printer", ((two[1], "percent"),)))
+    assert (first[0] == second[0]) == (one == two)
+    assert (first[1] == second[1]) == (one == two)
+    assert (first[2] == second[2]) == (one[0] == two[0])
+    for topic in first[1]:
+        assert re.fullmatch(r"homeassistant/sensor/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+/config", topic)
+
+
+@given(IDENT, IDENT)
+def test_proposal_button_ids_are_injective(one: str, two: str) -> None:
+    def buttons(ref: str) -> set[str]:
+        proposal = PROPOSAL.model_copy(update={"proposal_id": ref})
+        return {c["unique_id"] for c in configs(discovery_for_proposal(proposal, FRIDGE))
+                .values()}
+    assert (buttons(one) == buttons(two)) == (one == two)
 
 
 def test_removal_clears_every_entity_with_empty_retained_payloads() -> None:

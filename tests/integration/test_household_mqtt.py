@@ -289,7 +289,7 @@ def known_devices(db: Path) -> set[str]:
 
 
 def sensor_topics(device: str, consumables: tuple[str, ...]) -> set[str]:
-    node = "replenish_" + device.replace("-", "_")
+    node = "replenish_" + device  # ids of letters, digits and "-" are used as they are
     return {f"{PREFIX}/sensor/{node}/{c}_{what}/config"
             for c in consumables for what in ("level", "days_left")}
 
@@ -298,9 +298,8 @@ ALL_SENSORS = sensor_topics("printer-1", ("black", "cyan")) | sensor_topics("fri
 
 
 def button_topics(ref: str, device: str = "printer-1") -> dict[str, str]:
-    node = "replenish_" + device.replace("-", "_")
-    slug = re.sub(r"[^a-z0-9_]+", "_", ref.lower())
-    return {verb: f"{PREFIX}/button/{node}/proposal_{slug}_{verb}/config"
+    node = "replenish_" + device
+    return {verb: f"{PREFIX}/button/{node}/proposal_{ref}_{verb}/config"
             for verb in ("approve", "cancel")}
 
 
@@ -403,9 +402,9 @@ def settle() -> None:
 def test_discovery_availability_and_proposal_reach_home_assistant(rig: Rig) -> None:
     retained = wait_discovered(rig)
     configs = {t: check_ha_config(t, retained[t]) for t in ALL_SENSORS}
-    milk = configs[f"{PREFIX}/sensor/replenish_fridge_1/milk_level/config"]
+    milk = configs[f"{PREFIX}/sensor/replenish_fridge-1/milk_level/config"]
     assert (milk["unit_of_measurement"], milk["device_class"]) == ("g", "weight")
-    black = configs[f"{PREFIX}/sensor/replenish_printer_1/black_level/config"]
+    black = configs[f"{PREFIX}/sensor/replenish_printer-1/black_level/config"]
     assert black["unit_of_measurement"] == "%"
     assert black["state_topic"] == f"{HOUSEHOLD}/consumables/printer-1/black"
     assert len({c["unique_id"] for c in configs.values()}) == len(configs)
