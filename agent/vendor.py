@@ -13,6 +13,10 @@ Each call runs under an overall deadline (``deadline_s``): the request runs on a
 thread that reads the body in a loop checking a monotonic deadline, and the caller stops
 waiting at the deadline even if the server drips bytes or stalls. The bearer token lives
 only in the ``Authorization`` header; messages name the operation, never URLs or tokens.
+
+Every request logs one canonical ``vendor.call`` line (``op``, ``status``, ``outcome``
+``ok``/``retryable``/``final``/``timeout``, ``attempt``, ``ms``, and the order id of an
+order answer): never the URL, its query, headers or body.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import ConfigError, VendorFinal, VendorRetryable
+from agent.errors import ConfigError, VendorError, VendorFinal, VendorRetryable
+from agent.logs import canonical
 from agent.protocol import Sku
 
 log = logging.getLogger(__name__)
@@ -257,40 +262,37 @@ class VendorClient:
 
     def catalog(self, sku: str) -> CatalogItem:
         """Current price, availability, lead time and substitutes of ``sku``."""
-        _, payload = self._call("catalog", "GET", f"/v1/catalog/{_segment(sku)}")
-        return self._parse("catalog", CatalogItem, payload)
+        _, item = self._call("catalog", CatalogItem, "GET", f"/v1/catalog/{_segment(sku)}")
+        return item
 
-    def place_order(self, request: OrderRequest, idempotency_key: str) -> Order:
+    def place_order(
+        self, request: OrderRequest, idempotency_key: str, *, attempt: int | None = None
+    ) -> Order:
         """Place (or replay) the order for ``idempotency_key``.
 
         A rejected order (price above ``max_unit_price``, out of stock) is returned with
-        status ``rejected``; it is an answer, not an error.
+        status ``rejected``; it is an answer, not an error. ``attempt`` (the outbox's
+        count of sends with this key) only goes into the ``vendor.call`` line.
         """
         if not _KEY_RE.match(idempotency_key):
             raise ValueError("idempotency key must be 1..255 printable ASCII characters")
-        headers, payload = self._call(
+        headers, order = self._call(
             "place_order",
+            Order,
             "POST",
             "/v1/orders",
             body=request.to_wire(),
             headers={"Idempotency-Key": idempotency_key},
+            attempt=attempt,
         )
-        order = self._parse("place_order", Order, payload)
         if headers.get(REPLAYED_HEADER, "").lower() == "true":
             order = order.model_copy(update={"replayed": True})
-        log.info(
-            "vendor order %s key=%s status=%s replayed=%s",
-            order.id,
-            idempotency_key,
-            order.status.value,
-            order.replayed,
-        )
         return order
 
     def get_order(self, order_id: str) -> Order:
         """The order's current state."""
-        _, payload = self._call("get_order", "GET", f"/v1/orders/{_segment(order_id)}")
-        return self._parse("get_order", Order, payload)
+        _, order = self._call("get_order", Order, "GET", f"/v1/orders/{_segment(order_id)}")
+        return order
 
     def find_by_key(self, idempotency_key: str) -> Order | None:
         """The order placed with ``idempotency_key``, or None if the vendor has none.
@@ -298,19 +300,22 @@ class VendorClient:
         Use it before resending after an unknown outcome: vendors prune keys (about 24 h),
         after which a resend would place a second order.
         """
-        _, payload = self._call(
-            "find_by_key", "GET", "/v1/orders", params={"idempotency_key": idempotency_key}
+        _, listing = self._call(
+            "find_by_key",
+            _OrderList,
+            "GET",
+            "/v1/orders",
+            params={"idempotency_key": idempotency_key},
         )
-        found = self._parse("find_by_key", _OrderList, payload).orders
+        found = listing.orders
         if len(found) > 1:
             log.warning("vendor holds %d orders for key=%s", len(found), idempotency_key)
         return found[0] if found else None
 
     def cancel(self, order_id: str) -> Order:
         """Cancel inside the vendor's cancel window (VendorFinal once it has closed)."""
-        _, payload = self._call("cancel", "POST", f"/v1/orders/{_segment(order_id)}/cancel")
-        order = self._parse("cancel", Order, payload)
-        log.info("vendor order %s cancel status=%s", order.id, order.status.value)
+        path = f"/v1/orders/{_segment(order_id)}/cancel"
+        _, order = self._call("cancel", Order, "POST", path)
         return order
 
     # -- plumbing --------------------------------------------------------------------
@@ -318,14 +323,51 @@ class VendorClient:
     def _call(
         self,
         op: str,
+        model: type[_M],
         method: str,
         path: str,
         *,
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
-    ) -> tuple[httpx.Headers, Any]:
-        deadline = self._mono() + self._deadline
+        attempt: int | None = None,
+    ) -> tuple[httpx.Headers, _M]:
+        """One request, its answer parsed into ``model``, and its ``vendor.call`` line."""
+        started = self._mono()
+        status: int | None = None
+        outcome = "retryable"
+        parsed: _M | None = None
+        try:
+            resp_headers, status, payload = self._request(
+                op, method, path, body, headers, params, started + self._deadline
+            )
+            parsed = self._parse(op, model, payload)
+            outcome = "ok"
+            return resp_headers, parsed
+        except VendorError as err:
+            status = err.status if err.status is not None else status
+            if isinstance(err, VendorFinal):
+                outcome = "final"
+            elif isinstance(err.__cause__, _Deadline | httpx.TimeoutException):
+                outcome = "timeout"
+            raise
+        finally:
+            ms = round((self._mono() - started) * 1000)
+            order_id = parsed.id if isinstance(parsed, Order) else None
+            canonical(log, "vendor.call", level=logging.INFO if outcome == "ok"
+                      else logging.WARNING, order_id=order_id, status=status,
+                      outcome=outcome, attempt=attempt, ms=ms, op=op)
+
+    def _request(
+        self,
+        op: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+        params: dict[str, str] | None,
+        deadline: float,
+    ) -> tuple[httpx.Headers, int, Any]:
         box: list[tuple[httpx.Headers, int, bytes] | BaseException] = []
 
         def run() -> None:
@@ -342,7 +384,9 @@ class VendorClient:
         worker.join(max(0.0, deadline - self._mono()))
         if not box:
             limit = self._deadline
-            raise VendorRetryable(f"vendor {op}: no answer before the deadline ({limit:g} s)")
+            raise VendorRetryable(
+                f"vendor {op}: no answer before the deadline ({limit:g} s)"
+            ) from _Deadline()
         result = box[0]
         if isinstance(result, BaseException):
             raise result
@@ -351,7 +395,7 @@ class VendorClient:
         _raise_for_status(op, status, payload, resp_headers)
         if payload is None:
             raise VendorRetryable(f"vendor {op}: unreadable response", status)
-        return resp_headers, payload
+        return resp_headers, status, payload
 
     def _exchange(
         self,
@@ -378,9 +422,9 @@ class VendorClient:
                 raw = self._read(response, deadline)
             finally:
                 response.close()
-        except _Deadline:
+        except _Deadline as err:
             limit = self._deadline
-            raise VendorRetryable(f"vendor {op}: deadline ({limit:g} s) passed mid-body") from None
+            raise VendorRetryable(f"vendor {op}: deadline ({limit:g} s) passed mid-body") from err
         except httpx.TimeoutException as err:
             raise VendorRetryable(f"vendor {op}: timed out") from err
         except httpx.RequestError as err:

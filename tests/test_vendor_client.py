@@ -457,3 +457,75 @@ def test_order_request_validation() -> None:
         OrderRequest(sku="../etc", quantity=1)
     with pytest.raises(ValueError):
         OrderRequest(sku="TN-2420", quantity=1, max_unit_price=Decimal("-1"))
+
+
+# -- canonical vendor.call lines ----------------------------------------------------------
+
+
+def vendor_calls(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records
+            if r.name == "agent.vendor" and r.getMessage().startswith("vendor.call ")]
+
+
+def test_one_vendor_call_line_per_request_without_url_key_or_token(
+    make_client: Callable[..., VendorClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.vendor")
+    key = "key-4a1f9e"
+    replies = iter([httpx.Response(201, json=order_json()),
+                    httpx.Response(200, json={"orders": [order_json()]})])
+    client = make_client(lambda request: next(replies))
+    client.place_order(OrderRequest(sku="TN-2420", quantity=1), key, attempt=3)
+    client.find_by_key(key)
+    first, second = vendor_calls(caplog)
+    text = first.getMessage()
+    assert text.startswith("vendor.call order_id=ord_000001 status=201 outcome=ok attempt=3 ms=")
+    assert text.endswith(" op=place_order") and first.levelno == logging.INFO
+    assert second.getMessage().startswith("vendor.call order_id=- status=200 outcome=ok "
+                                          "attempt=- ms=")
+    for record in (first, second):
+        message = record.getMessage()
+        assert key not in message and CANARY not in message and BASE not in message
+        assert "?" not in message and "TN-2420" not in message  # no query, no body
+    assert key not in caplog.text  # no other line names the key either
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    (httpx.Response(503, json={"error": "unavailable"}), "status=503 outcome=retryable"),
+    (httpx.Response(429, headers={"Retry-After": "5"}), "status=429 outcome=retryable"),
+    (httpx.Response(400, json={"error": "bad_sku"}), "status=400 outcome=final"),
+    (httpx.Response(200, json={"nonsense": True}), "status=200 outcome=retryable"),
+    (httpx.ReadTimeout("slow"), "status=- outcome=timeout"),
+    (httpx.ConnectError("refused"), "status=- outcome=retryable"),
+])
+def test_failed_calls_log_status_and_outcome(
+    make_client: Callable[..., VendorClient], caplog: pytest.LogCaptureFixture,
+    reply: httpx.Response | Exception, expected: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.vendor")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    with pytest.raises(VendorError):
+        make_client(handler).catalog("TN-2420")
+    (line,) = vendor_calls(caplog)
+    assert f" {expected} " in line.getMessage() and line.levelno == logging.WARNING
+    assert line.getMessage().endswith(" op=catalog")
+
+
+def test_deadline_mid_body_is_a_timeout(
+    make_client: Callable[..., VendorClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.vendor")
+    clock = [0.0]
+    body = json.dumps(order_json()).encode()
+    client = make_client(lambda r: httpx.Response(201, stream=_Drip(body, clock, 0.5)),
+                         deadline_s=2.0, monotonic=lambda: clock[0])
+    with pytest.raises(VendorRetryable, match="deadline"):
+        client.get_order("ord_000001")
+    (line,) = vendor_calls(caplog)
+    assert " outcome=timeout " in line.getMessage()
+    assert " ms=2500 " in line.getMessage()  # the fake clock: 5 bytes at 0.5 s each
