@@ -132,7 +132,9 @@ class ForecastSettings(BaseModel):
 class RetentionSettings(BaseModel):
     model_config = _SECTION
 
-    raw_days: int = Field(default=90, ge=1)
+    # Five-minute readings are kept this long, hourly ones after: the forecast reads hourly
+    # at most, so finer history only serves support looking at a recent incident.
+    raw_days: int = Field(default=14, ge=1)
 
 
 class HouseholdSettings(BaseModel):

@@ -60,10 +60,11 @@ LEAD = LeadTime(3.0, 1.0)
 
 # ---- a year of history ------------------------------------------------------------------
 
-def _timeline(now: float, days: int) -> list[float]:
+def _timeline(now: float, days: int, raw_days: int) -> list[float]:
     """Reading times that survive retention: what compact() leaves of 1/min data."""
     start = int(now - days * DAY)
-    thin_from, minute_from = max(start, int(now - 100 * DAY)), max(start, int(now - 2 * DAY))
+    thin_from = max(start, int(now - raw_days * DAY))
+    minute_from = max(start, int(now - 2 * DAY))
     hourly = list(range(start, thin_from, 3600))
     five = list(range(thin_from, minute_from, 300))
     minute = list(range(minute_from, int(now), 60))
@@ -80,9 +81,10 @@ def _levels(kind_printer: bool, i: int, t: float, start: float) -> tuple[float, 
     return round(2000.0 - 1800.0 * ((days % period) / period), 1), 0
 
 
-def build_history(db: Path, fleet: Fleet, now: float, days: int) -> dict[str, Any]:
+def build_history(db: Path, fleet: Fleet, now: float, days: int,
+                  raw_days: int) -> dict[str, Any]:
     """Write the fleet's history through Store.write_batch, then compact it."""
-    times = _timeline(now, days)
+    times = _timeline(now, days, raw_days)
     start = now - days * DAY
     t0 = time.perf_counter()
     with Store(db) as store:
@@ -124,7 +126,8 @@ def compact(config: Path, now: float) -> float:
     return time.perf_counter() - t0
 
 
-def db_size(db: Path, devices: int, consumables: int, now: float) -> dict[str, Any]:
+def db_size(db: Path, devices: int, consumables: int, now: float,
+            raw_days: int) -> dict[str, Any]:
     """Live bytes per stored reading, times the readings a full year keeps."""
     conn = sqlite3.connect(db)
     try:
@@ -136,10 +139,11 @@ def db_size(db: Path, devices: int, consumables: int, now: float) -> dict[str, A
     finally:
         conn.close()
     live = (pages - free) * page
-    per_consumable_year = live / rows * len(_timeline(now, YEAR_DAYS))
+    year = len(_timeline(now, YEAR_DAYS, raw_days))
+    per_consumable_year = live / rows * year
     return {"file_bytes": db.stat().st_size, "live_bytes": live, "readings": rows,
             "bytes_per_reading": live / rows,
-            "readings_per_consumable_year": len(_timeline(now, YEAR_DAYS)),
+            "readings_per_consumable_year": year,
             "mb_per_device_year": per_consumable_year * consumables / devices / 2**20,
             "mb_per_consumable_year": per_consumable_year / 2**20}
 
@@ -336,9 +340,10 @@ def main(argv: list[str] | None = None) -> int:
             res["start_to_ready"] = start_to_ready(config, notify, 3 if args.quick else 7)
             db.unlink(missing_ok=True)
             now = time.time()
-            res["history"] = build_history(db, fleet, now, days)
+            raw_days = load_settings(config).retention.raw_days
+            res["history"] = build_history(db, fleet, now, days, raw_days)
             res["compact_s"] = compact(config, now)
-            res["size"] = db_size(db, devices, consumables, now)
+            res["size"] = db_size(db, devices, consumables, now, raw_days)
             res["pass"] = decision_pass(db, datetime.fromtimestamp(now, UTC), 100)
             res["steady"] = steady_state(broker, config, fleet, idle, notify)
     finally:
