@@ -11,6 +11,7 @@ Times are aware datetimes at this API and epoch seconds in the file.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -35,6 +36,9 @@ from agent.ledger_rows import (
     mandate_json,
     ts,
 )
+from agent.logs import canonical
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FEEDBACK_KINDS", "OPEN", "PENDING", "Consent", "Intent", "Ledger", "State"]
 
@@ -78,12 +82,17 @@ class Ledger(LedgerNotes):
                  str(m.monthly_budget) if m and m.monthly_budget is not None else None,
                  ts(m.expires_at) if m and m.expires_at else None, rid, ts(now)))
             if mode in (Mode.MONITOR, Mode.REMIND):
-                self._cancel_pending(consumable, f"consent changed to {mode.value}", rid, now)
+                why = f"consent changed to {mode.value}"
+                cancelled = self._cancel_pending(consumable, why, rid, now)
             elif mode is Mode.CONFIRM:
                 # Announced auto orders lose their mandate; proposals stay for approval.
-                self._cancel_pending(consumable, "mandate replaced by confirm", rid, now,
-                                     states=(State.QUEUED,), auto_only=True)
-            return rid
+                why = "mandate replaced by confirm"
+                cancelled = self._cancel_pending(consumable, why, rid, now,
+                                                 states=(State.QUEUED,), auto_only=True)
+            else:
+                why, cancelled = "", []
+        _log_cancelled(consumable, cancelled, why, rid)
+        return rid
 
     def revoke(self, consumable: str, now: datetime) -> tuple[int, list[int]]:
         """Back to monitor; pending intents are cancelled in the same transaction."""
@@ -92,7 +101,9 @@ class Ledger(LedgerNotes):
             self.conn.execute(
                 "INSERT OR REPLACE INTO consent (consumable, mode, skus, audit_id, updated_at) "
                 "VALUES (?, 'monitor', '[]', ?, ?)", (consumable, rid, ts(now)))
-            return rid, self._cancel_pending(consumable, "consent revoked", rid, now)
+            cancelled = self._cancel_pending(consumable, "consent revoked", rid, now)
+        _log_cancelled(consumable, cancelled, "consent revoked", rid)
+        return rid, cancelled
 
     def expire_mandates(self, now: datetime) -> list[str]:
         """Expired auto mandates fall back to confirm; their announced orders are cancelled."""
@@ -104,8 +115,9 @@ class Ledger(LedgerNotes):
                                   {"expires_at": mandate_json(c.mandate)}, now)
                 self.conn.execute("UPDATE consent SET mode='confirm', audit_id=?, updated_at=? "
                                   "WHERE consumable=?", (rid, ts(now), c.consumable))
-                self._cancel_pending(c.consumable, "mandate expired", rid, now,
-                                     states=(State.QUEUED,), auto_only=True)
+                cancelled = self._cancel_pending(c.consumable, "mandate expired", rid, now,
+                                                 states=(State.QUEUED,), auto_only=True)
+            _log_cancelled(c.consumable, cancelled, "mandate expired", rid)
         return [c.consumable for c in expired]
 
     def _cancel_pending(self, consumable: str, why: str, audit_id: int, now: datetime,
@@ -148,7 +160,10 @@ class Ledger(LedgerNotes):
                  allowed_by if allowed_by is not None else rid, reason, ts(now),
                  ts(send_after) if send_after else None,
                  ts(send_after) if send_after else None, ts(now)))
-            return self.intent(int(cur.lastrowid or 0))
+            it = self.intent(int(cur.lastrowid or 0))
+        if state is State.QUEUED:
+            _log_queued(it, rid)
+        return it
 
     def intents(self, states: Sequence[State] | None = None,
                 consumable: str | None = None) -> list[Intent]:
@@ -201,7 +216,9 @@ class Ledger(LedgerNotes):
                 "UPDATE intents SET state='queued', mode='confirm', audit_id=?, send_after=?, "
                 "next_attempt_at=?, updated_at=? WHERE id=?",
                 (rid, ts(now), ts(now), ts(now), it.id))
-            return self.intent(it.id)
+            it = self.intent(it.id)
+        _log_queued(it, rid)
+        return it
 
     def cancel_pending(self, intent_id: int, now: datetime, who: str = "household") -> Intent:
         """Cancel an intent that has not been sent yet (inside the pre-notice window)."""
@@ -214,7 +231,8 @@ class Ledger(LedgerNotes):
             self.conn.execute("UPDATE intents SET state='cancelled', reason=?, audit_id=?, "
                               "updated_at=? WHERE id=?", (f"cancelled by {who}", rid, ts(now),
                                                           it.id))
-            return self.intent(it.id)
+        _log_cancelled(it.consumable, [it.id], f"cancelled by {who}", rid)
+        return self.intent(it.id)
 
     def repropose(self, intent_id: int, proposal: Proposal, reasons: Sequence[str],
                   now: datetime) -> Intent:
@@ -318,9 +336,9 @@ class Ledger(LedgerNotes):
             it = self.intent(intent_id)
             rid = self._audit(kind, it.consumable, {"intent": it.id, "reason": why,
                                                      "order": it.order_id}, now)
-            self.conn.execute("UPDATE intents SET state=?, reason=?, next_attempt_at=NULL, "
-                              "updated_at=? WHERE id=?", (state.value, f"{why} (audit {rid})",
-                                                          ts(now), it.id))
+            self.conn.execute("UPDATE intents SET state=?, reason=?, audit_id=?, "
+                              "next_attempt_at=NULL, updated_at=? WHERE id=?",
+                              (state.value, f"{why} (audit {rid})", rid, ts(now), it.id))
             return self.intent(it.id)
 
     def update_status(self, intent_id: int, status: str, expected: datetime | None,
@@ -349,3 +367,18 @@ class Ledger(LedgerNotes):
             "WHERE consumable=? AND state IN ('placed', 'delivered') AND t IS NOT NULL "
             "ORDER BY t", (consumable,))
         return [(dt(r["t"]) or datetime.min, int(r["quantity"])) for r in rows]
+
+
+def _log_queued(it: Intent, audit_id: int) -> None:
+    """``order.queued`` once the intent is committed: it will be sent at ``send_after``."""
+    canonical(log, "order.queued", consumable=it.consumable, sku=it.sku, quantity=it.quantity,
+              audit_id=audit_id, intent=it.id,
+              send_after=it.send_after.isoformat() if it.send_after else None)
+
+
+def _log_cancelled(consumable: str, intent_ids: Sequence[int], why: str,
+                   audit_id: int) -> None:
+    """``order.cancelled`` for unsent intents, logged after their transaction committed."""
+    for intent_id in intent_ids:
+        canonical(log, "order.cancelled", consumable=consumable, reason=why, order_id=None,
+                  audit_id=audit_id, intent=intent_id)

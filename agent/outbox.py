@@ -14,7 +14,10 @@ Each pass (:meth:`Dispatcher.run_once`) re-reads the ledger and, per due intent:
 Retries wait :func:`agent.vendor.backoff_delay` (jittered, 429 ``Retry-After`` as a
 floor); the client enforces each call's overall deadline. Nothing here sleeps: the next
 attempt time is written to the ledger, so a restart continues where the last pass
-stopped. Every order call is logged with the audit record that allowed it.
+stopped. Each outcome is one canonical line (``order.placed``, ``order.retry``,
+``order.rejected``, ``order.cancelled``, ``order.reproposed``, ``order.delivered``) with
+the audit record that allowed or ended the order; the ledger logs ``order.queued`` and
+the cancellations it makes itself (household, consent changes).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from agent.consent import (
 )
 from agent.errors import ConsentError, VendorError, VendorFinal, VendorRetryable
 from agent.ledger import PENDING, Consent, Intent, Ledger, State
+from agent.logs import canonical
 from agent.vendor import CatalogItem, Order, OrderRequest, OrderStatus, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,9 @@ class VendorApi(Protocol):
     """The part of :class:`agent.vendor.VendorClient` the dispatcher uses."""
 
     def catalog(self, sku: str) -> CatalogItem: ...
-    def place_order(self, request: OrderRequest, idempotency_key: str) -> Order: ...
+    def place_order(
+        self, request: OrderRequest, idempotency_key: str, *, attempt: int | None = None
+    ) -> Order: ...
     def get_order(self, order_id: str) -> Order: ...
     def find_by_key(self, idempotency_key: str) -> Order | None: ...
     def cancel(self, order_id: str) -> Order: ...
@@ -123,10 +129,22 @@ class Dispatcher:
                 wait = self._backoff(max(0, it.attempts - 1), err.retry_after)
                 self.ledger.retry_later(it.id, now + timedelta(seconds=wait),
                                         f"retrying: {err}", now)
-                log.warning("outbox.retry intent=%d in=%.1fs: %s", it.id, wait, err)
+                self._log_retry(self.ledger.intent(it.id), err, wait)
             except VendorFinal as err:
                 self._final(it, err, now, report)
         return report
+
+    @staticmethod
+    def _log_retry(it: Intent, err: VendorRetryable, wait: float) -> None:
+        if it.state is State.PLACED:
+            # Following a placed order is not an order retry: the order stands.
+            log.warning("outbox.follow intent=%d retry in %.0fs: %s", it.id, wait, err)
+            return
+        # sending: an order call may have reached the vendor; queued: nothing was sent.
+        outcome = "unknown" if it.state is State.SENDING else "not_sent"
+        canonical(log, "order.retry", level=logging.WARNING, consumable=it.consumable,
+                  sku=it.sku, reason=str(err), audit_id=it.audit_id, status=err.status,
+                  outcome=outcome, attempt=it.attempts, intent=it.id, retry_in=round(wait))
 
     def _final(self, it: Intent, err: VendorFinal, now: datetime, report: PassReport) -> None:
         if it.state in (State.PLACED, State.SENDING):
@@ -136,8 +154,18 @@ class Dispatcher:
             self.ledger.retry_later(it.id, now + self.poll_interval, str(err), now)
             return
         report.failed += 1
-        self.ledger.finish(it.id, State.FAILED, str(err), now, "order_failed")
-        log.error("outbox.failed intent=%d: %s", it.id, err)
+        done = self.ledger.finish(it.id, State.FAILED, str(err), now, "order_failed")
+        canonical(log, "order.rejected", level=logging.ERROR, consumable=done.consumable,
+                  sku=done.sku, reason=str(err), quantity=done.quantity,
+                  audit_id=done.audit_id, status=err.status, outcome="failed",
+                  attempt=done.attempts, intent=done.id)
+
+    def _cancelled(self, it: Intent, why: str, now: datetime, report: PassReport) -> None:
+        report.cancelled += 1
+        done = self.ledger.finish(it.id, State.CANCELLED, why, now, "order_cancelled")
+        canonical(log, "order.cancelled", consumable=done.consumable, sku=done.sku,
+                  reason=why, order_id=done.order_id, audit_id=done.audit_id,
+                  attempt=done.attempts, intent=done.id)
 
     # ---- queued: first send -----------------------------------------------------------
 
@@ -149,16 +177,17 @@ class Dispatcher:
         consent = self.ledger.consent(it.consumable)
         auth, allowed_by = self._authorize(it, consent, offer, now)
         if auth.verdict in (Verdict.NOTHING, Verdict.REMIND):
-            report.cancelled += 1
-            self.ledger.finish(it.id, State.CANCELLED, auth.why, now, "order_cancelled")
+            self._cancelled(it, auth.why, now, report)
             return
         if auth.verdict is Verdict.PROPOSE:
             report.reproposed += 1
             shown = self._current_offer(offer)
-            self.ledger.repropose(it.id, Proposal(
+            shown_it = self.ledger.repropose(it.id, Proposal(
                 it.consumable, it.vendor, shown.sku, it.quantity, shown.pack_size, shown.price,
                 shown.name, shown.currency), auth.reasons, now)
-            log.info("outbox.reproposed intent=%d: %s", it.id, auth.why)
+            canonical(log, "order.reproposed", consumable=it.consumable, sku=shown_it.sku,
+                      reason=auth.why, quantity=shown_it.quantity,
+                      audit_id=shown_it.audit_id, outcome="proposed", intent=it.id)
             return
         if offer.price != it.unit_price:
             # Within the mandate; the ceiling sent is the price just checked.
@@ -194,10 +223,8 @@ class Dispatcher:
             return
         it = sent
         report.sent += 1
-        log.info("outbox.send intent=%d key=%s audit=%d attempt=%d sku=%s qty=%d",
-                 it.id, it.idem_key, allowed_by, it.attempts, it.sku, it.quantity)
-        order = self.vendor.place_order(self._request(it), self._key(it))
-        self._placed(it, order, now, report)
+        order = self.vendor.place_order(self._request(it), self._key(it), attempt=it.attempts)
+        self._placed(it, order, now, report, "send")
 
     def _request(self, it: Intent) -> OrderRequest:
         return OrderRequest(sku=it.sku, quantity=it.quantity, max_unit_price=it.unit_price,
@@ -208,27 +235,32 @@ class Dispatcher:
         """The idempotency key of every attempt: the one minted with the intent."""
         return it.idem_key
 
-    def _placed(self, it: Intent, order: Order, now: datetime, report: PassReport) -> None:
+    def _placed(self, it: Intent, order: Order, now: datetime, report: PassReport,
+                via: str) -> None:
+        """Record the vendor's order; ``via`` says how we learnt of it (send or lookup)."""
         fields: dict[str, Any] = {
             "id": order.id, "status": order.status.value, "total": order.total,
             "cancel_until": order.cancel_until, "expected_delivery": order.expected_delivery,
             "reject_reason": order.reject_reason}
         done = self.ledger.mark_placed(it.id, fields, now, now + self.poll_interval)
+        common: dict[str, Any] = {
+            "consumable": done.consumable, "sku": done.sku, "quantity": done.quantity,
+            "order_id": order.id, "audit_id": done.audit_id, "status": order.status.value,
+            "attempt": done.attempts, "intent": done.id, "via": via}
         if done.state is State.REJECTED:
             report.rejected += 1
-            log.info("outbox.rejected intent=%d order=%s reason=%s", it.id, order.id,
-                     order.reject_reason)
+            canonical(log, "order.rejected", level=logging.ERROR, outcome="rejected",
+                      reason=order.reject_reason, **common)
         else:
             report.placed += 1
-            log.info("outbox.placed intent=%d order=%s key=%s audit=%s", it.id, order.id,
-                     it.idem_key, it.audit_id)
+            canonical(log, "order.placed", outcome="placed", **common)
 
     # ---- sending: outcome unknown ----------------------------------------------------
 
     def _reconcile(self, it: Intent, now: datetime, report: PassReport) -> None:
         found = self._lookup(it)
         if found is not None:
-            self._placed(it, found, now, report)
+            self._placed(it, found, now, report, "lookup")
             return
         consent = self.ledger.consent(it.consumable)
         mode = consent.mode if consent else Mode.MONITOR
@@ -245,9 +277,7 @@ class Dispatcher:
                 # The last attempt may still be running at the vendor: look again later.
                 self.ledger.retry_later(it.id, settled, auth.why, now)
                 return
-            report.cancelled += 1
-            self.ledger.finish(it.id, State.CANCELLED, f"not resent: {auth.why}", now,
-                               "order_cancelled")
+            self._cancelled(it, f"not resent: {auth.why}", now, report)
             return
         allowed_by = consent.audit_id if consent and it.mode is Mode.AUTO else it.audit_id
         self._place(it, allowed_by or 0, consent.audit_id if consent else None, now, report)
@@ -269,7 +299,21 @@ class Dispatcher:
                                          delivered, now + self.poll_interval, now)
         if done.state is State.DELIVERED:
             report.delivered += 1
-            log.info("outbox.delivered intent=%d order=%s", it.id, order.id)
+        self._log_ended(done, "by vendor")
+
+    @staticmethod
+    def _log_ended(it: Intent, by: str) -> None:
+        """The canonical line for a placed order the vendor reports ended."""
+        fields: dict[str, Any] = {
+            "consumable": it.consumable, "sku": it.sku, "order_id": it.order_id,
+            "audit_id": it.audit_id, "status": it.order_status, "intent": it.id}
+        if it.state is State.DELIVERED:
+            canonical(log, "order.delivered", quantity=it.quantity, **fields)
+        elif it.state is State.CANCELLED:
+            canonical(log, "order.cancelled", reason=f"cancelled {by}", **fields)
+        elif it.state is State.REJECTED:
+            canonical(log, "order.rejected", level=logging.ERROR, reason=f"rejected {by}",
+                      outcome="rejected", **fields)
 
     # ---- household actions -------------------------------------------------------------
 
@@ -288,5 +332,7 @@ class Dispatcher:
             raise ConsentError(f"vendor refused to cancel order {intent_id}: {err}") from err
         self.ledger.record("order_cancel_requested", it.consumable,
                            {"intent": it.id, "order": it.order_id, "by": "household"}, now)
-        return self.ledger.update_status(it.id, order.status.value, None, None,
+        done = self.ledger.update_status(it.id, order.status.value, None, None,
                                          now + self.poll_interval, now)
+        self._log_ended(done, "at the household's request")
+        return done

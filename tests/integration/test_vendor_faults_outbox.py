@@ -77,9 +77,10 @@ class FaultBeforePost:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
 
-    def place_order(self, request: OrderRequest, idempotency_key: str) -> Order:
+    def place_order(self, request: OrderRequest, idempotency_key: str, *,
+                    attempt: int | None = None) -> Order:
         self.switch_on()
-        return self.client.place_order(request, idempotency_key)
+        return self.client.place_order(request, idempotency_key, attempt=attempt)
 
 
 def test_random_5xx_ends_with_one_order_per_intent(
