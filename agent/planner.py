@@ -195,6 +195,9 @@ class Planner:
             return "monitor only"
         if self.ledger.intents([State.PROPOSED, State.QUEUED, State.SENDING], key):
             return "an order is already in the household's or the dispatcher's hands"
+        until = self.ledger.snoozed_until(key)
+        if until is not None and now < until:
+            return f"snoozed by the household until {until:%Y-%m-%d %H:%M} UTC"
         if self.ledger.declined_since(key, now - self.review_interval):
             return "declined by the household since the last review"
         return None

@@ -197,3 +197,19 @@ def test_household_not_now_is_respected_until_the_next_review(
     ledger.cancel_pending(ledger.intents()[0].id, NOW)
     assert plan.run_once(NOW + timedelta(hours=2)).proposals == 0
     assert plan.run_once(NOW + timedelta(hours=25)).proposals == 1
+
+
+def test_household_snooze_holds_proposals_until_the_time_it_chose(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    store, ledger, vendor = env
+    history(store, {"black": 6.0})
+    ledger.set_consent("printer-1/black", Mode.CONFIRM, None, T0)
+    plan = planner(store, ledger, vendor)
+    assert plan.run_once(NOW).proposals == 1
+    it = ledger.intents()[0]
+    ledger.cancel_pending(it.id, NOW, who="household-snooze")
+    until = NOW + timedelta(days=3)
+    ledger.record("proposal_snoozed", it.consumable,
+                  {"intent": it.id, "until": until.isoformat()}, NOW)
+    assert plan.run_once(NOW + timedelta(hours=25)).proposals == 0  # past one review
+    assert plan.run_once(until + timedelta(minutes=1)).proposals == 1
