@@ -17,11 +17,6 @@ NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
 CID = "printer-1/black"
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger.open(tmp_path / "agent.db")
-
-
 def _fill(ledger: Ledger) -> None:
     ledger.set_consent(CID, Mode.AUTO, Mandate(skus=("TN-2420",),
                                                max_unit_price=Decimal("60")), NOW)

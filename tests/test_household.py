@@ -6,7 +6,6 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,11 +34,6 @@ class NoVendor:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"unexpected vendor call: {name}")
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger.open(tmp_path / "agent.db")
 
 
 @pytest.fixture

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-
-import pytest
 
 from agent.consent import Mode, Proposal
 from agent.household import HouseholdLink, proposal_ref
@@ -16,13 +12,6 @@ from agent.ledger import Ledger, State
 T0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
 CID = "printer-1/black"
 TONER = Proposal(CID, "shop", "TONER-TN2420", 1, 1, Decimal("54.90"), "Toner TN-2420")
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger.open(tmp_path / "agent.db")
-    yield led
-    led.close()
 
 
 def test_repropose_restarts_the_proposal_clock(ledger: Ledger) -> None:

@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-from agent.consent import Mandate, Mode, Proposal
+from agent.consent import Mode, Proposal
 from agent.ledger import Intent, Ledger, State
 from agent.outbox import Dispatcher
+from tests.outbox_helpers import CID, PRE_NOTICE, grant
 from tests.vendor_fake import T0, FakeVendor
 
-CID = "printer-1/black"
-PRE_NOTICE = timedelta(hours=6)
 SEND = T0 + PRE_NOTICE
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger.open(tmp_path / "agent.db")
-    yield led
-    led.close()
-
-
-@pytest.fixture
-def vendor() -> FakeVendor:
-    return FakeVendor()
-
-
-@pytest.fixture
-def dispatcher(ledger: Ledger, vendor: FakeVendor) -> Dispatcher:
-    return Dispatcher(ledger, vendor.client(), vendor_name="shop",
-                      backoff=lambda attempt, after: max(after or 0.0, 10.0))
 
 
 def order_lines(caplog: pytest.LogCaptureFixture, prefix: str = "order.") -> list[str]:
@@ -46,13 +25,6 @@ def order_lines(caplog: pytest.LogCaptureFixture, prefix: str = "order.") -> lis
 def level_of(caplog: pytest.LogCaptureFixture, event: str) -> int:
     (record,) = [r for r in caplog.records if r.getMessage().startswith(event + " ")]
     return record.levelno
-
-
-def grant(ledger: Ledger) -> int:
-    mandate = Mandate(skus=("TONER-TN2420",), vendor="shop", max_unit_price=Decimal("60"),
-                      max_quantity=2, monthly_budget=Decimal("200"),
-                      expires_at=T0 + timedelta(days=30))
-    return ledger.set_consent(CID, Mode.AUTO, mandate, T0)
 
 
 def announce(ledger: Ledger, grant_id: int) -> Intent:

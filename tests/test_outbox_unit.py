@@ -3,53 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
 
-from agent.consent import Mandate, Mode, Proposal
+from agent.consent import Mode, Proposal
 from agent.errors import ConsentError
 from agent.ledger import Intent, Ledger, State
 from agent.outbox import Dispatcher
+from tests.outbox_helpers import CID, PRE_NOTICE, grant
 from tests.vendor_fake import T0, FakeVendor
-
-CID = "printer-1/black"
-PRE_NOTICE = timedelta(hours=6)
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger.open(tmp_path / "agent.db")
-    yield led
-    led.close()
-
-
-@pytest.fixture
-def vendor() -> FakeVendor:
-    return FakeVendor()
-
-
-@pytest.fixture
-def dispatcher(ledger: Ledger, vendor: FakeVendor) -> Dispatcher:
-    return Dispatcher(ledger, vendor.client(), vendor_name="shop",
-                      backoff=lambda attempt, after: max(after or 0.0, 10.0))
-
-
-def grant(ledger: Ledger, **kw: object) -> int:
-    mandate = Mandate(skus=("TONER-TN2420",), vendor="shop",
-                      max_unit_price=Decimal(str(kw.get("max_price", "60"))), max_quantity=2,
-                      monthly_budget=Decimal("200"), expires_at=T0 + timedelta(days=30))
-    return ledger.set_consent(CID, Mode.AUTO, mandate, T0)
 
 
 def announce(ledger: Ledger, price: str = "54.90", qty: int = 1) -> Intent:
     prop = Proposal(CID, "shop", "TONER-TN2420", qty, 1, Decimal(price), "Toner TN-2420")
+    consent = ledger.consent(CID)
     return ledger.create_intent(prop, Mode.AUTO, State.QUEUED, T0, send_after=T0 + PRE_NOTICE,
-                                allowed_by=ledger.mode(CID) and ledger.consent(CID).audit_id)
+                                allowed_by=consent.audit_id if consent else None)
 
 
 def test_auto_order_waits_for_the_pre_notice_then_goes_out_once(
