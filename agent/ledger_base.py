@@ -17,6 +17,7 @@ from typing import Any, Self
 from agent import audit
 from agent.errors import ConsentError, StoreError
 from agent.ledger_rows import Intent, intent_from_row, ts
+from agent.sqlite_tx import immediate
 from agent.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,8 @@ class LedgerBase:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self.conn):
                 yield self.conn
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as err:
             raise StoreError(f"ledger write failed: {err}") from err
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from agent.sqlite_tx import immediate
+
 # Timestamps are epoch seconds (REAL): compact, sortable and free of time-zone text.
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -203,14 +205,9 @@ def migrate(conn: sqlite3.Connection) -> int:
         if target <= version:
             continue
         statements = _statements(script)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             for statement in statements:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {int(target)}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         version = target
     return version

@@ -19,6 +19,7 @@ from typing import Any
 from agent.errors import StoreError
 from agent.migrations import migrate
 from agent.protocol import Consumable, EventMessage, StateMessage
+from agent.sqlite_tx import immediate
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,7 @@ class Store:
         """Commit a batch of validated messages and rejects in one durable transaction."""
         stored = duplicates = rejected = 0
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(self.conn):
                 batch = _StateBatch()
                 for item in items:
                     if isinstance(item, StateMessage):
@@ -173,10 +173,6 @@ class Store:
                 self._flush_state(batch, received_at)
                 if rejected:
                     self._trim_rejects()
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as err:
             raise StoreError(f"write failed: {err}") from err
         return BatchResult(stored, duplicates, rejected)
@@ -399,40 +395,38 @@ class Store:
     def _downsample_one(self, cid: int, older_than: float, bucket_s: float) -> int:
         params = {"cid": cid, "cut": older_than, "bucket": bucket_s}
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            # The rows to keep go to a keyed temp table first: deleting with
-            # "(cid, seq) NOT IN (window query)" took SQLite minutes on a year of readings.
-            self.conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS keep_rows "
-                "(cid INTEGER, seq INTEGER, PRIMARY KEY (cid, seq)) WITHOUT ROWID"
-            )
-            self.conn.execute("DELETE FROM temp.keep_rows")
-            self.conn.execute(
-                """
-                INSERT INTO temp.keep_rows
-                SELECT cid, seq FROM (
-                    SELECT cid, seq, level,
-                           ROW_NUMBER() OVER w AS rn,
-                           LAG(level) OVER (PARTITION BY cid ORDER BY ts) AS prev
-                    FROM readings WHERE cid = :cid AND ts < :cut
-                    WINDOW w AS (PARTITION BY cid, CAST(ts / :bucket AS INTEGER)
-                                 ORDER BY ts DESC)
-                ) WHERE rn = 1 OR (prev IS NOT NULL AND level IS NOT NULL
-                                   AND level > prev * 1.2 + 1)
-                """,
-                params,
-            )
-            cur = self.conn.execute(
-                "DELETE FROM readings WHERE cid = :cid AND ts < :cut AND NOT EXISTS "
-                "(SELECT 1 FROM temp.keep_rows k WHERE k.cid = readings.cid "
-                "AND k.seq = readings.seq)",
-                params,
-            )
-            deleted = int(cur.rowcount)
-            self.conn.execute("DELETE FROM temp.keep_rows")
-            self.conn.execute("COMMIT")
+            with immediate(self.conn):
+                # The rows to keep go to a keyed temp table first: deleting with
+                # "(cid, seq) NOT IN (window query)" took SQLite minutes on a year of readings.
+                self.conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS keep_rows "
+                    "(cid INTEGER, seq INTEGER, PRIMARY KEY (cid, seq)) WITHOUT ROWID"
+                )
+                self.conn.execute("DELETE FROM temp.keep_rows")
+                self.conn.execute(
+                    """
+                    INSERT INTO temp.keep_rows
+                    SELECT cid, seq FROM (
+                        SELECT cid, seq, level,
+                               ROW_NUMBER() OVER w AS rn,
+                               LAG(level) OVER (PARTITION BY cid ORDER BY ts) AS prev
+                        FROM readings WHERE cid = :cid AND ts < :cut
+                        WINDOW w AS (PARTITION BY cid, CAST(ts / :bucket AS INTEGER)
+                                     ORDER BY ts DESC)
+                    ) WHERE rn = 1 OR (prev IS NOT NULL AND level IS NOT NULL
+                                       AND level > prev * 1.2 + 1)
+                    """,
+                    params,
+                )
+                cur = self.conn.execute(
+                    "DELETE FROM readings WHERE cid = :cid AND ts < :cut AND NOT EXISTS "
+                    "(SELECT 1 FROM temp.keep_rows k WHERE k.cid = readings.cid "
+                    "AND k.seq = readings.seq)",
+                    params,
+                )
+                deleted = int(cur.rowcount)
+                self.conn.execute("DELETE FROM temp.keep_rows")
         except sqlite3.Error as err:
-            self.conn.execute("ROLLBACK")
             raise StoreError(f"downsample failed: {err}") from err
         return deleted
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from agent.config import Settings
 from agent.errors import StoreError
+from agent.sqlite_tx import immediate
 
 CONFIRM_WORD = "forget"
 
@@ -45,8 +46,7 @@ def forget_all(path: Path) -> dict[str, int]:
         with closing(conn):
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute("PRAGMA secure_delete=ON")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(conn):
                 triggers = conn.execute(
                     "SELECT name, sql FROM sqlite_master WHERE type='trigger'"
                 ).fetchall()
@@ -65,10 +65,6 @@ def forget_all(path: Path) -> dict[str, int]:
                     conn.execute("DELETE FROM sqlite_sequence")
                 for _, sql in triggers:
                     conn.execute(sql)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     except sqlite3.Error as err:
