@@ -34,7 +34,7 @@ from agent.consent import (
 )
 from agent.errors import VendorError
 from agent.forecast import Away, ConsumableSpec, Delivery, Forecast, Observation, forecast
-from agent.ledger import Ledger, State
+from agent.ledger import Intent, Ledger, State
 from agent.logs import canonical
 from agent.policy import LeadTime, ReorderPlan, plan_reorder
 from agent.protocol import CoarseState, Unit
@@ -301,20 +301,21 @@ class Planner:
                             o.price, o.name, o.currency)
         spent = self.ledger.spent_this_month(c.key, now)
         auth = authorize(c.mandate, c.mode, proposal, o, spent, now)
+        it: Intent | None = None
         if auth.verdict is Verdict.PLACE:
             it = self.ledger.create_intent(proposal, Mode.AUTO, State.QUEUED, now,
                                            send_after=now + self.pre_notice,
                                            reason=c.plan.reason, allowed_by=c.grant_audit)
             report.announced += 1
-            decision, outcome, audit_id = "order", "announced", it.audit_id
+            decision, outcome, reason = "order", "announced", c.plan.reason
         elif auth.verdict is Verdict.PROPOSE:
             reason = c.plan.reason if c.mode is Mode.CONFIRM else f"{auth.why}; {c.plan.reason}"
             it = self.ledger.create_intent(proposal, Mode.CONFIRM, State.PROPOSED, now,
                                            reason=reason)
             report.proposals += 1
-            decision, outcome, audit_id = "propose", "proposed", it.audit_id
+            decision, outcome = "propose", "proposed"
         else:
-            decision, outcome, audit_id = "none", auth.verdict.value, None
+            decision, outcome, reason = "none", auth.verdict.value, auth.why
         canonical(log, "decision", consumable=c.key, sku=c.sku, decision=decision,
-                  reason=c.plan.reason, quantity=proposal.quantity, audit_id=audit_id,
-                  outcome=outcome, mode=c.mode.value)
+                  reason=reason, quantity=proposal.quantity,
+                  audit_id=it.audit_id if it else None, outcome=outcome, mode=c.mode.value)

@@ -68,14 +68,18 @@ def test_auto_announces_with_pre_notice_and_never_orders(
 
 
 def test_price_above_mandate_is_proposed_with_the_reason(
-        env: tuple[Store, Ledger, FakeVendor]) -> None:
+        env: tuple[Store, Ledger, FakeVendor], caplog: pytest.LogCaptureFixture) -> None:
     store, ledger, vendor = env
     history(store, {"black": 6.0})
     auto(ledger, "printer-1/black")
     vendor.prices["TONER-TN2420"] = "64.90"
-    assert planner(store, ledger, vendor).run_once(NOW).proposals == 1
+    with caplog.at_level(logging.INFO, logger="agent.planner"):
+        assert planner(store, ledger, vendor).run_once(NOW).proposals == 1
     [it] = ledger.intents()
     assert it.state is State.PROPOSED and "above 60" in (it.reason or "")
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decision ")]
+    assert "decision=propose" in line and "mode=auto" in line
+    assert 'reason="price 64.90 EUR above 60; ' in line and f"audit_id={it.audit_id} " in line
 
 
 def test_confirm_proposes_remind_reminds_monitor_is_silent(
