@@ -53,7 +53,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PROPOSAL_TTL = timedelta(hours=48)
 DEFAULT_SNOOZE = timedelta(hours=24)
+DEFAULT_SILENT_AFTER = timedelta(hours=24)
 MAX_QUEUED_COMMANDS = 100
+# Calls in a row without a usable answer before the household hears the vendor is down:
+# one timeout is a blip the outbox retries anyway.
+VENDOR_DOWN_AFTER = 3
 
 _EVENTS: dict[State, EventKind] = {
     State.PROPOSED: EventKind.PROPOSAL,
@@ -101,11 +105,13 @@ class HouseholdLink:
         discovery: bool = True,
         prefix: str = DEFAULT_DISCOVERY_PREFIX,
         proposal_ttl: timedelta = DEFAULT_PROPOSAL_TTL,
+        silent_after: timedelta = DEFAULT_SILENT_AFTER,
     ) -> None:
         self.publish = publish
         self.discovery = discovery
         self.prefix = prefix
         self.proposal_ttl = proposal_ttl
+        self.silent_after = silent_after
         self.stats = LinkStats()
         self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue(MAX_QUEUED_COMMANDS)
         self._known: dict[int, tuple[State, str | None]] | None = None
@@ -114,6 +120,8 @@ class HouseholdLink:
         self._proposals: dict[str, Intent] = {}
         self._reannounce = True
         self._retained: dict[str, bytes] = {}
+        self._silent: set[str] | None = None
+        self._vendor_down = False
 
     # ---- paho thread: never blocks, never raises ----------------------------------
 
@@ -238,8 +246,26 @@ class HouseholdLink:
             self._publish_changed(availability_message(device_id, online), reannounce)
         for state in states:
             self._publish_changed(consumable_message(state), reannounce)
-        self._sync_intents(ledger.intents(), now, reannounce)
+        auto = {c.consumable for c in ledger.consents() if c.mode is Mode.AUTO}
+        self._sync_intents(ledger.intents(), now, reannounce, auto)
         self._sync_reminders(ledger.reminders())
+
+    def check_problems(self, last_seen: dict[str, datetime], vendor_unanswered: int,
+                       now: datetime) -> None:
+        """Announce a device gone silent and a vendor that stopped answering, once each
+        time it happens (a restarted agent takes the current state as known)."""
+        silent = {d for d, seen in last_seen.items() if now - seen >= self.silent_after}
+        if self._silent is not None:
+            for device_id in sorted(silent - self._silent):
+                hours = (now - last_seen[device_id]).total_seconds() / 3600
+                self.problem(f"device {device_id} silent for {hours:.0f} h: check its power "
+                             "and network", now, device_id=device_id)
+        self._silent = silent
+        down = vendor_unanswered >= VENDOR_DOWN_AFTER
+        if down and not self._vendor_down:
+            self.problem(f"vendor not answering ({vendor_unanswered} calls in a row): orders "
+                         "wait and are retried with the same key, never twice", now)
+        self._vendor_down = down
 
     def _sync_reminders(self, reminders: Sequence[dict[str, Any]]) -> None:
         """Publish reminders stored since the last sync (not the backlog after a restart)."""
@@ -251,7 +277,8 @@ class HouseholdLink:
                     self.reminder(str(r["consumable"]), str(r["kind"]), str(r["message"]), at)
         self._last_reminder = max(newest, self._last_reminder or 0)
 
-    def _sync_intents(self, intents: Sequence[Intent], now: datetime, reannounce: bool) -> None:
+    def _sync_intents(self, intents: Sequence[Intent], now: datetime, reannounce: bool,
+                      auto: set[str]) -> None:
         first = self._known is None
         known = self._known or {}
         open_proposals: dict[str, Intent] = {}
@@ -260,7 +287,7 @@ class HouseholdLink:
             if it.state is State.PROPOSED and now < it.created_at + self.proposal_ttl:
                 open_proposals[proposal_ref(it)] = it
             if not first and known.get(it.id) != key:
-                self._announce(it, known.get(it.id), now)
+                self._announce(it, known.get(it.id), now, it.consumable in auto)
             known[it.id] = key
         self._known = known
         if first:
@@ -281,7 +308,7 @@ class HouseholdLink:
         self._proposals = open_proposals
 
     def _announce(self, it: Intent, before: tuple[State, str | None] | None,
-                  now: datetime) -> None:
+                  now: datetime, auto: bool) -> None:
         kind = _EVENTS.get(it.state)
         if it.state is State.PLACED and before is not None and before[0] is State.PLACED:
             # Within PLACED only the step to shipped is news (pending -> confirmed is not).
@@ -304,6 +331,11 @@ class HouseholdLink:
         ref = proposal_ref(it) if kind is EventKind.PROPOSAL else f"o{it.id}"
         self.publish(event_message(event(kind, now, text, device_id=device,
                                          consumable_id=item, ref=ref)))
+        if kind is EventKind.PROPOSAL and auto:
+            # The household allowed automatic orders: one that needs a tap went outside
+            # the mandate (price, product, pack size, budget) and says why.
+            self.problem(f"automatic order needs your approval: {it.reason or 'see proposal'}",
+                         now, device_id=device, consumable_id=item, ref=ref)
 
     def reminder(self, consumable: str, kind: str, message: str, now: datetime) -> None:
         """Publish a reminder or care tip the planner stored."""
@@ -312,8 +344,10 @@ class HouseholdLink:
         self.publish(event_message(event(event_kind, now, message, device_id=device,
                                          consumable_id=item)))
 
-    def problem(self, message: str, now: datetime, device_id: str | None = None) -> None:
-        self.publish(event_message(event(EventKind.PROBLEM, now, message, device_id=device_id)))
+    def problem(self, message: str, now: datetime, device_id: str | None = None,
+                consumable_id: str | None = None, ref: str | None = None) -> None:
+        self.publish(event_message(event(EventKind.PROBLEM, now, message, device_id=device_id,
+                                         consumable_id=consumable_id, ref=ref)))
 
     def _view(self, it: Intent, ref: str) -> Proposal:
         device, item = _device_of(it.consumable)

@@ -59,6 +59,7 @@ class AgentService:
             self.household = HouseholdLink(
                 self._publish, discovery=hs.homeassistant, prefix=hs.discovery_prefix,
                 proposal_ttl=timedelta(hours=hs.proposal_ttl_h),
+                silent_after=timedelta(hours=hs.silent_after_h),
             )
         self.ingest = MqttIngest(
             settings.mqtt, settings.ingest, self.open_store,
@@ -180,6 +181,10 @@ class AgentService:
             devices, availability = device_views(store)
             states = consumable_states(store, ledger, self.forecasts)
             self.household.sync(ledger, devices, availability, states, now)
+            last_seen = {d["device_id"]: datetime.fromtimestamp(d["last_seen"], UTC)
+                         for d in store.devices() if d["last_seen"] is not None}
+        unanswered = self.vendor.unanswered if self.vendor is not None else 0
+        self.household.check_problems(last_seen, unanswered, now)
 
     def poll_printer(self, source: IppPrinterSource) -> None:
         """Poll one printer, store what it read, and schedule the next poll."""

@@ -236,6 +236,7 @@ class VendorClient:
         self._timeout = timeout
         self._deadline = deadline_s
         self._mono = monotonic
+        self.unanswered = 0  # calls in a row that ended without a usable answer
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -352,6 +353,9 @@ class VendorClient:
                 outcome = "timeout"
             raise
         finally:
+            # An answer, even a refusal, means the vendor is up; the household hears of
+            # a run of calls without one (agent.household.VENDOR_DOWN_AFTER).
+            self.unanswered = 0 if outcome in ("ok", "final") else self.unanswered + 1
             ms = round((self._mono() - started) * 1000)
             order_id = parsed.id if isinstance(parsed, Order) else None
             canonical(log, "vendor.call", level=logging.INFO if outcome == "ok"

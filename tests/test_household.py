@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.consent import Mode, Proposal
+from agent.consent import Mandate, Mode, Proposal
 from agent.errors import VendorRetryable
 from agent.household import HouseholdLink, proposal_ref
 from agent.ledger import Ledger, State
@@ -204,3 +204,64 @@ def test_cancel_of_a_placed_order_with_the_vendor_down_is_unavailable(
     result = link.execute(*command("cancel", f"o{it.id}"), ledger, dispatcher, NOW)
     assert result == "unavailable"
     assert ledger.intent(it.id).state is State.PLACED
+
+
+def problems(sent: list[Outgoing]) -> list[dict[str, Any]]:
+    events = [json.loads(m.payload) for m in sent if m.topic.endswith("/events")]
+    return [e for e in events if e["kind"] == "problem"]
+
+
+def test_a_silent_device_is_announced_once_per_silence(
+        link: HouseholdLink, sent: list[Outgoing]) -> None:
+    seen = {"fridge-1": NOW - timedelta(hours=30), "printer-1": NOW - timedelta(hours=1)}
+    link.check_problems(seen, 0, NOW)  # first look (e.g. after a restart): the baseline
+    assert problems(sent) == []
+    seen["printer-1"] = NOW - timedelta(hours=1)
+    link.check_problems(seen, 0, NOW + timedelta(hours=23))  # printer now silent 24 h
+    [silent] = problems(sent)
+    assert silent["device_id"] == "printer-1" and "silent for 24 h" in silent["message"]
+    link.check_problems(seen, 0, NOW + timedelta(hours=30))
+    assert len(problems(sent)) == 1  # still the same silence
+    seen["printer-1"] = NOW + timedelta(hours=31)  # it reported again, then fell silent
+    link.check_problems(seen, 0, NOW + timedelta(hours=32))
+    link.check_problems(seen, 0, NOW + timedelta(hours=56))
+    assert [p["device_id"] for p in problems(sent)] == ["printer-1", "printer-1"]
+
+
+def test_vendor_down_is_announced_after_a_run_of_unanswered_calls(
+        link: HouseholdLink, sent: list[Outgoing]) -> None:
+    for unanswered in (0, 1, 2):
+        link.check_problems({}, unanswered, NOW)
+    assert problems(sent) == []
+    link.check_problems({}, 3, NOW)
+    link.check_problems({}, 7, NOW)
+    [down] = problems(sent)
+    assert "vendor not answering (3 calls in a row)" in down["message"]
+    link.check_problems({}, 0, NOW)  # answered again
+    link.check_problems({}, 3, NOW)
+    assert len(problems(sent)) == 2
+
+
+def test_an_auto_order_outside_the_mandate_is_a_problem_too(
+        link: HouseholdLink, ledger: Ledger, sent: list[Outgoing]) -> None:
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    ledger.set_consent("fridge-1/milk", Mode.AUTO, Mandate(skus=("MILK-1L",),
+                                                            max_unit_price=Decimal("1.30")), NOW)
+    it = ledger.create_intent(MILK, Mode.CONFIRM, State.PROPOSED, NOW,
+                              reason="price 1.49 EUR above 1.30; P(run out) = 0.2")
+    sent.clear()
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    [problem] = problems(sent)
+    assert problem["ref"] == proposal_ref(it) and problem["consumable_id"] == "milk"
+    assert "needs your approval: price 1.49 EUR above 1.30" in problem["message"]
+    propose_only = [e for e in (json.loads(m.payload) for m in sent
+                                if m.topic.endswith("/events")) if e["kind"] == "proposal"]
+    assert len(propose_only) == 1
+
+
+def test_a_confirm_proposal_is_not_a_problem(
+        link: HouseholdLink, ledger: Ledger, sent: list[Outgoing]) -> None:
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    propose(ledger)
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    assert problems(sent) == []

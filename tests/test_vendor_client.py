@@ -529,3 +529,29 @@ def test_deadline_mid_body_is_a_timeout(
     (line,) = vendor_calls(caplog)
     assert " outcome=timeout " in line.getMessage()
     assert " ms=2500 " in line.getMessage()  # the fake clock: 5 bytes at 0.5 s each
+
+
+def test_unanswered_counts_calls_in_a_row_without_a_usable_answer(
+    make_client: Callable[..., VendorClient]
+) -> None:
+    replies = iter([httpx.Response(503, json={"error": "unavailable"}),
+                    httpx.ReadTimeout("slow"),
+                    httpx.Response(404, json={"error": "not_found"}),  # an answer: up
+                    httpx.ConnectError("refused"),
+                    httpx.Response(200, json=order_json())])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        reply = next(replies)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    client = make_client(handler)
+    seen = []
+    for _ in range(5):
+        try:
+            client.get_order("ord_000001")
+        except VendorError:
+            pass
+        seen.append(client.unanswered)
+    assert seen == [1, 2, 0, 1, 0]

@@ -645,3 +645,15 @@ def test_a_retained_command_is_never_executed(rig: Rig) -> None:
     wait_buttons(rig, proposal_ref(other))  # the agent has been subscribed for a while
     assert rig.intent(it.id).state is State.PROPOSED
     assert rig.sandbox.orders() == []
+
+
+@pytest.mark.parametrize("rig", ["silent_after_h = 0.001"], indirect=True)
+def test_a_device_that_falls_silent_is_a_problem_event(rig: Rig) -> None:
+    """Devices report once at start, then nothing: after 3.6 s each is silent, once."""
+    wait_discovered(rig)
+    silent = wait_for(lambda: {e.device_id for e in events(rig, "problem")}
+                      >= {"printer-1", "fridge-1"} and events(rig, "problem"),
+                      "silent-device problems")
+    assert all("silent for" in e.message for e in silent)
+    time.sleep(2 * TICK)
+    assert len(events(rig, "problem")) == 2
