@@ -147,6 +147,9 @@ class HouseholdSettings(BaseModel):
     discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     proposal_ttl_h: float = Field(default=48.0, gt=0)
     sync_interval_s: float = Field(default=5.0, ge=0.2)
+    # Levels, days left, availability and discovery: a dashboard needs them every minute,
+    # not every few seconds (a flood of readings would become a flood of publishes).
+    state_interval_s: float = Field(default=60.0, ge=0.2)
     # A device not heard from this long is announced as a problem (once per silence).
     silent_after_h: float = Field(default=24.0, gt=0)
 

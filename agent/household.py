@@ -229,6 +229,15 @@ class HouseholdLink:
 
     # ---- publishing ---------------------------------------------------------------
 
+    @property
+    def reannounce_due(self) -> bool:
+        """Home Assistant came (back) online: the next sync must be a full one."""
+        return self._reannounce
+
+    def sync_orders(self, ledger: Ledger, now: datetime) -> None:
+        """The frequent part of a sync: proposals, order events and reminders."""
+        self._sync_ledger(ledger, now, reannounce=False)
+
     def sync(self, ledger: Ledger, devices: Sequence[DeviceInfo],
              availability: dict[str, bool], states: Sequence[ConsumableState],
              now: datetime) -> None:
@@ -246,6 +255,9 @@ class HouseholdLink:
             self._publish_changed(availability_message(device_id, online), reannounce)
         for state in states:
             self._publish_changed(consumable_message(state), reannounce)
+        self._sync_ledger(ledger, now, reannounce)
+
+    def _sync_ledger(self, ledger: Ledger, now: datetime, reannounce: bool) -> None:
         auto = {c.consumable for c in ledger.consents() if c.mode is Mode.AUTO}
         self._sync_intents(ledger.intents(), now, reannounce, auto)
         self._sync_reminders(ledger.reminders())

@@ -72,6 +72,7 @@ class AgentService:
         self.watchdog: systemd.Watchdog | None = None
         # The last decision pass's forecasts, for the household dashboards.
         self.forecasts: dict[str, Forecast] = {}
+        self._states_at: datetime | None = None  # when household states last went out
         self._schedule()
 
     # ---- construction -------------------------------------------------------------
@@ -178,13 +179,23 @@ class AgentService:
         with self.ledger() as ledger, self.open_store() as store:
             dispatcher = self.dispatcher(ledger) if self.vendor is not None else None
             self.household.handle_commands(ledger, dispatcher, now)
-            devices, availability = device_views(store)
-            states = consumable_states(store, ledger, self.forecasts)
-            self.household.sync(ledger, devices, availability, states, now)
+            if self._states_due(now):
+                devices, availability = device_views(store)
+                states = consumable_states(store, ledger, self.forecasts)
+                self.household.sync(ledger, devices, availability, states, now)
+                self._states_at = now
+            else:
+                self.household.sync_orders(ledger, now)
             last_seen = {d["device_id"]: datetime.fromtimestamp(d["last_seen"], UTC)
                          for d in store.devices() if d["last_seen"] is not None}
         unanswered = self.vendor.unanswered if self.vendor is not None else 0
         self.household.check_problems(last_seen, unanswered, now)
+
+    def _states_due(self, now: datetime) -> bool:
+        assert self.household is not None
+        interval = timedelta(seconds=self.settings.household.state_interval_s)
+        return (self.household.reannounce_due or self._states_at is None
+                or not timedelta(0) <= now - self._states_at < interval)
 
     def poll_printer(self, source: IppPrinterSource) -> None:
         """Poll one printer, store what it read, and schedule the next poll."""

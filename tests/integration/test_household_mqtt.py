@@ -240,6 +240,7 @@ require_synced_clock = false
 
 [household]
 sync_interval_s = {TICK}
+state_interval_s = {TICK}
 proposal_ttl_h = {TTL_H}
 {household_extra}
 """)
