@@ -124,7 +124,8 @@ class PrinterSettings(BaseModel):
 class ForecastSettings(BaseModel):
     model_config = _SECTION
 
-    service_level: float = Field(default=0.95, gt=0.5, lt=1.0)
+    # P(no run-out before the delivery) per order: the level bench/forecast.py validates.
+    service_level: float = Field(default=0.98, gt=0.5, lt=1.0)
     review_interval_h: float = Field(default=24.0, gt=0)
     interval_s: int = Field(default=900, ge=10)
 

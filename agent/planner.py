@@ -129,7 +129,7 @@ class Planner:
         consolidate_window: timedelta = DEFAULT_CONSOLIDATE_WINDOW,
         free_shipping_slack: timedelta = DEFAULT_FREE_SHIPPING_SLACK,
         review_interval: timedelta = timedelta(days=1),
-        service_level: float = 0.95,
+        service_level: float = 0.98,
         spec_for: SpecFor = default_spec,
     ) -> None:
         self.store = store
