@@ -339,9 +339,12 @@ class VendorClient:
         outcome = "retryable"
         parsed: _M | None = None
         try:
-            resp_headers, status, payload = self._request(
-                op, method, path, body, headers, params, started + self._deadline
+            request = self._http.build_request(
+                method, path, json=body, headers=headers, params=params,
+                timeout=httpx.Timeout(min(self._timeout, self._deadline)),
             )
+            resp_headers, status, payload = self._request(op, request,
+                                                          started + self._deadline)
             parsed = self._parse(op, model, payload)
             outcome = "ok"
             return resp_headers, parsed
@@ -362,21 +365,13 @@ class VendorClient:
                       else logging.WARNING, order_id=order_id, status=status,
                       outcome=outcome, attempt=attempt, ms=ms, op=op)
 
-    def _request(
-        self,
-        op: str,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        headers: dict[str, str] | None,
-        params: dict[str, str] | None,
-        deadline: float,
-    ) -> tuple[httpx.Headers, int, Any]:
+    def _request(self, op: str, request: httpx.Request,
+                 deadline: float) -> tuple[httpx.Headers, int, Any]:
         box: list[tuple[httpx.Headers, int, bytes] | BaseException] = []
 
         def run() -> None:
             try:
-                box.append(self._exchange(op, method, path, body, headers, params, deadline))
+                box.append(self._exchange(op, request, deadline))
             except BaseException as exc:  # handed to the caller's thread
                 box.append(exc)
 
@@ -401,25 +396,8 @@ class VendorClient:
             raise VendorRetryable(f"vendor {op}: unreadable response", status)
         return resp_headers, status, payload
 
-    def _exchange(
-        self,
-        op: str,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        headers: dict[str, str] | None,
-        params: dict[str, str] | None,
-        deadline: float,
-    ) -> tuple[httpx.Headers, int, bytes]:
-        left = deadline - self._mono()
-        request = self._http.build_request(
-            method,
-            path,
-            json=body,
-            headers=headers,
-            params=params,
-            timeout=httpx.Timeout(max(0.001, min(self._timeout, left))),
-        )
+    def _exchange(self, op: str, request: httpx.Request,
+                  deadline: float) -> tuple[httpx.Headers, int, bytes]:
         try:
             response = self._http.send(request, stream=True)
             try:
