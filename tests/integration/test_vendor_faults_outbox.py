@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,13 +31,6 @@ STEP = timedelta(minutes=1)
 def sandbox() -> Iterator[VendorSandbox]:
     with VendorSandbox(token=TOKEN) as running:
         yield running
-
-
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger.open(tmp_path / "agent.db")
-    yield led
-    led.close()
 
 
 @pytest.fixture
