@@ -165,3 +165,35 @@ def test_device_low_warning_is_a_floor_even_when_use_looks_slow() -> None:
     plan = plan_reorder(fc, spec, now, LEAD)
     assert plan.order_now
     assert "LOW" in plan.reason
+
+
+def stocked_milk(days: float = 12.0, rate: float = 250.0, seed: int = 3) -> list[Observation]:
+    """A fridge topped up with a litre every two days while using 250 g a day: more milk
+    than gets drunk within its ten-day shelf life."""
+    rng = random.Random(seed)
+    out = []
+    level = 1200.0
+    for h in range(int(days * 24) + 1):
+        if h and h % 48 == 0:
+            level += 1000.0
+        out.append(Observation(T0 + timedelta(hours=h), max(0.0, level + rng.gauss(0, 3))))
+        level -= rate / 24 * rng.uniform(0.5, 1.5)
+    return out
+
+
+def test_no_reorder_while_milk_spoils_and_the_rest_outlasts_a_late_delivery() -> None:
+    obs = stocked_milk()
+    now = obs[-1].ts
+    fc = forecast(obs, MILK, now)
+    assert fc.level is not None and fc.usable_level is not None
+    assert fc.level - fc.usable_level > 500  # some of it will be thrown away
+    plan = plan_reorder(fc, MILK, now, LeadTime(4.0, 2.5), service_level=0.995)
+    assert not plan.order_now and "spoils before it is used" in plan.reason
+
+
+def test_spoiling_milk_is_still_reordered_when_the_rest_runs_out_first() -> None:
+    obs = stocked_milk()
+    now = obs[-1].ts
+    fc = forecast(obs, MILK, now)
+    plan = plan_reorder(fc, MILK, now, LeadTime(6.0, 2.5), service_level=0.995)
+    assert plan.order_now and plan.packs >= 1
