@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.consent import Mandate, Mode
-from agent.ledger import Ledger, State
+from agent.ledger import Intent, Ledger, State
 from agent.planner import Planner
 from agent.protocol import Consumable, DeviceKind, StateMessage, Unit
 from agent.store import Store
@@ -191,26 +191,28 @@ def test_away_period_holds_back_a_delivery(env: tuple[Store, Ledger, FakeVendor]
     assert report.proposals == 0 and ledger.intents() == []
 
 
-def test_household_not_now_is_respected_until_the_next_review(
-        env: tuple[Store, Ledger, FakeVendor]) -> None:
+def proposed_black(env: tuple[Store, Ledger, FakeVendor]) -> tuple[Planner, Intent]:
+    """A confirm-mode toner that the planner has just proposed at ``NOW``."""
     store, ledger, vendor = env
     history(store, {"black": 6.0})
     ledger.set_consent("printer-1/black", Mode.CONFIRM, None, T0)
     plan = planner(store, ledger, vendor)
     assert plan.run_once(NOW).proposals == 1
-    ledger.cancel_pending(ledger.intents()[0].id, NOW)
+    return plan, ledger.intents()[0]
+
+
+def test_household_not_now_is_respected_until_the_next_review(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    plan, it = proposed_black(env)
+    env[1].cancel_pending(it.id, NOW)
     assert plan.run_once(NOW + timedelta(hours=2)).proposals == 0
     assert plan.run_once(NOW + timedelta(hours=25)).proposals == 1
 
 
 def test_household_snooze_holds_proposals_until_the_time_it_chose(
         env: tuple[Store, Ledger, FakeVendor]) -> None:
-    store, ledger, vendor = env
-    history(store, {"black": 6.0})
-    ledger.set_consent("printer-1/black", Mode.CONFIRM, None, T0)
-    plan = planner(store, ledger, vendor)
-    assert plan.run_once(NOW).proposals == 1
-    it = ledger.intents()[0]
+    plan, it = proposed_black(env)
+    ledger = env[1]
     ledger.cancel_pending(it.id, NOW, who="household-snooze")
     until = NOW + timedelta(days=3)
     ledger.record("proposal_snoozed", it.consumable,
