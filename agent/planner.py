@@ -38,7 +38,7 @@ from agent.ledger import Intent, Ledger, State
 from agent.logs import canonical
 from agent.policy import LeadTime, ReorderPlan, plan_reorder
 from agent.protocol import CoarseState, Unit
-from agent.store import Store
+from agent.store import Store, consumable_key
 from agent.vendor import CatalogItem
 
 log = logging.getLogger(__name__)
@@ -151,9 +151,10 @@ class Planner:
         """
         report = PlanReport()
         self.ledger.expire_mandates(now)
+        away = away_periods(self.ledger)
         candidates = []
         for row in self._rows():
-            cand = self._consider(row, now, report)
+            cand = self._consider(row, now, away, report)
             if cand is not None:
                 report.considered += 1
                 candidates.append(cand)
@@ -169,23 +170,20 @@ class Planner:
     def outlook(self, now: datetime) -> dict[str, Forecast]:
         """Forecasts of every consumable at ``now``, without deciding or calling the vendor."""
         away = away_periods(self.ledger)
-        return {self._key(row): self._forecast(row, None, now, away) for row in self._rows()}
+        return {consumable_key(row): self._forecast(row, None, now, away)
+                for row in self._rows()}
 
     def _rows(self) -> list[dict[str, Any]]:
         kinds = {d["device_id"]: d["kind"] for d in self.store.devices()}
         return [{**row, "kind": kinds.get(row["device_id"], "other")}
                 for row in self.store.consumables(counts=False)]
 
-    @staticmethod
-    def _key(row: dict[str, Any]) -> str:
-        return f"{row['device_id']}/{row['consumable_id']}"
-
     # ---- one consumable ----------------------------------------------------------
 
     def _forecast(self, row: dict[str, Any], offer: CatalogItem | None, now: datetime,
                   away: list[Away]) -> Forecast:
         deliveries = [Delivery(t, float(n))
-                      for t, n in self.ledger.expected_deliveries(self._key(row))]
+                      for t, n in self.ledger.expected_deliveries(consumable_key(row))]
         return forecast(observations(self.store, row["cid"], now), self.spec_for(row, offer), now,
                         deliveries=deliveries, away=away)
 
@@ -202,12 +200,11 @@ class Planner:
             return "declined by the household since the last review"
         return None
 
-    def _consider(self, row: dict[str, Any], now: datetime,
+    def _consider(self, row: dict[str, Any], now: datetime, away: list[Away],
                   report: PlanReport) -> Candidate | None:
-        key = self._key(row)
+        key = consumable_key(row)
         consent = self.ledger.consent(key)
         mode = consent.mode if consent is not None else Mode.MONITOR
-        away = away_periods(self.ledger)
         skip = self._skip_reason(key, mode, now)
         if consent is None or skip is not None:
             report.forecasts[key] = self._forecast(row, None, now, away)

@@ -63,6 +63,11 @@ class ReadingRow:
 Item = StateMessage | EventMessage | Rejected | StatusUpdate
 
 
+def consumable_key(row: dict[str, Any]) -> str:
+    """The ledger's name for a stored consumable (``device_id/consumable_id``)."""
+    return f"{row['device_id']}/{row['consumable_id']}"
+
+
 @dataclass(slots=True)
 class _DeviceUpdate:
     """A device's later messages within one batch, folded together."""

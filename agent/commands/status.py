@@ -13,7 +13,7 @@ from agent.config import Settings
 from agent.errors import VendorRetryable
 from agent.ledger import Ledger
 from agent.planner import Planner
-from agent.store import Store
+from agent.store import Store, consumable_key
 from agent.vendor import CatalogItem
 
 
@@ -33,7 +33,7 @@ def collect(store: Store, ledger: Ledger, now: datetime) -> dict[str, Any]:
     modes = {c.consumable: c.mode.value for c in ledger.consents()}
     consumables = []
     for row in store.consumables():
-        key = f"{row['device_id']}/{row['consumable_id']}"
+        key = consumable_key(row)
         fc = forecasts.get(key)
         p10, p50, p90 = fc.time_to_empty_days if fc else (None, None, None)
         consumables.append({**row, "mode": modes.get(key, "monitor"),
