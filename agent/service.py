@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -30,7 +31,7 @@ from agent.notify import ConsumableState, DeviceInfo, Outgoing
 from agent.outbox import Dispatcher
 from agent.planner import Planner
 from agent.sources.ipp import IppPrinterSource
-from agent.store import Store
+from agent.store import Store, consumable_key
 from agent.vendor import CatalogItem, VendorClient
 
 log = logging.getLogger(__name__)
@@ -179,15 +180,17 @@ class AgentService:
         with self.ledger() as ledger, self.open_store() as store:
             dispatcher = self.dispatcher(ledger) if self.vendor is not None else None
             self.household.handle_commands(ledger, dispatcher, now)
+            device_rows = store.devices()
             if self._states_due(now):
-                devices, availability = device_views(store)
-                states = consumable_states(store, ledger, self.forecasts)
+                consumable_rows = store.consumables(counts=False)
+                devices, availability = device_views(device_rows, consumable_rows)
+                states = consumable_states(consumable_rows, ledger, self.forecasts)
                 self.household.sync(ledger, devices, availability, states, now)
                 self._states_at = now
             else:
                 self.household.sync_orders(ledger, now)
-            last_seen = {d["device_id"]: datetime.fromtimestamp(d["last_seen"], UTC)
-                         for d in store.devices() if d["last_seen"] is not None}
+        last_seen = {d["device_id"]: datetime.fromtimestamp(d["last_seen"], UTC)
+                     for d in device_rows if d["last_seen"] is not None}
         unanswered = self.vendor.unanswered if self.vendor is not None else 0
         self.household.check_problems(last_seen, unanswered, now)
 
@@ -306,14 +309,15 @@ class AgentService:
         log.info("agent.stopped")
 
 
-def device_views(store: Store) -> tuple[list[DeviceInfo], dict[str, bool]]:
+def device_views(device_rows: list[dict[str, Any]], consumable_rows: list[dict[str, Any]],
+                 ) -> tuple[list[DeviceInfo], dict[str, bool]]:
     """Devices with their consumables (for discovery) and their online flags."""
     by_device: dict[str, list[tuple[str, str]]] = {}
-    for c in store.consumables(counts=False):
+    for c in consumable_rows:
         by_device.setdefault(c["device_id"], []).append((c["consumable_id"], c["unit"]))
     devices = []
     availability: dict[str, bool] = {}
-    for d in store.devices():
+    for d in device_rows:
         devices.append(DeviceInfo(d["device_id"], d["kind"], tuple(by_device.get(d["device_id"],
                                                                                   []))))
         if d["online"] is not None:
@@ -321,7 +325,7 @@ def device_views(store: Store) -> tuple[list[DeviceInfo], dict[str, bool]]:
     return devices, availability
 
 
-def consumable_states(store: Store, ledger: Ledger,
+def consumable_states(consumable_rows: list[dict[str, Any]], ledger: Ledger,
                       forecasts: dict[str, Forecast]) -> list[ConsumableState]:
     """What a dashboard shows per consumable: last reading, days left, consent, next order."""
     modes = {c.consumable: c.mode.value for c in ledger.consents()}
@@ -331,10 +335,10 @@ def consumable_states(store: Store, ledger: Ledger,
             prev = next_order.get(it.consumable, it.send_after)
             next_order[it.consumable] = min(prev, it.send_after)
     states = []
-    for c in store.consumables(counts=False):
+    for c in consumable_rows:
         if c["last_ts"] is None:
             continue
-        key = f"{c['device_id']}/{c['consumable_id']}"
+        key = consumable_key(c)
         fc = forecasts.get(key)
         p10, p50, _ = fc.time_to_empty_days if fc else (None, None, None)
         states.append(ConsumableState(
