@@ -6,6 +6,10 @@ devices; ``broker.passwords[name]`` holds each password. ``tls_broker`` adds the
 listeners. ``mosquitto_pub`` publishes with the real command-line client and returns
 its completed process. ``sessions`` makes paho clients (:class:`Session`) whose
 connect/publish/subscribe return the MQTT reason codes, closed after the test.
+
+``sandbox`` is a started vendor sandbox with a frozen simulated clock and a fixed seed
+(modules that need another one define their own), and ``http`` an authorised client
+to it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -25,6 +30,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from firmware_sim.broker import LocalBroker, find_client_tool
+from firmware_sim.vendor import VendorSandbox
+from tests.integration.vendor_helpers import TOKEN, authed_client
 
 DEVICE_USERS = ("printer-1", "fridge-1", "wearable-1")
 BROKER_USERS = {
@@ -268,3 +275,16 @@ def wait_until(
     while not predicate():
         assert time.monotonic() < deadline, f"condition not reached {describe()}"
         time.sleep(0.01)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[VendorSandbox]:
+    """A started sandbox with a frozen simulated clock and a fixed seed."""
+    with VendorSandbox(token=TOKEN, seed=7) as sb:
+        yield sb
+
+
+@pytest.fixture
+def http(sandbox: VendorSandbox) -> Iterator[httpx.Client]:
+    with authed_client(sandbox.url) as client:
+        yield client

@@ -8,7 +8,6 @@ Fault knobs, the admin surface, the OpenAPI document and the CLI are tested in
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,22 +20,9 @@ from hypothesis import strategies as st
 from firmware_sim.household import Household
 from firmware_sim.vendor import SimClock, VendorSandbox, catalog_for, deliver_to
 from firmware_sim.vendor_orders import RecordedOrder
-from tests.integration.vendor_helpers import TOKEN, authed_client, post_order
+from tests.integration.vendor_helpers import TOKEN, post_order
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-
-@pytest.fixture
-def sandbox() -> Iterator[VendorSandbox]:
-    """A started sandbox with a frozen simulated clock and a fixed seed."""
-    with VendorSandbox(token=TOKEN, seed=7) as sb:
-        yield sb
-
-
-@pytest.fixture
-def http(sandbox: VendorSandbox) -> Iterator[httpx.Client]:
-    with authed_client(sandbox.url) as client:
-        yield client
 
 
 # -- auth and catalog ---------------------------------------------------------------------

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,22 +20,9 @@ import yaml
 
 from firmware_sim.vendor import VendorSandbox
 from firmware_sim.vendor_orders import RecordedOrder
-from tests.integration.vendor_helpers import TOKEN, authed_client, post_order
+from tests.integration.vendor_helpers import TOKEN, post_order
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-
-@pytest.fixture
-def sandbox() -> Iterator[VendorSandbox]:
-    """A started sandbox with a frozen simulated clock and a fixed seed."""
-    with VendorSandbox(token=TOKEN, seed=7) as sb:
-        yield sb
-
-
-@pytest.fixture
-def http(sandbox: VendorSandbox) -> Iterator[httpx.Client]:
-    with authed_client(sandbox.url) as client:
-        yield client
 
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "vendor-api.yaml"
