@@ -79,6 +79,17 @@ def _last_low(view: ItemView) -> bool:
     return False
 
 
+def _current_level(view: ItemView) -> float | Decision:
+    """The level a threshold rule compares, or its decision without one: nothing while
+    an order is pending, and order on LOW for a device that reports states only."""
+    if _pending(view):
+        return Decision(0)
+    last = _last_level(view)
+    if last is None or (view.obs and view.obs[-1].level is None):
+        return Decision(view.packs_per_order if _last_low(view) else 0)
+    return last[1]
+
+
 class AgentPolicy:
     """The project's own forecast and reorder timing."""
 
@@ -100,12 +111,10 @@ class ThresholdPolicy:
     name = "order_at_20pct"
 
     def decide(self, view: ItemView) -> Decision:
-        if _pending(view):
-            return Decision(0)
-        last = _last_level(view)
-        if last is None or (view.obs and view.obs[-1].level is None):
-            return Decision(view.packs_per_order if _last_low(view) else 0)
-        return Decision(view.packs_per_order if last[1] <= 0.2 * view.spec.capacity else 0)
+        level = _current_level(view)
+        if isinstance(level, Decision):
+            return level
+        return Decision(view.packs_per_order if level <= 0.2 * view.spec.capacity else 0)
 
 
 class NaiveLinearPolicy:
@@ -197,12 +206,9 @@ class AutoETSPolicy:
         self._cache: dict[int, tuple[float, list[float]]] = {}
 
     def decide(self, view: ItemView) -> Decision:
-        if _pending(view):
-            return Decision(0)
-        last = _last_level(view)
-        if last is None or (view.obs and view.obs[-1].level is None):
-            return Decision(view.packs_per_order if _last_low(view) else 0)
-        level = last[1]
+        level = _current_level(view)
+        if isinstance(level, Decision):
+            return level
         if level > 0.6 * view.spec.capacity:
             return Decision(0)
         ends: dict[int, float] = {}
