@@ -24,6 +24,7 @@ venv: $(STAMP)
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 typecheck: venv
 	$(VENV)/bin/mypy
@@ -37,8 +38,8 @@ test-fast: venv
 	$(PY) -m pytest -q -m "not integration"
 
 schema: venv
-	$(PY) -m agent.protocol > docs/protocol.schema.json
-	$(PY) -m agent.household_schema > docs/household.schema.json
+	$(PY) -m agent.wire.device > docs/protocol.schema.json
+	$(PY) -m agent.wire.household_schema > docs/household.schema.json
 
 # A simulated household ordering from the sandbox vendor, on a private broker.
 demo: venv system-packages

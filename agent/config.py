@@ -47,7 +47,7 @@ class MqttSettings(BaseModel):
 
 class BrokerSettings(BaseModel):
     """The gateway's Mosquitto files, for ``replenish device`` (None: Debian defaults,
-    see :mod:`agent.provisioning`)."""
+    see :mod:`agent.ops.provisioning`)."""
 
     model_config = _SECTION
 

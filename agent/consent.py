@@ -84,7 +84,7 @@ class Proposal:
 
 
 class Offer(Protocol):
-    """The catalog's current answer for a SKU (``agent.vendor.CatalogItem`` fits)."""
+    """The catalog's current answer for a SKU (``agent.vendor.client.CatalogItem`` fits)."""
 
     @property
     def sku(self) -> str: ...

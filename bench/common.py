@@ -262,7 +262,7 @@ class AgentRunner:
         with self.log_path.open("ab") as log:
             self.started_at = time.time()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent.cli", "--config", str(self.config),
+                [sys.executable, "-m", "agent.cli.main", "--config", str(self.config),
                  "run"],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env,
             )

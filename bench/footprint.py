@@ -3,7 +3,7 @@
 * start to ready: ``replenish run`` from process spawn until it sends ``READY=1`` on a
   benchmark-owned ``NOTIFY_SOCKET`` (and until it logs ``agent.ready``);
 * a year of history for 50 devices (half printers with four toners, half fridges), one
-  reading per minute, written through :meth:`agent.store.Store.write_batch` at the
+  reading per minute, written through :meth:`agent.storage.store.Store.write_batch` at the
   resolution retention leaves (1 min for the last 2 days, 5 min to 100 days, hourly
   before), then compacted by the service's own :meth:`AgentService.compact`;
 * RSS and idle CPU of the agent on that database while every device reports once a
@@ -30,13 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.app.planner import observations
+from agent.app.service import AgentService
 from agent.config import load_settings
+from agent.domain import CoarseState, DeviceKind, Unit
 from agent.forecast import ConsumableSpec, forecast
-from agent.planner import observations
 from agent.policy import LeadTime, plan_reorder
-from agent.protocol import CoarseState, Consumable, DeviceKind, StateMessage, Unit
-from agent.service import AgentService
-from agent.store import Store
+from agent.storage.store import Store
+from agent.wire.device import Consumable, StateMessage
 from bench.common import (
     AgentRunner,
     Check,
@@ -305,7 +306,7 @@ def markdown(res: dict[str, Any], checks: list[Check]) -> str:
         f"{size['readings_per_consumable_year']:,} readings retention keeps per consumable "
         "and year, times the consumables per device (freed pages are reused by later "
         "inserts, so the file settles near this). The decision pass reads 120 days per "
-        "consumable through `agent.planner.observations` (hourly for 35 days, six-hourly "
+        "consumable through `agent.app.planner.observations` (hourly for 35 days, six-hourly "
         "before, thinned in SQL); consent and ledger look-ups are not in it.",
     ])
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from agent.domain import CoarseState, Unit
 from agent.forecast import (
     Away,
     Confidence,
@@ -25,10 +26,9 @@ from agent.forecast import (
     spare_packs,
     to_days,
 )
-from agent.forecast_project import build_curve, run_out_quantiles
-from agent.forecast_series import merge_intervals
+from agent.forecast.project import build_curve, run_out_quantiles
+from agent.forecast.series import merge_intervals
 from agent.policy import LeadTime, plan_reorder
-from agent.protocol import CoarseState, Unit
 
 REVIEW = timedelta(days=1)
 SERVICE_LEVEL = 0.98  # the agent's target: P(no run-out before a delivery) per order

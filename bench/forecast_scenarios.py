@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from agent.domain import Unit
 from agent.forecast import ConsumableSpec
-from agent.protocol import Unit
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from agent.domain import CoarseState
 from agent.forecast import Away, Delivery, Observation, to_days
-from agent.forecast_series import merge_intervals, overlap
+from agent.forecast.series import merge_intervals, overlap
 from agent.policy import LeadTime
-from agent.protocol import CoarseState
 from bench.forecast_policies import ItemView
 from bench.forecast_scenarios import Family, Item
-from firmware_sim.household import Household
+from firmware_sim.household.scenario import Household
 
 HOUR = timedelta(hours=1)
 REVIEW_HOUR = 6

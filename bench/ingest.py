@@ -36,15 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import IngestSettings
-from agent.protocol import (
-    Channel,
-    Consumable,
-    DeviceKind,
-    StateMessage,
-    Unit,
-    device_topic,
-    encode,
-)
+from agent.domain import DeviceKind, Unit
+from agent.wire.device import Channel, Consumable, StateMessage, device_topic, encode
 from bench.common import (
     AgentRunner,
     Check,

@@ -11,7 +11,7 @@ CA_DIR=${1:?usage: make-client-cert.sh CA_DIR DEVICE_ID [OUT_DIR]}
 ID=${2:?usage: make-client-cert.sh CA_DIR DEVICE_ID [OUT_DIR]}
 OUT=${3:-$CA_DIR/clients}
 
-# Same rule as agent.protocol.ID_PATTERN: the id becomes a topic level.
+# Same rule as agent.wire.device.ID_PATTERN: the id becomes a topic level.
 if ! printf '%s' "$ID" | grep -Eq '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$'; then
     echo "make-client-cert.sh: invalid device id" >&2
     exit 2

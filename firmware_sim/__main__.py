@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agent.errors import BrokerError
-from agent.protocol import Channel, StateMessage, device_topic
-from firmware_sim.faults import FAULTS, FaultPlan
-from firmware_sim.household import Household, Trace, load_scenario, run_offline, shipped_scenarios
-from firmware_sim.live import (
+from agent.wire.device import Channel, StateMessage, device_topic
+from firmware_sim.devices.faults import FAULTS, FaultPlan
+from firmware_sim.devices.recorded import write_fixtures
+from firmware_sim.household.live import (
     DEFAULT_SPEED,
     DEFAULT_TICK_S,
     LivePublisher,
@@ -39,7 +39,13 @@ from firmware_sim.live import (
     attach_sandbox,
     load_passwords,
 )
-from firmware_sim.recorded import write_fixtures
+from firmware_sim.household.scenario import (
+    Household,
+    Trace,
+    load_scenario,
+    run_offline,
+    shipped_scenarios,
+)
 
 DEFAULT_FIXTURES = Path("tests/fixtures")
 

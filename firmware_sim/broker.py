@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from agent.provisioning import (
+from agent.ops.provisioning import (
     DEFAULT_AGENT_USER,
     DEFAULT_HOUSEHOLD_USER,
     ProcessSettings,

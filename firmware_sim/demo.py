@@ -28,15 +28,15 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.cli import main as replenish
+from agent.app.service import AgentService
+from agent.cli.main import main as replenish
 from agent.config import load_settings
 from agent.logs import setup_logging
-from agent.service import AgentService
 from firmware_sim.broker import LocalBroker
-from firmware_sim.household import Household
-from firmware_sim.live import LivePublisher
+from firmware_sim.household.live import LivePublisher
+from firmware_sim.household.scenario import Household
 from firmware_sim.vendor import VendorSandbox, catalog_for, deliver_to
-from firmware_sim.vendor_faults import SimClock
+from firmware_sim.vendor.faults import SimClock
 
 STEP = timedelta(hours=1)
 DECIDE_EVERY = timedelta(hours=6)

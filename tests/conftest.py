@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger import Ledger
-from agent.outbox import Dispatcher
+from agent.app.dispatcher import Dispatcher
+from agent.storage.ledger import Ledger
 from tests.vendor_fake import FakeVendor
 
 

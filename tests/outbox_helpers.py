@@ -6,7 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from agent.consent import Mandate, Mode
-from agent.ledger import Ledger
+from agent.storage.ledger import Ledger
 from tests.vendor_fake import T0
 
 CID = "printer-1/black"

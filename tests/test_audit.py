@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.audit import GENESIS, canonical, verify
 from agent.consent import Mandate, Mode, Proposal
-from agent.ledger import Ledger, State
+from agent.storage.ledger import Ledger, State
+from agent.storage.ledger.audit import GENESIS, canonical, verify
 
 NOW = datetime(2026, 6, 10, 12, 0, tzinfo=UTC)
 CID = "printer-1/black"
@@ -70,7 +70,7 @@ def test_rehashing_one_record_breaks_the_next_link(ledger: Ledger) -> None:
     _fill(ledger)
     records = ledger.audit_records()
     forged = records[1]
-    from agent.audit import link_hash
+    from agent.storage.ledger.audit import link_hash
     new_hash = link_hash(forged.prev_hash, forged.id, forged.ts, forged.kind,
                          forged.consumable, canonical({"sku": "OTHER"}))
     _tamper(ledger, f"UPDATE audit SET body='{canonical({'sku': 'OTHER'})}', "

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.away import parse_day_or_time, parse_ics
 from agent.errors import ConsentError
+from agent.sources.calendar.away import parse_day_or_time, parse_ics
 
 
 def cal(*events: str) -> str:

@@ -85,7 +85,7 @@ def test_secret_errors_name_the_key_not_the_value(tmp_path: Path) -> None:
 
 
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from agent.cli import main
+    from agent.cli.main import main
 
     secret = tmp_path / "pw"
     secret.write_text("canary-pw-991")

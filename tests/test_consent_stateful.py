@@ -27,13 +27,14 @@ from hypothesis.stateful import (
     rule,
 )
 
+from agent.app.dispatcher import Dispatcher
+from agent.app.planner import Planner
 from agent.consent import Mandate, Mode, month_start
-from agent.ledger import Ledger, State
-from agent.outbox import Dispatcher
-from agent.planner import Planner
-from agent.protocol import CoarseState, Consumable, DeviceKind, StateMessage, Unit
-from agent.store import Store
-from agent.vendor import VendorClient
+from agent.domain import CoarseState, DeviceKind, Unit
+from agent.storage.ledger import Ledger, State
+from agent.storage.store import Store
+from agent.vendor.client import VendorClient
+from agent.wire.device import Consumable, StateMessage
 from tests.vendor_fake import T0, FakeVendor
 
 CONSUMABLES = ("printer-1/black", "printer-1/cyan")

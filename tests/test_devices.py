@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from agent.protocol import Channel, EventType, StateMessage, Topic, parse_state
-from firmware_sim.devices import Fridge, Printer, SimDevice, Wearable
-from firmware_sim.link import LinkProfile
-from firmware_sim.recorded import recorded_payloads
-from firmware_sim.stock import Usage
+from agent.wire.device import Channel, EventType, StateMessage, Topic, parse_state
+from firmware_sim.devices.appliances import Fridge, Printer, SimDevice, Wearable
+from firmware_sim.devices.link import LinkProfile
+from firmware_sim.devices.recorded import recorded_payloads
+from firmware_sim.devices.stock import Usage
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 DAY = timedelta(days=1)

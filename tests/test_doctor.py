@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent import doctor, systemd
-from agent.cli import main
+from agent.cli.main import main
 from agent.config import Settings, VendorSettings, load_settings
-from agent.doctor import CheckResult, DiskUsage, Level, Probes
 from agent.errors import ConfigError
-from agent.store import Store
+from agent.ops import doctor, systemd
+from agent.ops.doctor import CheckResult, DiskUsage, Level, Probes
+from agent.storage.store import Store
 
 NOW = doctor.RELEASE_NOT_BEFORE + 30 * 86_400
 MB = 1024 * 1024

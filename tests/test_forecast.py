@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agent.domain import CoarseState, Unit
 from agent.forecast import (
     Away,
     Confidence,
@@ -15,7 +16,6 @@ from agent.forecast import (
     Observation,
     forecast,
 )
-from agent.protocol import CoarseState, Unit
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 MILK = ConsumableSpec(Unit.GRAMS, capacity=4000.0, pack_size=2000.0, perishable=True,

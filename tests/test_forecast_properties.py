@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.domain import Unit
 from agent.forecast import Away, ConsumableSpec, Observation, forecast
 from agent.policy import LeadTime, plan_reorder
-from agent.protocol import Unit
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 CAP = 4000.0

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
-from agent.store import Rejected, Store
+from agent.cli.main import main
+from agent.storage.store import Rejected, Store
 
 CANARY = b"FORGET-ME-household-payload"
 

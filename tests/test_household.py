@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+from agent.app.dispatcher import Dispatcher
 from agent.consent import Mandate, Mode, Proposal
 from agent.errors import VendorRetryable
-from agent.household import HouseholdLink, proposal_ref
-from agent.ledger import Ledger, State
-from agent.notify import DeviceInfo, Outgoing
-from agent.outbox import Dispatcher
+from agent.household.discovery import DeviceInfo
+from agent.household.link import HouseholdLink, proposal_ref
+from agent.storage.ledger import Ledger, State
+from agent.wire.household import Outgoing
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 FRIDGE = DeviceInfo("fridge-1", "fridge", (("milk", "grams"),))
@@ -186,7 +187,7 @@ def test_cancel_of_a_placed_order_without_vendor_is_unavailable(
     link: HouseholdLink, ledger: Ledger, caplog: pytest.LogCaptureFixture
 ) -> None:
     it = place(ledger)
-    caplog.set_level(logging.INFO, logger="agent.household")
+    caplog.set_level(logging.INFO, logger="agent.household.link")
     assert link.execute(*command("cancel", f"o{it.id}"), ledger, None, NOW) == "unavailable"
     assert ledger.intent(it.id).state is State.PLACED
     refused = ledger.audit_records()[-1]

@@ -1,4 +1,4 @@
-"""The household's commands: consent, orders, away, audit (through ``agent.cli.main``)."""
+"""The household's commands: consent, orders, away, audit (through ``agent.cli.main.main``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.cli.main import main
 from agent.consent import Mode, Proposal
-from agent.ledger import Ledger, State
+from agent.storage.ledger import Ledger, State
 
 ICS = """BEGIN:VCALENDAR\r
 BEGIN:VEVENT\r

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from agent.household_schema import household_schema_text, household_schemas
-from agent.notify import Command, ConsumableState, HouseholdEvent, Proposal
+from agent.wire.household import Command, ConsumableState, HouseholdEvent, Proposal
+from agent.wire.household_schema import household_schema_text, household_schemas
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS: dict[str, type[BaseModel]] = {
@@ -24,7 +24,7 @@ def test_committed_household_schema_is_current() -> None:
     committed = (ROOT / "docs" / "household.schema.json").read_text()
     assert committed == household_schema_text(), (
         "stale docs/household.schema.json: run "
-        "`python -m agent.household_schema > docs/household.schema.json`"
+        "`python -m agent.wire.household_schema > docs/household.schema.json`"
     )
 
 

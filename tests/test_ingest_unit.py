@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 from agent.config import IngestSettings
-from agent.ingest import Inbound, RateLimiter, Writer, validate
-from agent.protocol import EventMessage, StateMessage
-from agent.store import Rejected, StatusUpdate, Store
+from agent.mqtt.ingest import Inbound, RateLimiter, Writer, validate
+from agent.storage.store import Rejected, StatusUpdate, Store
+from agent.wire.device import EventMessage, StateMessage
 
 NOW = 1_793_000_000.0  # 2026-10-26
 

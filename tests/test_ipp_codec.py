@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.errors import PayloadError
-from agent.sources import ipp_codec as c
+from agent.sources.ipp import codec as c
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ipp"
 

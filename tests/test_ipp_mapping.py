@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.protocol import ID_PATTERN, MAX_CONSUMABLES, CoarseState, Consumable, Unit
-from agent.sources.ipp import default_device_id, http_url
-from agent.sources.ipp_codec import (
+from agent.domain import CoarseState, Unit
+from agent.sources.ipp.codec import (
     TAG_INTEGER,
     TAG_KEYWORD,
     TAG_NAME,
@@ -20,7 +19,9 @@ from agent.sources.ipp_codec import (
     IppAttribute,
     decode_response,
 )
-from agent.sources.ipp_mapping import map_printer, parse_supply_entry, slugify
+from agent.sources.ipp.mapping import map_printer, parse_supply_entry, slugify
+from agent.sources.ipp.source import default_device_id, http_url
+from agent.wire.device import ID_PATTERN, MAX_CONSUMABLES, Consumable
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ipp"
 Attrs = dict[str, IppAttribute]

@@ -15,10 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import PrinterSettings
+from agent.domain import DeviceKind
 from agent.errors import ConfigError
-from agent.protocol import DeviceKind, EventType, StateMessage
-from agent.sources.ipp import IppPrinterSource, PollStatus
-from agent.sources.ipp_codec import TAG_END, TAG_INTEGER, TAG_NAME, TAG_PRINTER, decode_response
+from agent.sources.ipp.codec import TAG_END, TAG_INTEGER, TAG_NAME, TAG_PRINTER, decode_response
+from agent.sources.ipp.source import IppPrinterSource, PollStatus
+from agent.wire.device import EventType, StateMessage
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ipp"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -216,7 +217,7 @@ def test_a_printer_dripping_bytes_hits_the_overall_deadline() -> None:
 def test_one_log_line_per_status_change(caplog: pytest.LogCaptureFixture) -> None:
     err = httpx.ConnectError("refused")
     bodies = [err, err, err, ipp_body([50]), ipp_body([49]), ipp_body([-2])]
-    caplog.set_level(logging.INFO, logger="agent.sources.ipp")
+    caplog.set_level(logging.INFO, logger="agent.sources.ipp.source")
     with source(answers(*bodies)) as src:
         for i in range(len(bodies)):
             src.poll(T0 + timedelta(minutes=i))

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from agent.consent import Mode, Proposal
-from agent.household import HouseholdLink, proposal_ref
-from agent.ledger import Ledger, State
+from agent.household.link import HouseholdLink, proposal_ref
+from agent.storage.ledger import Ledger, State
 
 T0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
 CID = "printer-1/black"

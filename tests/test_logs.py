@@ -151,9 +151,9 @@ def test_canonical_logs_one_line() -> None:
     out = io.StringIO()
     setup_logging("INFO", out, journal=True)
     line = canonical(
-        logging.getLogger("agent.outbox"), "order.placed", order_id="o-1", outcome="placed"
+        logging.getLogger("agent.app.dispatcher"), "order.placed", order_id="o-1", outcome="placed"
     )
-    assert out.getvalue() == f"<6>agent.outbox: {line}\n"
+    assert out.getvalue() == f"<6>agent.app.dispatcher: {line}\n"
     assert line == "order.placed order_id=o-1 outcome=placed"
-    canonical(logging.getLogger("agent.outbox"), "order.failed", level=logging.WARNING)
-    assert out.getvalue().splitlines()[-1] == "<4>agent.outbox: order.failed"
+    canonical(logging.getLogger("agent.app.dispatcher"), "order.failed", level=logging.WARNING)
+    assert out.getvalue().splitlines()[-1] == "<4>agent.app.dispatcher: order.failed"

@@ -11,16 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from agent.notify import (
+from agent.household.discovery import DeviceInfo, discovery_for_device, discovery_for_proposal
+from agent.wire.household import (
     ConsumableState,
-    DeviceInfo,
     EventKind,
     Proposal,
     Verb,
     availability_message,
     consumable_message,
-    discovery_for_device,
-    discovery_for_proposal,
     event,
     event_message,
     parse_command,

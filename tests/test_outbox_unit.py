@@ -9,10 +9,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from agent.app.dispatcher import Dispatcher
 from agent.consent import Mode, Proposal
 from agent.errors import ConsentError
-from agent.ledger import Intent, Ledger, State
-from agent.outbox import Dispatcher
+from agent.storage.ledger import Intent, Ledger, State
 from tests.outbox_helpers import CID, PRE_NOTICE, grant
 from tests.vendor_fake import T0, FakeVendor
 

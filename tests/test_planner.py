@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from agent.app.planner import Planner
 from agent.consent import Mandate, Mode
-from agent.ledger import Intent, Ledger, State
-from agent.planner import Planner
-from agent.protocol import Consumable, DeviceKind, StateMessage, Unit
-from agent.store import Store
+from agent.domain import DeviceKind, Unit
+from agent.storage.ledger import Intent, Ledger, State
+from agent.storage.store import Store
+from agent.wire.device import Consumable, StateMessage
 from tests.vendor_fake import T0, FakeVendor
 
 NOW = T0 + timedelta(days=30)
@@ -73,7 +74,7 @@ def test_price_above_mandate_is_proposed_with_the_reason(
     history(store, {"black": 6.0})
     auto(ledger, "printer-1/black")
     vendor.prices["TONER-TN2420"] = "64.90"
-    with caplog.at_level(logging.INFO, logger="agent.planner"):
+    with caplog.at_level(logging.INFO, logger="agent.app.planner"):
         assert planner(store, ledger, vendor).run_once(NOW).proposals == 1
     [it] = ledger.intents()
     assert it.state is State.PROPOSED and "above 60" in (it.reason or "")
@@ -102,7 +103,7 @@ def test_every_consumable_is_forecast_and_gets_one_decision_line(
     history(store, {"black": 6.0, "cyan": 6.0, "magenta": 40.0})
     ledger.set_consent("printer-1/black", Mode.CONFIRM, None, T0)
     ledger.set_consent("printer-1/cyan", Mode.REMIND, None, T0)
-    with caplog.at_level(logging.INFO, logger="agent.planner"):
+    with caplog.at_level(logging.INFO, logger="agent.app.planner"):
         report = planner(store, ledger, vendor).run_once(NOW)
     assert set(report.forecasts) == {"printer-1/black", "printer-1/cyan", "printer-1/magenta"}
     magenta = report.forecasts["printer-1/magenta"]  # monitor only, still forecast

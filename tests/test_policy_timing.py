@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from agent.domain import CoarseState, Unit
 from agent.forecast import Away, ConsumableSpec, Delivery, Observation, forecast
 from agent.policy import LeadTime, plan_reorder
-from agent.protocol import CoarseState, Unit
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 SPEC = ConsumableSpec(Unit.GRAMS, capacity=4000.0, pack_size=1000.0)

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.domain import CoarseState
 from agent.errors import PayloadError
-from agent.protocol import (
+from agent.wire.device import (
     Channel,
-    CoarseState,
     Topic,
     device_topic,
     encode,

@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent import provisioning as prov
-from agent.cli import main
-from agent.commands.device import paths_from
+from agent.cli.commands.device import paths_from
+from agent.cli.main import main
 from agent.errors import BrokerError, ConfigError
+from agent.ops import provisioning as prov
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 # Written by `mosquitto_passwd -c -b pw printer-1 's3cret-Pass'` (Mosquitto 2.0.11).

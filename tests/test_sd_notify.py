@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import systemd
-from agent.systemd import ProgressMark, Watchdog
+from agent.ops import systemd
+from agent.ops.systemd import ProgressMark, Watchdog
 
 
 class FakeClock:
@@ -113,7 +113,7 @@ def test_pings_only_while_every_probe_is_fresh(
 
     # The MQTT loop stops making progress: pings stop, one warning names it.
     clock.now += 91
-    with caplog.at_level(logging.WARNING, logger="agent.systemd"):
+    with caplog.at_level(logging.WARNING, logger="agent.ops.systemd"):
         assert wd.tick() is False
         assert wd.tick() is False
     assert drain(sock) == ["STATUS=stalled: mqtt"]

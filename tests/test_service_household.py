@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.app.service import AgentService
 from agent.config import Settings
-from agent.protocol import Consumable, DeviceKind, StateMessage, Unit
-from agent.service import AgentService
+from agent.domain import DeviceKind, Unit
+from agent.wire.device import Consumable, StateMessage
 
 T0 = datetime(2026, 11, 23, 9, tzinfo=UTC)
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.errors import PayloadError
-from agent.protocol import MAX_PAYLOAD_BYTES, StateMessage, parse_state, parse_topic
-from firmware_sim.devices import Fridge
-from firmware_sim.faults import (
+from agent.wire.device import MAX_PAYLOAD_BYTES, StateMessage, parse_state, parse_topic
+from firmware_sim.devices.appliances import Fridge
+from firmware_sim.devices.faults import (
     FAULTS,
     FaultPlan,
     absurd_values,

@@ -11,15 +11,16 @@ from typing import Any
 
 import pytest
 
-from agent.protocol import DeviceKind, StateMessage, parse_state, parse_topic
+from agent.domain import DeviceKind
+from agent.wire.device import StateMessage, parse_state, parse_topic
 from firmware_sim.__main__ import main as sim_main
-from firmware_sim.household import (
+from firmware_sim.household.live import load_passwords
+from firmware_sim.household.scenario import (
     Household,
     run_offline,
     scenario_path,
     shipped_scenarios,
 )
-from firmware_sim.live import load_passwords
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 DAY = timedelta(days=1)

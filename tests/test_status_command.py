@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.cli.main import main
 from agent.consent import Mode
-from agent.ledger import Ledger
-from agent.protocol import Consumable, DeviceKind, StateMessage, Unit
-from agent.store import Store
+from agent.domain import DeviceKind, Unit
+from agent.storage.ledger import Ledger
+from agent.storage.store import Store
+from agent.wire.device import Consumable, StateMessage
 from tests.vendor_fake import T0
 
 NOW = T0 + timedelta(days=30)

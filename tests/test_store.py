@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.migrations import LATEST_VERSION, current_version
-from agent.protocol import Consumable, DeviceKind, StateMessage, Unit
-from agent.store import Rejected, StatusUpdate, Store
+from agent.domain import DeviceKind, Unit
+from agent.storage.migrations import LATEST_VERSION, current_version
+from agent.storage.store import Rejected, StatusUpdate, Store
+from agent.wire.device import Consumable, StateMessage
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -13,12 +13,13 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from agent import doctor, logs
-from agent.cli import main
+from agent import logs
+from agent.cli.main import main
 from agent.config import load_settings
 from agent.errors import ConfigError
-from agent.store import Rejected, Store
-from agent.support_bundle import Sources, database_stats, write_bundle
+from agent.ops import doctor
+from agent.ops.support_bundle import Sources, database_stats, write_bundle
+from agent.storage.store import Rejected, Store
 
 PASSWORD = "Canary/Mqtt+Pw&4711"
 TOKEN = "Canary-Vendor-T0ken_0815"

@@ -1,4 +1,4 @@
-"""The pure retry helpers of agent.vendor: jittered backoff and Retry-After parsing."""
+"""The pure retry helpers of agent.vendor.client: jittered backoff and Retry-After parsing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.vendor import BACKOFF_CAP_S, RETRY_AFTER_CAP_S, backoff_delay, parse_retry_after
+from agent.vendor.client import BACKOFF_CAP_S, RETRY_AFTER_CAP_S, backoff_delay, parse_retry_after
 
 
 @given(

@@ -1,4 +1,4 @@
-"""Unit tests of agent.vendor with httpx.MockTransport as the single seam."""
+"""Unit tests of agent.vendor.client with httpx.MockTransport as the single seam."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from agent.errors import ConfigError, VendorError, VendorFinal, VendorRetryable
-from agent.vendor import (
+from agent.vendor.client import (
     Availability,
     OrderRequest,
     OrderStatus,
@@ -179,7 +179,7 @@ def test_find_by_key(
     assert client.find_by_key("intent-1") is None
     found = client.find_by_key("intent-1")
     assert found is not None and found.id == "ord_000001"
-    with caplog.at_level(logging.WARNING, logger="agent.vendor"):
+    with caplog.at_level(logging.WARNING, logger="agent.vendor.client"):
         dup = client.find_by_key("intent-1")
     assert dup is not None and dup.id == "ord_000001"  # the oldest one
     assert "2 orders" in caplog.text
@@ -464,13 +464,13 @@ def test_order_request_validation() -> None:
 
 def vendor_calls(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records
-            if r.name == "agent.vendor" and r.getMessage().startswith("vendor.call ")]
+            if r.name == "agent.vendor.client" and r.getMessage().startswith("vendor.call ")]
 
 
 def test_one_vendor_call_line_per_request_without_url_key_or_token(
     make_client: Callable[..., VendorClient], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="agent.vendor")
+    caplog.set_level(logging.INFO, logger="agent.vendor.client")
     key = "key-4a1f9e"
     replies = iter([httpx.Response(201, json=order_json()),
                     httpx.Response(200, json={"orders": [order_json()]})])
@@ -502,7 +502,7 @@ def test_failed_calls_log_status_and_outcome(
     make_client: Callable[..., VendorClient], caplog: pytest.LogCaptureFixture,
     reply: httpx.Response | Exception, expected: str,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="agent.vendor")
+    caplog.set_level(logging.INFO, logger="agent.vendor.client")
 
     def handler(request: httpx.Request) -> httpx.Response:
         if isinstance(reply, Exception):
@@ -519,7 +519,7 @@ def test_failed_calls_log_status_and_outcome(
 def test_deadline_mid_body_is_a_timeout(
     make_client: Callable[..., VendorClient], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="agent.vendor")
+    caplog.set_level(logging.INFO, logger="agent.vendor.client")
     clock = [0.0]
     body = json.dumps(order_json()).encode()
     client = make_client(lambda r: httpx.Response(201, stream=_Drip(body, clock, 0.5)),

@@ -2,7 +2,7 @@
 
 It speaks just enough of the vendor API for the dispatcher (catalog, idempotent order
 POST, lookup by key, get, cancel) and records every request, so tests count order calls
-made through a real :class:`agent.vendor.VendorClient`.
+made through a real :class:`agent.vendor.client.VendorClient`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from agent.vendor import VendorClient
+from agent.vendor.client import VendorClient
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 CATALOG: dict[str, dict[str, Any]] = {

@@ -50,7 +50,7 @@ class AgentProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "--config", str(self.config), "run"],
+            [sys.executable, "-m", "agent.cli.main", "--config", str(self.config), "run"],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         log.close()

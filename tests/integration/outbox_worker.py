@@ -20,9 +20,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent.ledger import Intent, Ledger, State
-from agent.outbox import Dispatcher
-from agent.vendor import Order, VendorClient
+from agent.app.dispatcher import Dispatcher
+from agent.storage.ledger import Intent, Ledger, State
+from agent.vendor.client import Order, VendorClient
 
 
 class KeyPerAttempt(Dispatcher):

@@ -344,7 +344,7 @@ def test_client_certificate_identity_and_revocation(
 
 def _replenish_device(broker: LocalBroker, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [
-        sys.executable, "-m", "agent.cli", "device",
+        sys.executable, "-m", "agent.cli.main", "device",
         "--password-file", str(broker.password_file),
         "--acl-file", str(broker.acl_file),
         "--registry-file", str(broker.workdir / "devices.json"),
@@ -476,7 +476,7 @@ def _reading(device: str, seq: int, kind: str = "printer") -> bytes:
 
 def _store_snapshot(db: Path) -> tuple[dict[str, int], dict[str, int]]:
     """(readings per device, rejects per reason) as the agent committed them."""
-    from agent.store import Store
+    from agent.storage.store import Store
 
     if not db.exists():
         return {}, {}
@@ -568,7 +568,7 @@ def gateway_dir() -> Iterator[Path]:
 
 def _gateway_cli(d: Path, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [
-        sys.executable, "-m", "agent.cli", "--config", "/dev/null", "device",
+        sys.executable, "-m", "agent.cli.main", "--config", "/dev/null", "device",
         "--password-file", str(d / "replenish.passwd"),
         "--acl-file", str(d / "replenish.acl"),
         "--registry-file", str(d / "replenish-devices.json"),

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import trustme
 
-from agent import doctor
-from agent.cli import main
+from agent.cli.main import main
 from agent.config import Settings, load_settings
-from agent.doctor import Level, Probes
-from agent.store import Store
+from agent.ops import doctor
+from agent.ops.doctor import Level, Probes
+from agent.storage.store import Store
 from firmware_sim.broker import LocalBroker
 from firmware_sim.vendor import VendorSandbox
 

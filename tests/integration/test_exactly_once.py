@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from agent.consent import Mandate, Mode, Proposal
-from agent.ledger import Ledger, State
+from agent.storage.ledger import Ledger, State
 from firmware_sim.vendor import VendorSandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -4,7 +4,7 @@ The agent runs as ``replenish run`` against a broker rendered from ``broker_conf
 and the vendor sandbox over HTTP. A paho MQTT 5 client on the ``household`` account
 plays Home Assistant: it reads discovery and household topics and presses buttons by
 publishing their ``payload_press`` on their ``command_topic``. Proposals are written
-straight into the agent's database with :class:`agent.ledger.Ledger`, as the planner
+straight into the agent's database with :class:`agent.storage.ledger.Ledger`, as the planner
 would. The vendor token and the agent's MQTT password are canaries that must never
 appear on a household topic, and neither may raw device payload content.
 """
@@ -34,11 +34,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.consent import Mode, Proposal
-from agent.household import proposal_ref
-from agent.ledger import Intent, Ledger, State
-from agent.notify import ConsumableState, HouseholdEvent
-from agent.notify import Proposal as ProposalView
-from agent.store import Store
+from agent.household.link import proposal_ref
+from agent.storage.ledger import Intent, Ledger, State
+from agent.storage.store import Store
+from agent.wire.household import ConsumableState, HouseholdEvent
+from agent.wire.household import Proposal as ProposalView
 from firmware_sim.broker import LocalBroker
 from firmware_sim.vendor import VendorSandbox
 from tests.integration.agent_harness import AgentProcess, write_agent_config
@@ -604,7 +604,7 @@ def test_restarted_agent_clears_buttons_decided_while_it_was_down(rig: Rig) -> N
     wait_buttons(rig, ref)
     rig.agent.stop()
     approved = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "--config", str(rig.agent.config), "orders",
+        [sys.executable, "-m", "agent.cli.main", "--config", str(rig.agent.config), "orders",
          "approve", str(it.id)], capture_output=True, text=True, timeout=30)
     assert approved.returncode == 0, approved.stderr
     rig.agent.start()

@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.store import Store
+from agent.storage.store import Store
 from firmware_sim.broker import LocalBroker
 from tests.integration.agent_harness import AgentProcess, write_agent_config
 from tests.integration.conftest import run_mosquitto_pub

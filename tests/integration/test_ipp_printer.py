@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import cli
+from agent.cli import main as cli
 from agent.config import PrinterSettings
-from agent.protocol import CoarseState, EventType, StateMessage, Unit
-from agent.sources.ipp import IppPrinterSource, PollResult, PollStatus
+from agent.domain import CoarseState, Unit
+from agent.sources.ipp.source import IppPrinterSource, PollResult, PollStatus
+from agent.wire.device import EventType, StateMessage
 from tests.integration.ipp_fixtures import (
     DEPLETE_COMMAND,
     MARKERS_CONF,

@@ -15,7 +15,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.errors import BrokerError, PayloadError
-from agent.protocol import (
+from agent.storage.store import Store
+from agent.wire.device import (
     Channel,
     StateMessage,
     parse_event,
@@ -23,12 +24,11 @@ from agent.protocol import (
     parse_status,
     parse_topic,
 )
-from agent.store import Store
 from firmware_sim.__main__ import main as sim_main
 from firmware_sim.broker import LocalBroker
-from firmware_sim.faults import FaultPlan
-from firmware_sim.household import Household
-from firmware_sim.live import LivePublisher, attach_sandbox
+from firmware_sim.devices.faults import FaultPlan
+from firmware_sim.household.live import LivePublisher, attach_sandbox
+from firmware_sim.household.scenario import Household
 from tests.integration.agent_harness import AgentProcess, write_agent_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

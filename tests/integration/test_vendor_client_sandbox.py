@@ -1,4 +1,4 @@
-"""agent.vendor.VendorClient against the real sandbox over HTTP: each fault knob with the
+"""agent.vendor.client.VendorClient against the real sandbox over HTTP: each fault knob with the
 outcome the outbox dispatcher relies on, and reconciliation by key."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from agent.errors import VendorFinal, VendorRetryable
-from agent.vendor import Availability, Order, OrderRequest, OrderStatus, VendorClient
+from agent.vendor.client import Availability, Order, OrderRequest, OrderStatus, VendorClient
 from firmware_sim.vendor import VendorSandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from agent.app.dispatcher import Dispatcher
 from agent.consent import Mandate, Mode, Proposal
 from agent.errors import ConsentError
-from agent.ledger import Intent, Ledger, State
-from agent.outbox import Dispatcher
-from agent.vendor import Order, OrderRequest, VendorClient
+from agent.storage.ledger import Intent, Ledger, State
+from agent.vendor.client import Order, OrderRequest, VendorClient
 from firmware_sim.vendor import VendorSandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_sim.household import Household
+from firmware_sim.household.scenario import Household
 from firmware_sim.vendor import SimClock, VendorSandbox, catalog_for, deliver_to
-from firmware_sim.vendor_orders import RecordedOrder
+from firmware_sim.vendor.orders import RecordedOrder
 from tests.integration.vendor_helpers import TOKEN, post_order
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from firmware_sim.vendor import VendorSandbox
-from firmware_sim.vendor_orders import RecordedOrder
+from firmware_sim.vendor.orders import RecordedOrder
 from tests.integration.vendor_helpers import TOKEN, post_order
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -269,8 +269,8 @@ def test_responses_match_the_documented_schemas(sandbox: VendorSandbox, http: ht
         assert set(sample) <= set(schema["properties"]), name  # nothing undocumented
     codes = set(schemas["Error"]["properties"]["error"]["enum"])
     source = "".join(
-        (Path(__file__).resolve().parents[2] / "firmware_sim" / f).read_text()
-        for f in ("vendor_http.py", "vendor_state.py", "vendor_orders.py")
+        (Path(__file__).resolve().parents[2] / "firmware_sim" / "vendor" / f).read_text()
+        for f in ("http.py", "state.py", "orders.py")
     )
     raised = set(re.findall(r'ApiError\(\s*\d+,\s*"([a-z_]+)"', source))
     raised |= set(re.findall(r'"error": "([a-z_]+)"', source))

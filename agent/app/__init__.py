@@ -1,0 +1,1 @@
+"""Wiring only: the service, the planner pass, the dispatcher pass."""

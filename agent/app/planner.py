@@ -1,0 +1,318 @@
+"""The decision pass: readings to forecast to reorder timing to consent to a ledger row.
+
+For every consumable with a consent other than ``monitor`` (:meth:`Planner.run_once`):
+load its readings, our expected deliveries and the away periods, run
+:func:`agent.forecast.forecast` and :func:`agent.policy.plan_reorder`, then by mode
+write a reminder (``remind``), a proposal (``confirm``) or an announced intent (``auto``
+inside the mandate, else a proposal with the reasons). Nothing here calls
+``place_order``: the outbox dispatcher does, after the pre-notice.
+
+Consolidation: when one consumable of a vendor orders now, the others of that vendor
+whose last safe order moment falls within ``consolidate_window`` join it; if the basket
+is still under the vendor's free-shipping threshold, consumables due within
+``free_shipping_slack`` join too, but only when together they reach the threshold (so
+the shipping fee is actually saved).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from agent.consent import (
+    Mandate,
+    Mode,
+    Proposal,
+    Verdict,
+    authorize,
+    first_allowed,
+)
+from agent.domain import CoarseState, Unit
+from agent.errors import VendorError
+from agent.forecast import Away, ConsumableSpec, Delivery, Forecast, Observation, forecast
+from agent.logs import canonical
+from agent.policy import LeadTime, ReorderPlan, plan_reorder
+from agent.sources.calendar.away import away_periods
+from agent.storage.ledger import Intent, Ledger, State
+from agent.storage.store import Store, consumable_key
+from agent.vendor.client import CatalogItem
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PRE_NOTICE = timedelta(hours=6)
+DEFAULT_CONSOLIDATE_WINDOW = timedelta(days=3)
+DEFAULT_FREE_SHIPPING_SLACK = timedelta(days=7)
+DEFAULT_LEAD = LeadTime(3.0, 1.0)
+DEFAULT_SHELF_LIFE_DAYS = 7.0
+# What the forecast reads: four months, hourly for the last five weeks and one reading per
+# six hours before (the resolution bench/forecast.py validates the forecast at).
+HISTORY = timedelta(days=120)
+FINE_HISTORY = timedelta(days=35)
+FINE_BUCKET = timedelta(hours=1)
+COARSE_BUCKET = timedelta(hours=6)
+
+CARE_TIPS = {
+    "printer": "if prints look streaky, run the printer's cleaning cycle before replacing",
+    "fridge": "check best-before dates when the delivery arrives",
+    "wearable": "change the sensor at the same time of day to keep readings steady",
+}
+
+Catalog = Callable[[str], CatalogItem]
+SpecFor = Callable[[dict[str, Any], CatalogItem | None], ConsumableSpec]
+
+
+@dataclass(slots=True)
+class Candidate:
+    key: str
+    kind: str
+    mode: Mode
+    mandate: Mandate | None
+    grant_audit: int
+    sku: str | None
+    offer: CatalogItem | None
+    plan: ReorderPlan
+    packs: int = 0
+
+
+@dataclass(slots=True)
+class PlanReport:
+    considered: int = 0
+    reminders: int = 0
+    proposals: int = 0
+    announced: int = 0
+    joined: list[str] = field(default_factory=list)
+    forecasts: dict[str, Forecast] = field(default_factory=dict)  # every consumable, by key
+
+
+def default_spec(row: dict[str, Any], offer: CatalogItem | None) -> ConsumableSpec:
+    """A spec from what the device reported and the catalog's pack.
+
+    A percent gauge is refilled whole by one pack; gram and millilitre scales take the
+    catalog's pack size when its unit matches; fridge contents are perishable.
+    """
+    unit = Unit(row["unit"])
+    capacity = float(row["capacity"] or (100.0 if unit is Unit.PERCENT else 1.0))
+    pack = capacity
+    if offer is not None and unit is not Unit.PERCENT:
+        pack = float(offer.pack_size)
+    perishable = row.get("kind") == "fridge"
+    return ConsumableSpec(unit=unit, capacity=max(capacity, pack), pack_size=pack,
+                          perishable=perishable,
+                          shelf_life_days=DEFAULT_SHELF_LIFE_DAYS if perishable else None)
+
+
+def observations(store: Store, cid: int, now: datetime) -> list[Observation]:
+    """What the forecast reads of one consumable: :data:`HISTORY`, thinned in SQL."""
+    rows = store.history(
+        cid, (now - HISTORY).timestamp(), (now - FINE_HISTORY).timestamp(),
+        fine_bucket_s=FINE_BUCKET.total_seconds(), coarse_bucket_s=COARSE_BUCKET.total_seconds())
+    return [Observation(datetime.fromtimestamp(r.ts, UTC), r.level,
+                        CoarseState(r.state) if r.state else None, r.counter)
+            for r in rows]
+
+
+class Planner:
+    """One decision pass over every consumable; ``run_once(now)`` is the scheduler job."""
+
+    def __init__(
+        self,
+        store: Store,
+        ledger: Ledger,
+        catalog: Catalog,
+        *,
+        vendor_name: str,
+        pre_notice: timedelta = DEFAULT_PRE_NOTICE,
+        consolidate_window: timedelta = DEFAULT_CONSOLIDATE_WINDOW,
+        free_shipping_slack: timedelta = DEFAULT_FREE_SHIPPING_SLACK,
+        review_interval: timedelta = timedelta(days=1),
+        service_level: float = 0.98,
+        spec_for: SpecFor = default_spec,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.catalog = catalog
+        self.vendor_name = vendor_name
+        self.pre_notice = pre_notice
+        self.consolidate_window = consolidate_window
+        self.free_shipping_slack = free_shipping_slack
+        self.review_interval = review_interval
+        self.service_level = service_level
+        self.spec_for = spec_for
+
+    def run_once(self, now: datetime) -> PlanReport:
+        """Decide for every consumable at ``now`` and write the outcomes to the ledger.
+
+        Every consumable is forecast (monitored ones too: dashboards show their days
+        left); one canonical ``decision`` line per consumable says what came of it.
+        """
+        report = PlanReport()
+        self.ledger.expire_mandates(now)
+        away = away_periods(self.ledger)
+        candidates = []
+        for row in self._rows():
+            cand = self._consider(row, now, away, report)
+            if cand is not None:
+                report.considered += 1
+                candidates.append(cand)
+        chosen = self._basket(candidates, now, report)
+        for cand in candidates:
+            if cand in chosen:
+                self._act(cand, now, report)
+            else:
+                canonical(log, "decision", consumable=cand.key, decision="none",
+                          reason=cand.plan.reason, mode=cand.mode.value)
+        return report
+
+    def outlook(self, now: datetime) -> dict[str, Forecast]:
+        """Forecasts of every consumable at ``now``, without deciding or calling the vendor."""
+        away = away_periods(self.ledger)
+        return {consumable_key(row): self._forecast(row, None, now, away)
+                for row in self._rows()}
+
+    def _rows(self) -> list[dict[str, Any]]:
+        kinds = {d["device_id"]: d["kind"] for d in self.store.devices()}
+        return [{**row, "kind": kinds.get(row["device_id"], "other")}
+                for row in self.store.consumables(counts=False)]
+
+    # ---- one consumable ----------------------------------------------------------
+
+    def _forecast(self, row: dict[str, Any], offer: CatalogItem | None, now: datetime,
+                  away: list[Away]) -> Forecast:
+        deliveries = [Delivery(t, float(n))
+                      for t, n in self.ledger.expected_deliveries(consumable_key(row))]
+        return forecast(observations(self.store, row["cid"], now), self.spec_for(row, offer), now,
+                        deliveries=deliveries, away=away)
+
+    def _skip_reason(self, key: str, mode: Mode, now: datetime) -> str | None:
+        """Why this pass leaves the consumable alone (None: decide)."""
+        if mode is Mode.MONITOR:
+            return "monitor only"
+        if self.ledger.intents([State.PROPOSED, State.QUEUED, State.SENDING], key):
+            return "an order is already in the household's or the dispatcher's hands"
+        until = self.ledger.snoozed_until(key)
+        if until is not None and now < until:
+            return f"snoozed by the household until {until:%Y-%m-%d %H:%M} UTC"
+        if self.ledger.declined_since(key, now - self.review_interval):
+            return "declined by the household since the last review"
+        return None
+
+    def _consider(self, row: dict[str, Any], now: datetime, away: list[Away],
+                  report: PlanReport) -> Candidate | None:
+        key = consumable_key(row)
+        consent = self.ledger.consent(key)
+        mode = consent.mode if consent is not None else Mode.MONITOR
+        skip = self._skip_reason(key, mode, now)
+        if consent is None or skip is not None:
+            report.forecasts[key] = self._forecast(row, None, now, away)
+            canonical(log, "decision", consumable=key, decision="none", reason=skip,
+                      mode=mode.value)
+            return None
+        blocked = self.ledger.blocked_skus(key)
+        sku = first_allowed(consent.mandate, [row["sku"]] if row["sku"] else [], blocked)
+        offer = self._offer(sku)
+        spec = self.spec_for(row, offer)
+        lead = (LeadTime(offer.lead_time_days, offer.lead_time_sd_days) if offer
+                else DEFAULT_LEAD)
+        fc = report.forecasts[key] = self._forecast(row, offer, now, away)
+        max_packs = (consent.mandate.max_quantity
+                     if consent.mode is Mode.AUTO and consent.mandate else None)
+        plan = plan_reorder(fc, spec, now, lead, review_interval=self.review_interval,
+                            service_level=self.service_level, away=away, max_packs=max_packs)
+        if sku is None and plan.order_now and blocked:
+            self.ledger.remind(key, "choose_product", "every allowed product is blocked; "
+                               "choose a new one with replenish consent set", now)
+        return Candidate(key, str(row["kind"]), consent.mode, consent.mandate,
+                         consent.audit_id, sku, offer, plan,
+                         plan.packs if plan.order_now else 0)
+
+    def _offer(self, sku: str | None) -> CatalogItem | None:
+        if sku is None:
+            return None
+        try:
+            return self.catalog(sku)
+        except VendorError as err:
+            log.warning("plan catalog %s unavailable: %s", sku, err)
+            return None
+
+    # ---- consolidation -----------------------------------------------------------
+
+    def _basket(self, cands: list[Candidate], now: datetime,
+                report: PlanReport) -> list[Candidate]:
+        """The consumables to act on now: the due ones plus those that join them."""
+        due = [c for c in cands if c.plan.order_now]
+        orderable = [c for c in cands if not c.plan.order_now and c.offer is not None
+                     and c.mode in (Mode.AUTO, Mode.CONFIRM)
+                     and c.plan.latest_order_at is not None]
+        if not any(c.mode in (Mode.AUTO, Mode.CONFIRM) and c.offer for c in due):
+            return due
+        orderable.sort(key=lambda c: c.plan.latest_order_at or now)
+        chosen = list(due)
+        for c in orderable:
+            if (c.plan.latest_order_at or now) <= now + self.consolidate_window:
+                c.packs = max(1, c.plan.packs)
+                chosen.append(c)
+                report.joined.append(c.key)
+        rest = [c for c in orderable if c not in chosen
+                and (c.plan.latest_order_at or now) <= now + self.free_shipping_slack]
+        threshold = next((c.offer.free_shipping_threshold for c in chosen
+                          if c.offer and c.offer.free_shipping_threshold is not None), None)
+        if threshold is not None:
+            total = sum((self._cost(c) for c in chosen if c.mode is not Mode.REMIND),
+                        Decimal(0))
+            extra: list[Candidate] = []
+            for c in rest:
+                if total >= threshold:
+                    break
+                c.packs = max(1, c.plan.packs)
+                extra.append(c)
+                total += self._cost(c)
+            if total >= threshold and extra:
+                chosen += extra
+                report.joined += [c.key for c in extra]
+        return chosen
+
+    @staticmethod
+    def _cost(c: Candidate) -> Decimal:
+        return c.offer.price * max(1, c.packs) if c.offer else Decimal(0)
+
+    # ---- outcome -----------------------------------------------------------------
+
+    def _act(self, c: Candidate, now: datetime, report: PlanReport) -> None:
+        if c.mode is Mode.REMIND or c.offer is None or c.sku is None:
+            when = c.plan.latest_order_at or now
+            tip = CARE_TIPS.get(c.kind, "")
+            message = f"reorder {c.sku or c.key} by {when:%Y-%m-%d %H:%M} UTC ({c.plan.reason})"
+            fresh = self.ledger.remind(c.key, "reorder",
+                                       message + (f"; tip: {tip}" if tip else ""), now)
+            report.reminders += fresh
+            canonical(log, "decision", consumable=c.key, sku=c.sku, decision="remind",
+                      reason=c.plan.reason, outcome="reminded" if fresh else "already_reminded",
+                      mode=c.mode.value)
+            return
+        o = c.offer
+        proposal = Proposal(c.key, self.vendor_name, c.sku, max(1, c.packs), o.pack_size,
+                            o.price, o.name, o.currency)
+        spent = self.ledger.spent_this_month(c.key, now)
+        auth = authorize(c.mandate, c.mode, proposal, o, spent, now)
+        it: Intent | None = None
+        if auth.verdict is Verdict.PLACE:
+            it = self.ledger.create_intent(proposal, Mode.AUTO, State.QUEUED, now,
+                                           send_after=now + self.pre_notice,
+                                           reason=c.plan.reason, allowed_by=c.grant_audit)
+            report.announced += 1
+            decision, outcome, reason = "order", "announced", c.plan.reason
+        elif auth.verdict is Verdict.PROPOSE:
+            reason = c.plan.reason if c.mode is Mode.CONFIRM else f"{auth.why}; {c.plan.reason}"
+            it = self.ledger.create_intent(proposal, Mode.CONFIRM, State.PROPOSED, now,
+                                           reason=reason)
+            report.proposals += 1
+            decision, outcome = "propose", "proposed"
+        else:
+            decision, outcome, reason = "none", auth.verdict.value, auth.why
+        canonical(log, "decision", consumable=c.key, sku=c.sku, decision=decision,
+                  reason=reason, quantity=proposal.quantity,
+                  audit_id=it.audit_id if it else None, outcome=outcome, mode=c.mode.value)

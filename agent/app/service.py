@@ -1,0 +1,351 @@
+"""Wiring: the one place that creates the adapters and connects them.
+
+The CLI's ``run`` builds an :class:`AgentService` from settings and calls :meth:`run`.
+Everything else (forecast, policy, store, ingest, outbox) knows nothing about the others.
+Every periodic job opens its own SQLite connections (one per thread) and takes ``now``
+from the injected clock, so the demo can run the whole agent on a simulated month.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from agent.app.dispatcher import Dispatcher
+from agent.app.planner import Planner
+from agent.config import PrinterSettings, Settings, read_secret
+from agent.errors import AgentError, VendorRetryable
+from agent.forecast import Forecast
+from agent.household.discovery import DeviceInfo
+from agent.household.link import HouseholdLink
+from agent.mqtt.ingest import MqttIngest
+from agent.ops import systemd
+from agent.sources.ipp.source import IppPrinterSource
+from agent.storage.ledger import Ledger, State
+from agent.storage.store import Store, consumable_key
+from agent.vendor.client import CatalogItem, VendorClient
+from agent.wire.household import ConsumableState, Outgoing
+
+log = logging.getLogger(__name__)
+
+FULL_RESOLUTION = timedelta(hours=24)
+THIN_BUCKET_S = 300
+ARCHIVE_BUCKET_S = 3600
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AgentService:
+    """The running agent: ingest, printers, decisions, orders, household link, shutdown."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._stop = threading.Event()
+        # Migrate once, up front, so READY means the schema is current.
+        Store(settings.storage.path).close()
+        hs = settings.household
+        self.household: HouseholdLink | None = None
+        if hs.enabled:
+            self.household = HouseholdLink(
+                self._publish, discovery=hs.homeassistant, prefix=hs.discovery_prefix,
+                proposal_ttl=timedelta(hours=hs.proposal_ttl_h),
+                silent_after=timedelta(hours=hs.silent_after_h),
+            )
+        self.ingest = MqttIngest(
+            settings.mqtt, settings.ingest, self.open_store,
+            household=self.household.route() if self.household else None,
+        )
+        self.vendor = self._vendor_client()
+        self.printers = [self._printer(p) for p in settings.printers]
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.scheduler_heartbeat = time.monotonic()
+        self.watchdog: systemd.Watchdog | None = None
+        # The last decision pass's forecasts, for the household dashboards.
+        self.forecasts: dict[str, Forecast] = {}
+        self._states_at: datetime | None = None  # when household states last went out
+        self._schedule()
+
+    # ---- construction -------------------------------------------------------------
+
+    def _vendor_client(self) -> VendorClient | None:
+        vs = self.settings.vendor
+        token = read_secret(vs.token_file, "vendor.token_file")
+        if token is None:
+            log.warning("vendor.disabled reason=no token_file; orders stay proposals")
+            return None
+        return VendorClient(vs.base_url, token, timeout=vs.timeout_s, deadline_s=vs.deadline_s)
+
+    @staticmethod
+    def _printer(printer: PrinterSettings) -> IppPrinterSource:
+        return IppPrinterSource(printer)
+
+    def _schedule(self) -> None:
+        add = self.scheduler.add_job
+        add(self._heartbeat, "interval", seconds=10, id="heartbeat")
+        add(self.compact, "interval", hours=1, id="retention")
+        # The first pass runs at start, so dashboards show days left without waiting.
+        add(self.decide, "interval", seconds=self.settings.forecast.interval_s, id="decide",
+            coalesce=True, next_run_time=datetime.now(UTC))
+        if self.vendor is not None:
+            add(self.dispatch, "interval", seconds=self.settings.vendor.dispatch_interval_s,
+                id="dispatch", coalesce=True)
+        if self.household is not None:
+            add(self.sync_household, "interval", seconds=self.settings.household.sync_interval_s,
+                id="household", coalesce=True)
+        for source in self.printers:
+            add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
+
+    def open_store(self) -> Store:
+        return Store(self.settings.storage.path, rejects_kept=self.settings.ingest.rejects_kept)
+
+    @contextmanager
+    def ledger(self) -> Iterator[Ledger]:
+        ledger = Ledger.open(self.settings.storage.path)
+        try:
+            yield ledger
+        finally:
+            ledger.close()
+
+    def dispatcher(self, ledger: Ledger) -> Dispatcher:
+        if self.vendor is None:
+            raise AgentError("no vendor token configured: cannot reach the vendor")
+        vs = self.settings.vendor
+        return Dispatcher(ledger, self.vendor, vendor_name=vs.name, test_mode=vs.test_mode,
+                          poll_interval=timedelta(minutes=vs.poll_interval_min),
+                          settle=timedelta(seconds=vs.settle_s))
+
+    def planner(self, store: Store, ledger: Ledger) -> Planner:
+        fs, vs = self.settings.forecast, self.settings.vendor
+        return Planner(
+            store, ledger, self._catalog, vendor_name=vs.name,
+            pre_notice=timedelta(hours=vs.pre_notice_h),
+            consolidate_window=timedelta(days=vs.consolidate_window_days),
+            free_shipping_slack=timedelta(days=vs.free_shipping_slack_days),
+            review_interval=timedelta(hours=fs.review_interval_h),
+            service_level=fs.service_level,
+        )
+
+    # ---- jobs ---------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        self.scheduler_heartbeat = time.monotonic()
+
+    def _publish(self, message: Outgoing) -> None:
+        self.ingest.publish(message.topic, message.payload, message.retain, message.qos)
+
+    def _catalog(self, sku: str) -> CatalogItem:
+        if self.vendor is None:
+            raise VendorRetryable("no vendor configured")
+        return self.vendor.catalog(sku)
+
+    def _clock_trusted(self, job: str) -> bool:
+        """A gateway without an RTC boots in the past: never decide or order before NTP."""
+        if not self.settings.vendor.require_synced_clock:
+            return True
+        if systemd.clock_synchronized() is not True:
+            log.warning("%s.skipped reason=clock not synchronized", job)
+            return False
+        return True
+
+    def decide(self) -> None:
+        """One decision pass: forecasts, reorder timing and consent for every consumable."""
+        if not self._clock_trusted("decision"):
+            return
+        with self.open_store() as store, self.ledger() as ledger:
+            report = self.planner(store, ledger).run_once(self.clock())
+        self.forecasts = report.forecasts
+
+    def dispatch(self) -> None:
+        """One outbox pass: send due intents, reconcile, follow placed orders."""
+        if not self._clock_trusted("dispatch"):
+            return
+        with self.ledger() as ledger:
+            self.dispatcher(ledger).run_once(self.clock())
+
+    def sync_household(self) -> None:
+        """Run queued household commands, then publish what changed."""
+        assert self.household is not None
+        now = self.clock()
+        with self.ledger() as ledger, self.open_store() as store:
+            dispatcher = self.dispatcher(ledger) if self.vendor is not None else None
+            self.household.handle_commands(ledger, dispatcher, now)
+            device_rows = store.devices()
+            if self._states_due(now):
+                consumable_rows = store.consumables(counts=False)
+                devices, availability = device_views(device_rows, consumable_rows)
+                states = consumable_states(consumable_rows, ledger, self.forecasts)
+                self.household.sync(ledger, devices, availability, states, now)
+                self._states_at = now
+            else:
+                self.household.sync_orders(ledger, now)
+        last_seen = {d["device_id"]: datetime.fromtimestamp(d["last_seen"], UTC)
+                     for d in device_rows if d["last_seen"] is not None}
+        unanswered = self.vendor.unanswered if self.vendor is not None else 0
+        self.household.check_problems(last_seen, unanswered, now)
+
+    def _states_due(self, now: datetime) -> bool:
+        assert self.household is not None
+        interval = timedelta(seconds=self.settings.household.state_interval_s)
+        return (self.household.reannounce_due or self._states_at is None
+                or not timedelta(0) <= now - self._states_at < interval)
+
+    def poll_printer(self, source: IppPrinterSource) -> None:
+        """Poll one printer, store what it read, and schedule the next poll."""
+        result = source.poll(self.clock())
+        items = ([result.state] if result.state else []) + list(result.events)
+        if items:
+            with self.open_store() as store:
+                store.write_batch(items, received_at=time.time())
+        if not self._stop.is_set():
+            self.scheduler.add_job(
+                self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}",
+                replace_existing=True,
+                run_date=datetime.now(UTC) + timedelta(seconds=result.next_poll_in_s),
+            )
+
+    def compact(self) -> None:
+        """Thin old readings: 5-minute resolution after a day, hourly after raw_days."""
+        now = self.clock()
+        with self.open_store() as store:
+            thinned = store.downsample((now - FULL_RESOLUTION).timestamp(), THIN_BUCKET_S)
+            archive_cut = now - timedelta(days=self.settings.retention.raw_days)
+            archived = store.downsample(archive_cut.timestamp(), ARCHIVE_BUCKET_S)
+        if thinned or archived:
+            log.info("retention.compact thinned=%d archived=%d", thinned, archived)
+
+    # ---- liveness -----------------------------------------------------------------
+
+    def _mqtt_progress(self) -> float | None:
+        """Last sign of life from paho's loop: None once its thread is dead.
+
+        paho records every packet it reads (keepalive PINGRESPs included) in
+        ``_last_msg_in`` on the monotonic clock, so an idle but healthy loop stays fresh.
+        """
+        if not self.ingest.loop_alive:
+            return None
+        if not self.ingest.connected.is_set():
+            # paho is retrying with backoff while the broker is away; a restart would not
+            # bring the broker back, so a live reconnect loop counts as progress.
+            return time.monotonic()
+        last_in = getattr(self.ingest.client, "_last_msg_in", None)
+        return max(float(last_in or 0.0), self.ingest.last_network_activity)
+
+    def _writer_progress(self) -> float | None:
+        return time.monotonic() if self.ingest.writer.alive else None
+
+    def _watch(self) -> systemd.Watchdog | None:
+        watchdog = systemd.Watchdog.from_env()
+        if watchdog is None:
+            return None
+        keepalive = self.settings.mqtt.keepalive_s
+        watchdog.add_probe("mqtt-loop", self._mqtt_progress, max_age_s=keepalive * 3)
+        watchdog.add_probe("ingest-writer", self._writer_progress, max_age_s=60)
+        watchdog.add_probe("scheduler", lambda: self.scheduler_heartbeat, max_age_s=60)
+        return watchdog
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    def start(self, background_jobs: bool = True) -> None:
+        """Connect and start; ``background_jobs=False`` leaves the periodic passes to the
+        caller (the demo drives them on its simulated clock)."""
+        self.ingest.start()
+        if background_jobs:
+            self.scheduler.start()
+        self.watchdog = self._watch()
+        if self.watchdog is not None:
+            self.watchdog.start()
+        systemd.ready()
+        log.info(
+            "agent.ready broker=%s:%d db=%s printers=%d ordering=%s",
+            self.settings.mqtt.host, self.settings.mqtt.port, self.settings.storage.path,
+            len(self.printers), "on" if self.vendor else "off",
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Start, then block until SIGTERM/SIGINT; returns the exit code."""
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            log.info("agent.stopping signal=%d", signum)
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        try:
+            while not self._stop.wait(1.0):
+                if not self.ingest.writer.alive:
+                    log.critical("agent.failed ingest writer died")
+                    return 1
+        finally:
+            self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        systemd.stopping()
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        self.ingest.stop()
+        for source in self.printers:
+            source.close()
+        if self.vendor is not None:
+            self.vendor.close()
+        log.info("agent.stopped")
+
+
+def device_views(device_rows: list[dict[str, Any]], consumable_rows: list[dict[str, Any]],
+                 ) -> tuple[list[DeviceInfo], dict[str, bool]]:
+    """Devices with their consumables (for discovery) and their online flags."""
+    by_device: dict[str, list[tuple[str, str]]] = {}
+    for c in consumable_rows:
+        by_device.setdefault(c["device_id"], []).append((c["consumable_id"], c["unit"]))
+    devices = []
+    availability: dict[str, bool] = {}
+    for d in device_rows:
+        devices.append(DeviceInfo(d["device_id"], d["kind"], tuple(by_device.get(d["device_id"],
+                                                                                  []))))
+        if d["online"] is not None:
+            availability[d["device_id"]] = bool(d["online"])
+    return devices, availability
+
+
+def consumable_states(consumable_rows: list[dict[str, Any]], ledger: Ledger,
+                      forecasts: dict[str, Forecast]) -> list[ConsumableState]:
+    """What a dashboard shows per consumable: last reading, days left, consent, next order."""
+    modes = {c.consumable: c.mode.value for c in ledger.consents()}
+    next_order: dict[str, datetime] = {}
+    for it in ledger.intents([State.QUEUED]):
+        if it.send_after is not None:
+            prev = next_order.get(it.consumable, it.send_after)
+            next_order[it.consumable] = min(prev, it.send_after)
+    states = []
+    for c in consumable_rows:
+        if c["last_ts"] is None:
+            continue
+        key = consumable_key(c)
+        fc = forecasts.get(key)
+        p10, p50, _ = fc.time_to_empty_days if fc else (None, None, None)
+        states.append(ConsumableState(
+            device_id=c["device_id"], consumable_id=c["consumable_id"], level=c["last_level"],
+            unit=c["unit"], state=c["last_state"], days_left=p50, days_left_p10=p10,
+            confidence=fc.confidence.value if fc else "none", mode=modes.get(key, "monitor"),
+            next_order_at=next_order.get(key),
+            updated_at=datetime.fromtimestamp(c["last_ts"], UTC)))
+    return states

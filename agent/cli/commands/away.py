@@ -1,0 +1,68 @@
+"""``replenish away add|list|remove|import``: when nobody is home."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.clock import cli_now
+from agent.config import Settings
+from agent.errors import ConsentError
+from agent.sources.calendar.away import import_ics, parse_day_or_time
+from agent.storage.ledger import Ledger
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("away", help="away periods (no use, no perishable deliveries)")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add a period: FROM TO (dates are whole days)")
+    add.add_argument("start", metavar="FROM", help="YYYY-MM-DD or ISO time")
+    add.add_argument("end", metavar="TO", help="YYYY-MM-DD (inclusive) or ISO time")
+    add.add_argument("--label", default="away")
+    listing = actions.add_parser("list", help="stored away periods")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    remove = actions.add_parser("remove", help="remove a period by id")
+    remove.add_argument("id", type=int)
+    imp = actions.add_parser("import", help="import away/vacation events from an .ics file")
+    imp.add_argument("file", type=Path)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
+    settings = settings_loader()
+    now = cli_now()
+    ledger = Ledger.open(settings.storage.path)
+    try:
+        if args.action == "add":
+            start = parse_day_or_time(args.start)
+            end = parse_day_or_time(args.end, end=True)
+            away_id = ledger.add_away(start, end, args.label, "cli", now)
+            print(f"away {away_id}: {start.isoformat()} .. {end.isoformat()}")
+        elif args.action == "list":
+            rows: list[dict[str, Any]] = [
+                {"id": i, "start": s.isoformat(), "end": e.isoformat(), "label": label}
+                for i, s, e, label in ledger.away_periods()]
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                for r in rows:
+                    print(f"{r['id']:>4} {r['start'][:16]} .. {r['end'][:16]}  {r['label']}")
+                if not rows:
+                    print("(no away periods)")
+        elif args.action == "remove":
+            if not ledger.remove_away(args.id, now):
+                raise ConsentError(f"no away period {args.id}")
+            print(f"away {args.id} removed")
+        else:
+            try:
+                text = args.file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                raise ConsentError(f"cannot read {args.file}: {type(err).__name__}") from err
+            added, skipped = import_ics(ledger, text, now)
+            print(f"imported {added} away periods ({skipped} already known)")
+    finally:
+        ledger.close()
+    return 0

@@ -1,0 +1,101 @@
+"""``replenish orders [list|approve|cancel|report|reminders]``: the household's controls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.app.dispatcher import Dispatcher
+from agent.clock import cli_now
+from agent.config import Settings, read_secret
+from agent.errors import ConfigError
+from agent.storage.ledger import FEEDBACK_KINDS, OPEN, Intent, Ledger, State
+from agent.vendor.client import VendorClient
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("orders", help="list, approve, cancel or report orders")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    listing = actions.add_parser("list", help="orders and proposals (default)")
+    listing.add_argument("--all", action="store_true", help="include finished orders")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    approve = actions.add_parser("approve", help="approve a proposed order")
+    approve.add_argument("id", type=int)
+    cancel = actions.add_parser("cancel", help="cancel (before sending, or in the vendor's "
+                                               "cancel window)")
+    cancel.add_argument("id", type=int)
+    report = actions.add_parser("report", help="report a problem with a delivered order")
+    report.add_argument("id", type=int)
+    report.add_argument("kind", choices=FEEDBACK_KINDS)
+    reminders = actions.add_parser("reminders", help="reminders and care tips")
+    reminders.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run, action=None, all=False, json=False)
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")
+
+
+def render(intents: list[Intent]) -> str:
+    lines = [f"{'ID':>4} {'STATE':<10} {'CONSUMABLE':<22} {'PRODUCT':<26} {'QTY':>3} "
+             f"{'PRICE':>9} {'SENDS/SENT':<16} {'DELIVERY':<16} NOTE"]
+    for i in intents:
+        product = f"{i.sku} {i.name or ''}".strip()[:26]
+        sends = i.first_sent_at or i.send_after
+        lines.append(
+            f"{i.id:>4} {i.state.value:<10} {i.consumable:<22} {product:<26} {i.quantity:>3} "
+            f"{i.unit_price:>9} {_when(sends):<16} "
+            f"{_when(i.delivered_at or i.expected_delivery):<16} {i.reason or ''}")
+    if not intents:
+        lines.append("(no orders)")
+    return "\n".join(lines)
+
+
+def _dispatcher(settings: Settings, ledger: Ledger) -> Dispatcher:
+    token = read_secret(settings.vendor.token_file, "vendor.token_file")
+    if token is None:
+        raise ConfigError(settings.source, "vendor.token_file", "needed to cancel at the vendor")
+    client = VendorClient(settings.vendor.base_url, token, timeout=settings.vendor.timeout_s,
+                          deadline_s=settings.vendor.deadline_s)
+    return Dispatcher(ledger, client, test_mode=settings.vendor.test_mode)
+
+
+def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
+    settings = settings_loader()
+    now = cli_now()
+    ledger = Ledger.open(settings.storage.path)
+    try:
+        action = args.action or "list"
+        if action == "list":
+            intents = ledger.intents(None if args.all else OPEN)
+            print(json.dumps([i.to_json() for i in intents], indent=2) if args.json
+                  else render(intents))
+        elif action == "approve":
+            it = ledger.approve(args.id, now)
+            print(f"order {it.id} approved: {it.quantity} x {it.sku} at {it.unit_price} "
+                  f"{it.currency}; it goes out on the agent's next pass")
+        elif action == "cancel":
+            it = ledger.intent(args.id)
+            if it.state in (State.PROPOSED, State.QUEUED):
+                it = ledger.cancel_pending(args.id, now)
+            else:
+                it = _dispatcher(settings, ledger).cancel(args.id, now)
+            print(f"order {it.id}: {it.state.value}")
+        elif action == "report":
+            rid = ledger.report(args.id, args.kind, now)
+            extra = ("; that product is blocked, choose a new one with replenish consent set"
+                     if args.kind == "wrong-item" else "")
+            print(f"order {args.id}: {args.kind} recorded (audit {rid}){extra}")
+        else:
+            rows: list[dict[str, Any]] = ledger.reminders()
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            for r in [] if args.json else rows:
+                when = datetime.fromtimestamp(r["ts"], UTC)
+                print(f"{_when(when)} {r['consumable']:<22} {r['message']}")
+    finally:
+        ledger.close()
+    return 0

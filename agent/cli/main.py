@@ -1,0 +1,74 @@
+"""The ``replenish`` command line.
+
+Each subcommand lives in its own module under :mod:`agent.cli.commands` and registers itself
+there (``register(sub)``), so adding a command never touches this file. Errors map to exit
+codes: 0 fine, 1 runtime failure, 2 configuration or usage error, 3 a check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent import __version__
+from agent.cli import commands
+from agent.config import DEFAULT_CONFIG_PATH, Settings, load_settings
+from agent.errors import AgentError
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every discovered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="replenish",
+        description="Edge agent that forecasts consumables and reorders within your consent.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"settings file (default: $REPLENISH_CONFIG or {DEFAULT_CONFIG_PATH})",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def config_path(args: argparse.Namespace) -> Path | None:
+    """The settings file to read: the flag, then $REPLENISH_CONFIG, then the default if present."""
+    if args.config is not None:
+        return Path(args.config)
+    if env_path := os.environ.get("REPLENISH_CONFIG"):
+        return Path(env_path)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``replenish`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    def settings_loader() -> Settings:
+        return load_settings(config_path(args))
+
+    try:
+        return int(args.func(args, settings_loader))
+    except AgentError as err:
+        print(f"replenish: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

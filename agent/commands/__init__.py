@@ -1,5 +1,0 @@
-"""Subcommands of ``replenish``: one module each, discovered by :mod:`agent.cli`.
-
-A module defines ``register(sub)`` that adds its subparser and sets ``func`` to a handler
-``handler(args, settings_loader) -> int``.
-"""

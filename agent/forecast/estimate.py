@@ -1,0 +1,278 @@
+"""Depletion forecasting: readings of one consumable and ``now`` in, a :class:`Forecast` out.
+
+Pure: no I/O, no clock. The caller passes every reading it holds (in any order: late
+readings are fine), the consumable's :class:`ConsumableSpec`, the agent's own deliveries
+and the household's away periods.
+
+Method, in order of preference:
+
+1. page counter x declared yield (printers that count pages), anchored at the last
+   detected replacement or LOW;
+2. numeric levels: spikes rejected, refills cut out, away time cut out, then Theil-Sen on
+   cumulative use (fine sensors) or on the times each step was crossed (10 % devices,
+   whole sensors); a recent-window check follows step changes in behaviour and
+   weekday factors shape the projection;
+3. OK/LOW states only: replacement-to-LOW cycle lengths, or just "LOW".
+
+With too little data the forecast says ``insufficient_data`` instead of guessing.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from operator import attrgetter
+
+from agent.domain import CoarseState
+from agent.forecast.methods import (
+    COARSE_HISTORY_DAYS,
+    LONG_WINDOW_DAYS,
+    Estimate,
+    counter_estimate,
+    level_estimate,
+    state_estimate,
+)
+from agent.forecast.project import (
+    build_curve,
+    run_out_quantiles,
+)
+from agent.forecast.refills import (
+    LOW_STATES,
+    fresh_batches,
+    low_signal,
+    refills,
+    spare_packs,
+    usable_level,
+)
+from agent.forecast.series import Interval, merge_intervals
+from agent.forecast.types import (
+    Away,
+    Confidence,
+    ConsumableSpec,
+    Delivery,
+    Forecast,
+    Observation,
+)
+
+DAY = 86_400.0
+MAX_READINGS_PER_DAY = 4  # more than this is thinned before fitting (budget: < 1 ms)
+_TS = attrgetter("ts")
+HISTORY_DAYS = 366.0  # nothing older matters: coarse steps look back a year at most
+
+
+
+def to_days(ts: datetime) -> float:
+    """Epoch days of an aware datetime."""
+    return ts.timestamp() / DAY
+
+
+def away_days(away: Sequence[Away]) -> list[Interval]:
+    """Away periods as merged epoch-day intervals."""
+    return merge_intervals([(to_days(a.start), to_days(a.end)) for a in away])
+
+
+def _thin(obs: list[Observation], days: float) -> list[Observation]:
+    """Keep at most MAX_READINGS_PER_DAY per day on average. The newest few readings are
+    all kept: whether a drop is confirmed or a lifted jug depends on each of them."""
+    limit = int(max(days, 1.0) * MAX_READINGS_PER_DAY)
+    if len(obs) <= limit:
+        return obs
+    keep = 6
+    head = obs[:-keep]
+    step = len(head) / (limit - keep)
+    last = len(head) - 1
+    return [head[last - int(i * step)] for i in range(limit - keep - 1, -1, -1)] + obs[-keep:]
+
+
+def _since(obs: list[Observation], t0: datetime) -> list[Observation]:
+    """The readings at or after ``t0`` (``obs`` is sorted)."""
+    return obs[bisect.bisect_left(obs, t0, key=_TS):]
+
+
+def forecast(
+    observations: Sequence[Observation],
+    spec: ConsumableSpec,
+    now: datetime,
+    *,
+    deliveries: Sequence[Delivery] = (),
+    away: Sequence[Away] = (),
+) -> Forecast:
+    """Forecast one consumable's level and run-out from its readings (see module doc)."""
+    obs = sorted(observations, key=_TS)
+    obs = obs[bisect.bisect_left(obs, now - timedelta(days=HISTORY_DAYS), key=_TS):
+              bisect.bisect_right(obs, now, key=_TS)]
+    now_d = to_days(now)
+    aw = away_days(away)
+    past = sorted(to_days(d.ts) for d in deliveries if d.ts <= now)
+    incoming = tuple(sorted((d for d in deliveries if d.ts > now), key=lambda d: d.ts))
+    low = low_signal(obs)
+    # Perishables need every refill within their shelf life; the same scan tells which
+    # of our recent deliveries have shown up.
+    life = timedelta(days=spec.shelf_life_days) if spec.shelf_life_days else None
+    fresh = refills(obs, spec, now - life) if spec.perishable and life else None
+    if fresh == [] and life is not None and obs and obs[0].ts >= now - life:
+        # Stock of unknown age, first seen within its shelf life: it is at least as old
+        # as the first reading, so it spoils no later than a shelf life after that.
+        first = next((o for o in obs if o.level is not None), None)
+        if first is not None and first.level is not None:
+            fresh = [(first.ts, first.level)]
+    known = (now - life, fresh) if life is not None and fresh is not None else None
+    spare = spare_packs(obs, spec, deliveries, now, known)
+    est = _estimate(obs, spec, now, now_d, aw, past)
+    if est is None:
+        return Forecast(now, None, 0.0, None, 0.0, (None, None, None),
+                        Confidence.INSUFFICIENT_DATA, 0.0,
+                        "too few readings to estimate use", low, incoming, spare)
+    if est.rate is None or est.level is None:
+        level = est.level
+        return Forecast(now, level, est.level_sd, None, 0.0, (None, None, None),
+                        Confidence.INSUFFICIENT_DATA, 0.1, est.basis, low, incoming,
+                        spare)
+    level = min(est.level, spec.capacity * 1.1)
+    curve = build_curve(now=now_d, level=level, level_sd=est.level_sd, rate=est.rate,
+                        rate_sd=est.rate_sd, daily_sd=est.daily_sd, weekday=est.weekday,
+                        away=aw)
+    usable = level
+    batches = fresh_batches(fresh, life, now, level) if fresh and life else None
+    if batches is not None:
+        usable = usable_level(batches, curve)
+    tte = run_out_quantiles(curve, usable, est.level_sd)
+    conf, score = _confidence(est)
+    basis = est.basis if usable >= level - 1e-9 else f"{est.basis}; {level - usable:.4g} spoils"
+    return Forecast(now, level, est.level_sd, est.rate, est.rate_sd, tte, conf, score,
+                    basis, low, incoming, spare, curve, usable)
+
+
+def _estimate(
+    obs: list[Observation],
+    spec: ConsumableSpec,
+    now: datetime,
+    now_d: float,
+    aw: list[Interval],
+    past: list[float],
+) -> Estimate | None:
+    """Pick the best signal the readings carry and run its estimator."""
+    long_ago = now - timedelta(days=COARSE_HISTORY_DAYS)
+    recent = _since(obs, now - timedelta(days=LONG_WINDOW_DAYS + 1))
+    lv = [o for o in recent if o.level is not None]
+    if spec.yield_per_pack:
+        ctr = [o for o in _since(obs, now - timedelta(days=2 * LONG_WINDOW_DAYS))
+               if o.counter is not None]
+        ctr = _thin(ctr, 2 * LONG_WINDOW_DAYS)
+        if len(ctr) >= 2:
+            anchor = _anchor(_since(obs, long_ago), spec)
+            est = counter_estimate(
+                [to_days(o.ts) for o in ctr], [float(o.counter or 0) for o in ctr],
+                spec.pack_size / spec.yield_per_pack, now_d, aw, anchor)
+            if est is not None and est.level is not None:
+                return est
+            if est is not None and est.rate is not None:
+                fallback = _level_or_state(obs, spec, now_d, aw, past, long_ago)
+                if fallback is not None and fallback.level is not None:
+                    return Estimate(fallback.level, fallback.level_sd, est.rate, est.rate_sd,
+                                    est.daily_sd, None, est.points,
+                                    f"{est.basis}; level from {fallback.basis}")
+    if len(lv) >= 2:
+        lv = _thin(lv, LONG_WINDOW_DAYS + 1)
+        est = level_estimate([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
+                             spec.capacity, now_d, aw, past)
+        if est is not None and est.rate is None and "steps" in est.basis:
+            # Coarse and nothing crossed lately: look back further for crossings.
+            lv = [o for o in _since(obs, long_ago) if o.level is not None]
+            est = level_estimate([to_days(o.ts) for o in lv],
+                                 [float(o.level or 0.0) for o in lv],
+                                 spec.capacity, now_d, aw, past)
+        if est is not None:
+            return est
+    return _level_or_state(obs, spec, now_d, aw, past, long_ago, levels=False)
+
+
+def _level_or_state(
+    obs: list[Observation],
+    spec: ConsumableSpec,
+    now_d: float,
+    aw: list[Interval],
+    past: list[float],
+    long_ago: datetime,
+    *,
+    levels: bool = True,
+) -> Estimate | None:
+    """Level evidence without a counter: numeric levels if any, else OK/LOW states."""
+    if levels:
+        lv = [o for o in _since(obs, long_ago) if o.level is not None]
+        if len(lv) >= 2:
+            est = level_estimate([to_days(o.ts) for o in lv],
+                                 [float(o.level or 0.0) for o in lv],
+                                 spec.capacity, now_d, aw, past)
+            if est is not None:
+                return est
+        if lv:
+            last = float(lv[-1].level or 0.0)
+            return Estimate(last, 0.05 * spec.capacity, None, 0.0, 0.0, None, 1,
+                            "last reading")
+    st = [o for o in _since(obs, long_ago)
+          if o.state is not None and o.state is not CoarseState.UNKNOWN]
+    if not st:
+        return None
+    return state_estimate([to_days(o.ts) for o in st], [o.state in LOW_STATES for o in st],
+                          spec.capacity, spec.low_level, now_d, aw)
+
+
+def _anchor(obs: list[Observation], spec: ConsumableSpec,
+            ) -> tuple[float, float, float | None] | None:
+    """A moment the level is known, for a counter to count from: ``(time, level,
+    counter then)`` at the newest replacement (full) or start of LOW, whichever is
+    later. The counter is the one read just before a replacement (pages printed on the
+    old cartridge are not counted against the new one twice: a slight overcount)."""
+    later: Observation | None = None
+    later_state: Observation | None = None
+    tol = 0.3 * spec.capacity
+    for o in reversed(obs):
+        if o.level is not None:
+            if later is not None and later.level is not None and later.level - o.level > tol:
+                return (to_days(o.ts) * 0.5 + to_days(later.ts) * 0.5, spec.capacity,
+                        _counter(o))
+            later = o
+        if o.state is not None and o.state is not CoarseState.UNKNOWN:
+            if later_state is not None:
+                was_low = o.state in LOW_STATES
+                is_low = later_state.state in LOW_STATES
+                if was_low and not is_low:
+                    return (to_days(o.ts) * 0.5 + to_days(later_state.ts) * 0.5,
+                            spec.capacity, _counter(o))
+                if is_low and not was_low:
+                    return to_days(later_state.ts), spec.low_level, _counter(later_state)
+            later_state = o
+    return None
+
+
+def _counter(o: Observation) -> float | None:
+    return None if o.counter is None else float(o.counter)
+
+
+def _confidence(est: Estimate) -> tuple[Confidence, float]:
+    """Turn point count and relative rate spread into a label and a score."""
+    if est.rate is None or est.rate <= 0:
+        return Confidence.LOW, 0.3
+    rel = est.rate_sd / est.rate
+    score = max(0.0, min(1.0, (1.0 - min(rel, 1.0)) * min(1.0, est.points / 14.0)))
+    if est.points >= 10 and rel < 0.15:
+        return Confidence.HIGH, score
+    if est.points >= 4 and rel < 0.4:
+        return Confidence.MEDIUM, score
+    return Confidence.LOW, score
+
+
+__all__ = [
+    "Away",
+    "ConsumableSpec",
+    "Confidence",
+    "Delivery",
+    "Forecast",
+    "Observation",
+    "away_days",
+    "forecast",
+    "spare_packs",
+    "to_days",
+]

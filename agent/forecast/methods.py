@@ -1,0 +1,336 @@
+"""The estimators behind :func:`agent.forecast.forecast`, one per kind of signal.
+
+Each returns an :class:`Estimate` (level now, rate per active day, their spreads, a
+``basis`` text) or None when its signal is too thin to say anything. Times are float
+days; ``away`` is a merged interval list.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+from agent.forecast.series import (
+    Interval,
+    UseSeries,
+    clean_levels,
+    crossings,
+    detect_quantum,
+    overlap,
+)
+from agent.forecast.stats import median, robust_daily_variance, theil_sen
+
+LONG_WINDOW_DAYS = 35.0  # enough weeks for weekday factors, short enough to follow a move
+# Recent windows checked for a step change in use: (days, only rises count).
+RECENT_WINDOWS = ((8.0, False), (4.0, False), (2.5, True))
+COARSE_HISTORY_DAYS = 365.0  # coarse steps are rare: look back further for crossings
+DAILY_CV_FLOOR = 0.35  # least day-to-day spread of use, relative to the rate
+MAX_POINTS = 36  # points fed to Theil-Sen (pairs grow as n^2)
+
+
+@dataclass(slots=True, frozen=True)
+class Estimate:
+    """What one estimator concluded."""
+
+    level: float | None
+    level_sd: float
+    rate: float | None  # level units per active day
+    rate_sd: float
+    daily_sd: float
+    weekday: tuple[float, ...] | None
+    points: int
+    basis: str
+
+
+def _daily_points(xs: list[float], ys: list[float], since: float) -> tuple[list[float],
+                                                                          list[float]]:
+    """The last point of each active day from ``since`` on, at most MAX_POINTS of them."""
+    out_x: list[float] = []
+    out_y: list[float] = []
+    last_day = None
+    for x, y in zip(xs, ys, strict=True):
+        if x < since:
+            continue
+        day = math.floor(x)
+        if day == last_day:
+            out_x[-1] = x
+            out_y[-1] = y
+        else:
+            out_x.append(x)
+            out_y.append(y)
+            last_day = day
+    if len(out_x) > MAX_POINTS:
+        step = len(out_x) / MAX_POINTS
+        idx = sorted({len(out_x) - 1 - int(i * step) for i in range(MAX_POINTS)})
+        out_x = [out_x[i] for i in idx]
+        out_y = [out_y[i] for i in idx]
+    return out_x, out_y
+
+
+def _daily_sd(xs: list[float], ys: list[float], rate: float, capacity: float) -> float:
+    """Day-to-day spread of use, from the daily points' increments."""
+    uses = [b - a for a, b in zip(ys, ys[1:], strict=False)]
+    spans = [b - a for a, b in zip(xs, xs[1:], strict=False)]
+    var = robust_daily_variance(uses, spans, rate)
+    return math.sqrt(var) if var is not None else 0.3 * abs(rate) + 0.002 * capacity
+
+
+def _confirmed(xs: list[float], ys: list[float], since: float, rate: float, shift: float,
+               margin: float) -> bool:
+    """Whether whole days since ``since`` agree with a shift of the rate: the median of
+    their per-day use moved the same way by at least ``margin``. A lifted jug or two can
+    bend a few days' slope; they do not move the median day."""
+    i = bisect.bisect_left(xs, since)
+    per_day = [(ys[k + 1] - ys[k]) / (xs[k + 1] - xs[k]) for k in range(max(i - 1, 0),
+                                                                       len(xs) - 1)
+               if xs[k + 1] - xs[k] > 0.3]
+    if not per_day:
+        return False
+    moved = median(per_day) - rate
+    return moved > margin if shift > 0 else -moved > margin
+
+
+def _weekday_factors(s: UseSeries, rate: float, since_real: float) -> tuple[float, ...] | None:
+    """Per-weekday use factors (mean 1), from whole-day intervals; None if flat or thin."""
+    if rate <= 0:
+        return None
+    day_use: dict[int, float] = {}
+    day_span: dict[int, float] = {}
+    for u, sp, end in zip(s.uses, s.spans, s.ends, strict=True):
+        if end < since_real:
+            continue
+        d = math.floor(end - 1e-9)
+        day_use[d] = day_use.get(d, 0.0) + u
+        day_span[d] = day_span.get(d, 0.0) + sp
+    sums = [0.0] * 7
+    counts = [0] * 7
+    for d, u in day_use.items():
+        if 0.9 <= day_span[d] <= 1.1:
+            wd = (d + 3) % 7
+            sums[wd] += u
+            counts[wd] += 1
+    if sum(counts) < 21 or min(counts) < 2:
+        return None
+    # Shrink each weekday towards 1 by two pseudo-weeks: five Saturdays are not a law.
+    raw = [(sums[w] / rate + 2.0) / (counts[w] + 2.0) for w in range(7)]
+    mean = sum(raw) / 7.0
+    factors = tuple(f / mean for f in raw)
+    if max(abs(f - 1.0) for f in factors) < 0.2:
+        return None
+    return factors
+
+
+def level_estimate(
+    times: list[float],
+    levels: list[float],
+    capacity: float,
+    now: float,
+    away: list[Interval],
+    deliveries: list[float],
+) -> Estimate | None:
+    """Rate and level from numeric level readings (fine sensors or coarse steps)."""
+    quantum = detect_quantum(levels[-60:], capacity)
+    refill_tol = 0.5 * quantum if quantum is not None else 0.08 * capacity
+    s = clean_levels(times, levels, capacity, away, deliveries, refill_tol,
+                     discard=quantum is None)
+    if quantum is not None:
+        return _coarse(s, quantum, capacity, now, away)
+    return _fine(s, capacity, now, away)
+
+
+def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Estimate | None:
+    if len(s.tau) < 3 or s.tau[-1] - s.tau[0] < 1.0:
+        return None
+    tau_end = s.tau[-1]
+    xs, ys = _daily_points(s.tau, s.cum, tau_end - LONG_WINDOW_DAYS)
+    if len(xs) < 2:
+        xs, ys = s.tau[-3:], s.cum[-3:]
+    rate, _ = theil_sen(xs, ys)
+    span = xs[-1] - xs[0]
+    daily_sd = _daily_sd(xs, ys, rate, capacity)
+    basis = "theil-sen on refill-adjusted use"
+    # Step changes: a recent window that clearly disagrees with the long one. Longer
+    # windows are more reliable; the shortest only counts rises (running out costs more
+    # than ordering a little early).
+    for window, rises_only in RECENT_WINDOWS:
+        # A week has enough daily points; shorter windows need every reading.
+        px, py = (xs, ys) if window >= 7 else (s.tau, s.cum)
+        i = bisect.bisect_left(px, tau_end - window)
+        rx = px[i:]
+        if len(rx) < 4 or rx[-1] - rx[0] < 0.8 * window or span < window + 3:
+            continue
+        ry = py[i:]
+        recent, _ = theil_sen(rx, ry)
+        r_span = rx[-1] - rx[0]
+        # Noise judged within the window: around the old rate a step looks like noise.
+        noise = min(daily_sd, _daily_sd(rx, ry, recent, capacity))
+        limit = 3.0 * noise / math.sqrt(r_span) + 0.15 * abs(rate)
+        shift = recent - rate
+        if (shift > limit or (not rises_only and -shift > limit)) and _confirmed(
+                xs, ys, tau_end - window, rate, shift, 0.5 * limit):
+            rate = recent
+            span = r_span
+            daily_sd = max(noise, _daily_sd(rx, ry, recent, capacity))
+            basis = "theil-sen on use since a step change"
+            break
+    rate = max(rate, 0.0)
+    weekday = _weekday_factors(s, rate, s.real[-1] - LONG_WINDOW_DAYS)
+    if weekday is not None:
+        basis += ", weekday pattern"
+    # Households are rarely steadier than this from one day to the next; a sample of a
+    # few calm weeks would otherwise promise more than the next week keeps.
+    daily_sd = max(daily_sd, DAILY_CV_FLOOR * rate)
+    rate_sd = max(daily_sd / math.sqrt(max(span, 1.0)), 0.03 * rate)
+    elapsed = max(0.0, (now - s.real[-1]) - overlap(s.real[-1], now, away))
+    level = max(0.0, s.level[-1] - rate * elapsed)
+    level_sd = max(0.004 * capacity, daily_sd * math.sqrt(elapsed))
+    return Estimate(level, level_sd, rate, rate_sd, daily_sd, weekday, len(xs),
+                    f"{basis}, {len(xs)} points{_cleaning_note(s)}")
+
+
+def _cleaning_note(s: UseSeries) -> str:
+    """What the cleaning did, for the household-facing basis text."""
+    notes = []
+    if s.refills:
+        notes.append(f"{len(s.refills)} refills cut out")
+    if s.spikes:
+        notes.append(f"{s.spikes} odd readings ignored")
+    if s.pending_drop:
+        notes.append("newest drop awaits confirmation")
+    return "".join(f", {n}" for n in notes)
+
+
+def _coarse(
+    s: UseSeries, q: float, capacity: float, now: float, away: list[Interval]
+) -> Estimate | None:
+    xs, ys, after = crossings(s)
+    reported = s.level[-1]
+    tau_now = s.tau[-1] + max(0.0, (now - s.real[-1]) - overlap(s.real[-1], now, away))
+    if len(xs) < 2 or xs[-1] - xs[0] < 0.5:
+        return Estimate(reported + 0.5 * q if reported > 0 else 0.0, q / math.sqrt(12.0),
+                        None, 0.0, 0.0, None, len(xs), f"{q:g}-unit steps, too few crossings")
+    xs = xs[-MAX_POINTS:]
+    ys = ys[-MAX_POINTS:]
+    rate, _ = theil_sen(xs, ys)
+    since = tau_now - xs[-1]
+    gaps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
+    exact = q == 1.0 and capacity <= 40  # whole items counted exactly, not rounded
+    if not exact and since > 0 and rate * since > q:
+        # A rounded gauge that has not stepped for a long time bounds the rate: the
+        # next step is at least that far away now. (Counted items are used in lumps,
+        # so a quiet day says little about them.)
+        rate = q / since
+    rate = max(rate, 0.0)
+    if exact:
+        # Counted items: daily increments are the real use; at least Poisson noise.
+        dx, dy = _daily_points(s.tau, s.cum, s.tau[-1] - LONG_WINDOW_DAYS)
+        daily_sd = max(_daily_sd(dx, dy, rate, capacity), math.sqrt(rate))
+    else:
+        steps = [b - a for a, b in zip(ys, ys[1:], strict=False)]
+        spread = median([abs(st - rate * g) for st, g in zip(steps, gaps, strict=True)])
+        daily_sd = 1.4826 * spread / math.sqrt(max(median(gaps), 0.5))
+    rate_sd = max(daily_sd / math.sqrt(max(xs[-1] - xs[0], 1.0)), 0.05 * rate)
+    # At the last crossing the true level sat on the step boundary: the new reading if
+    # the gauge rounds up (the cautious guess: a gauge that rounds down only makes us
+    # order a step early), then it fell at the rate. The reading bounds the level when
+    # it was taken (a step either way, rounding unknown); use since then comes on top.
+    at_reading = after[-1] - rate * max(0.0, s.tau[-1] - xs[-1])
+    lo = reported if exact else max(0.0, reported - q)
+    at_reading = min(max(at_reading, lo), reported + q) if reported > 0 else 0.0
+    stale = tau_now - s.tau[-1]
+    level = max(0.0, at_reading - rate * stale)
+    level_sd = (0.0 if exact else q / math.sqrt(12.0)) + rate_sd * max(0.0, since) \
+        + daily_sd * math.sqrt(stale)
+    return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
+                    f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings")
+
+
+def counter_estimate(
+    times: list[float],
+    counters: list[float],
+    per_unit: float,
+    now: float,
+    away: list[Interval],
+    anchor: tuple[float, float, float | None] | None,
+) -> Estimate | None:
+    """Rate (and level, given an anchor) from a usage counter times declared yield.
+
+    ``per_unit`` converts one counter unit to level units (capacity / yield).
+    ``anchor`` is ``(time, level, counter then)`` of a known level, e.g. a full cartridge
+    at a detected replacement; the level now is the anchor minus the counted use since.
+    """
+    start = 0
+    for i in range(1, len(counters)):
+        if counters[i] < counters[i - 1]:
+            start = i  # counter reset: a new device or firmware, begin again
+    times = times[start:]
+    counters = counters[start:]
+    if len(times) < 2 or times[-1] - times[0] < 1.0:
+        return None
+    tau = [0.0]
+    for a, b in zip(times, times[1:], strict=False):
+        tau.append(tau[-1] + (b - a) - overlap(a, b, away))
+    xs, ys = _daily_points(tau, counters, tau[-1] - 2 * LONG_WINDOW_DAYS)
+    ppd, _ = theil_sen(xs, ys)
+    ppd = max(ppd, 0.0)
+    uses = [b - a for a, b in zip(counters, counters[1:], strict=False)]
+    spans = [b - a for a, b in zip(tau, tau[1:], strict=False)]
+    var = robust_daily_variance(uses[-200:], spans[-200:], ppd, trim=False)
+    daily = math.sqrt(var) if var is not None else 0.5 * ppd
+    rate = ppd * per_unit
+    daily_sd = daily * per_unit
+    rate_sd = max(daily_sd / math.sqrt(max(xs[-1] - xs[0], 1.0)), 0.03 * rate)
+    level: float | None = None
+    level_sd = 0.0
+    if anchor is not None:
+        t_a, lvl_a, c_known = anchor
+        i = bisect.bisect_left(times, t_a)
+        c_a = c_known if c_known is not None else counters[min(i, len(counters) - 1)]
+        elapsed = max(0.0, (now - times[-1]) - overlap(times[-1], now, away))
+        used = (counters[-1] - c_a) * per_unit + rate * elapsed
+        level = max(0.0, lvl_a - used)
+        level_sd = daily_sd * math.sqrt(max(elapsed, 0.5)) + 0.01 * lvl_a
+    return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
+                    f"counter x declared yield, {len(xs)} points")
+
+
+def state_estimate(
+    times: list[float],
+    low: list[bool],
+    capacity: float,
+    low_level: float,
+    now: float,
+    away: list[Interval],
+) -> Estimate | None:
+    """Level and rate from OK/LOW states only, using full replacement-to-LOW cycles."""
+    reps: list[float] = []
+    lows: list[float] = []
+    for i in range(1, len(times)):
+        if low[i - 1] and not low[i]:
+            reps.append(times[i])
+        elif low[i] and not low[i - 1]:
+            lows.append(times[i])
+    if low and low[0]:
+        lows.insert(0, times[0])
+    cycles: list[float] = []
+    for r in reps:
+        j = bisect.bisect_right(lows, r)
+        if j < len(lows):
+            active = (lows[j] - r) - overlap(r, lows[j], away)
+            if active > 0.5:
+                cycles.append(active)
+    rate = (capacity - low_level) / median(cycles[-5:]) if cycles else None
+    if low and low[-1]:
+        since = lows[-1] if lows else times[-1]
+        el = (now - since) - overlap(since, now, away)
+        lvl = max(0.0, low_level - (rate or 0.0) * el)
+        basis = "LOW state, cycle length" if rate is not None else "LOW state only"
+        sd = 0.02 * capacity + (0.1 * (rate or 0.0) * el)
+        return Estimate(lvl, sd, rate, 0.2 * (rate or 0.0), 0.0, None, len(cycles), basis)
+    if rate is None or not reps:
+        return None
+    el = (now - reps[-1]) - overlap(reps[-1], now, away)
+    lvl = max(low_level, capacity - rate * el)
+    return Estimate(lvl, 0.1 * capacity, rate, 0.2 * rate, 0.0, None, len(cycles),
+                    f"replacement-to-LOW cycles, {len(cycles)} cycles")

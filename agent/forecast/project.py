@@ -1,0 +1,117 @@
+"""Projecting use forward: a day-by-day demand curve and run-out quantiles from it.
+
+Demand over the next ``h`` days is treated as normal with mean ``rate * A(h)`` (``A`` is
+active days, weighted by weekday factors and zero while away) and variance
+``daily_sd^2 * A(h) + rate_sd^2 * A(h)^2``: day-to-day noise averages out, an error in the
+rate does not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from agent.forecast.series import Interval, overlap
+from agent.forecast.stats import norm_cdf
+
+MAX_HORIZON_DAYS = 400
+Z = {0.1: -1.2815516, 0.5: 0.0, 0.9: 1.2815516}
+
+
+@dataclass(slots=True, frozen=True)
+class DemandCurve:
+    """Mean and variance of cumulative use at whole days 0..n from ``now``."""
+
+    mean: tuple[float, ...]
+    var: tuple[float, ...]
+
+    def at(self, days: float) -> tuple[float, float]:
+        """Mean and variance of use over the next ``days`` (linear between whole days)."""
+        if days <= 0:
+            return 0.0, 0.0
+        last = len(self.mean) - 1
+        if days >= last:
+            # Past the curve: extend with its last day's increments.
+            if last == 0:
+                return 0.0, 0.0
+            dm = self.mean[last] - self.mean[last - 1]
+            dv = self.var[last] - self.var[last - 1]
+            extra = days - last
+            return self.mean[last] + dm * extra, self.var[last] + dv * extra
+        k = int(days)
+        f = days - k
+        m = self.mean[k] + (self.mean[k + 1] - self.mean[k]) * f
+        v = self.var[k] + (self.var[k + 1] - self.var[k]) * f
+        return m, v
+
+
+def build_curve(
+    *,
+    now: float,
+    level: float,
+    level_sd: float,
+    rate: float,
+    rate_sd: float,
+    daily_sd: float,
+    weekday: tuple[float, ...] | None,
+    away: list[Interval],
+) -> DemandCurve:
+    """Day-by-day demand curve, long enough to pass the pessimistic run-out."""
+    mean = [0.0]
+    var = [0.0]
+    active = 0.0
+    cum = 0.0
+    # Stop once run-out is beyond doubt (mean past level by 4 sd) or at the horizon.
+    var_day = daily_sd * daily_sd
+    for k in range(1, MAX_HORIZON_DAYS + 1):
+        t0 = now + k - 1
+        a = 1.0 - overlap(t0, t0 + 1.0, away) if away else 1.0
+        if weekday is not None:
+            # Epoch day 0 (1970-01-01) was a Thursday: weekday index 3.
+            wd = (int(t0 + 0.5) + 3) % 7
+            cum += rate * a * weekday[wd]
+        else:
+            cum += rate * a
+        active += a
+        v = var_day * active + (rate_sd * active) ** 2
+        mean.append(cum)
+        var.append(v)
+        if cum - level > 4.0 * math.sqrt(v + level_sd * level_sd) + 1e-9 and k >= 2:
+            break
+    return DemandCurve(tuple(mean), tuple(var))
+
+
+def prob_empty_by(curve: DemandCurve, level: float, level_sd: float, days: float) -> float:
+    """P(use over the next ``days`` reaches the current level)."""
+    m, v = curve.at(days)
+    sd = math.sqrt(v + level_sd * level_sd)
+    if sd <= 1e-12:
+        return 1.0 if m >= level else 0.0
+    return norm_cdf((m - level) / sd)
+
+
+def run_out_quantiles(
+    curve: DemandCurve, level: float, level_sd: float
+) -> tuple[float | None, float | None, float | None]:
+    """Days until run-out at the 10th, 50th and 90th percentile (None: beyond horizon)."""
+    if level <= 0:
+        return 0.0, 0.0, 0.0
+    out: dict[float, float | None] = {0.1: None, 0.5: None, 0.9: None}
+    pending = sorted(Z.items(), key=lambda kv: kv[1])
+    ls2 = level_sd * level_sd
+    prev_g = -level / level_sd if level_sd > 0 else -math.inf
+    for k in range(1, len(curve.mean)):
+        sd = math.sqrt(curve.var[k] + ls2)
+        g = (curve.mean[k] - level) / sd if sd > 0 else (math.inf if curve.mean[k] >= level
+                                                         else -math.inf)
+        while pending and g >= pending[0][1]:
+            q, z = pending.pop(0)
+            if math.isinf(prev_g) or g == prev_g:
+                out[q] = float(k)
+            else:
+                # Interpolate where g crosses z inside day k.
+                out[q] = k - 1 + max(0.0, min(1.0, (z - prev_g) / (g - prev_g)))
+        if not pending:
+            break
+        prev_g = g
+    return out[0.1], out[0.5], out[0.9]

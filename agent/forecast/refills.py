@@ -1,0 +1,213 @@
+"""Refills, deliveries and spoilage: what raised the level, and what is still usable.
+
+Pure helpers for :mod:`agent.forecast`. ``obs`` is always sorted by time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from operator import attrgetter
+from typing import TYPE_CHECKING
+
+from agent.domain import CoarseState
+from agent.forecast.project import DemandCurve
+
+if TYPE_CHECKING:
+    from agent.forecast.types import ConsumableSpec, Delivery, Observation
+
+LOW_STATES = (CoarseState.LOW, CoarseState.EMPTY)
+SPARE_DAYS = timedelta(days=180)  # a delivered pack older than this is surely in use
+_TS = attrgetter("ts")
+Point = tuple[datetime, float | None]  # (ts, level), level None for "no reading"
+
+
+def low_signal(obs: list[Observation]) -> bool:
+    """Whether the newest informative reading says LOW or EMPTY."""
+    for o in reversed(obs):
+        if o.state is not None and o.state is not CoarseState.UNKNOWN:
+            return o.state in LOW_STATES
+        if o.level is not None:
+            return False
+    return False
+
+
+def refill_tol(spec: ConsumableSpec) -> float:
+    """Rise that counts as a refill: above scale noise, yet below what one pack adds even
+    if part of it is used at once (a box of sensors arrives while one is due: the count
+    rises by two, not three)."""
+    return min(max(0.3 * spec.pack_size, 0.08 * spec.capacity), 0.6 * spec.pack_size)
+
+
+def _jump(pts: list[Point], a: int, tol: float) -> float | None:
+    """The amount of a refill at ``pts[a]`` (time-ordered levels), or None.
+
+    ``pts[a]`` must be well above the reading before it, and one of the next three
+    readings must confirm it (none yet: accepted). A dip of one or two readings on
+    either side (a jug lifted out while new milk goes in) is skipped: the rise is
+    measured from the reading before the dip."""
+    after = pts[a][1]
+    low = pts[a - 1][1]
+    if after is None or low is None or after - low <= tol:
+        return None
+    base = low
+    for k in (a - 2, a - 3):
+        if k >= 0:
+            b = pts[k][1]
+            if b is not None and b - base > tol:
+                base = b
+    if after - base <= tol:
+        return None
+    later = [p[1] for p in pts[a + 1:a + 4] if p[1] is not None]
+    if later and max(later) - base <= tol:
+        return None
+    return after - base
+
+
+def refills(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
+            first_only: bool = False) -> list[tuple[datetime, float]]:
+    """Refills and replacements after ``stop``, newest first, as ``(time, amount)``:
+    level jumps (see :func:`_jump`) or a state going from LOW/EMPTY back to OK (one
+    pack). Scans back from the newest reading, so ``first_only`` is cheap."""
+    tol = refill_tol(spec)
+    pts: list[Point] = []  # newest first while scanning
+    later_state: Observation | None = None
+    out: list[tuple[datetime, float]] = []
+    extra = 0  # readings older than ``stop``: only the level the first refill rose from
+    for o in reversed(obs):
+        if o.ts < stop and o.level is not None:
+            extra += 1
+            if extra > 3:
+                break
+        if o.level is not None:
+            pts.append((o.ts, o.level))
+        if o.state is not None and o.state is not CoarseState.UNKNOWN and o.ts >= stop:
+            if (o.state in LOW_STATES and later_state is not None
+                    and later_state.state not in LOW_STATES):
+                out.append((later_state.ts, spec.pack_size))
+                if first_only:
+                    return out
+            later_state = o
+    pts.reverse()
+    found: list[tuple[datetime, float]] = []
+    for a in range(len(pts) - 1, 0, -1):
+        if pts[a][0] < stop:
+            break
+        amount = _jump(pts, a, tol)
+        if amount is not None:
+            found.append((pts[a][0], amount))
+            if first_only:
+                break
+    out = sorted(out + found, reverse=True)
+    return out[:1] if first_only else out
+
+
+def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetime,
+                       ) -> datetime | None:
+    """The first refill seen at or after ``at`` (scanning forward: a delivery usually
+    shows up within the hour, so this stops early), or None."""
+    tol = refill_tol(spec)
+    i = bisect.bisect_left(obs, at, key=_TS)
+    j = i
+    before = 0
+    while j > 0 and before < 3:  # the readings just before give the level it rose from
+        j -= 1
+        before += obs[j].level is not None or obs[j].state is not None
+    pts: list[Point] = []
+    was_low: bool | None = None
+    checked = 0  # candidates before this index have been decided
+    for o in obs[j:]:
+        if o.level is not None:
+            pts.append((o.ts, o.level))
+            # Decide a candidate once three readings follow it.
+            while checked < len(pts) - 3:
+                if checked >= 1 and pts[checked][0] >= at and _jump(pts, checked, tol):
+                    return pts[checked][0]
+                checked += 1
+        if o.state is not None and o.state is not CoarseState.UNKNOWN:
+            is_low = o.state in LOW_STATES
+            if was_low and not is_low and o.ts >= at:
+                return o.ts
+            was_low = is_low
+    for a in range(max(checked, 1), len(pts)):  # the newest, with fewer readings after
+        if pts[a][0] >= at and _jump(pts, a, tol):
+            return pts[a][0]
+    return None
+
+
+def _empty_now(obs: list[Observation], spec: ConsumableSpec) -> datetime | None:
+    """If the device has read empty for the last day: a day before the newest reading."""
+    if not obs:
+        return None
+    since = obs[-1].ts - timedelta(days=1)
+    seen = False
+    for o in reversed(obs):
+        if o.ts < since:
+            return since if seen else None
+        if o.level is not None and o.level > 0.02 * spec.capacity:
+            return None
+        if o.state is not None and o.state not in (CoarseState.EMPTY, CoarseState.UNKNOWN):
+            return None
+        seen = seen or o.level is not None or o.state is CoarseState.EMPTY
+    return None
+
+
+def spare_packs(obs: list[Observation], spec: ConsumableSpec,
+                deliveries: Sequence[Delivery], now: datetime,
+                known: tuple[datetime, list[tuple[datetime, float]]] | None = None) -> float:
+    """Our delivered packs that have not shown up in the device yet (a cartridge waits on
+    the shelf until the one in the printer is empty). ``obs`` is sorted by time;
+    ``known`` optionally gives ``(since, refills found since)`` to save a scan.
+
+    Newest delivery first: it has shown up once any refill followed it, however long it
+    waited on the shelf; older ones are then taken as used."""
+    past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now), key=_TS)
+    spare = 0.0
+    empty = _empty_now(obs, spec)
+    for d in reversed(past):
+        if empty is not None and d.ts < empty:
+            break  # empty for a day since it came: it is not on the shelf (any more)
+        since = d.ts - timedelta(hours=1)
+        if known is not None and since >= known[0]:
+            seen = any(t >= since for t, _ in known[1])
+        else:
+            seen = first_refill_after(obs, spec, since) is not None
+        if seen:
+            break
+        spare += d.packs
+    return spare
+
+
+def fresh_batches(found: list[tuple[datetime, float]], life: timedelta, now: datetime,
+                  level: float) -> list[tuple[float, float]] | None:
+    """A perishable's stock split into batches by the refills ``found`` within its shelf
+    ``life`` (newest first), oldest batch first, as ``(days until it spoils, amount)``;
+    None when no refill was seen.
+
+    FIFO: the newest refills make up the top of the current level. Stock older than every
+    refill seen is taken to spoil with the oldest batch seen."""
+    if not found:
+        return None
+    day = timedelta(days=1)
+    batches: list[tuple[float, float]] = []
+    left = level
+    for t, amount in found:
+        take = min(left, amount)
+        batches.append((max(0.0, (t + life - now) / day), take))
+        left -= take
+        if left <= 0:
+            break
+    if left > 0:
+        batches.append((batches[-1][0], left))
+    batches.reverse()
+    return batches
+
+
+def usable_level(batches: list[tuple[float, float]], curve: DemandCurve) -> float:
+    """How much of the stock gets used before it spoils, at the expected use."""
+    used = 0.0
+    for expires_in, amount in batches:
+        demand = curve.at(expires_in)[0] - used
+        used += min(amount, max(0.0, demand))
+    return used

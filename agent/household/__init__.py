@@ -1,0 +1,1 @@
+"""The household side: MQTT link, dashboard views, Home Assistant discovery."""

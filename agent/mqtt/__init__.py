@@ -1,0 +1,1 @@
+"""The paho adapter: one MQTT connection and the ingest writer behind it."""

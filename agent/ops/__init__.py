@@ -1,0 +1,1 @@
+"""Operations: systemd, doctor, support bundle, broker provisioning."""

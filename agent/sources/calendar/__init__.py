@@ -1,0 +1,1 @@
+"""Away periods: typed by the household or imported from calendars."""

@@ -1,0 +1,1 @@
+"""Network printers over IPP: the codec, the pure mapping, the polling source."""

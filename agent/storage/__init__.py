@@ -1,0 +1,1 @@
+"""The only SQL: connection and transactions, migrations, readings, the ledger."""

@@ -1,0 +1,1 @@
+"""The vendor ordering API client (``docs/vendor-api.yaml``)."""

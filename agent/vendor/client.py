@@ -1,0 +1,466 @@
+"""Client for the vendor ordering API (``docs/vendor-api.yaml``), built on httpx.
+
+One method per endpoint, no retries: the outbox dispatcher owns retrying, always with the
+same idempotency key, and uses :func:`backoff_delay` between attempts. Every failure is
+translated here into the agent's error tree:
+
+    VendorRetryable  timeout, connection error, deadline exceeded, 5xx, 409 "in flight",
+                     429 (``retry_after`` parsed), an unreadable 2xx body: the outcome is
+                     unknown, so look the order up by key before resending
+    VendorFinal      any other 4xx: the vendor said no, retrying cannot help
+
+Each call runs under an overall deadline (``deadline_s``): the request runs on a worker
+thread that reads the body in a loop checking a monotonic deadline, and the caller stops
+waiting at the deadline even if the server drips bytes or stalls. The bearer token lives
+only in the ``Authorization`` header; messages name the operation, never URLs or tokens.
+
+Every request logs one canonical ``vendor.call`` line (``op``, ``status``, ``outcome``
+``ok``/``retryable``/``final``/``timeout``, ``attempt``, ``ms``, and the order id of an
+order answer): never the URL, its query, headers or body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from agent.errors import ConfigError, VendorError, VendorFinal, VendorRetryable
+from agent.logs import canonical
+from agent.wire.device import Sku
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_DEADLINE_S = 15.0
+MAX_RESPONSE_BYTES = 1_048_576
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 300.0
+RETRY_AFTER_CAP_S = 86_400.0
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+_M = TypeVar("_M", bound=BaseModel)
+
+# Responses ignore unknown fields so a vendor adding one does not break deployed agents.
+_RESPONSE = ConfigDict(frozen=True, extra="ignore")
+
+
+class Availability(StrEnum):
+    IN_STOCK = "in_stock"
+    OUT_OF_STOCK = "out_of_stock"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+    @property
+    def is_final(self) -> bool:
+        """No further change will come (delivered, cancelled or rejected)."""
+        return self in (OrderStatus.DELIVERED, OrderStatus.CANCELLED, OrderStatus.REJECTED)
+
+
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class CatalogItem(BaseModel):
+    """A product with its current price, availability and lead time."""
+
+    model_config = _RESPONSE
+
+    sku: str
+    name: str
+    price: Money
+    currency: str
+    availability: Availability
+    lead_time_days: float = Field(gt=0)
+    lead_time_sd_days: float = Field(default=0.0, ge=0)
+    substitutes: tuple[str, ...] = ()
+    pack_size: int = Field(ge=1)
+    unit: str
+    free_shipping_threshold: Money | None = None
+    shipping_fee: Money = Decimal(0)
+
+
+class OrderRequest(BaseModel):
+    """What to buy; ``max_unit_price`` makes the vendor reject a higher current price."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: Sku
+    quantity: int = Field(ge=1, le=1000)
+    max_unit_price: Decimal | None = Field(default=None, gt=0, allow_inf_nan=False)
+    test: bool = False
+    client_ref: str | None = Field(default=None, min_length=1, max_length=128)
+    allow_substitute: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"sku": self.sku, "quantity": self.quantity, "test": self.test}
+        if self.max_unit_price is not None:
+            body["max_unit_price"] = str(self.max_unit_price)
+        if self.client_ref is not None:
+            body["client_ref"] = self.client_ref
+        if self.allow_substitute:
+            body["allow_substitute"] = True
+        return body
+
+
+class StatusChange(BaseModel):
+    model_config = _RESPONSE
+
+    status: OrderStatus
+    at: AwareDatetime
+
+
+class Order(BaseModel):
+    """An order as the vendor reports it; ``replayed`` marks a replayed first response."""
+
+    model_config = _RESPONSE
+
+    id: str = Field(min_length=1, max_length=128)
+    idempotency_key: str
+    client_ref: str | None = None
+    sku: str
+    requested_sku: str | None = None
+    quantity: int = Field(ge=1)
+    pack_size: int = Field(default=1, ge=1)
+    unit: str | None = None
+    unit_price: Money
+    currency: str
+    shipping: Money = Decimal(0)
+    total: Money
+    test: bool = False
+    status: OrderStatus
+    reject_reason: str | None = None
+    created_at: AwareDatetime
+    cancel_until: AwareDatetime | None = None
+    expected_delivery: AwareDatetime | None = None
+    history: tuple[StatusChange, ...] = ()
+    replayed: bool = False
+
+
+class _OrderList(BaseModel):
+    model_config = _RESPONSE
+
+    orders: tuple[Order, ...]
+
+
+class _Deadline(Exception):
+    """The overall deadline of one call passed while reading."""
+
+
+def backoff_delay(attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry number ``attempt`` (0 for the first retry).
+
+    Exponential from :data:`BACKOFF_BASE_S`, capped at :data:`BACKOFF_CAP_S`, with "equal
+    jitter" (a random point in the upper half) so many agents do not retry in step. A
+    vendor's ``Retry-After`` is a floor, itself capped at :data:`RETRY_AFTER_CAP_S`.
+    """
+    if attempt < 0:
+        raise ValueError("attempt must be >= 0")
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt, 32))
+    delay = rng.uniform(ceiling / 2, ceiling)
+    if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
+        delay = max(delay, min(retry_after, RETRY_AFTER_CAP_S))
+    return delay
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds (delay-seconds or HTTP-date); None when absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
+
+
+def quiet_http_loggers() -> None:
+    """httpx logs full URLs at INFO; keep it and httpcore at WARNING."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class VendorClient:
+    """Synchronous client for one vendor. Thread-safe; close it (or use ``with``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        url = urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError("vendor", "base_url", "must be an http(s) URL")
+        if url.username is not None or url.password is not None:
+            # Credentials in URLs end up in logs and tracebacks; the token goes in a header.
+            raise ConfigError("vendor", "base_url", "must not contain credentials")
+        if not token or not token.isprintable() or any(c.isspace() for c in token):
+            raise ConfigError("vendor", "token", "empty or contains whitespace/control chars")
+        if timeout <= 0 or deadline_s <= 0:
+            raise ConfigError("vendor", "timeout", "timeout and deadline must be > 0")
+        quiet_http_loggers()
+        self._timeout = timeout
+        self._deadline = deadline_s
+        self._mono = monotonic
+        self.unanswered = 0  # calls in a row that ended without a usable answer
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            transport=transport,
+            timeout=timeout,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> VendorClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- endpoints -------------------------------------------------------------------
+
+    def catalog(self, sku: str) -> CatalogItem:
+        """Current price, availability, lead time and substitutes of ``sku``."""
+        _, item = self._call("catalog", CatalogItem, "GET", f"/v1/catalog/{_segment(sku)}")
+        return item
+
+    def place_order(
+        self, request: OrderRequest, idempotency_key: str, *, attempt: int | None = None
+    ) -> Order:
+        """Place (or replay) the order for ``idempotency_key``.
+
+        A rejected order (price above ``max_unit_price``, out of stock) is returned with
+        status ``rejected``; it is an answer, not an error. ``attempt`` (the outbox's
+        count of sends with this key) only goes into the ``vendor.call`` line.
+        """
+        if not _KEY_RE.match(idempotency_key):
+            raise ValueError("idempotency key must be 1..255 printable ASCII characters")
+        headers, order = self._call(
+            "place_order",
+            Order,
+            "POST",
+            "/v1/orders",
+            body=request.to_wire(),
+            headers={"Idempotency-Key": idempotency_key},
+            attempt=attempt,
+        )
+        if headers.get(REPLAYED_HEADER, "").lower() == "true":
+            order = order.model_copy(update={"replayed": True})
+        return order
+
+    def get_order(self, order_id: str) -> Order:
+        """The order's current state."""
+        _, order = self._call("get_order", Order, "GET", f"/v1/orders/{_segment(order_id)}")
+        return order
+
+    def find_by_key(self, idempotency_key: str) -> Order | None:
+        """The order placed with ``idempotency_key``, or None if the vendor has none.
+
+        Use it before resending after an unknown outcome: vendors prune keys (about 24 h),
+        after which a resend would place a second order.
+        """
+        _, listing = self._call(
+            "find_by_key",
+            _OrderList,
+            "GET",
+            "/v1/orders",
+            params={"idempotency_key": idempotency_key},
+        )
+        found = listing.orders
+        if len(found) > 1:
+            log.warning("vendor holds %d orders for key=%s", len(found), idempotency_key)
+        return found[0] if found else None
+
+    def cancel(self, order_id: str) -> Order:
+        """Cancel inside the vendor's cancel window (VendorFinal once it has closed)."""
+        path = f"/v1/orders/{_segment(order_id)}/cancel"
+        _, order = self._call("cancel", Order, "POST", path)
+        return order
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _call(
+        self,
+        op: str,
+        model: type[_M],
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        attempt: int | None = None,
+    ) -> tuple[httpx.Headers, _M]:
+        """One request, its answer parsed into ``model``, and its ``vendor.call`` line."""
+        started = self._mono()
+        status: int | None = None
+        outcome = "retryable"
+        parsed: _M | None = None
+        try:
+            request = self._http.build_request(
+                method, path, json=body, headers=headers, params=params,
+                timeout=httpx.Timeout(min(self._timeout, self._deadline)),
+            )
+            resp_headers, status, payload = self._request(op, request,
+                                                          started + self._deadline)
+            parsed = self._parse(op, model, payload)
+            outcome = "ok"
+            return resp_headers, parsed
+        except VendorError as err:
+            status = err.status if err.status is not None else status
+            if isinstance(err, VendorFinal):
+                outcome = "final"
+            elif isinstance(err.__cause__, _Deadline | httpx.TimeoutException):
+                outcome = "timeout"
+            raise
+        finally:
+            # An answer, even a refusal, means the vendor is up; the household hears of
+            # a run of calls without one (agent.household.link.VENDOR_DOWN_AFTER).
+            self.unanswered = 0 if outcome in ("ok", "final") else self.unanswered + 1
+            ms = round((self._mono() - started) * 1000)
+            order_id = parsed.id if isinstance(parsed, Order) else None
+            canonical(log, "vendor.call", level=logging.INFO if outcome == "ok"
+                      else logging.WARNING, order_id=order_id, status=status,
+                      outcome=outcome, attempt=attempt, ms=ms, op=op)
+
+    def _request(self, op: str, request: httpx.Request,
+                 deadline: float) -> tuple[httpx.Headers, int, Any]:
+        box: list[tuple[httpx.Headers, int, bytes] | BaseException] = []
+
+        def run() -> None:
+            try:
+                box.append(self._exchange(op, request, deadline))
+            except BaseException as exc:  # handed to the caller's thread
+                box.append(exc)
+
+        # A worker thread gives a hard deadline: connect, send, headers and a dripping
+        # body together cannot hold the caller past it; the worker ends by its own
+        # timeouts or the deadline check in its read loop.
+        worker = threading.Thread(target=run, name=f"vendor-{op}", daemon=True)
+        worker.start()
+        worker.join(max(0.0, deadline - self._mono()))
+        if not box:
+            limit = self._deadline
+            raise VendorRetryable(
+                f"vendor {op}: no answer before the deadline ({limit:g} s)"
+            ) from _Deadline()
+        result = box[0]
+        if isinstance(result, BaseException):
+            raise result
+        resp_headers, status, raw = result
+        payload = _json_or_none(raw)
+        _raise_for_status(op, status, payload, resp_headers)
+        if payload is None:
+            raise VendorRetryable(f"vendor {op}: unreadable response", status)
+        return resp_headers, status, payload
+
+    def _exchange(self, op: str, request: httpx.Request,
+                  deadline: float) -> tuple[httpx.Headers, int, bytes]:
+        try:
+            response = self._http.send(request, stream=True)
+            try:
+                raw = self._read(response, deadline)
+            finally:
+                response.close()
+        except _Deadline as err:
+            limit = self._deadline
+            raise VendorRetryable(f"vendor {op}: deadline ({limit:g} s) passed mid-body") from err
+        except httpx.TimeoutException as err:
+            raise VendorRetryable(f"vendor {op}: timed out") from err
+        except httpx.RequestError as err:
+            # The class name says enough (ConnectError, RemoteProtocolError, ...);
+            # httpx's own text may carry the URL.
+            raise VendorRetryable(f"vendor {op}: {type(err).__name__}") from err
+        return response.headers, response.status_code, raw
+
+    def _read(self, response: httpx.Response, deadline: float) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise httpx.DecodingError("response too large")
+            chunks.append(chunk)
+            if self._mono() > deadline:
+                raise _Deadline
+        return b"".join(chunks)
+
+    @staticmethod
+    def _parse(op: str, model: type[_M], payload: Any) -> _M:
+        try:
+            return model.model_validate(payload)
+        except ValidationError as err:
+            # Outcome unknown: a garbled answer to an order may still mean it was placed.
+            raise VendorRetryable(f"vendor {op}: response does not match the API") from err
+
+
+def _segment(value: str) -> str:
+    """``value`` percent-encoded as one path segment (a SKU may contain ``/``)."""
+    if not 1 <= len(value) <= 128 or not value.isprintable():
+        raise ValueError("bad path segment")
+    return quote(value, safe="")
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _raise_for_status(op: str, status: int, payload: Any, headers: httpx.Headers) -> None:
+    if 200 <= status < 300:
+        return
+    code = payload.get("error") if isinstance(payload, dict) else None
+    code = code if isinstance(code, str) and _CODE_RE.match(code) else None
+    what = f"vendor {op}: HTTP {status}" + (f" {code}" if code else "")
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    if status == 429 or status >= 500:
+        raise VendorRetryable(what, status, retry_after)
+    if status == 409 and (
+        code == "idempotency_in_flight" or (code is None and op == "place_order")
+    ):
+        raise VendorRetryable(what, status, retry_after)
+    raise VendorFinal(what, status)

@@ -1,0 +1,1 @@
+"""Simulated devices: stock and usage models, links, faults, recorded fixtures."""

@@ -1,0 +1,1 @@
+"""Simulated households: scenarios and the live publisher."""
