@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.errors import ConfigError
@@ -155,6 +155,50 @@ class HouseholdSettings(BaseModel):
     silent_after_h: float = Field(default=24.0, gt=0)
 
 
+class AlertContact(BaseModel):
+    """A caregiver: a name and a secret file with their Apprise URL(s), one per line."""
+
+    model_config = _SECTION
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+    url_file: Path
+
+
+class AlertRule(BaseModel):
+    """Who is told about one device event type, and how it escalates."""
+
+    model_config = _SECTION
+
+    event: Literal["fall_alert", "sensor_failed", "low_battery"]
+    contacts: list[str] = Field(min_length=1)
+    renotify_after_min: float = Field(default=5.0, gt=0)
+    escalate_after_min: float = Field(default=10.0, gt=0)
+    # Events of one device within this window fold into the open alert (a flood of falls
+    # from one wearable is one escalating alert, not a hundred messages).
+    fold_window_min: float = Field(default=30.0, gt=0)
+
+
+class AlertSettings(BaseModel):
+    """Urgent device events sent to caregivers (docs/alerts.md); off until rules exist."""
+
+    model_config = _SECTION
+
+    # The only words about the household that leave the house with an alert.
+    household_label: str = Field(default="home", min_length=1, max_length=64)
+    contacts: list[AlertContact] = []
+    rules: list[AlertRule] = []
+    interval_s: float = Field(default=1.0, ge=0.2)
+    send_timeout_s: float = Field(default=20.0, gt=0)
+
+    @field_validator("rules")
+    @classmethod
+    def _one_rule_per_event(cls, value: list[AlertRule]) -> list[AlertRule]:
+        events = [r.event for r in value]
+        if len(events) != len(set(events)):
+            raise ValueError("one rule per event type")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole configuration of one agent."""
 
@@ -171,6 +215,7 @@ class Settings(BaseSettings):
     forecast: ForecastSettings = ForecastSettings()
     retention: RetentionSettings = RetentionSettings()
     household: HouseholdSettings = HouseholdSettings()
+    alerts: AlertSettings = AlertSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where this tree came from, for messages; not a setting.
@@ -183,6 +228,15 @@ class Settings(BaseSettings):
         if len(names) != len(set(names)):
             raise ValueError("printer names must be unique")
         return value
+
+    @model_validator(mode="after")
+    def _alert_contacts_known(self) -> Settings:
+        names = {c.name for c in self.alerts.contacts}
+        for rule in self.alerts.rules:
+            unknown = [c for c in rule.contacts if c not in names]
+            if unknown:
+                raise ValueError(f"alerts.rules {rule.event}: unknown contact {unknown[0]!r}")
+        return self
 
     @classmethod
     def settings_customise_sources(

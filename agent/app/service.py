@@ -20,6 +20,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from agent.app.alerting import AlertPass, notifier_of
 from agent.app.dispatcher import Dispatcher
 from agent.app.planner import Planner
 from agent.config import PrinterSettings, Settings, read_secret
@@ -30,6 +31,7 @@ from agent.household.link import HouseholdLink
 from agent.mqtt.ingest import MqttIngest
 from agent.ops import systemd
 from agent.sources.ipp.source import IppPrinterSource
+from agent.storage.alerts import AlertLedger
 from agent.storage.ledger import Ledger, State
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem, VendorClient
@@ -75,6 +77,7 @@ class AgentService:
         # The last decision pass's forecasts, for the household dashboards.
         self.forecasts: dict[str, Forecast] = {}
         self._states_at: datetime | None = None  # when household states last went out
+        self.alerts = self._alert_pass()
         self._schedule()
 
     # ---- construction -------------------------------------------------------------
@@ -86,6 +89,15 @@ class AgentService:
             log.warning("vendor.disabled reason=no token_file; orders stay proposals")
             return None
         return VendorClient(vs.base_url, token, timeout=vs.timeout_s, deadline_s=vs.deadline_s)
+
+    def _alert_pass(self) -> AlertPass | None:
+        alerts = self.settings.alerts
+        if not alerts.rules:
+            return None
+        path = self.settings.storage.path
+        return AlertPass(alerts, lambda: AlertLedger.open(path),
+                         notifier_of(alerts, state_dir=path.parent),
+                         self._publish if self.household is not None else None)
 
     @staticmethod
     def _printer(printer: PrinterSettings) -> IppPrinterSource:
@@ -104,6 +116,9 @@ class AgentService:
         if self.household is not None:
             add(self.sync_household, "interval", seconds=self.settings.household.sync_interval_s,
                 id="household", coalesce=True)
+        if self.alerts is not None:
+            add(self.send_alerts, "interval", seconds=self.settings.alerts.interval_s,
+                id="alerts", coalesce=True, max_instances=1)
         for source in self.printers:
             add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
 
@@ -194,6 +209,12 @@ class AgentService:
                      for d in device_rows if d["last_seen"] is not None}
         unanswered = self.vendor.unanswered if self.vendor is not None else 0
         self.household.check_problems(last_seen, unanswered, now)
+
+    def send_alerts(self) -> None:
+        """One alert pass: urgent events to caregivers. Alerts never wait for NTP: a late
+        fall alert with a wrong clock beats none."""
+        assert self.alerts is not None
+        self.alerts.run_once(self.clock())
 
     def _states_due(self, now: datetime) -> bool:
         assert self.household is not None

@@ -14,6 +14,7 @@ from typing import Any
 
 from agent import __version__
 from agent.wire.household import (
+    ALERTS_TOPIC,
     COMMAND_PREFIX,
     DEFAULT_DISCOVERY_PREFIX,
     Outgoing,
@@ -147,3 +148,18 @@ def discovery_for_proposal(proposal: Proposal, device: DeviceInfo,
         }
         out.append(_ha(prefix, "button", device.device_id, object_id, None if remove else config))
     return out
+
+
+def alert_discovery(event_types: list[str],
+                    prefix: str = DEFAULT_DISCOVERY_PREFIX) -> Outgoing:
+    """One Home Assistant ``event`` entity for the gateway's urgent alerts."""
+    config = {
+        "unique_id": "replenish_alerts",
+        "name": "Urgent alert",
+        "state_topic": ALERTS_TOPIC,
+        "event_types": sorted(event_types),
+        "device": {"identifiers": ["replenish_gateway"], "name": "replenish-agent",
+                   "manufacturer": "replenish-agent", "sw_version": __version__},
+    }
+    topic = f"{prefix}/event/replenish_gateway/alerts/config"
+    return Outgoing(topic, json.dumps(config, sort_keys=True).encode(), True)

@@ -26,6 +26,7 @@ from agent.consent import Mode
 from agent.errors import ConsentError, VendorRetryable
 from agent.household.discovery import DeviceInfo, discovery_for_device, discovery_for_proposal
 from agent.mqtt.ingest import HouseholdRoute
+from agent.storage.alerts import AlertLedger
 from agent.storage.ledger import PENDING, Intent, Ledger, State
 from agent.wire.household import (
     COMMAND_PREFIX,
@@ -169,6 +170,8 @@ class HouseholdLink:
         except (ValueError, ValidationError):
             log.warning("household.command refused reason=malformed")
             return "denied"
+        if verb is Verb.ACK:
+            return self._ack(cmd.ref, cmd.source, ledger, now)
         intent_id = _intent_id(cmd.ref)
         try:
             it = ledger.intent(intent_id) if intent_id is not None else None
@@ -195,6 +198,20 @@ class HouseholdLink:
                            "source": cmd.source}, now)
         log.info("household.command verb=%s ref=%s source=%s outcome=%s",
                  verb.value, cmd.ref, cmd.source, result)
+        return result
+
+    @staticmethod
+    def _ack(ref: str, source: str, ledger: Ledger, now: datetime) -> CommandResult:
+        """A caregiver acknowledges an urgent alert: escalation stops."""
+        alert_id = int(ref[1:]) if ref[:1] == "a" and ref[1:].isdigit() else None
+        result: CommandResult = "unknown"
+        if alert_id is not None:
+            try:
+                AlertLedger(ledger.conn).acknowledge(alert_id, f"mqtt:{source}", now)
+                result = "accepted"
+            except ConsentError:
+                result = "unknown"
+        log.info("household.command verb=ack ref=%s source=%s outcome=%s", ref, source, result)
         return result
 
     @staticmethod

@@ -170,6 +170,39 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        9,
+        """
+        -- Urgent alerts (agent.storage.alerts): one row per alert, the device events
+        -- folded into it, and every delivery attempt (the durable queue).
+        CREATE TABLE alerts (
+            id             INTEGER PRIMARY KEY,
+            device_id      TEXT NOT NULL,
+            type           TEXT NOT NULL,
+            raised_at      REAL NOT NULL,
+            last_event_at  REAL NOT NULL,
+            events         INTEGER NOT NULL,
+            acked_at       REAL,
+            acked_by       TEXT
+        );
+        CREATE INDEX alerts_open ON alerts (acked_at, device_id, type);
+        CREATE TABLE alert_events (
+            device_id  TEXT NOT NULL,
+            seq        INTEGER NOT NULL,
+            alert_id   INTEGER NOT NULL REFERENCES alerts(id),
+            PRIMARY KEY (device_id, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE alert_sends (
+            id        INTEGER PRIMARY KEY,
+            alert_id  INTEGER NOT NULL REFERENCES alerts(id),
+            contact   TEXT NOT NULL,
+            at        REAL NOT NULL,
+            ok        INTEGER NOT NULL,
+            error     TEXT
+        );
+        CREATE INDEX alert_sends_by_alert ON alert_sends (alert_id);
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

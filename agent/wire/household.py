@@ -28,6 +28,7 @@ from agent.wire.device import HOUSEHOLD_ROOT
 
 COMMAND_PREFIX = f"{HOUSEHOLD_ROOT}/commands"
 EVENTS_TOPIC = f"{HOUSEHOLD_ROOT}/events"
+ALERTS_TOPIC = f"{HOUSEHOLD_ROOT}/alerts"  # Home Assistant event entity
 DEFAULT_DISCOVERY_PREFIX = "homeassistant"
 HA_STATUS_TOPIC = "homeassistant/status"
 
@@ -39,6 +40,7 @@ class Verb(StrEnum):
     APPROVE = "approve"
     CANCEL = "cancel"
     SNOOZE = "snooze"
+    ACK = "ack"  # a caregiver acknowledges an urgent alert (ref a<alert id>)
 
 
 class EventKind(StrEnum):
@@ -51,6 +53,7 @@ class EventKind(StrEnum):
     ORDER_DELIVERED = "order_delivered"
     ORDER_CANCELLED = "order_cancelled"
     PROBLEM = "problem"
+    ALERT = "alert"  # an urgent device event (fall, failed sensor) sent to caregivers
 
 
 class ConsumableState(BaseModel):

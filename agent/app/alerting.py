@@ -1,0 +1,139 @@
+"""The alert pass: stored urgent events -> alerts -> caregivers, until acknowledged.
+
+Runs every ``alerts.interval_s`` on the scheduler (one pass at a time). Each pass folds
+new events into alerts, asks the pure escalation rule who is due, sends, and records
+every attempt before the next one, so a SIGKILL at any point costs at most one repeated
+message, never a lost alert (at-least-once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from agent.config import AlertSettings, resolve_secret_path
+from agent.escalation import AlertView, Rule, due_contacts, retry_delay
+from agent.household.discovery import alert_discovery
+from agent.logs import canonical
+from agent.notify.apprise import AppriseNotifier, Delivery
+from agent.storage.alerts import TEST_ALERT, AlertLedger, AlertRow
+from agent.wire.household import ALERTS_TOPIC, EventKind, Outgoing, event, event_message
+
+log = logging.getLogger(__name__)
+
+TITLES = {
+    "fall_alert": "Fall alert",
+    "sensor_failed": "Sensor failed",
+    "low_battery": "Battery low",
+    TEST_ALERT: "Test alert",
+}
+
+
+def rules_of(settings: AlertSettings) -> dict[str, Rule]:
+    return {
+        r.event: Rule(
+            event=r.event, contacts=tuple(r.contacts),
+            renotify_after=timedelta(minutes=r.renotify_after_min),
+            escalate_after=timedelta(minutes=r.escalate_after_min),
+            fold_window=timedelta(minutes=r.fold_window_min),
+        )
+        for r in settings.rules
+    }
+
+
+def notifier_of(settings: AlertSettings, state_dir: Path | None = None) -> AppriseNotifier:
+    files = {c.name: resolve_secret_path(c.url_file) for c in settings.contacts}
+    return AppriseNotifier(files, settings.send_timeout_s, state_dir=state_dir)
+
+
+def message(alert: AlertRow, label: str) -> tuple[str, str]:
+    """Title and body: device, type, time and the household label; no readings."""
+    title = f"{TITLES.get(alert.type, alert.type)}: {label}"
+    when = alert.raised_at.strftime("%Y-%m-%d %H:%M UTC")
+    more = f" ({alert.events} events)" if alert.events > 1 else ""
+    body = (f"{alert.device_id} reported {alert.type.replace('_', ' ')} at {when}{more}. "
+            f"Acknowledge with: replenish alerts ack {alert.id} "
+            f"(or MQTT command 'ack' with ref a{alert.id}).")
+    return title, body
+
+
+class AlertPass:
+    """One pass over the alert queue (see module docstring)."""
+
+    def __init__(self, settings: AlertSettings, open_ledger: Callable[[], AlertLedger],
+                 notifier: AppriseNotifier,
+                 publish: Callable[[Outgoing], None] | None = None) -> None:
+        self.settings = settings
+        self.rules = rules_of(settings)
+        self.open_ledger = open_ledger
+        self.notifier = notifier
+        self.publish = publish
+        self._announced = False
+
+    def _test_due(self, view: AlertView, now: datetime) -> list[str]:
+        """A test alert goes once to every contact, so each channel is checked."""
+        due = []
+        for contact in self.notifier.url_files:
+            mine = [s for s in view.sends if s.contact == contact]
+            if any(s.ok for s in mine):
+                continue
+            if not mine or now - max(s.at for s in mine) >= retry_delay(len(mine)):
+                due.append(contact)
+        return due
+
+    def _test_complete(self, ledger: AlertLedger, alert_id: int) -> bool:
+        reached = {s.contact for s in ledger.sends([alert_id])[alert_id] if s.ok}
+        return reached >= set(self.notifier.url_files)
+
+    def run_once(self, now: datetime) -> int:
+        """Fold events, send what is due; returns the number of messages sent."""
+        if self.publish is not None and not self._announced:
+            self.publish(alert_discovery([*self.rules, TEST_ALERT]))
+            self._announced = True
+        ledger = self.open_ledger()
+        try:
+            for alert_id in ledger.absorb_events(
+                    {e: r.fold_window for e, r in self.rules.items()}, now):
+                self._announce(ledger.alert(alert_id))
+            alerts = ledger.open_alerts()
+            sends = ledger.sends(a.id for a in alerts)
+            sent = 0
+            for alert in alerts:
+                view = AlertView(raised_at=alert.raised_at, acknowledged=False,
+                                 sends=sends[alert.id])
+                if alert.type == TEST_ALERT:
+                    due = self._test_due(view, now)
+                elif alert.type in self.rules:
+                    due = due_contacts(self.rules[alert.type], view, now)
+                else:
+                    due = []  # its rule was removed: kept, shown, not sent
+                for contact in due:
+                    sent += self._send(ledger, alert, contact, now)
+                if alert.type == TEST_ALERT and self._test_complete(ledger, alert.id):
+                    ledger.acknowledge(alert.id, "agent:test-complete", now)
+            return sent
+        finally:
+            ledger.close()
+
+    def _send(self, ledger: AlertLedger, alert: AlertRow, contact: str, now: datetime) -> int:
+        title, body = message(alert, self.settings.household_label)
+        result: Delivery = self.notifier.send(contact, title, body)
+        ledger.record_send(alert.id, contact, result.ok, result.error, now)
+        canonical(log, "alert.sent" if result.ok else "alert.send_failed",
+                  level=logging.INFO if result.ok else logging.WARNING, alert=alert.id,
+                  type=alert.type, device=alert.device_id, contact=contact,
+                  outcome="ok" if result.ok else result.error)
+        return 1 if result.ok else 0
+
+    def _announce(self, alert: AlertRow) -> None:
+        if self.publish is None:
+            return
+        title, body = message(alert, self.settings.household_label)
+        self.publish(event_message(event(EventKind.ALERT, alert.raised_at, body,
+                                         device_id=alert.device_id, ref=f"a{alert.id}")))
+        payload = {"event_type": alert.type, "alert": alert.id, "device": alert.device_id,
+                   "at": alert.raised_at.isoformat()}
+        self.publish(Outgoing(ALERTS_TOPIC, json.dumps(payload).encode(), False))

@@ -1,0 +1,1 @@
+"""Notification channels for urgent alerts (caregivers), opt-in per household."""
