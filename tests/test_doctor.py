@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from agent.cli.main import main
-from agent.config import Settings, VendorSettings, load_settings
+from agent.config import AlertSettings, Settings, VendorSettings, load_settings
 from agent.errors import ConfigError
 from agent.ops import doctor, systemd
 from agent.ops.doctor import CheckResult, DiskUsage, Level, Probes
@@ -295,3 +295,37 @@ def test_database_permission_denied_is_not_called_corruption(
 
 def _refuse_open(path: Path) -> None:
     raise sqlite3.OperationalError("unable to open database file")
+
+
+def _alert_db(path: Path, rows: str) -> Path:
+    Store(path).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(rows)
+    conn.close()
+    return path
+
+
+def test_alerts_warn_when_devices_send_falls_nobody_is_told_about(tmp_path: Path) -> None:
+    db = _alert_db(tmp_path / "agent.db",
+                   "INSERT INTO events VALUES ('watch-1', 1, 0, 'fall_alert', NULL, 0);")
+    result = doctor.check_alerts(AlertSettings(), db, Probes(clock=lambda: 10.0))
+    assert result.level is Level.WARN
+    assert "fall_alert" in result.summary and "docs/alerts.md" in result.fix
+
+
+def test_alerts_warn_on_failing_channels_and_fail_on_missing_channel_files(
+    tmp_path: Path,
+) -> None:
+    db = _alert_db(tmp_path / "agent.db",
+                   "INSERT INTO alerts VALUES (1, 'watch-1', 'fall_alert', 0, 0, 1, NULL, NULL);"
+                   "INSERT INTO alert_sends VALUES (1, 1, 'anna', 100, 0, 'timeout');")
+    url = tmp_path / "anna-url"
+    url.write_text("json://127.0.0.1:9/x\n")
+    good = AlertSettings.model_validate({"contacts": [{"name": "anna", "url_file": url}],
+                                         "rules": [{"event": "fall_alert",
+                                                    "contacts": ["anna"]}]})
+    warn = doctor.check_alerts(good, db, Probes(clock=lambda: 200.0))
+    assert warn.level is Level.WARN and "anna: 1 failed" in warn.details[0]
+    gone = AlertSettings.model_validate({"contacts": [{"name": "anna",
+                                                       "url_file": tmp_path / "nope"}]})
+    assert doctor.check_alerts(gone, db, Probes(clock=lambda: 200.0)).level is Level.FAIL

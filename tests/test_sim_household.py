@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from agent.domain import DeviceKind
-from agent.wire.device import StateMessage, parse_state, parse_topic
+from agent.wire.device import EventType, StateMessage, parse_state, parse_topic
 from firmware_sim.__main__ import main as sim_main
 from firmware_sim.household.live import load_passwords
 from firmware_sim.household.scenario import (
     Household,
+    load_scenario,
     run_offline,
     scenario_path,
     shipped_scenarios,
@@ -229,3 +230,14 @@ def test_password_file_format(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="line 2") as err:
         load_passwords(bad)
     assert "s3cret-leak" not in str(err.value)
+
+
+def test_a_wearable_can_fall() -> None:
+    scenario = load_scenario("cgm-user")
+    scenario["devices"][0]["falls_per_year"] = 40.0
+    trace = run_offline(scenario, days=120, seed=3)
+    falls = [e for e in trace.events if e.type is EventType.FALL_ALERT]
+    assert 3 <= len(falls) <= 40, len(falls)
+    assert all(e.device_id == "cgm-adult" and e.consumable_id is None for e in falls)
+    quiet = run_offline("cgm-user", days=120, seed=3)
+    assert not [e for e in quiet.events if e.type is EventType.FALL_ALERT]

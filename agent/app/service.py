@@ -117,8 +117,7 @@ class AgentService:
             add(self.sync_household, "interval", seconds=self.settings.household.sync_interval_s,
                 id="household", coalesce=True)
         if self.alerts is not None:
-            add(self.send_alerts, "interval", seconds=self.settings.alerts.interval_s,
-                id="alerts", coalesce=True, max_instances=1)
+            add(self.send_alerts, "date", id="alerts")
         for source in self.printers:
             add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
 
@@ -214,7 +213,15 @@ class AgentService:
         """One alert pass: urgent events to caregivers. Alerts never wait for NTP: a late
         fall alert with a wrong clock beats none."""
         assert self.alerts is not None
-        self.alerts.run_once(self.clock())
+        try:
+            self.alerts.run_once(self.clock())
+        finally:
+            # Rescheduled after each pass (not an interval job): a pass that takes longer
+            # than the interval while sending never overlaps the next one.
+            if not self._stop.is_set():
+                self.scheduler.add_job(
+                    self.send_alerts, "date", id="alerts", replace_existing=True,
+                    run_date=datetime.now(UTC) + timedelta(seconds=self.settings.alerts.interval_s))
 
     def _states_due(self, now: datetime) -> bool:
         assert self.household is not None

@@ -29,7 +29,7 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.config import MqttSettings, Settings, VendorSettings
+from agent.config import AlertSettings, MqttSettings, Settings, VendorSettings
 from agent.errors import ConfigError, VendorError, VendorFinal
 from agent.logs import register_secret
 from agent.ops.systemd import clock_synchronized, credentials_env, read_service_secret
@@ -441,6 +441,37 @@ def check_devices(db_path: Path, probes: Probes) -> CheckResult:
     )
 
 
+def check_alerts(settings: AlertSettings, db_path: Path, probes: Probes) -> CheckResult:
+    """Urgent alerts: a rule for every urgent event devices send, channels that work."""
+    since = probes.clock() - 86_400
+    failed = _query(db_path, "SELECT contact, count(*) FROM alert_sends WHERE ok=0 AND at >= "
+                    f"{since:.0f} GROUP BY contact") or []
+    open_rows = _query(db_path, "SELECT count(*) FROM alerts WHERE acked_at IS NULL") or [(0,)]
+    seen = {r[0] for r in _query(db_path, "SELECT DISTINCT type FROM events WHERE type IN "
+                                 "('fall_alert', 'sensor_failed', 'low_battery')") or []}
+    missing = []
+    for contact in settings.contacts:
+        try:
+            read_service_secret(contact.url_file, f"alerts.contacts {contact.name}")
+        except ConfigError:
+            missing.append(contact.name)
+    uncovered = sorted(seen - {r.event for r in settings.rules})
+    details = tuple(f"{c}: {n} failed send(s) in the last 24 h" for c, n in failed)
+    summary = f"{len(settings.rules)} rule(s), {open_rows[0][0]} open alert(s)"
+    if missing:
+        return CheckResult("alerts", Level.FAIL, f"{summary}; unreadable channel file for "
+                           + ", ".join(missing), "check alerts.contacts url_file", details)
+    if failed:
+        return CheckResult("alerts", Level.WARN, f"{summary}; channels failing",
+                           "check the contact's Apprise URL and the network; "
+                           "`replenish alerts test` sends a test alert", details)
+    if uncovered:
+        return CheckResult("alerts", Level.WARN,
+                           f"devices sent {', '.join(uncovered)} but no rule tells anyone",
+                           "add an [[alerts.rules]] for it (docs/alerts.md)", details)
+    return CheckResult("alerts", Level.OK, summary, details=details)
+
+
 # ---- all together -----------------------------------------------------------------------
 
 
@@ -467,6 +498,7 @@ def run_checks(
     results.append(check_clock(db, probes))
     results.append(check_disk(db, probes))
     results.append(check_devices(db, probes))
+    results.append(check_alerts(settings.alerts, db, probes))
     return results
 
 

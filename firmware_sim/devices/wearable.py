@@ -23,7 +23,8 @@ class Wearable(SimDevice):
                  early_failure_rate: float = 0.12,
                  replace_delay_hours: tuple[float, float] = (0.1, 3.0),
                  battery_drain_per_hour: float = 2.5, charge_hour: float = 22.0,
-                 forget_charge_prob: float = 0.05, **common: Any) -> None:
+                 forget_charge_prob: float = 0.05, falls_per_year: float = 0.0,
+                 **common: Any) -> None:
         common.setdefault("pauses_when_away", False)
         super().__init__(device_id, start=start, seed=seed, **common)
         spec = {} if sensors is None else sensors
@@ -38,6 +39,9 @@ class Wearable(SimDevice):
         self.drain = battery_drain_per_hour
         self.charge_hour = charge_hour
         self.forget_charge_prob = forget_charge_prob
+        # Fall detection (a watch or pendant on the same gateway); 0 in the shipped
+        # CGM scenario, set it in a scenario or call raise_fall() to drive the alert path.
+        self.falls_per_year = falls_per_year
         self.sensor_start: datetime | None = None
         self._gap = Stock("sensor_gap", Unit.COUNT, 1.0, 1.0, "")
         self._gap.put(1.0, start)
@@ -73,6 +77,10 @@ class Wearable(SimDevice):
         at = day + timedelta(hours=self.charge_hour + self.rng.uniform(-1.5, 1.5))
         if self.rng.random() >= self.forget_charge_prob and at >= self.start:
             self._schedule(at, "charge")
+        if self.falls_per_year > 0 and self.rng.random() < self.falls_per_year / 365.0:
+            fall = day + timedelta(hours=self.rng.uniform(6.0, 23.0))
+            if fall >= self.start:
+                self._schedule(fall, "fall")
 
     def _apply(self, action: str, payload: Any, at: datetime) -> None:
         if action == "sensor_end":
@@ -88,11 +96,17 @@ class Wearable(SimDevice):
             self._battery_seg += 1
             self._schedule(at + timedelta(hours=85.0 / self.drain), "battery_low",
                            self._battery_seg)
+        elif action == "fall":
+            self.raise_fall(at)
         elif action == "battery_low":
             if payload == self._battery_seg:
                 self._emit(EventType.LOW_BATTERY, "battery", at)
         else:
             super()._apply(action, payload, at)
+
+    def raise_fall(self, at: datetime) -> None:
+        """The wearer fell: a ``fall_alert`` event, sent with the next publication."""
+        self._emit(EventType.FALL_ALERT, None, at)
 
     def _insert(self, at: datetime) -> None:
         """Put on a new sensor from the box, or go without one until a box arrives."""

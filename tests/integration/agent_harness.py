@@ -47,6 +47,8 @@ class AgentProcess:
         self._log_offset = 0
 
     def start(self, timeout: float = 15.0) -> AgentProcess:
+        # A second start would orphan the first agent (same client id, same database).
+        assert self.proc is None or self.proc.poll() is not None, "agent already running"
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -120,7 +122,7 @@ def test_a_fall_reaches_the_first_caregiver_escalates_and_stops_on_ack(
     household = sessions(alert_broker, "household")
     assert device.connect() == 0 and household.connect() == 0
     assert household.subscribe("replenish/v1/household/#") in (0, 1)
-    with AgentProcess(agent_config).start():
+    with AgentProcess(agent_config):
         _fall(device, 1)
         wait_until(lambda: bool(anna.received), 20, lambda: anna.received)
         message = anna.received[0]
@@ -169,3 +171,39 @@ def test_an_alert_survives_sigkill_and_an_outage_and_goes_out_after(
         agent.stop()
     assert len(_alerts(agent_config)) == 1
     assert DEVICE in str(anna.received[0]["message"])
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.cli.main", "--config", str(config),
+                           "alerts", *args], capture_output=True, text=True, timeout=90)
+
+
+def test_the_test_command_checks_every_channel_through_the_running_agent(
+    agent_config: Path, endpoints: dict[str, Endpoint],
+) -> None:
+    with AgentProcess(agent_config):
+        done = _cli(agent_config, "test", "--wait", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "delivered to anna, ben" in done.stdout
+    for endpoint in endpoints.values():
+        assert [m["title"] for m in endpoint.received] == ["Test alert: Flat 3"]
+    listed = json.loads(_cli(agent_config, "list", "--json").stdout)
+    assert listed[0]["type"] == "test" and listed[0]["sent"] == 2
+    assert listed[0]["acknowledged_by"] == "agent:test-complete"
+
+
+def test_ack_from_the_cli_and_an_unknown_alert_is_a_clean_error(
+    agent_config: Path, alert_broker: LocalBroker, endpoints: dict[str, Endpoint],
+    sessions: Callable[..., Session],
+) -> None:
+    device = sessions(alert_broker, DEVICE)
+    assert device.connect() == 0
+    with AgentProcess(agent_config):
+        _fall(device, 1)
+        wait_until(lambda: bool(endpoints["anna"].received), 20)
+    (alert_id, _), = _alerts(agent_config)
+    done = _cli(agent_config, "ack", str(alert_id), "--by", "anna")
+    assert done.returncode == 0 and "acknowledged by anna" in done.stdout
+    missing = _cli(agent_config, "ack", "999")
+    assert missing.returncode != 0 and "no alert 999" in missing.stderr
+    assert "Traceback" not in missing.stderr
