@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: all venv system-packages test test-fast lint typecheck schema demo \
-        bench-deps bench-forecast bench-ingest bench-footprint bench install uninstall clean
+        bench-deps bench-forecast bench-ingest bench-footprint bench-alerts bench install uninstall clean
 
 all: test
 
@@ -59,7 +59,10 @@ bench-ingest: venv system-packages
 bench-footprint: venv system-packages
 	$(PY) -m bench.footprint
 
-bench: bench-forecast bench-ingest bench-footprint
+bench-alerts: venv system-packages
+	$(PY) -m bench.alerts
+
+bench: bench-forecast bench-ingest bench-footprint bench-alerts
 
 install:
 	PYTHON=$(PYTHON) bash systemd/install.sh
