@@ -33,7 +33,8 @@ def test_schema_covers_every_payload_model() -> None:
     for name, model in MODELS.items():
         assert defs[name] == model.model_json_schema()
     assert set(defs["CommandResult"]["enum"]) == {
-        "accepted", "unknown", "expired", "already_decided", "denied", "unavailable"}
+        "accepted", "unknown", "expired", "already_decided", "denied", "unavailable",
+        "already_on_order", "needs_sku"}
 
 
 def _examples() -> list[tuple[str, str]]:

@@ -44,7 +44,8 @@ def configs(messages: list) -> dict[str, dict]:
 
 
 def test_sensor_discovery_has_documented_fields() -> None:
-    found = configs(discovery_for_device(PRINTER))
+    everything = configs(discovery_for_device(PRINTER))
+    found = {t: c for t, c in everything.items() if "/sensor/" in t}
     assert len(found) == 4  # level + days left per consumable
     for topic, config in found.items():
         assert topic.startswith("homeassistant/sensor/replenish_printer-1/")
@@ -83,7 +84,8 @@ def test_ids_that_slug_alike_get_distinct_entities() -> None:
         kinds = [dash[i], under[i], split[i], upper[i]]
         assert all(a.isdisjoint(b) for n, a in enumerate(kinds) for b in kinds[n + 1:])
     # Ids of letters, digits and "-" stay readable: no digest.
-    assert dash[0] == {"replenish_a-b_c_level", "replenish_a-b_c_days_left"}
+    assert dash[0] == {"replenish_a-b_c_level", "replenish_a-b_c_days_left",
+                       "replenish_a-b_c_order_now"}
 
 
 # A tiny alphabet, so pairs that only differ in "-", "_", case or the split are common.
@@ -98,7 +100,8 @@ def test_entity_ids_are_injective(one: tuple[str, str], two: tuple[str, str]) ->
     assert (first[1] == second[1]) == (one == two)
     assert (first[2] == second[2]) == (one[0] == two[0])
     for topic in first[1]:
-        assert re.fullmatch(r"homeassistant/sensor/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+/config", topic)
+        assert re.fullmatch(r"homeassistant/(sensor|button)/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+/config",
+                            topic)
 
 
 @given(IDENT, IDENT)
@@ -108,6 +111,17 @@ def test_proposal_button_ids_are_injective(one: str, two: str) -> None:
         return {c["unique_id"] for c in configs(discovery_for_proposal(proposal, FRIDGE))
                 .values()}
     assert (buttons(one) == buttons(two)) == (one == two)
+
+
+def test_every_consumable_has_an_order_now_button() -> None:
+    buttons = {t: c for t, c in configs(discovery_for_device(PRINTER)).items()
+               if "/button/" in t}
+    assert len(buttons) == 2
+    black = buttons["homeassistant/button/replenish_printer-1/black_order_now/config"]
+    assert BUTTON_REQUIRED <= black.keys()
+    assert black["command_topic"] == "replenish/v1/household/commands/order_now"
+    assert json.loads(black["payload_press"]) == {"ref": "printer-1:black",
+                                                  "source": "homeassistant"}
 
 
 def test_removal_clears_every_entity_with_empty_retained_payloads() -> None:

@@ -20,10 +20,12 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from agent.app import factory
 from agent.app.alerting import AlertPass, notifier_of
 from agent.app.dispatcher import Dispatcher
+from agent.app.order_now import Outcome, order_now_for
 from agent.app.planner import Planner
-from agent.config import PrinterSettings, Settings, read_secret
+from agent.config import PrinterSettings, Settings
 from agent.errors import AgentError, VendorRetryable
 from agent.forecast import Forecast
 from agent.household.discovery import DeviceInfo
@@ -35,7 +37,7 @@ from agent.storage.alerts import AlertLedger
 from agent.storage.ledger import Ledger, State
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem, VendorClient
-from agent.wire.household import ConsumableState, Outgoing
+from agent.wire.household import CommandResult, ConsumableState, Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class AgentService:
                 self._publish, discovery=hs.homeassistant, prefix=hs.discovery_prefix,
                 proposal_ttl=timedelta(hours=hs.proposal_ttl_h),
                 silent_after=timedelta(hours=hs.silent_after_h),
+                order_now=self._order_now,
             )
         self.ingest = MqttIngest(
             settings.mqtt, settings.ingest, self.open_store,
@@ -83,12 +86,10 @@ class AgentService:
     # ---- construction -------------------------------------------------------------
 
     def _vendor_client(self) -> VendorClient | None:
-        vs = self.settings.vendor
-        token = read_secret(vs.token_file, "vendor.token_file")
-        if token is None:
+        client = factory.vendor_client(self.settings)
+        if client is None:
             log.warning("vendor.disabled reason=no token_file; orders stay proposals")
-            return None
-        return VendorClient(vs.base_url, token, timeout=vs.timeout_s, deadline_s=vs.deadline_s)
+        return client
 
     def _alert_pass(self) -> AlertPass | None:
         alerts = self.settings.alerts
@@ -135,10 +136,7 @@ class AgentService:
     def dispatcher(self, ledger: Ledger) -> Dispatcher:
         if self.vendor is None:
             raise AgentError("no vendor token configured: cannot reach the vendor")
-        vs = self.settings.vendor
-        return Dispatcher(ledger, self.vendor, vendor_name=vs.name, test_mode=vs.test_mode,
-                          poll_interval=timedelta(minutes=vs.poll_interval_min),
-                          settle=timedelta(seconds=vs.settle_s))
+        return factory.dispatcher(self.settings, ledger, self.vendor)
 
     def planner(self, store: Store, ledger: Ledger) -> Planner:
         fs, vs = self.settings.forecast, self.settings.vendor
@@ -208,6 +206,19 @@ class AgentService:
                      for d in device_rows if d["last_seen"] is not None}
         unanswered = self.vendor.unanswered if self.vendor is not None else 0
         self.household.check_problems(last_seen, unanswered, now)
+
+    def _order_now(self, ledger: Ledger, consumable: str, quantity: int | None, via: str,
+                   now: datetime) -> tuple[CommandResult, str]:
+        """A household "order now" tap from MQTT or Home Assistant."""
+        with self.open_store() as store:
+            result = order_now_for(store, ledger, self._catalog, consumable, via=via,
+                                   vendor_name=self.settings.vendor.name, now=now,
+                                   quantity=quantity)
+        answer: dict[Outcome, CommandResult] = {
+            Outcome.QUEUED: "accepted", Outcome.PROPOSED: "accepted",
+            Outcome.ALREADY_ON_ORDER: "already_on_order", Outcome.NEEDS_SKU: "needs_sku",
+            Outcome.UNKNOWN: "unknown", Outcome.UNAVAILABLE: "unavailable"}
+        return answer[result.outcome], result.message
 
     def send_alerts(self) -> None:
         """One alert pass: urgent events to caregivers. Alerts never wait for NTP: a late

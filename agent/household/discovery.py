@@ -125,8 +125,20 @@ def discovery_for_device(device: DeviceInfo, prefix: str = DEFAULT_DISCOVERY_PRE
             "availability": availability,
             "device": _device_block(device),
         }
+        order_now: dict[str, Any] = {
+            "unique_id": f"{unique}_order_now",
+            "name": f"Order {consumable_id} now",
+            "command_topic": f"{COMMAND_PREFIX}/{Verb.ORDER_NOW.value}",
+            "payload_press": json.dumps({"ref": f"{device.device_id}:{consumable_id}",
+                                         "source": "homeassistant"}),
+            "availability": availability,
+            "device": _device_block(device),
+        }
+        order_id = f"{_ha_id(consumable_id)}_order_now"
         out.append(_ha(prefix, "sensor", device.device_id, level_id, None if remove else level))
         out.append(_ha(prefix, "sensor", device.device_id, days_id, None if remove else days))
+        out.append(_ha(prefix, "button", device.device_id, order_id,
+                       None if remove else order_now))
     return out
 
 

@@ -50,6 +50,13 @@ from agent.wire.household import (
 log = logging.getLogger(__name__)
 
 
+class OrderNow(Protocol):
+    """The app's one "order now" path: returns the outcome and the household's message."""
+
+    def __call__(self, ledger: Ledger, consumable: str, quantity: int | None, via: str,
+                 now: datetime) -> tuple[CommandResult, str]: ...
+
+
 class OrderCanceller(Protocol):
     """What the link needs of the dispatcher: its one cancel path (the app wires it in)."""
 
@@ -110,8 +117,10 @@ class HouseholdLink:
         prefix: str = DEFAULT_DISCOVERY_PREFIX,
         proposal_ttl: timedelta = DEFAULT_PROPOSAL_TTL,
         silent_after: timedelta = DEFAULT_SILENT_AFTER,
+        order_now: OrderNow | None = None,
     ) -> None:
         self.publish = publish
+        self.order_now = order_now
         self.discovery = discovery
         self.prefix = prefix
         self.proposal_ttl = proposal_ttl
@@ -172,6 +181,8 @@ class HouseholdLink:
             return "denied"
         if verb is Verb.ACK:
             return self._ack(cmd.ref, cmd.source, ledger, now)
+        if verb is Verb.ORDER_NOW:
+            return self._order_now(cmd.ref, cmd.quantity, cmd.source, ledger, now)
         intent_id = _intent_id(cmd.ref)
         try:
             it = ledger.intent(intent_id) if intent_id is not None else None
@@ -198,6 +209,24 @@ class HouseholdLink:
                            "source": cmd.source}, now)
         log.info("household.command verb=%s ref=%s source=%s outcome=%s",
                  verb.value, cmd.ref, cmd.source, result)
+        return result
+
+    def _order_now(self, ref: str, quantity: int | None, source: str, ledger: Ledger,
+                   now: datetime) -> CommandResult:
+        """``ref`` is ``<device>:<consumable>``; the answer goes out as a household event."""
+        device, _, item = ref.partition(":")
+        result: CommandResult = "unavailable"
+        message = "ordering is not set up on this gateway"
+        if self.order_now is not None and device and item:
+            result, message = self.order_now(ledger, f"{device}/{item}", quantity,
+                                              source, now)
+        elif self.order_now is not None:
+            result, message = "unknown", f"order_now needs ref DEVICE:CONSUMABLE, got {ref}"
+        self.publish(event_message(event(EventKind.ORDER_NOW, now, message,
+                                         device_id=device or None,
+                                         consumable_id=item or None)))
+        log.info("household.command verb=order_now ref=%s source=%s outcome=%s",
+                 ref, source, result)
         return result
 
     @staticmethod

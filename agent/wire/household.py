@@ -41,6 +41,7 @@ class Verb(StrEnum):
     CANCEL = "cancel"
     SNOOZE = "snooze"
     ACK = "ack"  # a caregiver acknowledges an urgent alert (ref a<alert id>)
+    ORDER_NOW = "order_now"  # the household wants a refill now (ref <device>:<consumable>)
 
 
 class EventKind(StrEnum):
@@ -54,6 +55,7 @@ class EventKind(StrEnum):
     ORDER_CANCELLED = "order_cancelled"
     PROBLEM = "problem"
     ALERT = "alert"  # an urgent device event (fall, failed sensor) sent to caregivers
+    ORDER_NOW = "order_now"  # the answer to an "order now" tap: queued, proposed, on its way
 
 
 class ConsumableState(BaseModel):
@@ -113,6 +115,7 @@ class Command(BaseModel):
 
     ref: Ref  # proposal id (approve) or proposal/order reference (cancel, snooze)
     until: AwareDatetime | None = None  # snooze only
+    quantity: int | None = Field(default=None, ge=1, le=99)  # order_now only
     source: Annotated[str, StringConstraints(max_length=64)] = "mqtt"
 
 
@@ -177,5 +180,6 @@ def event(kind: EventKind, at: datetime, message: str, **fields: Any) -> Househo
 
 
 CommandResult = Literal[
-    "accepted", "unknown", "expired", "already_decided", "denied", "unavailable"
+    "accepted", "unknown", "expired", "already_decided", "denied", "unavailable",
+    "already_on_order", "needs_sku",
 ]

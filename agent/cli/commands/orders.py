@@ -1,18 +1,22 @@
-"""``replenish orders [list|approve|cancel|report|reminders]``: the household's controls."""
+"""``replenish orders [list|approve|cancel|now|report|reminders]``: the household's controls."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.app.dispatcher import Dispatcher
+from agent.app import factory
+from agent.app.order_now import Outcome, order_now_for
 from agent.clock import cli_now
-from agent.config import Settings, read_secret
-from agent.errors import ConfigError
+from agent.config import Settings
+from agent.consent import parse_consumable
+from agent.errors import ConfigError, ConsentError
 from agent.storage.ledger import FEEDBACK_KINDS, OPEN, Intent, Ledger, State
+from agent.storage.store import Store
 from agent.vendor.client import VendorClient
 
 
@@ -30,9 +34,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = actions.add_parser("report", help="report a problem with a delivered order")
     report.add_argument("id", type=int)
     report.add_argument("kind", choices=FEEDBACK_KINDS)
+    now = actions.add_parser("now", help="order a refill now (one tap): placed inside an "
+                                         "auto mandate, else proposed with its price")
+    now.add_argument("consumable", type=_consumable, help="DEVICE/CONSUMABLE")
+    now.add_argument("--qty", type=int, default=None, help="packs (default 1)")
+    now.add_argument("--sku", default=None, help="the product (default: the mandate's first "
+                                                 "SKU, or the one the device reports)")
     reminders = actions.add_parser("reminders", help="reminders and care tips")
     reminders.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run, action=None, all=False, json=False)
+
+
+def _consumable(text: str) -> str:
+    try:
+        return parse_consumable(text)
+    except ConsentError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _when(value: datetime | None) -> str:
@@ -54,13 +71,23 @@ def render(intents: list[Intent]) -> str:
     return "\n".join(lines)
 
 
-def _dispatcher(settings: Settings, ledger: Ledger) -> Dispatcher:
-    token = read_secret(settings.vendor.token_file, "vendor.token_file")
-    if token is None:
-        raise ConfigError(settings.source, "vendor.token_file", "needed to cancel at the vendor")
-    client = VendorClient(settings.vendor.base_url, token, timeout=settings.vendor.timeout_s,
-                          deadline_s=settings.vendor.deadline_s)
-    return Dispatcher(ledger, client, test_mode=settings.vendor.test_mode)
+def _vendor(settings: Settings, why: str) -> VendorClient:
+    client = factory.vendor_client(settings)
+    if client is None:
+        raise ConfigError(settings.source, "vendor.token_file", why)
+    return client
+
+
+def _order_now(settings: Settings, ledger: Ledger, args: argparse.Namespace,
+               now: datetime) -> int:
+    with closing(_vendor(settings, "needed to look up the product's price")) as client, \
+            closing(Store(settings.storage.path)) as store:
+        result = order_now_for(store, ledger, client.catalog, args.consumable, via="cli",
+                               vendor_name=settings.vendor.name, now=now, quantity=args.qty,
+                               sku=args.sku)
+    print(result.message)
+    return 0 if result.outcome in (Outcome.QUEUED, Outcome.PROPOSED,
+                                   Outcome.ALREADY_ON_ORDER) else 2
 
 
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
@@ -82,8 +109,11 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
             if it.state in (State.PROPOSED, State.QUEUED):
                 it = ledger.cancel_pending(args.id, now)
             else:
-                it = _dispatcher(settings, ledger).cancel(args.id, now)
+                with closing(_vendor(settings, "needed to cancel at the vendor")) as client:
+                    it = factory.dispatcher(settings, ledger, client).cancel(args.id, now)
             print(f"order {it.id}: {it.state.value}")
+        elif action == "now":
+            return _order_now(settings, ledger, args, now)
         elif action == "report":
             rid = ledger.report(args.id, args.kind, now)
             extra = ("; that product is blocked, choose a new one with replenish consent set"

@@ -137,11 +137,20 @@ class Ledger(LedgerNotes):
 
     def create_intent(self, proposal: Proposal, mode: Mode, state: State, now: datetime, *,
                       send_after: datetime | None = None, reason: str = "",
-                      allowed_by: int | None = None) -> Intent:
-        """Write a new intent with a freshly minted idempotency key (durable on return)."""
+                      allowed_by: int | None = None, unless_open: bool = False) -> Intent:
+        """Write a new intent with a freshly minted idempotency key (durable on return).
+
+        ``unless_open``: refuse (ConsentError) if the consumable already has an open
+        intent, checked inside the same transaction (two taps on "order now").
+        """
         key = str(uuid.uuid4())
         p = proposal
         with self._tx():
+            if unless_open and self.conn.execute(
+                    f"SELECT 1 FROM intents WHERE consumable=? AND state IN "
+                    f"({','.join('?' * len(OPEN))})",
+                    (p.consumable, *(s.value for s in OPEN))).fetchone():
+                raise ConsentError(f"{p.consumable} already has an open order")
             rid = self._audit("order_announced" if state is State.QUEUED else "order_proposed",
                               p.consumable, {
                                   "sku": p.sku, "name": p.name, "quantity": p.quantity,
