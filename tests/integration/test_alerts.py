@@ -1,8 +1,8 @@
 """Urgent alerts end to end: a wearable's fall reaches caregivers through the real agent.
 
-Real Mosquitto from ``broker_config/``, the real ``replenish run``, and two local HTTP
-endpoints as the caregivers' channels (Apprise ``json://`` webhooks), so the whole path
-runs: device event -> ingest commit -> alert queue -> ``apprise`` -> endpoint.
+Real Mosquitto from ``broker_config/``, the real ``replenish run``, and two local
+channels: anna's webhook (Apprise ``json://``) and ben's mailbox (a local SMTP server
+from aiosmtpd, Apprise ``mailto://``), so the whole path runs: device event -> ingest commit -> alert queue -> ``apprise`` -> endpoint.
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.policy import default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 
 from firmware_sim.broker import LocalBroker, free_port
 from tests.integration.agent_harness import AgentProcess, write_agent_config
@@ -61,9 +65,42 @@ class Endpoint:
         self.server.server_close()
 
 
+class MailEndpoint:
+    """A caregiver's mailbox: a local SMTP server (aiosmtpd); Apprise ``mailto://``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.up = True
+        self.received: list[dict[str, object]] = []
+        endpoint = self
+
+        class Handler:
+            async def handle_DATA(self, server: object, session: object,  # noqa: N802
+                                  envelope: Envelope) -> str:
+                mail = message_from_bytes(bytes(envelope.content or b""), policy=default)
+                body = mail.get_body()
+                endpoint.received.append({"title": str(mail["Subject"]),
+                                          "message": body.get_content() if body else "",
+                                          "to": str(mail["To"])})
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    @property
+    def url(self) -> str:
+        return (f"mailto://127.0.0.1:{self.port}?from=agent@home.test"
+                f"&to={self.name}@care.test&mode=insecure")
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
 @pytest.fixture
-def endpoints() -> Iterator[dict[str, Endpoint]]:
-    made = {name: Endpoint(name) for name in ("anna", "ben")}
+def endpoints() -> Iterator[dict[str, Endpoint | MailEndpoint]]:
+    made: dict[str, Endpoint | MailEndpoint] = {"anna": Endpoint("anna"),
+                                                "ben": MailEndpoint("ben")}
     yield made
     for endpoint in made.values():
         endpoint.close()
@@ -77,7 +114,7 @@ def alert_broker(tmp_path: Path) -> Iterator[LocalBroker]:
 
 @pytest.fixture
 def agent_config(tmp_path: Path, alert_broker: LocalBroker,
-                 endpoints: dict[str, Endpoint]) -> Path:
+                 endpoints: dict[str, Endpoint | MailEndpoint]) -> Path:
     work = tmp_path / "agent"
     work.mkdir()
     contacts = ""
@@ -114,7 +151,7 @@ def _alerts(config: Path) -> list[tuple[int, str | None]]:
 
 
 def test_a_fall_reaches_the_first_caregiver_escalates_and_stops_on_ack(
-    agent_config: Path, alert_broker: LocalBroker, endpoints: dict[str, Endpoint],
+    agent_config: Path, alert_broker: LocalBroker, endpoints: dict[str, Endpoint | MailEndpoint],
     sessions: Callable[..., Session],
 ) -> None:
     anna, ben = endpoints["anna"], endpoints["ben"]
@@ -150,7 +187,7 @@ def test_a_fall_reaches_the_first_caregiver_escalates_and_stops_on_ack(
 
 
 def test_an_alert_survives_sigkill_and_an_outage_and_goes_out_after(
-    agent_config: Path, alert_broker: LocalBroker, endpoints: dict[str, Endpoint],
+    agent_config: Path, alert_broker: LocalBroker, endpoints: dict[str, Endpoint | MailEndpoint],
     sessions: Callable[..., Session],
 ) -> None:
     anna = endpoints["anna"]
@@ -179,7 +216,7 @@ def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_test_command_checks_every_channel_through_the_running_agent(
-    agent_config: Path, endpoints: dict[str, Endpoint],
+    agent_config: Path, endpoints: dict[str, Endpoint | MailEndpoint],
 ) -> None:
     with AgentProcess(agent_config):
         done = _cli(agent_config, "test", "--wait", "60")
@@ -193,7 +230,7 @@ def test_the_test_command_checks_every_channel_through_the_running_agent(
 
 
 def test_ack_from_the_cli_and_an_unknown_alert_is_a_clean_error(
-    agent_config: Path, alert_broker: LocalBroker, endpoints: dict[str, Endpoint],
+    agent_config: Path, alert_broker: LocalBroker, endpoints: dict[str, Endpoint | MailEndpoint],
     sessions: Callable[..., Session],
 ) -> None:
     device = sessions(alert_broker, DEVICE)
