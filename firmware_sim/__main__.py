@@ -5,6 +5,7 @@
     replenish-sim scenarios
     replenish-sim timeit SCENARIO [--households 20] [--report-every-minutes 360]
     replenish-sim fixtures [--out tests/fixtures]
+    replenish-sim fleet SCENARIO --households N --broker HOST:PORT --password-file F [--shard I/N]
     replenish-sim vendor --port PORT --token-file FILE ...   (firmware_sim.vendor)
 
 SCENARIO is a TOML file or the name of a shipped scenario (``replenish-sim scenarios``).
@@ -31,6 +32,7 @@ from agent.errors import BrokerError
 from agent.wire.device import Channel, StateMessage, device_topic
 from firmware_sim.devices.faults import FAULTS, FaultPlan
 from firmware_sim.devices.recorded import write_fixtures
+from firmware_sim.fleet import Fleet, parse_shard, progress_bar
 from firmware_sim.household.live import (
     DEFAULT_SPEED,
     DEFAULT_TICK_S,
@@ -241,6 +243,20 @@ def cmd_fixtures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fleet(args: argparse.Namespace) -> int:
+    """Many households from one process (one MQTT connection per device)."""
+    host, port = args.broker
+    password = args.password_file.read_text().strip()
+    fleet = Fleet(args.scenario, args.households, host, port, password, shard=args.shard,
+                  seed=args.seed, speed=args.speed)
+    stats = fleet.run(args.days, tick_s=args.tick,
+                      progress=None if args.quiet else progress_bar(args.days))
+    if not args.quiet:
+        sys.stderr.write("\n")
+    print(stats.summary())
+    return 0 if stats.acknowledged == stats.published and not stats.refused else 1
+
+
 def cmd_vendor(args: argparse.Namespace) -> int:
     """Hand over to the vendor sandbox."""
     vendor = importlib.import_module("firmware_sim.vendor")
@@ -300,6 +316,21 @@ def build_parser() -> argparse.ArgumentParser:
     tim.add_argument("--days", type=int, default=365)
     tim.add_argument("--report-every-minutes", type=float, default=None)
     tim.set_defaults(func=cmd_timeit)
+
+    flt = sub.add_parser("fleet", help="many households from one process (load tests)")
+    flt.add_argument("scenario", help="TOML file or shipped scenario name")
+    flt.add_argument("--households", type=int, required=True)
+    flt.add_argument("--broker", type=_broker, required=True, metavar="HOST:PORT")
+    flt.add_argument("--password-file", type=Path, required=True,
+                     help="the one password every fleet device uses on the test broker")
+    flt.add_argument("--days", type=float, default=1.0, help="simulated days to run")
+    flt.add_argument("--speed", type=float, default=DEFAULT_SPEED)
+    flt.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="I/N",
+                     help="run households with index %% N == I (disjoint device ids)")
+    flt.add_argument("--seed", type=int, default=0, help="household k uses seed + k")
+    flt.add_argument("--tick", type=float, default=0.1, help="wall seconds per step")
+    flt.add_argument("--quiet", action="store_true", help="no progress bar")
+    flt.set_defaults(func=cmd_fleet)
 
     fix = sub.add_parser("fixtures", help="rewrite tests/fixtures/payload_*.json")
     fix.add_argument("--out", type=Path, default=DEFAULT_FIXTURES)

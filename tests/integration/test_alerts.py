@@ -2,7 +2,8 @@
 
 Real Mosquitto from ``broker_config/``, the real ``replenish run``, and two local
 channels: anna's webhook (Apprise ``json://``) and ben's mailbox (a local SMTP server
-from aiosmtpd, Apprise ``mailto://``), so the whole path runs: device event -> ingest commit -> alert queue -> ``apprise`` -> endpoint.
+from aiosmtpd, Apprise ``mailto://``), so the whole path runs: device event -> ingest
+commit -> alert queue -> ``apprise`` -> endpoint.
 """
 
 from __future__ import annotations
