@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: all venv system-packages test test-fast lint typecheck schema demo \
-        bench-deps bench-forecast bench-ingest bench-footprint bench-alerts bench install uninstall clean
+        bench-deps bench-forecast bench-ingest bench-footprint bench-alerts bench-fleet bench install uninstall clean
 
 all: test
 
@@ -62,7 +62,10 @@ bench-footprint: venv system-packages
 bench-alerts: venv system-packages
 	$(PY) -m bench.alerts
 
-bench: bench-forecast bench-ingest bench-footprint bench-alerts
+bench-fleet: venv system-packages
+	$(PY) -m bench.fleet
+
+bench: bench-forecast bench-ingest bench-footprint bench-alerts bench-fleet
 
 install:
 	PYTHON=$(PYTHON) bash systemd/install.sh

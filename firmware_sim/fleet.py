@@ -16,6 +16,7 @@ collide and no coordinator is needed.
 from __future__ import annotations
 
 import json
+import resource
 import selectors
 import socket
 import sys
@@ -33,6 +34,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.errors import BrokerError
 from agent.wire.device import Channel, device_topic
 from firmware_sim.household.scenario import Household
+
+
+def _allow_open_files(needed: int) -> None:
+    """Raise the soft open-files limit toward the hard one: a socket per device."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _iso(value: object) -> str:
@@ -147,6 +156,7 @@ class Fleet:
 
     def connect(self, timeout: float = 60.0) -> None:
         """Open every connection; raises BrokerError if any is refused or times out."""
+        _allow_open_files(len(self._devices) + 64)
         for dev in self._devices.values():
             try:
                 dev.client.connect(self.host, self.port, keepalive=60)
