@@ -5,8 +5,9 @@ for a fixed wall time at a fixed simulated speed against a private Mosquitto, wi
 bare paho subscriber draining the broker. Reported per step: households, devices,
 offered and acknowledged messages per second, the fleet process's CPU and resident
 memory (both include the draining subscriber thread, which runs in the same process;
-the broker is a separate process), and the peak backlog (published but not yet acknowledged). The fleet "breaks"
-at the first step whose acknowledged rate falls below 95 % of what it offered.
+the broker is a separate process), and the peak backlog (published but not yet
+acknowledged). The fleet "breaks" at the first step whose acknowledged rate falls below
+95 % of what it offered.
 
     python -m bench.fleet [--steps 25,50,100,200,400] [--seconds 10] [--speed 3600]
 """
