@@ -11,11 +11,18 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from agent.errors import ConfigError
 from agent.logs import register_secret
@@ -248,7 +255,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML arrives as init kwargs; the environment must win over it.
-        return (env_settings, init_settings)
+        return (_MappingEnvSource(settings_cls), init_settings)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as plain data, safe to log or ship in a support bundle.
@@ -274,6 +281,21 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(p) for p in loc if not isinstance(p, int)).upper()
 
 
+# The environment load_settings() was given (None: the process's own), for the source below.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("replenish_environ", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading the mapping ``load_settings`` got."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = _ENVIRON.get()
+        if env is None:
+            return super()._load_env_vars()
+        return parse_env_vars(env, self.case_sensitive, self.env_ignore_empty,
+                              self.env_parse_none_str)
+
+
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML at ``path`` (None: defaults only) and apply environment overrides."""
     env = os.environ if env is None else env
@@ -290,6 +312,7 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(source, "-", f"not valid TOML ({err})") from None
     _reject_inline_secrets(data, source)
+    token = _ENVIRON.set(env)
     try:
         return Settings(**data, source=source)
     except ValidationError as err:
@@ -298,6 +321,8 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
         env_name = _env_name(first["loc"])
         where = f"environment {env_name}" if env_name in env else source
         raise ConfigError(where, key, first["msg"]) from None
+    finally:
+        _ENVIRON.reset(token)
 
 
 def resolve_secret_path(path: Path, env: Mapping[str, str] | None = None) -> Path:

@@ -95,3 +95,10 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "OK" in out and "canary-pw-991" not in out
     assert main(["--config", str(write(tmp_path, "[mqtt]\nport = -5\n")), "check-config"]) == 2
     assert "mqtt.port" in capsys.readouterr().err
+
+
+def test_load_settings_reads_the_environment_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLENISH_MQTT__PORT", "1888")
+    assert load_settings(None).mqtt.port == 1888  # the process's own environment
+    assert load_settings(None, env={}).mqtt.port == 1883  # not os.environ
+    assert load_settings(None, env={"REPLENISH_MQTT__PORT": "1999"}).mqtt.port == 1999

@@ -40,7 +40,6 @@ PACKAGES = (
     "pydantic",
     "pydantic-settings",
     "apscheduler",
-    "sqlite-utils",
     "httpx",
 )
 
