@@ -41,6 +41,7 @@ PACKAGES = (
     "pydantic-settings",
     "apscheduler",
     "httpx",
+    "apprise",
 )
 
 README = """replenish-agent support bundle
