@@ -40,7 +40,7 @@ from agent.consent import (
 )
 from agent.errors import ConsentError, VendorError, VendorFinal, VendorRetryable
 from agent.logs import canonical
-from agent.storage.ledger import PENDING, Consent, Intent, Ledger, State
+from agent.storage.ledger import PENDING, Consent, DecidedBy, Intent, Ledger, State
 from agent.vendor.client import CatalogItem, Order, OrderRequest, OrderStatus, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,8 @@ class Dispatcher:
             self.ledger.retry_later(it.id, now + self.poll_interval, str(err), now)
             return
         report.failed += 1
-        done = self.ledger.finish(it.id, State.FAILED, str(err), now, "order_failed")
+        done = self.ledger.finish(it.id, State.FAILED, str(err), now, "order_failed",
+                                  DecidedBy.VENDOR)
         canonical(log, "order.rejected", level=logging.ERROR, consumable=done.consumable,
                   sku=done.sku, reason=str(err), quantity=done.quantity,
                   audit_id=done.audit_id, status=err.status, outcome="failed",
@@ -162,7 +163,8 @@ class Dispatcher:
 
     def _cancelled(self, it: Intent, why: str, now: datetime, report: PassReport) -> None:
         report.cancelled += 1
-        done = self.ledger.finish(it.id, State.CANCELLED, why, now, "order_cancelled")
+        done = self.ledger.finish(it.id, State.CANCELLED, why, now, "order_cancelled",
+                                  DecidedBy.CONSENT)
         canonical(log, "order.cancelled", consumable=done.consumable, sku=done.sku,
                   reason=why, order_id=done.order_id, audit_id=done.audit_id,
                   attempt=done.attempts, intent=done.id)
@@ -333,6 +335,6 @@ class Dispatcher:
         self.ledger.record("order_cancel_requested", it.consumable,
                            {"intent": it.id, "order": it.order_id, "by": "household"}, now)
         done = self.ledger.update_status(it.id, order.status.value, None, None,
-                                         now + self.poll_interval, now)
+                                         now + self.poll_interval, now, DecidedBy.HOUSEHOLD)
         self._log_ended(done, "at the household's request")
         return done

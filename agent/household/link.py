@@ -182,10 +182,7 @@ class HouseholdLink:
                 elif verb is Verb.CANCEL:
                     result = self._cancel(it, ledger, dispatcher, now)
                 else:
-                    ledger.cancel_pending(it.id, now, who="household-snooze")
-                    until = cmd.until or now + DEFAULT_SNOOZE
-                    ledger.record("proposal_snoozed", it.consumable,
-                                  {"intent": it.id, "until": until.isoformat()}, now)
+                    ledger.snooze(it.id, cmd.until or now + DEFAULT_SNOOZE, now)
             except ConsentError:
                 result = "already_decided"
         consumable = it.consumable if it else None

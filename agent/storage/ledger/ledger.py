@@ -28,6 +28,7 @@ from agent.storage.ledger.rows import (
     PENDING,
     SPENDING,
     Consent,
+    DecidedBy,
     Intent,
     State,
     consent_from_row,
@@ -83,11 +84,11 @@ class Ledger(LedgerNotes):
                  ts(m.expires_at) if m and m.expires_at else None, rid, ts(now)))
             if mode in (Mode.MONITOR, Mode.REMIND):
                 why = f"consent changed to {mode.value}"
-                cancelled = self._cancel_pending(consumable, why, rid, now)
+                cancelled = self._cancel_pending(consumable, why, rid, now, DecidedBy.CONSENT)
             elif mode is Mode.CONFIRM:
                 # Announced auto orders lose their mandate; proposals stay for approval.
                 why = "mandate replaced by confirm"
-                cancelled = self._cancel_pending(consumable, why, rid, now,
+                cancelled = self._cancel_pending(consumable, why, rid, now, DecidedBy.CONSENT,
                                                  states=(State.QUEUED,), auto_only=True)
             else:
                 why, cancelled = "", []
@@ -101,7 +102,8 @@ class Ledger(LedgerNotes):
             self.conn.execute(
                 "INSERT OR REPLACE INTO consent (consumable, mode, skus, audit_id, updated_at) "
                 "VALUES (?, 'monitor', '[]', ?, ?)", (consumable, rid, ts(now)))
-            cancelled = self._cancel_pending(consumable, "consent revoked", rid, now)
+            cancelled = self._cancel_pending(consumable, "consent revoked", rid, now,
+                                             DecidedBy.CONSENT)
         _log_cancelled(consumable, cancelled, "consent revoked", rid)
         return rid, cancelled
 
@@ -116,12 +118,14 @@ class Ledger(LedgerNotes):
                 self.conn.execute("UPDATE consent SET mode='confirm', audit_id=?, updated_at=? "
                                   "WHERE consumable=?", (rid, ts(now), c.consumable))
                 cancelled = self._cancel_pending(c.consumable, "mandate expired", rid, now,
-                                                 states=(State.QUEUED,), auto_only=True)
+                                                 DecidedBy.EXPIRY, states=(State.QUEUED,),
+                                                 auto_only=True)
             _log_cancelled(c.consumable, cancelled, "mandate expired", rid)
         return [c.consumable for c in expired]
 
     def _cancel_pending(self, consumable: str, why: str, audit_id: int, now: datetime,
-                        states: Sequence[State] = PENDING, auto_only: bool = False) -> list[int]:
+                        by: DecidedBy, states: Sequence[State] = PENDING,
+                        auto_only: bool = False) -> list[int]:
         marks = ",".join("?" * len(states))
         sql = f"SELECT id FROM intents WHERE consumable=? AND state IN ({marks})"
         if auto_only:
@@ -129,8 +133,8 @@ class Ledger(LedgerNotes):
         ids = [int(r[0]) for r in self.conn.execute(sql, (consumable, *states))]
         for i in ids:
             self.conn.execute(
-                "UPDATE intents SET state='cancelled', reason=?, audit_id=?, updated_at=? "
-                "WHERE id=?", (why, audit_id, ts(now), i))
+                "UPDATE intents SET state='cancelled', reason=?, decided_by=?, audit_id=?, "
+                "updated_at=? WHERE id=?", (why, by.value, audit_id, ts(now), i))
         return ids
 
     # ---- intents ------------------------------------------------------------------
@@ -197,9 +201,9 @@ class Ledger(LedgerNotes):
                     else Decimal(r["unit_price"]) * r["quantity"] for r in rows), Decimal(0))
 
     def declined_since(self, consumable: str, since: datetime) -> bool:
-        """Whether the household cancelled an unsent order of ``consumable`` since then."""
+        """Whether the household cancelled (or snoozed) an unsent order since then."""
         rows = self._q("SELECT 1 FROM intents WHERE consumable=? AND state='cancelled' AND "
-                       "attempts=0 AND reason LIKE 'cancelled by household%' AND updated_at >= ?",
+                       "attempts=0 AND decided_by='household' AND updated_at >= ?",
                        (consumable, ts(since)))
         return bool(rows)
 
@@ -223,15 +227,34 @@ class Ledger(LedgerNotes):
     def cancel_pending(self, intent_id: int, now: datetime, who: str = "household") -> Intent:
         """Cancel an intent that has not been sent yet (inside the pre-notice window)."""
         with self._tx():
-            it = self.intent(intent_id)
-            if it.state not in PENDING:
-                raise ConsentError(f"order {intent_id} is {it.state.value}; cannot cancel here")
-            rid = self._audit("order_cancelled", it.consumable,
-                              {"intent": it.id, "by": who, "sent": False}, now)
-            self.conn.execute("UPDATE intents SET state='cancelled', reason=?, audit_id=?, "
-                              "updated_at=? WHERE id=?", (f"cancelled by {who}", rid, ts(now),
-                                                          it.id))
-        _log_cancelled(it.consumable, [it.id], f"cancelled by {who}", rid)
+            it = self._cancel_unsent(intent_id, who, now)
+        _log_cancelled(it.consumable, [it.id], f"cancelled by {who}", it.audit_id or 0)
+        return it
+
+    def snooze(self, intent_id: int, until: datetime, now: datetime) -> Intent:
+        """The household's "not until ``until``": the proposal ends and the consumable is
+        left alone until then (a later snooze replaces an earlier one)."""
+        with self._tx():
+            it = self._cancel_unsent(intent_id, "household-snooze", now)
+            rid = self._audit("proposal_snoozed", it.consumable,
+                              {"intent": it.id, "until": until.isoformat()}, now)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO snoozes (consumable, until, intent_id, audit_id, ts) "
+                "VALUES (?, ?, ?, ?, ?)", (it.consumable, ts(until), it.id, rid, ts(now)))
+        _log_cancelled(it.consumable, [it.id], "cancelled by household-snooze",
+                       it.audit_id or 0)
+        return it
+
+    def _cancel_unsent(self, intent_id: int, who: str, now: datetime) -> Intent:
+        it = self.intent(intent_id)
+        if it.state not in PENDING:
+            raise ConsentError(f"order {intent_id} is {it.state.value}; cannot cancel here")
+        rid = self._audit("order_cancelled", it.consumable,
+                          {"intent": it.id, "by": who, "sent": False}, now)
+        self.conn.execute("UPDATE intents SET state='cancelled', reason=?, decided_by=?, "
+                          "audit_id=?, updated_at=? WHERE id=?",
+                          (f"cancelled by {who}", DecidedBy.HOUSEHOLD.value, rid, ts(now),
+                           it.id))
         return self.intent(it.id)
 
     def repropose(self, intent_id: int, proposal: Proposal, reasons: Sequence[str],
@@ -321,29 +344,31 @@ class Ledger(LedgerNotes):
             self.conn.execute(
                 "UPDATE intents SET state=?, order_id=?, order_status=?, total=?, "
                 "cancel_until=?, expected_delivery=?, next_attempt_at=?, reason=?, "
-                "updated_at=? WHERE id=?",
+                "decided_by=?, updated_at=? WHERE id=?",
                 ("rejected" if rejected else "placed", order["id"], order["status"],
                  None if rejected else str(order["total"]),
                  epoch(order.get("cancel_until")), epoch(order.get("expected_delivery")),
                  None if rejected else ts(poll_at), order.get("reject_reason") or it.reason,
-                 ts(now), it.id))
+                 DecidedBy.VENDOR.value if rejected else None, ts(now), it.id))
             return self.intent(it.id)
 
     def finish(self, intent_id: int, state: State, why: str, now: datetime,
-               kind: str) -> Intent:
-        """End an intent (cancelled, failed) with its audit record."""
+               kind: str, by: DecidedBy) -> Intent:
+        """End an intent (cancelled, failed, lost) with its audit record and who decided."""
         with self._tx():
             it = self.intent(intent_id)
             rid = self._audit(kind, it.consumable, {"intent": it.id, "reason": why,
-                                                     "order": it.order_id}, now)
-            self.conn.execute("UPDATE intents SET state=?, reason=?, audit_id=?, "
+                                                     "order": it.order_id, "by": by.value},
+                              now)
+            self.conn.execute("UPDATE intents SET state=?, reason=?, decided_by=?, audit_id=?, "
                               "next_attempt_at=NULL, updated_at=? WHERE id=?",
-                              (state.value, f"{why} (audit {rid})", rid, ts(now), it.id))
+                              (state.value, f"{why} (audit {rid})", by.value, rid, ts(now),
+                               it.id))
             return self.intent(it.id)
 
     def update_status(self, intent_id: int, status: str, expected: datetime | None,
                       delivered: datetime | None, poll_at: datetime | None,
-                      now: datetime) -> Intent:
+                      now: datetime, by: DecidedBy = DecidedBy.VENDOR) -> Intent:
         """Record a followed order's status; delivery and vendor cancellation are audited."""
         with self._tx():
             it = self.intent(intent_id)
@@ -354,10 +379,13 @@ class Ledger(LedgerNotes):
                             {"intent": it.id, "order": it.order_id}, now)
             self.conn.execute(
                 "UPDATE intents SET state=?, order_status=?, expected_delivery=COALESCE(?, "
-                "expected_delivery), delivered_at=?, next_attempt_at=?, updated_at=? WHERE id=?",
+                "expected_delivery), delivered_at=?, next_attempt_at=?, decided_by=?, "
+                "updated_at=? WHERE id=?",
                 (state.value, status, ts(expected) if expected else None,
                  ts(delivered) if delivered else None,
-                 ts(poll_at) if poll_at and state is State.PLACED else None, ts(now), it.id))
+                 ts(poll_at) if poll_at and state is State.PLACED else None,
+                 None if state is State.PLACED else (it.decided_by or by).value, ts(now),
+                 it.id))
             return self.intent(it.id)
 
     def expected_deliveries(self, consumable: str) -> list[tuple[datetime, int]]:

@@ -3,7 +3,6 @@ periods."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,17 +63,11 @@ class LedgerNotes(LedgerBase):
                                          (ts(since) if since else 0.0,))]
 
     def snoozed_until(self, consumable: str) -> datetime | None:
-        """The ``until`` of the household's latest snooze of ``consumable`` (None if never).
-
-        Read from the newest ``proposal_snoozed`` audit record, so a later, shorter snooze
-        replaces a longer one; whether it is still running is the caller's comparison.
-        """
-        rows = self._q("SELECT body FROM audit WHERE kind='proposal_snoozed' AND consumable=? "
-                       "ORDER BY id DESC LIMIT 1", (consumable,))
-        if not rows:
-            return None
-        until = json.loads(rows[0]["body"]).get("until")
-        return datetime.fromisoformat(until) if isinstance(until, str) else None
+        """The ``until`` of the household's latest snooze of ``consumable`` (None if never);
+        a later, shorter snooze replaced a longer one. Whether it still runs is the
+        caller's comparison."""
+        rows = self._q("SELECT until FROM snoozes WHERE consumable=?", (consumable,))
+        return dt(rows[0]["until"]) if rows else None
 
     # ---- away periods -------------------------------------------------------------
 
