@@ -124,7 +124,8 @@ class AgentService:
         vs = self.settings.vendor
         return Dispatcher(ledger, self.vendor, vendor_name=vs.name, test_mode=vs.test_mode,
                           poll_interval=timedelta(minutes=vs.poll_interval_min),
-                          settle=timedelta(seconds=vs.settle_s))
+                          settle=timedelta(seconds=vs.settle_s),
+                          unknown_give_up=timedelta(hours=vs.unknown_give_up_h))
 
     def planner(self, store: Store, ledger: Ledger) -> Planner:
         fs, vs = self.settings.forecast, self.settings.vendor
@@ -135,6 +136,7 @@ class AgentService:
             free_shipping_slack=timedelta(days=vs.free_shipping_slack_days),
             review_interval=timedelta(hours=fs.review_interval_h),
             service_level=fs.service_level,
+            cancel_hold=timedelta(days=vs.cancel_hold_days),
         )
 
     # ---- jobs ---------------------------------------------------------------------

@@ -69,6 +69,7 @@ _EVENTS: dict[State, EventKind] = {
     State.CANCELLED: EventKind.ORDER_CANCELLED,
     State.REJECTED: EventKind.PROBLEM,
     State.FAILED: EventKind.PROBLEM,
+    State.LOST: EventKind.PROBLEM,
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from agent.consent import Mandate, Mode, Proposal, month_start
 from agent.errors import ConsentError
 from agent.logs import canonical
-from agent.storage.ledger.notes import LedgerNotes
+from agent.storage.ledger.notes import LedgerNotes, log_cancelled
 from agent.storage.ledger.rows import (
     FEEDBACK_KINDS,
     OPEN,
@@ -92,7 +92,7 @@ class Ledger(LedgerNotes):
                                                  states=(State.QUEUED,), auto_only=True)
             else:
                 why, cancelled = "", []
-        _log_cancelled(consumable, cancelled, why, rid)
+        log_cancelled(consumable, cancelled, why, rid)
         return rid
 
     def revoke(self, consumable: str, now: datetime) -> tuple[int, list[int]]:
@@ -104,7 +104,7 @@ class Ledger(LedgerNotes):
                 "VALUES (?, 'monitor', '[]', ?, ?)", (consumable, rid, ts(now)))
             cancelled = self._cancel_pending(consumable, "consent revoked", rid, now,
                                              DecidedBy.CONSENT)
-        _log_cancelled(consumable, cancelled, "consent revoked", rid)
+        log_cancelled(consumable, cancelled, "consent revoked", rid)
         return rid, cancelled
 
     def expire_mandates(self, now: datetime) -> list[str]:
@@ -120,7 +120,7 @@ class Ledger(LedgerNotes):
                 cancelled = self._cancel_pending(c.consumable, "mandate expired", rid, now,
                                                  DecidedBy.EXPIRY, states=(State.QUEUED,),
                                                  auto_only=True)
-            _log_cancelled(c.consumable, cancelled, "mandate expired", rid)
+            log_cancelled(c.consumable, cancelled, "mandate expired", rid)
         return [c.consumable for c in expired]
 
     def _cancel_pending(self, consumable: str, why: str, audit_id: int, now: datetime,
@@ -200,13 +200,6 @@ class Ledger(LedgerNotes):
         return sum((Decimal(r["total"]) if r["total"] is not None
                     else Decimal(r["unit_price"]) * r["quantity"] for r in rows), Decimal(0))
 
-    def declined_since(self, consumable: str, since: datetime) -> bool:
-        """Whether the household cancelled (or snoozed) an unsent order since then."""
-        rows = self._q("SELECT 1 FROM intents WHERE consumable=? AND state='cancelled' AND "
-                       "attempts=0 AND decided_by='household' AND updated_at >= ?",
-                       (consumable, ts(since)))
-        return bool(rows)
-
     def approve(self, intent_id: int, now: datetime) -> Intent:
         """The household approves a proposal: it goes out on the next dispatcher pass."""
         with self._tx():
@@ -228,34 +221,8 @@ class Ledger(LedgerNotes):
         """Cancel an intent that has not been sent yet (inside the pre-notice window)."""
         with self._tx():
             it = self._cancel_unsent(intent_id, who, now)
-        _log_cancelled(it.consumable, [it.id], f"cancelled by {who}", it.audit_id or 0)
+        log_cancelled(it.consumable, [it.id], f"cancelled by {who}", it.audit_id or 0)
         return it
-
-    def snooze(self, intent_id: int, until: datetime, now: datetime) -> Intent:
-        """The household's "not until ``until``": the proposal ends and the consumable is
-        left alone until then (a later snooze replaces an earlier one)."""
-        with self._tx():
-            it = self._cancel_unsent(intent_id, "household-snooze", now)
-            rid = self._audit("proposal_snoozed", it.consumable,
-                              {"intent": it.id, "until": until.isoformat()}, now)
-            self.conn.execute(
-                "INSERT OR REPLACE INTO snoozes (consumable, until, intent_id, audit_id, ts) "
-                "VALUES (?, ?, ?, ?, ?)", (it.consumable, ts(until), it.id, rid, ts(now)))
-        _log_cancelled(it.consumable, [it.id], "cancelled by household-snooze",
-                       it.audit_id or 0)
-        return it
-
-    def _cancel_unsent(self, intent_id: int, who: str, now: datetime) -> Intent:
-        it = self.intent(intent_id)
-        if it.state not in PENDING:
-            raise ConsentError(f"order {intent_id} is {it.state.value}; cannot cancel here")
-        rid = self._audit("order_cancelled", it.consumable,
-                          {"intent": it.id, "by": who, "sent": False}, now)
-        self.conn.execute("UPDATE intents SET state='cancelled', reason=?, decided_by=?, "
-                          "audit_id=?, updated_at=? WHERE id=?",
-                          (f"cancelled by {who}", DecidedBy.HOUSEHOLD.value, rid, ts(now),
-                           it.id))
-        return self.intent(it.id)
 
     def repropose(self, intent_id: int, proposal: Proposal, reasons: Sequence[str],
                   now: datetime) -> Intent:
@@ -388,25 +355,23 @@ class Ledger(LedgerNotes):
                  it.id))
             return self.intent(it.id)
 
-    def expected_deliveries(self, consumable: str) -> list[tuple[datetime, int]]:
-        """(when, packs) of our orders for ``consumable``: arrived and still expected."""
-        rows = self._q(
-            "SELECT COALESCE(delivered_at, expected_delivery) AS t, quantity FROM intents "
-            "WHERE consumable=? AND state IN ('placed', 'delivered') AND t IS NOT NULL "
-            "ORDER BY t", (consumable,))
-        return [(dt(r["t"]) or datetime.min, int(r["quantity"])) for r in rows]
+    def expected_deliveries(self, consumable: str, unknown_at: datetime | None = None
+                            ) -> list[tuple[datetime, int]]:
+        """(when, packs) of our orders for ``consumable``: arrived and still on order.
 
+        An order is on order from its first send until the vendor ends it, whether or not
+        the vendor gave a date (``expected_delivery`` is optional in the spec): undated
+        ones count at ``unknown_at`` (the caller's "now"), or are left out without it.
+        """
+        rows = self._q(
+            "SELECT COALESCE(delivered_at, expected_delivery, ?) AS t, quantity FROM intents "
+            "WHERE consumable=? AND state IN ('sending', 'placed', 'lost', 'delivered') "
+            "AND t IS NOT NULL ORDER BY t",
+            (ts(unknown_at) if unknown_at else None, consumable))
+        return [(dt(r["t"]) or datetime.min, int(r["quantity"])) for r in rows]
 
 def _log_queued(it: Intent, audit_id: int) -> None:
     """``order.queued`` once the intent is committed: it will be sent at ``send_after``."""
     canonical(log, "order.queued", consumable=it.consumable, sku=it.sku, quantity=it.quantity,
               audit_id=audit_id, intent=it.id,
               send_after=it.send_after.isoformat() if it.send_after else None)
-
-
-def _log_cancelled(consumable: str, intent_ids: Sequence[int], why: str,
-                   audit_id: int) -> None:
-    """``order.cancelled`` for unsent intents, logged after their transaction committed."""
-    for intent_id in intent_ids:
-        canonical(log, "order.cancelled", consumable=consumable, reason=why, order_id=None,
-                  audit_id=audit_id, intent=intent_id)
