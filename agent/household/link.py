@@ -218,7 +218,8 @@ class HouseholdLink:
         if it is None:
             return "unknown"
         if verb is Verb.CANCEL:
-            return "accepted" if it.state in (State.PROPOSED, State.QUEUED, State.PLACED) \
+            return "accepted" if it.state in (State.PROPOSED, State.QUEUED, State.PLACED,
+                                              State.LOST) \
                 else "already_decided"
         if it.state is not State.PROPOSED:
             return "already_decided"

@@ -41,11 +41,11 @@ class DecidedBy(StrEnum):
 
 
 PENDING = (State.PROPOSED, State.QUEUED)
-OPEN = (State.PROPOSED, State.QUEUED, State.SENDING, State.PLACED)
+OPEN = (State.PROPOSED, State.QUEUED, State.SENDING, State.PLACED, State.LOST)
 SPENDING = (State.SENDING, State.PLACED, State.DELIVERED)
 # On order from the moment an intent exists until the vendor ends it: at most one of
 # these per consumable (the planner's guard).
-LIVE = (State.PROPOSED, State.QUEUED, State.SENDING, State.PLACED, State.LOST)
+LIVE = OPEN
 FEEDBACK_KINDS = ("wrong-item", "damaged", "not-needed")
 
 
