@@ -8,8 +8,11 @@ Each pass (:meth:`Dispatcher.run_once`) re-reads the ledger and, per due intent:
   the intent's one idempotency key;
 * ``sending``: the outcome of an earlier attempt is unknown (timeout, 5xx, crash): look
   the order up by key first, and resend the same body with the same key only if the
-  vendor has none and consent still allows it;
-* ``placed``: follow the order's status until it is delivered, cancelled or rejected.
+  vendor has none and consent still allows it; otherwise keep looking (an empty lookup
+  is not "never committed") until ``unknown_give_up``, then ``lost`` (ask the household);
+  a final 4xx to a resend ends the intent ``failed``;
+* ``placed``: follow the order's status until it is delivered, cancelled or rejected; a
+  404 for the order makes it ``lost``.
 
 Retries wait :func:`agent.vendor.client.backoff_delay` (jittered, 429 ``Retry-After`` as a
 floor); the client enforces each call's overall deadline. Nothing here sleeps: the next
