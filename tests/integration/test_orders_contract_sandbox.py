@@ -1,20 +1,31 @@
-"""Issue 15 over real HTTP: a POST the sandbox holds past the client's deadline, while the
-household edits its mandate, is found by key once the vendor commits it, never taken for
-"not ordered" and never ordered twice (the sandbox's ``latency`` fault holds the POST)."""
+"""Issue 15 over real HTTP against the vendor sandbox.
+
+A POST the sandbox holds past the client's deadline, while the household edits its
+mandate, is found by key once the vendor commits it, never taken for "not ordered" and
+never ordered twice (the ``latency`` fault holds the POST). And the planner and the
+dispatcher together, against a vendor that leaves every optional order field out and
+fails a third of its calls, keep one live order per consumable need.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.app.dispatcher import Dispatcher
+from agent.app.planner import Planner
 from agent.consent import Mandate, Mode, Proposal
+from agent.domain import DeviceKind, Unit
 from agent.storage.ledger import Ledger, State
+from agent.storage.store import Store
 from agent.vendor.client import Order, OrderRequest, VendorClient
+from agent.wire.device import Consumable, StateMessage
 from firmware_sim.vendor import VendorSandbox
 from tests.integration.conftest import wait_until
 
@@ -79,3 +90,77 @@ def test_held_post_committed_after_a_mandate_edit_is_found_not_reordered(
         placed = ledger.intent(it.id)
     assert placed.state is State.PLACED
     assert [o.idempotency_key for o in sandbox.orders()] == [it.idem_key]
+
+
+class LeavesOptionalFieldsOut:
+    """A vendor that, as the spec allows, gives no dates and no history (yet)."""
+
+    def __init__(self, client: VendorClient) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    @staticmethod
+    def _strip(order: Order) -> Order:
+        return order.model_copy(update={"expected_delivery": None, "cancel_until": None,
+                                        "history": ()})
+
+    def place_order(self, request: OrderRequest, idempotency_key: str, *,
+                    attempt: int | None = None) -> Order:
+        return self._strip(self.client.place_order(request, idempotency_key,
+                                                   attempt=attempt))
+
+    def get_order(self, order_id: str) -> Order:
+        return self._strip(self.client.get_order(order_id))
+
+    def find_by_key(self, idempotency_key: str) -> Order | None:
+        found = self.client.find_by_key(idempotency_key)
+        return None if found is None else self._strip(found)
+
+
+TONERS = {"black": "TN-2420", "cyan": "TN-2410"}
+
+
+def low_printer(store: Store, now: datetime) -> None:
+    """30 days of two toners falling 3 % a day, both at 4 % now: both need an order."""
+    store.write_batch([StateMessage(
+        device_id="printer-1", seq=day, ts=now - timedelta(days=30 - day),
+        kind=DeviceKind.PRINTER,
+        consumables=[Consumable(id=cid, level=4.0 + 3.0 * (30 - day), unit=Unit.PERCENT,
+                                capacity=100, sku=sku) for cid, sku in TONERS.items()])
+        for day in range(31)], received_at=now.timestamp())
+
+
+def test_one_live_order_per_consumable_need_without_optional_fields(
+        sandbox: VendorSandbox, tmp_path: Path) -> None:
+    now = sandbox.now()
+    store = Store(tmp_path / "agent.db")
+    ledger = Ledger.open(tmp_path / "agent.db")
+    low_printer(store, now)
+    for cid, sku in TONERS.items():
+        ledger.set_consent(f"printer-1/{cid}", Mode.AUTO, Mandate(
+            skus=(sku,), max_unit_price=Decimal("70"), max_quantity=1,
+            monthly_budget=Decimal("1000")), now)
+    sandbox.faults.error_rate = 0.3
+    worst: Counter[str] = Counter()
+    with VendorClient(sandbox.url, TOKEN, timeout=1.0, deadline_s=2.0) as client:
+        vendor = LeavesOptionalFieldsOut(client)
+        planner = Planner(store, ledger, client.catalog, vendor_name="sandbox",
+                          pre_notice=timedelta(0))
+        dispatcher = Dispatcher(ledger, vendor, vendor_name="sandbox", settle=timedelta(0),
+                                backoff=lambda attempt, after: 30.0)
+        for _ in range(40):  # a decision and a dispatch pass each simulated minute
+            t = sandbox.now()
+            planner.run_once(t)
+            dispatcher.run_once(t)
+            live = Counter(ledger.intent(int(o.client_ref.removeprefix("intent-"))).consumable
+                           for o in sandbox.orders()
+                           if o.client_ref and o.status not in ("cancelled", "rejected"))
+            worst |= live
+            sandbox.advance(timedelta(minutes=1))
+    states = {it.consumable: it.state for it in ledger.intents()}
+    ledger.close()
+    store.close()
+    assert dict(worst) == {f"printer-1/{c}": 1 for c in TONERS}, worst
+    assert set(states.values()) == {State.PLACED}, states
