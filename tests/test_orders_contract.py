@@ -261,3 +261,25 @@ def test_doctor_warns_about_a_lost_order(ledger: Ledger, vendor: FakeVendor,
     assert result.level is Level.WARN and "1 lost order" in result.summary
     assert result.details[0].startswith(f"order {it.id} ({CID}, vendor id ord_0001)")
     assert "orders cancel" in result.fix
+
+
+def test_household_cancel_of_a_lost_order_ends_it_and_holds_the_consumable(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    _, ledger, vendor = env
+    planner, dispatcher = low_toner(env, cancel_hold=timedelta(days=3))
+    planner.run_once(NOW)
+    dispatcher.run_once(NOW)
+    [it] = ledger.intents()
+    vendor.orders.clear()
+    dispatcher.run_once(NOW + timedelta(hours=2))
+    assert ledger.intent(it.id).state is State.LOST
+    planner.run_once(NOW + timedelta(hours=3))
+    assert len(ledger.intents()) == 1  # lost still holds the consumable
+    done = dispatcher.cancel(it.id, NOW + timedelta(hours=4))
+    assert (done.state, done.decided_by) == (State.CANCELLED, DecidedBy.HOUSEHOLD)
+    with pytest.raises(ConsentError):
+        ledger.cancel_lost(it.id, NOW + timedelta(hours=5))
+    planner.run_once(NOW + timedelta(hours=5))
+    assert len(ledger.intents()) == 1  # the household's cancel hold
+    planner.run_once(NOW + timedelta(days=3, hours=5))
+    assert len(ledger.intents()) == 2

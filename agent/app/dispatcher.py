@@ -375,10 +375,7 @@ class Dispatcher:
         if it.state is State.SENDING:
             raise ConsentError(f"order {intent_id} is being sent; try again in a minute")
         if it.state is State.LOST:
-            # The household's answer to "is this order real?": it ends here, and the
-            # consumable is held like any cancelled placed order (see the planner).
-            done = self.ledger.finish(it.id, State.CANCELLED, "lost order cancelled by "
-                                      "household", now, "order_cancelled", DecidedBy.HOUSEHOLD)
+            done = self.ledger.cancel_lost(intent_id, now)
             self._log_ended(done, "by the household (lost order)")
             return done
         if it.state is not State.PLACED or it.order_id is None:

@@ -202,6 +202,9 @@ class HouseholdLink:
         if it.state in PENDING:
             ledger.cancel_pending(it.id, now)
             return "accepted"
+        if it.state is State.LOST:  # the household's answer to a lost order: no vendor call
+            ledger.cancel_lost(it.id, now)
+            return "accepted"
         if dispatcher is None:
             log.warning("household.command cancel intent=%d refused: no vendor client "
                         "configured to cancel a placed order", it.id)

@@ -81,6 +81,8 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
             it = ledger.intent(args.id)
             if it.state in (State.PROPOSED, State.QUEUED):
                 it = ledger.cancel_pending(args.id, now)
+            elif it.state is State.LOST:  # the household's answer: no vendor call needed
+                it = ledger.cancel_lost(args.id, now)
             else:
                 it = _dispatcher(settings, ledger).cancel(args.id, now)
             print(f"order {it.id}: {it.state.value}")

@@ -115,6 +115,21 @@ class LedgerNotes(LedgerBase):
                        it.audit_id or 0)
         return it
 
+    def cancel_lost(self, intent_id: int, now: datetime) -> Intent:
+        """The household's answer to "is this lost order real?": no vendor call, the
+        intent ends, and the consumable is held like any cancelled placed order."""
+        with self._tx():
+            it = self.intent(intent_id)
+            if it.state is not State.LOST:
+                raise ConsentError(f"order {intent_id} is {it.state.value}, not lost")
+            rid = self._audit("order_cancelled", it.consumable,
+                              {"intent": it.id, "by": "household", "sent": True,
+                               "order": it.order_id}, now)
+            self.conn.execute("UPDATE intents SET state='cancelled', decided_by=?, audit_id=?, "
+                              "next_attempt_at=NULL, updated_at=? WHERE id=?",
+                              (DecidedBy.HOUSEHOLD.value, rid, ts(now), it.id))
+            return self.intent(it.id)
+
     def _cancel_unsent(self, intent_id: int, who: str, now: datetime) -> Intent:
         it = self.intent(intent_id)
         if it.state not in PENDING:
