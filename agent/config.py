@@ -113,8 +113,15 @@ class VendorSettings(BaseModel):
     free_shipping_slack_days: float = Field(default=7.0, ge=0)
     # How often a placed order's status is fetched until it is delivered.
     poll_interval_min: float = Field(default=60.0, ge=1)
-    # A resend waits this long after the last attempt, so a lookup by key sees its result.
+    # A resend waits this long after the last attempt, so a lookup by key sees its result;
+    # an unknown outcome is looked up again after it, the gap doubling to poll_interval_min.
     settle_s: float = Field(default=30.0, ge=0)
+    # An unknown outcome that may not be resent becomes 'lost' (the household is asked)
+    # this long after the last attempt; never "not ordered", never re-ordered on its own.
+    unknown_give_up_h: float = Field(default=48.0, gt=0)
+    # After the household cancels a placed order the consumable is held this long (or
+    # until consent is set again); then the forecast decides again.
+    cancel_hold_days: float = Field(default=7.0, ge=0)
     # A Raspberry Pi has no RTC: decide and order only once NTP has set the clock.
     # Turn off only where time is known good without NTP (containers, simulations).
     require_synced_clock: bool = True

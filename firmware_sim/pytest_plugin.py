@@ -54,6 +54,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="bearer token file for --replenish-vendor-url")
 
 
+_REAL_PARTS = {"replenish_broker", "replenish_vendor", "replenish_device",
+               "replenish_household", "replenish_agent"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "integration: talks to a real broker, vendor or agent")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the real broker, vendor or agent are integration tests, so a quick
+    ``-m "not integration"`` run leaves them out."""
+    for item in items:
+        if _REAL_PARTS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 def wait_for(predicate: Callable[[], T | None], what: str, timeout: float = 30.0,
              interval: float = 0.05) -> T:
     """Poll until ``predicate()`` is truthy and return it; fail the test naming ``what``."""

@@ -149,12 +149,14 @@ def test_unanswered_order_not_resent_after_revocation(
     ledger.revoke(CID, SEND + timedelta(seconds=1))
     for minutes in range(1, 4):
         dispatcher.run_once(SEND + timedelta(minutes=minutes))
-    (line,) = order_lines(caplog, "order.cancelled")
+    assert order_lines(caplog, "order.cancelled") == []  # unknown is not "not ordered"
+    dispatcher.run_once(SEND + dispatcher.unknown_give_up)
+    (line,) = order_lines(caplog, "order.lost")
     done = ledger.intent(it.id)
     assert line == (
-        f'order.cancelled consumable={CID} sku=TONER-TN2420 reason="not resent: consent '
-        f'changed after sending" order_id=- audit_id={done.audit_id} attempt=1 '
-        f"intent={it.id}")
+        f'order.lost consumable={CID} sku=TONER-TN2420 reason="no answer for this order\'s '
+        f'key in 48 h and not resent (consent changed after sending)" order_id=- '
+        f"audit_id={done.audit_id} attempt=1 intent={it.id}")
 
 
 def test_changed_price_is_reproposed(ledger: Ledger, vendor: FakeVendor,

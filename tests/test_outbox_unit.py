@@ -148,7 +148,8 @@ def test_revocation_while_outcome_unknown_never_resends(
     for minutes in range(1, 5):
         dispatcher.run_once(t + timedelta(minutes=minutes))
     assert vendor.order_posts == 1 and vendor.orders == {}
-    assert ledger.intent(it.id).state is State.CANCELLED
+    # Not resent, and not "never ordered" either: the outcome stays unknown (issue 15).
+    assert ledger.intent(it.id).state is State.SENDING
 
 
 def test_revocation_and_expiry_cancel_pending_rows_at_once(
@@ -227,6 +228,8 @@ def test_wrong_item_blocks_the_sku_and_asks_for_a_new_choice(
     grant(ledger)
     it = announce(ledger)
     dispatcher.run_once(T0 + PRE_NOTICE)
+    vendor.deliver(ledger.intent(it.id).order_id or "", T0 + timedelta(days=2))
+    dispatcher.run_once(T0 + timedelta(days=3))
     ledger.report(it.id, "wrong-item", T0 + timedelta(days=3))
     assert ledger.blocked_skus(CID) == ["TONER-TN2420"]
     assert [r["kind"] for r in ledger.reminders()] == ["choose_product"]
@@ -247,7 +250,7 @@ def test_regrant_after_revocation_does_not_revive_an_unanswered_order(
     for minutes in range(1, 5):
         dispatcher.run_once(t + timedelta(minutes=minutes))
     assert vendor.order_posts == 1
-    assert ledger.intent(it.id).state is State.CANCELLED
+    assert ledger.intent(it.id).state is State.SENDING
     assert "consent changed after sending" in (ledger.intent(it.id).reason or "")
 
 

@@ -214,9 +214,7 @@ def test_household_snooze_holds_proposals_until_the_time_it_chose(
         env: tuple[Store, Ledger, FakeVendor]) -> None:
     plan, it = proposed_black(env)
     ledger = env[1]
-    ledger.cancel_pending(it.id, NOW, who="household-snooze")
     until = NOW + timedelta(days=3)
-    ledger.record("proposal_snoozed", it.consumable,
-                  {"intent": it.id, "until": until.isoformat()}, NOW)
+    ledger.snooze(it.id, until, NOW)
     assert plan.run_once(NOW + timedelta(hours=25)).proposals == 0  # past one review
     assert plan.run_once(until + timedelta(minutes=1)).proposals == 1

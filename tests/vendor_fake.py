@@ -33,7 +33,8 @@ CATALOG: dict[str, dict[str, Any]] = {
 @dataclass
 class FakeVendor:
     """State and knobs; ``post_status`` answers the next order POSTs with these codes,
-    committing first when ``commit_before_error`` (the 'commit-then-500' fault)."""
+    committing first when ``commit_before_error`` (the 'commit-then-500' fault);
+    ``omit_optional`` leaves out what the spec lets a vendor leave out (dates, history)."""
 
     now: datetime = T0
     prices: dict[str, str] = field(default_factory=dict)
@@ -42,6 +43,7 @@ class FakeVendor:
     post_status: list[int] = field(default_factory=list)
     commit_before_error: bool = False
     retry_after: str | None = None
+    omit_optional: bool = False
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
 
@@ -81,7 +83,8 @@ class FakeVendor:
             return httpx.Response(404, json={"error": "not_found"})
         order = self.orders[oid]
         if path.endswith("/cancel"):
-            if self.now >= datetime.fromisoformat(order["cancel_until"]):
+            until = order.get("cancel_until")
+            if until is not None and self.now >= datetime.fromisoformat(until):
                 return httpx.Response(409, json={"error": "cancel_window_closed"})
             order["status"] = "cancelled"
         return httpx.Response(200, json=order)
@@ -97,28 +100,42 @@ class FakeVendor:
         if existing:
             return httpx.Response(201, json=existing[0],
                                   headers={"Idempotent-Replayed": "true"})
-        item = self.item(body["sku"])
-        price = Decimal(item["price"])
-        rejected = (item["availability"] != "in_stock" or (
-            body.get("max_unit_price") is not None
-            and price > Decimal(body["max_unit_price"])))
-        oid = f"ord_{len(self.orders) + 1:04d}"
-        order = {"id": oid, "idempotency_key": key, "client_ref": body.get("client_ref"),
-                 "sku": body["sku"], "quantity": body["quantity"],
-                 "pack_size": item["pack_size"], "unit_price": str(price), "currency": "EUR",
-                 "total": str(price * body["quantity"]), "test": body.get("test", False),
-                 "status": "rejected" if rejected else "pending",
-                 "reject_reason": "price_above_max" if rejected else None,
-                 "created_at": self.now.isoformat(),
-                 "cancel_until": (self.now + timedelta(hours=24)).isoformat(),
-                 "expected_delivery": (self.now + timedelta(days=2)).isoformat(),
-                 "history": [{"status": "pending", "at": self.now.isoformat()}]}
-        self.orders[oid] = order
+        order = self.commit(key, body["sku"], body["quantity"], self.now,
+                            max_unit_price=body.get("max_unit_price"),
+                            client_ref=body.get("client_ref"), test=body.get("test", False))
         if status != 201:
             return httpx.Response(status, json={"error": "injected"})
         return httpx.Response(201, json=order)
 
+    def commit(self, key: str, sku: str, quantity: int, at: datetime, *,
+               max_unit_price: str | None = None, client_ref: str | None = None,
+               test: bool = False) -> dict[str, Any]:
+        """Store the order for ``key`` (also: a held POST the vendor commits late)."""
+        item = self.item(sku)
+        price = Decimal(item["price"])
+        rejected = (item["availability"] != "in_stock" or (
+            max_unit_price is not None and price > Decimal(max_unit_price)))
+        oid = f"ord_{len(self.orders) + 1:04d}"
+        order: dict[str, Any] = {
+            "id": oid, "idempotency_key": key, "client_ref": client_ref,
+            "sku": sku, "quantity": quantity,
+            "pack_size": item["pack_size"], "unit_price": str(price), "currency": "EUR",
+            "total": str(price * quantity), "test": test,
+            "status": "rejected" if rejected else "pending",
+            "reject_reason": "price_above_max" if rejected else None,
+            "created_at": at.isoformat(),
+            "cancel_until": (at + timedelta(hours=24)).isoformat(),
+            "expected_delivery": (at + timedelta(days=2)).isoformat(),
+            "history": [{"status": "pending", "at": at.isoformat()}]}
+        if self.omit_optional:
+            for name in ("client_ref", "cancel_until", "expected_delivery", "history"):
+                order.pop(name)
+            if not rejected:
+                order.pop("reject_reason")
+        self.orders[oid] = order
+        return order
+
     def deliver(self, oid: str, at: datetime) -> None:
         order = self.orders[oid]
         order["status"] = "delivered"
-        order["history"].append({"status": "delivered", "at": at.isoformat()})
+        order.setdefault("history", []).append({"status": "delivered", "at": at.isoformat()})

@@ -8,8 +8,11 @@ Each pass (:meth:`Dispatcher.run_once`) re-reads the ledger and, per due intent:
   the intent's one idempotency key;
 * ``sending``: the outcome of an earlier attempt is unknown (timeout, 5xx, crash): look
   the order up by key first, and resend the same body with the same key only if the
-  vendor has none and consent still allows it;
-* ``placed``: follow the order's status until it is delivered, cancelled or rejected.
+  vendor has none and consent still allows it; otherwise keep looking (an empty lookup
+  is not "never committed") until ``unknown_give_up``, then ``lost`` (ask the household);
+  a final 4xx to a resend ends the intent ``failed``;
+* ``placed``: follow the order's status until it is delivered, cancelled or rejected; a
+  404 for the order makes it ``lost``.
 
 Retries wait :func:`agent.vendor.client.backoff_delay` (jittered, 429 ``Retry-After`` as a
 floor); the client enforces each call's overall deadline. Nothing here sleeps: the next
@@ -40,7 +43,7 @@ from agent.consent import (
 )
 from agent.errors import ConsentError, VendorError, VendorFinal, VendorRetryable
 from agent.logs import canonical
-from agent.storage.ledger import PENDING, Consent, Intent, Ledger, State
+from agent.storage.ledger import PENDING, Consent, DecidedBy, Intent, Ledger, State
 from agent.vendor.client import CatalogItem, Order, OrderRequest, OrderStatus, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,10 @@ DEFAULT_POLL_INTERVAL = timedelta(hours=1)
 # A resend is held back at least this long after the last attempt: by then the earlier
 # request has surely ended at the vendor, so a lookup by key sees its result.
 DEFAULT_SETTLE = timedelta(seconds=30)
+# An unknown outcome that may not be resent is looked up (with a growing gap) this long
+# after the last attempt; then the household is asked and the intent becomes ``lost``.
+# It is never turned into "not ordered" by a timer, and never re-ordered under a new key.
+DEFAULT_UNKNOWN_GIVE_UP = timedelta(hours=48)
 
 Backoff = Callable[[int, float | None], float]
 
@@ -93,6 +100,7 @@ class Dispatcher:
         test_mode: bool = False,
         poll_interval: timedelta = DEFAULT_POLL_INTERVAL,
         settle: timedelta = DEFAULT_SETTLE,
+        unknown_give_up: timedelta = DEFAULT_UNKNOWN_GIVE_UP,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -102,6 +110,7 @@ class Dispatcher:
         self.test_mode = test_mode
         self.poll_interval = poll_interval
         self.settle = settle
+        self.unknown_give_up = unknown_give_up
         self._rng = rng or random.Random()
         self._backoff = backoff or (lambda attempt, after: backoff_delay(attempt, self._rng,
                                                                          after))
@@ -147,22 +156,43 @@ class Dispatcher:
                   outcome=outcome, attempt=it.attempts, intent=it.id, retry_in=round(wait))
 
     def _final(self, it: Intent, err: VendorFinal, now: datetime, report: PassReport) -> None:
+        if it.state is State.PLACED and err.status == 404:
+            self._lost(it, DecidedBy.VENDOR, f"the vendor no longer knows order {it.order_id}",
+                       now)
+            return
         if it.state in (State.PLACED, State.SENDING):
             # An order exists or may exist: a refused lookup (a revoked token, say) must
             # not end our record of it, so keep looking at the polling pace.
             log.error("outbox.lookup intent=%d refused: %s", it.id, err)
             self.ledger.retry_later(it.id, now + self.poll_interval, str(err), now)
             return
+        self._refused(it, err, now, report)
+
+    def _refused(self, it: Intent, err: VendorFinal, now: datetime, report: PassReport) -> None:
+        """The vendor answered the order (or its catalog) with a final 4xx: the intent
+        ends, and the household hears of it (a ``problem`` event for ``failed``)."""
         report.failed += 1
-        done = self.ledger.finish(it.id, State.FAILED, str(err), now, "order_failed")
+        done = self.ledger.finish(it.id, State.FAILED, str(err), now, "order_failed",
+                                  DecidedBy.VENDOR)
         canonical(log, "order.rejected", level=logging.ERROR, consumable=done.consumable,
                   sku=done.sku, reason=str(err), quantity=done.quantity,
                   audit_id=done.audit_id, status=err.status, outcome="failed",
                   attempt=done.attempts, intent=done.id)
 
+    def _lost(self, it: Intent, by: DecidedBy, why: str, now: datetime) -> None:
+        """Nobody can tell whether this order stands: ask the household (``problem``
+        event, ``doctor`` warning); it holds the consumable until the household decides."""
+        done = self.ledger.finish(
+            it.id, State.LOST, f"{why}: ask the vendor about key {it.idem_key}, then "
+            f"replenish orders cancel {it.id} to order again", now, "order_lost", by)
+        canonical(log, "order.lost", level=logging.WARNING, consumable=done.consumable,
+                  sku=done.sku, reason=why, order_id=done.order_id, audit_id=done.audit_id,
+                  attempt=done.attempts, intent=done.id)
+
     def _cancelled(self, it: Intent, why: str, now: datetime, report: PassReport) -> None:
         report.cancelled += 1
-        done = self.ledger.finish(it.id, State.CANCELLED, why, now, "order_cancelled")
+        done = self.ledger.finish(it.id, State.CANCELLED, why, now, "order_cancelled",
+                                  DecidedBy.CONSENT)
         canonical(log, "order.cancelled", consumable=done.consumable, sku=done.sku,
                   reason=why, order_id=done.order_id, audit_id=done.audit_id,
                   attempt=done.attempts, intent=done.id)
@@ -223,7 +253,16 @@ class Dispatcher:
             return
         it = sent
         report.sent += 1
-        order = self.vendor.place_order(self._request(it), self._key(it), attempt=it.attempts)
+        try:
+            order = self.vendor.place_order(self._request(it), self._key(it),
+                                            attempt=it.attempts)
+        except VendorFinal as err:
+            if err.status in (401, 403):
+                raise  # our credentials, not an answer about this order: keep looking
+            # A final answer for this key (a replayed 404 for a withdrawn SKU, say): the
+            # vendor stored it, so every resend would get it again.
+            self._refused(it, err, now, report)
+            return
         self._placed(it, order, now, report, "send")
 
     def _request(self, it: Intent) -> OrderRequest:
@@ -272,15 +311,26 @@ class Dispatcher:
         else:
             auth = may_resend(consent.mandate, mode, it.mode, it.proposal, spent, now)
         if auth.verdict is not Verdict.PLACE:
-            settled = (it.last_sent_at or now) + self.settle
-            if now < settled:
-                # The last attempt may still be running at the vendor: look again later.
-                self.ledger.retry_later(it.id, settled, auth.why, now)
-                return
-            self._cancelled(it, f"not resent: {auth.why}", now, report)
+            self._keep_looking(it, auth.why, now)
             return
         allowed_by = consent.audit_id if consent and it.mode is Mode.AUTO else it.audit_id
         self._place(it, allowed_by or 0, consent.audit_id if consent else None, now, report)
+
+    def _keep_looking(self, it: Intent, why: str, now: datetime) -> None:
+        """Not resent, and not "never ordered" either: the spec does not promise that an
+        empty lookup means the POST never committed (a held POST may commit later). Look
+        the key up again, the gap doubling from ``settle`` up to ``poll_interval``, until
+        the vendor answers or ``unknown_give_up`` after the last attempt."""
+        since = it.last_sent_at or now
+        if now - since >= self.unknown_give_up:
+            hours = self.unknown_give_up.total_seconds() / 3600
+            self._lost(it, DecidedBy.AGENT, f"no answer for this order's key in {hours:g} h "
+                       f"and not resent ({why})", now)
+            return
+        gap = min(max(self.settle, now - since), self.poll_interval)
+        self.ledger.retry_later(it.id, now + gap, f"outcome unknown, not resent: {why}", now)
+        log.info("outbox.unknown intent=%d not resent (%s); lookup again in %.0fs",
+                 it.id, why, gap.total_seconds())
 
     def _lookup(self, it: Intent) -> Order | None:
         """The vendor's order for this intent's key (it outlives the key's replay window)."""
@@ -324,6 +374,10 @@ class Dispatcher:
             return self.ledger.cancel_pending(intent_id, now)
         if it.state is State.SENDING:
             raise ConsentError(f"order {intent_id} is being sent; try again in a minute")
+        if it.state is State.LOST:
+            done = self.ledger.cancel_lost(intent_id, now)
+            self._log_ended(done, "by the household (lost order)")
+            return done
         if it.state is not State.PLACED or it.order_id is None:
             raise ConsentError(f"order {intent_id} is {it.state.value}; nothing to cancel")
         try:
@@ -333,6 +387,6 @@ class Dispatcher:
         self.ledger.record("order_cancel_requested", it.consumable,
                            {"intent": it.id, "order": it.order_id, "by": "household"}, now)
         done = self.ledger.update_status(it.id, order.status.value, None, None,
-                                         now + self.poll_interval, now)
+                                         now + self.poll_interval, now, DecidedBy.HOUSEHOLD)
         self._log_ended(done, "at the household's request")
         return done

@@ -32,4 +32,5 @@ def dispatcher(settings: Settings, ledger: Ledger, client: VendorClient) -> Disp
     vs = settings.vendor
     return Dispatcher(ledger, client, vendor_name=vs.name, test_mode=vs.test_mode,
                       poll_interval=timedelta(minutes=vs.poll_interval_min),
-                      settle=timedelta(seconds=vs.settle_s))
+                      settle=timedelta(seconds=vs.settle_s),
+                      unknown_give_up=timedelta(hours=vs.unknown_give_up_h))

@@ -37,7 +37,7 @@ from agent.forecast import Away, ConsumableSpec, Delivery, Forecast, Observation
 from agent.logs import canonical
 from agent.policy import LeadTime, ReorderPlan, plan_reorder
 from agent.sources.calendar.away import away_periods
-from agent.storage.ledger import Intent, Ledger, State
+from agent.storage.ledger import LIVE, Consent, Intent, Ledger, State
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem
 
@@ -48,6 +48,9 @@ DEFAULT_CONSOLIDATE_WINDOW = timedelta(days=3)
 DEFAULT_FREE_SHIPPING_SLACK = timedelta(days=7)
 DEFAULT_LEAD = LeadTime(3.0, 1.0)
 DEFAULT_SHELF_LIFE_DAYS = 7.0
+# After the household cancels a placed order, the consumable is left alone this long
+# (unless the household sets its consent again); then the forecast decides again.
+DEFAULT_CANCEL_HOLD = timedelta(days=7)
 # What the forecast reads: four months, hourly for the last five weeks and one reading per
 # six hours before (the resolution bench/forecast.py validates the forecast at).
 HISTORY = timedelta(days=120)
@@ -131,6 +134,7 @@ class Planner:
         review_interval: timedelta = timedelta(days=1),
         service_level: float = 0.98,
         spec_for: SpecFor = default_spec,
+        cancel_hold: timedelta = DEFAULT_CANCEL_HOLD,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -142,6 +146,7 @@ class Planner:
         self.review_interval = review_interval
         self.service_level = service_level
         self.spec_for = spec_for
+        self.cancel_hold = cancel_hold
 
     def run_once(self, now: datetime) -> PlanReport:
         """Decide for every consumable at ``now`` and write the outcomes to the ledger.
@@ -182,17 +187,24 @@ class Planner:
 
     def _forecast(self, row: dict[str, Any], offer: CatalogItem | None, now: datetime,
                   away: list[Away]) -> Forecast:
-        deliveries = [Delivery(t, float(n))
-                      for t, n in self.ledger.expected_deliveries(consumable_key(row))]
+        deliveries = [Delivery(t, float(n)) for t, n in
+                      self.ledger.expected_deliveries(consumable_key(row), unknown_at=now)]
         return forecast(observations(self.store, row["cid"], now), self.spec_for(row, offer), now,
                         deliveries=deliveries, away=away)
 
-    def _skip_reason(self, key: str, mode: Mode, now: datetime) -> str | None:
+    def _skip_reason(self, key: str, consent: Consent | None, now: datetime) -> str | None:
         """Why this pass leaves the consumable alone (None: decide)."""
-        if mode is Mode.MONITOR:
+        if consent is None or consent.mode is Mode.MONITOR:
             return "monitor only"
-        if self.ledger.intents([State.PROPOSED, State.QUEUED, State.SENDING], key):
-            return "an order is already in the household's or the dispatcher's hands"
+        live = self.ledger.intents(LIVE, key)
+        if live:
+            # On order until the vendor says delivered, cancelled or rejected, whatever
+            # optional fields (dates) it left out: at most one live order per need.
+            return f"order {live[0].id} is {live[0].state.value}: already on order"
+        cancelled = self.ledger.household_cancelled_since(key, now - self.cancel_hold)
+        if cancelled is not None and consent.updated_at <= cancelled:
+            return (f"the household cancelled a placed order at {cancelled:%Y-%m-%d %H:%M} "
+                    "UTC; held until it sets consent again or the hold ends")
         until = self.ledger.snoozed_until(key)
         if until is not None and now < until:
             return f"snoozed by the household until {until:%Y-%m-%d %H:%M} UTC"
@@ -205,7 +217,7 @@ class Planner:
         key = consumable_key(row)
         consent = self.ledger.consent(key)
         mode = consent.mode if consent is not None else Mode.MONITOR
-        skip = self._skip_reason(key, mode, now)
+        skip = self._skip_reason(key, consent, now)
         if consent is None or skip is not None:
             report.forecasts[key] = self._forecast(row, None, now, away)
             canonical(log, "decision", consumable=key, decision="none", reason=skip,

@@ -147,6 +147,7 @@ class AgentService:
             free_shipping_slack=timedelta(days=vs.free_shipping_slack_days),
             review_interval=timedelta(hours=fs.review_interval_h),
             service_level=fs.service_level,
+            cancel_hold=timedelta(days=vs.cancel_hold_days),
         )
 
     # ---- jobs ---------------------------------------------------------------------

@@ -77,6 +77,7 @@ _EVENTS: dict[State, EventKind] = {
     State.CANCELLED: EventKind.ORDER_CANCELLED,
     State.REJECTED: EventKind.PROBLEM,
     State.FAILED: EventKind.PROBLEM,
+    State.LOST: EventKind.PROBLEM,
 }
 
 
@@ -196,10 +197,7 @@ class HouseholdLink:
                 elif verb is Verb.CANCEL:
                     result = self._cancel(it, ledger, dispatcher, now)
                 else:
-                    ledger.cancel_pending(it.id, now, who="household-snooze")
-                    until = cmd.until or now + DEFAULT_SNOOZE
-                    ledger.record("proposal_snoozed", it.consumable,
-                                  {"intent": it.id, "until": until.isoformat()}, now)
+                    ledger.snooze(it.id, cmd.until or now + DEFAULT_SNOOZE, now)
             except ConsentError:
                 result = "already_decided"
         consumable = it.consumable if it else None
@@ -250,6 +248,9 @@ class HouseholdLink:
         if it.state in PENDING:
             ledger.cancel_pending(it.id, now)
             return "accepted"
+        if it.state is State.LOST:  # the household's answer to a lost order: no vendor call
+            ledger.cancel_lost(it.id, now)
+            return "accepted"
         if dispatcher is None:
             log.warning("household.command cancel intent=%d refused: no vendor client "
                         "configured to cancel a placed order", it.id)
@@ -266,7 +267,8 @@ class HouseholdLink:
         if it is None:
             return "unknown"
         if verb is Verb.CANCEL:
-            return "accepted" if it.state in (State.PROPOSED, State.QUEUED, State.PLACED) \
+            return "accepted" if it.state in (State.PROPOSED, State.QUEUED, State.PLACED,
+                                              State.LOST) \
                 else "already_decided"
         if it.state is not State.PROPOSED:
             return "already_decided"

@@ -470,6 +470,17 @@ def check_alerts(settings: AlertSettings, db_path: Path, probes: Probes) -> Chec
                            f"devices sent {', '.join(uncovered)} but no rule tells anyone",
                            "add an [[alerts.rules]] for it (docs/alerts.md)", details)
     return CheckResult("alerts", Level.OK, summary, details=details)
+def check_orders(db_path: Path) -> CheckResult:
+    """Orders nobody can vouch for (state ``lost``): the household has to answer them."""
+    rows = _query(db_path, "SELECT id, consumable, order_id, reason FROM intents "
+                           "WHERE state='lost' ORDER BY id")
+    if not rows:  # no table yet (see the database check) or nothing lost
+        return CheckResult("orders", Level.OK, "no lost orders")
+    details = tuple(f"order {i} ({c}, vendor id {o or '-'}): {r}" for i, c, o, r in rows)
+    return CheckResult(
+        "orders", Level.WARN, f"{len(rows)} lost order(s): the vendor no longer knows them or "
+        "never answered", "ask the vendor whether each was placed; then `replenish orders "
+        "cancel ID` lets the agent order again", details)
 
 
 # ---- all together -----------------------------------------------------------------------
@@ -499,6 +510,7 @@ def run_checks(
     results.append(check_disk(db, probes))
     results.append(check_devices(db, probes))
     results.append(check_alerts(settings.alerts, db, probes))
+    results.append(check_orders(db))
     return results
 
 

@@ -171,6 +171,40 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
+        3,
+        """
+        -- Who ended an intent, as a column (issue 14): today's rows are classified from
+        -- the text and audit records once, here; nothing reads ``reason`` for state again.
+        ALTER TABLE intents ADD COLUMN decided_by TEXT;
+        UPDATE intents SET decided_by = CASE
+            WHEN state IN ('delivered', 'rejected', 'failed') THEN 'vendor'
+            WHEN state != 'cancelled' THEN NULL
+            WHEN reason LIKE 'cancelled by household%' THEN 'household'
+            WHEN EXISTS (SELECT 1 FROM audit a WHERE a.kind = 'order_cancel_requested'
+                         AND json_extract(a.body, '$.intent') = intents.id) THEN 'household'
+            WHEN reason LIKE '%expired%' THEN 'expiry'
+            WHEN order_status = 'cancelled' THEN 'vendor'
+            ELSE 'consent' END;
+        -- The household's latest snooze per consumable (was read back out of audit JSON).
+        CREATE TABLE snoozes (
+            consumable  TEXT PRIMARY KEY,
+            until       REAL NOT NULL,
+            intent_id   INTEGER,
+            audit_id    INTEGER NOT NULL,
+            ts          REAL NOT NULL
+        );
+        INSERT INTO snoozes (consumable, until, intent_id, audit_id, ts)
+        SELECT a.consumable,
+               ROUND((julianday(json_extract(a.body, '$.until')) - 2440587.5) * 86400.0, 3),
+               json_extract(a.body, '$.intent'), a.id, a.ts
+        FROM audit a
+        WHERE a.kind = 'proposal_snoozed' AND a.consumable IS NOT NULL
+          AND julianday(json_extract(a.body, '$.until')) IS NOT NULL
+          AND a.id = (SELECT MAX(b.id) FROM audit b
+                      WHERE b.kind = 'proposal_snoozed' AND b.consumable = a.consumable);
+        """,
+    ),
+    (
         9,
         """
         -- Urgent alerts (agent.storage.alerts): one row per alert, the device events

@@ -108,6 +108,8 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
             it = ledger.intent(args.id)
             if it.state in (State.PROPOSED, State.QUEUED):
                 it = ledger.cancel_pending(args.id, now)
+            elif it.state is State.LOST:  # the household's answer: no vendor call needed
+                it = ledger.cancel_lost(args.id, now)
             else:
                 with closing(_vendor(settings, "needed to cancel at the vendor")) as client:
                     it = factory.dispatcher(settings, ledger, client).cancel(args.id, now)

@@ -5,6 +5,16 @@ feedback, snoozes and away periods, ``ledger`` consents and intents.
 """
 
 from agent.storage.ledger.ledger import Ledger
-from agent.storage.ledger.rows import FEEDBACK_KINDS, OPEN, PENDING, Consent, Intent, State
+from agent.storage.ledger.rows import (
+    FEEDBACK_KINDS,
+    LIVE,
+    OPEN,
+    PENDING,
+    Consent,
+    DecidedBy,
+    Intent,
+    State,
+)
 
-__all__ = ["FEEDBACK_KINDS", "OPEN", "PENDING", "Consent", "Intent", "Ledger", "State"]
+__all__ = ["FEEDBACK_KINDS", "LIVE", "OPEN", "PENDING", "Consent", "DecidedBy", "Intent",
+           "Ledger", "State"]

@@ -21,13 +21,14 @@ from typing import Any
 from agent.consent import Mandate, Mode, Proposal, month_start
 from agent.errors import ConsentError
 from agent.logs import canonical
-from agent.storage.ledger.notes import LedgerNotes
+from agent.storage.ledger.notes import LedgerNotes, log_cancelled
 from agent.storage.ledger.rows import (
     FEEDBACK_KINDS,
     OPEN,
     PENDING,
     SPENDING,
     Consent,
+    DecidedBy,
     Intent,
     State,
     consent_from_row,
@@ -83,15 +84,15 @@ class Ledger(LedgerNotes):
                  ts(m.expires_at) if m and m.expires_at else None, rid, ts(now)))
             if mode in (Mode.MONITOR, Mode.REMIND):
                 why = f"consent changed to {mode.value}"
-                cancelled = self._cancel_pending(consumable, why, rid, now)
+                cancelled = self._cancel_pending(consumable, why, rid, now, DecidedBy.CONSENT)
             elif mode is Mode.CONFIRM:
                 # Announced auto orders lose their mandate; proposals stay for approval.
                 why = "mandate replaced by confirm"
-                cancelled = self._cancel_pending(consumable, why, rid, now,
+                cancelled = self._cancel_pending(consumable, why, rid, now, DecidedBy.CONSENT,
                                                  states=(State.QUEUED,), auto_only=True)
             else:
                 why, cancelled = "", []
-        _log_cancelled(consumable, cancelled, why, rid)
+        log_cancelled(consumable, cancelled, why, rid)
         return rid
 
     def revoke(self, consumable: str, now: datetime) -> tuple[int, list[int]]:
@@ -101,8 +102,9 @@ class Ledger(LedgerNotes):
             self.conn.execute(
                 "INSERT OR REPLACE INTO consent (consumable, mode, skus, audit_id, updated_at) "
                 "VALUES (?, 'monitor', '[]', ?, ?)", (consumable, rid, ts(now)))
-            cancelled = self._cancel_pending(consumable, "consent revoked", rid, now)
-        _log_cancelled(consumable, cancelled, "consent revoked", rid)
+            cancelled = self._cancel_pending(consumable, "consent revoked", rid, now,
+                                             DecidedBy.CONSENT)
+        log_cancelled(consumable, cancelled, "consent revoked", rid)
         return rid, cancelled
 
     def expire_mandates(self, now: datetime) -> list[str]:
@@ -116,12 +118,14 @@ class Ledger(LedgerNotes):
                 self.conn.execute("UPDATE consent SET mode='confirm', audit_id=?, updated_at=? "
                                   "WHERE consumable=?", (rid, ts(now), c.consumable))
                 cancelled = self._cancel_pending(c.consumable, "mandate expired", rid, now,
-                                                 states=(State.QUEUED,), auto_only=True)
-            _log_cancelled(c.consumable, cancelled, "mandate expired", rid)
+                                                 DecidedBy.EXPIRY, states=(State.QUEUED,),
+                                                 auto_only=True)
+            log_cancelled(c.consumable, cancelled, "mandate expired", rid)
         return [c.consumable for c in expired]
 
     def _cancel_pending(self, consumable: str, why: str, audit_id: int, now: datetime,
-                        states: Sequence[State] = PENDING, auto_only: bool = False) -> list[int]:
+                        by: DecidedBy, states: Sequence[State] = PENDING,
+                        auto_only: bool = False) -> list[int]:
         marks = ",".join("?" * len(states))
         sql = f"SELECT id FROM intents WHERE consumable=? AND state IN ({marks})"
         if auto_only:
@@ -129,8 +133,8 @@ class Ledger(LedgerNotes):
         ids = [int(r[0]) for r in self.conn.execute(sql, (consumable, *states))]
         for i in ids:
             self.conn.execute(
-                "UPDATE intents SET state='cancelled', reason=?, audit_id=?, updated_at=? "
-                "WHERE id=?", (why, audit_id, ts(now), i))
+                "UPDATE intents SET state='cancelled', reason=?, decided_by=?, audit_id=?, "
+                "updated_at=? WHERE id=?", (why, by.value, audit_id, ts(now), i))
         return ids
 
     # ---- intents ------------------------------------------------------------------
@@ -205,13 +209,6 @@ class Ledger(LedgerNotes):
         return sum((Decimal(r["total"]) if r["total"] is not None
                     else Decimal(r["unit_price"]) * r["quantity"] for r in rows), Decimal(0))
 
-    def declined_since(self, consumable: str, since: datetime) -> bool:
-        """Whether the household cancelled an unsent order of ``consumable`` since then."""
-        rows = self._q("SELECT 1 FROM intents WHERE consumable=? AND state='cancelled' AND "
-                       "attempts=0 AND reason LIKE 'cancelled by household%' AND updated_at >= ?",
-                       (consumable, ts(since)))
-        return bool(rows)
-
     def approve(self, intent_id: int, now: datetime) -> Intent:
         """The household approves a proposal: it goes out on the next dispatcher pass."""
         with self._tx():
@@ -232,16 +229,9 @@ class Ledger(LedgerNotes):
     def cancel_pending(self, intent_id: int, now: datetime, who: str = "household") -> Intent:
         """Cancel an intent that has not been sent yet (inside the pre-notice window)."""
         with self._tx():
-            it = self.intent(intent_id)
-            if it.state not in PENDING:
-                raise ConsentError(f"order {intent_id} is {it.state.value}; cannot cancel here")
-            rid = self._audit("order_cancelled", it.consumable,
-                              {"intent": it.id, "by": who, "sent": False}, now)
-            self.conn.execute("UPDATE intents SET state='cancelled', reason=?, audit_id=?, "
-                              "updated_at=? WHERE id=?", (f"cancelled by {who}", rid, ts(now),
-                                                          it.id))
-        _log_cancelled(it.consumable, [it.id], f"cancelled by {who}", rid)
-        return self.intent(it.id)
+            it = self._cancel_unsent(intent_id, who, now)
+        log_cancelled(it.consumable, [it.id], f"cancelled by {who}", it.audit_id or 0)
+        return it
 
     def repropose(self, intent_id: int, proposal: Proposal, reasons: Sequence[str],
                   now: datetime) -> Intent:
@@ -330,29 +320,31 @@ class Ledger(LedgerNotes):
             self.conn.execute(
                 "UPDATE intents SET state=?, order_id=?, order_status=?, total=?, "
                 "cancel_until=?, expected_delivery=?, next_attempt_at=?, reason=?, "
-                "updated_at=? WHERE id=?",
+                "decided_by=?, updated_at=? WHERE id=?",
                 ("rejected" if rejected else "placed", order["id"], order["status"],
                  None if rejected else str(order["total"]),
                  epoch(order.get("cancel_until")), epoch(order.get("expected_delivery")),
                  None if rejected else ts(poll_at), order.get("reject_reason") or it.reason,
-                 ts(now), it.id))
+                 DecidedBy.VENDOR.value if rejected else None, ts(now), it.id))
             return self.intent(it.id)
 
     def finish(self, intent_id: int, state: State, why: str, now: datetime,
-               kind: str) -> Intent:
-        """End an intent (cancelled, failed) with its audit record."""
+               kind: str, by: DecidedBy) -> Intent:
+        """End an intent (cancelled, failed, lost) with its audit record and who decided."""
         with self._tx():
             it = self.intent(intent_id)
             rid = self._audit(kind, it.consumable, {"intent": it.id, "reason": why,
-                                                     "order": it.order_id}, now)
-            self.conn.execute("UPDATE intents SET state=?, reason=?, audit_id=?, "
+                                                     "order": it.order_id, "by": by.value},
+                              now)
+            self.conn.execute("UPDATE intents SET state=?, reason=?, decided_by=?, audit_id=?, "
                               "next_attempt_at=NULL, updated_at=? WHERE id=?",
-                              (state.value, f"{why} (audit {rid})", rid, ts(now), it.id))
+                              (state.value, f"{why} (audit {rid})", by.value, rid, ts(now),
+                               it.id))
             return self.intent(it.id)
 
     def update_status(self, intent_id: int, status: str, expected: datetime | None,
                       delivered: datetime | None, poll_at: datetime | None,
-                      now: datetime) -> Intent:
+                      now: datetime, by: DecidedBy = DecidedBy.VENDOR) -> Intent:
         """Record a followed order's status; delivery and vendor cancellation are audited."""
         with self._tx():
             it = self.intent(intent_id)
@@ -363,31 +355,32 @@ class Ledger(LedgerNotes):
                             {"intent": it.id, "order": it.order_id}, now)
             self.conn.execute(
                 "UPDATE intents SET state=?, order_status=?, expected_delivery=COALESCE(?, "
-                "expected_delivery), delivered_at=?, next_attempt_at=?, updated_at=? WHERE id=?",
+                "expected_delivery), delivered_at=?, next_attempt_at=?, decided_by=?, "
+                "updated_at=? WHERE id=?",
                 (state.value, status, ts(expected) if expected else None,
                  ts(delivered) if delivered else None,
-                 ts(poll_at) if poll_at and state is State.PLACED else None, ts(now), it.id))
+                 ts(poll_at) if poll_at and state is State.PLACED else None,
+                 None if state is State.PLACED else (it.decided_by or by).value, ts(now),
+                 it.id))
             return self.intent(it.id)
 
-    def expected_deliveries(self, consumable: str) -> list[tuple[datetime, int]]:
-        """(when, packs) of our orders for ``consumable``: arrived and still expected."""
-        rows = self._q(
-            "SELECT COALESCE(delivered_at, expected_delivery) AS t, quantity FROM intents "
-            "WHERE consumable=? AND state IN ('placed', 'delivered') AND t IS NOT NULL "
-            "ORDER BY t", (consumable,))
-        return [(dt(r["t"]) or datetime.min, int(r["quantity"])) for r in rows]
+    def expected_deliveries(self, consumable: str, unknown_at: datetime | None = None
+                            ) -> list[tuple[datetime, int]]:
+        """(when, packs) of our orders for ``consumable``: arrived and still on order.
 
+        An order is on order from its first send until the vendor ends it, whether or not
+        the vendor gave a date (``expected_delivery`` is optional in the spec): undated
+        ones count at ``unknown_at`` (the caller's "now"), or are left out without it.
+        """
+        rows = self._q(
+            "SELECT COALESCE(delivered_at, expected_delivery, ?) AS t, quantity FROM intents "
+            "WHERE consumable=? AND state IN ('sending', 'placed', 'lost', 'delivered') "
+            "AND t IS NOT NULL ORDER BY t",
+            (ts(unknown_at) if unknown_at else None, consumable))
+        return [(dt(r["t"]) or datetime.min, int(r["quantity"])) for r in rows]
 
 def _log_queued(it: Intent, audit_id: int) -> None:
     """``order.queued`` once the intent is committed: it will be sent at ``send_after``."""
     canonical(log, "order.queued", consumable=it.consumable, sku=it.sku, quantity=it.quantity,
               audit_id=audit_id, intent=it.id,
               send_after=it.send_after.isoformat() if it.send_after else None)
-
-
-def _log_cancelled(consumable: str, intent_ids: Sequence[int], why: str,
-                   audit_id: int) -> None:
-    """``order.cancelled`` for unsent intents, logged after their transaction committed."""
-    for intent_id in intent_ids:
-        canonical(log, "order.cancelled", consumable=consumable, reason=why, order_id=None,
-                  audit_id=audit_id, intent=intent_id)

@@ -1,15 +1,27 @@
-"""Household notes in the ledger: feedback, blocked SKUs, reminders, snoozes and away
-periods."""
+"""Household notes in the ledger: feedback, blocked SKUs, reminders, the household's
+decisions on orders ("not now", snoozes, cancels) and away periods."""
 
 from __future__ import annotations
 
-import json
+import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from agent.errors import ConsentError
+from agent.logs import canonical
 from agent.storage.ledger.base import LedgerBase
-from agent.storage.ledger.rows import FEEDBACK_KINDS, State, dt, ts
+from agent.storage.ledger.rows import (
+    FEEDBACK_KINDS,
+    PENDING,
+    DecidedBy,
+    Intent,
+    State,
+    dt,
+    ts,
+)
+
+log = logging.getLogger(__name__)
 
 
 class LedgerNotes(LedgerBase):
@@ -23,8 +35,10 @@ class LedgerNotes(LedgerBase):
             raise ConsentError(f"feedback must be one of {', '.join(FEEDBACK_KINDS)}")
         with self._tx():
             it = self.intent(intent_id)
-            if it.state not in (State.PLACED, State.DELIVERED):
-                raise ConsentError(f"order {intent_id} is {it.state.value}; nothing to report")
+            if it.state is not State.DELIVERED:
+                # Feedback is on what arrived: a placed, lost or cancelled order never did.
+                raise ConsentError(f"order {intent_id} is {it.state.value}: never delivered, "
+                                   "nothing to report")
             rid = self._audit("order_feedback", it.consumable,
                               {"intent": it.id, "kind": kind, "sku": it.sku}, now)
             self.conn.execute("INSERT INTO feedback (intent_id, kind, ts, audit_id) "
@@ -64,17 +78,69 @@ class LedgerNotes(LedgerBase):
                                          (ts(since) if since else 0.0,))]
 
     def snoozed_until(self, consumable: str) -> datetime | None:
-        """The ``until`` of the household's latest snooze of ``consumable`` (None if never).
+        """The ``until`` of the household's latest snooze of ``consumable`` (None if never);
+        a later, shorter snooze replaced a longer one. Whether it still runs is the
+        caller's comparison."""
+        rows = self._q("SELECT until FROM snoozes WHERE consumable=?", (consumable,))
+        return dt(rows[0]["until"]) if rows else None
 
-        Read from the newest ``proposal_snoozed`` audit record, so a later, shorter snooze
-        replaces a longer one; whether it is still running is the caller's comparison.
-        """
-        rows = self._q("SELECT body FROM audit WHERE kind='proposal_snoozed' AND consumable=? "
-                       "ORDER BY id DESC LIMIT 1", (consumable,))
-        if not rows:
-            return None
-        until = json.loads(rows[0]["body"]).get("until")
-        return datetime.fromisoformat(until) if isinstance(until, str) else None
+    # ---- the household's decisions on orders ----------------------------------------
+
+    def declined_since(self, consumable: str, since: datetime) -> bool:
+        """Whether the household cancelled (or snoozed) an unsent order since then."""
+        rows = self._q("SELECT 1 FROM intents WHERE consumable=? AND state='cancelled' AND "
+                       "attempts=0 AND decided_by='household' AND updated_at >= ?",
+                       (consumable, ts(since)))
+        return bool(rows)
+
+    def household_cancelled_since(self, consumable: str, since: datetime) -> datetime | None:
+        """When the household last cancelled a *sent* order of ``consumable`` (placed or
+        lost) since ``since``; None if it did not. The planner holds the consumable."""
+        rows = self._q("SELECT MAX(updated_at) AS t FROM intents WHERE consumable=? AND "
+                       "state='cancelled' AND decided_by='household' AND attempts > 0 AND "
+                       "updated_at >= ?", (consumable, ts(since)))
+        return dt(rows[0]["t"]) if rows else None
+
+    def snooze(self, intent_id: int, until: datetime, now: datetime) -> Intent:
+        """The household's "not until ``until``": the proposal ends and the consumable is
+        left alone until then (a later snooze replaces an earlier one)."""
+        with self._tx():
+            it = self._cancel_unsent(intent_id, "household-snooze", now)
+            rid = self._audit("proposal_snoozed", it.consumable,
+                              {"intent": it.id, "until": until.isoformat()}, now)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO snoozes (consumable, until, intent_id, audit_id, ts) "
+                "VALUES (?, ?, ?, ?, ?)", (it.consumable, ts(until), it.id, rid, ts(now)))
+        log_cancelled(it.consumable, [it.id], "cancelled by household-snooze",
+                       it.audit_id or 0)
+        return it
+
+    def cancel_lost(self, intent_id: int, now: datetime) -> Intent:
+        """The household's answer to "is this lost order real?": no vendor call, the
+        intent ends, and the consumable is held like any cancelled placed order."""
+        with self._tx():
+            it = self.intent(intent_id)
+            if it.state is not State.LOST:
+                raise ConsentError(f"order {intent_id} is {it.state.value}, not lost")
+            rid = self._audit("order_cancelled", it.consumable,
+                              {"intent": it.id, "by": "household", "sent": True,
+                               "order": it.order_id}, now)
+            self.conn.execute("UPDATE intents SET state='cancelled', decided_by=?, audit_id=?, "
+                              "next_attempt_at=NULL, updated_at=? WHERE id=?",
+                              (DecidedBy.HOUSEHOLD.value, rid, ts(now), it.id))
+            return self.intent(it.id)
+
+    def _cancel_unsent(self, intent_id: int, who: str, now: datetime) -> Intent:
+        it = self.intent(intent_id)
+        if it.state not in PENDING:
+            raise ConsentError(f"order {intent_id} is {it.state.value}; cannot cancel here")
+        rid = self._audit("order_cancelled", it.consumable,
+                          {"intent": it.id, "by": who, "sent": False}, now)
+        self.conn.execute("UPDATE intents SET state='cancelled', reason=?, decided_by=?, "
+                          "audit_id=?, updated_at=? WHERE id=?",
+                          (f"cancelled by {who}", DecidedBy.HOUSEHOLD.value, rid, ts(now),
+                           it.id))
+        return self.intent(it.id)
 
     # ---- away periods -------------------------------------------------------------
 
@@ -104,3 +170,11 @@ class LedgerNotes(LedgerBase):
         rows = self._q("SELECT id, start, end, label FROM away_periods ORDER BY start")
         return [(r["id"], dt(r["start"]) or datetime.min, dt(r["end"]) or datetime.min,
                  r["label"] or "") for r in rows]
+
+
+def log_cancelled(consumable: str, intent_ids: Sequence[int], why: str,
+                   audit_id: int) -> None:
+    """``order.cancelled`` for unsent intents, logged after their transaction committed."""
+    for intent_id in intent_ids:
+        canonical(log, "order.cancelled", consumable=consumable, reason=why, order_id=None,
+                  audit_id=audit_id, intent=intent_id)

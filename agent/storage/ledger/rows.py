@@ -25,11 +25,27 @@ class State(StrEnum):
     CANCELLED = "cancelled"
     REJECTED = "rejected"  # the vendor refused it (price above max, out of stock)
     FAILED = "failed"  # the vendor refused the request for good
+    # The vendor no longer knows the order, or its outcome stayed unknown past the
+    # give-up: the household is asked; it still holds the consumable (no re-buy).
+    LOST = "lost"
+
+
+class DecidedBy(StrEnum):
+    """Who ended an intent: state as a column, never read back out of ``reason`` text."""
+
+    HOUSEHOLD = "household"  # cancel, "not now" or snooze
+    CONSENT = "consent"  # a consent change (revoked, monitor/remind, mandate replaced)
+    EXPIRY = "expiry"  # the auto mandate expired
+    VENDOR = "vendor"  # delivered, cancelled, rejected or refused by the vendor
+    AGENT = "agent"  # the agent gave up looking an unknown outcome up (asks the household)
 
 
 PENDING = (State.PROPOSED, State.QUEUED)
-OPEN = (State.PROPOSED, State.QUEUED, State.SENDING, State.PLACED)
+OPEN = (State.PROPOSED, State.QUEUED, State.SENDING, State.PLACED, State.LOST)
 SPENDING = (State.SENDING, State.PLACED, State.DELIVERED)
+# On order from the moment an intent exists until the vendor ends it: at most one of
+# these per consumable (the planner's guard).
+LIVE = OPEN
 FEEDBACK_KINDS = ("wrong-item", "damaged", "not-needed")
 
 
@@ -80,6 +96,7 @@ class Intent:
     cancel_until: datetime | None
     expected_delivery: datetime | None
     delivered_at: datetime | None
+    decided_by: DecidedBy | None = None  # set when the intent ended (or was lost)
 
     @property
     def proposal(self) -> Proposal:
@@ -111,6 +128,7 @@ def intent_from_row(row: sqlite3.Row) -> Intent:
     d["total"] = None if d["total"] is None else Decimal(d["total"])
     d["mode"] = Mode(d["mode"])
     d["state"] = State(d["state"])
+    d["decided_by"] = None if d.get("decided_by") is None else DecidedBy(d["decided_by"])
     return Intent(**d)
 
 
