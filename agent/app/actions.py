@@ -58,13 +58,16 @@ def _intent(ledger: Ledger, intent_id: int) -> Intent | None:
         return None
 
 
-def approve(ledger: Ledger, intent_id: int, ref: str, now: datetime, ttl: timedelta,
+def approve(ledger: Ledger, intent_id: int, ref: str | None, now: datetime, ttl: timedelta,
             source: str = "web") -> Outcome:
-    """Approve proposal ``intent_id`` as shown by ``ref``; a repeat of an approval that
-    already went through answers ok without a second order."""
+    """Approve proposal ``intent_id`` as shown by ``ref`` (None: as it stands now, for the
+    CLI, which prints the terms it approves); a repeat of an approval that already went
+    through answers ok without a second order."""
     it = _intent(ledger, intent_id)
     if it is None:
-        return _refused(ledger, None, "approve", ref, f"no order {intent_id}", source, now)
+        return _refused(ledger, None, "approve", ref or str(intent_id), f"no order {intent_id}",
+                        source, now)
+    ref = proposal_ref(it) if ref is None else ref
     if it.state in (State.QUEUED, State.SENDING, State.PLACED, State.DELIVERED) \
             and it.mode.value == "confirm" and ref == proposal_ref(it):
         return Outcome(True, f"order {it.id} was already approved", it)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from agent.app import actions
 from agent.app.dispatcher import Dispatcher
 from agent.clock import cli_now
 from agent.config import Settings, read_secret
-from agent.errors import ConfigError
-from agent.storage.ledger import FEEDBACK_KINDS, OPEN, Intent, Ledger, State
+from agent.errors import ConfigError, ConsentError
+from agent.storage.ledger import FEEDBACK_KINDS, OPEN, Intent, Ledger
 from agent.vendor.client import VendorClient
 
 
@@ -73,17 +74,16 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
             intents = ledger.intents(None if args.all else OPEN)
             print(json.dumps([i.to_json() for i in intents], indent=2) if args.json
                   else render(intents))
-        elif action == "approve":
-            it = ledger.approve(args.id, now)
-            print(f"order {it.id} approved: {it.quantity} x {it.sku} at {it.unit_price} "
-                  f"{it.currency}; it goes out on the agent's next pass")
-        elif action == "cancel":
-            it = ledger.intent(args.id)
-            if it.state in (State.PROPOSED, State.QUEUED):
-                it = ledger.cancel_pending(args.id, now)
-            else:
-                it = _dispatcher(settings, ledger).cancel(args.id, now)
-            print(f"order {it.id}: {it.state.value}")
+        elif action in ("approve", "cancel"):
+            # The same checks and ledger calls as the web app and the MQTT commands.
+            ttl = timedelta(hours=settings.household.proposal_ttl_h)
+            out = (actions.approve(ledger, args.id, None, now, ttl, source="cli")
+                   if action == "approve" else
+                   actions.cancel(ledger, args.id, now, lambda: _dispatcher(settings, ledger),
+                                  source="cli"))
+            if not out.ok:
+                raise ConsentError(out.message)
+            print(out.message)
         elif action == "report":
             rid = ledger.report(args.id, args.kind, now)
             extra = ("; that product is blocked, choose a new one with replenish consent set"
