@@ -27,6 +27,8 @@ def level_svg(history: list[tuple[datetime, float]], fc: Forecast | None, now: d
     if fc is not None and fc.time_to_empty_days[2] is not None:
         horizon_days = min(max(fc.time_to_empty_days[2] * 1.1, 7.0), 365.0)
     end = now + timedelta(days=horizon_days)
+    if arrival is not None and arrival < start:
+        arrival = None  # a vendor estimate from before the plotted history: not drawable
     if arrival is not None and arrival > end:
         end = arrival + timedelta(days=1)
     top = max([lv for _, lv in history] + [fc.level or 0.0 if fc else 0.0, 1.0])
