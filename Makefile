@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: all venv system-packages test test-fast lint typecheck schema demo \
-        bench-deps bench-forecast bench-ingest bench-footprint bench install uninstall clean
+        bench-deps bench-forecast bench-ingest bench-footprint bench-web bench install uninstall clean
 
 all: test
 
@@ -58,6 +58,10 @@ bench-ingest: venv system-packages
 
 bench-footprint: venv system-packages
 	$(PY) -m bench.footprint
+
+# The household web app: RSS, start time and page latency on a year of 50 devices.
+bench-web: venv
+	$(PY) -m bench.web
 
 bench: bench-forecast bench-ingest bench-footprint
 

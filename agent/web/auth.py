@@ -64,6 +64,11 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.chmod(tmp, 0o600)
+    if os.geteuid() == 0:
+        # root running set-password for the service: the file belongs to the state
+        # directory's owner (the unit's dynamic user), or the service could not read it.
+        owner = path.parent.stat()
+        os.chown(tmp, owner.st_uid, owner.st_gid)
     os.replace(tmp, path)
 
 
