@@ -3,7 +3,8 @@
 * the database: a year of history for 50 devices (125 consumables), written and compacted
   exactly as :mod:`bench.footprint` does, plus proposals for a few consumables;
 * start time: process spawn until ``GET /login`` answers 200 (median of several runs);
-* latency: wall time of ``GET /`` (home: every consumable's forecast), ``/orders``, one
+* latency: the first ``GET /`` (every consumable's forecast computed), then repeated
+  ``GET /`` (forecasts cached for a minute), ``/orders``, one
   consumable's page (SVG of 90 days) and ``/audit``, logged in, over loopback;
 * RSS: peak and final resident memory of the web process across all of that.
 
@@ -167,10 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             sampler.start()
             with httpx.Client(base_url=url, timeout=30) as client:
                 login(client)
+                t0 = time.perf_counter()
+                assert client.get("/").status_code == 200
+                res["home_cold_ms"] = (time.perf_counter() - t0) * 1000
                 first = fleet.names[0]
                 res["latency"] = latencies(client, {
                     "home": "/", "orders": "/orders", "consumable": f"/c/{first}/black",
-                    "audit": "/audit", "devices": "/devices"}, 5 if args.quick else 20)
+                    "audit": "/audit", "devices": "/devices"}, 5 if args.quick else 10)
             sampler.stop()
             res["rss"] = {"peak_mb": sampler.peak_rss / 2**20,
                           "final_mb": sampler.sample() / 2**20}
@@ -181,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     checks = [
         at_most("web RSS peak, 50 devices + a year", res["rss"]["peak_mb"], 60, "MB"),
-        at_most("home page p50", res["latency"]["home"]["p50_ms"], 200, "ms"),
+        at_most("home page p50 (forecasts cached)", res["latency"]["home"]["p50_ms"], 200,
+                "ms"),
+        at_most("home page, first request (every forecast computed)", res["home_cold_ms"],
+                200, "ms", note="recomputed at most once a minute (ForecastCache)"),
         at_most("start to first page (median)", res["start"]["median_s"], 5, "s",
                 strict=False),
     ]

@@ -239,4 +239,5 @@ def test_away_audit_consumable_and_devices_pages(web: tuple[TestClient, Path, Cl
     plot = client.get("/c/printer-1/black").text
     assert "<svg" in plot and 'class="history"' in plot and 'class="band"' in plot
     assert "OK" in client.get("/devices").text
+    assert "integrity ok" in client.get("/devices?integrity=1").text
     assert client.get("/c/printer-1/nothing").status_code == 404

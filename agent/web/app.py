@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agent.config import Settings
 from agent.errors import AgentError
 from agent.web import auth, pages
+from agent.web.data import ForecastCache
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class WebContext:
     clock: Callable[[], datetime]
     secure_cookie: bool = False
     env: Environment = field(default_factory=lambda: templates())
+    forecasts: ForecastCache = field(default_factory=ForecastCache)
 
     @property
     def db(self) -> Path:

@@ -8,7 +8,8 @@ writes). Writes go through :mod:`agent.app.actions` and the ledger on their own 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from agent.storage.ledger import OPEN, Intent, Ledger, State
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem
 
+OUTLOOK_TTL_S = 60.0
 # A year of five-minute readings is ~100k points: the plot shows at most this many.
 PLOT_POINTS = 400
 
@@ -56,6 +58,32 @@ def _no_catalog(sku: str) -> CatalogItem:
 
 def outlook(store: Store, ledger: Ledger, now: datetime) -> dict[str, Forecast]:
     return Planner(store, ledger, _no_catalog, vendor_name="-").outlook(now)
+
+
+class ForecastCache:
+    """Every consumable's forecast, recomputed at most once per ``ttl_s``.
+
+    Reading four months of history for 125 consumables takes about a second on a small
+    gateway (bench/results/footprint.md); forecasts move in days, so a page may show one
+    up to a minute old. Household changes made here (approve, consent, away) clear it,
+    because expected deliveries and away periods feed the forecast.
+    """
+
+    def __init__(self, ttl_s: float = OUTLOOK_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._value: dict[str, Forecast] | None = None
+        self._at = 0.0
+
+    def get(self, store: Store, ledger: Ledger, now: datetime) -> dict[str, Forecast]:
+        if self._value is None or self.clock() - self._at > self.ttl_s:
+            self._value = outlook(store, ledger, now)
+            self._at = self.clock()
+        return self._value
+
+    def clear(self) -> None:
+        self._value = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -93,9 +121,9 @@ def _problems(fc: Forecast | None, online: int | None, last_ts: float | None,
     return out
 
 
-def home_rows(store: Store, ledger: Ledger, now: datetime) -> list[Row]:
+def home_rows(store: Store, ledger: Ledger, now: datetime,
+              forecasts: dict[str, Forecast]) -> list[Row]:
     """Every consumable, those with problems first, then soonest run-out first."""
-    forecasts = outlook(store, ledger, now)
     modes = {c.consumable: c.mode.value for c in ledger.consents()}
     online = {d["device_id"]: d["online"] for d in store.devices()}
     orders: dict[str, Intent] = {}

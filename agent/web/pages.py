@@ -32,11 +32,13 @@ AUDIT_PAGE = 200
 
 @contextmanager
 def writer(ctx: WebContext) -> Iterator[Ledger]:
+    """A read-write ledger for one change; cached forecasts are dropped afterwards."""
     ledger = Ledger.open(ctx.db)
     try:
         yield ledger
     finally:
         ledger.close()
+        ctx.forecasts.clear()
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -47,7 +49,7 @@ async def _form(request: Request) -> dict[str, str]:
 async def home(request: Request, ctx: WebContext, session: Session) -> Response:
     now = ctx.clock()
     with data.reader(ctx.db) as (store, ledger):
-        rows = data.home_rows(store, ledger, now)
+        rows = data.home_rows(store, ledger, now, ctx.forecasts.get(store, ledger, now))
         waiting = len(ledger.intents([State.PROPOSED]))
     return ctx.render(request, "home.html", session=session, rows=rows, waiting=waiting,
                       now=now)
@@ -193,7 +195,7 @@ async def consumable(request: Request, ctx: WebContext, session: Session) -> Res
         if row is None:
             return ctx.render(request, "error.html", 404, session=session,
                               message=f"no consumable {key}")
-        fc = data.outlook(store, ledger, now).get(key)
+        fc = ctx.forecasts.get(store, ledger, now).get(key)
         history = data.level_history(store, row["cid"], now)
         open_orders = ledger.intents(OPEN, key)
         decision = data.last_decision(ledger, key)
@@ -209,10 +211,14 @@ async def devices(request: Request, ctx: WebContext, session: Session) -> Respon
         devs = store.devices()
         rejects = store.reject_counts()
     probes = doctor.Probes(timeout_s=1.0)
-    checks = [doctor.check_database(ctx.db), doctor.check_clock(ctx.db, probes),
-              doctor.check_disk(ctx.db, probes), doctor.check_devices(ctx.db, probes)]
+    checks = [doctor.check_clock(ctx.db, probes), doctor.check_disk(ctx.db, probes),
+              doctor.check_devices(ctx.db, probes)]
+    # integrity_check reads every page (seconds on a year of data): only when asked.
+    integrity = request.query_params.get("integrity") == "1"
+    if integrity:
+        checks.insert(0, doctor.check_database(ctx.db))
     return ctx.render(request, "devices.html", session=session, devices=devs, rejects=rejects,
-                      checks=checks, printers=ctx.settings.printers)
+                      checks=checks, printers=ctx.settings.printers, integrity=integrity)
 
 
 ROUTES: list[tuple[str, Handler, list[str], bool]] = [
