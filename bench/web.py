@@ -132,8 +132,13 @@ def markdown(res: dict[str, Any], checks: list[Any]) -> str:
                   for k, v in lat.items()]),
         "",
         f"Start (spawn to first `GET /login` 200): median {res['start']['median_s']:.2f} s "
-        f"over {res['start']['runs']} runs. RSS: peak {res['rss']['peak_mb']:.1f} MB, after "
-        f"the run {res['rss']['final_mb']:.1f} MB.",
+        f"over {res['start']['runs']} runs. RSS: peak {res['rss']['peak_mb']:.1f} MB serving "
+        f"pages, {res['rss']['login_peak_mb']:.1f} MB during a login, "
+        f"{res['rss']['final_mb']:.1f} MB after the run.",
+        "",
+        "The first home page waits for the start-up warm-up of every forecast when it comes "
+        "early; later pages are served from the cache while a background thread refreshes "
+        "it once a minute (agent/web/data.py `ForecastCache`).",
     ])
 
 
@@ -168,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             sampler.start()
             with httpx.Client(base_url=url, timeout=30) as client:
                 login(client)
+                login_peak = sampler.peak_rss
+                sampler.peak_rss = 0
                 t0 = time.perf_counter()
                 assert client.get("/").status_code == 200
                 res["home_cold_ms"] = (time.perf_counter() - t0) * 1000
@@ -176,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                     "home": "/", "orders": "/orders", "consumable": f"/c/{first}/black",
                     "audit": "/audit", "devices": "/devices"}, 5 if args.quick else 10)
             sampler.stop()
-            res["rss"] = {"peak_mb": sampler.peak_rss / 2**20,
+            res["rss"] = {"peak_mb": sampler.peak_rss / 2**20, "login_peak_mb": login_peak / 2**20,
                           "final_mb": sampler.sample() / 2**20}
         finally:
             proc.terminate()
@@ -184,11 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     checks = [
-        at_most("web RSS peak, 50 devices + a year", res["rss"]["peak_mb"], 60, "MB"),
+        at_most("web RSS peak serving every page, 50 devices + a year",
+                res["rss"]["peak_mb"], 60, "MB"),
+        at_most("web RSS peak during a login", res["rss"]["login_peak_mb"], 60, "MB",
+                note="scrypt (N=2^14, r=8) needs 16 MiB while it runs, ~50 ms"),
         at_most("home page p50 (forecasts cached)", res["latency"]["home"]["p50_ms"], 200,
                 "ms"),
-        at_most("home page, first request (every forecast computed)", res["home_cold_ms"],
-                200, "ms", note="recomputed at most once a minute (ForecastCache)"),
+        at_most("home page, first request after start", res["home_cold_ms"], 200, "ms",
+                note="forecasts warmed at start, then refreshed in the background"),
         at_most("start to first page (median)", res["start"]["median_s"], 5, "s",
                 strict=False),
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import stat
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -241,3 +242,21 @@ def test_away_audit_consumable_and_devices_pages(web: tuple[TestClient, Path, Cl
     assert "OK" in client.get("/devices").text
     assert "integrity ok" in client.get("/devices?integrity=1").text
     assert client.get("/c/printer-1/nothing").status_code == 404
+
+
+def test_forecasts_are_served_from_the_cache_and_refreshed_in_the_background(
+        tmp_path: Path) -> None:
+    from agent.web.data import ForecastCache
+
+    db = tmp_path / "agent.db"
+    now = seed(db, T0, FakeVendor().client().catalog)
+    ticks = [0.0]
+    cache = ForecastCache(db, lambda: now, ttl_s=60, monotonic=lambda: ticks[0])
+    first = cache.get()
+    assert set(first) == {"printer-1/black"}
+    ticks[0] = 61.0
+    assert cache.get() is first  # stale: the old value at once, a refresh behind it
+    deadline = time.monotonic() + 10
+    while cache.get() is first:
+        assert time.monotonic() < deadline, "background refresh did not finish"
+        time.sleep(0.01)

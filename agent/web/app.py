@@ -67,7 +67,10 @@ class WebContext:
     clock: Callable[[], datetime]
     secure_cookie: bool = False
     env: Environment = field(default_factory=lambda: templates())
-    forecasts: ForecastCache = field(default_factory=ForecastCache)
+    forecasts: ForecastCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.forecasts = ForecastCache(self.db, self.clock)
 
     @property
     def db(self) -> Path:

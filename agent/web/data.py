@@ -7,7 +7,9 @@ writes). Writes go through :mod:`agent.app.actions` and the ledger on their own 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ from typing import Any
 
 from agent.app.actions import proposal_ref, stale_reason
 from agent.app.planner import Planner
-from agent.errors import StoreError, VendorRetryable
+from agent.errors import AgentError, StoreError, VendorRetryable
 from agent.forecast.types import Forecast
 from agent.ops.doctor import open_readonly
 from agent.storage.ledger import OPEN, Intent, Ledger, State
@@ -26,6 +28,10 @@ from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem
 
 OUTLOOK_TTL_S = 60.0
+CACHE_KIB = 1024
+WARMUP_WAIT_S = 60.0
+log = logging.getLogger(__name__)
+
 # A year of five-minute readings is ~100k points: the plot shows at most this many.
 PLOT_POINTS = 400
 
@@ -44,6 +50,10 @@ def reader(path: Path) -> Iterator[tuple[ReadOnlyStore, Ledger]]:
     """A store and a ledger sharing one read-only connection."""
     try:
         conn = open_readonly(path)
+        # The forecast queries group months of readings: SQLite's sorter would hold them
+        # in memory (a transient +16 MB on a year of 50 devices); spill to a temp file.
+        conn.execute("PRAGMA temp_store=FILE")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     except sqlite3.Error as err:
         raise StoreError(f"cannot read database {path}: {err}") from err
     try:
@@ -61,29 +71,66 @@ def outlook(store: Store, ledger: Ledger, now: datetime) -> dict[str, Forecast]:
 
 
 class ForecastCache:
-    """Every consumable's forecast, recomputed at most once per ``ttl_s``.
+    """Every consumable's forecast, served from memory and refreshed in the background.
 
-    Reading four months of history for 125 consumables takes about a second on a small
-    gateway (bench/results/footprint.md); forecasts move in days, so a page may show one
-    up to a minute old. Household changes made here (approve, consent, away) clear it,
-    because expected deliveries and away periods feed the forecast.
+    Reading four months of history for 125 consumables takes a second or more on a small
+    gateway (bench/results/footprint.md, bench/results/web.md), too slow for a page. So
+    pages get the last computed forecasts at once; when they are older than ``ttl_s`` (or
+    a change made here, such as an approval or an away period, marked them stale) one
+    background thread recomputes them on its own read-only connection. Only the very first
+    request, before :meth:`refresh` has ever finished, waits for the computation.
     """
 
-    def __init__(self, ttl_s: float = OUTLOOK_TTL_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s = ttl_s
+    def __init__(self, db: Path, clock: Callable[[], datetime], ttl_s: float = OUTLOOK_TTL_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.db = db
         self.clock = clock
+        self.ttl_s = ttl_s
+        self.monotonic = monotonic
         self._value: dict[str, Forecast] | None = None
         self._at = 0.0
+        self._lock = threading.Lock()
+        self._running = False
+        self._ready = threading.Event()
 
-    def get(self, store: Store, ledger: Ledger, now: datetime) -> dict[str, Forecast]:
-        if self._value is None or self.clock() - self._at > self.ttl_s:
-            self._value = outlook(store, ledger, now)
-            self._at = self.clock()
-        return self._value
+    def refresh(self) -> dict[str, Forecast]:
+        """Recompute now (on this thread, with its own connection)."""
+        with reader(self.db) as (store, ledger):
+            value = outlook(store, ledger, self.clock())
+        self._value, self._at = value, self.monotonic()
+        self._ready.set()
+        return value
 
-    def clear(self) -> None:
-        self._value = None
+    def _background(self) -> None:
+        try:
+            self.refresh()
+        except AgentError as err:  # keep serving the last forecasts; say why once
+            log.warning("web.forecast_refresh_failed error=%s", err)
+        finally:
+            self._running = False
+
+    def get(self) -> dict[str, Forecast]:
+        value = self._value
+        if value is None:
+            # The start-up warm-up may be on it already: wait for it rather than compute
+            # the same forecasts twice on a small CPU.
+            if self._running and self._ready.wait(WARMUP_WAIT_S) and self._value is not None:
+                return self._value
+            return self.refresh()
+        if self.monotonic() - self._at > self.ttl_s:
+            self.refresh_soon()
+        return value
+
+    def refresh_soon(self) -> None:
+        """Start a background refresh unless one is running."""
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(target=self._background, name="forecast-refresh", daemon=True).start()
+
+    def stale(self) -> None:
+        self._at = float("-inf")
 
 
 @dataclass(slots=True, frozen=True)

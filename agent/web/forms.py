@@ -108,7 +108,8 @@ def summary(key: str, mode: Mode, m: Mandate | None) -> str:
     if m.max_unit_price is not None:
         limits.append(f"at most {m.max_unit_price} per pack")
     if m.max_quantity is not None:
-        limits.append(f"at most {m.max_quantity} packs per order")
+        limits.append(f"at most {m.max_quantity} pack{'s' if m.max_quantity != 1 else ''} "
+                      "per order")
     if m.monthly_budget is not None:
         limits.append(f"at most {m.monthly_budget} a month")
     # An expiry day is stored as the end of that day (the next midnight): show the day.

@@ -38,7 +38,7 @@ def writer(ctx: WebContext) -> Iterator[Ledger]:
         yield ledger
     finally:
         ledger.close()
-        ctx.forecasts.clear()
+        ctx.forecasts.stale()
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -49,7 +49,7 @@ async def _form(request: Request) -> dict[str, str]:
 async def home(request: Request, ctx: WebContext, session: Session) -> Response:
     now = ctx.clock()
     with data.reader(ctx.db) as (store, ledger):
-        rows = data.home_rows(store, ledger, now, ctx.forecasts.get(store, ledger, now))
+        rows = data.home_rows(store, ledger, now, ctx.forecasts.get())
         waiting = len(ledger.intents([State.PROPOSED]))
     return ctx.render(request, "home.html", session=session, rows=rows, waiting=waiting,
                       now=now)
@@ -195,7 +195,7 @@ async def consumable(request: Request, ctx: WebContext, session: Session) -> Res
         if row is None:
             return ctx.render(request, "error.html", 404, session=session,
                               message=f"no consumable {key}")
-        fc = ctx.forecasts.get(store, ledger, now).get(key)
+        fc = ctx.forecasts.get().get(key)
         history = data.level_history(store, row["cid"], now)
         open_orders = ledger.intents(OPEN, key)
         decision = data.last_decision(ledger, key)

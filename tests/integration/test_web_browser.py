@@ -157,10 +157,10 @@ def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser:
         field = form.find_element(By.NAME, name)
         field.clear()
         field.send_keys(value)
+    shoot(d, "consent")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     assert "may order printer-1/black without asking" in text(d, "#outcome")
     assert ledger.mode("printer-1/black").value == "auto"
-    shoot(d, "consent")
 
     d.get(f"{url}/away")  # type: ignore[attr-defined]
     start = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
