@@ -260,3 +260,27 @@ def test_forecasts_are_served_from_the_cache_and_refreshed_in_the_background(
     while cache.get() is first:
         assert time.monotonic() < deadline, "background refresh did not finish"
         time.sleep(0.01)
+
+
+def test_cli_sets_the_password_and_refuses_to_serve_without_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from agent.cli.main import main
+
+    db = tmp_path / "agent.db"
+    seed(db, T0, FakeVendor().client().catalog)
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[storage]\npath = "{db}"\n[web]\nhost = "127.0.0.1"\nport = 1\n')
+    assert main(["--config", str(config), "web"]) == 2  # no password: refuses to start
+    assert "set-password" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["--config", str(config), "web", "set-password", "--stdin"]) == 2
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert main(["--config", str(config), "web", "set-password", "--stdin"]) == 0
+    stored = tmp_path / "web-password"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert auth.login_role(auth.read_passwords(stored), PASSWORD) == "household"
+    assert main(["--config", str(config), "web", "url"]) == 0
+    assert "http://127.0.0.1:1/" in capsys.readouterr().out
