@@ -6,7 +6,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: all venv system-packages test test-fast lint typecheck schema demo \
-        bench-deps bench-forecast bench-ingest bench-footprint bench-alerts bench-fleet bench install uninstall clean
+        bench-deps bench-forecast bench-ingest bench-footprint bench-alerts bench-fleet \
+        bench-web bench install uninstall clean
 
 all: test
 
@@ -65,7 +66,11 @@ bench-alerts: venv system-packages
 bench-fleet: venv system-packages
 	$(PY) -m bench.fleet
 
-bench: bench-forecast bench-ingest bench-footprint bench-alerts bench-fleet
+# The household web app: RSS, start time and page latency on a year of 50 devices.
+bench-web: venv
+	$(PY) -m bench.web
+
+bench: bench-forecast bench-ingest bench-footprint bench-alerts bench-fleet bench-web
 
 install:
 	PYTHON=$(PYTHON) bash systemd/install.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the system programs the tests and the demo use exist: Python 3.11+ with venv,
-# mosquitto + clients, ippeveprinter/ipptool (cups-ipp-utils) and dbus-daemon.
+# mosquitto + clients, ippeveprinter/ipptool (cups-ipp-utils), dbus-daemon and chromium.
 # As root, missing Debian packages are installed with apt-get; otherwise we stop and
 # print the exact command to run.
 set -euo pipefail
@@ -15,6 +15,10 @@ have mosquitto_pub && have mosquitto_sub && have mosquitto_passwd || need+=(mosq
 have ippeveprinter && have ipptool || need+=(cups-ipp-utils)
 have dbus-daemon || need+=(dbus)
 have openssl || need+=(openssl)
+# The web app's browser tests (tests/integration/test_web_browser.py): Debian's Chromium and
+# its driver, so nothing is downloaded at test time.
+have chromium || need+=(chromium)
+have chromedriver || need+=(chromium-driver)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

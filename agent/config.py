@@ -211,6 +211,23 @@ class AlertSettings(BaseModel):
         if len(events) != len(set(events)):
             raise ValueError("one rule per event type")
         return value
+class WebSettings(BaseModel):
+    """``replenish web``: the household's pages (agent/web). No default password: the
+    server refuses to start until ``replenish web set-password`` has written one."""
+
+    model_config = _SECTION
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8470, ge=1, le=65535)
+    # None: ``web-password`` and ``web-session-key`` next to the database (the state dir).
+    password_file: Path | None = None
+    session_key_file: Path | None = None
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 90)
+    # Failed logins per client address within ``login_window_s`` before it must wait.
+    login_attempts: int = Field(default=5, ge=1, le=100)
+    login_window_s: float = Field(default=300.0, gt=0)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
 
 class Settings(BaseSettings):
@@ -230,6 +247,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     household: HouseholdSettings = HouseholdSettings()
     alerts: AlertSettings = AlertSettings()
+    web: WebSettings = WebSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where this tree came from, for messages; not a setting.

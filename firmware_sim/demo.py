@@ -177,7 +177,23 @@ def approve_proposals(config: Path, now: datetime) -> None:
             cli(config, "orders", "approve", str(order["id"]), now=now)
 
 
-def run(days: int, seconds_per_day: float, state: Path) -> int:
+def serve_web(config: Path, now: datetime, port: int) -> None:
+    """Leave the household's web app running on the demo's data until Ctrl-C."""
+    from agent.clock import NOW_ENV
+    from agent.web import auth, server
+
+    settings = load_settings(config)
+    settings = settings.model_copy(update={"web": settings.web.model_copy(
+        update={"host": "127.0.0.1", "port": port})})
+    password = secrets.token_urlsafe(9)
+    auth.set_password(server.paths(settings).password, password)
+    os.environ[NOW_ENV] = now.isoformat()  # the pages show the simulated month's end
+    _say(f"\nweb app: http://127.0.0.1:{port}/  password: {password}  (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve(settings)
+
+
+def run(days: int, seconds_per_day: float, state: Path, web_port: int | None = None) -> int:
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     with demo_world(state) as (household, clock, broker, vendor, config):
@@ -225,6 +241,8 @@ def run(days: int, seconds_per_day: float, state: Path) -> int:
             _say("")
         _say(f"vendor sandbox holds {len(vendor.orders())} orders; "
              f"the phone saw {watcher.count} notifications; agent log: {state / 'agent.log'}")
+        if web_port is not None:
+            serve_web(config, clock.now(), web_port)
     return 0
 
 
@@ -234,8 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds-per-day", type=float, default=1.5,
                         help="wall-clock seconds per simulated day (default 1.5)")
     parser.add_argument("--state-dir", type=Path, default=Path("demo-state"))
+    parser.add_argument("--web-port", type=int, default=8470,
+                        help="port of the web app left running at the end (default 8470)")
+    parser.add_argument("--no-web", action="store_true",
+                        help="exit at the end instead of serving the web app (the default "
+                             "when stdin is not a terminal, e.g. in tests)")
     args = parser.parse_args(argv)
-    return run(args.days, args.seconds_per_day, args.state_dir)
+    web = None if args.no_web or not sys.stdin.isatty() else args.web_port
+    return run(args.days, args.seconds_per_day, args.state_dir, web)
 
 
 if __name__ == "__main__":

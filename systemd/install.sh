@@ -2,7 +2,7 @@
 # Install or upgrade replenish-agent as a systemd service (called by `make install`).
 #
 #   venv     /opt/replenish-agent            (symlink to the current release directory)
-#   unit     /etc/systemd/system/replenish-agent.service
+#   unit     /etc/systemd/system/replenish-agent.service (and replenish-web.service, not enabled)
 #   config   /etc/replenish-agent/agent.toml (only written when absent: local edits survive)
 #   secrets  /etc/credstore/replenish-agent-{mqtt-password,vendor-token} (never written here)
 #   state    /var/lib/replenish-agent        (created by systemd: StateDirectory=)
@@ -42,6 +42,7 @@ NEW="$DESTDIR/opt/$RELEASE"
 }
 install -d -m 0755 "$NEW/share/doc"
 install -m 0644 "$SRC/docs/operations.md" "$NEW/share/doc/operations.md"
+install -m 0644 "$SRC/docs/web.md" "$NEW/share/doc/web.md"
 if [ -e "$DESTDIR$PREFIX" ] && [ ! -L "$DESTDIR$PREFIX" ]; then
     echo "install.sh: $PREFIX exists and is not a symlink; move it away first" >&2
     exit 1
@@ -66,6 +67,9 @@ fi
 
 install -d -m 0755 "$DESTDIR/etc/systemd/system"
 install -m 0644 "$SRC/systemd/$UNIT" "$DESTDIR/etc/systemd/system/$UNIT"
+# The web app's unit is installed, not enabled: it needs `replenish web set-password` first.
+install -m 0644 "$SRC/systemd/replenish-web.service" \
+    "$DESTDIR/etc/systemd/system/replenish-web.service"
 
 install -d -m 0755 "$DESTDIR/etc/replenish-agent"
 if [ ! -e "$DESTDIR/etc/replenish-agent/agent.toml" ]; then

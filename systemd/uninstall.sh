@@ -23,8 +23,9 @@ fi
 
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
     systemctl disable --now "$UNIT" 2>/dev/null || true
+    systemctl disable --now replenish-web.service 2>/dev/null || true
 fi
-rm -f "$DESTDIR/etc/systemd/system/$UNIT"
+rm -f "$DESTDIR/etc/systemd/system/$UNIT" "$DESTDIR/etc/systemd/system/replenish-web.service"
 rm -rf "$DESTDIR/etc/systemd/system/$UNIT.d"
 rm -f "$DESTDIR/opt/replenish-agent"
 if [ "$(readlink "$DESTDIR/usr/local/bin/replenish" 2>/dev/null)" = /opt/replenish-agent/bin/replenish ]; then

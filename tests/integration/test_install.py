@@ -68,6 +68,11 @@ def test_real_install_runs_the_agent(tmp_path: Path) -> None:
     assert (link / "share/doc/operations.md").is_file()
     unit = dest / "etc/systemd/system/replenish-agent.service"
     assert unit.read_text() == (ROOT / "systemd/replenish-agent.service").read_text()
+    # The web app's templates and stylesheet are package data of the wheel.
+    assert list(link.glob("lib/python3*/site-packages/agent/web/templates/home.html"))
+    assert list(link.glob("lib/python3*/site-packages/agent/web/static/style.css"))
+    web_unit = dest / "etc/systemd/system/replenish-web.service"
+    assert web_unit.read_text() == (ROOT / "systemd/replenish-web.service").read_text()
     config = dest / "etc/replenish-agent/agent.toml"
     check = subprocess.run(
         [str(replenish), "--config", str(config), "check-config"],
@@ -133,6 +138,7 @@ def test_uninstall_keeps_data_unless_purged(tmp_path: Path, stub_python: str) ->
     assert not (dest / "opt/replenish-agent").exists() and releases(dest) == []
     assert not (dest / "usr/local/bin/replenish").is_symlink()
     assert not (dest / "etc/systemd/system/replenish-agent.service").exists()
+    assert not (dest / "etc/systemd/system/replenish-web.service").exists()
     assert (state / "agent.db").exists()
     assert (dest / "etc/replenish-agent/agent.toml").exists()
 

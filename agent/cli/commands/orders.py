@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from contextlib import closing
-from datetime import UTC, datetime
+from contextlib import ExitStack, closing
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.app import factory
+from agent.app import actions, factory
+from agent.app.dispatcher import Dispatcher
 from agent.app.order_now import Outcome, order_now_for
 from agent.clock import cli_now
 from agent.config import Settings
 from agent.consent import parse_consumable
 from agent.errors import ConfigError, ConsentError
-from agent.storage.ledger import FEEDBACK_KINDS, OPEN, Intent, Ledger, State
+from agent.storage.ledger import FEEDBACK_KINDS, OPEN, Intent, Ledger
 from agent.storage.store import Store
 from agent.vendor.client import VendorClient
 
@@ -78,6 +79,12 @@ def _vendor(settings: Settings, why: str) -> VendorClient:
     return client
 
 
+def _dispatcher(settings: Settings, ledger: Ledger, stack: ExitStack) -> Dispatcher:
+    """Built only when a placed order must be cancelled at the vendor; closed on exit."""
+    client = stack.enter_context(closing(_vendor(settings, "needed to cancel at the vendor")))
+    return factory.dispatcher(settings, ledger, client)
+
+
 def _order_now(settings: Settings, ledger: Ledger, args: argparse.Namespace,
                now: datetime) -> int:
     with closing(_vendor(settings, "needed to look up the product's price")) as client, \
@@ -94,26 +101,23 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
     settings = settings_loader()
     now = cli_now()
     ledger = Ledger.open(settings.storage.path)
+    stack = ExitStack()
     try:
         action = args.action or "list"
         if action == "list":
             intents = ledger.intents(None if args.all else OPEN)
             print(json.dumps([i.to_json() for i in intents], indent=2) if args.json
                   else render(intents))
-        elif action == "approve":
-            it = ledger.approve(args.id, now)
-            print(f"order {it.id} approved: {it.quantity} x {it.sku} at {it.unit_price} "
-                  f"{it.currency}; it goes out on the agent's next pass")
-        elif action == "cancel":
-            it = ledger.intent(args.id)
-            if it.state in (State.PROPOSED, State.QUEUED):
-                it = ledger.cancel_pending(args.id, now)
-            elif it.state is State.LOST:  # the household's answer: no vendor call needed
-                it = ledger.cancel_lost(args.id, now)
-            else:
-                with closing(_vendor(settings, "needed to cancel at the vendor")) as client:
-                    it = factory.dispatcher(settings, ledger, client).cancel(args.id, now)
-            print(f"order {it.id}: {it.state.value}")
+        elif action in ("approve", "cancel"):
+            # The same checks and ledger calls as the web app and the MQTT commands.
+            ttl = timedelta(hours=settings.household.proposal_ttl_h)
+            out = (actions.approve(ledger, args.id, None, now, ttl, source="cli")
+                   if action == "approve" else
+                   actions.cancel(ledger, args.id, now,
+                                  lambda: _dispatcher(settings, ledger, stack), source="cli"))
+            if not out.ok:
+                raise ConsentError(out.message)
+            print(out.message)
         elif action == "now":
             return _order_now(settings, ledger, args, now)
         elif action == "report":
@@ -129,5 +133,6 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
                 when = datetime.fromtimestamp(r["ts"], UTC)
                 print(f"{_when(when)} {r['consumable']:<22} {r['message']}")
     finally:
+        stack.close()
         ledger.close()
     return 0

@@ -1,0 +1,187 @@
+"""The household password, signed session cookies, CSRF tokens and the login rate limit.
+
+Stdlib only (``hashlib.scrypt``, ``hmac``, ``secrets``): the gateway needs no crypto wheel
+for a single shared password. The password file holds one line
+``scrypt$N$r$p$salt$hash`` (base64) and is written 0600; the session key is 32 random
+bytes in its own 0600 file, so restarting the web process keeps households logged in and
+deleting the file logs everyone out.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import ConfigError
+
+# scrypt cost: 16 MiB of memory and ~50 ms on a Raspberry Pi 4 per login attempt.
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+MIN_PASSWORD_LEN = 8
+ROLES = ("household", "viewer")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                            dklen=32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.strip().split("$")
+        if scheme != "scrypt":
+            return False
+        got = hashlib.scrypt(password.encode(), salt=_unb64(salt), n=int(n), r=int(r),
+                             p=int(p), dklen=32, maxmem=64 * 1024 * 1024)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, _unb64(digest))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the first byte (then rename over)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    if os.geteuid() == 0:
+        # root running set-password for the service: the file belongs to the state
+        # directory's owner (the unit's dynamic user), or the service could not read it.
+        owner = path.parent.stat()
+        os.chown(tmp, owner.st_uid, owner.st_gid)
+    os.replace(tmp, path)
+
+
+def set_password(path: Path, password: str, role: str = "household") -> None:
+    """Store the hash of the household (or viewer) password; other roles are kept."""
+    if len(password) < MIN_PASSWORD_LEN:
+        raise ConfigError(str(path), "password", f"needs at least {MIN_PASSWORD_LEN} characters")
+    hashes = read_passwords(path)
+    hashes[role] = hash_password(password)
+    _write_private(path, "".join(f"{r} {hashes[r]}\n" for r in ROLES if r in hashes))
+
+
+def read_passwords(path: Path) -> dict[str, str]:
+    """``{role: hash}`` from the password file ({} when there is none)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise ConfigError(str(path), "web.password_file", f"unreadable: {err.strerror}") from err
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        role, _, digest = line.strip().partition(" ")
+        if role in ROLES and digest.startswith("scrypt$"):
+            out[role] = digest
+    return out
+
+
+def login_role(hashes: dict[str, str], password: str) -> str | None:
+    """The role this password opens (household first), or None."""
+    for role in ROLES:
+        if role in hashes and check_password(password, hashes[role]):
+            return role
+    return None
+
+
+def session_key(path: Path) -> bytes:
+    """The cookie signing key, created on first use."""
+    try:
+        key = path.read_bytes()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    key = secrets.token_hex(32).encode()
+    _write_private(path, key.decode())
+    return key
+
+
+@dataclass(slots=True, frozen=True)
+class Session:
+    role: str
+    csrf: str
+    issued: float
+
+    @property
+    def can_act(self) -> bool:
+        return self.role == "household"
+
+
+class Signer:
+    """Signs and checks session cookies: ``base64(json).base64(hmac-sha256)``."""
+
+    def __init__(self, key: bytes, max_age_s: float) -> None:
+        self.key = key
+        self.max_age_s = max_age_s
+
+    def _mac(self, body: str) -> str:
+        return _b64(hmac.new(self.key, body.encode(), hashlib.sha256).digest())
+
+    def issue(self, role: str, now: float) -> str:
+        body = _b64(json.dumps({"r": role, "c": secrets.token_urlsafe(24), "t": now}).encode())
+        return f"{body}.{self._mac(body)}"
+
+    def load(self, cookie: str | None, now: float) -> Session | None:
+        if not cookie or "." not in cookie:
+            return None
+        body, mac = cookie.rsplit(".", 1)
+        if not hmac.compare_digest(mac, self._mac(body)):
+            return None
+        try:
+            data = json.loads(_unb64(body))
+            session = Session(str(data["r"]), str(data["c"]), float(data["t"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        if session.role not in ROLES or not 0 <= now - session.issued <= self.max_age_s:
+            return None
+        return session
+
+
+class RateLimit:
+    """At most ``attempts`` failed logins per client address per ``window_s``."""
+
+    def __init__(self, attempts: int, window_s: float) -> None:
+        self.attempts = attempts
+        self.window_s = window_s
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        q = self._failures.setdefault(client, deque())
+        while q and now - q[0] > self.window_s:
+            q.popleft()
+        return q
+
+    def retry_after(self, client: str, now: float) -> float:
+        """Seconds this client must wait (0: it may try)."""
+        q = self._recent(client, now)
+        return 0.0 if len(q) < self.attempts else max(1.0, self.window_s - (now - q[0]))
+
+    def failed(self, client: str, now: float) -> None:
+        self._recent(client, now).append(now)
+        if len(self._failures) > 10_000:  # a scan of many addresses must not grow memory
+            self._failures.clear()
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
