@@ -23,7 +23,8 @@ from tests.integration.nspawn_rig import Container, RigError, preflight, rootfs,
 from tests.integration.nspawn_rig import wheels as dependency_wheels
 from tests.test_systemd_unit import MAX_EXPOSURE
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# About 2 min with the rootfs cached; the first debootstrap adds about a minute.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 PROJECT = Path(__file__).resolve().parents[2]
 UNIT = "replenish-agent"
