@@ -279,11 +279,9 @@ class AgentService:
         """Connect and start; ``background_jobs=False`` leaves the periodic passes to the
         caller (the demo drives them on its simulated clock).
 
-        ``wait_for_broker`` (what ``replenish run`` uses) tells systemd READY as soon as the
-        database is migrated, then waits for an unreachable broker with backoff, reporting
-        ``STATUS=waiting for MQTT broker ...`` while the watchdog keeps being fed. Without
-        it an unreachable broker raises BrokerError. Returns early if stopped meanwhile.
-        """
+        ``wait_for_broker`` (``replenish run``): READY once the database is migrated, then
+        wait for the broker with backoff (STATUS= says so, the watchdog stays fed) until it
+        answers or we are stopped. Without it an unreachable broker raises BrokerError."""
         mq = self.settings.mqtt
         if wait_for_broker:
             self.broker_wait = BrokerWait(mq.host, mq.port, self._stop,
@@ -296,6 +294,7 @@ class AgentService:
             # The first pass runs now, not when the service was built (that may be
             # minutes ago after a wait for the broker, and APScheduler would skip it).
             self.scheduler.modify_job("decide", next_run_time=datetime.now(UTC))
+            self.scheduler_heartbeat = time.monotonic()  # its first beat is 10 s away
             self.scheduler.start()
         if not wait_for_broker:
             self._start_watchdog()
