@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,28 @@ def test_a_failing_status_hook_does_not_end_the_wait() -> None:
     _, connect = failing_connect(2)
     wait = BrokerWait("gw", 1883, InstantStop(clock), on_wait=broken, clock=clock)
     assert wait.until_connected(connect) is True
+
+
+# ---- the service's watchdog probes while it waits ------------------------------------
+
+
+def test_service_probes_count_a_live_wait_as_progress(tmp_path: Path) -> None:
+    from agent.app.service import AgentService
+    from agent.config import Settings
+
+    svc = AgentService(Settings.model_validate({"storage": {"path": tmp_path / "agent.db"}}))
+    clock = FakeClock()
+    stop = InstantStop(clock)
+    svc.broker_wait = BrokerWait("gw", 1883, stop, delay=lambda n: 5.0, clock=clock)
+    seen: list[tuple[float | None, float | None]] = []
+
+    def connect() -> None:
+        # paho's loop has not started and neither has the scheduler: only the wait lives.
+        seen.append((svc._mqtt_progress(), svc._scheduler_progress()))
+        if len(seen) < 3:
+            raise OSError("down")
+
+    assert svc.broker_wait.until_connected(connect)
+    assert seen == [(100.0, 100.0), (105.0, 105.0), (110.0, 110.0)]
+    # The wait is over and paho's loop never ran: the MQTT probe is dead, not fresh.
+    assert svc._mqtt_progress() is None
