@@ -146,6 +146,12 @@ def run_readme_steps(box: Container) -> str:
             wait_until("the agent's STATUS to say it waits for the broker",
                        lambda: box.show(UNIT, "StatusText").startswith(
                            "waiting for MQTT broker 127.0.0.1:1883 (attempt "), 30)
+            # doctor explains it from the unit's STATUS= (systemctl show, the real one).
+            doctor_out = box.sh("replenish doctor --json", check=False).stdout
+            broker = next(c for c in json.loads(doctor_out)["checks"] if c["name"] == "broker")
+            assert broker["level"] == "FAIL", broker
+            assert any(d.startswith("the agent service is alive and waiting for MQTT broker")
+                       for d in broker["details"]), broker
             time.sleep(max(0.0, started + BROKER_LATE_S - time.monotonic()))
             assert box.show(UNIT, "ActiveState") == "active"
             assert box.show(UNIT, "NRestarts") == "0"
