@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the system programs the tests and the demo use exist: Python 3.11+ with venv,
-# mosquitto + clients, ippeveprinter/ipptool (cups-ipp-utils), dbus-daemon and chromium.
+# mosquitto + clients, ippeveprinter/ipptool (cups-ipp-utils), dbus-daemon, chromium for
+# the browser tests, and systemd-nspawn + debootstrap for the real-systemd test.
 # As root, missing Debian packages are installed with apt-get; otherwise we stop and
 # print the exact command to run.
 set -euo pipefail
@@ -19,6 +20,9 @@ have openssl || need+=(openssl)
 # its driver, so nothing is downloaded at test time.
 have chromium || need+=(chromium)
 have chromedriver || need+=(chromium-driver)
+# The real-systemd test (tests/integration/test_systemd_nspawn.py) boots a Debian rootfs.
+have systemd-nspawn || need+=(systemd-container)
+have debootstrap || need+=(debootstrap)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -43,6 +43,12 @@ NEW="$DESTDIR/opt/$RELEASE"
 install -d -m 0755 "$NEW/share/doc"
 install -m 0644 "$SRC/docs/operations.md" "$NEW/share/doc/operations.md"
 install -m 0644 "$SRC/docs/web.md" "$NEW/share/doc/web.md"
+# `replenish device init/add` render these mosquitto templates and run the CA scripts.
+install -d -m 0755 "$DESTDIR/usr/share/replenish-agent/broker_config"
+for f in "$SRC"/broker_config/*.template "$SRC"/broker_config/*.sh; do
+    case "$f" in *.sh) mode=0755 ;; *) mode=0644 ;; esac
+    install -m "$mode" "$f" "$DESTDIR/usr/share/replenish-agent/broker_config/"
+done
 if [ -e "$DESTDIR$PREFIX" ] && [ ! -L "$DESTDIR$PREFIX" ]; then
     echo "install.sh: $PREFIX exists and is not a symlink; move it away first" >&2
     exit 1

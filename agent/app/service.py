@@ -30,6 +30,7 @@ from agent.errors import AgentError, VendorRetryable
 from agent.forecast import Forecast
 from agent.household.discovery import DeviceInfo
 from agent.household.link import HouseholdLink
+from agent.mqtt.backoff import BrokerWait, WaitAttempt
 from agent.mqtt.ingest import MqttIngest
 from agent.ops import systemd
 from agent.sources.ipp.source import IppPrinterSource
@@ -77,6 +78,8 @@ class AgentService:
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.scheduler_heartbeat = time.monotonic()
         self.watchdog: systemd.Watchdog | None = None
+        # Set while ``run`` waits for a broker that is not up yet (see agent.mqtt.backoff).
+        self.broker_wait: BrokerWait | None = None
         # The last decision pass's forecasts, for the household dashboards.
         self.forecasts: dict[str, Forecast] = {}
         self._states_at: datetime | None = None  # when household states last went out
@@ -273,6 +276,9 @@ class AgentService:
         paho records every packet it reads (keepalive PINGRESPs included) in
         ``_last_msg_in`` on the monotonic clock, so an idle but healthy loop stays fresh.
         """
+        waiting = self._waiting_progress()
+        if waiting is not None:
+            return waiting
         if not self.ingest.loop_alive:
             return None
         if not self.ingest.connected.is_set():
@@ -281,6 +287,18 @@ class AgentService:
             return time.monotonic()
         last_in = getattr(self.ingest.client, "_last_msg_in", None)
         return max(float(last_in or 0.0), self.ingest.last_network_activity)
+
+    def _waiting_progress(self) -> float | None:
+        """While waiting for the broker with backoff, the wait itself is the progress."""
+        return self.broker_wait.progress() if self.broker_wait is not None else None
+
+    def _scheduler_progress(self) -> float | None:
+        # The scheduler starts once the broker is connected; until then a live wait counts.
+        if not self.scheduler.running:
+            waiting = self._waiting_progress()
+            if waiting is not None:
+                return waiting
+        return self.scheduler_heartbeat
 
     def _writer_progress(self) -> float | None:
         return time.monotonic() if self.ingest.writer.alive else None
@@ -292,26 +310,56 @@ class AgentService:
         keepalive = self.settings.mqtt.keepalive_s
         watchdog.add_probe("mqtt-loop", self._mqtt_progress, max_age_s=keepalive * 3)
         watchdog.add_probe("ingest-writer", self._writer_progress, max_age_s=60)
-        watchdog.add_probe("scheduler", lambda: self.scheduler_heartbeat, max_age_s=60)
+        watchdog.add_probe("scheduler", self._scheduler_progress, max_age_s=60)
         return watchdog
 
     # ---- lifecycle ----------------------------------------------------------------
 
-    def start(self, background_jobs: bool = True) -> None:
+    def start(self, background_jobs: bool = True, wait_for_broker: bool = False) -> None:
         """Connect and start; ``background_jobs=False`` leaves the periodic passes to the
-        caller (the demo drives them on its simulated clock)."""
-        self.ingest.start()
+        caller (the demo drives them on its simulated clock).
+
+        ``wait_for_broker`` (``replenish run``): READY once the database is migrated, then
+        wait for the broker with backoff (STATUS= says so, the watchdog stays fed) until it
+        answers or we are stopped. Without it an unreachable broker raises BrokerError."""
+        mq = self.settings.mqtt
+        if wait_for_broker:
+            self.broker_wait = BrokerWait(mq.host, mq.port, self._stop,
+                                          on_wait=self._on_broker_wait,
+                                          on_begin=self._ready_before_broker)
+        self.ingest.start(wait=self.broker_wait)
+        if self._stop.is_set():
+            return
         if background_jobs:
+            # The first pass runs now, not when the service was built (that may be
+            # minutes ago after a wait for the broker, and APScheduler would skip it).
+            self.scheduler.modify_job("decide", next_run_time=datetime.now(UTC))
+            self.scheduler_heartbeat = time.monotonic()  # its first beat is 10 s away
             self.scheduler.start()
-        self.watchdog = self._watch()
-        if self.watchdog is not None:
-            self.watchdog.start()
-        systemd.ready()
+        if not wait_for_broker:
+            self._start_watchdog()
+            systemd.ready()
+        systemd.status(f"running: MQTT broker {mq.host}:{mq.port} connected")
         log.info(
             "agent.ready broker=%s:%d db=%s printers=%d ordering=%s",
             self.settings.mqtt.host, self.settings.mqtt.port, self.settings.storage.path,
             len(self.printers), "on" if self.vendor else "off",
         )
+
+    def _start_watchdog(self) -> None:
+        self.watchdog = self._watch()
+        if self.watchdog is not None:
+            self.watchdog.start()
+
+    def _ready_before_broker(self) -> None:
+        self._start_watchdog()
+        systemd.ready()
+        mq = self.settings.mqtt
+        systemd.status(f"connecting to MQTT broker {mq.host}:{mq.port}")
+
+    @staticmethod
+    def _on_broker_wait(attempt: WaitAttempt) -> None:
+        systemd.status(attempt.status)
 
     def stop(self) -> None:
         self._stop.set()
@@ -325,7 +373,7 @@ class AgentService:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        self.start()
+        self.start(wait_for_broker=True)
         try:
             while not self._stop.wait(1.0):
                 if not self.ingest.writer.alive:

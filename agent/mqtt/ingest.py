@@ -26,6 +26,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.config import IngestSettings, MqttSettings, read_secret
 from agent.errors import BrokerError, PayloadError
+from agent.mqtt.backoff import BrokerWait
 from agent.storage.store import UNKNOWN_DEVICE, Item, Rejected, StatusUpdate, Store
 from agent.wire.device import (
     TOPIC_ROOT,
@@ -260,7 +261,9 @@ class MqttIngest:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
                        reason: ReasonCode, properties: Properties | None) -> None:
         self.connected.clear()
-        log.warning("mqtt.disconnect reason=%s", reason)
+        # Our own disconnect at stop is routine; anything else is worth a warning.
+        level = logging.INFO if reason.value == 0 else logging.WARNING
+        log.log(level, "mqtt.disconnect reason=%s", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -288,13 +291,19 @@ class MqttIngest:
 
     # lifecycle
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Connect, subscribe and start both threads; raises BrokerError if that fails."""
+    def start(self, timeout: float = 10.0, wait: BrokerWait | None = None) -> None:
+        """Connect, subscribe and start both threads; raises BrokerError if that fails.
+
+        With ``wait``, a broker that cannot be reached yet is retried with backoff until it
+        answers or ``wait.stop`` is set (then this returns without connecting): a broker
+        that is merely late at boot must not burn systemd's start limit.
+        """
         self.writer.start()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.session_expiry_s
         props.ReceiveMaximum = self._receive_maximum
-        try:
+
+        def connect() -> None:
             self.client.connect(
                 self.settings.host,
                 self.settings.port,
@@ -302,6 +311,12 @@ class MqttIngest:
                 clean_start=False,
                 properties=props,
             )
+
+        try:
+            if wait is None:
+                connect()
+            elif not wait.until_connected(connect):
+                return
         except OSError as err:
             self.writer.stop()
             raise BrokerError(

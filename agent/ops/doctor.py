@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
@@ -32,7 +32,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.config import AlertSettings, MqttSettings, Settings, VendorSettings
 from agent.errors import ConfigError, VendorError, VendorFinal
 from agent.logs import register_secret
-from agent.ops.systemd import clock_synchronized, credentials_env, read_service_secret
+from agent.ops.systemd import (
+    clock_synchronized,
+    credentials_env,
+    read_service_secret,
+    service_status_text,
+)
 from agent.storage.migrations import LATEST_VERSION
 from agent.vendor.client import VendorClient
 
@@ -102,6 +107,8 @@ class Probes:
     vendor_transport: httpx.BaseTransport | None = None
     timeout_s: float = 5.0
     not_before: float = RELEASE_NOT_BEFORE
+    # The running service's STATUS= line; None when it is not running under systemd.
+    service_status: Callable[[], str | None] = service_status_text
 
 
 # ---- config --------------------------------------------------------------------------
@@ -210,6 +217,18 @@ def check_broker(cfg: MqttSettings, password: str | None, timeout_s: float) -> C
         "broker", Level.FAIL, f"{where}: connection refused ({reason})",
         "read the broker's log: journalctl -u mosquitto",
     )
+
+
+def explain_broker_wait(result: CheckResult, probes: Probes) -> CheckResult:
+    """A broker that is down while the service waits for it: say the agent is fine."""
+    if result.level is Level.OK:
+        return result
+    status = probes.service_status()
+    if not status or not status.startswith("waiting for MQTT broker"):
+        return result
+    return replace(result, details=(
+        *result.details, f"the agent service is alive and {status}",
+        "it connects by itself once the broker answers: no restart needed"))
 
 
 # ---- vendor --------------------------------------------------------------------------
@@ -499,7 +518,8 @@ def run_checks(
     if settings is None:
         results.append(check_clock(None, probes))
         return results
-    results.append(check_broker(settings.mqtt, loaded.mqtt_password, probes.timeout_s))
+    results.append(explain_broker_wait(
+        check_broker(settings.mqtt, loaded.mqtt_password, probes.timeout_s), probes))
     results.append(
         check_vendor(settings.vendor, loaded.vendor_token, probes.timeout_s,
                      probes.vendor_transport)

@@ -71,7 +71,7 @@ def notify(state: str, env: Mapping[str, str] | None = None) -> bool:
 
 
 def ready(env: Mapping[str, str] | None = None) -> bool:
-    """Tell systemd start-up is complete (broker connected, database migrated)."""
+    """Tell systemd start-up is complete (database migrated; the broker may come later)."""
     return notify("READY=1", env)
 
 
@@ -83,6 +83,17 @@ def stopping(env: Mapping[str, str] | None = None) -> bool:
 def status(text: str, env: Mapping[str, str] | None = None) -> bool:
     """Set the one-line status shown by ``systemctl status``."""
     return notify("STATUS=" + " ".join(text.split()), env)
+
+
+def service_status_text(unit: str = UNIT_NAME) -> str | None:
+    """The running unit's ``STATUS=`` line (``systemctl show -p StatusText``), or None."""
+    cmd = ["systemctl", "show", "--property=StatusText", "--value", unit]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = done.stdout.strip()
+    return text if done.returncode == 0 and text else None
 
 
 def _adjtimex_state() -> int:
