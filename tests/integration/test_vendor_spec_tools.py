@@ -10,8 +10,10 @@ test the fuzzer. The hand-written cases below pin the findings schemathesis made
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -142,6 +144,20 @@ def test_an_unknown_method_and_a_bad_request_line_get_json(sandbox: VendorSandbo
         assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
         response = plain.request("PATCH", "/v1/orders")  # no token: auth comes first
         assert response.status_code == 401
+    host, port = sandbox.url.removeprefix("http://").split(":")
+    for raw, status in (
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", b"414"),
+        (b"POST /v1/orders HTTP/1.1\r\nContent-Length: abc\r\n\r\n", b"400"),
+    ):
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            conn.sendall(raw)
+            received = b""
+            with contextlib.suppress(ConnectionResetError):  # unread request bytes: RST
+                while chunk := conn.recv(65_536):  # the server closes after these errors
+                    received += chunk
+            head, _, body = received.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == status and b"application/json" in head
+        assert json.loads(body)["error"] in ("bad_request", "too_large")
 
 
 def test_orders_without_a_filter_lists_every_order(http: httpx.Client) -> None:
