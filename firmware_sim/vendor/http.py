@@ -309,6 +309,8 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/_sandbox/faults":
                 _only(method, "GET", "PUT", "DELETE")
                 if method == "PUT":
+                    if not body:
+                        raise ApiError(400, "bad_request", "give the knobs to set")
                     state.faults.update(data)
                 elif method == "DELETE":
                     state.faults.reset()

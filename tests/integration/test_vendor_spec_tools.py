@@ -160,6 +160,11 @@ def test_an_unknown_method_and_a_bad_request_line_get_json(sandbox: VendorSandbo
         assert json.loads(body)["error"] in ("bad_request", "too_large")
 
 
+def test_setting_faults_needs_a_body(http: httpx.Client) -> None:
+    assert http.put("/_sandbox/faults").status_code == 400
+    assert http.put("/_sandbox/faults", json={}).status_code == 200  # an empty set is fine
+
+
 def test_orders_without_a_filter_lists_every_order(http: httpx.Client) -> None:
     first = post_order(http, "a").json()
     second = post_order(http, "b", sku="TN-2410").json()
