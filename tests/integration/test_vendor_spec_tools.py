@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -51,6 +52,12 @@ def test_the_vendor_contract_has_no_sandbox_only_text() -> None:
                if p.startswith("/_sandbox"))
     assert len(document["servers"]) >= 2  # not only the sandbox
     assert schemas["OrderRequest"]["additionalProperties"] is False
+    # "abc" is no longer a valid max_unit_price by the spec itself.
+    price = schemas["OrderRequest"]["properties"]["max_unit_price"]["oneOf"]
+    money_in = re.compile(schemas["MoneyIn"]["pattern"])
+    assert {"$ref": "#/components/schemas/MoneyIn"} in price
+    assert not money_in.match("abc") and not money_in.match("1e400")
+    assert money_in.match("24.90") and re.match(schemas["Money"]["pattern"], "24.90")
 
 
 @pytest.fixture
