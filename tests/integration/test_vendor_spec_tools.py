@@ -61,7 +61,7 @@ def test_the_vendor_contract_has_no_sandbox_only_text() -> None:
 
 
 @pytest.fixture
-def running(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[VendorSandbox]:
+def running(request: pytest.FixtureRequest) -> Iterator[VendorSandbox]:
     profile = getattr(request, "param", "full")
     # No slow commits here: a POST held past schemathesis' request timeout is a network
     # error to it. The conformance kit and the agent tests exercise the held POSTs.
