@@ -7,6 +7,7 @@
     replenish-sim fixtures [--out tests/fixtures]
     replenish-sim fleet SCENARIO --households N --broker HOST:PORT --password-file F [--shard I/N]
     replenish-sim vendor --port PORT --token-file FILE ...   (firmware_sim.vendor)
+    replenish-sim conformance --base-url URL --token-file FILE [--sku SKU]
 
 SCENARIO is a TOML file or the name of a shipped scenario (``replenish-sim scenarios``).
 Progress goes to stderr, results and summaries to stdout. Exit codes: 0 fine, 1 runtime
@@ -264,6 +265,12 @@ def cmd_vendor(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_conformance(args: argparse.Namespace) -> int:
+    """Hand over to the conformance kit (firmware_sim.conformance)."""
+    code: int = importlib.import_module("firmware_sim.conformance").main(args)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``replenish-sim`` parser."""
     parser = argparse.ArgumentParser(prog="replenish-sim", description=__doc__.split("\n")[0])
@@ -344,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
         ven = sub.add_parser("vendor", help="run the vendor ordering sandbox (HTTP)")
         vendor.add_arguments(ven)
         ven.set_defaults(func=cmd_vendor)
+    conf = sub.add_parser("conformance",
+                          help="check a vendor API against what the agent relies on")
+    importlib.import_module("firmware_sim.conformance").add_arguments(conf)
+    conf.set_defaults(func=cmd_conformance)
     return parser
 
 

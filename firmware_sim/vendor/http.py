@@ -11,11 +11,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import re
 import socket
 import threading
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 MAX_BODY = 65_536
 MAX_QUANTITY = 1_000
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+# Request amounts (docs/vendor-api.yaml MoneyIn): up to 9 integer digits, 0-2 places.
+MONEY_IN_RE = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,2})?$")
+MAX_PRICE = Decimal("999999999.99")
 ORDER_FIELDS = {"sku", "quantity", "max_unit_price", "test", "client_ref", "allow_substitute"}
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -56,29 +61,22 @@ def parse_order(raw: bytes) -> OrderRequest:
     """Validate a ``POST /v1/orders`` body; raises ApiError 400 with a short reason."""
     try:
         data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise ApiError(400, "bad_request", "body is not JSON") from err
     if not isinstance(data, dict):
         raise ApiError(400, "bad_request", "body must be an object")
     unknown = set(data) - ORDER_FIELDS
     if unknown:
-        raise ApiError(400, "bad_request", f"unknown fields {sorted(unknown)}")
+        raise ApiError(400, "bad_request", "unknown fields in body")
     sku, qty = data.get("sku"), data.get("quantity")
     if not isinstance(sku, str) or not SKU_RE.match(sku):
         raise ApiError(400, "bad_request", "sku missing or malformed")
+    # JSON has one number type: 2.0 is the integer 2 (as JSON Schema's "integer" says).
+    if isinstance(qty, float) and qty.is_integer():
+        qty = int(qty)
     if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= MAX_QUANTITY:
         raise ApiError(400, "bad_request", f"quantity must be an integer 1..{MAX_QUANTITY}")
-    max_price = data.get("max_unit_price")
-    price: Decimal | None = None
-    if max_price is not None:
-        try:
-            if isinstance(max_price, bool) or not isinstance(max_price, str | int | float):
-                raise InvalidOperation
-            price = Decimal(str(max_price))
-        except InvalidOperation as err:
-            raise ApiError(400, "bad_request", "max_unit_price must be a decimal") from err
-        if not price.is_finite() or price <= 0:
-            raise ApiError(400, "bad_request", "max_unit_price must be > 0")
+    price = parse_price(data.get("max_unit_price"))
     ref = data.get("client_ref")
     if ref is not None and (not isinstance(ref, str) or not 1 <= len(ref) <= 128):
         raise ApiError(400, "bad_request", "client_ref must be a string of 1..128")
@@ -88,8 +86,31 @@ def parse_order(raw: bytes) -> OrderRequest:
     return OrderRequest(sku, qty, price, flags["test"], ref, flags["allow_substitute"])
 
 
+def parse_price(raw: object) -> Decimal | None:
+    """``max_unit_price``: null, a decimal string with at most two places, or a number.
+
+    Bounded by :data:`MAX_PRICE` so no amount can overflow the decimal context later
+    (1e26 or "1e400" once made a 500 in the fingerprint).
+    """
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        if not MONEY_IN_RE.match(raw):
+            raise ApiError(400, "bad_request", "max_unit_price must look like 24.90")
+        return Decimal(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ApiError(400, "bad_request", "max_unit_price must be a string or a number")
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise ApiError(400, "bad_request", "max_unit_price must be finite")
+    # Through the shortest repr, so the float 999999999.99 is the decimal it reads as.
+    price = Decimal(str(raw))
+    if not 0 <= price <= MAX_PRICE:
+        raise ApiError(400, "bad_request", f"max_unit_price must be 0..{MAX_PRICE}")
+    return price
+
+
 def _error(err: ApiError) -> Answer:
-    headers = {}
+    headers = dict(err.headers)
     if err.retry_after is not None:
         headers["Retry-After"] = str(err.retry_after)
     return err.status, {"error": err.code, "message": str(err)}, headers
@@ -117,6 +138,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve("DELETE")
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """JSON for every error the stdlib raises itself (never its HTML page).
+
+        A method without a ``do_`` handler (PATCH, TRACE, OPTIONS, HEAD, ...) lands here
+        as 501: route it anyway, so auth, 404 and a JSON 405 with ``Allow`` apply to it
+        exactly as to PUT or DELETE.
+        """
+        if code == HTTPStatus.NOT_IMPLEMENTED and self.command:
+            self._serve(self.command)
+            return
+        self.close_connection = True
+        error = "too_large" if code in (413, 414, 431) else "bad_request"
+        payload = {"error": error, "message": "malformed request"}
+        self._send((code, payload, {"Connection": "close"}))
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
         log.debug("%s %s", self.client_address[0], format % args)
 
@@ -124,8 +160,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY or length < 0:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self.close_connection = True
+                self._send((400, {"error": "bad_request", "message": "bad Content-Length"}, {}))
+                return
+            if length > MAX_BODY:
                 self.close_connection = True
                 self._send((413, {"error": "too_large", "message": "body too large"}, {}))
                 return
@@ -171,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
+        if self.command == "HEAD":
+            return  # headers only, Content-Length as a GET would have had
         if drip <= 0:
             self.wfile.write(body)
             return
@@ -208,6 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
             _only(method, "GET", "POST")
             key = query.get("idempotency_key", [None])[0]
             ref = query.get("client_ref", [None])[0]
+            if (key is not None and len(key) > 255) or (ref is not None and len(ref) > 128):
+                raise ApiError(400, "bad_request", "filter too long")
             return 200, {"orders": state.find_orders(key=key, client_ref=ref)}, {}
         if m := _ORDER.match(path):
             _only(method, "GET")
@@ -227,8 +274,10 @@ class _Handler(BaseHTTPRequestHandler):
         if stored is not None:
             return stored[0], stored[1], {REPLAYED_HEADER: "true"}
         try:
-            # Latency while the key is in flight, so a concurrent retry sees 409.
-            self._pause(state.faults.latency)
+            # Latency while the key is in flight, so a concurrent retry sees 409; a slow
+            # commit (profile "minimal") holds it past the client's timeout, and commits
+            # even when the client has given up meanwhile.
+            self._pause(state.faults.latency + state.commit_delay_s)
             status, payload = state.commit_order(key, req)
         except BaseException:
             state.abandon(key)
@@ -260,6 +309,8 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/_sandbox/faults":
                 _only(method, "GET", "PUT", "DELETE")
                 if method == "PUT":
+                    if not body:
+                        raise ApiError(400, "bad_request", "give the knobs to set")
                     state.faults.update(data)
                 elif method == "DELETE":
                     state.faults.reset()
@@ -279,4 +330,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _only(method: str, *allowed: str) -> None:
     if method not in allowed:
-        raise ApiError(405, "method_not_allowed", f"use {' or '.join(allowed)}")
+        raise ApiError(
+            405,
+            "method_not_allowed",
+            f"use {' or '.join(allowed)}",
+            headers={"Allow": ", ".join(allowed)},
+        )

@@ -165,8 +165,17 @@ class KeyRecord:
 class ApiError(Exception):
     """An error answer: HTTP status, a stable ``code`` and a short message."""
 
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        retry_after: int | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ):
         self.status = status
         self.code = code
         self.retry_after = retry_after
+        self.headers = dict(headers or {})
         super().__init__(message)

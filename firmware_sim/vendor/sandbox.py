@@ -35,7 +35,8 @@ from firmware_sim.vendor.catalog import DEFAULT_CATALOG, CatalogEntry, load_cata
 from firmware_sim.vendor.faults import Clock, Faults, SimClock
 from firmware_sim.vendor.http import SandboxServer
 from firmware_sim.vendor.orders import RecordedOrder
-from firmware_sim.vendor.state import DEFAULT_CANCEL_WINDOW, DEFAULT_KEY_RETENTION, SandboxState
+from firmware_sim.vendor.profile import PROFILES, Profile, get_profile
+from firmware_sim.vendor.state import DEFAULT_CANCEL_WINDOW, SandboxState
 
 if TYPE_CHECKING:
     from firmware_sim.household.scenario import Household
@@ -64,6 +65,10 @@ class VendorSandbox:
     let a household simulation own the time, and call :meth:`tick` after moving it so
     deliveries reach ``on_delivered``. The hook runs on the thread that noticed the
     delivery (a request thread or the caller of :meth:`advance`), one order at a time.
+
+    ``profile="minimal"`` serves only what ``docs/vendor-api.yaml`` promises (see
+    :mod:`firmware_sim.vendor.profile`); ``commit_delay_s`` overrides how long it holds
+    an order POST before committing (also settable later on the instance).
     """
 
     def __init__(
@@ -75,9 +80,11 @@ class VendorSandbox:
         *,
         host: str = "127.0.0.1",
         cancel_window: timedelta = DEFAULT_CANCEL_WINDOW,
-        key_retention: timedelta = DEFAULT_KEY_RETENTION,
+        key_retention: timedelta | None = None,
         seed: int = 0,
         on_delivered: Callable[[RecordedOrder], None] | None = None,
+        profile: str | Profile = "full",
+        commit_delay_s: float | None = None,
     ) -> None:
         if not token or any(c.isspace() for c in token):
             raise ValueError("token must be non-empty without whitespace")
@@ -89,7 +96,10 @@ class VendorSandbox:
             cancel_window=cancel_window,
             key_retention=key_retention,
             seed=seed,
+            profile=get_profile(profile) if isinstance(profile, str) else profile,
         )
+        if commit_delay_s is not None:
+            self.commit_delay_s = commit_delay_s
         self.state.on_delivered = on_delivered
         self._server: SandboxServer | None = None
         self._thread: threading.Thread | None = None
@@ -146,6 +156,21 @@ class VendorSandbox:
     @property
     def faults(self) -> Faults:
         return self.state.faults
+
+    @property
+    def profile(self) -> Profile:
+        return self.state.profile
+
+    @property
+    def commit_delay_s(self) -> float:
+        """Real seconds each order POST is held in flight before it commits."""
+        return self.state.commit_delay_s
+
+    @commit_delay_s.setter
+    def commit_delay_s(self, seconds: float) -> None:
+        if not seconds >= 0:
+            raise ValueError("commit_delay_s must be >= 0")
+        self.state.commit_delay_s = seconds
 
     @property
     def on_delivered(self) -> Callable[[RecordedOrder], None] | None:
@@ -248,7 +273,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulated start time (ISO 8601, default now)",
     )
     parser.add_argument("--cancel-window-h", type=float, default=24.0)
-    parser.add_argument("--key-retention-h", type=float, default=24.0)
+    parser.add_argument(
+        "--key-retention-h",
+        type=float,
+        default=None,
+        help="hours idempotency keys are kept (default 24; the spec's minimum)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="full",
+        help="full: every field, instant commits; minimal: only what the spec promises "
+        "(optional fields missing or null, slow commits, keys kept the minimum)",
+    )
+    parser.add_argument(
+        "--commit-delay-s",
+        type=float,
+        default=None,
+        help="real seconds an order POST is held before it commits "
+        "(default: 0, or 20 with --profile minimal)",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -271,8 +315,12 @@ def main(args: Sequence[str] | argparse.Namespace | None = None) -> int:
             SimClock(start, speed=args.speed),
             host=args.host,
             cancel_window=timedelta(hours=args.cancel_window_h),
-            key_retention=timedelta(hours=args.key_retention_h),
+            key_retention=None
+            if args.key_retention_h is None
+            else timedelta(hours=args.key_retention_h),
             seed=args.seed,
+            profile=args.profile,
+            commit_delay_s=args.commit_delay_s,
         )
         sandbox.start()
     except (OSError, ValueError) as err:

@@ -21,6 +21,7 @@ from typing import Any
 from firmware_sim.vendor.catalog import CatalogEntry, validate_catalog
 from firmware_sim.vendor.faults import Clock, Faults, SimClock, money
 from firmware_sim.vendor.orders import ApiError, KeyRecord, Order, OrderRequest, RecordedOrder
+from firmware_sim.vendor.profile import FULL, Profile
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,20 @@ class SandboxState:
         clock: Clock,
         *,
         cancel_window: timedelta = DEFAULT_CANCEL_WINDOW,
-        key_retention: timedelta = DEFAULT_KEY_RETENTION,
+        key_retention: timedelta | None = None,
         seed: int = 0,
+        profile: Profile = FULL,
     ) -> None:
         self._catalog = {e.sku: e for e in validate_catalog(catalog)}
         self.clock = clock
         self.faults = Faults()
         self.cancel_window = cancel_window
+        self.profile = profile
+        if key_retention is None:
+            key_retention = profile.key_retention or DEFAULT_KEY_RETENTION
         self.key_retention = key_retention
+        # Real seconds an order POST stays in flight before it commits (tests may change it).
+        self.commit_delay_s = profile.commit_delay_s
         self.on_delivered: Callable[[RecordedOrder], None] | None = None
         self._rng = random.Random(seed)
         # Its own stream, so switching error_rate on does not change the lead times drawn.
@@ -78,7 +85,7 @@ class SandboxState:
         """The catalog answer for ``sku`` with current price and availability."""
         with self._lock:
             entry, price, in_stock = self._effective(sku)
-            return {
+            return self.profile.catalog_view({
                 "sku": entry.sku,
                 "name": entry.name,
                 "price": money(price),
@@ -91,7 +98,7 @@ class SandboxState:
                 "unit": entry.unit,
                 "free_shipping_threshold": money(entry.free_shipping_threshold),
                 "shipping_fee": money(entry.shipping_fee),
-            }
+            })
 
     def catalog_skus(self) -> list[str]:
         return sorted(self._catalog)
@@ -163,7 +170,7 @@ class SandboxState:
                 response = (err.status, {"error": err.code, "message": str(err)})
             else:
                 self._orders[order.id] = order
-                response = (201, order.to_json(now))
+                response = (201, self._view(order, now))
                 log.info("order %s key=%s status=%s", order.id, key, order.status(now))
             self._keys[key].response = response
             return response
@@ -207,7 +214,7 @@ class SandboxState:
             order = self._orders.get(order_id)
             if order is None:
                 raise ApiError(404, "not_found", "no such order")
-            return order.to_json(self.clock.now())
+            return self._view(order, self.clock.now())
 
     def find_orders(
         self, key: str | None = None, client_ref: str | None = None
@@ -216,7 +223,7 @@ class SandboxState:
         with self._lock:
             now = self.clock.now()
             return [
-                o.to_json(now)
+                self._view(o, now)
                 for o in self._orders.values()
                 if (key is None or o.key == key)
                 and (client_ref is None or o.req.client_ref == client_ref)
@@ -231,14 +238,17 @@ class SandboxState:
                 raise ApiError(404, "not_found", "no such order")
             status = order.status(now)
             if status == "cancelled":
-                return order.to_json(now)
+                return self._view(order, now)
             if status not in ("pending", "confirmed"):
                 raise ApiError(409, "not_cancellable", f"order is {status}")
             if now >= order.cancel_until:
                 raise ApiError(409, "cancel_window_closed", "the cancel window has closed")
             order.closed, order.closed_at = "cancelled", now
             log.info("order %s cancelled", order.id)
-            return order.to_json(now)
+            return self._view(order, now)
+
+    def _view(self, order: Order, now: datetime) -> dict[str, Any]:
+        return self.profile.order_view(order.to_json(now))
 
     def orders(self) -> list[RecordedOrder]:
         """Every order ever recorded, oldest first (tests count these)."""

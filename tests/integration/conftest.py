@@ -9,7 +9,9 @@ connect/publish/subscribe return the MQTT reason codes, closed after the test.
 
 ``sandbox`` is a started vendor sandbox with a frozen simulated clock and a fixed seed
 (modules that need another one define their own), and ``http`` an authorised client
-to it.
+to it. ``sandbox_minimal`` is the same with ``profile="minimal"``: only the fields the
+spec requires, and every order POST held ``MINIMAL_COMMIT_DELAY_S`` real seconds before
+it commits (set ``sandbox_minimal.commit_delay_s`` to change it in a test).
 """
 
 from __future__ import annotations
@@ -288,3 +290,16 @@ def sandbox() -> Iterator[VendorSandbox]:
 def http(sandbox: VendorSandbox) -> Iterator[httpx.Client]:
     with authed_client(sandbox.url) as client:
         yield client
+
+
+# Long enough to outlast a test client's 1 s timeout, short enough for the suite.
+MINIMAL_COMMIT_DELAY_S = 2.0
+
+
+@pytest.fixture
+def sandbox_minimal() -> Iterator[VendorSandbox]:
+    """A started sandbox in the ``minimal`` profile (see firmware_sim.vendor.profile)."""
+    with VendorSandbox(
+        token=TOKEN, seed=7, profile="minimal", commit_delay_s=MINIMAL_COMMIT_DELAY_S
+    ) as sb:
+        yield sb
