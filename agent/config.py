@@ -155,6 +155,23 @@ class HouseholdSettings(BaseModel):
     silent_after_h: float = Field(default=24.0, gt=0)
 
 
+class CalendarSettings(BaseModel):
+    """Calendar subscriptions (``replenish away subscribe``): how often and what is away."""
+
+    model_config = _SECTION
+
+    # Where the secret URL files and last good copies live (None: beside the database).
+    dir: Path | None = None
+    refresh_interval_min: float = Field(default=60.0, ge=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+    deadline_s: float = Field(default=30.0, gt=0)
+    # An event is an absence when it has this category (case-insensitive) ...
+    category: str | None = None
+    # ... or, without a category, when its summary or categories contain one of these
+    # (None: the built-in away/vacation/holiday/travel words).
+    keywords: list[str] | None = None
+
+
 class Settings(BaseSettings):
     """The whole configuration of one agent."""
 
@@ -171,6 +188,7 @@ class Settings(BaseSettings):
     forecast: ForecastSettings = ForecastSettings()
     retention: RetentionSettings = RetentionSettings()
     household: HouseholdSettings = HouseholdSettings()
+    calendar: CalendarSettings = CalendarSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where this tree came from, for messages; not a setting.

@@ -29,6 +29,7 @@ from agent.household.discovery import DeviceInfo
 from agent.household.link import HouseholdLink
 from agent.mqtt.ingest import MqttIngest
 from agent.ops import systemd
+from agent.sources.calendar.subscription import CalendarSubscriptions, away_rule, calendar_dir
 from agent.sources.ipp.source import IppPrinterSource
 from agent.storage.ledger import Ledger, State
 from agent.storage.store import Store, consumable_key
@@ -106,6 +107,9 @@ class AgentService:
                 id="household", coalesce=True)
         for source in self.printers:
             add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
+        # Calendar subscriptions (issue 19): the first refresh right away, then hourly.
+        add(self.refresh_calendars, "interval", id="calendars", coalesce=True,
+            minutes=self.settings.calendar.refresh_interval_min, next_run_time=datetime.now(UTC))
 
     def open_store(self) -> Store:
         return Store(self.settings.storage.path, rejects_kept=self.settings.ingest.rejects_kept)
@@ -214,6 +218,18 @@ class AgentService:
                 replace_existing=True,
                 run_date=datetime.now(UTC) + timedelta(seconds=result.next_poll_in_s),
             )
+
+    def refresh_calendars(self) -> None:
+        """Fetch every subscribed calendar; a fault keeps its last good copy."""
+        subs = CalendarSubscriptions(calendar_dir(self.settings))
+        names = subs.names()
+        if not names:
+            return
+        cs, now = self.settings.calendar, self.clock()
+        with self.ledger() as ledger:
+            for name in names:
+                subs.refresh(name, ledger, now, rule=away_rule(self.settings),
+                             timeout_s=cs.timeout_s, deadline_s=cs.deadline_s)
 
     def compact(self) -> None:
         """Thin old readings: 5-minute resolution after a day, hourly after raw_days."""
