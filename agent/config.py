@@ -172,6 +172,42 @@ class CalendarSettings(BaseModel):
     keywords: list[str] | None = None
 
 
+class Zigbee2MqttSettings(BaseModel):
+    model_config = _SECTION
+
+    enabled: bool = True
+    prefix: str = Field(default="zigbee2mqtt", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # Friendly name or IEEE address -> battery type, for models not in the bundled table.
+    battery_types: dict[str, str] = {}
+
+
+class MappingSettings(BaseModel):
+    """A device without discovery: a topic, where the number is, and what it measures."""
+
+    model_config = _SECTION
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    topic: str = Field(min_length=1, max_length=256)
+    # value_template subset, e.g. "{{ value_json.weight | float }}" (None: the raw payload)
+    value_template: str | None = None
+    unit: Literal["%", "g", "kg", "ml", "l", "count", "min", "h", "d"] = "%"
+    consumable_id: str = Field(default="level", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    sku: str | None = None
+    capacity: float | None = Field(default=None, gt=0)
+
+
+class SourcesSettings(BaseModel):
+    """Foreign devices on the household broker, read-only (docs/sources.md)."""
+
+    model_config = _SECTION
+
+    discovery: bool = True
+    discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    zigbee2mqtt: Zigbee2MqttSettings = Zigbee2MqttSettings()
+    mappings: list[MappingSettings] = []
+    drain_interval_s: float = Field(default=2.0, ge=0.1)
+
+
 class Settings(BaseSettings):
     """The whole configuration of one agent."""
 
@@ -189,6 +225,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     household: HouseholdSettings = HouseholdSettings()
     calendar: CalendarSettings = CalendarSettings()
+    sources: SourcesSettings = SourcesSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where this tree came from, for messages; not a setting.

@@ -27,10 +27,11 @@ from agent.errors import AgentError, VendorRetryable
 from agent.forecast import Forecast
 from agent.household.discovery import DeviceInfo
 from agent.household.link import HouseholdLink
-from agent.mqtt.ingest import MqttIngest
+from agent.mqtt.ingest import ForeignRoute, MqttIngest
 from agent.ops import systemd
 from agent.sources.calendar.subscription import CalendarSubscriptions, away_rule, calendar_dir
 from agent.sources.ipp.source import IppPrinterSource
+from agent.sources.reader import ForeignReader
 from agent.storage.ledger import Ledger, State
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem, VendorClient
@@ -64,10 +65,15 @@ class AgentService:
                 proposal_ttl=timedelta(hours=hs.proposal_ttl_h),
                 silent_after=timedelta(hours=hs.silent_after_h),
             )
+        # Foreign devices on the household broker (issue 19), read through the same
+        # paho connection.
+        self.foreign = ForeignReader(settings.sources, str(settings.storage.path))
         self.ingest = MqttIngest(
             settings.mqtt, settings.ingest, self.open_store,
             household=self.household.route() if self.household else None,
+            foreign=ForeignRoute(self.foreign.topics, self.foreign.wants, self.foreign.deliver),
         )
+        self.foreign.subscribe = self.ingest.subscribe_foreign
         self.vendor = self._vendor_client()
         self.printers = [self._printer(p) for p in settings.printers]
         self.scheduler = BackgroundScheduler(timezone="UTC")
@@ -107,6 +113,10 @@ class AgentService:
                 id="household", coalesce=True)
         for source in self.printers:
             add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
+        add(self.foreign.drain, "interval", seconds=self.settings.sources.drain_interval_s,
+            id="foreign-sources", coalesce=True)
+        add(self.foreign.refresh_adoptions, "interval", seconds=30, id="foreign-adoptions",
+            coalesce=True)
         # Calendar subscriptions (issue 19): the first refresh right away, then hourly.
         add(self.refresh_calendars, "interval", id="calendars", coalesce=True,
             minutes=self.settings.calendar.refresh_interval_min, next_run_time=datetime.now(UTC))

@@ -170,6 +170,50 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    # Foreign sources (issue 19): entities found on the household broker (HA discovery,
+    # Zigbee2MQTT, Valetudo, mappings), the ones the household adopted as consumables,
+    # and payloads that did not parse, counted per source and reason.
+    (
+        6,
+        """
+        CREATE TABLE source_entities (
+            source        TEXT NOT NULL,
+            key           TEXT NOT NULL,
+            name          TEXT NOT NULL,
+            state_topic   TEXT NOT NULL,
+            value_template TEXT,
+            unit          TEXT,
+            factor        REAL NOT NULL DEFAULT 1,
+            device_class  TEXT,
+            manufacturer  TEXT,
+            model         TEXT,
+            battery_type  TEXT,
+            unsupported   TEXT,
+            available     INTEGER,
+            seen_at       REAL NOT NULL,
+            removed_at    REAL,
+            PRIMARY KEY (source, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE source_adoptions (
+            source        TEXT NOT NULL,
+            key           TEXT NOT NULL,
+            device_id     TEXT NOT NULL,
+            consumable_id TEXT NOT NULL,
+            sku           TEXT,
+            capacity      REAL,
+            pack_size     INTEGER,
+            adopted_at    REAL NOT NULL,
+            PRIMARY KEY (source, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE source_rejects (
+            source   TEXT NOT NULL,
+            reason   TEXT NOT NULL,
+            count    INTEGER NOT NULL,
+            last_at  REAL NOT NULL,
+            PRIMARY KEY (source, reason)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
