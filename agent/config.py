@@ -196,6 +196,26 @@ class MappingSettings(BaseModel):
     capacity: float | None = Field(default=None, gt=0)
 
 
+class NightscoutSettings(BaseModel):
+    """A Nightscout site (CGM wearer): polled over HTTPS, read-only."""
+
+    model_config = _SECTION
+
+    url: str = Field(pattern=r"^https?://")
+    name: str = Field(default="nightscout", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")
+    # An access token (Admin Tools -> Subjects, role "readable"), sent as ?token=.
+    token_file: Path | None = None
+    # Or the site's API_SECRET, sent SHA-1 hashed in the API-SECRET header.
+    api_secret_file: Path | None = None
+    poll_interval_min: float = Field(default=15.0, ge=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+    sensor_life_days: float = Field(default=10.0, gt=0)
+    site_life_days: float = Field(default=3.0, gt=0)
+    reservoir_units: float = Field(default=300.0, gt=0)
+    # consumable id (cgm-sensor, infusion-set, insulin, pump-battery) -> vendor SKU
+    skus: dict[str, str] = {}
+
+
 class SourcesSettings(BaseModel):
     """Foreign devices on the household broker, read-only (docs/sources.md)."""
 
@@ -205,6 +225,7 @@ class SourcesSettings(BaseModel):
     discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     zigbee2mqtt: Zigbee2MqttSettings = Zigbee2MqttSettings()
     mappings: list[MappingSettings] = []
+    nightscout: NightscoutSettings | None = None
     drain_interval_s: float = Field(default=2.0, ge=0.1)
 
 

@@ -31,8 +31,11 @@ from agent.mqtt.ingest import ForeignRoute, MqttIngest
 from agent.ops import systemd
 from agent.sources.calendar.subscription import CalendarSubscriptions, away_rule, calendar_dir
 from agent.sources.ipp.source import IppPrinterSource
+from agent.sources.nightscout.source import SOURCE as NIGHTSCOUT
+from agent.sources.nightscout.source import NightscoutSource
 from agent.sources.reader import ForeignReader
 from agent.storage.ledger import Ledger, State
+from agent.storage.sources import SourceStore
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem, VendorClient
 from agent.wire.household import ConsumableState, Outgoing
@@ -74,6 +77,8 @@ class AgentService:
             foreign=ForeignRoute(self.foreign.topics, self.foreign.wants, self.foreign.deliver),
         )
         self.foreign.subscribe = self.ingest.subscribe_foreign
+        ns = settings.sources.nightscout
+        self.nightscout = NightscoutSource(ns) if ns is not None else None
         self.vendor = self._vendor_client()
         self.printers = [self._printer(p) for p in settings.printers]
         self.scheduler = BackgroundScheduler(timezone="UTC")
@@ -117,6 +122,10 @@ class AgentService:
             id="foreign-sources", coalesce=True)
         add(self.foreign.refresh_adoptions, "interval", seconds=30, id="foreign-adoptions",
             coalesce=True)
+        if self.nightscout is not None:
+            add(self.poll_nightscout, "interval", id="nightscout", coalesce=True,
+                minutes=self.nightscout.settings.poll_interval_min,
+                next_run_time=datetime.now(UTC))
         # Calendar subscriptions (issue 19): the first refresh right away, then hourly.
         add(self.refresh_calendars, "interval", id="calendars", coalesce=True,
             minutes=self.settings.calendar.refresh_interval_min, next_run_time=datetime.now(UTC))
@@ -229,6 +238,18 @@ class AgentService:
                 run_date=datetime.now(UTC) + timedelta(seconds=result.next_poll_in_s),
             )
 
+    def poll_nightscout(self) -> None:
+        """Read the wearer's consumables; a fault is counted for doctor, never raised."""
+        if self.nightscout is None:
+            return
+        result = self.nightscout.poll(self.clock())
+        if result.states:
+            with self.open_store() as store:
+                store.write_batch(result.states, received_at=time.time())
+        if result.fault:
+            with SourceStore(self.settings.storage.path) as db:
+                db.count_rejects({(NIGHTSCOUT, result.fault): 1}, time.time())
+
     def refresh_calendars(self) -> None:
         """Fetch every subscribed calendar; a fault keeps its last good copy."""
         subs = CalendarSubscriptions(calendar_dir(self.settings))
@@ -331,6 +352,8 @@ class AgentService:
         self.ingest.stop()
         for source in self.printers:
             source.close()
+        if self.nightscout is not None:
+            self.nightscout.close()
         if self.vendor is not None:
             self.vendor.close()
         log.info("agent.stopped")

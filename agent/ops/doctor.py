@@ -441,6 +441,27 @@ def check_devices(db_path: Path, probes: Probes) -> CheckResult:
     )
 
 
+def check_sources(db_path: Path, probes: Probes) -> CheckResult:
+    """Foreign sources (issue 19): payloads that did not parse and polls that failed in
+    the last day, per source and reason (``source_rejects``)."""
+    rows = _query(db_path, "SELECT source, reason, count, last_at FROM source_rejects "
+                           "ORDER BY source, reason")
+    if rows is None:
+        return CheckResult("sources", Level.OK, "no foreign source faults recorded")
+    recent = [r for r in rows if probes.clock() - float(r[3]) < 86_400]
+    details = tuple(f"{src}: {reason} x{count} (last {_iso(last)})"
+                    for src, reason, count, last in rows)
+    if recent:
+        return CheckResult(
+            "sources", Level.WARN,
+            f"{len(recent)} foreign source fault(s) in the last day: "
+            + ", ".join(sorted({f"{r[0]} {r[1]}" for r in recent}))[:200],
+            "see docs/sources.md: check the token or URL of a polled source, or the "
+            "value_template of an adopted entity ('replenish sources list')", details)
+    return CheckResult("sources", Level.OK, "no foreign source faults in the last day",
+                       details=details)
+
+
 # ---- all together -----------------------------------------------------------------------
 
 
@@ -467,6 +488,7 @@ def run_checks(
     results.append(check_clock(db, probes))
     results.append(check_disk(db, probes))
     results.append(check_devices(db, probes))
+    results.append(check_sources(db, probes))
     return results
 
 
