@@ -63,6 +63,10 @@ class _Reading:
     factor: float
     sku: str | None
     capacity: float | None
+    group: str | None = None  # battery type: also feeds the per-type consumable
+
+
+BATTERY_GROUP_DEVICE = "z2m-batteries"
 
 
 class ForeignReader:
@@ -78,6 +82,11 @@ class ForeignReader:
         self._readings: dict[str, list[_Reading]] = {}
         self._mappings = [(m, parse_template(m.value_template)) for m in settings.mappings]
         self._z2m_names: dict[str, str] = {}  # friendly name -> ieee
+        # battery type -> device id -> latest level: the per-type consumable is the lowest
+        # (it runs out first; replacing that cell is a jump to the next-lowest).
+        self._groups: dict[str, dict[str, float]] = {}
+        self._dirty: dict[str, str | None] = {}  # groups with new levels -> their SKU
+        self._seq = 0
         self.subscribe: Callable[[list[str]], None] = lambda topics: None
         self._static = self._static_topics()
         # Every state topic ever subscribed: after a rename the old one stays subscribed
@@ -127,7 +136,8 @@ class ForeignReader:
                     continue
                 readings.setdefault(e.state_topic, []).append(_Reading(
                     a.source, a.device_id, a.consumable_id, tpl, Unit(e.unit), e.factor,
-                    a.sku, a.capacity))
+                    a.sku, a.capacity,
+                    e.battery_type if e.source == bridge.SOURCE else None))
             self._z2m_names = {e.state_topic.rsplit("/", 1)[-1]: e.key
                                for e in entities.values() if e.source == bridge.SOURCE}
         new = sorted(set(readings) - set(self._readings))
@@ -159,6 +169,7 @@ class ForeignReader:
                 except PayloadError as err:
                     rejects[(self._source_of(topic), str(err))] += 1
             db.count_rejects(dict(rejects), now)
+        states += self._group_states(now)
         if states:
             with Store(self.db_path) as store:
                 store.write_batch(states, received_at=now)
@@ -222,15 +233,38 @@ class ForeignReader:
             try:
                 level = r.template.number(payload) * r.factor
                 out.append(StateMessage(
-                    device_id=r.device_id, seq=int(now * 1000),
+                    device_id=r.device_id, seq=self._next_seq(now),
                     ts=datetime.fromtimestamp(now, UTC), kind=DeviceKind.OTHER,
                     consumables=[Consumable(id=r.consumable_id, level=max(level, 0.0),
                                             unit=r.unit, sku=r.sku, capacity=r.capacity)]))
             except PayloadError as err:
                 rejects[(r.source, str(err))] += 1
+                continue
             except ValidationError:
                 rejects[(r.source, "implausible level")] += 1
+                continue
+            if r.group is not None:
+                self._groups.setdefault(r.group, {})[r.device_id] = max(level, 0.0)
+                self._dirty[r.group] = r.sku
         return out
+
+    def _group_states(self, now: float) -> list[StateMessage]:
+        """The battery-type consumables: one order per type, before the first cell dies."""
+        out = []
+        for group, sku in self._dirty.items():
+            cid = _UNSAFE.sub("_", group).strip("_")[:64] or "battery"
+            out.append(StateMessage(
+                device_id=BATTERY_GROUP_DEVICE, seq=self._next_seq(now),
+                ts=datetime.fromtimestamp(now, UTC), kind=DeviceKind.OTHER,
+                consumables=[Consumable(id=cid, level=min(self._groups[group].values()),
+                                        unit=Unit.PERCENT, sku=sku)]))
+        self._dirty.clear()
+        return out
+
+    def _next_seq(self, now: float) -> int:
+        """Increasing per reader: several messages of one device in one drain all count."""
+        self._seq = max(self._seq + 1, int(now * 1000))
+        return self._seq
 
 
 def adopt(db: SourceStore, source: str, key: str, *, sku: str | None, capacity: float | None,

@@ -180,3 +180,29 @@ def test_load_cell_valetudo_deleted_config_and_unsupported_template(
     # A deleted discovery config (empty retained payload) removes the entity.
     publisher.publish(topic, b"", retain=True)
     drain_until(reader, lambda: scale.key not in entities(settings, "ha"))
+
+
+def test_batteries_of_one_type_are_one_consumable_at_the_lowest_level(
+        settings: Settings, publisher: ForeignPublisher,
+        agent: tuple[MqttIngest, ForeignReader]) -> None:
+    _, reader = agent
+    bridge = Zigbee2MqttBridge(n=4)  # sensors 0 and 3: WSDCGQ11LM on CR2032
+    publisher.publish("zigbee2mqtt/bridge/devices", bridge.devices(), retain=True)
+    drain_until(reader, lambda: len(entities(settings, "z2m")) == 4)
+    with SourceStore(settings.storage.path) as db:
+        for s in (bridge.sensors[0], bridge.sensors[3]):
+            adopt(db, "z2m", s.ieee, sku="CR2032-10", capacity=None, pack_size=10,
+                  consumable_id=None, now=time.time())
+    reader.refresh_adoptions()
+    time.sleep(0.3)
+    for s in (bridge.sensors[0], bridge.sensors[3]):
+        publisher.publish(f"zigbee2mqtt/{s.friendly_name}", s.state())
+
+    def group_level() -> float | None:
+        with Store(settings.storage.path) as st:
+            rows = [c for c in st.consumables() if c["device_id"] == "z2m-batteries"]
+            return st.readings(rows[0]["cid"])[-1].level if rows else None
+    drain_until(reader, lambda: group_level() == 91.0)  # 100 % and 91 %: the lowest
+    with Store(settings.storage.path) as st:
+        [c] = [c for c in st.consumables() if c["device_id"] == "z2m-batteries"]
+    assert (c["consumable_id"], c["sku"]) == ("CR2032", "CR2032-10")
