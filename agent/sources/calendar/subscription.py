@@ -99,6 +99,16 @@ class CalendarSubscriptions:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(url + "\n")
         os.chmod(url_file, 0o600)
+        self._owned_like_state_dir(self.dir, url_file)
+
+    def _owned_like_state_dir(self, *paths: Path) -> None:
+        """``sudo replenish away subscribe`` runs as root, the service as its own
+        (DynamicUser) account: hand the files to whoever owns the state directory."""
+        if os.geteuid() != 0:
+            return
+        owner = self.dir.parent.stat()
+        for path in paths:
+            os.chown(path, owner.st_uid, owner.st_gid)
 
     def remove(self, name: str) -> bool:
         found = False
