@@ -57,3 +57,35 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking_paho(tmp_path: Path) 
     for _ in range(10_005):
         r.deliver("zigbee2mqtt/x/availability", b"online", False)
     assert r.dropped == 5
+
+
+def test_sources_cli_lists_adopts_and_drops(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from agent.cli.main import main
+
+    r = reader(tmp_path)
+    r.deliver("homeassistant/sensor/coffee-scale/coffee_beans/config",
+              b'{"name": "Coffee beans", "stat_t": "esphome/coffee-scale/beans", '
+              b'"unit_of_meas": "g"}', True)
+    r.deliver("homeassistant/sensor/pantry/flour/config",
+              b'{"name": "Flour", "stat_t": "esphome/pantry/flour", "unit_of_meas": "g", '
+              b'"val_tpl": "{{ value_json.raw / 21.3 }}"}', True)
+    r.drain()
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[storage]\npath = "{tmp_path / "agent.db"}"\n')
+
+    def cli(*argv: str) -> tuple[int, str]:
+        code = main(["--config", str(config), *argv])
+        return code, capsys.readouterr().out
+
+    import json
+    rows = {r["entity"]: r for r in json.loads(cli("sources", "list", "--json")[1])}
+    assert rows["ha:sensor/coffee-scale/coffee_beans"]["candidate"]
+    assert "unsupported" in rows["ha:sensor/pantry/flour"]["unsupported"]
+    code, out = cli("sources", "adopt", "ha:sensor/coffee-scale/coffee_beans", "--sku",
+                    "BEANS-1KG", "--capacity", "1000", "--pack-size", "1")
+    assert code == 0 and "adopted" in out
+    assert cli("sources", "adopt", "ha:sensor/pantry/flour")[0] != 0
+    assert cli("sources", "adopt", "nonsense")[0] != 0
+    assert json.loads(cli("sources", "list", "--json")[1])[0]["adopted"]
+    assert cli("sources", "drop", "ha:sensor/coffee-scale/coffee_beans")[0] == 0
+    assert cli("sources", "drop", "ha:sensor/coffee-scale/coffee_beans")[0] != 0

@@ -177,6 +177,22 @@ def test_load_cell_valetudo_deleted_config_and_unsupported_template(
         [c] = [c for c in st.consumables() if c["device_id"] == a.device_id]
         assert abs(st.readings(c["cid"])[-1].level - 734.0) < 1e-6
 
+    # Valetudo: a consumable's remaining minutes (Homie property value) read as days.
+    with SourceStore(settings.storage.path) as db:
+        b = adopt(db, "ha", brush.key, sku="ROBOROCK-BRUSH", capacity=12.5, pack_size=1,
+                  consumable_id="main-brush", now=time.time())
+    reader.refresh_adoptions()
+    time.sleep(0.3)
+    publisher.publish(brush.state_topic, b"9000")
+
+    def brush_stored() -> bool:
+        with Store(settings.storage.path) as st:
+            return st.reading_count(b.device_id) == 1
+    drain_until(reader, brush_stored)
+    with Store(settings.storage.path) as st:
+        [c] = [c for c in st.consumables() if c["device_id"] == b.device_id]
+        assert c["unit"] == "days" and st.readings(c["cid"])[-1].level == 6.25
+
     # A deleted discovery config (empty retained payload) removes the entity.
     publisher.publish(topic, b"", retain=True)
     drain_until(reader, lambda: scale.key not in entities(settings, "ha"))
