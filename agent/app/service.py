@@ -22,20 +22,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.app.dispatcher import Dispatcher
 from agent.app.planner import Planner
+from agent.app.sources import SourceJobs
 from agent.config import PrinterSettings, Settings, read_secret
 from agent.errors import AgentError, VendorRetryable
 from agent.forecast import Forecast
 from agent.household.discovery import DeviceInfo
 from agent.household.link import HouseholdLink
-from agent.mqtt.ingest import ForeignRoute, MqttIngest
+from agent.mqtt.ingest import MqttIngest
 from agent.ops import systemd
-from agent.sources.calendar.subscription import CalendarSubscriptions, away_rule, calendar_dir
 from agent.sources.ipp.source import IppPrinterSource
-from agent.sources.nightscout.source import SOURCE as NIGHTSCOUT
-from agent.sources.nightscout.source import NightscoutSource
-from agent.sources.reader import ForeignReader
 from agent.storage.ledger import Ledger, State
-from agent.storage.sources import SourceStore
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem, VendorClient
 from agent.wire.household import ConsumableState, Outgoing
@@ -68,17 +64,13 @@ class AgentService:
                 proposal_ttl=timedelta(hours=hs.proposal_ttl_h),
                 silent_after=timedelta(hours=hs.silent_after_h),
             )
-        # Foreign devices on the household broker (issue 19), read through the same
-        # paho connection.
-        self.foreign = ForeignReader(settings.sources, str(settings.storage.path))
+        self.sources = SourceJobs(settings, clock)  # foreign devices, Nightscout, calendars
         self.ingest = MqttIngest(
             settings.mqtt, settings.ingest, self.open_store,
             household=self.household.route() if self.household else None,
-            foreign=ForeignRoute(self.foreign.topics, self.foreign.wants, self.foreign.deliver),
+            foreign=self.sources.route(),
         )
-        self.foreign.subscribe = self.ingest.subscribe_foreign
-        ns = settings.sources.nightscout
-        self.nightscout = NightscoutSource(ns) if ns is not None else None
+        self.sources.foreign.subscribe = self.ingest.subscribe_foreign
         self.vendor = self._vendor_client()
         self.printers = [self._printer(p) for p in settings.printers]
         self.scheduler = BackgroundScheduler(timezone="UTC")
@@ -118,17 +110,8 @@ class AgentService:
                 id="household", coalesce=True)
         for source in self.printers:
             add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
-        add(self.foreign.drain, "interval", seconds=self.settings.sources.drain_interval_s,
-            id="foreign-sources", coalesce=True)
-        add(self.foreign.refresh_adoptions, "interval", seconds=30, id="foreign-adoptions",
-            coalesce=True)
-        if self.nightscout is not None:
-            add(self.poll_nightscout, "interval", id="nightscout", coalesce=True,
-                minutes=self.nightscout.settings.poll_interval_min,
-                next_run_time=datetime.now(UTC))
-        # Calendar subscriptions (issue 19): the first refresh right away, then hourly.
-        add(self.refresh_calendars, "interval", id="calendars", coalesce=True,
-            minutes=self.settings.calendar.refresh_interval_min, next_run_time=datetime.now(UTC))
+        for job, options in self.sources.jobs():
+            add(job, coalesce=True, **options)
 
     def open_store(self) -> Store:
         return Store(self.settings.storage.path, rejects_kept=self.settings.ingest.rejects_kept)
@@ -238,30 +221,6 @@ class AgentService:
                 run_date=datetime.now(UTC) + timedelta(seconds=result.next_poll_in_s),
             )
 
-    def poll_nightscout(self) -> None:
-        """Read the wearer's consumables; a fault is counted for doctor, never raised."""
-        if self.nightscout is None:
-            return
-        result = self.nightscout.poll(self.clock())
-        if result.states:
-            with self.open_store() as store:
-                store.write_batch(result.states, received_at=time.time())
-        if result.fault:
-            with SourceStore(self.settings.storage.path) as db:
-                db.count_rejects({(NIGHTSCOUT, result.fault): 1}, time.time())
-
-    def refresh_calendars(self) -> None:
-        """Fetch every subscribed calendar; a fault keeps its last good copy."""
-        subs = CalendarSubscriptions(calendar_dir(self.settings))
-        names = subs.names()
-        if not names:
-            return
-        cs, now = self.settings.calendar, self.clock()
-        with self.ledger() as ledger:
-            for name in names:
-                subs.refresh(name, ledger, now, rule=away_rule(self.settings),
-                             timeout_s=cs.timeout_s, deadline_s=cs.deadline_s)
-
     def compact(self) -> None:
         """Thin old readings: 5-minute resolution after a day, hourly after raw_days."""
         now = self.clock()
@@ -352,8 +311,7 @@ class AgentService:
         self.ingest.stop()
         for source in self.printers:
             source.close()
-        if self.nightscout is not None:
-            self.nightscout.close()
+        self.sources.close()
         if self.vendor is not None:
             self.vendor.close()
         log.info("agent.stopped")
