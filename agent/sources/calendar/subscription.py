@@ -163,7 +163,8 @@ class CalendarSubscriptions:
                 text = self.last_good(name)
                 status = "unchanged"
             else:
-                parse_ics(text, zone, rule)  # not a calendar: keep the last good copy
+                # Not a calendar: ConsentError, and the last good copy stays.
+                parse_ics(text, zone, rule, since=now - IMPORT_BACK, until=now + IMPORT_AHEAD)
                 _, cache, _ = self._paths(name)
                 tmp = cache.with_suffix(".ics.tmp")
                 tmp.write_text(text, encoding="utf-8")
