@@ -228,6 +228,78 @@ class WebSettings(BaseModel):
     login_window_s: float = Field(default=300.0, gt=0)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+class CalendarSettings(BaseModel):
+    """Calendar subscriptions (``replenish away subscribe``): how often and what is away."""
+
+    model_config = _SECTION
+
+    # Where the secret URL files and last good copies live (None: beside the database).
+    dir: Path | None = None
+    refresh_interval_min: float = Field(default=60.0, ge=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+    deadline_s: float = Field(default=30.0, gt=0)
+    # An event is an absence when it has this category (case-insensitive) ...
+    category: str | None = None
+    # ... or, without a category, when its summary or categories contain one of these
+    # (None: the built-in away/vacation/holiday/travel words).
+    keywords: list[str] | None = None
+
+
+class Zigbee2MqttSettings(BaseModel):
+    model_config = _SECTION
+
+    enabled: bool = True
+    prefix: str = Field(default="zigbee2mqtt", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # Friendly name or IEEE address -> battery type, for models not in the bundled table.
+    battery_types: dict[str, str] = {}
+
+
+class MappingSettings(BaseModel):
+    """A device without discovery: a topic, where the number is, and what it measures."""
+
+    model_config = _SECTION
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    topic: str = Field(min_length=1, max_length=256)
+    # value_template subset, e.g. "{{ value_json.weight | float }}" (None: the raw payload)
+    value_template: str | None = None
+    unit: Literal["%", "g", "kg", "ml", "l", "count", "min", "h", "d"] = "%"
+    consumable_id: str = Field(default="level", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    sku: str | None = None
+    capacity: float | None = Field(default=None, gt=0)
+
+
+class NightscoutSettings(BaseModel):
+    """A Nightscout site (CGM wearer): polled over HTTPS, read-only."""
+
+    model_config = _SECTION
+
+    url: str = Field(pattern=r"^https?://")
+    name: str = Field(default="nightscout", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")
+    # An access token (Admin Tools -> Subjects, role "readable"), sent as ?token=.
+    token_file: Path | None = None
+    # Or the site's API_SECRET, sent SHA-1 hashed in the API-SECRET header.
+    api_secret_file: Path | None = None
+    poll_interval_min: float = Field(default=15.0, ge=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+    sensor_life_days: float = Field(default=10.0, gt=0)
+    site_life_days: float = Field(default=3.0, gt=0)
+    reservoir_units: float = Field(default=300.0, gt=0)
+    # consumable id (cgm-sensor, infusion-set, insulin, pump-battery) -> vendor SKU
+    skus: dict[str, str] = {}
+
+
+class SourcesSettings(BaseModel):
+    """Foreign devices on the household broker, read-only (docs/sources.md)."""
+
+    model_config = _SECTION
+
+    discovery: bool = True
+    discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    zigbee2mqtt: Zigbee2MqttSettings = Zigbee2MqttSettings()
+    mappings: list[MappingSettings] = []
+    nightscout: NightscoutSettings | None = None
+    drain_interval_s: float = Field(default=2.0, ge=0.1)
 
 
 class Settings(BaseSettings):
@@ -248,6 +320,8 @@ class Settings(BaseSettings):
     household: HouseholdSettings = HouseholdSettings()
     alerts: AlertSettings = AlertSettings()
     web: WebSettings = WebSettings()
+    calendar: CalendarSettings = CalendarSettings()
+    sources: SourcesSettings = SourcesSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Where this tree came from, for messages; not a setting.

@@ -25,6 +25,7 @@ from agent.app.alerting import AlertPass, notifier_of
 from agent.app.dispatcher import Dispatcher
 from agent.app.order_now import Outcome, order_now_for
 from agent.app.planner import Planner
+from agent.app.sources import SourceJobs
 from agent.config import PrinterSettings, Settings
 from agent.errors import AgentError, VendorRetryable
 from agent.forecast import Forecast
@@ -69,10 +70,13 @@ class AgentService:
                 silent_after=timedelta(hours=hs.silent_after_h),
                 order_now=self._order_now,
             )
+        self.sources = SourceJobs(settings, clock)  # foreign devices, Nightscout, calendars
         self.ingest = MqttIngest(
             settings.mqtt, settings.ingest, self.open_store,
             household=self.household.route() if self.household else None,
+            foreign=self.sources.route(),
         )
+        self.sources.foreign.subscribe = self.ingest.subscribe_foreign
         self.vendor = self._vendor_client()
         self.printers = [self._printer(p) for p in settings.printers]
         self.scheduler = BackgroundScheduler(timezone="UTC")
@@ -124,6 +128,8 @@ class AgentService:
             add(self.send_alerts, "date", id="alerts")
         for source in self.printers:
             add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
+        for job, options in self.sources.jobs():
+            add(job, coalesce=True, **options)
 
     def open_store(self) -> Store:
         return Store(self.settings.storage.path, rejects_kept=self.settings.ingest.rejects_kept)
@@ -393,6 +399,7 @@ class AgentService:
         self.ingest.stop()
         for source in self.printers:
             source.close()
+        self.sources.close()
         if self.vendor is not None:
             self.vendor.close()
         log.info("agent.stopped")

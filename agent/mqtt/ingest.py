@@ -202,6 +202,18 @@ class HouseholdRoute:
     deliver: Callable[[str, bytes], None]
 
 
+@dataclass(slots=True, frozen=True)
+class ForeignRoute:
+    """Read-only topics of other systems on the household broker (HA discovery,
+    Zigbee2MQTT, Valetudo): retained messages are wanted (configs, device lists), the
+    hand-off only queues, and the agent never publishes on them. ``topics`` is asked on
+    every connect, so subscriptions added since (adopted entities) survive a reconnect."""
+
+    topics: Callable[[], list[str]]
+    wants: Callable[[str], bool]
+    deliver: Callable[[str, bytes, bool], None]
+
+
 class MqttIngest:
     """Owns the paho client: persistent MQTT 5 session, QoS 1, ack after commit."""
 
@@ -212,9 +224,11 @@ class MqttIngest:
         store_factory: Callable[[], Store],
         on_stored: Callable[[set[str]], None] | None = None,
         household: HouseholdRoute | None = None,
+        foreign: ForeignRoute | None = None,
     ) -> None:
         self.settings = mqtt_settings
         self.household = household
+        self.foreign = foreign
         self.connected = threading.Event()
         self.last_network_activity = time.monotonic()
         self.client = mqtt.Client(
@@ -249,7 +263,9 @@ class MqttIngest:
         no_retained = SubscribeOptions(qos=1, retainHandling=2)
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in SUBSCRIPTIONS]
                          + [(t, no_retained) for t in
-                            (self.household.topics if self.household else [])])
+                            (self.household.topics if self.household else [])]
+                         + [(t, SubscribeOptions(qos=1)) for t in
+                            (self.foreign.topics() if self.foreign else [])])
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
@@ -268,6 +284,12 @@ class MqttIngest:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             self.last_network_activity = time.monotonic()
+            if self.foreign and self.foreign.wants(msg.topic):
+                # Foreign readings are re-sent by their devices: ack on hand-off.
+                self.foreign.deliver(msg.topic, bytes(msg.payload), bool(msg.retain))
+                if msg.qos:
+                    client.ack(msg.mid, msg.qos)
+                return
             if self.household and not msg.topic.startswith(TOPIC_ROOT):
                 # Household commands are acknowledged on receipt: each lands in the
                 # audit chain, and a redelivered one is refused as already decided.
@@ -339,6 +361,11 @@ class MqttIngest:
     def publish(self, topic: str, payload: bytes, retain: bool, qos: int = 1) -> None:
         """Publish a household message (paho queues it while disconnected)."""
         self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def subscribe_foreign(self, topics: list[str]) -> None:
+        """Subscribe to more foreign topics now (``ForeignRoute.topics`` covers reconnects)."""
+        if topics and self.connected.is_set():
+            self.client.subscribe([(t, SubscribeOptions(qos=1)) for t in topics])
 
     @property
     def loop_alive(self) -> bool:

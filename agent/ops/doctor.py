@@ -500,6 +500,25 @@ def check_orders(db_path: Path) -> CheckResult:
         "orders", Level.WARN, f"{len(rows)} lost order(s): the vendor no longer knows them or "
         "never answered", "ask the vendor whether each was placed; then `replenish orders "
         "cancel ID` lets the agent order again", details)
+def check_sources(db_path: Path, probes: Probes) -> CheckResult:
+    """Foreign sources (issue 19): payloads that did not parse and polls that failed in
+    the last day, per source and reason (``source_rejects``)."""
+    rows = _query(db_path, "SELECT source, reason, count, last_at FROM source_rejects "
+                           "ORDER BY source, reason")
+    if rows is None:
+        return CheckResult("sources", Level.OK, "no foreign source faults recorded")
+    recent = [r for r in rows if probes.clock() - float(r[3]) < 86_400]
+    details = tuple(f"{src}: {reason} x{count} (last {_iso(last)})"
+                    for src, reason, count, last in rows)
+    if recent:
+        return CheckResult(
+            "sources", Level.WARN,
+            f"{len(recent)} foreign source fault(s) in the last day: "
+            + ", ".join(sorted({f"{r[0]} {r[1]}" for r in recent}))[:200],
+            "see docs/sources.md: check the token or URL of a polled source, or the "
+            "value_template of an adopted entity ('replenish sources list')", details)
+    return CheckResult("sources", Level.OK, "no foreign source faults in the last day",
+                       details=details)
 
 
 # ---- all together -----------------------------------------------------------------------
@@ -531,6 +550,7 @@ def run_checks(
     results.append(check_devices(db, probes))
     results.append(check_alerts(settings.alerts, db, probes))
     results.append(check_orders(db))
+    results.append(check_sources(db, probes))
     return results
 
 

@@ -173,16 +173,26 @@ def render(template_name: str, values: Mapping[str, object]) -> str:
         raise ConfigError(template_name, str(err), "template value missing") from err
 
 
+# What the agent may read of other systems (issue 19): HA discovery configs, Zigbee2MQTT,
+# Valetudo and ESPHome nodes whose topic_prefix is esphome/<node>. Other state topics
+# (explicit mappings, other discovery devices) need their own read line (docs/sources.md).
+DEFAULT_FOREIGN_READ = ("homeassistant/+/+/config", "homeassistant/+/+/+/config",
+                        "zigbee2mqtt/#", "valetudo/#", "esphome/#")
+
+
 def render_acl(
     agent_user: str = DEFAULT_AGENT_USER,
     household_user: str = DEFAULT_HOUSEHOLD_USER,
     revoked: Iterable[str] = (),
+    foreign_read: Iterable[str] = DEFAULT_FOREIGN_READ,
 ) -> str:
     """The ACL text: ``%u`` patterns for devices, fixed roles, and removed device ids."""
     denied = "".join(f"user {name}\ntopic deny #\n" for name in sorted(set(revoked)))
+    foreign = "".join(f"topic read {t}\n" for t in foreign_read)
     return render(
         "acl.template",
-        {"AGENT_USER": agent_user, "HOUSEHOLD_USER": household_user, "REVOKED": denied},
+        {"AGENT_USER": agent_user, "HOUSEHOLD_USER": household_user, "REVOKED": denied,
+         "AGENT_FOREIGN_READ": foreign},
     )
 
 

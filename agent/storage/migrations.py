@@ -205,6 +205,47 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
+        6,
+        """
+        CREATE TABLE source_entities (
+            source        TEXT NOT NULL,
+            key           TEXT NOT NULL,
+            name          TEXT NOT NULL,
+            state_topic   TEXT NOT NULL,
+            value_template TEXT,
+            unit          TEXT,
+            factor        REAL NOT NULL DEFAULT 1,
+            device_class  TEXT,
+            manufacturer  TEXT,
+            model         TEXT,
+            battery_type  TEXT,
+            unsupported   TEXT,
+            available     INTEGER,
+            seen_at       REAL NOT NULL,
+            removed_at    REAL,
+            PRIMARY KEY (source, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE source_adoptions (
+            source        TEXT NOT NULL,
+            key           TEXT NOT NULL,
+            device_id     TEXT NOT NULL,
+            consumable_id TEXT NOT NULL,
+            sku           TEXT,
+            capacity      REAL,
+            pack_size     INTEGER,
+            adopted_at    REAL NOT NULL,
+            PRIMARY KEY (source, key)
+        ) WITHOUT ROWID;
+        CREATE TABLE source_rejects (
+            source   TEXT NOT NULL,
+            reason   TEXT NOT NULL,
+            count    INTEGER NOT NULL,
+            last_at  REAL NOT NULL,
+            PRIMARY KEY (source, reason)
+        ) WITHOUT ROWID;
+        """,
+    ),
+    (
         9,
         """
         -- Urgent alerts (agent.storage.alerts): one row per alert, the device events

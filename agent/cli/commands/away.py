@@ -1,17 +1,26 @@
-"""``replenish away add|list|remove|import``: when nobody is home."""
+"""``replenish away add|list|remove|import|subscribe|unsubscribe|refresh|subscriptions``:
+when nobody is home."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from agent.clock import cli_now
 from agent.config import Settings
 from agent.errors import ConsentError
-from agent.sources.calendar.away import import_ics, parse_day_or_time
+from agent.sources.calendar.away import AwayRule, import_ics, parse_day_or_time
+from agent.sources.calendar.subscription import (
+    CalendarSubscriptions,
+    away_rule,
+    calendar_dir,
+    source_name,
+)
 from agent.storage.ledger import Ledger
 
 
@@ -28,6 +37,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     remove.add_argument("id", type=int)
     imp = actions.add_parser("import", help="import away/vacation events from an .ics file")
     imp.add_argument("file", type=Path)
+    imp.add_argument("--category", help="only events with this category are absences")
+    subscribe = actions.add_parser(
+        "subscribe", help="follow a secret iCalendar URL ('-' reads it from stdin)")
+    subscribe.add_argument("url", metavar="URL")
+    subscribe.add_argument("--name", default="calendar", help="name of this subscription")
+    subscribe.add_argument("--no-fetch", action="store_true", help="do not fetch it now")
+    unsubscribe = actions.add_parser("unsubscribe", help="forget a subscription")
+    unsubscribe.add_argument("name")
+    actions.add_parser("refresh", help="fetch every subscribed calendar now")
+    subs = actions.add_parser("subscriptions", help="subscribed calendars and their state")
+    subs.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)
 
 
@@ -56,13 +76,58 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
             if not ledger.remove_away(args.id, now):
                 raise ConsentError(f"no away period {args.id}")
             print(f"away {args.id} removed")
-        else:
+        elif args.action == "import":
             try:
                 text = args.file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as err:
                 raise ConsentError(f"cannot read {args.file}: {type(err).__name__}") from err
-            added, skipped = import_ics(ledger, text, now)
+            rule = away_rule(settings)
+            if args.category:
+                rule = AwayRule(rule.keywords, args.category)
+            added, skipped = import_ics(ledger, text, now, rule=rule)
             print(f"imported {added} away periods ({skipped} already known)")
+        else:
+            return _subscriptions(args, settings, ledger, now)
     finally:
         ledger.close()
     return 0
+
+
+def _subscriptions(args: argparse.Namespace, settings: Settings, ledger: Ledger,
+                   now: datetime) -> int:
+    subs = CalendarSubscriptions(calendar_dir(settings))
+    cs = settings.calendar
+    if args.action == "subscribe":
+        url = sys.stdin.readline() if args.url == "-" else args.url
+        subs.add(args.name, url)
+        print(f"calendar {args.name} subscribed (URL kept in {subs.dir}, mode 0600)")
+        names = [] if args.no_fetch else [args.name]
+    elif args.action == "unsubscribe":
+        if not subs.remove(args.name):
+            raise ConsentError(f"no calendar subscription {args.name}")
+        ledger.sync_away(source_name(args.name), {}, now)
+        print(f"calendar {args.name} unsubscribed; its coming absences removed")
+        return 0
+    elif args.action == "subscriptions":
+        rows = [{"name": n, **subs.state(n)} for n in subs.names()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        for r in [] if args.json else rows:
+            print(f"{r['name']}: last success {r.get('last_success', 'never')}, "
+                  f"failures {r.get('failures', 0)} {r.get('last_error', '')}".rstrip())
+        if not rows and not args.json:
+            print("(no calendar subscriptions)")
+        return 0
+    else:
+        names = subs.names()
+    failed = 0
+    for name in names:
+        res = subs.refresh(name, ledger, now, rule=away_rule(settings),
+                           timeout_s=cs.timeout_s, deadline_s=cs.deadline_s)
+        if res.status == "failed":
+            failed += 1
+            print(f"calendar {name}: fetch failed ({res.reason}); last good copy kept")
+        else:
+            print(f"calendar {name}: {res.status}, {res.added} absences added, "
+                  f"{res.removed} removed")
+    return 1 if failed else 0

@@ -166,6 +166,34 @@ class LedgerNotes(LedgerBase):
                 self._audit("away_removed", None, {"id": away_id}, now)
             return bool(cur.rowcount)
 
+    def sync_away(self, source: str, periods: dict[str, tuple[datetime, datetime, str]],
+                  now: datetime) -> tuple[int, int]:
+        """Make the coming absences of one subscribed ``source`` exactly ``periods``.
+
+        ``periods`` maps a uid to (start, end, label). Periods of that source that end
+        before ``now`` stay as history (the forecast reads them as idle days) even when
+        the calendar no longer lists them. Returns (added, removed).
+        """
+        added = removed = 0
+        with self._tx():
+            rows = self._q("SELECT id, uid, end FROM away_periods WHERE source=?", (source,))
+            known = {r["uid"] for r in rows}
+            for r in rows:
+                if r["uid"] not in periods and r["end"] > ts(now):
+                    self.conn.execute("DELETE FROM away_periods WHERE id=?", (r["id"],))
+                    removed += 1
+            for uid, (start, end, label) in periods.items():
+                if uid in known or end <= start:
+                    continue
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO away_periods (start, end, label, source, uid) "
+                    "VALUES (?, ?, ?, ?, ?)", (ts(start), ts(end), label, source, uid))
+                added += cur.rowcount
+            if added or removed:
+                self._audit("away_synced", None, {"source": source, "added": added,
+                                                  "removed": removed}, now)
+        return added, removed
+
     def away_periods(self) -> list[tuple[int, datetime, datetime, str]]:
         rows = self._q("SELECT id, start, end, label FROM away_periods ORDER BY start")
         return [(r["id"], dt(r["start"]) or datetime.min, dt(r["end"]) or datetime.min,

@@ -1,0 +1,1 @@
+"""Zigbee2MQTT preset: battery devices from the retained bridge device list."""
