@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -172,9 +173,22 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     household: HouseholdSettings = HouseholdSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The household's IANA time zone ("Europe/Berlin") for dates it types and times it
+    # is shown; None: the gateway's local zone (agent.clock.household_zone).
+    time_zone: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_+/-]{1,64}$")
 
     # Where this tree came from, for messages; not a setting.
     source: str = Field(default="<defaults>", exclude=True)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r} (an IANA name)") from None
+        return value
 
     @field_validator("printers")
     @classmethod
