@@ -41,7 +41,28 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(sub)
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)parser records itself, so the innermost one reached reports a stray flag
+    with its own usage (argparse would show the top-level usage)."""
+    parser.set_defaults(_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _remember_parsers(child)
+
+
+def _note_defaults(path: Path | None, settings: Settings) -> None:
+    """Say once, on stderr, that no settings file was found and what the defaults are."""
+    if path is not None:
+        return
+    print(f"replenish: no settings file ({DEFAULT_CONFIG_PATH} is missing; give --config "
+          f"or $REPLENISH_CONFIG): using the defaults: database {settings.storage.path}, "
+          f"broker {settings.mqtt.host}:{settings.mqtt.port}, vendor "
+          f"{settings.vendor.base_url}", file=sys.stderr)
 
 
 def config_path(args: argparse.Namespace) -> Path | None:
@@ -56,10 +77,17 @@ def config_path(args: argparse.Namespace) -> Path | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``replenish`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    loaded: list[Settings] = []
 
     def settings_loader() -> Settings:
-        return load_settings(config_path(args))
+        if not loaded:
+            path = config_path(args)
+            loaded.append(load_settings(path))
+            _note_defaults(path, loaded[0])
+        return loaded[0]
 
     try:
         return int(args.func(args, settings_loader))

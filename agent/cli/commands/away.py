@@ -13,6 +13,7 @@ from agent.config import Settings
 from agent.errors import ConsentError
 from agent.sources.calendar.away import import_ics, parse_day_or_time
 from agent.storage.ledger import Ledger
+from agent.storage.readonly import connect_readonly
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
     now = cli_now()
-    ledger = Ledger.open(settings.storage.path)
+    ledger = (Ledger(connect_readonly(settings.storage.path)) if args.action == "list"
+              else Ledger.open(settings.storage.path))
     try:
         if args.action == "add":
             start = parse_day_or_time(args.start)

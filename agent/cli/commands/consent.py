@@ -16,6 +16,7 @@ from agent.consent import Mandate, Mode, parse_consumable, review_grant
 from agent.errors import ConfigError, ConsentError, VendorError, VendorFinal
 from agent.sources.calendar.away import parse_day_or_time
 from agent.storage.ledger import Consent, Ledger
+from agent.storage.readonly import connect_readonly
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import VendorClient
 
@@ -105,7 +106,8 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
     now = cli_now()
     if args.action == "set":
         return _set(args, settings, zone, now)
-    ledger = Ledger.open(settings.storage.path)
+    ledger = (Ledger(connect_readonly(settings.storage.path)) if args.action == "show"
+              else Ledger.open(settings.storage.path))
     try:
         if args.action == "show":
             rows = [as_json(c) for c in ledger.consents()

@@ -13,15 +13,22 @@ from agent.clock import cli_now
 from agent.config import Settings, read_secret
 from agent.errors import ConfigError
 from agent.storage.ledger import FEEDBACK_KINDS, OPEN, Intent, Ledger, State
+from agent.storage.readonly import connect_readonly
 from agent.vendor.client import VendorClient
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("orders", help="list, approve, cancel or report orders")
+    # `orders --json` lists (list is the default action); SUPPRESS keeps `orders --json list`
+    # from being reset by the subcommand's own default.
+    parser.add_argument("--all", action="store_true", help="include finished orders")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     listing = actions.add_parser("list", help="orders and proposals (default)")
-    listing.add_argument("--all", action="store_true", help="include finished orders")
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.add_argument("--all", action="store_true", default=argparse.SUPPRESS,
+                         help="include finished orders")
+    listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help="machine-readable output")
     approve = actions.add_parser("approve", help="approve a proposed order")
     approve.add_argument("id", type=int)
     cancel = actions.add_parser("cancel", help="cancel (before sending, or in the vendor's "
@@ -31,8 +38,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report.add_argument("id", type=int)
     report.add_argument("kind", choices=FEEDBACK_KINDS)
     reminders = actions.add_parser("reminders", help="reminders and care tips")
-    reminders.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(func=run, action=None, all=False, json=False)
+    reminders.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                           help="machine-readable output")
+    parser.set_defaults(func=run, action=None)
 
 
 def _when(value: datetime | None) -> str:
@@ -66,9 +74,11 @@ def _dispatcher(settings: Settings, ledger: Ledger) -> Dispatcher:
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
     now = cli_now()
-    ledger = Ledger.open(settings.storage.path)
+    action = args.action or "list"
+    # Listing never creates the database; approve, cancel and report write to it.
+    ledger = (Ledger(connect_readonly(settings.storage.path)) if action in ("list", "reminders")
+              else Ledger.open(settings.storage.path))
     try:
-        action = args.action or "list"
         if action == "list":
             intents = ledger.intents(None if args.all else OPEN)
             print(json.dumps([i.to_json() for i in intents], indent=2) if args.json
