@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.clock import cli_now
+from agent.clock import cli_now, household_zone
 from agent.config import Settings
 from agent.errors import ConsentError
 from agent.sources.calendar.away import import_ics, parse_day_or_time
@@ -32,15 +33,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
+def _calendar_text(path: Path) -> str | None:
+    """The file's text if it is an iCalendar file; else say why on stderr (None)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        print(f"replenish away import: cannot read {path}: {type(err).__name__}",
+              file=sys.stderr)
+        return None
+    if "BEGIN:VCALENDAR" not in text.lstrip("\ufeff")[:4096].upper():
+        # "imported 0 away periods" from a wrong file would look like an empty calendar.
+        print(f"replenish away import: {path} is not an iCalendar (.ics) file "
+              "(no BEGIN:VCALENDAR); export the calendar as .ics and import that",
+              file=sys.stderr)
+        return None
+    return text
+
+
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
     now = cli_now()
+    # Whole days are the household's days: midnight where it lives, not UTC midnight.
+    zone = household_zone(settings.time_zone)
+    text: str | None = ""
+    if args.action == "import":
+        text = _calendar_text(args.file)
+        if text is None:
+            return 2
     ledger = (Ledger(connect_readonly(settings.storage.path)) if args.action == "list"
               else Ledger.open(settings.storage.path))
     try:
         if args.action == "add":
-            start = parse_day_or_time(args.start)
-            end = parse_day_or_time(args.end, end=True)
+            start = parse_day_or_time(args.start, zone)
+            end = parse_day_or_time(args.end, zone, end=True)
             away_id = ledger.add_away(start, end, args.label, "cli", now)
             print(f"away {away_id}: {start.isoformat()} .. {end.isoformat()}")
         elif args.action == "list":
@@ -59,11 +84,7 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
                 raise ConsentError(f"no away period {args.id}")
             print(f"away {args.id} removed")
         else:
-            try:
-                text = args.file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as err:
-                raise ConsentError(f"cannot read {args.file}: {type(err).__name__}") from err
-            added, skipped = import_ics(ledger, text, now)
+            added, skipped = import_ics(ledger, text or "", now, zone)
             print(f"imported {added} away periods ({skipped} already known)")
     finally:
         ledger.close()
