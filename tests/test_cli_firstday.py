@@ -89,3 +89,48 @@ def test_a_wrong_flag_shows_the_subcommands_usage(
     assert err.startswith("usage: replenish consent set") and "--bogus" in err
     assert run("--config", "/dev/null", "orders", "list", "--nope") == 2
     assert capsys.readouterr().err.startswith("usage: replenish orders list")
+
+
+def test_printers_add_explains_a_bad_uri_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("--config", "/dev/null", "printers", "add", "http://foo") == 2
+    err = capsys.readouterr().err
+    assert "must start with ipp:// or ipps://" in err
+    assert "pattern" not in err and "^ipps" not in err
+
+
+def test_doctor_prints_no_raw_vendor_call_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "token").write_text("doctor-token-1")
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[storage]\npath = "{tmp_path / "a.db"}"\n[vendor]\n'
+                      f'base_url = "http://127.0.0.1:9"\ntoken_file = "{tmp_path / "token"}"\n'
+                      "timeout_s = 0.5\ndeadline_s = 1.0\n[mqtt]\nport = 9\n")
+    run("--config", str(config), "doctor")
+    io = capsys.readouterr()
+    assert "vendor" in io.out  # doctor reports the vendor check itself ...
+    assert "vendor.call" not in io.err and "vendor.call" not in io.out  # ... once
+
+
+def test_cli_warnings_are_event_lines_and_logging_is_restored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from agent.cli.main import cli_logging
+
+    before = logging.getLogger().level, len(logging.getLogger().handlers)
+    restore = cli_logging()
+    logging.getLogger("agent.test").warning("thing.failed reason=%s", "x")
+    logging.getLogger("agent.test").info("thing.fine")
+    logging.getLogger("agent.vendor.client").warning("vendor.call outcome=retryable")
+    restore()
+    assert capsys.readouterr().err == "replenish: WARNING thing.failed reason=x\n"
+    assert (logging.getLogger().level, len(logging.getLogger().handlers)) == before
+
+
+def test_readme_lists_every_household_command() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for needle in ("`replenish orders reminders", "`replenish device init\\|add\\|remove\\|list "
+                   "[--json]`", "--stop-service"):
+        assert needle in readme, needle

@@ -13,13 +13,14 @@ import logging
 import os
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent import __version__
 from agent.cli import commands
 from agent.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from agent.errors import AgentError
+from agent.logs import RedactFilter
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,43 @@ def config_path(args: argparse.Namespace) -> Path | None:
     return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
 
 
+class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The stderr handler of a one-shot command (replaced, never stacked, per call)."""
+
+
+def cli_logging() -> Callable[[], None]:
+    """Logging for every command but ``run``: warnings and errors only, ``event key=value``.
+
+    A command reports its own outcome (doctor's vendor check, ``orders cancel``'s error):
+    the vendor client's per-call ``vendor.call`` warnings would only repeat it in log
+    syntax, so that logger is raised to ERROR here. ``run`` sets up the service's logging.
+    """
+    root, vendor = logging.getLogger(), logging.getLogger("agent.vendor")
+    levels = root.level, vendor.level
+    for old in [h for h in root.handlers if isinstance(h, _CliHandler)]:
+        root.removeHandler(old)
+    handler = _CliHandler(sys.stderr)
+    handler.addFilter(RedactFilter())
+    handler.setFormatter(logging.Formatter("replenish: %(levelname)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    vendor.setLevel(logging.ERROR)
+
+    def restore() -> None:  # main() runs many times in one process in tests and scripts
+        root.removeHandler(handler)
+        root.setLevel(levels[0])
+        vendor.setLevel(levels[1])
+
+    return restore
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``replenish`` console script."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
         args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    restore_logging = cli_logging() if args.command != "run" else None
     loaded: list[Settings] = []
 
     def settings_loader() -> Settings:
@@ -96,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         return 130
+    finally:
+        if restore_logging is not None:
+            restore_logging()
 
 
 if __name__ == "__main__":
