@@ -83,7 +83,7 @@ class AgentService:
         vs = self.settings.vendor
         token = read_secret(vs.token_file, "vendor.token_file")
         if token is None:
-            log.warning("vendor.disabled reason=no token_file; orders stay proposals")
+            log.warning("vendor.disabled reason=no_token_file effect=orders_stay_proposals")
             return None
         return VendorClient(vs.base_url, token, timeout=vs.timeout_s, deadline_s=vs.deadline_s)
 
@@ -155,7 +155,7 @@ class AgentService:
         if not self.settings.vendor.require_synced_clock:
             return True
         if systemd.clock_synchronized() is not True:
-            log.warning("%s.skipped reason=clock not synchronized", job)
+            log.warning("%s.skipped reason=clock_not_synchronized", job)
             return False
         return True
 
