@@ -110,3 +110,25 @@ def test_importing_a_non_calendar_file_is_an_error(
     assert "not an iCalendar" in err and "Traceback" not in err
     assert main(["--config", str(config), "away", "import", str(tmp_path / "missing.ics")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_orders_show_times_in_the_households_zone(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from agent.consent import Mode, Proposal
+    from agent.storage.ledger import Ledger, State
+
+    ledger = Ledger.open(config.with_name("a.db"))
+    try:
+        prop = Proposal("printer-1/toner", "sandbox", "TN-2420", 1, 1, Decimal("54.90"))
+        now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+        ledger.create_intent(prop, Mode.AUTO, State.QUEUED, now,
+                             send_after=datetime(2026, 12, 1, 18, 0, tzinfo=UTC))
+    finally:
+        ledger.close()
+    assert main(["--config", str(config), "orders"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-12-01 19:00" in out and "(times in Europe/Berlin)" in out

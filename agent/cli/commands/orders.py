@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from agent.app.dispatcher import Dispatcher
-from agent.clock import cli_now
+from agent.clock import cli_now, household_zone
 from agent.config import Settings, read_secret
 from agent.errors import ConfigError
 from agent.storage.ledger import FEEDBACK_KINDS, OPEN, Intent, Ledger, State
@@ -43,11 +43,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run, action=None)
 
 
-def _when(value: datetime | None) -> str:
-    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")
+def _when(value: datetime | None, zone: tzinfo = UTC) -> str:
+    return "-" if value is None else value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
-def render(intents: list[Intent]) -> str:
+def render(intents: list[Intent], zone: tzinfo = UTC) -> str:
+    """The orders table; times in the household's zone (named below the table)."""
     lines = [f"{'ID':>4} {'STATE':<10} {'CONSUMABLE':<22} {'PRODUCT':<26} {'QTY':>3} "
              f"{'PRICE':>9} {'SENDS/SENT':<16} {'DELIVERY':<16} NOTE"]
     for i in intents:
@@ -55,10 +56,12 @@ def render(intents: list[Intent]) -> str:
         sends = i.first_sent_at or i.send_after
         lines.append(
             f"{i.id:>4} {i.state.value:<10} {i.consumable:<22} {product:<26} {i.quantity:>3} "
-            f"{i.unit_price:>9} {_when(sends):<16} "
-            f"{_when(i.delivered_at or i.expected_delivery):<16} {i.reason or ''}")
+            f"{i.unit_price:>9} {_when(sends, zone):<16} "
+            f"{_when(i.delivered_at or i.expected_delivery, zone):<16} {i.reason or ''}")
     if not intents:
         lines.append("(no orders)")
+    else:
+        lines.append(f"(times in {zone})")
     return "\n".join(lines)
 
 
@@ -73,6 +76,7 @@ def _dispatcher(settings: Settings, ledger: Ledger) -> Dispatcher:
 
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
+    zone = household_zone(settings.time_zone)
     now = cli_now()
     action = args.action or "list"
     # Listing never creates the database; approve, cancel and report write to it.
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
         if action == "list":
             intents = ledger.intents(None if args.all else OPEN)
             print(json.dumps([i.to_json() for i in intents], indent=2) if args.json
-                  else render(intents))
+                  else render(intents, zone))
         elif action == "approve":
             it = ledger.approve(args.id, now)
             print(f"order {it.id} approved: {it.quantity} x {it.sku} at {it.unit_price} "
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
                 print(json.dumps(rows, indent=2))
             for r in [] if args.json else rows:
                 when = datetime.fromtimestamp(r["ts"], UTC)
-                print(f"{_when(when)} {r['consumable']:<22} {r['message']}")
+                print(f"{_when(when, zone)} {r['consumable']:<22} {r['message']}")
     finally:
         ledger.close()
     return 0
