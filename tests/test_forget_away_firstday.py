@@ -132,3 +132,13 @@ def test_orders_show_times_in_the_households_zone(
     assert main(["--config", str(config), "orders"]) == 0
     out = capsys.readouterr().out
     assert "2026-12-01 19:00" in out and "(times in Europe/Berlin)" in out
+
+
+def test_away_list_shows_the_households_days(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(config), "away", "add", "2026-12-20", "2026-12-27"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "away", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-12-20 00:00 .. 2026-12-28 00:00" in out and "(times in Europe/Berlin)" in out

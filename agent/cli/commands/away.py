@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp = actions.add_parser("import", help="import away/vacation events from an .ics file")
     imp.add_argument("file", type=Path)
     parser.set_defaults(func=run)
+
+
+def _local(iso: str, zone: tzinfo) -> str:
+    return datetime.fromisoformat(iso).astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def _calendar_text(path: Path) -> str | None:
@@ -76,9 +81,12 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
                 print(json.dumps(rows, indent=2))
             else:
                 for r in rows:
-                    print(f"{r['id']:>4} {r['start'][:16]} .. {r['end'][:16]}  {r['label']}")
+                    print(f"{r['id']:>4} {_local(r['start'], zone)} .. "
+                          f"{_local(r['end'], zone)}  {r['label']}")
                 if not rows:
                     print("(no away periods)")
+                else:
+                    print(f"(times in {zone})")
         elif args.action == "remove":
             if not ledger.remove_away(args.id, now):
                 raise ConsentError(f"no away period {args.id}")
