@@ -99,6 +99,7 @@ def test_failed_reload_rolls_the_add_back(
     assert rc == 1
     err = capsys.readouterr().err
     assert "reload command failed" in err and "Traceback" not in err
+    assert "put back as it was" in err
     assert prov.list_devices(paths) == []
     assert "x1" not in prov.read_password_file(paths.password_file)
     rc = main(cli(paths, tmp_path, "--no-reload", "add", "x1", "--kind", "printer"))

@@ -23,6 +23,7 @@ from typing import Any
 
 from agent.config import BrokerSettings, Settings
 from agent.domain import DeviceKind
+from agent.errors import BrokerError
 from agent.ops import provisioning as prov
 from agent.ops.filetx import FileTransaction
 from agent.wire.device import Channel, device_topic
@@ -134,7 +135,15 @@ def _reloader(args: argparse.Namespace, paths: prov.BrokerPaths) -> Callable[[],
     """The broker reload, run last inside the provisioning transaction (None: --no-reload)."""
     if args.no_reload:
         return None
-    return lambda: prov.reload_broker(paths.pid_file, paths.reload_command)
+
+    def reload() -> None:
+        try:
+            prov.reload_broker(paths.pid_file, paths.reload_command)
+        except BrokerError as err:
+            raise BrokerError(f"{err}; every file was put back as it was: fix the reload "
+                              "(or give --no-reload) and run the command again") from err
+
+    return reload
 
 
 def _add(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
