@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -323,9 +324,22 @@ class Settings(BaseSettings):
     calendar: CalendarSettings = CalendarSettings()
     sources: SourcesSettings = SourcesSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The household's IANA time zone ("Europe/Berlin") for dates it types and times it
+    # is shown; None: the gateway's local zone (agent.clock.household_zone).
+    time_zone: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_+/-]{1,64}$")
 
     # Where this tree came from, for messages; not a setting.
     source: str = Field(default="<defaults>", exclude=True)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r} (an IANA name)") from None
+        return value
 
     @field_validator("printers")
     @classmethod
@@ -393,6 +407,42 @@ class _MappingEnvSource(EnvSettingsSource):
             return super()._load_env_vars()
         return parse_env_vars(env, self.case_sensitive, self.env_ignore_empty,
                               self.env_parse_none_str)
+# What a pattern-checked field must look like, in words (pydantic would print the regex).
+_PATTERN_HINTS = {
+    "uri": "must start with ipp:// or ipps:// (e.g. ipp://printer.local:631/ipp/print)",
+    "name": "may hold letters, digits, '_' and '-' (at most 64, starting with a letter "
+            "or digit)",
+    "time_zone": "must be an IANA time zone name such as Europe/Berlin",
+    "discovery_prefix": "may hold letters, digits, '_' and '-' (at most 64)",
+}
+
+
+def plain_reason(error: Mapping[str, Any]) -> str:
+    """One pydantic error as a sentence a household can act on (no regexes, no jargon)."""
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    field = next((str(p) for p in reversed(error.get("loc", ())) if isinstance(p, str)), "")
+    bounds = {"greater_than_equal": "must be at least {ge}", "greater_than": "must be more "
+              "than {gt}", "less_than_equal": "must be at most {le}", "less_than": "must be "
+              "less than {lt}", "string_too_short": "must have at least {min_length} "
+              "characters", "string_too_long": "must have at most {max_length} characters"}
+    if kind in bounds:
+        return bounds[kind].format(**ctx)
+    if kind == "string_pattern_mismatch":
+        return _PATTERN_HINTS.get(field, "has a form that is not allowed here")
+    simple = {"int_parsing": "must be a whole number", "int_from_float": "must be a whole "
+              "number", "float_parsing": "must be a number", "bool_parsing": "must be true "
+              "or false", "extra_forbidden": "is not a known setting (check the spelling "
+              "and the section)", "missing": "is required", "string_type": "must be text "
+              "in quotes", "path_type": "must be a file path", "int_type": "must be a "
+              "whole number", "list_type": "must be a list ([[...]] blocks)",
+              "model_type": "must be a [section]"}
+    if kind in simple:
+        return simple[kind]
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}"
+    message = str(error.get("msg", "is not valid"))
+    return message.removeprefix("Value error, ")
 
 
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
@@ -419,7 +469,7 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
         key = ".".join(str(p) for p in first["loc"]) or "-"
         env_name = _env_name(first["loc"])
         where = f"environment {env_name}" if env_name in env else source
-        raise ConfigError(where, key, first["msg"]) from None
+        raise ConfigError(where, key, plain_reason(first)) from None
     finally:
         _ENVIRON.reset(token)
 

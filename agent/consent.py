@@ -14,7 +14,8 @@ price and product. Pure: no I/O, no clock (``now`` is a parameter).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -248,3 +249,63 @@ def may_resend(mandate: Mandate | None, mode: Mode, intent_mode: Mode, proposal:
     if mode in (Mode.MONITOR, Mode.REMIND):
         return Authorization(Verdict.NOTHING, (f"mode {mode.value}",))
     return Authorization(Verdict.PLACE, ("approved by household",))
+
+
+@dataclass(slots=True, frozen=True)
+class GrantReview:
+    """What stands against a consent the household is about to give.
+
+    ``refusals`` stop it (each says why and how to fix it); ``notes`` are told but do not
+    stop it (a SKU that could not be checked because the vendor did not answer).
+    """
+
+    refusals: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def review_grant(
+    consumable: str,
+    mode: Mode,
+    mandate: Mandate | None,
+    now: datetime,
+    known_consumables: Collection[str],
+    known_skus: Collection[str] | None,
+    unknown_skus: Collection[str] = (),
+) -> GrantReview:
+    """The one rule for a consent that cannot work or is unsafe (ARCHITECTURE invariant 8).
+
+    Every interface that sets consent (the CLI now, a web app later) asks this before
+    storing. ``known_skus`` are SKUs the vendor catalog confirmed, ``unknown_skus`` those
+    it said it does not know; a mandate SKU in neither could not be checked (vendor
+    unreachable) and is reported as unverified. ``known_skus=None`` means the catalog was
+    not asked at all. An ``auto`` mandate needs a price cap and a budget or quantity
+    cap: without them it is unlimited automatic spending.
+    """
+    refusals: list[str] = []
+    notes: list[str] = []
+    if consumable not in known_consumables:
+        close = difflib.get_close_matches(consumable, list(known_consumables), n=1, cutoff=0.6)
+        fix = (f"did you mean {close[0]}?" if close else
+               "see `replenish status` for the consumables the agent knows")
+        refusals.append(f"unknown consumable {consumable}: {fix}")
+    if mode is Mode.AUTO:
+        if mandate is None:
+            refusals.append("auto needs a mandate: give at least one --sku")
+        else:
+            if mandate.max_unit_price is None:
+                refusals.append("auto without a price cap could order at any price: "
+                                "add --max-price")
+            if mandate.monthly_budget is None and mandate.max_quantity is None:
+                refusals.append("auto without a budget or quantity cap has no spending "
+                                "limit: add --budget or --max-qty")
+    if mandate is not None:
+        if mandate.expired(now):
+            refusals.append("the expiry is in the past: give a later --expires, or none")
+        for sku in mandate.skus:
+            if sku in unknown_skus:
+                refusals.append(f"the vendor catalog does not know SKU {sku}: check the "
+                                "product code on the vendor's site")
+            elif known_skus is not None and sku not in known_skus:
+                notes.append(f"SKU {sku} is unverified: the vendor catalog could not be "
+                             "asked; the agent checks it again before every order")
+    return GrantReview(tuple(refusals), tuple(notes))

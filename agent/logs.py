@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import logging.handlers
 import os
 import sys
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -45,7 +47,9 @@ CANONICAL_ORDER: tuple[str, ...] = (
 )
 
 # Libraries that log full URLs or request details at INFO.
-_QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "apscheduler.executors.default")
+# APScheduler logs ~10 INFO lines per start and one per job run: WARNING keeps its
+# failures (a job that raised, a missed run) and drops the chatter.
+_QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "apscheduler")
 
 _SYSLOG_PRIORITY = {
     logging.CRITICAL: 2,
@@ -214,3 +218,24 @@ def canonical(
     line = format_canonical(event, fields)
     logger.log(level, "%s", line, extra={"event": event})
     return line
+
+
+WARNINGS_FILE = "warnings.log"
+WARNINGS_FILE_BYTES = 512 * 1024  # x2 with the rotated copy: bounded SD card writes
+
+
+def warnings_file_handler(path: Path) -> logging.Handler:
+    """A size-bounded file of WARNING+ lines for an agent that does not run under journald.
+
+    The support bundle reads the journal under systemd; off systemd (a container, a
+    hand-started ``replenish run``) stderr is gone once the terminal closes, and an
+    in-process ring buffer dies with the process, which is exactly when support needs it.
+    Only warnings and worse: a handful of lines a day, so the SD card barely notices.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=WARNINGS_FILE_BYTES, backupCount=1, encoding="utf-8")
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(RedactFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    return handler

@@ -203,8 +203,6 @@ def run(days: int, seconds_per_day: float, state: Path, web_port: int | None = N
         service = AgentService(load_settings(config), clock=clock.now)
         service.start(background_jobs=False)
         watcher = HouseholdWatcher(broker)
-        for args in CONSENT:
-            cli(config, "consent", "set", *args, now=clock.now())
         passwords = {d.device_id: broker.passwords[d.device_id] for d in household.devices}
         end = household.start + timedelta(days=days)
         last_decision = household.start - DECIDE_EVERY
@@ -213,6 +211,7 @@ def run(days: int, seconds_per_day: float, state: Path, web_port: int | None = N
         try:
             with LivePublisher(household, broker.host, broker.port, passwords) as publisher:
                 now = household.start
+                consented = False
                 while now < end:
                     tick = time.monotonic()
                     now = clock.advance(STEP)
@@ -221,6 +220,12 @@ def run(days: int, seconds_per_day: float, state: Path, web_port: int | None = N
                     for conn in publisher.connections.values():
                         conn.flush()
                     wait_ingested(service)
+                    if not consented:
+                        # Consent names consumables the agent has heard of: the household
+                        # grants it once the devices have reported.
+                        for args in CONSENT:
+                            cli(config, "consent", "set", *args, now=clock.now())
+                        consented = True
                     if now - last_decision >= DECIDE_EVERY:
                         last_decision = now
                         service.decide()

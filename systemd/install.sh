@@ -2,6 +2,7 @@
 # Install or upgrade replenish-agent as a systemd service (called by `make install`).
 #
 #   venv     /opt/replenish-agent            (symlink to the current release directory)
+#   broker   /opt/replenish-agent/share/replenish-agent/broker_config (templates, CA scripts)
 #   unit     /etc/systemd/system/replenish-agent.service (and replenish-web.service, not enabled)
 #   config   /etc/replenish-agent/agent.toml (only written when absent: local edits survive)
 #   secrets  /etc/credstore/replenish-agent-{mqtt-password,vendor-token} (never written here)
@@ -43,11 +44,12 @@ NEW="$DESTDIR/opt/$RELEASE"
 install -d -m 0755 "$NEW/share/doc"
 install -m 0644 "$SRC/docs/operations.md" "$NEW/share/doc/operations.md"
 install -m 0644 "$SRC/docs/web.md" "$NEW/share/doc/web.md"
-# `replenish device init/add` render these mosquitto templates and run the CA scripts.
-install -d -m 0755 "$DESTDIR/usr/share/replenish-agent/broker_config"
+# Mosquitto templates and CA scripts for `replenish device init|add`: inside the release, so
+# they upgrade and roll back with the code that renders them (agent/ops/broker_files.py).
+install -d -m 0755 "$NEW/share/replenish-agent/broker_config"
 for f in "$SRC"/broker_config/*.template "$SRC"/broker_config/*.sh; do
     case "$f" in *.sh) mode=0755 ;; *) mode=0644 ;; esac
-    install -m "$mode" "$f" "$DESTDIR/usr/share/replenish-agent/broker_config/"
+    install -m "$mode" "$f" "$NEW/share/replenish-agent/broker_config/"
 done
 if [ -e "$DESTDIR$PREFIX" ] && [ ! -L "$DESTDIR$PREFIX" ]; then
     echo "install.sh: $PREFIX exists and is not a symlink; move it away first" >&2

@@ -32,13 +32,16 @@ def test_environment_overrides_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(
     "text,key,reason",
     [
-        ("[mqtt]\nport = 0\n", "mqtt.port", "greater than or equal to 1"),
-        ("[mqtt]\nport = 'x'\n", "mqtt.port", "valid integer"),
-        ("[mqtt]\nbogus = 1\n", "mqtt.bogus", "Extra inputs"),
+        ("[mqtt]\nport = 0\n", "mqtt.port", "must be at least 1"),
+        ("[mqtt]\nport = 'x'\n", "mqtt.port", "must be a whole number"),
+        ("[mqtt]\nbogus = 1\n", "mqtt.bogus", "not a known setting"),
         ("[mqtt]\npassword = 'hunter2'\n", "mqtt.password", "password_file"),
         ("[vendor]\ntoken = 'abc'\n", "vendor.token", "token_file"),
-        ("[[printers]]\nuri = 'http://x'\n", "printers.0.uri", "pattern"),
+        ("[[printers]]\nuri = 'http://x'\n", "printers.0.uri", "must start with ipp://"),
         ("[mqtt\n", "-", "not valid TOML"),
+        ("log_level = 'LOUD'\n", "log_level", "must be one of 'DEBUG'"),
+        ("time_zone = 'Mars/Olympus'\n", "time_zone", "unknown time zone 'Mars/Olympus'"),
+        ("[[printers]]\nuri = 'ipp://p'\nname = 'a b'\n", "printers.0.name", "letters, digits"),
     ],
 )
 def test_bad_config_names_file_key_reason(tmp_path: Path, text: str, key: str,

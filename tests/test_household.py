@@ -193,7 +193,7 @@ def test_cancel_of_a_placed_order_without_vendor_is_unavailable(
     refused = ledger.audit_records()[-1]
     assert refused.kind == "household_command_refused"
     assert json.loads(refused.body)["result"] == "unavailable"
-    assert "no vendor client" in caplog.text
+    assert "reason=no_vendor_client" in caplog.text
     assert "outcome=unavailable" in caplog.text
 
 

@@ -12,6 +12,8 @@ import pytest
 from agent.cli.main import main
 from agent.consent import Mode, Proposal
 from agent.storage.ledger import Ledger, State
+from agent.storage.store import Store
+from agent.wire.device import StateMessage
 
 ICS = """BEGIN:VCALENDAR\r
 BEGIN:VEVENT\r
@@ -48,11 +50,21 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-
         return code, capsys.readouterr().out
 
     run.db = tmp_path / "agent.db"  # type: ignore[attr-defined]
+    seed_consumables(run.db)
     return run
 
 
+def seed_consumables(db: Path) -> None:
+    """Readings from the printer and the fridge: consent names consumables the agent knows."""
+    fixtures = Path(__file__).parent / "fixtures"
+    with Store(db) as store:
+        store.write_batch([StateMessage.model_validate_json(
+            (fixtures / name).read_text()) for name in ("payload_printer_exact.json",
+                                                        "payload_fridge.json")], 1.0)
+
+
 def test_consent_set_show_revoke(cli) -> None:  # type: ignore[no-untyped-def]
-    code, _ = cli("consent", "set", "printer-1/black", "auto", "--sku", "TN-2420",
+    code, _ = cli("consent", "set", "printer-1/toner", "auto", "--sku", "TN-2420",
                   "--max-price", "60", "--max-qty", "2", "--budget", "100",
                   "--expires", "2027-06-30")
     assert code == 0
@@ -61,8 +73,8 @@ def test_consent_set_show_revoke(cli) -> None:  # type: ignore[no-untyped-def]
     assert row["mode"] == "auto" and row["mandate"]["skus"] == ["TN-2420"]
     assert row["mandate"]["max_unit_price"] == "60"
     assert row["mandate"]["expires_at"] == "2027-07-01T00:00:00+00:00"  # end of the day
-    assert cli("consent", "set", "printer-1/black", "auto")[0] == 1  # no mandate
-    code, out = cli("consent", "revoke", "printer-1/black")
+    assert cli("consent", "set", "printer-1/toner", "auto")[0] == 2  # no mandate
+    code, out = cli("consent", "revoke", "printer-1/toner")
     assert code == 0 and "revoked" in out
     assert json.loads(cli("consent", "show", "--json")[1])[0]["mode"] == "monitor"
 

@@ -182,7 +182,7 @@ def test_find_by_key(
     with caplog.at_level(logging.WARNING, logger="agent.vendor.client"):
         dup = client.find_by_key("intent-1")
     assert dup is not None and dup.id == "ord_000001"  # the oldest one
-    assert "2 orders" in caplog.text
+    assert "vendor.duplicate_orders count=2" in caplog.text
     assert seen[0].url.params["idempotency_key"] == "intent-1"
 
 

@@ -230,7 +230,7 @@ class Dispatcher:
             try:
                 return self.vendor.catalog(offer.substitutes[0])
             except VendorError as err:
-                log.warning("outbox.substitute lookup failed: %s", err)
+                log.warning("outbox.substitute_lookup_failed reason=%s", type(err).__name__)
         return offer
 
     def _authorize(self, it: Intent, consent: Consent | None, offer: CatalogItem,

@@ -147,6 +147,7 @@ class Planner:
         self.service_level = service_level
         self.spec_for = spec_for
         self.cancel_hold = cancel_hold
+        self._unpriced: dict[str, str] = {}  # per pass: SKU -> why the catalog was silent
 
     def run_once(self, now: datetime) -> PlanReport:
         """Decide for every consumable at ``now`` and write the outcomes to the ledger.
@@ -155,6 +156,7 @@ class Planner:
         left); one canonical ``decision`` line per consumable says what came of it.
         """
         report = PlanReport()
+        self._unpriced = {}  # SKU -> why the catalog did not answer, this pass
         self.ledger.expire_mandates(now)
         away = away_periods(self.ledger)
         candidates = []
@@ -163,6 +165,11 @@ class Planner:
             if cand is not None:
                 report.considered += 1
                 candidates.append(cand)
+        if self._unpriced:
+            # One line per pass, not one per consumable: a vendor that is down is one fact.
+            canonical(log, "planner.catalog_unavailable", level=logging.WARNING,
+                      skus=",".join(sorted(self._unpriced)),
+                      reason=next(iter(self._unpriced.values())))
         chosen = self._basket(candidates, now, report)
         for cand in candidates:
             if cand in chosen:
@@ -247,7 +254,7 @@ class Planner:
         try:
             return self.catalog(sku)
         except VendorError as err:
-            log.warning("plan catalog %s unavailable: %s", sku, err)
+            self._unpriced.setdefault(sku, str(err))
             return None
 
     # ---- consolidation -----------------------------------------------------------

@@ -95,7 +95,7 @@ class AgentService:
     def _vendor_client(self) -> VendorClient | None:
         client = factory.vendor_client(self.settings)
         if client is None:
-            log.warning("vendor.disabled reason=no token_file; orders stay proposals")
+            log.warning("vendor.disabled reason=no_token_file effect=orders_stay_proposals")
         return client
 
     def _alert_pass(self) -> AlertPass | None:
@@ -177,7 +177,7 @@ class AgentService:
         if not self.settings.vendor.require_synced_clock:
             return True
         if systemd.clock_synchronized() is not True:
-            log.warning("%s.skipped reason=clock not synchronized", job)
+            log.warning("%s.skipped reason=clock_not_synchronized", job)
             return False
         return True
 

@@ -252,14 +252,14 @@ class HouseholdLink:
             ledger.cancel_lost(it.id, now)
             return "accepted"
         if dispatcher is None:
-            log.warning("household.command cancel intent=%d refused: no vendor client "
-                        "configured to cancel a placed order", it.id)
+            log.warning("household.command cancel intent=%d refused reason=no_vendor_client",
+                        it.id)
             return "unavailable"
         try:
             dispatcher.cancel(it.id, now)
         except VendorRetryable as err:
-            log.warning("household.command cancel intent=%d: vendor unavailable: %s",
-                        it.id, err)
+            log.warning("household.command cancel intent=%d outcome=vendor_unavailable "
+                        "reason=%s", it.id, type(err).__name__)
             return "unavailable"
         return "accepted"
 

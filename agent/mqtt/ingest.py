@@ -41,6 +41,15 @@ from agent.wire.device import (
 
 log = logging.getLogger(__name__)
 
+# CONNACK reasons for bad credentials: 134 bad user name or password, 135 not authorized
+# (MQTT 3.1.1's return codes 4 and 5 arrive mapped to these).
+_AUTH_REFUSED = frozenset({134, 135})
+
+
+def _token(reason: ReasonCode) -> str:
+    """A reason code as one ``key=value`` value: ``Not authorized`` -> ``not_authorized``."""
+    return str(reason).strip().lower().replace(" ", "_") or str(reason.value)
+
 SUBSCRIPTIONS = [
     f"{TOPIC_ROOT}/+/{c.value}" for c in (Channel.STATE, Channel.EVENTS, Channel.STATUS)
 ]
@@ -169,7 +178,7 @@ class Writer:
                     self._commit(store, batch)
         except BaseException as err:  # the watchdog sees the dead thread; log why once
             self._error = err
-            log.critical("ingest writer stopped: %s", err)
+            log.critical("ingest.writer_stopped reason=%s", type(err).__name__)
         finally:
             store.close()
 
@@ -239,6 +248,7 @@ class MqttIngest:
         )
         password = read_secret(mqtt_settings.password_file, "mqtt.password_file")
         self.client.username_pw_set(mqtt_settings.username, password)
+        self._username = mqtt_settings.username
         if mqtt_settings.tls_ca_file is not None:
             self.client.tls_set(ca_certs=str(mqtt_settings.tls_ca_file))
         self.client.on_connect = self._on_connect
@@ -255,7 +265,11 @@ class MqttIngest:
                     properties: Properties | None) -> None:
         if reason.is_failure:
             self._refused = reason
-            log.error("mqtt.connect refused reason=%s", reason)
+            if reason.value in _AUTH_REFUSED:  # paho's wording alone is easy to misread
+                log.error("mqtt.auth_failed user=%s reason_code=%d hint=check_password_file",
+                          self._username, reason.value)
+            else:
+                log.error("mqtt.connect refused reason=%s", _token(reason))
             return
         log.info("mqtt.connect ok session_present=%s", getattr(flags, "session_present", "?"))
         # Household topics carry commands: a retained one would replay on every
@@ -270,16 +284,18 @@ class MqttIngest:
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
         if any(r.is_failure for r in reasons):
-            log.error("mqtt.subscribe refused reasons=%s", [str(r) for r in reasons])
+            log.error("mqtt.subscribe refused reasons=%s", ",".join(_token(r) for r in reasons))
             return
         self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
                        reason: ReasonCode, properties: Properties | None) -> None:
         self.connected.clear()
-        # Our own disconnect at stop is routine; anything else is worth a warning.
+        if self._refused is not None:
+            return  # the refusal was logged in _on_connect; paho's "Protocol error" misleads
+        # A clean disconnect (our own shutdown, reason 0) is normal operation, not a warning.
         level = logging.INFO if reason.value == 0 else logging.WARNING
-        log.log(level, "mqtt.disconnect reason=%s", reason)
+        log.log(level, "mqtt.disconnect reason=%s", _token(reason))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:

@@ -29,7 +29,7 @@ from typing import Any
 from agent import __version__
 from agent.config import Settings
 from agent.errors import AgentError
-from agent.logs import REDACTED, redact, register_secret
+from agent.logs import REDACTED, WARNINGS_FILE, redact, register_secret
 from agent.ops import doctor
 from agent.ops.systemd import UNIT_NAME
 
@@ -50,6 +50,7 @@ config.json     effective settings; secrets appear only as file names
 versions.json   agent, Python, package, SQLite and OS versions
 doctor.txt      `replenish doctor` report (doctor.json: the same as JSON)
 warnings.log    last {lines} journal lines at priority warning or worse
+agent-warnings.log  (off journald) last {lines} lines of the agent's own warnings file
 database.json   row counts and sizes per table; no readings, no payloads
 
 Not included, ever: readings, device payloads, order contents, secrets.
@@ -159,6 +160,18 @@ def _table_sizes(conn: sqlite3.Connection) -> dict[str, int]:
     return {str(name): int(size) for name, size in rows}
 
 
+def agent_warnings(path: Path, lines: int = JOURNAL_LINES) -> str | None:
+    """The last ``lines`` of the agent's own warnings file, None when there is none."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            tail = fh.readlines()[-lines:]
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        return f"{path}: cannot read ({type(err).__name__})\n"
+    return "".join(tail) or "no warnings in the agent's warnings file\n"
+
+
 @dataclass(slots=True)
 class Sources:
     """Where the bundle's pieces come from; tests replace the journal and the probes."""
@@ -190,6 +203,10 @@ def collect(loader: Callable[[], Settings], sources: Sources) -> dict[str, str]:
         "warnings.log": sources.journal(),
     }
     if loaded.settings is not None:
+        # An agent off journald writes its warnings next to the database (agent.logs).
+        agent_log = agent_warnings(loaded.settings.storage.path.parent / WARNINGS_FILE)
+        if agent_log is not None:
+            members["agent-warnings.log"] = agent_log
         stats = database_stats(loaded.settings.storage.path)
         members["database.json"] = json.dumps(stats, indent=2, sort_keys=True)
     redacted = {name: redact(text) for name, text in members.items()}

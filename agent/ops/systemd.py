@@ -58,14 +58,14 @@ def notify(state: str, env: Mapping[str, str] | None = None) -> bool:
         return False
     address = _socket_address(raw)
     if address is None:
-        log.debug("unsupported NOTIFY_SOCKET address family")
+        log.debug("sd_notify.skipped reason=unsupported_address_family")
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(address)
             sock.sendall(state.encode("utf-8"))
     except OSError as err:
-        log.debug("sd_notify failed: %s", err)
+        log.debug("sd_notify.failed reason=%s", type(err).__name__)
         return False
     return True
 
@@ -263,7 +263,7 @@ class Watchdog:
         try:
             usec = int(raw)
         except ValueError:
-            log.warning("ignoring malformed WATCHDOG_USEC")
+            log.warning("watchdog.disabled reason=malformed_WATCHDOG_USEC")
             return None
         if usec <= 0:
             return None
@@ -295,7 +295,7 @@ class Watchdog:
                 last = p.probe()
             except Exception:
                 # A probe that raises is as good as a dead component.
-                log.exception("watchdog probe %s raised", p.name)
+                log.exception("watchdog.probe_failed probe=%s", p.name)
                 last = None
             if last is None or now - last > p.max_age_s:
                 stale.append(p.name)
@@ -306,15 +306,13 @@ class Watchdog:
         stale = tuple(self.stale_probes())
         if stale:
             if stale != self._stale:
-                log.warning(
-                    "watchdog: no progress from %s; pings stopped, systemd will restart the agent",
-                    ",".join(stale),
-                )
+                # Pings stop: systemd restarts the agent after WatchdogSec.
+                log.warning("watchdog.stalled probes=%s", ",".join(stale))
                 self._send("STATUS=stalled: " + ",".join(stale))
             self._stale = stale
             return False
         if self._stale:
-            log.info("watchdog: progress again from %s; pings resumed", ",".join(self._stale))
+            log.info("watchdog.resumed probes=%s", ",".join(self._stale))
             self._stale = ()
         sent = self._send("WATCHDOG=1")
         if sent:

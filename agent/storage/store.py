@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.errors import StoreError
 from agent.storage.migrations import migrate
+from agent.storage.readonly import connect_readonly
 from agent.storage.tx import immediate
 from agent.wire.device import Consumable, EventMessage, StateMessage
 
@@ -144,6 +145,14 @@ class Store:
             migrate(self.conn)
         except (sqlite3.Error, RuntimeError, OSError) as err:
             raise StoreError(f"cannot open database {self.path}: {err}") from err
+
+    @classmethod
+    def open_readonly(cls, path: Path | str) -> Store:
+        """For commands that only read: never creates, migrates or writes the file."""
+        store = cls.__new__(cls)
+        store.path, store.rejects_kept = str(path), 1_000
+        store.conn = connect_readonly(path)
+        return store
 
     def close(self) -> None:
         self.conn.close()

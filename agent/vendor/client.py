@@ -310,7 +310,7 @@ class VendorClient:
         )
         found = listing.orders
         if len(found) > 1:
-            log.warning("vendor holds %d orders for key=%s", len(found), idempotency_key)
+            log.warning("vendor.duplicate_orders count=%d key=%s", len(found), idempotency_key)
         return found[0] if found else None
 
     def cancel(self, order_id: str) -> Order:

@@ -81,6 +81,15 @@ def test_real_install_runs_the_agent(tmp_path: Path) -> None:
     )
     # The example names secret files that do not exist yet: a clear error, exit 2.
     assert check.returncode == 2 and "mqtt.password_file" in check.stderr
+    # `device init` / `device add`, the next documented steps, find their templates.
+    env = {k: v for k, v in os.environ.items() if k != "REPLENISH_BROKER_CONFIG_DIR"}
+    found = subprocess.run(
+        [str(link / "bin/python"), "-c",
+         "from agent.ops.provisioning import broker_config_dir; print(broker_config_dir())"],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip().endswith("share/replenish-agent/broker_config")
 
 
 def test_upgrade_keeps_config_and_one_previous_release(tmp_path: Path, stub_python: str) -> None:
@@ -106,6 +115,19 @@ def test_upgrade_keeps_config_and_one_previous_release(tmp_path: Path, stub_pyth
     failed = sh("install.sh", dest, python=stub_python, FAKE_PIP_FAIL="1")
     assert failed.returncode == 1 and "unchanged" in failed.stderr
     assert os.readlink(link) == third and releases(dest) == sorted([second, third])
+
+
+def test_install_ships_the_broker_templates_and_ca_scripts(
+    tmp_path: Path, stub_python: str
+) -> None:
+    dest = tmp_path / "root"
+    assert sh("install.sh", dest, python=stub_python).returncode == 0
+    shipped = dest / "opt/replenish-agent/share/replenish-agent/broker_config"
+    for name in ("mosquitto.conf.template", "acl.template", "tls-listener.conf.template"):
+        assert (shipped / name).read_text() == (ROOT / "broker_config" / name).read_text()
+    for script in ("make-ca.sh", "make-broker-cert.sh", "make-client-cert.sh",
+                   "revoke-client-cert.sh"):
+        assert (shipped / script).stat().st_mode & 0o111, script
 
 
 def test_foreign_replenish_command_is_left_alone(tmp_path: Path, stub_python: str) -> None:

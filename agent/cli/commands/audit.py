@@ -10,6 +10,7 @@ from typing import Any
 
 from agent.config import Settings
 from agent.storage.ledger import Ledger
+from agent.storage.readonly import connect_readonly
 
 CHECK_FAILED = 3
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
-    ledger = Ledger.open(settings.storage.path)
+    ledger = Ledger(connect_readonly(settings.storage.path))  # never creates the file
     try:
         if args.action == "verify":
             result = ledger.verify_audit()

@@ -7,11 +7,11 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from agent.clock import cli_now
+from agent.clock import cli_now, household_zone
 from agent.config import Settings
 from agent.errors import ConsentError
 from agent.sources.calendar.away import AwayRule, import_ics, parse_day_or_time
@@ -22,6 +22,7 @@ from agent.sources.calendar.subscription import (
     source_name,
 )
 from agent.storage.ledger import Ledger
+from agent.storage.readonly import connect_readonly
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,14 +52,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=run)
 
 
+def _local(iso: str, zone: tzinfo) -> str:
+    return datetime.fromisoformat(iso).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def _calendar_text(path: Path) -> str | None:
+    """The file's text if it is an iCalendar file; else say why on stderr (None)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        print(f"replenish away import: cannot read {path}: {type(err).__name__}",
+              file=sys.stderr)
+        return None
+    if "BEGIN:VCALENDAR" not in text.lstrip("\ufeff")[:4096].upper():
+        # "imported 0 away periods" from a wrong file would look like an empty calendar.
+        print(f"replenish away import: {path} is not an iCalendar (.ics) file "
+              "(no BEGIN:VCALENDAR); export the calendar as .ics and import that",
+              file=sys.stderr)
+        return None
+    return text
+
+
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
     now = cli_now()
-    ledger = Ledger.open(settings.storage.path)
+    # Whole days are the household's days: midnight where it lives, not UTC midnight.
+    zone = household_zone(settings.time_zone)
+    text: str | None = ""
+    if args.action == "import":
+        text = _calendar_text(args.file)
+        if text is None:
+            return 2
+    ledger = (Ledger(connect_readonly(settings.storage.path)) if args.action == "list"
+              else Ledger.open(settings.storage.path))
     try:
         if args.action == "add":
-            start = parse_day_or_time(args.start)
-            end = parse_day_or_time(args.end, end=True)
+            start = parse_day_or_time(args.start, zone)
+            end = parse_day_or_time(args.end, zone, end=True)
             away_id = ledger.add_away(start, end, args.label, "cli", now)
             print(f"away {away_id}: {start.isoformat()} .. {end.isoformat()}")
         elif args.action == "list":
@@ -69,22 +99,21 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
                 print(json.dumps(rows, indent=2))
             else:
                 for r in rows:
-                    print(f"{r['id']:>4} {r['start'][:16]} .. {r['end'][:16]}  {r['label']}")
+                    print(f"{r['id']:>4} {_local(r['start'], zone)} .. "
+                          f"{_local(r['end'], zone)}  {r['label']}")
                 if not rows:
                     print("(no away periods)")
+                else:
+                    print(f"(times in {zone})")
         elif args.action == "remove":
             if not ledger.remove_away(args.id, now):
                 raise ConsentError(f"no away period {args.id}")
             print(f"away {args.id} removed")
         elif args.action == "import":
-            try:
-                text = args.file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as err:
-                raise ConsentError(f"cannot read {args.file}: {type(err).__name__}") from err
             rule = away_rule(settings)
             if args.category:
                 rule = AwayRule(rule.keywords, args.category)
-            added, skipped = import_ics(ledger, text, now, rule=rule)
+            added, skipped = import_ics(ledger, text or "", now, zone, rule=rule)
             print(f"imported {added} away periods ({skipped} already known)")
         else:
             return _subscriptions(args, settings, ledger, now)

@@ -22,5 +22,10 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
     read_secret(settings.vendor.token_file, "vendor.token_file")
     if args.show:
         print(json.dumps(settings.redacted(), indent=2, sort_keys=True))
-    print(f"{settings.source}: OK")
+    if settings.source == "<defaults>":
+        # Not a silent "OK": nothing was checked but the built-in defaults.
+        print("no settings file: the built-in defaults are valid (the note above says "
+              "which file was looked for)")
+    else:
+        print(f"{settings.source}: OK")
     return 0

@@ -23,7 +23,9 @@ from typing import Any
 
 from agent.config import BrokerSettings, Settings
 from agent.domain import DeviceKind
+from agent.errors import BrokerError
 from agent.ops import provisioning as prov
+from agent.ops.filetx import FileTransaction
 from agent.wire.device import Channel, device_topic
 
 KINDS = [k.value for k in DeviceKind]
@@ -45,21 +47,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     actions = parser.add_subparsers(dest="device_action", metavar="ACTION", required=True)
+    # `device list --json` (the README's spelling) as well as `device --json list`:
+    # SUPPRESS keeps the subcommand from resetting a --json given before it.
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                           help="machine-readable output")
 
-    add = actions.add_parser("add", help="create credentials for a new device")
+    add = actions.add_parser("add", parents=[json_flag], help="create credentials for a new device")
     add.add_argument("device_id", metavar="ID")
     add.add_argument("--kind", required=True, choices=KINDS)
     add.add_argument("--cert", action="store_true", help="client certificate instead of a password")
     add.set_defaults(func=_add)
 
-    remove = actions.add_parser("remove", help="revoke a device's credentials")
+    remove = actions.add_parser("remove", parents=[json_flag], help="revoke a device's credentials")
     remove.add_argument("device_id", metavar="ID")
     remove.set_defaults(func=_remove)
 
-    listing = actions.add_parser("list", help="devices known to the broker")
+    listing = actions.add_parser("list", parents=[json_flag], help="devices known to the broker")
     listing.set_defaults(func=_list)
 
-    init = actions.add_parser("init", help="set up CA, broker certificate, config, accounts")
+    init = actions.add_parser(
+        "init", parents=[json_flag], help="set up CA, broker certificate, config, accounts"
+    )
     init.add_argument("--hostname", default=socket.gethostname(), help="gateway host name")
     init.add_argument("--ip", action="append", default=[], help="gateway LAN address (repeat)")
     init.add_argument("--conf-file", type=Path, default=prov.DEFAULT_CONF_FILE)
@@ -104,28 +113,47 @@ def paths_from(args: argparse.Namespace, settings: Settings) -> prov.BrokerPaths
     return paths
 
 
-def _endpoint(settings: Settings) -> tuple[str, int, int]:
-    """(host devices should connect to, TLS port, mutual-TLS port)."""
+def _endpoint(settings: Settings, paths: prov.BrokerPaths) -> tuple[str, int, int]:
+    """(host devices should connect to, TLS port, mutual-TLS port).
+
+    The ``[broker]`` settings win; then what ``device init`` recorded in the registry
+    (so ``init --hostname gw --tls-port 18883`` is what ``add`` tells devices); then
+    this machine's host name and the default ports.
+    """
     section = _broker_settings(settings)
-    host = getattr(section, "advertise_host", None) or socket.gethostname()
-    tls_port = getattr(section, "tls_port", None) or prov.DEFAULT_TLS_PORT
-    cert_port = getattr(section, "cert_port", None) or prov.DEFAULT_CERT_PORT
+    recorded = prov.load_registry(paths.registry_file).endpoint
+    host = (getattr(section, "advertise_host", None)
+            or (recorded.host if recorded else None) or socket.gethostname())
+    tls_port = (getattr(section, "tls_port", None)
+                or (recorded.tls_port if recorded else None) or prov.DEFAULT_TLS_PORT)
+    cert_port = (getattr(section, "cert_port", None)
+                 or (recorded.cert_port if recorded else None) or prov.DEFAULT_CERT_PORT)
     return str(host), int(tls_port), int(cert_port)
 
 
-def _reload(args: argparse.Namespace, paths: prov.BrokerPaths) -> None:
-    if not args.no_reload:
-        prov.reload_broker(paths.pid_file, paths.reload_command)
+def _reloader(args: argparse.Namespace, paths: prov.BrokerPaths) -> Callable[[], None] | None:
+    """The broker reload, run last inside the provisioning transaction (None: --no-reload)."""
+    if args.no_reload:
+        return None
+
+    def reload() -> None:
+        try:
+            prov.reload_broker(paths.pid_file, paths.reload_command)
+        except BrokerError as err:
+            raise BrokerError(f"{err}; every file was put back as it was: fix the reload "
+                              "(or give --no-reload) and run the command again") from err
+
+    return reload
 
 
 def _add(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
     paths = paths_from(args, settings)
     creds = prov.add_device(
-        paths, args.device_id, args.kind, now=datetime.now(UTC), use_cert=args.cert
+        paths, args.device_id, args.kind, now=datetime.now(UTC), use_cert=args.cert,
+        apply=_reloader(args, paths),
     )
-    _reload(args, paths)
-    host, tls_port, cert_port = _endpoint(settings)
+    host, tls_port, cert_port = _endpoint(settings, paths)
     dev = args.device_id
     info: dict[str, Any] = {
         "device_id": dev,
@@ -163,8 +191,7 @@ def _add(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> i
 
 def _remove(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     paths = paths_from(args, settings_loader())
-    record = prov.remove_device(paths, args.device_id)
-    _reload(args, paths)
+    record = prov.remove_device(paths, args.device_id, apply=_reloader(args, paths))
     if args.json:
         print(json.dumps({"removed": asdict(record)}))
     else:
@@ -188,46 +215,64 @@ def _list(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> 
 def _init(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
     paths = paths_from(args, settings)
-    _, tls_port, cert_port = _endpoint(settings)
+    _, tls_port, cert_port = _endpoint(settings, paths)
     tls_port = args.tls_port or tls_port
     cert_port = args.cert_port or cert_port
-    if not paths.ca_file.is_file():
-        prov.run_script("make-ca.sh", str(paths.ca_dir))
-    if not (paths.ca_dir / "broker.crt").is_file():
-        prov.run_script("make-broker-cert.sh", str(paths.ca_dir), args.hostname, *args.ip)
-    tls = prov.TlsFiles(
-        ca_file=paths.ca_file,
-        cert_file=paths.ca_dir / "broker.crt",
-        key_file=paths.ca_dir / "broker.key",
-        port=tls_port,
-        bind=args.bind,
-        cert_port=cert_port,
-        crl_file=paths.ca_dir / "crl.pem",
-    )
-    conf = prov.render_mosquitto_conf(
-        local_port=args.local_port,
-        password_file=paths.password_file,
-        acl_file=paths.acl_file,
-        tls=tls,
-    )
-    prov.write_private_file(args.conf_file, conf, mode=0o644)
-    prov.ensure_acl(paths)
-    made = []
-    existing = prov.read_password_file(paths.password_file)
-    for user, secret_file in (
-        (paths.agent_user, args.agent_password_file),
-        (paths.household_user, args.household_password_file),
-    ):
-        if user in existing:
-            continue
-        password = prov.new_password()
-        prov.write_private_file(secret_file, password + "\n", mode=0o600, broker_readable=False)
-        prov.set_password(paths, user, password)
-        made.append(f"{user} (password in {secret_file})")
+    section = _broker_settings(settings)
+    advertise = getattr(section, "advertise_host", None) or args.hostname
+    made: list[str] = []
+    # All or nothing: a failure (missing template, openssl error) leaves no CA, config or
+    # account behind, so running init again starts from the same clean state.
+    with FileTransaction() as tx:
+        tx.track_tree(paths.ca_dir)
+        tx.track(args.conf_file, paths.acl_file, paths.password_file, paths.registry_file,
+                 args.agent_password_file, args.household_password_file)
+        if not paths.ca_file.is_file():
+            prov.run_script("make-ca.sh", str(paths.ca_dir))
+        if not (paths.ca_dir / "broker.crt").is_file():
+            tx.track(paths.ca_dir / "broker.crt", paths.ca_dir / "broker.key")
+            prov.run_script("make-broker-cert.sh", str(paths.ca_dir), args.hostname, *args.ip)
+        tls = prov.TlsFiles(
+            ca_file=paths.ca_file,
+            cert_file=paths.ca_dir / "broker.crt",
+            key_file=paths.ca_dir / "broker.key",
+            port=tls_port,
+            bind=args.bind,
+            cert_port=cert_port,
+            crl_file=paths.ca_dir / "crl.pem",
+        )
+        conf = prov.render_mosquitto_conf(
+            local_port=args.local_port,
+            password_file=paths.password_file,
+            acl_file=paths.acl_file,
+            tls=tls,
+        )
+        prov.write_private_file(args.conf_file, conf, mode=0o644)
+        registry = prov.load_registry(paths.registry_file)
+        registry.endpoint = prov.Endpoint(advertise, tls_port, cert_port)
+        prov.save_registry(paths.registry_file, registry)
+        prov.ensure_acl(paths)
+        existing = prov.read_password_file(paths.password_file)
+        for user, secret_file in (
+            (paths.agent_user, args.agent_password_file),
+            (paths.household_user, args.household_password_file),
+        ):
+            if user in existing:
+                continue
+            password = prov.new_password()
+            prov.write_private_file(
+                secret_file, password + "\n", mode=0o600, broker_readable=False
+            )
+            prov.set_password(paths, user, password)
+            made.append(f"{user} (password in {secret_file})")
     if args.json:
-        print(json.dumps({"conf_file": str(args.conf_file), "accounts": made}))
+        print(json.dumps({"conf_file": str(args.conf_file), "accounts": made,
+                          "endpoint": {"host": advertise, "tls_port": tls_port,
+                                       "cert_port": cert_port}}))
         return 0
     print(f"Broker config written to {args.conf_file}; household CA in {paths.ca_dir}.")
+    print(f"  devices connect to {advertise}:{tls_port} (TLS), {advertise}:{cert_port} "
+          "(client certificates)")
     for line in made:
         print(f"  account {line}")
     print("Listeners changed: run `systemctl restart mosquitto` once.")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from agent.config import Settings
 from agent.errors import StoreError
+from agent.ops import running
 from agent.storage.tx import immediate
 
 CONFIRM_WORD = "forget"
@@ -34,6 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--all", action="store_true", required=True, help="required: everything is deleted"
     )
     parser.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    parser.add_argument("--stop-service", action="store_true",
+                        help="stop replenish-agent first (refused while it runs otherwise)")
     parser.set_defaults(func=run)
 
 
@@ -85,11 +88,32 @@ def _confirmed(path: Path) -> bool:
     return answer.strip() == CONFIRM_WORD
 
 
+def _still_running(path: Path, *, stop: bool) -> str | None:
+    """Why forgetting now is unsafe (the agent would keep writing), or None.
+
+    A running agent holds the database open and would go on recording into it (and its
+    in-memory state would no longer match): deleting under it forgets nothing for good.
+    """
+    if running.unit_active():
+        if not stop:
+            return (f"{running.UNIT} is running; stop it first "
+                    "(sudo systemctl stop replenish-agent) or add --stop-service")
+        if (why := running.stop_unit()) is not None:
+            return f"could not stop {running.UNIT}: {why}"
+    if users := running.holders(path):
+        pids = ", ".join(f"pid {pid} ({cmd})" for pid, cmd in users)
+        return f"{path} is in use by {pids}; stop it first"
+    return None
+
+
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     path = settings_loader().storage.path
     if not path.exists():
         print(f"{path}: no database, nothing to forget")
         return 0
+    if (busy := _still_running(path, stop=args.stop_service)) is not None:
+        print(f"replenish forget: refused: {busy}", file=sys.stderr)
+        return 2
     if not args.yes and not _confirmed(path):
         print("aborted; nothing was deleted", file=sys.stderr)
         return 1

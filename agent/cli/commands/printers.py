@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.config import DEFAULT_CONFIG_PATH, PrinterSettings, Settings
+from agent.config import DEFAULT_CONFIG_PATH, PrinterSettings, Settings, plain_reason
 from agent.errors import ConfigError
 from agent.sources.ipp.source import (
     DEFAULT_TIMEOUT_S,
@@ -107,7 +107,7 @@ def _printer_settings(args: argparse.Namespace) -> PrinterSettings:
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "-"
-        raise ConfigError("command line", key, first["msg"]) from None
+        raise ConfigError("command line", key, plain_reason(first)) from None
 
 
 def _add(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from collections.abc import Callable
 
 from agent.app.service import AgentService
 from agent.config import Settings
-from agent.logs import setup_logging
+from agent.logs import WARNINGS_FILE, setup_logging, under_journald, warnings_file_handler
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,4 +22,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
     setup_logging(settings.log_level)
+    if not under_journald(sys.stderr):
+        # Off journald the support bundle reads warnings from this file instead.
+        path = settings.storage.path.parent / WARNINGS_FILE
+        try:
+            logging.getLogger().addHandler(warnings_file_handler(path))
+        except OSError as err:
+            log.warning("logs.file_unavailable path=%s reason=%s", path, type(err).__name__)
     return AgentService(settings).run()

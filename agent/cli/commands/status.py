@@ -13,6 +13,7 @@ from agent.clock import cli_now
 from agent.config import Settings
 from agent.errors import VendorRetryable
 from agent.storage.ledger import Ledger
+from agent.storage.readonly import connect_readonly
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem
 
@@ -103,8 +104,9 @@ def render(data: dict[str, Any]) -> str:
 def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
     now = cli_now()
-    with Store(settings.storage.path) as store:
-        ledger = Ledger.open(settings.storage.path)
+    # Looking never creates the database (agent.storage.readonly).
+    with Store.open_readonly(settings.storage.path) as store:
+        ledger = Ledger(connect_readonly(settings.storage.path))
         try:
             data = collect(store, ledger, now)
         finally:

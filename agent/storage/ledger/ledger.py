@@ -113,8 +113,9 @@ class Ledger(LedgerNotes):
                    if c.mode is Mode.AUTO and c.mandate and c.mandate.expired(now)]
         for c in expired:
             with self._tx():
+                ends = c.mandate.expires_at if c.mandate else None
                 rid = self._audit("mandate_expired", c.consumable,
-                                  {"expires_at": mandate_json(c.mandate)}, now)
+                                  {"expires_at": ends.isoformat() if ends else None}, now)
                 self.conn.execute("UPDATE consent SET mode='confirm', audit_id=?, updated_at=? "
                                   "WHERE consumable=?", (rid, ts(now), c.consumable))
                 cancelled = self._cancel_pending(c.consumable, "mandate expired", rid, now,
