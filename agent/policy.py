@@ -97,7 +97,7 @@ def plan_reorder(
     lead_time: LeadTime,
     *,
     review_interval: timedelta = timedelta(days=1),
-    service_level: float = 0.95,
+    service_level: float = 0.98,
     pack_size: float | None = None,
     away: Sequence[Away] = (),
     max_packs: int | None = None,
@@ -106,7 +106,51 @@ def plan_reorder(
 
     Packs on order (``fc.incoming``) and delivered packs not yet in the device
     (``fc.spare_packs``, a cartridge on the shelf) both count as stock on hand.
+
+    Never a silent stall: whatever the forecast says, stock that is low or empty with
+    nothing on order or on the shelf is ordered now (or, when the household is away, on
+    their return). ``service_level`` defaults to the agent's own (``forecast.service_level``).
     """
+    plan = _plan(fc, spec, now, lead_time, review_interval, service_level, pack_size, away,
+                 max_packs)
+    if plan.order_now or not _stalled(fc, spec):
+        return plan
+    pack = pack_size if pack_size is not None else spec.pack_size
+    packs = _packs(fc, spec, pack, lead_time, 0.0, max_packs) if fc.rate_per_day else 1
+    if max_packs is not None:
+        packs = min(packs, max_packs)
+    order = ReorderPlan(True, max(1, packs), now + timedelta(days=lead_time.mean_days), now,
+                        f"stock is low and nothing is on order ({fc.basis}); "
+                        f"the forecast said: {plan.reason}", plan.prob_stockout)
+    aw = sorted((to_days(a.start), to_days(a.end)) for a in away)
+    return _avoid_away(order, aw, now, lead_time)
+
+
+def is_low(fc: Forecast, spec: ConsumableSpec) -> bool:
+    """Whether the last trusted level or state says low or empty: the device's own LOW or
+    EMPTY, its two newest level readings, or the estimated level at or below the LOW
+    threshold."""
+    return (fc.low_signal or fc.reads_low
+            or (fc.level is not None and fc.level <= spec.low_level + 1e-9))
+
+
+def _stalled(fc: Forecast, spec: ConsumableSpec) -> bool:
+    """Low stock with nothing on order and no spare waiting (see :func:`plan_reorder`)."""
+    return is_low(fc, spec) and not fc.incoming and fc.spare_packs <= 0
+
+
+def _plan(
+    fc: Forecast,
+    spec: ConsumableSpec,
+    now: datetime,
+    lead_time: LeadTime,
+    review_interval: timedelta,
+    service_level: float,
+    pack_size: float | None,
+    away: Sequence[Away],
+    max_packs: int | None,
+) -> ReorderPlan:
+    """The forecast's own decision (:func:`plan_reorder` adds the stall guard)."""
     pack = pack_size if pack_size is not None else spec.pack_size
     on_order = sum(d.packs for d in fc.incoming)
     extra = (on_order + fc.spare_packs) * pack

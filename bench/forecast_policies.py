@@ -23,10 +23,10 @@ from agent.forecast import (
     Forecast,
     Observation,
     forecast,
-    spare_packs,
     to_days,
 )
 from agent.forecast.project import build_curve, run_out_quantiles
+from agent.forecast.refills import spare_packs
 from agent.forecast.series import merge_intervals
 from agent.policy import LeadTime, plan_reorder
 

@@ -220,3 +220,23 @@ def test_household_snooze_holds_proposals_until_the_time_it_chose(
                   {"intent": it.id, "until": until.isoformat()}, NOW)
     assert plan.run_once(NOW + timedelta(hours=25)).proposals == 0  # past one review
     assert plan.run_once(until + timedelta(minutes=1)).proposals == 1
+
+
+def test_cold_start_empty_stock_is_acted_on_in_every_mode(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    # One reading each, all empty: no rate to forecast from, yet nothing may stall.
+    store, ledger, vendor = env
+    store.write_batch([StateMessage(
+        device_id="printer-1", seq=0, ts=NOW - timedelta(hours=2), kind=DeviceKind.PRINTER,
+        consumables=[Consumable(id=cid, level=0.0, unit=Unit.PERCENT, capacity=100,
+                                sku="TONER-TN2420") for cid in ("black", "cyan", "magenta")])],
+        received_at=NOW.timestamp())
+    auto(ledger, "printer-1/black")
+    ledger.set_consent("printer-1/cyan", Mode.CONFIRM, None, T0)
+    ledger.set_consent("printer-1/magenta", Mode.REMIND, None, T0)
+    report = planner(store, ledger, vendor).run_once(NOW)
+    assert report.forecasts["printer-1/black"].level == 0.0
+    assert (report.announced, report.proposals, report.reminders) == (1, 1, 1)
+    assert {i.consumable: i.state for i in ledger.intents()} == {
+        "printer-1/black": State.QUEUED, "printer-1/cyan": State.PROPOSED}
+    assert [r["consumable"] for r in ledger.reminders()] == ["printer-1/magenta"]

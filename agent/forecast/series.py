@@ -174,16 +174,18 @@ def _delivered(deliveries: list[float], t0: float, t1: float) -> bool:
     return i < len(deliveries) and deliveries[i] <= t1
 
 
-def detect_quantum(levels: list[float], capacity: float) -> float | None:
+def detect_quantum(levels: list[float], capacity: float, counted: bool = False,
+                   ) -> float | None:
     """The step of a coarse device (10 % printers, whole sensors), or None if fine-grained.
 
-    Small whole-number stocks (sensors, eggs) are counted in ones. Otherwise coarse means:
-    most consecutive readings are unchanged and every level is a multiple of the
-    smallest change seen, which is at least 5 % of capacity.
+    Whole-number stocks of a counting device (sensors, eggs: ``counted``) are counted in
+    ones, whatever the capacity (a 48-egg tray is no different from a 40-egg one).
+    Otherwise coarse means: most consecutive readings are unchanged and every level is a
+    multiple of the smallest change seen, which is at least 5 % of capacity.
     """
     if len(levels) < 4:
         return None
-    if capacity <= 40 and all(float(v).is_integer() for v in levels):
+    if counted and all(float(v).is_integer() for v in levels):
         return 1.0
     diffs = [abs(b - a) for a, b in zip(levels, levels[1:], strict=False) if a != b]
     if not diffs or len(diffs) > 0.5 * (len(levels) - 1):

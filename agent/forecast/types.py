@@ -92,6 +92,9 @@ class Forecast:
     spare_packs: float = 0.0  # our deliveries that arrived but are not in the device yet
     curve: DemandCurve | None = field(default=None, repr=False)
     usable_level: float | None = None  # perishables: what gets used before it spoils
+    # The two newest level readings are both at or below the LOW threshold: what the
+    # device says, whatever an estimate (a counter, a rate) makes of it.
+    reads_low: bool = False
 
     @property
     def usable(self) -> bool:
