@@ -49,6 +49,7 @@ class ItemView:
     true_level: float = 0.0  # oracle only: in the device plus spare
     true_rate: float = 0.0  # oracle only: use per day at home
     batches: list[tuple[float, float | None]] = field(default_factory=list)  # oracle only
+    lead_history: list[float] = field(default_factory=list)  # lead times of our deliveries
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Decision:
 
 def _pending(view: ItemView) -> bool:
     """Something ordered has not arrived, or arrived and is not in the device yet."""
-    if any(d.ts > view.now for d in view.deliveries):
+    if any(d.ts > view.now or d.pending for d in view.deliveries):
         return True
     return spare_packs(view.obs, view.spec, view.deliveries, view.now) > 0
 
@@ -98,7 +99,8 @@ class AgentPolicy:
     def decide(self, view: ItemView) -> Decision:
         fc = forecast(view.obs, view.spec, view.now, deliveries=view.deliveries,
                       away=view.away)
-        plan = plan_reorder(fc, view.spec, view.now, view.lead, review_interval=REVIEW,
+        lead = LeadTime.learned(view.lead, view.lead_history)
+        plan = plan_reorder(fc, view.spec, view.now, lead, review_interval=REVIEW,
                             service_level=SERVICE_LEVEL, away=view.away,
                             max_packs=view.packs_per_order)
         return Decision(plan.packs if plan.order_now else 0, fc.time_to_empty_days,
@@ -163,10 +165,11 @@ class OraclePolicy:
                             daily_sd=daily_sd, weekday=None, away=aw)
         # Time to empty of what is in the device (the accuracy metric's definition).
         tte = run_out_quantiles(curve, in_device, 0.0)
-        incoming = tuple(d for d in view.deliveries if d.ts > view.now)
+        incoming = tuple(d for d in view.deliveries if d.ts > view.now or d.pending)
         fc = Forecast(view.now, level, 0.0, rate, 0.0, tte, Confidence.HIGH, 1.0, "truth",
                       False, incoming, 0.0, curve)
-        plan = plan_reorder(fc, view.spec, view.now, view.lead, review_interval=REVIEW,
+        lead = LeadTime.learned(view.lead, view.lead_history)
+        plan = plan_reorder(fc, view.spec, view.now, lead, review_interval=REVIEW,
                             service_level=ORACLE_SERVICE_LEVEL, away=view.away,
                             max_packs=view.packs_per_order)
         return Decision(plan.packs if plan.order_now else 0, tte)

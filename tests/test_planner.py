@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -240,3 +240,37 @@ def test_cold_start_empty_stock_is_acted_on_in_every_mode(
     assert {i.consumable: i.state for i in ledger.intents()} == {
         "printer-1/black": State.QUEUED, "printer-1/cyan": State.PROPOSED}
     assert [r["consumable"] for r in ledger.reminders()] == ["printer-1/magenta"]
+
+
+def _order(ledger: Ledger, key: str, sent: datetime, delivered: datetime | None) -> None:
+    """An order of TONER-TN2420 sent at ``sent`` and delivered at ``delivered`` (None:
+    still placed, expected two days after it was sent)."""
+    from agent.consent import Proposal
+    it = ledger.create_intent(Proposal(key, "shop", "TONER-TN2420", 1, 1, Decimal("54.90"),
+                                       "toner", "EUR"), Mode.CONFIRM, State.QUEUED, sent)
+    grant = ledger.set_consent(key, Mode.CONFIRM, None, sent)
+    assert ledger.mark_sending(it.id, grant, sent, sent + timedelta(minutes=5), grant)
+    ledger.mark_placed(it.id, {"id": f"o{it.id}", "status": "accepted", "total": "54.90",
+                               "expected_delivery": sent + timedelta(days=2)}, sent,
+                       sent + timedelta(hours=1))
+    if delivered is not None:
+        ledger.update_status(it.id, "delivered", None, delivered, None, delivered)
+
+
+def test_lead_time_is_learned_from_our_delivered_orders_and_overdue_stays_pending(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    from agent.app.planner import learned_lead, our_deliveries
+    store, ledger, vendor = env
+    offer = vendor.client().catalog("TONER-TN2420")
+    prior = learned_lead(ledger, "TONER-TN2420", offer)
+    assert (prior.mean_days, prior.observed) == (2.0, ())
+    for k in range(4):  # the vendor says two days; it takes nine
+        sent = T0 + timedelta(days=10 * k)
+        _order(ledger, "printer-1/black", sent, sent + timedelta(days=9))
+    _order(ledger, "printer-1/black", NOW - timedelta(days=5), None)  # overdue by three days
+    lead = learned_lead(ledger, "TONER-TN2420", offer)
+    assert lead.observed == (9.0, 9.0, 9.0, 9.0)
+    assert lead.mean_days == pytest.approx(5.5, abs=0.1) and lead.quantile(0.95) == 9.0
+    dels = our_deliveries(ledger, "printer-1/black")
+    assert [d.pending for d in dels] == [False] * 4 + [True]
+    assert dels[-1].ts < NOW  # overdue: pending, not delivered

@@ -197,3 +197,44 @@ def test_spoiling_milk_is_still_reordered_when_the_rest_runs_out_first() -> None
     fc = forecast(obs, MILK, now)
     plan = plan_reorder(fc, MILK, now, LeadTime(6.0, 2.5), service_level=0.995)
     assert plan.order_now and plan.packs >= 1
+
+
+def test_observed_heavy_tail_is_kept_not_smoothed_into_a_normal() -> None:
+    # Usually two days, a week late one time in seven.
+    observed = [2.0] * 17 + [9.0] * 3
+    lt = LeadTime.learned(LeadTime(2.0, 0.5), observed)
+    assert lt.quantile(0.5) == pytest.approx(2.0, abs=0.5)
+    assert lt.quantile(0.95) == pytest.approx(9.0)
+    normal = LeadTime(lt.mean_days, lt.sd_days)
+    assert normal.quantile(0.95) < 8.0  # a normal with the same moments misses the tail
+    assert sum(w for _, w in lt.points()) == pytest.approx(1.0)
+    assert LeadTime.learned(LeadTime(3.0, 1.0), []) == LeadTime(3.0, 1.0)
+
+
+def test_with_no_history_the_vendor_prior_is_the_distribution() -> None:
+    lt = LeadTime(4.0, 1.0)
+    assert lt.quantile(0.5) == pytest.approx(4.0, abs=1e-6)
+    assert lt.quantile(0.9) == pytest.approx(4.0 + 1.2816, abs=1e-3)
+    # One delivery moves the prior by a fifth of the way (prior counts as four).
+    one = LeadTime.learned(lt, [9.0])
+    assert one.mean_days == pytest.approx(5.0, abs=0.01)
+
+
+def test_an_overdue_order_is_on_order_not_on_the_shelf_until_presumed_lost() -> None:
+    t0 = datetime(2026, 2, 2, tzinfo=UTC)
+    spec = ConsumableSpec(Unit.PERCENT, 100.0, 100.0)
+    obs = [Observation(t0 + timedelta(hours=6 * k), max(0.0, 40.0 - 1.5 * k))
+           for k in range(30)]
+    now = obs[-1].ts + timedelta(hours=1)
+    lead = LeadTime(3.0, 1.0)
+    late = Delivery(now - timedelta(days=1), 1.0, pending=True)
+    fc = forecast(obs, spec, now, deliveries=[late])
+    assert fc.spare_packs == 0 and fc.incoming == (late,)
+    assert not plan_reorder(fc, spec, now, lead).order_now  # late, still coming
+    lost = Delivery(now - timedelta(days=6), 1.0, pending=True)
+    fc = forecast(obs, spec, now, deliveries=[lost])
+    plan = plan_reorder(fc, spec, now, lead)
+    assert plan.order_now, plan.reason
+    # The same date as a delivery that arrived (not pending) is a spare on the shelf.
+    fc = forecast(obs, spec, now, deliveries=[Delivery(now - timedelta(days=1), 1.0)])
+    assert fc.spare_packs == 1.0 and fc.incoming == ()

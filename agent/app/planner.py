@@ -115,6 +115,34 @@ def observations(store: Store, cid: int, now: datetime) -> list[Observation]:
             for r in rows]
 
 
+def our_deliveries(ledger: Ledger, key: str) -> list[Delivery]:
+    """Our placed and delivered orders of one consumable; one not delivered yet is
+    ``pending`` (overdue once its expected date has passed, not on the shelf)."""
+    out = []
+    for it in ledger.intents([State.PLACED, State.DELIVERED], key):
+        when = it.delivered_at if it.state is State.DELIVERED else it.expected_delivery
+        if when is not None:
+            out.append(Delivery(when, float(it.quantity), pending=it.state is State.PLACED))
+    return out
+
+
+def observed_leads(ledger: Ledger, sku: str) -> list[float]:
+    """Lead times in days (sent to delivered) of our delivered orders of ``sku``, any
+    consumable: what this household's vendor actually took, newest 50."""
+    days = [(it.delivered_at - it.first_sent_at) / timedelta(days=1)
+            for it in ledger.intents([State.DELIVERED])
+            if it.sku == sku and it.delivered_at is not None and it.first_sent_at is not None]
+    return [d for d in days if d >= 0][-50:]
+
+
+def learned_lead(ledger: Ledger, sku: str | None, offer: CatalogItem | None) -> LeadTime:
+    """The vendor's declared lead time (the prior) moved by the delivered orders."""
+    if offer is None or sku is None:
+        return DEFAULT_LEAD
+    prior = LeadTime(offer.lead_time_days, offer.lead_time_sd_days)
+    return LeadTime.learned(prior, observed_leads(ledger, sku))
+
+
 class Planner:
     """One decision pass over every consumable; ``run_once(now)`` is the scheduler job."""
 
@@ -182,8 +210,7 @@ class Planner:
 
     def _forecast(self, row: dict[str, Any], offer: CatalogItem | None, now: datetime,
                   away: list[Away]) -> Forecast:
-        deliveries = [Delivery(t, float(n))
-                      for t, n in self.ledger.expected_deliveries(consumable_key(row))]
+        deliveries = our_deliveries(self.ledger, consumable_key(row))
         return forecast(observations(self.store, row["cid"], now), self.spec_for(row, offer), now,
                         deliveries=deliveries, away=away)
 
@@ -215,8 +242,7 @@ class Planner:
         sku = first_allowed(consent.mandate, [row["sku"]] if row["sku"] else [], blocked)
         offer = self._offer(sku)
         spec = self.spec_for(row, offer)
-        lead = (LeadTime(offer.lead_time_days, offer.lead_time_sd_days) if offer
-                else DEFAULT_LEAD)
+        lead = learned_lead(self.ledger, sku, offer)
         fc = report.forecasts[key] = self._forecast(row, offer, now, away)
         max_packs = (consent.mandate.max_quantity
                      if consent.mode is Mode.AUTO and consent.mandate else None)

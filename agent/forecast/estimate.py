@@ -104,8 +104,9 @@ def forecast(
               bisect.bisect_right(obs, now, key=_TS)]
     now_d = to_days(now)
     aw = away_days(away)
-    past = sorted(to_days(d.ts) for d in deliveries if d.ts <= now)
-    incoming = tuple(sorted((d for d in deliveries if d.ts > now), key=lambda d: d.ts))
+    past = sorted(to_days(d.ts) for d in deliveries if d.ts <= now and not d.pending)
+    incoming = tuple(sorted((d for d in deliveries if d.ts > now or d.pending),
+                            key=lambda d: d.ts))
     low = low_signal(obs)
     reads = _reads_low(obs, spec)
     # Perishables need every refill within their shelf life; the same scan tells which

@@ -162,7 +162,8 @@ def spare_packs(obs: list[Observation], spec: ConsumableSpec,
 
     Newest delivery first: it has shown up once any refill followed it, however long it
     waited on the shelf; older ones are then taken as used."""
-    past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now), key=_TS)
+    past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now and not d.pending),
+                  key=_TS)
     spare = 0.0
     empty = _empty_now(obs, spec)
     for d in reversed(past):

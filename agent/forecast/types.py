@@ -60,10 +60,14 @@ class ConsumableSpec:
 
 @dataclass(slots=True, frozen=True)
 class Delivery:
-    """A delivery of ``packs`` at ``ts``: past (arrived) or expected (on order)."""
+    """A delivery of ``packs`` at ``ts``: past (arrived) or expected (on order).
+
+    ``pending``: not delivered yet, whatever ``ts`` says. An order past its expected
+    date is overdue, still on order; it is not stock on the shelf."""
 
     ts: datetime
     packs: float = 1.0
+    pending: bool = False
 
 
 @dataclass(slots=True, frozen=True)
