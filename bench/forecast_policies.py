@@ -9,6 +9,7 @@ Only the oracle reads the simulator's ground truth.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -99,7 +100,8 @@ class AgentPolicy:
     def decide(self, view: ItemView) -> Decision:
         fc = forecast(view.obs, view.spec, view.now, deliveries=view.deliveries,
                       away=view.away)
-        lead = LeadTime.learned(view.lead, view.lead_history)
+        lead = (view.lead if os.environ.get("DEC_NOLEARN")
+                else LeadTime.learned(view.lead, view.lead_history))
         plan = plan_reorder(fc, view.spec, view.now, lead, review_interval=REVIEW,
                             service_level=SERVICE_LEVEL, away=view.away,
                             max_packs=view.packs_per_order)
@@ -165,11 +167,10 @@ class OraclePolicy:
                             daily_sd=daily_sd, weekday=None, away=aw)
         # Time to empty of what is in the device (the accuracy metric's definition).
         tte = run_out_quantiles(curve, in_device, 0.0)
-        incoming = tuple(d for d in view.deliveries if d.ts > view.now or d.pending)
+        incoming = tuple(d for d in view.deliveries if d.ts > view.now)
         fc = Forecast(view.now, level, 0.0, rate, 0.0, tte, Confidence.HIGH, 1.0, "truth",
                       False, incoming, 0.0, curve)
-        lead = LeadTime.learned(view.lead, view.lead_history)
-        plan = plan_reorder(fc, view.spec, view.now, lead, review_interval=REVIEW,
+        plan = plan_reorder(fc, view.spec, view.now, view.lead, review_interval=REVIEW,
                             service_level=ORACLE_SERVICE_LEVEL, away=view.away,
                             max_packs=view.packs_per_order)
         return Decision(plan.packs if plan.order_now else 0, tte)

@@ -274,3 +274,33 @@ def test_lead_time_is_learned_from_our_delivered_orders_and_overdue_stays_pendin
     dels = our_deliveries(ledger, "printer-1/black")
     assert [d.pending for d in dels] == [False] * 4 + [True]
     assert dels[-1].ts < NOW  # overdue: pending, not delivered
+
+
+def test_the_pass_learns_the_low_threshold_stores_it_and_says_so(
+        env: tuple[Store, Ledger, FakeVendor], caplog: pytest.LogCaptureFixture) -> None:
+    from agent.domain import CoarseState
+    from agent.storage.learned import load_learned
+    store, ledger, vendor = env
+    # Three cartridges, each falling 4 % a day; this printer says LOW at 12 %, not 5 %.
+    msgs = []
+    t = NOW - timedelta(days=80)
+    seq = 0
+    for cycle in range(3):
+        for level in range(100, (-1 if cycle < 2 else 19), -4):
+            state = CoarseState.LOW if level <= 12 else CoarseState.OK
+            msgs.append(StateMessage(device_id="printer-1", seq=seq, ts=t,
+                                     kind=DeviceKind.PRINTER,
+                                     consumables=[Consumable(id="black", level=float(level),
+                                                             unit=Unit.PERCENT, capacity=100,
+                                                             sku="TONER-TN2420", state=state)]))
+            seq += 1
+            t += timedelta(days=1)
+    store.write_batch(msgs, received_at=NOW.timestamp())
+    ledger.set_consent("printer-1/black", Mode.CONFIRM, None, T0)
+    with caplog.at_level(logging.INFO, logger="agent.app.planner"):
+        planner(store, ledger, vendor).run_once(t)
+    rows = {r.name: r for r in load_learned(ledger.conn, "consumable:printer-1/black")}
+    assert rows["low_level"].cycles == 2 and rows["low_level"].prior == 5.0
+    assert rows["low_level"].value == pytest.approx((5.0 + 2 * 12.0) / 3)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decision ")]
+    assert "learned LOW at 9.67 from 2 cycles" in line

@@ -16,6 +16,7 @@ the shipping fee is actually saved).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from agent.app.learning import apply_learning
 from agent.consent import (
     Mandate,
     Mode,
@@ -209,9 +211,11 @@ class Planner:
     # ---- one consumable ----------------------------------------------------------
 
     def _forecast(self, row: dict[str, Any], offer: CatalogItem | None, now: datetime,
-                  away: list[Away]) -> Forecast:
+                  away: list[Away], obs: list[Observation] | None = None,
+                  spec: ConsumableSpec | None = None) -> Forecast:
         deliveries = our_deliveries(self.ledger, consumable_key(row))
-        return forecast(observations(self.store, row["cid"], now), self.spec_for(row, offer), now,
+        return forecast(observations(self.store, row["cid"], now) if obs is None else obs,
+                        self.spec_for(row, offer) if spec is None else spec, now,
                         deliveries=deliveries, away=away)
 
     def _skip_reason(self, key: str, mode: Mode, now: datetime) -> str | None:
@@ -241,13 +245,17 @@ class Planner:
         blocked = self.ledger.blocked_skus(key)
         sku = first_allowed(consent.mandate, [row["sku"]] if row["sku"] else [], blocked)
         offer = self._offer(sku)
-        spec = self.spec_for(row, offer)
         lead = learned_lead(self.ledger, sku, offer)
-        fc = report.forecasts[key] = self._forecast(row, offer, now, away)
+        obs = observations(self.store, row["cid"], now)
+        spec, service, note = apply_learning(self.ledger, key, self.spec_for(row, offer), obs,
+                                             sku, lead, self.service_level, now)
+        fc = report.forecasts[key] = self._forecast(row, offer, now, away, obs, spec)
         max_packs = (consent.mandate.max_quantity
                      if consent.mode is Mode.AUTO and consent.mandate else None)
         plan = plan_reorder(fc, spec, now, lead, review_interval=self.review_interval,
-                            service_level=self.service_level, away=away, max_packs=max_packs)
+                            service_level=service, away=away, max_packs=max_packs)
+        if note:
+            plan = dataclasses.replace(plan, reason=f"{plan.reason}; learned {note}")
         if sku is None and plan.order_now and blocked:
             self.ledger.remind(key, "choose_product", "every allowed product is blocked; "
                                "choose a new one with replenish consent set", now)

@@ -184,13 +184,13 @@ def _estimate(
     if len(lv) >= 2:
         lv = _thin(lv, LONG_WINDOW_DAYS + 1)
         est = level_estimate([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
-                             spec.capacity, now_d, aw, past, _counted(spec))
+                             spec.capacity, now_d, aw, past, _counted(spec), _life(spec))
         if est is not None and est.rate is None and "steps" in est.basis:
             # Coarse and nothing crossed lately: look back further for crossings.
             lv = [o for o in _since(obs, long_ago) if o.level is not None]
             est = level_estimate([to_days(o.ts) for o in lv],
                                  [float(o.level or 0.0) for o in lv],
-                                 spec.capacity, now_d, aw, past, _counted(spec))
+                                 spec.capacity, now_d, aw, past, _counted(spec), _life(spec))
         if est is not None:
             return est
     return _level_or_state(obs, spec, now_d, aw, past, long_ago, levels=False)
@@ -212,7 +212,7 @@ def _level_or_state(
         if len(lv) >= 2:
             est = level_estimate([to_days(o.ts) for o in lv],
                                  [float(o.level or 0.0) for o in lv],
-                                 spec.capacity, now_d, aw, past, _counted(spec))
+                                 spec.capacity, now_d, aw, past, _counted(spec), _life(spec))
             if est is not None:
                 return est
         if lv:
@@ -240,6 +240,10 @@ def _reads_low(obs: list[Observation], spec: ConsumableSpec) -> bool:
         if seen == 2:
             return True
     return False
+
+
+def _life(spec: ConsumableSpec) -> float | None:
+    return spec.shelf_life_days if spec.perishable else None
 
 
 def _counted(spec: ConsumableSpec) -> bool:

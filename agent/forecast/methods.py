@@ -129,13 +129,15 @@ def level_estimate(
     away: list[Interval],
     deliveries: list[float],
     counted: bool = False,
+    shelf_life: float | None = None,
 ) -> Estimate | None:
     """Rate and level from numeric level readings (fine sensors or coarse steps).
-    ``counted``: the device counts whole items (see :func:`detect_quantum`)."""
+    ``counted``: the device counts whole items (see :func:`detect_quantum`);
+    ``shelf_life`` (days): perishable, spoiled stock may be thrown out."""
     quantum = detect_quantum(levels[-60:], capacity, counted)
     refill_tol = 0.5 * quantum if quantum is not None else 0.08 * capacity
     s = clean_levels(times, levels, capacity, away, deliveries, refill_tol,
-                     discard=quantum is None)
+                     shelf_life if quantum is None else None)
     if quantum is not None:
         return _coarse(s, quantum, capacity, now, away, exact=counted and quantum == 1.0)
     return _fine(s, capacity, now, away)

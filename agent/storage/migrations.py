@@ -170,6 +170,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    # -- 5: what the agent learned from the household's own history (issue 18) --------
+    (
+        5,
+        """
+        CREATE TABLE learned (
+            subject     TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            value       REAL,
+            prior       REAL,
+            cycles      INTEGER NOT NULL DEFAULT 0,
+            updated_at  REAL NOT NULL,
+            PRIMARY KEY (subject, name)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
