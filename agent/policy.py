@@ -34,6 +34,7 @@ _FALLBACK_FRACTION = 0.25  # order at 25 % when there is no usable rate yet
 # a perishable's reorder is held back for spoilage (bench-forecast: 1 sd let stockouts
 # through with a 4 +- 2.5 day lead, 2 sd kept most of the over-ordering).
 _LATE_LEAD_SDS = 1.5
+_LOST_QUANTILE = 0.9  # an overdue order later than this is presumed lost (see _lost)
 _LATE_QUANTILE = 0.933  # the same, for an empirical lead time (1.5 sd of a normal)
 
 
@@ -213,11 +214,12 @@ def _stalled(fc: Forecast, spec: ConsumableSpec, now: datetime, lead: LeadTime) 
 
 
 def _lost(d: Delivery, now: datetime, lead: LeadTime) -> bool:
-    """An overdue order later than the lead time's 99th percentile allows (and a day
-    more): no longer counted as coming. Until then an overdue order is on order."""
+    """An overdue order later than the lead time's 90th percentile allows (half a day at
+    least): no longer counted as coming, so a low stock is ordered again rather than
+    waiting on a parcel that may never come. Until then an overdue order is on order."""
     if not d.pending or d.ts >= now:
         return False
-    grace = max(0.0, lead.quantile(0.99) - lead.mean_days) + 1.0
+    grace = max(0.5, lead.quantile(_LOST_QUANTILE) - lead.mean_days)
     return now - d.ts > timedelta(days=grace)
 
 

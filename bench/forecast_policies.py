@@ -9,7 +9,6 @@ Only the oracle reads the simulator's ground truth.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -100,8 +99,7 @@ class AgentPolicy:
     def decide(self, view: ItemView) -> Decision:
         fc = forecast(view.obs, view.spec, view.now, deliveries=view.deliveries,
                       away=view.away)
-        lead = (view.lead if os.environ.get("DEC_NOLEARN")
-                else LeadTime.learned(view.lead, view.lead_history))
+        lead = LeadTime.learned(view.lead, view.lead_history)
         plan = plan_reorder(fc, view.spec, view.now, lead, review_interval=REVIEW,
                             service_level=SERVICE_LEVEL, away=view.away,
                             max_packs=view.packs_per_order)

@@ -227,14 +227,44 @@ def test_an_overdue_order_is_on_order_not_on_the_shelf_until_presumed_lost() -> 
            for k in range(30)]
     now = obs[-1].ts + timedelta(hours=1)
     lead = LeadTime(3.0, 1.0)
-    late = Delivery(now - timedelta(days=1), 1.0, pending=True)
+    late = Delivery(now - timedelta(hours=12), 1.0, pending=True)
     fc = forecast(obs, spec, now, deliveries=[late])
     assert fc.spare_packs == 0 and fc.incoming == (late,)
     assert not plan_reorder(fc, spec, now, lead).order_now  # late, still coming
-    lost = Delivery(now - timedelta(days=6), 1.0, pending=True)
+    lost = Delivery(now - timedelta(days=3), 1.0, pending=True)
     fc = forecast(obs, spec, now, deliveries=[lost])
     plan = plan_reorder(fc, spec, now, lead)
     assert plan.order_now, plan.reason
     # The same date as a delivery that arrived (not pending) is a spare on the shelf.
     fc = forecast(obs, spec, now, deliveries=[Delivery(now - timedelta(days=1), 1.0)])
     assert fc.spare_packs == 1.0 and fc.incoming == ()
+
+
+def test_a_rounding_printer_at_zero_percent_still_has_its_spare_on_the_shelf() -> None:
+    t0 = datetime(2026, 2, 2, tzinfo=UTC)
+    spec = ConsumableSpec(Unit.PERCENT, 100.0, 100.0, yield_per_pack=3000.0)
+    # 10 % a day, 30 pages a day; the gauge rounds down to 0 % for the last two days
+    # while the counter keeps moving: a few percent are left, the spare waits.
+    obs = [Observation(t0 + timedelta(hours=6 * k), max(0.0, 10.0 * ((40 - k) // 4)), None,
+                       30 * k // 4) for k in range(48)]
+    spare = Delivery(t0 + timedelta(days=7), 1.0)
+    now = obs[-1].ts + timedelta(hours=1)
+    fc = forecast(obs, spec, now, deliveries=[spare])
+    assert fc.spare_packs == 1.0
+    plan = plan_reorder(fc, spec, now, LeadTime(3.0, 1.0))
+    assert not plan.order_now, plan.reason
+
+
+def test_after_a_month_idle_a_fresh_cartridge_is_not_forecast_empty() -> None:
+    t0 = datetime(2026, 2, 2, tzinfo=UTC)
+    spec = ConsumableSpec(Unit.PERCENT, 100.0, 100.0)
+    # 10 % steps, a step every two days, then replaced and an office closed four weeks.
+    obs = [Observation(t0 + timedelta(hours=12 * k), float(100 - 10 * (k // 4)))
+           for k in range(36)]
+    t = obs[-1].ts
+    obs += [Observation(t + timedelta(days=k), 100.0) for k in range(1, 29)]
+    now = obs[-1].ts + timedelta(hours=1)
+    fc = forecast(obs, spec, now)
+    assert "steps" in fc.basis
+    p10 = fc.time_to_empty_days[0]
+    assert p10 is None or p10 > 5.0, fc

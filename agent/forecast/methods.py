@@ -248,8 +248,12 @@ def _coarse(
     at_reading = min(max(at_reading, lo), reported + q) if reported > 0 else 0.0
     stale = tau_now - s.tau[-1]
     level = max(0.0, at_reading - rate * stale)
-    level_sd = (0.0 if exact else q / math.sqrt(12.0)) + rate_sd * max(0.0, since) \
-        + daily_sd * math.sqrt(stale)
+    # The newest reading bounds the level to within a step whatever the rate did since
+    # the last crossing: after a month's idle office the drift term would otherwise
+    # swamp it and put p10 at zero for a fresh cartridge.
+    drift = rate_sd * max(0.0, since)
+    level_sd = ((0.0 if exact else q / math.sqrt(12.0)) + (drift if exact else min(drift, 0.5 * q))
+                + daily_sd * math.sqrt(stale))
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
                     f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings")
 
