@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: all venv system-packages test test-fast lint typecheck schema demo \
-        bench-deps bench-forecast bench-ingest bench-footprint bench install uninstall clean
+        bench-deps bench-forecast bench-decisions bench-ingest bench-footprint bench install uninstall clean
 
 all: test
 
@@ -53,13 +53,17 @@ bench-deps: venv
 bench-forecast: bench-deps
 	$(PY) -m bench.forecast
 
+# Reorder timing on a second, independently written household family (issue 18).
+bench-decisions: venv
+	$(PY) -m bench.decisions
+
 bench-ingest: venv system-packages
 	$(PY) -m bench.ingest
 
 bench-footprint: venv system-packages
 	$(PY) -m bench.footprint
 
-bench: bench-forecast bench-ingest bench-footprint
+bench: bench-forecast bench-decisions bench-ingest bench-footprint
 
 install:
 	PYTHON=$(PYTHON) bash systemd/install.sh

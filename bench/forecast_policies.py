@@ -25,12 +25,14 @@ from agent.forecast import (
     forecast,
     to_days,
 )
+from agent.forecast.learn import Learned, learn
 from agent.forecast.project import build_curve, run_out_quantiles
 from agent.forecast.refills import spare_packs
 from agent.forecast.series import merge_intervals
 from agent.policy import LeadTime, plan_reorder
 
 REVIEW = timedelta(days=1)
+LEARN_EVERY = timedelta(days=7)
 SERVICE_LEVEL = 0.98  # the agent's target: P(no run-out before a delivery) per order
 ORACLE_SERVICE_LEVEL = 0.95  # the oracle's only uncertainty is lead time and daily noise
 
@@ -96,15 +98,30 @@ class AgentPolicy:
 
     name = "agent"
 
+    def __init__(self) -> None:
+        # What the agent learned from each item's readings, re-learned weekly like the
+        # planner's stored ``learned`` rows (id of the item's reading list -> (when, it)).
+        self._learned: dict[int, tuple[datetime, Learned]] = {}
+
+    def _learn(self, view: ItemView) -> Learned:
+        got = self._learned.get(id(view.obs))
+        if got is None or view.now - got[0] >= LEARN_EVERY:
+            got = (view.now, learn(view.obs, view.spec))
+            self._learned[id(view.obs)] = got
+        return got[1]
+
     def decide(self, view: ItemView) -> Decision:
-        fc = forecast(view.obs, view.spec, view.now, deliveries=view.deliveries,
+        learned = self._learn(view)
+        spec = learned.apply(view.spec)
+        fc = forecast(view.obs, spec, view.now, deliveries=view.deliveries,
                       away=view.away)
         lead = LeadTime.learned(view.lead, view.lead_history)
-        plan = plan_reorder(fc, view.spec, view.now, lead, review_interval=REVIEW,
+        plan = plan_reorder(fc, spec, view.now, lead, review_interval=REVIEW,
                             service_level=SERVICE_LEVEL, away=view.away,
                             max_packs=view.packs_per_order)
         return Decision(plan.packs if plan.order_now else 0, fc.time_to_empty_days,
-                        {"confidence": fc.confidence.value, "level": fc.level})
+                        {"confidence": fc.confidence.value, "level": fc.level,
+                         "learned": learned.as_dict()})
 
 
 class ThresholdPolicy:
