@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.domain import CoarseState, Unit
-from agent.forecast import Away, ConsumableSpec, Delivery, Observation, forecast
+from agent.forecast import (
+    Away,
+    Confidence,
+    ConsumableSpec,
+    Delivery,
+    Forecast,
+    Observation,
+    forecast,
+)
 from agent.policy import LeadTime, plan_reorder
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -223,20 +231,27 @@ def test_with_no_history_the_vendor_prior_is_the_distribution() -> None:
 def test_an_overdue_order_is_on_order_not_on_the_shelf_until_presumed_lost() -> None:
     t0 = datetime(2026, 2, 2, tzinfo=UTC)
     spec = ConsumableSpec(Unit.PERCENT, 100.0, 100.0)
-    obs = [Observation(t0 + timedelta(hours=6 * k), max(0.0, 40.0 - 1.5 * k))
-           for k in range(30)]
-    now = obs[-1].ts + timedelta(hours=1)
     lead = LeadTime(3.0, 1.0)
+
+    def fc_at(start: float, *deliveries: Delivery) -> tuple[Forecast, datetime]:
+        obs = [Observation(t0 + timedelta(hours=6 * k), max(0.0, start - 1.5 * k))
+               for k in range(30)]
+        now = obs[-1].ts + timedelta(hours=1)
+        return forecast(obs, spec, now, deliveries=list(deliveries)), now
+
+    probe, now = fc_at(70.0)
     late = Delivery(now - timedelta(hours=12), 1.0, pending=True)
-    fc = forecast(obs, spec, now, deliveries=[late])
+    fc, now = fc_at(70.0, late)  # a week of toner left: the late order is still coming
     assert fc.spare_packs == 0 and fc.incoming == (late,)
-    assert not plan_reorder(fc, spec, now, lead).order_now  # late, still coming
-    lost = Delivery(now - timedelta(days=3), 1.0, pending=True)
-    fc = forecast(obs, spec, now, deliveries=[lost])
-    plan = plan_reorder(fc, spec, now, lead)
-    assert plan.order_now, plan.reason
+    assert not plan_reorder(fc, spec, now, lead).order_now
+    fc, now = fc_at(44.0, late)  # empty now: it will not come in time, order again
+    assert plan_reorder(fc, spec, now, lead).order_now
+    lost = Delivery(now - timedelta(days=5), 1.0, pending=True)
+    fc, now = fc_at(44.0, lost)
+    assert plan_reorder(fc, spec, now, lead).order_now
+    assert fc.confidence is not Confidence.INSUFFICIENT_DATA and probe.level is not None
     # The same date as a delivery that arrived (not pending) is a spare on the shelf.
-    fc = forecast(obs, spec, now, deliveries=[Delivery(now - timedelta(days=1), 1.0)])
+    fc, now = fc_at(70.0, Delivery(now - timedelta(days=1), 1.0))
     assert fc.spare_packs == 1.0 and fc.incoming == ()
 
 
