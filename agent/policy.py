@@ -222,7 +222,8 @@ def _too_late(fc: Forecast, d: Delivery, now: datetime, lead: LeadTime, extra: f
     tail = [(x, w) for x, w in lead.points() if x > elapsed]
     total = sum(w for _, w in tail)
     if total <= 0:
-        return True
+        # Later than any lead time we know of, not yet presumed lost: a day more.
+        return (fc.prob_empty_within(1.0, extra) or 0.0) > risk
     acc = 0.0
     wait = tail[-1][0] - elapsed
     for x, w in tail:
