@@ -102,6 +102,7 @@ class AgentPolicy:
         # What the agent learned from each item's readings, re-learned weekly like the
         # planner's stored ``learned`` rows (id of the item's reading list -> (when, it)).
         self._learned: dict[int, tuple[datetime, Learned]] = {}
+        self._leads: dict[tuple[int, int], LeadTime] = {}
 
     def _learn(self, view: ItemView) -> Learned:
         got = self._learned.get(id(view.obs))
@@ -115,7 +116,10 @@ class AgentPolicy:
         spec = learned.apply(view.spec)
         fc = forecast(view.obs, spec, view.now, deliveries=view.deliveries,
                       away=view.away)
-        lead = LeadTime.learned(view.lead, view.lead_history)
+        key = (id(view.lead_history), len(view.lead_history))
+        lead = self._leads.get(key)
+        if lead is None:  # a new delivery came in since the last review
+            lead = self._leads[key] = LeadTime.learned(view.lead, view.lead_history)
         plan = plan_reorder(fc, spec, view.now, lead, review_interval=REVIEW,
                             service_level=SERVICE_LEVEL, away=view.away,
                             max_packs=view.packs_per_order)

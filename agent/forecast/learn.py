@@ -107,9 +107,10 @@ def learn(observations: Sequence[Observation], spec: ConsumableSpec) -> Learned:
             samples = [p * spec.capacity / max(spec.capacity - lo, 1e-9) for p in to_low]
         yld = _blend(spec.yield_per_pack, samples)
         cycles = len(samples)
-        if to_empty and to_low and low_level is None and yld:
-            # A LOW-only device: the threshold is the share of pages left at LOW.
-            low_level = spec.capacity * max(0.0, 1.0 - median(to_low) / yld)
+        if to_empty and to_low and low_level is None:
+            # A LOW-only device: the threshold is the share of a cartridge's own pages
+            # left at LOW (the cycles' own figures, not the yield blended with the prior).
+            low_level = spec.capacity * max(0.0, 1.0 - median(to_low) / median(to_empty))
     return Learned(yld, cycles, low_level, len(low_levels) if low_levels else
                    (len(to_low) if low_level is not None else 0),
                    median(to_low) if to_low else None)
