@@ -21,7 +21,7 @@ import random
 import sys
 import time
 import zlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ def run(scn: Scenario, seed: int, days: int, policy: Any) -> dict[str, Any]:
     held: list[Observation] = []
     dels: list[Delivery] = []
     leads: list[float] = []
+    sent: list[datetime] = []  # when each of ``dels`` was ordered
     pending: list[tuple[float, float, int, Delivery]] = []  # (arrival, ordered, packs, exp)
     orders = spare_orders = 0
     supply: list[float] = []
@@ -119,7 +120,7 @@ def run(scn: Scenario, seed: int, days: int, policy: Any) -> dict[str, Any]:
             if rate > 0:
                 supply.append(w.on_hand / rate)
             view = ItemView(ts, w.spec, w.packs_per_order, lead, obs, dels, [],
-                            w.on_hand, rate, lead_history=leads)
+                            w.on_hand, rate, lead_history=leads, sent=sent)
             if policy.name == "oracle":
                 view.batches = [(b[0], to_days(START) + b[1]) for b in w.batches] or [
                     (w.level, None)]
@@ -133,6 +134,7 @@ def run(scn: Scenario, seed: int, days: int, policy: Any) -> dict[str, Any]:
                 lt = scn.lead.draw(lead_rng)
                 exp = Delivery(ts + timedelta(days=lead.mean_days), dec.packs, pending=True)
                 dels.append(exp)
+                sent.append(ts)
                 pending.append((t + lt, t, dec.packs, exp))
     stretches = list(w.stockouts) + ([(w.empty_since, steps / 24)] if w.empty_since is not None
                                      else [])

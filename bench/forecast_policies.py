@@ -25,7 +25,7 @@ from agent.forecast import (
     forecast,
     to_days,
 )
-from agent.forecast.learn import Learned, learn
+from agent.forecast.learn import Learned, learn, realised_service, service_target
 from agent.forecast.project import build_curve, run_out_quantiles
 from agent.forecast.refills import spare_packs
 from agent.forecast.series import merge_intervals
@@ -52,6 +52,7 @@ class ItemView:
     true_rate: float = 0.0  # oracle only: use per day at home
     batches: list[tuple[float, float | None]] = field(default_factory=list)  # oracle only
     lead_history: list[float] = field(default_factory=list)  # lead times of our deliveries
+    sent: list[datetime] = field(default_factory=list)  # when each of ``deliveries`` was ordered
 
 
 @dataclass
@@ -101,18 +102,25 @@ class AgentPolicy:
     def __init__(self) -> None:
         # What the agent learned from each item's readings, re-learned weekly like the
         # planner's stored ``learned`` rows (id of the item's reading list -> (when, it)).
-        self._learned: dict[int, tuple[datetime, Learned]] = {}
+        self._learned: dict[int, tuple[datetime, Learned, float]] = {}
         self._leads: dict[tuple[int, int], LeadTime] = {}
 
-    def _learn(self, view: ItemView) -> Learned:
+    def _learn(self, view: ItemView) -> tuple[Learned, float]:
+        """Learned values and the service level to plan at (realised service against
+        the target, from the readings between each of our orders and its delivery)."""
         got = self._learned.get(id(view.obs))
         if got is None or view.now - got[0] >= LEARN_EVERY:
-            got = (view.now, learn(view.obs, view.spec))
+            service = SERVICE_LEVEL
+            if len(view.sent) == len(view.deliveries):
+                good, total = realised_service(view.obs, view.spec, view.deliveries[-60:],
+                                               view.sent[-60:])
+                service = service_target(SERVICE_LEVEL, good, total)
+            got = (view.now, learn(view.obs, view.spec), service)
             self._learned[id(view.obs)] = got
-        return got[1]
+        return got[1], got[2]
 
     def decide(self, view: ItemView) -> Decision:
-        learned = self._learn(view)
+        learned, service = self._learn(view)
         spec = learned.apply(view.spec)
         fc = forecast(view.obs, spec, view.now, deliveries=view.deliveries,
                       away=view.away)
@@ -121,11 +129,11 @@ class AgentPolicy:
         if lead is None:  # a new delivery came in since the last review
             lead = self._leads[key] = LeadTime.learned(view.lead, view.lead_history)
         plan = plan_reorder(fc, spec, view.now, lead, review_interval=REVIEW,
-                            service_level=SERVICE_LEVEL, away=view.away,
+                            service_level=service, away=view.away,
                             max_packs=view.packs_per_order)
         return Decision(plan.packs if plan.order_now else 0, fc.time_to_empty_days,
                         {"confidence": fc.confidence.value, "level": fc.level,
-                         "learned": learned.as_dict()})
+                         "learned": learned.as_dict(), "service": service})
 
 
 class ThresholdPolicy:

@@ -83,6 +83,7 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
     # Lead times the agent saw (its order to the delivery), per item: what a gateway
     # learns from the vendor's delivered orders.
     leads: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    sent: dict[tuple[str, str], list[datetime]] = {k: [] for k in keys}
     res = {k: ItemResult(family.name, seed, f"{k[0]}/{k[1]}", it.spec.perishable, days,
                          pack_size=it.spec.pack_size, packs_per_order=it.packs_per_order)
            for k, it in zip(keys, items, strict=True)}
@@ -137,7 +138,7 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
                 tr = truths[key[0]][key[1]]
                 view = ItemView(t, it.spec, it.packs_per_order, lead, obs[key], dels[key],
                                 away, tr.level + tr.spare, home_rate[key],
-                                lead_history=leads[key])
+                                lead_history=leads[key], sent=sent[key])
                 if policy.name == "oracle":
                     view.batches = [(b.amount, None if b.expires is None else to_days(b.expires))
                                     for b in devices[key[0]].stocks[key[1]].batches]
@@ -160,6 +161,7 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
                     expected = Delivery(t + timedelta(days=lead.mean_days), dec.packs,
                                         pending=True)
                     dels[key].append(expected)
+                    sent[key].append(t)
                     pending.append((t + timedelta(days=lt), key, dec.packs, expected))
                     marks[key]["orders"].append(to_days(t))
         t += HOUR

@@ -14,6 +14,7 @@ three consistent ones do.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,9 +129,11 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
         if d.pending:
             continue
         total += 1
-        empty = any(sent <= o.ts < d.ts and (
-            o.state is CoarseState.EMPTY
-            or (o.level is not None and o.level <= 0.01 * spec.capacity)) for o in obs)
+        lo = bisect.bisect_left(obs, sent, key=_TS)
+        hi = bisect.bisect_left(obs, d.ts, lo=lo, key=_TS)
+        empty = any(o.state is CoarseState.EMPTY
+                    or (o.level is not None and o.level <= 0.01 * spec.capacity)
+                    for o in obs[lo:hi])
         good += not empty
     return good, total
 
