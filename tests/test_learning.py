@@ -49,7 +49,7 @@ def test_yield_and_low_threshold_are_learned_from_pages_between_replacements() -
     assert got.yield_cycles == 3
     assert got.yield_per_pack == pytest.approx((3000 + 3 * 2400) / 4, rel=0.01)
     assert got.pages_to_low == pytest.approx(2400 * 0.93, rel=0.02)
-    assert got.low_level == pytest.approx(7.0, abs=0.5)  # the device's own 7 %
+    assert got.low_level == pytest.approx((5.0 + 3 * 7.0) / 4, abs=0.3)  # prior 5 % to 7 %
     spec = got.apply(TONER)
     assert spec.yield_per_pack == got.yield_per_pack and spec.low_level == got.low_level
 
@@ -114,3 +114,13 @@ def test_learned_rows_are_stored_and_a_previous_database_upgrades(tmp_path: Path
     assert as_json(got)["sku:TN"]["lead_time_p90"] == {"value": 7.0, "prior": None,
                                                       "cycles": 13}
     conn.close()
+
+
+def test_a_rounding_gauge_low_threshold_comes_from_pages_not_its_reading() -> None:
+    # The gauge shows 5 % steps rounded down: at LOW (7 % left) it reads 5 %.
+    obs = [Observation(o.ts, 0.0 if o.state is CoarseState.EMPTY else
+                       5.0 * ((100.0 * (1 - (o.counter or 0) % 2400 / 2400)) // 5),
+                       o.state, o.counter)
+           for o in low_only_printer(4, 2400.0, 0.07, 40.0)]
+    got = learn(obs, TONER)
+    assert got.low_level is not None and got.low_level > 6.0

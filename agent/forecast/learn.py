@@ -108,12 +108,14 @@ def learn(observations: Sequence[Observation], spec: ConsumableSpec) -> Learned:
             samples = [p * spec.capacity / max(spec.capacity - lo, 1e-9) for p in to_low]
         yld = _blend(spec.yield_per_pack, samples)
         cycles = len(samples)
-        if to_empty and to_low and low_level is None:
-            # A LOW-only device: the threshold is the share of a cartridge's own pages
-            # left at LOW (the cycles' own figures, not the yield blended with the prior).
-            low_level = spec.capacity * max(0.0, 1.0 - median(to_low) / median(to_empty))
-    return Learned(yld, cycles, low_level, len(low_levels) if low_levels else
-                   (len(to_low) if low_level is not None else 0),
+    if to_empty and to_low:
+        # Pages tell the threshold better than a gauge that rounds (it reads 0 or 5 % when
+        # it first says LOW): the share of a cartridge's own pages left at LOW (the
+        # cycles' own figures, not the yield blended with the prior).
+        low_level = _blend(spec.low_level, [spec.capacity * max(0.0, 1.0 - p / median(to_empty))
+                                            for p in to_low])
+    low_cycles = (len(to_low) if to_empty and to_low else len(low_levels))
+    return Learned(yld, cycles, low_level, low_cycles if low_level is not None else 0,
                    median(to_low) if to_low else None)
 
 
