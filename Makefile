@@ -6,8 +6,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: all venv system-packages test test-fast lint typecheck schema demo \
-        bench-deps bench-forecast bench-ingest bench-footprint bench-alerts bench-fleet \
-        bench-web bench install uninstall clean
+        bench-deps bench-forecast bench-decisions bench-ingest bench-footprint bench-alerts \
+        bench-fleet bench-web bench install uninstall clean
 
 all: test
 
@@ -54,6 +54,10 @@ bench-deps: venv
 bench-forecast: bench-deps
 	$(PY) -m bench.forecast
 
+# Reorder timing on a second, independently written household family (issue 18).
+bench-decisions: venv
+	$(PY) -m bench.decisions
+
 bench-ingest: venv system-packages
 	$(PY) -m bench.ingest
 
@@ -70,7 +74,7 @@ bench-fleet: venv system-packages
 bench-web: venv
 	$(PY) -m bench.web
 
-bench: bench-forecast bench-ingest bench-footprint bench-alerts bench-fleet bench-web
+bench: bench-forecast bench-decisions bench-ingest bench-footprint bench-alerts bench-fleet bench-web
 
 install:
 	PYTHON=$(PYTHON) bash systemd/install.sh

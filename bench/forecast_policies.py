@@ -23,14 +23,16 @@ from agent.forecast import (
     Forecast,
     Observation,
     forecast,
-    spare_packs,
     to_days,
 )
+from agent.forecast.learn import Learned, learn, realised_service, service_target
 from agent.forecast.project import build_curve, run_out_quantiles
+from agent.forecast.refills import spare_packs
 from agent.forecast.series import merge_intervals
 from agent.policy import LeadTime, plan_reorder
 
 REVIEW = timedelta(days=1)
+LEARN_EVERY = timedelta(days=7)
 SERVICE_LEVEL = 0.98  # the agent's target: P(no run-out before a delivery) per order
 ORACLE_SERVICE_LEVEL = 0.95  # the oracle's only uncertainty is lead time and daily noise
 
@@ -49,6 +51,8 @@ class ItemView:
     true_level: float = 0.0  # oracle only: in the device plus spare
     true_rate: float = 0.0  # oracle only: use per day at home
     batches: list[tuple[float, float | None]] = field(default_factory=list)  # oracle only
+    lead_history: list[float] = field(default_factory=list)  # lead times of our deliveries
+    sent: list[datetime] = field(default_factory=list)  # when each of ``deliveries`` was ordered
 
 
 @dataclass
@@ -60,7 +64,7 @@ class Decision:
 
 def _pending(view: ItemView) -> bool:
     """Something ordered has not arrived, or arrived and is not in the device yet."""
-    if any(d.ts > view.now for d in view.deliveries):
+    if any(d.ts > view.now or d.pending for d in view.deliveries):
         return True
     return spare_packs(view.obs, view.spec, view.deliveries, view.now) > 0
 
@@ -95,14 +99,41 @@ class AgentPolicy:
 
     name = "agent"
 
+    def __init__(self) -> None:
+        # What the agent learned from each item's readings, re-learned weekly like the
+        # planner's stored ``learned`` rows (id of the item's reading list -> (when, it)).
+        self._learned: dict[int, tuple[datetime, Learned, float]] = {}
+        self._leads: dict[tuple[int, int], LeadTime] = {}
+
+    def _learn(self, view: ItemView) -> tuple[Learned, float]:
+        """Learned values and the service level to plan at (realised service against
+        the target, from the readings between each of our orders and its delivery)."""
+        got = self._learned.get(id(view.obs))
+        if got is None or view.now - got[0] >= LEARN_EVERY:
+            service = SERVICE_LEVEL
+            if len(view.sent) == len(view.deliveries):
+                good, total = realised_service(view.obs, view.spec, view.deliveries[-60:],
+                                               view.sent[-60:])
+                service = service_target(SERVICE_LEVEL, good, total)
+            got = (view.now, learn(view.obs, view.spec), service)
+            self._learned[id(view.obs)] = got
+        return got[1], got[2]
+
     def decide(self, view: ItemView) -> Decision:
-        fc = forecast(view.obs, view.spec, view.now, deliveries=view.deliveries,
+        learned, service = self._learn(view)
+        spec = learned.apply(view.spec)
+        fc = forecast(view.obs, spec, view.now, deliveries=view.deliveries,
                       away=view.away)
-        plan = plan_reorder(fc, view.spec, view.now, view.lead, review_interval=REVIEW,
-                            service_level=SERVICE_LEVEL, away=view.away,
+        key = (id(view.lead_history), len(view.lead_history))
+        lead = self._leads.get(key)
+        if lead is None:  # a new delivery came in since the last review
+            lead = self._leads[key] = LeadTime.learned(view.lead, view.lead_history)
+        plan = plan_reorder(fc, spec, view.now, lead, review_interval=REVIEW,
+                            service_level=service, away=view.away,
                             max_packs=view.packs_per_order)
         return Decision(plan.packs if plan.order_now else 0, fc.time_to_empty_days,
-                        {"confidence": fc.confidence.value, "level": fc.level})
+                        {"confidence": fc.confidence.value, "level": fc.level,
+                         "learned": learned.as_dict(), "service": service})
 
 
 class ThresholdPolicy:

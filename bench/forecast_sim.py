@@ -80,6 +80,10 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
     obs: dict[tuple[str, str], list[Observation]] = {k: [] for k in keys}
     dels: dict[tuple[str, str], list[Delivery]] = {k: [] for k in keys}
     pending: list[tuple[datetime, tuple[str, str], int, Delivery]] = []
+    # Lead times the agent saw (its order to the delivery), per item: what a gateway
+    # learns from the vendor's delivered orders.
+    leads: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    sent: dict[tuple[str, str], list[datetime]] = {k: [] for k in keys}
     res = {k: ItemResult(family.name, seed, f"{k[0]}/{k[1]}", it.spec.perishable, days,
                          pack_size=it.spec.pack_size, packs_per_order=it.packs_per_order)
            for k, it in zip(keys, items, strict=True)}
@@ -105,6 +109,8 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
             devices[key[0]].deliver(key[1], packs, arrival)
             lst = dels[key]
             lst[lst.index(expected)] = Delivery(arrival, packs)
+            ordered = expected.ts - timedelta(days=lead.mean_days)
+            leads[key].append((arrival - ordered) / timedelta(days=1))
             marks[key]["arrivals"].append(to_days(arrival))
         for dev_id, dev in devices.items():
             for _, payload in dev.poll(t):
@@ -131,7 +137,8 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
             for key, it in zip(keys, items, strict=True):
                 tr = truths[key[0]][key[1]]
                 view = ItemView(t, it.spec, it.packs_per_order, lead, obs[key], dels[key],
-                                away, tr.level + tr.spare, home_rate[key])
+                                away, tr.level + tr.spare, home_rate[key],
+                                lead_history=leads[key], sent=sent[key])
                 if policy.name == "oracle":
                     view.batches = [(b.amount, None if b.expires is None else to_days(b.expires))
                                     for b in devices[key[0]].stocks[key[1]].batches]
@@ -151,8 +158,10 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
                     if tr.level + tr.spare > 0.5 * tr.capacity:
                         r.artifact_orders += 1
                     lt = hh.lead_time_days(tr.sku, lead_rng)
-                    expected = Delivery(t + timedelta(days=lead.mean_days), dec.packs)
+                    expected = Delivery(t + timedelta(days=lead.mean_days), dec.packs,
+                                        pending=True)
                     dels[key].append(expected)
+                    sent[key].append(t)
                     pending.append((t + timedelta(days=lt), key, dec.packs, expected))
                     marks[key]["orders"].append(to_days(t))
         t += HOUR

@@ -244,3 +244,37 @@ def test_delivered_cartridge_on_the_shelf_counts_as_spare() -> None:
     pending = [Delivery(T0 + timedelta(days=30), packs=2)]
     fc = forecast(obs, TONER, obs[-1].ts, deliveries=pending)
     assert [d.packs for d in fc.incoming] == [2]
+
+
+def _breakfasts(days: int, per_day: float, start: float, spoil_at: float | None = None,
+                ) -> list[Observation]:
+    """Hourly readings of a 6 kg milk shelf: a family pours most of a day's milk at one
+    7:00 breakfast (a drop bigger than 8 % of the shelf inside an hour), the rest over
+    the day; ``spoil_at`` (hours) throws out 900 g at once."""
+    t0 = datetime(2026, 1, 5, tzinfo=UTC)
+    level = start
+    out = []
+    for h in range(days * 24):
+        if h % 24 == 7:
+            level -= 0.7 * per_day
+        elif 8 <= h % 24 < 20:
+            level -= 0.3 * per_day / 12
+        if spoil_at is not None and h == spoil_at:
+            level -= 900.0
+        out.append(Observation(t0 + timedelta(hours=h), max(0.0, level)))
+    return out
+
+
+def test_a_family_breakfast_is_use_not_spoilage() -> None:
+    spec = ConsumableSpec(Unit.GRAMS, 6000.0, 1000.0, perishable=True, shelf_life_days=30.0)
+    obs = _breakfasts(6, 800.0, 6000.0)
+    fc = forecast(obs, spec, obs[-1].ts + timedelta(minutes=30))
+    assert fc.rate_per_day == pytest.approx(800.0, rel=0.15), fc.basis
+
+
+def test_a_drop_when_a_delivered_batch_expires_is_spoilage_not_use() -> None:
+    spec = ConsumableSpec(Unit.GRAMS, 6000.0, 1000.0, perishable=True, shelf_life_days=3.0)
+    obs = _breakfasts(6, 300.0, 6000.0, spoil_at=24 * 4 + 13)
+    delivered = Delivery(obs[0].ts + timedelta(days=1, hours=13), 1.0)
+    fc = forecast(obs, spec, obs[-1].ts + timedelta(minutes=30), deliveries=[delivered])
+    assert fc.rate_per_day == pytest.approx(300.0, rel=0.15), fc.basis

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -218,3 +218,87 @@ def test_household_snooze_holds_proposals_until_the_time_it_chose(
     ledger.snooze(it.id, until, NOW)
     assert plan.run_once(NOW + timedelta(hours=25)).proposals == 0  # past one review
     assert plan.run_once(until + timedelta(minutes=1)).proposals == 1
+
+
+def test_cold_start_empty_stock_is_acted_on_in_every_mode(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    # One reading each, all empty: no rate to forecast from, yet nothing may stall.
+    store, ledger, vendor = env
+    store.write_batch([StateMessage(
+        device_id="printer-1", seq=0, ts=NOW - timedelta(hours=2), kind=DeviceKind.PRINTER,
+        consumables=[Consumable(id=cid, level=0.0, unit=Unit.PERCENT, capacity=100,
+                                sku="TONER-TN2420") for cid in ("black", "cyan", "magenta")])],
+        received_at=NOW.timestamp())
+    auto(ledger, "printer-1/black")
+    ledger.set_consent("printer-1/cyan", Mode.CONFIRM, None, T0)
+    ledger.set_consent("printer-1/magenta", Mode.REMIND, None, T0)
+    report = planner(store, ledger, vendor).run_once(NOW)
+    assert report.forecasts["printer-1/black"].level == 0.0
+    assert (report.announced, report.proposals, report.reminders) == (1, 1, 1)
+    assert {i.consumable: i.state for i in ledger.intents()} == {
+        "printer-1/black": State.QUEUED, "printer-1/cyan": State.PROPOSED}
+    assert [r["consumable"] for r in ledger.reminders()] == ["printer-1/magenta"]
+
+
+def _order(ledger: Ledger, key: str, sent: datetime, delivered: datetime | None) -> None:
+    """An order of TONER-TN2420 sent at ``sent`` and delivered at ``delivered`` (None:
+    still placed, expected two days after it was sent)."""
+    from agent.consent import Proposal
+    it = ledger.create_intent(Proposal(key, "shop", "TONER-TN2420", 1, 1, Decimal("54.90"),
+                                       "toner", "EUR"), Mode.CONFIRM, State.QUEUED, sent)
+    grant = ledger.set_consent(key, Mode.CONFIRM, None, sent)
+    assert ledger.mark_sending(it.id, grant, sent, sent + timedelta(minutes=5), grant)
+    ledger.mark_placed(it.id, {"id": f"o{it.id}", "status": "accepted", "total": "54.90",
+                               "expected_delivery": sent + timedelta(days=2)}, sent,
+                       sent + timedelta(hours=1))
+    if delivered is not None:
+        ledger.update_status(it.id, "delivered", None, delivered, None, delivered)
+
+
+def test_lead_time_is_learned_from_our_delivered_orders_and_overdue_stays_pending(
+        env: tuple[Store, Ledger, FakeVendor]) -> None:
+    from agent.app.planner import learned_lead, our_deliveries
+    store, ledger, vendor = env
+    offer = vendor.client().catalog("TONER-TN2420")
+    prior = learned_lead(ledger, "TONER-TN2420", offer)
+    assert (prior.mean_days, prior.observed) == (2.0, ())
+    for k in range(4):  # the vendor says two days; it takes nine
+        sent = T0 + timedelta(days=10 * k)
+        _order(ledger, "printer-1/black", sent, sent + timedelta(days=9))
+    _order(ledger, "printer-1/black", NOW - timedelta(days=5), None)  # overdue by three days
+    lead = learned_lead(ledger, "TONER-TN2420", offer)
+    assert lead.observed == (9.0, 9.0, 9.0, 9.0)
+    assert lead.mean_days == pytest.approx(5.5, abs=0.1) and lead.quantile(0.95) == 9.0
+    dels = our_deliveries(ledger, "printer-1/black", NOW)
+    assert [d.pending for d in dels] == [False] * 4 + [True]
+    assert dels[-1].ts < NOW  # overdue: pending, not delivered
+
+
+def test_the_pass_learns_the_low_threshold_stores_it_and_says_so(
+        env: tuple[Store, Ledger, FakeVendor], caplog: pytest.LogCaptureFixture) -> None:
+    from agent.domain import CoarseState
+    from agent.storage.learned import load_learned
+    store, ledger, vendor = env
+    # Three cartridges, each falling 4 % a day; this printer says LOW at 12 %, not 5 %.
+    msgs = []
+    t = NOW - timedelta(days=80)
+    seq = 0
+    for cycle in range(3):
+        for level in range(100, (-1 if cycle < 2 else 19), -4):
+            state = CoarseState.LOW if level <= 12 else CoarseState.OK
+            msgs.append(StateMessage(device_id="printer-1", seq=seq, ts=t,
+                                     kind=DeviceKind.PRINTER,
+                                     consumables=[Consumable(id="black", level=float(level),
+                                                             unit=Unit.PERCENT, capacity=100,
+                                                             sku="TONER-TN2420", state=state)]))
+            seq += 1
+            t += timedelta(days=1)
+    store.write_batch(msgs, received_at=NOW.timestamp())
+    ledger.set_consent("printer-1/black", Mode.CONFIRM, None, T0)
+    with caplog.at_level(logging.INFO, logger="agent.app.planner"):
+        planner(store, ledger, vendor).run_once(t)
+    rows = {r.name: r for r in load_learned(ledger.conn, "consumable:printer-1/black")}
+    assert rows["low_level"].cycles == 2 and rows["low_level"].prior == 5.0
+    assert rows["low_level"].value == pytest.approx((5.0 + 2 * 12.0) / 3)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decision ")]
+    assert "learned LOW at 9.67 from 2 cycles" in line

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.domain import CoarseState, Unit
-from agent.forecast import Away, ConsumableSpec, Delivery, Observation, forecast
+from agent.forecast import (
+    Away,
+    Confidence,
+    ConsumableSpec,
+    Delivery,
+    Forecast,
+    Observation,
+    forecast,
+)
 from agent.policy import LeadTime, plan_reorder
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -197,3 +205,81 @@ def test_spoiling_milk_is_still_reordered_when_the_rest_runs_out_first() -> None
     fc = forecast(obs, MILK, now)
     plan = plan_reorder(fc, MILK, now, LeadTime(6.0, 2.5), service_level=0.995)
     assert plan.order_now and plan.packs >= 1
+
+
+def test_observed_heavy_tail_is_kept_not_smoothed_into_a_normal() -> None:
+    # Usually two days, a week late one time in seven.
+    observed = [2.0] * 17 + [9.0] * 3
+    lt = LeadTime.learned(LeadTime(2.0, 0.5), observed)
+    assert lt.quantile(0.5) == pytest.approx(2.0, abs=0.5)
+    assert lt.quantile(0.95) == pytest.approx(9.0)
+    normal = LeadTime(lt.mean_days, lt.sd_days)
+    assert normal.quantile(0.95) < 8.0  # a normal with the same moments misses the tail
+    assert sum(w for _, w in lt.points()) == pytest.approx(1.0)
+    assert LeadTime.learned(LeadTime(3.0, 1.0), []) == LeadTime(3.0, 1.0)
+
+
+def test_with_no_history_the_vendor_prior_is_the_distribution() -> None:
+    lt = LeadTime(4.0, 1.0)
+    assert lt.quantile(0.5) == pytest.approx(4.0, abs=1e-6)
+    assert lt.quantile(0.9) == pytest.approx(4.0 + 1.2816, abs=1e-3)
+    # One delivery moves the prior by a fifth of the way (prior counts as four).
+    one = LeadTime.learned(lt, [9.0])
+    assert one.mean_days == pytest.approx(5.0, abs=0.01)
+
+
+def test_an_overdue_order_is_on_order_not_on_the_shelf_until_presumed_lost() -> None:
+    t0 = datetime(2026, 2, 2, tzinfo=UTC)
+    spec = ConsumableSpec(Unit.PERCENT, 100.0, 100.0)
+    lead = LeadTime(3.0, 1.0)
+
+    def fc_at(start: float, *deliveries: Delivery) -> tuple[Forecast, datetime]:
+        obs = [Observation(t0 + timedelta(hours=6 * k), max(0.0, start - 1.5 * k))
+               for k in range(30)]
+        now = obs[-1].ts + timedelta(hours=1)
+        return forecast(obs, spec, now, deliveries=list(deliveries)), now
+
+    probe, now = fc_at(70.0)
+    late = Delivery(now - timedelta(hours=12), 1.0, pending=True)
+    fc, now = fc_at(70.0, late)  # a week of toner left: the late order is still coming
+    assert fc.spare_packs == 0 and fc.incoming == (late,)
+    assert not plan_reorder(fc, spec, now, lead).order_now
+    fc, now = fc_at(44.0, late)  # empty now: it will not come in time, order again
+    assert plan_reorder(fc, spec, now, lead).order_now
+    lost = Delivery(now - timedelta(days=5), 1.0, pending=True)
+    fc, now = fc_at(44.0, lost)
+    assert plan_reorder(fc, spec, now, lead).order_now
+    assert fc.confidence is not Confidence.INSUFFICIENT_DATA and probe.level is not None
+    # The same date as a delivery that arrived (not pending) is a spare on the shelf.
+    fc, now = fc_at(70.0, Delivery(now - timedelta(days=1), 1.0))
+    assert fc.spare_packs == 1.0 and fc.incoming == ()
+
+
+def test_a_rounding_printer_at_zero_percent_still_has_its_spare_on_the_shelf() -> None:
+    t0 = datetime(2026, 2, 2, tzinfo=UTC)
+    spec = ConsumableSpec(Unit.PERCENT, 100.0, 100.0, yield_per_pack=3000.0)
+    # 10 % a day, 30 pages a day; the gauge rounds down to 0 % for the last two days
+    # while the counter keeps moving: a few percent are left, the spare waits.
+    obs = [Observation(t0 + timedelta(hours=6 * k), max(0.0, 10.0 * ((40 - k) // 4)), None,
+                       30 * k // 4) for k in range(48)]
+    spare = Delivery(t0 + timedelta(days=7), 1.0)
+    now = obs[-1].ts + timedelta(hours=1)
+    fc = forecast(obs, spec, now, deliveries=[spare])
+    assert fc.spare_packs == 1.0
+    plan = plan_reorder(fc, spec, now, LeadTime(3.0, 1.0))
+    assert not plan.order_now, plan.reason
+
+
+def test_after_a_month_idle_a_fresh_cartridge_is_not_forecast_empty() -> None:
+    t0 = datetime(2026, 2, 2, tzinfo=UTC)
+    spec = ConsumableSpec(Unit.PERCENT, 100.0, 100.0)
+    # 10 % steps, a step every two days, then replaced and an office closed four weeks.
+    obs = [Observation(t0 + timedelta(hours=12 * k), float(100 - 10 * (k // 4)))
+           for k in range(36)]
+    t = obs[-1].ts
+    obs += [Observation(t + timedelta(days=k), 100.0) for k in range(1, 29)]
+    now = obs[-1].ts + timedelta(hours=1)
+    fc = forecast(obs, spec, now)
+    assert "steps" in fc.basis
+    p10 = fc.time_to_empty_days[0]
+    assert p10 is None or p10 > 5.0, fc

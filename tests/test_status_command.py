@@ -51,3 +51,20 @@ def test_status_shows_days_left_and_mode(tmp_path: Path, capsys: pytest.CaptureF
     table = capsys.readouterr().out
     line = next(ln for ln in table.splitlines() if ln.startswith("printer-1") and "black" in ln)
     assert f" {row['days_left']:.0f}" in line and "remind" in line
+
+
+def test_status_json_shows_what_was_learned(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.storage.learned import LearnedRow, save_learned
+    path = config(tmp_path)
+    ledger = Ledger.open(tmp_path / "agent.db")
+    save_learned(ledger.conn, [
+        LearnedRow("consumable:printer-1/black", "yield_per_pack", 2550.0, 3000.0, 3),
+        LearnedRow("sku:TONER-TN2420", "lead_time_p90", 6.5, None, 12)], NOW)
+    ledger.close()
+    monkeypatch.setenv("REPLENISH_NOW", NOW.isoformat())
+    assert main(["--config", str(path), "status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    [row] = data["consumables"]
+    assert row["learned"]["yield_per_pack"] == {"value": 2550.0, "prior": 3000.0, "cycles": 3}
+    assert data["learned"]["sku:TONER-TN2420"]["lead_time_p90"]["value"] == 6.5

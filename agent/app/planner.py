@@ -16,6 +16,7 @@ the shipping fee is actually saved).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from agent.app.learning import apply_learning
 from agent.consent import (
     Mandate,
     Mode,
@@ -118,6 +120,38 @@ def observations(store: Store, cid: int, now: datetime) -> list[Observation]:
             for r in rows]
 
 
+def our_deliveries(ledger: Ledger, key: str, now: datetime) -> list[Delivery]:
+    """Our orders of one consumable from their first send: delivered ones, and ``pending``
+    ones still on order (overdue once the expected date has passed, never on the shelf).
+    The vendor may leave ``expected_delivery`` out (docs/vendor-api.yaml): such an order
+    still counts, as due ``now``."""
+    out = []
+    for it in ledger.intents([State.SENDING, State.PLACED, State.LOST, State.DELIVERED], key):
+        if it.state is State.DELIVERED:
+            if it.delivered_at is not None:
+                out.append(Delivery(it.delivered_at, float(it.quantity)))
+        else:
+            out.append(Delivery(it.expected_delivery or now, float(it.quantity), pending=True))
+    return out
+
+
+def observed_leads(ledger: Ledger, sku: str) -> list[float]:
+    """Lead times in days (sent to delivered) of our delivered orders of ``sku``, any
+    consumable: what this household's vendor actually took, newest 50."""
+    days = [(it.delivered_at - it.first_sent_at) / timedelta(days=1)
+            for it in ledger.intents([State.DELIVERED])
+            if it.sku == sku and it.delivered_at is not None and it.first_sent_at is not None]
+    return [d for d in days if d >= 0][-50:]
+
+
+def learned_lead(ledger: Ledger, sku: str | None, offer: CatalogItem | None) -> LeadTime:
+    """The vendor's declared lead time (the prior) moved by the delivered orders."""
+    if offer is None or sku is None:
+        return DEFAULT_LEAD
+    prior = LeadTime(offer.lead_time_days, offer.lead_time_sd_days)
+    return LeadTime.learned(prior, observed_leads(ledger, sku))
+
+
 class Planner:
     """One decision pass over every consumable; ``run_once(now)`` is the scheduler job."""
 
@@ -193,10 +227,11 @@ class Planner:
     # ---- one consumable ----------------------------------------------------------
 
     def _forecast(self, row: dict[str, Any], offer: CatalogItem | None, now: datetime,
-                  away: list[Away]) -> Forecast:
-        deliveries = [Delivery(t, float(n)) for t, n in
-                      self.ledger.expected_deliveries(consumable_key(row), unknown_at=now)]
-        return forecast(observations(self.store, row["cid"], now), self.spec_for(row, offer), now,
+                  away: list[Away], obs: list[Observation] | None = None,
+                  spec: ConsumableSpec | None = None) -> Forecast:
+        deliveries = our_deliveries(self.ledger, consumable_key(row), now)
+        return forecast(observations(self.store, row["cid"], now) if obs is None else obs,
+                        self.spec_for(row, offer) if spec is None else spec, now,
                         deliveries=deliveries, away=away)
 
     def _skip_reason(self, key: str, consent: Consent | None, now: datetime) -> str | None:
@@ -233,14 +268,17 @@ class Planner:
         blocked = self.ledger.blocked_skus(key)
         sku = first_allowed(consent.mandate, [row["sku"]] if row["sku"] else [], blocked)
         offer = self._offer(sku)
-        spec = self.spec_for(row, offer)
-        lead = (LeadTime(offer.lead_time_days, offer.lead_time_sd_days) if offer
-                else DEFAULT_LEAD)
-        fc = report.forecasts[key] = self._forecast(row, offer, now, away)
+        lead = learned_lead(self.ledger, sku, offer)
+        obs = observations(self.store, row["cid"], now)
+        spec, service, note = apply_learning(self.ledger, key, self.spec_for(row, offer), obs,
+                                             sku, lead, self.service_level, now)
+        fc = report.forecasts[key] = self._forecast(row, offer, now, away, obs, spec)
         max_packs = (consent.mandate.max_quantity
                      if consent.mode is Mode.AUTO and consent.mandate else None)
         plan = plan_reorder(fc, spec, now, lead, review_interval=self.review_interval,
-                            service_level=self.service_level, away=away, max_packs=max_packs)
+                            service_level=service, away=away, max_packs=max_packs)
+        if note:
+            plan = dataclasses.replace(plan, reason=f"{plan.reason}; learned {note}")
         if sku is None and plan.order_now and blocked:
             self.ledger.remind(key, "choose_product", "every allowed product is blocked; "
                                "choose a new one with replenish consent set", now)

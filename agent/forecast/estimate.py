@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from operator import attrgetter
 
-from agent.domain import CoarseState
+from agent.domain import CoarseState, Unit
 from agent.forecast.methods import (
     COARSE_HISTORY_DAYS,
     LONG_WINDOW_DAYS,
@@ -104,9 +104,11 @@ def forecast(
               bisect.bisect_right(obs, now, key=_TS)]
     now_d = to_days(now)
     aw = away_days(away)
-    past = sorted(to_days(d.ts) for d in deliveries if d.ts <= now)
-    incoming = tuple(sorted((d for d in deliveries if d.ts > now), key=lambda d: d.ts))
+    past = sorted(to_days(d.ts) for d in deliveries if d.ts <= now and not d.pending)
+    incoming = tuple(sorted((d for d in deliveries if d.ts > now or d.pending),
+                            key=lambda d: d.ts))
     low = low_signal(obs)
+    reads = _reads_low(obs, spec)
     # Perishables need every refill within their shelf life; the same scan tells which
     # of our recent deliveries have shown up.
     life = timedelta(days=spec.shelf_life_days) if spec.shelf_life_days else None
@@ -121,14 +123,20 @@ def forecast(
     spare = spare_packs(obs, spec, deliveries, now, known)
     est = _estimate(obs, spec, now, now_d, aw, past)
     if est is None:
-        return Forecast(now, None, 0.0, None, 0.0, (None, None, None),
-                        Confidence.INSUFFICIENT_DATA, 0.0,
-                        "too few readings to estimate use", low, incoming, spare)
+        # Too little to estimate use, but the newest reading still says where the stock
+        # stands: a decision without a level can only wait, and waiting on an empty jug
+        # is how a household goes a year without milk.
+        last = next((o for o in reversed(obs) if o.level is not None), None)
+        return Forecast(now, None if last is None else last.level, 0.0, None, 0.0,
+                        (None, None, None), Confidence.INSUFFICIENT_DATA, 0.0,
+                        "too few readings to estimate use"
+                        + ("" if last is None else "; level from the last reading"),
+                        low, incoming, spare, reads_low=reads)
     if est.rate is None or est.level is None:
         level = est.level
         return Forecast(now, level, est.level_sd, None, 0.0, (None, None, None),
                         Confidence.INSUFFICIENT_DATA, 0.1, est.basis, low, incoming,
-                        spare)
+                        spare, reads_low=reads)
     level = min(est.level, spec.capacity * 1.1)
     curve = build_curve(now=now_d, level=level, level_sd=est.level_sd, rate=est.rate,
                         rate_sd=est.rate_sd, daily_sd=est.daily_sd, weekday=est.weekday,
@@ -141,7 +149,7 @@ def forecast(
     conf, score = _confidence(est)
     basis = est.basis if usable >= level - 1e-9 else f"{est.basis}; {level - usable:.4g} spoils"
     return Forecast(now, level, est.level_sd, est.rate, est.rate_sd, tte, conf, score,
-                    basis, low, incoming, spare, curve, usable)
+                    basis, low, incoming, spare, curve, usable, reads)
 
 
 def _estimate(
@@ -176,13 +184,13 @@ def _estimate(
     if len(lv) >= 2:
         lv = _thin(lv, LONG_WINDOW_DAYS + 1)
         est = level_estimate([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
-                             spec.capacity, now_d, aw, past)
+                             spec.capacity, now_d, aw, past, _counted(spec), _life(spec))
         if est is not None and est.rate is None and "steps" in est.basis:
             # Coarse and nothing crossed lately: look back further for crossings.
             lv = [o for o in _since(obs, long_ago) if o.level is not None]
             est = level_estimate([to_days(o.ts) for o in lv],
                                  [float(o.level or 0.0) for o in lv],
-                                 spec.capacity, now_d, aw, past)
+                                 spec.capacity, now_d, aw, past, _counted(spec), _life(spec))
         if est is not None:
             return est
     return _level_or_state(obs, spec, now_d, aw, past, long_ago, levels=False)
@@ -204,7 +212,7 @@ def _level_or_state(
         if len(lv) >= 2:
             est = level_estimate([to_days(o.ts) for o in lv],
                                  [float(o.level or 0.0) for o in lv],
-                                 spec.capacity, now_d, aw, past)
+                                 spec.capacity, now_d, aw, past, _counted(spec), _life(spec))
             if est is not None:
                 return est
         if lv:
@@ -217,6 +225,29 @@ def _level_or_state(
         return None
     return state_estimate([to_days(o.ts) for o in st], [o.state in LOW_STATES for o in st],
                           spec.capacity, spec.low_level, now_d, aw)
+
+
+def _reads_low(obs: list[Observation], spec: ConsumableSpec) -> bool:
+    """Whether the two newest level readings are both at or below the LOW threshold (one
+    alone may be a lifted jug)."""
+    seen = 0
+    for o in reversed(obs):
+        if o.level is None:
+            continue
+        if o.level > spec.low_level + 1e-9:
+            return False
+        seen += 1
+        if seen == 2:
+            return True
+    return False
+
+
+def _life(spec: ConsumableSpec) -> float | None:
+    return spec.shelf_life_days if spec.perishable else None
+
+
+def _counted(spec: ConsumableSpec) -> bool:
+    return spec.unit is Unit.COUNT
 
 
 def _anchor(obs: list[Observation], spec: ConsumableSpec,

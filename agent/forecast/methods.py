@@ -128,14 +128,18 @@ def level_estimate(
     now: float,
     away: list[Interval],
     deliveries: list[float],
+    counted: bool = False,
+    shelf_life: float | None = None,
 ) -> Estimate | None:
-    """Rate and level from numeric level readings (fine sensors or coarse steps)."""
-    quantum = detect_quantum(levels[-60:], capacity)
+    """Rate and level from numeric level readings (fine sensors or coarse steps).
+    ``counted``: the device counts whole items (see :func:`detect_quantum`);
+    ``shelf_life`` (days): perishable, spoiled stock may be thrown out."""
+    quantum = detect_quantum(levels[-60:], capacity, counted)
     refill_tol = 0.5 * quantum if quantum is not None else 0.08 * capacity
     s = clean_levels(times, levels, capacity, away, deliveries, refill_tol,
-                     discard=quantum is None)
+                     shelf_life if quantum is None else None)
     if quantum is not None:
-        return _coarse(s, quantum, capacity, now, away)
+        return _coarse(s, quantum, capacity, now, away, exact=counted and quantum == 1.0)
     return _fine(s, capacity, now, away)
 
 
@@ -202,20 +206,24 @@ def _cleaning_note(s: UseSeries) -> str:
 
 
 def _coarse(
-    s: UseSeries, q: float, capacity: float, now: float, away: list[Interval]
+    s: UseSeries, q: float, capacity: float, now: float, away: list[Interval], *,
+    exact: bool = False,
 ) -> Estimate | None:
+    """``exact``: whole items counted exactly, not a rounded gauge."""
     xs, ys, after = crossings(s)
     reported = s.level[-1]
     tau_now = s.tau[-1] + max(0.0, (now - s.real[-1]) - overlap(s.real[-1], now, away))
     if len(xs) < 2 or xs[-1] - xs[0] < 0.5:
-        return Estimate(reported + 0.5 * q if reported > 0 else 0.0, q / math.sqrt(12.0),
+        # A count is the level (two sensors left are two, not 2.5); a rounded gauge
+        # sits anywhere within its step.
+        level = reported if exact else (reported + 0.5 * q if reported > 0 else 0.0)
+        return Estimate(level, 0.0 if exact else q / math.sqrt(12.0),
                         None, 0.0, 0.0, None, len(xs), f"{q:g}-unit steps, too few crossings")
     xs = xs[-MAX_POINTS:]
     ys = ys[-MAX_POINTS:]
     rate, _ = theil_sen(xs, ys)
     since = tau_now - xs[-1]
     gaps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
-    exact = q == 1.0 and capacity <= 40  # whole items counted exactly, not rounded
     if not exact and since > 0 and rate * since > q:
         # A rounded gauge that has not stepped for a long time bounds the rate: the
         # next step is at least that far away now. (Counted items are used in lumps,
@@ -240,8 +248,12 @@ def _coarse(
     at_reading = min(max(at_reading, lo), reported + q) if reported > 0 else 0.0
     stale = tau_now - s.tau[-1]
     level = max(0.0, at_reading - rate * stale)
-    level_sd = (0.0 if exact else q / math.sqrt(12.0)) + rate_sd * max(0.0, since) \
-        + daily_sd * math.sqrt(stale)
+    # The newest reading bounds the level to within a step whatever the rate did since
+    # the last crossing: after a month's idle office the drift term would otherwise
+    # swamp it and put p10 at zero for a fresh cartridge.
+    drift = rate_sd * max(0.0, since)
+    level_sd = ((0.0 if exact else q / math.sqrt(12.0)) + (drift if exact else min(drift, 0.5 * q))
+                + daily_sd * math.sqrt(stale))
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
                     f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings")
 

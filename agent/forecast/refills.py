@@ -137,18 +137,27 @@ def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetim
 
 
 def _empty_now(obs: list[Observation], spec: ConsumableSpec) -> datetime | None:
-    """If the device has read empty for the last day: a day before the newest reading."""
+    """If the device has read empty for the last day: a day before the newest reading.
+
+    A gauge that rounds reads 0 % with a few percent left; while its counter still
+    moves (pages printed) it is not empty, and a cartridge waiting on the shelf is
+    still waiting."""
     if not obs:
         return None
     since = obs[-1].ts - timedelta(days=1)
     seen = False
+    counters: list[int] = []
     for o in reversed(obs):
         if o.ts < since:
+            if len(counters) >= 2 and counters[0] > counters[-1]:
+                return None
             return since if seen else None
         if o.level is not None and o.level > 0.02 * spec.capacity:
             return None
         if o.state is not None and o.state not in (CoarseState.EMPTY, CoarseState.UNKNOWN):
             return None
+        if o.counter is not None:
+            counters.append(o.counter)
         seen = seen or o.level is not None or o.state is CoarseState.EMPTY
     return None
 
@@ -162,7 +171,8 @@ def spare_packs(obs: list[Observation], spec: ConsumableSpec,
 
     Newest delivery first: it has shown up once any refill followed it, however long it
     waited on the shelf; older ones are then taken as used."""
-    past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now), key=_TS)
+    past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now and not d.pending),
+                  key=_TS)
     spare = 0.0
     empty = _empty_now(obs, spec)
     for d in reversed(past):

@@ -86,7 +86,7 @@ def clean_levels(
     away: list[Interval],
     deliveries: list[float],
     refill_tol: float,
-    discard: bool = True,
+    shelf_life: float | None = None,
 ) -> UseSeries:
     """Reject spikes, detect refills, and accumulate use over active time.
 
@@ -94,8 +94,14 @@ def clean_levels(
     it (or when it is the newest reading, or a known delivery came in just before it);
     a lone excursion that the next reading undoes is a spike. A big drop in the newest
     reading, inside a short gap, is held out until the next reading confirms it: a
-    lifted milk jug reads zero once. With ``discard`` (fine-grained sensors), a drop
-    larger than a refill within a few hours is spoiled stock thrown out, not use.
+    lifted milk jug reads zero once.
+
+    With a ``shelf_life`` (perishables on a fine sensor), a fast drop (larger than a
+    refill, within a few hours) is spoiled stock thrown out, not use, only when a batch
+    the agent knows of is due to spoil then: one of our deliveries, a refill seen, or the
+    stock first seen, a shelf life earlier (see :func:`_near_expiry`); or just after new
+    stock came in (the old is thrown out when the new arrives). Any other fast drop is
+    use: a family's breakfast is as fast as a discard.
     """
     n = len(times)
     keep_t: list[float] = []
@@ -145,7 +151,8 @@ def clean_levels(
             tau.append(tau[-1])
             cum.append(cum[-1])
             continue
-        if discard and -d > refill_tol and t1 - t0 < 0.25:
+        if (shelf_life is not None and -d > refill_tol and t1 - t0 < 0.25
+                and _near_expiry(t0, t1, shelf_life, keep_t[0], deliveries, refills)):
             # A batch gone within a few hours is spoiled stock thrown out, not use.
             discards += 1
             tau.append(tau[-1] + active)
@@ -168,22 +175,46 @@ def clean_levels(
                      pending)
 
 
+# A discard is expected from this long before a batch's expiry to this long after it.
+_EXPIRY_WINDOW = (-1.5, 2.0)
+_AFTER_NEW_STOCK = 0.5  # days after new stock came in that old stock is thrown out
+
+
+def _near_expiry(t0: float, t1: float, life: float, first: float, deliveries: list[float],
+                 refills: list[float]) -> bool:
+    """Whether a drop in ``[t0, t1]`` falls when a known batch spoils, or just after new
+    stock came in."""
+    lo, hi = _EXPIRY_WINDOW
+    later = [b for b in (*deliveries, *refills) if b > first]
+    # Stock of unknown age, first seen at ``first``, spoils no later than a shelf life
+    # after that; once newer stock came in before then, that bound says nothing.
+    born_all = later if later and min(later) < first + life + lo else [first, *later]
+    for born in born_all:
+        if born + life + lo <= t1 and t0 <= born + life + hi:
+            return True
+        if born <= t1 and t0 <= born + _AFTER_NEW_STOCK and born > first:
+            return True
+    return False
+
+
 def _delivered(deliveries: list[float], t0: float, t1: float) -> bool:
     """Whether one of our own deliveries arrived in ``(t0, t1]``."""
     i = bisect.bisect_right(deliveries, t0)
     return i < len(deliveries) and deliveries[i] <= t1
 
 
-def detect_quantum(levels: list[float], capacity: float) -> float | None:
+def detect_quantum(levels: list[float], capacity: float, counted: bool = False,
+                   ) -> float | None:
     """The step of a coarse device (10 % printers, whole sensors), or None if fine-grained.
 
-    Small whole-number stocks (sensors, eggs) are counted in ones. Otherwise coarse means:
-    most consecutive readings are unchanged and every level is a multiple of the
-    smallest change seen, which is at least 5 % of capacity.
+    Whole-number stocks of a counting device (sensors, eggs: ``counted``) are counted in
+    ones, whatever the capacity (a 48-egg tray is no different from a 40-egg one).
+    Otherwise coarse means: most consecutive readings are unchanged and every level is a
+    multiple of the smallest change seen, which is at least 5 % of capacity.
     """
     if len(levels) < 4:
         return None
-    if capacity <= 40 and all(float(v).is_integer() for v in levels):
+    if counted and all(float(v).is_integer() for v in levels):
         return 1.0
     diffs = [abs(b - a) for a, b in zip(levels, levels[1:], strict=False) if a != b]
     if not diffs or len(diffs) > 0.5 * (len(levels) - 1):

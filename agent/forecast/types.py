@@ -60,10 +60,14 @@ class ConsumableSpec:
 
 @dataclass(slots=True, frozen=True)
 class Delivery:
-    """A delivery of ``packs`` at ``ts``: past (arrived) or expected (on order)."""
+    """A delivery of ``packs`` at ``ts``: past (arrived) or expected (on order).
+
+    ``pending``: not delivered yet, whatever ``ts`` says. An order past its expected
+    date is overdue, still on order; it is not stock on the shelf."""
 
     ts: datetime
     packs: float = 1.0
+    pending: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -92,6 +96,9 @@ class Forecast:
     spare_packs: float = 0.0  # our deliveries that arrived but are not in the device yet
     curve: DemandCurve | None = field(default=None, repr=False)
     usable_level: float | None = None  # perishables: what gets used before it spoils
+    # The two newest level readings are both at or below the LOW threshold: what the
+    # device says, whatever an estimate (a counter, a rate) makes of it.
+    reads_low: bool = False
 
     @property
     def usable(self) -> bool:

@@ -205,6 +205,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
+        5,
+        """
+        CREATE TABLE learned (
+            subject     TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            value       REAL,
+            prior       REAL,
+            cycles      INTEGER NOT NULL DEFAULT 0,
+            updated_at  REAL NOT NULL,
+            PRIMARY KEY (subject, name)
+        ) WITHOUT ROWID;
+        """,
+    ),
+    (
         6,
         """
         CREATE TABLE source_entities (

@@ -54,3 +54,19 @@ def test_footprint_quick_measures_every_target(tmp_path: Path) -> None:
     assert res["size"]["readings"] > 0
     assert all(c["verdict"] in ("PASS", "MISS") for c in res["checks"])
     assert (tmp_path / "footprint.md").read_text().count("|") > 20
+
+
+@pytest.mark.timeout(120)
+def test_decisions_quick_runs_every_policy_and_never_stalls(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.decisions", "--quick", "--scenarios",
+         "family_cold_start,cgm_9", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    res = json.loads((tmp_path / "decisions.json").read_text())
+    assert set(res["summary"]) == {"family_cold_start", "cgm_9"}
+    for scn in res["summary"].values():
+        assert {"agent", "order_at_20pct", "tuned_reorder_point", "oracle"} <= set(scn)
+        assert scn["agent"]["stalled_runs"] == 0
+        assert scn["agent"]["orders_per_item_year"] > 0  # the cold start was ordered for
+    assert "| family_cold_start | agent |" in (tmp_path / "decisions.md").read_text()

@@ -12,6 +12,7 @@ from agent.app.planner import Planner
 from agent.clock import cli_now
 from agent.config import Settings
 from agent.errors import VendorRetryable
+from agent.storage.learned import as_json, load_learned
 from agent.storage.ledger import Ledger
 from agent.storage.readonly import connect_readonly
 from agent.storage.store import Store, consumable_key
@@ -32,6 +33,7 @@ def collect(store: Store, ledger: Ledger, now: datetime) -> dict[str, Any]:
     """Everything ``status`` shows, as plain data: stored levels plus the forecast."""
     forecasts = Planner(store, ledger, _no_catalog, vendor_name="-").outlook(now)
     modes = {c.consumable: c.mode.value for c in ledger.consents()}
+    learned = as_json(load_learned(ledger.conn))
     consumables = []
     for row in store.consumables():
         key = consumable_key(row)
@@ -39,12 +41,15 @@ def collect(store: Store, ledger: Ledger, now: datetime) -> dict[str, Any]:
         p10, p50, p90 = fc.time_to_empty_days if fc else (None, None, None)
         consumables.append({**row, "mode": modes.get(key, "monitor"),
                             "days_left": p50, "days_left_p10": p10, "days_left_p90": p90,
-                            "confidence": fc.confidence.value if fc else None})
+                            "confidence": fc.confidence.value if fc else None,
+                            "learned": learned.get(f"consumable:{key}", {})})
     return {
         "now": now.isoformat(),
         "devices": store.devices(),
         "consumables": consumables,
         "rejects": store.reject_counts(),
+        # Per vendor SKU (lead-time quantiles from our delivered orders).
+        "learned": {k: v for k, v in learned.items() if not k.startswith("consumable:")},
     }
 
 

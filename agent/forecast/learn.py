@@ -1,0 +1,152 @@
+"""Learning from the household's own history: what each completed cycle says about a
+consumable that its declared figures do not.
+
+Pure: readings (what a gateway sees) in, learned values out. The declared figures are
+the prior; each completed cycle moves the value (the prior counts as
+:data:`PRIOR_CYCLES` cycles), so one odd cartridge does not overturn a datasheet and
+three consistent ones do.
+
+* pages from a replacement to the device's LOW (and to EMPTY, when it says so): the
+  effective yield per cartridge, and the LOW threshold the device actually uses;
+* the level at which a device with a gauge first says LOW;
+* realised service: of our deliveries, how many arrived before the stock ran out.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from operator import attrgetter
+
+from agent.domain import CoarseState
+from agent.forecast.stats import median
+from agent.forecast.types import ConsumableSpec, Delivery, Observation
+
+PRIOR_CYCLES = 1.0
+_TS = attrgetter("ts")
+_LOW = (CoarseState.LOW, CoarseState.EMPTY)
+
+
+@dataclass(slots=True, frozen=True)
+class Learned:
+    """What the readings of one consumable taught, with how many cycles each rests on."""
+
+    yield_per_pack: float | None = None  # effective counter units (pages) per pack
+    yield_cycles: int = 0
+    low_level: float | None = None  # the level the device's LOW stands for
+    low_cycles: int = 0
+    pages_to_low: float | None = None  # median counter units from replacement to LOW
+
+    def apply(self, spec: ConsumableSpec) -> ConsumableSpec:
+        """The spec with learned values in place of the declared ones."""
+        yld = (self.yield_per_pack if self.yield_per_pack is not None and spec.yield_per_pack
+               else spec.yield_per_pack)
+        low = self.low_level if self.low_level is not None else spec.low_threshold_level
+        return dataclasses.replace(spec, yield_per_pack=yld, low_threshold_level=low)
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return dataclasses.asdict(self)
+
+
+def _blend(prior: float | None, samples: list[float]) -> float | None:
+    """The prior moved by each sample; without a prior, the median of the samples."""
+    if not samples:
+        return prior
+    if prior is None:
+        return median(samples)
+    return (prior * PRIOR_CYCLES + sum(samples)) / (PRIOR_CYCLES + len(samples))
+
+
+def learn(observations: Sequence[Observation], spec: ConsumableSpec) -> Learned:
+    """Cycles of one consumable's readings: replacement (LOW/EMPTY to OK, or a level jump
+    of at least half the capacity) to its next LOW and EMPTY."""
+    obs = sorted(observations, key=_TS)
+    to_low: list[float] = []
+    to_empty: list[float] = []
+    low_levels: list[float] = []
+    rep_counter: float | None = None
+    seen_low = seen_empty = False
+    prev_state: CoarseState | None = None
+    prev_level: float | None = None
+    for o in obs:
+        state = o.state if o.state is not CoarseState.UNKNOWN else None
+        replaced = ((state is not None and state not in _LOW and prev_state in _LOW)
+                    or (o.level is not None and prev_level is not None
+                        and o.level - prev_level >= 0.5 * spec.capacity))
+        if replaced:
+            rep_counter = None if o.counter is None else float(o.counter)
+            seen_low = seen_empty = False
+        elif state in _LOW and prev_state is not None and prev_state not in _LOW:
+            if o.level is not None:
+                low_levels.append(o.level)
+        if state in _LOW and not seen_low:
+            seen_low = True
+            if rep_counter is not None and o.counter is not None:
+                to_low.append(float(o.counter) - rep_counter)
+        if state is CoarseState.EMPTY and not seen_empty:
+            seen_empty = True
+            if rep_counter is not None and o.counter is not None:
+                to_empty.append(float(o.counter) - rep_counter)
+        if state is not None:
+            prev_state = state
+        if o.level is not None:
+            prev_level = o.level
+    to_low = [p for p in to_low if p > 0]
+    to_empty = [p for p in to_empty if p > 0]
+    low_level = _blend(spec.low_level, low_levels) if low_levels else None
+    yld: float | None = None
+    cycles = 0
+    if spec.yield_per_pack and (to_empty or to_low):
+        if to_empty:
+            samples = to_empty
+        else:
+            # Pages to LOW cover the capacity above the LOW threshold.
+            lo = low_level if low_level is not None else spec.low_level
+            samples = [p * spec.capacity / max(spec.capacity - lo, 1e-9) for p in to_low]
+        yld = _blend(spec.yield_per_pack, samples)
+        cycles = len(samples)
+    if to_empty and to_low:
+        # Pages tell the threshold better than a gauge that rounds (it reads 0 or 5 % when
+        # it first says LOW): the share of a cartridge's own pages left at LOW (the
+        # cycles' own figures, not the yield blended with the prior).
+        low_level = _blend(spec.low_level, [spec.capacity * max(0.0, 1.0 - p / median(to_empty))
+                                            for p in to_low])
+    low_cycles = (len(to_low) if to_empty and to_low else len(low_levels))
+    return Learned(yld, cycles, low_level, low_cycles if low_level is not None else 0,
+                   median(to_low) if to_low else None)
+
+
+def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
+                     deliveries: Sequence[Delivery], ordered: Sequence[datetime],
+                     ) -> tuple[int, int]:
+    """(deliveries that arrived before the stock ran out, deliveries) for our delivered
+    orders: ``ordered[i]`` is when the order behind ``deliveries[i]`` was sent. Ran out
+    means an EMPTY state or a level at or below 1 % of capacity in between."""
+    obs = sorted(observations, key=_TS)
+    good = total = 0
+    for d, sent in zip(deliveries, ordered, strict=True):
+        if d.pending:
+            continue
+        total += 1
+        lo = bisect.bisect_left(obs, sent, key=_TS)
+        hi = bisect.bisect_left(obs, d.ts, lo=lo, key=_TS)
+        empty = any(o.state is CoarseState.EMPTY
+                    or (o.level is not None and o.level <= 0.01 * spec.capacity)
+                    for o in obs[lo:hi])
+        good += not empty
+    return good, total
+
+
+def service_target(target: float, good: int, total: int, min_cycles: int = 5) -> float:
+    """The service level to plan at, so realised service meets ``target``: the target's
+    risk scaled by how far realised misses exceeded it (at most 4x tighter, 2x looser),
+    once at least ``min_cycles`` deliveries are known."""
+    if total < min_cycles:
+        return target
+    risk = 1.0 - target
+    missed = (total - good + 0.5) / (total + 0.5 / risk)  # a pseudo-count at the target
+    scale = min(2.0, max(0.25, risk / max(missed, 1e-9)))
+    return 1.0 - risk * scale

@@ -1,0 +1,126 @@
+"""Learning from the household's own history: yields, LOW thresholds, service, stored."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.domain import CoarseState, Unit
+from agent.forecast import ConsumableSpec, Delivery, Observation
+from agent.forecast.learn import learn, realised_service, service_target
+from agent.storage.learned import LearnedRow, as_json, load_learned, save_learned
+from agent.storage.migrations import LATEST_VERSION, MIGRATIONS, current_version, migrate
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+TONER = ConsumableSpec(Unit.PERCENT, 100.0, 100.0, yield_per_pack=3000.0)
+
+
+def low_only_printer(cycles: int, true_yield: float, low_at: float, per_day: float,
+                     ) -> list[Observation]:
+    """A LOW-only printer: OK until ``low_at`` of the cartridge is left, then LOW, then
+    EMPTY at ``true_yield`` pages, replaced a day later; readings every six hours."""
+    out = []
+    pages = 0.0
+    used = 0.0
+    t = T0
+    for _ in range(cycles):
+        while used < true_yield:
+            left = 1.0 - used / true_yield
+            state = CoarseState.OK if left > low_at else CoarseState.LOW
+            out.append(Observation(t, None, state, int(pages)))
+            t += timedelta(hours=6)
+            pages += per_day / 4
+            used += per_day / 4
+        out.append(Observation(t, None, CoarseState.EMPTY, int(pages)))
+        t += timedelta(days=1)
+        used = 0.0
+    out.append(Observation(t, None, CoarseState.OK, int(pages)))
+    return out
+
+
+def test_yield_and_low_threshold_are_learned_from_pages_between_replacements() -> None:
+    obs = low_only_printer(4, 2400.0, 0.07, 40.0)
+    got = learn(obs, TONER)
+    # Three complete cycles (the first cartridge's start is unseen) move the prior
+    # (3,000 pages, counted as one cycle) three quarters of the way to 2,400.
+    assert got.yield_cycles == 3
+    assert got.yield_per_pack == pytest.approx((3000 + 3 * 2400) / 4, rel=0.01)
+    assert got.pages_to_low == pytest.approx(2400 * 0.93, rel=0.02)
+    assert got.low_level == pytest.approx((5.0 + 3 * 7.0) / 4, abs=0.3)  # prior 5 % to 7 %
+    spec = got.apply(TONER)
+    assert spec.yield_per_pack == got.yield_per_pack and spec.low_level == got.low_level
+
+
+def test_a_gauge_shows_the_level_its_low_stands_for() -> None:
+    obs = []
+    t = T0
+    for _ in range(3):
+        for level in range(100, -1, -2):
+            state = CoarseState.LOW if level <= 12 else CoarseState.OK
+            obs.append(Observation(t, float(level), state))
+            t += timedelta(hours=12)
+    got = learn(obs, ConsumableSpec(Unit.PERCENT, 100.0, 100.0))
+    assert got.low_cycles == 3
+    assert got.low_level == pytest.approx((5.0 + 3 * 12.0) / 4)  # prior 5 % moved to 12
+    assert got.yield_per_pack is None  # no declared yield: nothing to correct
+
+
+def test_nothing_learned_without_a_complete_cycle() -> None:
+    got = learn([Observation(T0 + timedelta(hours=h), None, CoarseState.OK, 10 * h)
+                 for h in range(20)], TONER)
+    assert (got.yield_per_pack, got.yield_cycles, got.low_level) == (None, 0, None)
+    assert got.apply(TONER) == TONER
+
+
+def test_realised_service_counts_deliveries_that_came_after_a_run_out() -> None:
+    spec = ConsumableSpec(Unit.GRAMS, 2000.0, 1000.0)
+    obs = [Observation(T0 + timedelta(days=d), lv) for d, lv in
+           [(0, 500.0), (1, 300.0), (2, 1200.0), (5, 0.0), (6, 0.0), (7, 1000.0)]]
+    dels = [Delivery(T0 + timedelta(days=2)), Delivery(T0 + timedelta(days=7)),
+            Delivery(T0 + timedelta(days=9), pending=True)]
+    sent = [T0, T0 + timedelta(days=4), T0 + timedelta(days=8)]
+    assert realised_service(obs, spec, dels, sent) == (1, 2)
+
+
+def test_service_target_tightens_after_misses_and_relaxes_after_a_clean_record() -> None:
+    assert service_target(0.98, 3, 4) == 0.98  # too few cycles to judge
+    tighter = service_target(0.98, 16, 20)
+    assert 0.98 < tighter <= 0.995
+    looser = service_target(0.98, 60, 60)
+    assert 0.96 <= looser < 0.98
+
+
+def test_learned_rows_are_stored_and_a_previous_database_upgrades(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    previous = [m for m in MIGRATIONS if m[0] < 5]
+    for version, script in previous:  # a database of the version before this one
+        conn.executescript(script)
+        conn.execute(f"PRAGMA user_version = {version}")
+    conn.execute("INSERT INTO reminders (consumable, ts, kind, message) "
+                 "VALUES ('fridge/milk', 1.0, 'reorder', 'kept')")
+    assert current_version(conn) == previous[-1][0]
+    assert migrate(conn) == LATEST_VERSION
+    assert conn.execute("SELECT message FROM reminders").fetchone()[0] == "kept"
+    rows = [LearnedRow("consumable:p/black", "yield_per_pack", 2550.0, 3000.0, 3),
+            LearnedRow("sku:TN", "lead_time_p90", 6.5, None, 12)]
+    save_learned(conn, rows, T0)
+    save_learned(conn, [LearnedRow("sku:TN", "lead_time_p90", 7.0, None, 13)], T0)
+    got = load_learned(conn)
+    assert [r.value for r in got] == [2550.0, 7.0]
+    assert as_json(got)["sku:TN"]["lead_time_p90"] == {"value": 7.0, "prior": None,
+                                                      "cycles": 13}
+    conn.close()
+
+
+def test_a_rounding_gauge_low_threshold_comes_from_pages_not_its_reading() -> None:
+    # The gauge shows 5 % steps rounded down: at LOW (7 % left) it reads 5 %.
+    obs = [Observation(o.ts, 0.0 if o.state is CoarseState.EMPTY else
+                       5.0 * ((100.0 * (1 - (o.counter or 0) % 2400 / 2400)) // 5),
+                       o.state, o.counter)
+           for o in low_only_printer(4, 2400.0, 0.07, 40.0)]
+    got = learn(obs, TONER)
+    assert got.low_level is not None and got.low_level > 6.0
