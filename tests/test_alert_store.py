@@ -107,7 +107,8 @@ def test_sends_are_kept_per_alert_across_connections(db: Path) -> None:
 def test_a_database_before_alerts_upgrades_without_loss(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    before = [(v, s) for v, s in MIGRATIONS if v < 9]
+    alerts_version = next(v for v, s in MIGRATIONS if "CREATE TABLE alerts" in s)
+    before = [(v, s) for v, s in MIGRATIONS if v < alerts_version]
     for version, script in before:
         conn.executescript(script)
         conn.execute(f"PRAGMA user_version = {version}")

@@ -260,7 +260,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
-        9,
+        7,
         """
         -- Urgent alerts (agent.storage.alerts): one row per alert, the device events
         -- folded into it, and every delivery attempt (the durable queue).
