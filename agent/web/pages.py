@@ -5,16 +5,16 @@ on a short-lived read-write ledger connection."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agent.app import actions
+from agent.app import actions, factory
 from agent.app.dispatcher import Dispatcher
-from agent.config import read_secret
+from agent.app.order_now import Outcome, order_now_for
 from agent.consent import Mode
 from agent.errors import ConfigError, ConsentError
 from agent.ops import doctor
@@ -75,14 +75,16 @@ def _intent_id(request: Request) -> int:
     return int(request.path_params["intent_id"])
 
 
+def _vendor(ctx: WebContext, why: str) -> VendorClient:
+    client = factory.vendor_client(ctx.settings)
+    if client is None:
+        raise ConfigError(ctx.settings.source, "vendor.token_file", why)
+    return client
+
+
 def _dispatcher(ctx: WebContext, ledger: Ledger) -> Dispatcher:
-    vs = ctx.settings.vendor
-    token = read_secret(vs.token_file, "vendor.token_file")
-    if token is None:
-        raise ConfigError(ctx.settings.source, "vendor.token_file",
-                          "needed to cancel at the vendor")
-    client = VendorClient(vs.base_url, token, timeout=vs.timeout_s, deadline_s=vs.deadline_s)
-    return Dispatcher(ledger, client, test_mode=vs.test_mode)
+    return factory.dispatcher(ctx.settings, ledger,
+                              _vendor(ctx, "needed to cancel at the vendor"))
 
 
 async def order_action(request: Request, ctx: WebContext, session: Session) -> Response:
@@ -206,6 +208,27 @@ async def consumable(request: Request, ctx: WebContext, session: Session) -> Res
                       svg=svg, orders=open_orders, decision=decision, mode=mode.value)
 
 
+async def order_now(request: Request, ctx: WebContext, session: Session) -> Response:
+    """The household's one tap: the same path as the CLI, MQTT and Home Assistant."""
+    values = await _form(request)
+    key = f"{request.path_params['device']}/{request.path_params['item']}"
+    qty = values.get("quantity", "1")
+    quantity = int(qty) if qty.isdigit() and 1 <= int(qty) <= 99 else 1
+    now = ctx.clock()
+    try:
+        client = _vendor(ctx, "needed to look up the product's price")
+    except ConfigError as err:
+        out = actions.Outcome(False, str(err))
+    else:
+        with closing(client), data.reader(ctx.db) as (store, _), writer(ctx) as ledger:
+            result = order_now_for(store, ledger, client.catalog, key, via="web",
+                                   vendor_name=ctx.settings.vendor.name, now=now,
+                                   quantity=quantity, sku=values.get("sku") or None)
+        out = actions.Outcome(result.outcome in (Outcome.QUEUED, Outcome.PROPOSED,
+                                                 Outcome.ALREADY_ON_ORDER), result.message)
+    return _orders_page(request, ctx, session, 200 if out.ok else 409, outcome=out)
+
+
 async def devices(request: Request, ctx: WebContext, session: Session) -> Response:
     with data.reader(ctx.db) as (store, _):
         devs = store.devices()
@@ -233,5 +256,6 @@ ROUTES: list[tuple[str, Handler, list[str], bool]] = [
     ("/audit", audit, ["GET"], False),
     ("/audit/verify", audit, ["GET"], False),
     ("/c/{device:str}/{item:str}", consumable, ["GET"], False),
+    ("/c/{device:str}/{item:str}/order-now", order_now, ["POST"], True),
     ("/devices", devices, ["GET"], False),
 ]
