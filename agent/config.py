@@ -290,6 +290,22 @@ class NightscoutSettings(BaseModel):
     skus: dict[str, str] = {}
 
 
+_CONSUMABLE_KEY = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}/[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
+class ButtonSettings(BaseModel):
+    """A physical button (Zigbee2MQTT, ESPHome ...) mapped to "order now" for a consumable."""
+
+    model_config = _SECTION
+
+    topic: str = Field(min_length=1, max_length=256)
+    # Where the press is in the payload, e.g. "{{ value_json.action }}" (None: raw payload).
+    value_template: str | None = None
+    press: str = Field(min_length=1, max_length=64)  # the value that means "pressed"
+    order_now: str = Field(pattern=_CONSUMABLE_KEY)  # DEVICE/CONSUMABLE
+    quantity: int | None = Field(default=None, ge=1, le=99)
+
+
 class SourcesSettings(BaseModel):
     """Foreign devices on the household broker, read-only (docs/sources.md)."""
 
@@ -299,6 +315,7 @@ class SourcesSettings(BaseModel):
     discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     zigbee2mqtt: Zigbee2MqttSettings = Zigbee2MqttSettings()
     mappings: list[MappingSettings] = []
+    buttons: list[ButtonSettings] = []
     nightscout: NightscoutSettings | None = None
     drain_interval_s: float = Field(default=2.0, ge=0.1)
 
@@ -407,6 +424,8 @@ class _MappingEnvSource(EnvSettingsSource):
             return super()._load_env_vars()
         return parse_env_vars(env, self.case_sensitive, self.env_ignore_empty,
                               self.env_parse_none_str)
+
+
 # What a pattern-checked field must look like, in words (pydantic would print the regex).
 _PATTERN_HINTS = {
     "uri": "must start with ipp:// or ipps:// (e.g. ipp://printer.local:631/ipp/print)",

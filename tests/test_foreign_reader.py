@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.config import MappingSettings, SourcesSettings
+from agent.config import ButtonSettings, MappingSettings, SourcesSettings
 from agent.sources.reader import ForeignReader, synthetic_device_id
 from agent.storage.sources import SourceStore
 from agent.storage.store import Store
@@ -89,3 +89,20 @@ def test_sources_cli_lists_adopts_and_drops(tmp_path: Path, capsys) -> None:  # 
     assert json.loads(cli("sources", "list", "--json")[1])[0]["adopted"]
     assert cli("sources", "drop", "ha:sensor/coffee-scale/coffee_beans")[0] == 0
     assert cli("sources", "drop", "ha:sensor/coffee-scale/coffee_beans")[0] != 0
+
+
+def test_a_mapped_button_press_becomes_order_now_once_and_retained_presses_never(
+        tmp_path: Path) -> None:
+    # Zigbee2MQTT publishes a button's press as {"action": "single"} on its own topic
+    # (https://www.zigbee2mqtt.io/guide/usage/mqtt_topics_and_messages.html).
+    button = ButtonSettings(topic="zigbee2mqtt/Kitchen button",
+                            value_template="{{ value_json.action }}", press="single",
+                            order_now="fridge-1/milk", quantity=2)
+    r = reader(tmp_path, buttons=[button])
+    assert r.wants("zigbee2mqtt/Kitchen button")
+    r.deliver("zigbee2mqtt/Kitchen button", b'{"action": "single", "battery": 90}', False)
+    r.deliver("zigbee2mqtt/Kitchen button", b'{"action": "double"}', False)
+    r.deliver("zigbee2mqtt/Kitchen button", b'{"action": "single"}', True)  # retained
+    r.drain()
+    assert r.take_presses() == [("fridge-1/milk", 2, "zigbee2mqtt/Kitchen button")]
+    assert r.take_presses() == []

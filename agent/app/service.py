@@ -39,7 +39,14 @@ from agent.storage.alerts import AlertLedger
 from agent.storage.ledger import Ledger, State
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem, VendorClient
-from agent.wire.household import CommandResult, ConsumableState, Outgoing
+from agent.wire.household import (
+    CommandResult,
+    ConsumableState,
+    EventKind,
+    Outgoing,
+    event,
+    event_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +77,8 @@ class AgentService:
                 silent_after=timedelta(hours=hs.silent_after_h),
                 order_now=self._order_now,
             )
-        self.sources = SourceJobs(settings, clock)  # foreign devices, Nightscout, calendars
+        # Foreign devices, Nightscout, calendars; mapped buttons order through _button_press.
+        self.sources = SourceJobs(settings, clock, self._button_press)
         self.ingest = MqttIngest(
             settings.mqtt, settings.ingest, self.open_store,
             household=self.household.route() if self.household else None,
@@ -229,6 +237,17 @@ class AgentService:
             Outcome.ALREADY_ON_ORDER: "already_on_order", Outcome.NEEDS_SKU: "needs_sku",
             Outcome.UNKNOWN: "unknown", Outcome.UNAVAILABLE: "unavailable"}
         return answer[result.outcome], result.message
+
+    def _button_press(self, consumable: str, quantity: int | None, topic: str) -> None:
+        """A physical button the household mapped to "order now" for ``consumable``."""
+        with self.ledger() as ledger:
+            result, message = self._order_now(ledger, consumable, quantity, "button",
+                                              self.clock())
+        log.info("order_now.button consumable=%s outcome=%s", consumable, result)
+        if self.household is not None:
+            device, _, item = consumable.partition("/")
+            self._publish(event_message(event(EventKind.ORDER_NOW, self.clock(), message,
+                                              device_id=device, consumable_id=item)))
 
     def send_alerts(self) -> None:
         """One alert pass: urgent events to caregivers. Alerts never wait for NTP: a late

@@ -23,9 +23,11 @@ from agent.storage.store import Store
 class SourceJobs:
     """The periodic jobs of the foreign sources; each opens its own connections."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], datetime]) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], datetime],
+                 press: Callable[[str, int | None, str], None] | None = None) -> None:
         self.settings = settings
         self.clock = clock
+        self.press = press  # a mapped button was pressed: (consumable, quantity, topic)
         self.foreign = ForeignReader(settings.sources, str(settings.storage.path))
         ns = settings.sources.nightscout
         self.nightscout = NightscoutSource(ns) if ns is not None else None
@@ -38,7 +40,7 @@ class SourceJobs:
         """(function, APScheduler ``add_job`` keyword arguments) for each job."""
         now = datetime.now(UTC)
         out: list[tuple[Callable[[], Any], dict[str, Any]]] = [
-            (self.foreign.drain, {"trigger": "interval", "id": "foreign-sources",
+            (self.drain, {"trigger": "interval", "id": "foreign-sources",
                                   "seconds": self.settings.sources.drain_interval_s}),
             (self.foreign.refresh_adoptions, {"trigger": "interval", "seconds": 30,
                                               "id": "foreign-adoptions"}),
@@ -52,6 +54,13 @@ class SourceJobs:
                 "trigger": "interval", "id": "nightscout", "next_run_time": now,
                 "minutes": self.nightscout.settings.poll_interval_min}))
         return out
+
+    def drain(self) -> None:
+        """Foreign messages into readings; mapped button presses into "order now"."""
+        self.foreign.drain()
+        for consumable, quantity, topic in self.foreign.take_presses():
+            if self.press is not None:
+                self.press(consumable, quantity, topic)
 
     def poll_nightscout(self) -> None:
         """Read the wearer's consumables; a fault is counted for doctor, never raised."""

@@ -81,6 +81,9 @@ class ForeignReader:
         self.dropped = 0
         self._readings: dict[str, list[_Reading]] = {}
         self._mappings = [(m, parse_template(m.value_template)) for m in settings.mappings]
+        self._buttons = [(b, parse_template(b.value_template)) for b in settings.buttons]
+        # (consumable, quantity, topic) of button presses since the last take_presses().
+        self.presses: list[tuple[str, int | None, str]] = []
         self._z2m_names: dict[str, str] = {}  # friendly name -> ieee
         # battery type -> device id -> latest level: the per-type consumable is the lowest
         # (it runs out first; replacing that cell is a jump to the next-lowest).
@@ -104,7 +107,8 @@ class ForeignReader:
         z = self.settings.zigbee2mqtt
         if z.enabled:
             out += [f"{z.prefix}/bridge/devices", f"{z.prefix}/+/availability"]
-        return out + [m.topic for m in self.settings.mappings]
+        return (out + [m.topic for m in self.settings.mappings]
+                + [b.topic for b in self.settings.buttons])
 
     def topics(self) -> list[str]:
         return self._static + sorted(self._readings)
@@ -162,8 +166,10 @@ class ForeignReader:
         states: list[StateMessage] = []
         changed = False
         with SourceStore(self.db_path) as db:
-            for topic, payload, _retained in items:
+            for topic, payload, retained in items:
                 try:
+                    if not retained:  # a retained press is history, never a new tap
+                        self._press(topic, payload)
                     changed |= self._config(db, topic, payload, now)
                     states += self._states(topic, payload, now, rejects)
                 except PayloadError as err:
@@ -178,6 +184,16 @@ class ForeignReader:
         for (source, reason), n in rejects.items():
             log.warning("source.reject source=%s reason=%s count=%d", source, reason, n)
         return len(items)
+
+    def _press(self, topic: str, payload: bytes) -> None:
+        for button, tpl in self._buttons:
+            if button.topic == topic and tpl.text(payload) == button.press:
+                self.presses.append((button.order_now, button.quantity, topic))
+
+    def take_presses(self) -> list[tuple[str, int | None, str]]:
+        """Button presses since the last call (the app turns each into "order now")."""
+        out, self.presses = self.presses, []
+        return out
 
     def _source_of(self, topic: str) -> str:
         if topic.startswith(self.settings.zigbee2mqtt.prefix + "/"):

@@ -44,8 +44,7 @@ class Template:
     filters: tuple[tuple[str, float | None], ...]
     source: str
 
-    def number(self, payload: bytes) -> float:
-        """The number this template yields for ``payload``; PayloadError with a reason."""
+    def _value(self, payload: bytes) -> object:
         try:
             text = payload.decode("utf-8").strip()
         except UnicodeDecodeError:
@@ -63,6 +62,18 @@ class Template:
                     value = value[step]
                 else:
                     raise PayloadError("path missing") from None
+        return value
+
+    def text(self, payload: bytes) -> str:
+        """The value at the path as text, e.g. a button's ``action`` (``single``)."""
+        value = self._value(payload)
+        if isinstance(value, dict | list) or value is None:
+            raise PayloadError("not a value")
+        return str(value)
+
+    def number(self, payload: bytes) -> float:
+        """The number this template yields for ``payload``; PayloadError with a reason."""
+        value = self._value(payload)
         if isinstance(value, bool) or value is None or isinstance(value, dict | list):
             raise PayloadError("not a number")
         try:
