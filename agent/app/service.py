@@ -66,6 +66,7 @@ class AgentService:
         self.ingest = MqttIngest(
             settings.mqtt, settings.ingest, self.open_store,
             household=self.household.route() if self.household else None,
+            clock_trusted=self._ingest_clock_trusted,
         )
         self.vendor = self._vendor_client()
         self.printers = [self._printer(p) for p in settings.printers]
@@ -78,6 +79,11 @@ class AgentService:
         self._schedule()
 
     # ---- construction -------------------------------------------------------------
+
+    def _ingest_clock_trusted(self) -> bool:
+        if self.settings.ingest.trust_clock == "always":
+            return True
+        return systemd.clock_synchronized() is True
 
     def _vendor_client(self) -> VendorClient | None:
         vs = self.settings.vendor

@@ -26,7 +26,15 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.config import IngestSettings, MqttSettings, read_secret
 from agent.errors import BrokerError, PayloadError
-from agent.storage.store import UNKNOWN_DEVICE, Item, Rejected, StatusUpdate, Store
+from agent.storage.store import (
+    UNKNOWN_DEVICE,
+    Item,
+    Pending,
+    PendingRow,
+    Rejected,
+    StatusUpdate,
+    Store,
+)
 from agent.wire.device import (
     TOPIC_ROOT,
     Channel,
@@ -74,8 +82,20 @@ class RateLimiter:
         return allowed
 
 
-def validate(msg: Inbound, limiter: RateLimiter, max_payload: int, max_skew_s: float) -> Item:
-    """Turn one inbound message into something to store: a model or a Rejected."""
+class Unlimited(RateLimiter):
+    """For messages judged again: they passed the rate limit when they arrived."""
+
+    def __init__(self) -> None:
+        super().__init__(1.0, 1)
+
+    def allow(self, device_id: str) -> bool:
+        return True
+
+
+def validate(msg: Inbound, limiter: RateLimiter, max_payload: int, max_skew_s: float,
+             clock_trusted: bool = True) -> Item:
+    """Turn one inbound message into something to store: a model, a Rejected, or (for a
+    skewed timestamp while the gateway clock is not trusted) a Pending."""
     device_id = UNKNOWN_DEVICE
     try:
         topic = parse_topic(msg.topic)
@@ -95,6 +115,9 @@ def validate(msg: Inbound, limiter: RateLimiter, max_payload: int, max_skew_s: f
             raise PayloadError("bad_topic", "devices may not publish commands")
         # Devices without a clock source report absurd times; never let those steer forecasts.
         if parsed.ts.timestamp() > msg.received_at + max_skew_s:
+            if not clock_trusted:
+                # A Pi without RTC can be months behind before NTP: the fault may be ours.
+                return Pending(device_id, msg.topic, msg.payload)
             raise PayloadError("clock_skew", "timestamp in the future")
         return parsed
     except PayloadError as err:
@@ -107,6 +130,7 @@ class IngestStats:
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
+    pending: int = 0  # kept for judgement once the clock is trusted
     batches: int = 0
     last_commit_monotonic: float = field(default_factory=time.monotonic)
 
@@ -120,8 +144,15 @@ class Writer:
         settings: IngestSettings,
         ack: Callable[[Inbound], None],
         on_stored: Callable[[set[str]], None] | None = None,
+        clock_trusted: Callable[[], bool] = lambda: True,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.queue: queue.Queue[Inbound | None] = queue.Queue()
+        self.clock_trusted = clock_trusted
+        self.wall = wall
+        self._trusted_at = float("-inf")  # monotonic time of the last trusted answer
+        self._trusted = False
+        self.trust_check_s = 10.0
         self.settings = settings
         self.ack = ack
         self.on_stored = on_stored
@@ -144,7 +175,11 @@ class Writer:
         return self._thread.is_alive()
 
     def _take_batch(self) -> tuple[list[Inbound], bool]:
-        first = self.queue.get()
+        try:
+            # Wake up now and then while idle: pending readings wait for a trusted clock.
+            first = self.queue.get(timeout=self.settings.idle_wakeup_s)
+        except queue.Empty:
+            return [], False
         if first is None:
             return [], True
         batch = [first]
@@ -158,14 +193,46 @@ class Writer:
             batch.append(item)
         return batch, False
 
+    def _clock_trusted(self) -> bool:
+        # The check may ask timedated over D-Bus: at most every 10 s, and once trusted
+        # the answer stands (a synchronised clock does not become untrustworthy).
+        now = time.monotonic()
+        if not self._trusted and now - self._trusted_at >= self.trust_check_s:
+            self._trusted_at = now
+            self._trusted = bool(self.clock_trusted())
+        return self._trusted
+
+    def _rejudge(self, store: Store) -> None:
+        """Judge the pending readings again against the now trusted clock, in batches."""
+        s = self.settings
+        while rows := store.pending(s.batch_size):
+            now = self.wall()
+            items = [self._judge_again(r, now) for r in rows]
+            store.write_batch(items, received_at=now, resolved=[r.id for r in rows])
+            self.stats.pending = max(0, self.stats.pending - len(rows))
+            log.info("ingest.pending_judged count=%d remaining=%d", len(rows),
+                     self.stats.pending)
+            devices = {i.device_id for i in items if isinstance(i, StateMessage)}
+            if self.on_stored and devices:
+                self.on_stored(devices)
+        self.stats.pending = 0
+
+    def _judge_again(self, row: PendingRow, now: float) -> Item:
+        s = self.settings
+        msg = Inbound(0, 0, row.topic, row.payload, now)
+        return validate(msg, Unlimited(), s.max_payload_bytes, s.max_clock_skew_s)
+
     def _run(self) -> None:
         store = self._store_factory()
+        self.stats.pending = store.pending_count()
         try:
             done = False
             while not done:
                 batch, done = self._take_batch()
                 if batch:
                     self._commit(store, batch)
+                if self.stats.pending and self._clock_trusted():
+                    self._rejudge(store)
         except BaseException as err:  # the watchdog sees the dead thread; log why once
             self._error = err
             log.critical("ingest writer stopped: %s", err)
@@ -174,7 +241,9 @@ class Writer:
 
     def _commit(self, store: Store, batch: list[Inbound]) -> None:
         s = self.settings
-        items = [validate(m, self.limiter, s.max_payload_bytes, s.max_clock_skew_s) for m in batch]
+        trusted = self._clock_trusted()
+        items = [validate(m, self.limiter, s.max_payload_bytes, s.max_clock_skew_s, trusted)
+                 for m in batch]
         result = store.write_batch(items, received_at=batch[-1].received_at)
         for item in items:
             if isinstance(item, Rejected):
@@ -186,6 +255,7 @@ class Writer:
         st.stored += result.stored
         st.duplicates += result.duplicates
         st.rejected += result.rejected
+        st.pending += sum(isinstance(i, Pending) for i in items)
         st.batches += 1
         st.last_commit_monotonic = time.monotonic()
         if self.on_stored and result.stored:
@@ -211,6 +281,7 @@ class MqttIngest:
         store_factory: Callable[[], Store],
         on_stored: Callable[[set[str]], None] | None = None,
         household: HouseholdRoute | None = None,
+        clock_trusted: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = mqtt_settings
         self.household = household
@@ -231,7 +302,8 @@ class MqttIngest:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self._receive_maximum = ingest_settings.receive_maximum
-        self.writer = Writer(store_factory, ingest_settings, self._ack, on_stored)
+        self.writer = Writer(store_factory, ingest_settings, self._ack, on_stored,
+                             clock_trusted=clock_trusted)
         self._refused: ReasonCode | None = None
 
     # paho callbacks run on its network thread: keep them short and never raise.

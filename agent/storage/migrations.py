@@ -172,6 +172,21 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
 ]
 
+# Readings judged while the gateway clock was not trusted: kept (and acknowledged)
+# instead of rejected for clock skew, and judged again once the clock is synchronised.
+MIGRATIONS.append((
+    4,
+    """
+    CREATE TABLE pending (
+        id          INTEGER PRIMARY KEY,
+        device_id   TEXT NOT NULL,
+        topic       TEXT NOT NULL,
+        payload     BLOB NOT NULL,
+        received_at REAL NOT NULL
+    );
+    """,
+))
+
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 

@@ -38,6 +38,25 @@ class Rejected:
 
 
 @dataclass(slots=True, frozen=True)
+class Pending:
+    """A message kept for later judgement: it would be rejected for clock skew, but the
+    gateway's clock is not trusted yet, so the skew may be the gateway's own."""
+
+    device_id: str
+    topic: str
+    payload: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class PendingRow:
+    id: int
+    device_id: str
+    topic: str
+    payload: bytes
+    received_at: float
+
+
+@dataclass(slots=True, frozen=True)
 class StatusUpdate:
     device_id: str
     online: bool
@@ -60,7 +79,11 @@ class ReadingRow:
     counter: int | None
 
 
-Item = StateMessage | EventMessage | Rejected | StatusUpdate
+Item = StateMessage | EventMessage | Rejected | StatusUpdate | Pending
+
+# A "last" value dated this far past the gateway's clock at write time came from a
+# device (or gateway) clock running ahead: any later-received reading replaces it.
+FUTURE_SLACK_S = 300.0
 
 
 def consumable_key(row: dict[str, Any]) -> str:
@@ -105,7 +128,7 @@ class _StateBatch:
     devices: dict[str, _DeviceUpdate] = field(default_factory=dict)
     lasts: dict[int, _Last] = field(default_factory=dict)
 
-    def reading(self, cid: int, ts: float, c: Consumable) -> None:
+    def reading(self, cid: int, ts: float, c: Consumable, horizon: float) -> None:
         """Note a newly stored reading.
 
         Applied one by one, a reading updates the "last" values only if its ts is not
@@ -113,12 +136,14 @@ class _StateBatch:
         only readings whose ts is a running maximum of the batch can apply; the newest
         one decides every value, except that a sku or capacity it omits comes from the
         latest earlier running-maximum reading that had one, if that one also applied.
+        A "last" dated past ``horizon`` (the gateway clock plus slack) never holds off a
+        later reading.
         """
         last = self.lasts.get(cid)
         if last is None:
             self.lasts[cid] = _Last(ts, c)
             return
-        if ts < last.ts:
+        if ts < last.ts and last.ts <= horizon:
             return
         prev = last.consumable
         if prev.sku is not None:
@@ -156,11 +181,15 @@ class Store:
 
     # ---- writes -------------------------------------------------------------------
 
-    def write_batch(self, items: Sequence[Item], received_at: float) -> BatchResult:
-        """Commit a batch of validated messages and rejects in one durable transaction."""
+    def write_batch(self, items: Sequence[Item], received_at: float,
+                    resolved: Sequence[int] = ()) -> BatchResult:
+        """Commit a batch of validated messages and rejects in one durable transaction;
+        ``resolved`` pending rows (judged again into ``items``) are deleted in it too."""
         stored = duplicates = rejected = 0
         try:
             with immediate(self.conn):
+                self.conn.executemany("DELETE FROM pending WHERE id = ?",
+                                      [(i,) for i in resolved])
                 batch = _StateBatch()
                 for item in items:
                     if isinstance(item, StateMessage):
@@ -173,6 +202,11 @@ class Store:
                     elif isinstance(item, Rejected):
                         self._write_reject(item, received_at)
                         rejected += 1
+                    elif isinstance(item, Pending):
+                        self.conn.execute(
+                            "INSERT INTO pending (device_id, topic, payload, received_at) "
+                            "VALUES (?, ?, ?, ?)",
+                            (item.device_id, item.topic, item.payload, received_at))
                     else:
                         self._write_status(item, received_at)
                 self._flush_state(batch, received_at)
@@ -223,7 +257,7 @@ class Store:
             )
             if cur.rowcount:
                 new = True
-                batch.reading(cid, ts, c)
+                batch.reading(cid, ts, c, received_at + FUTURE_SLACK_S)
         return new
 
     def _upsert_device(self, device_id: str, kind: str, seq: int, fw: str | None,
@@ -231,7 +265,10 @@ class Store:
         self.conn.execute(
             "INSERT INTO devices (device_id, kind, first_seen, last_seen, last_seq, fw) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
-            "kind=excluded.kind, last_seen=MAX(last_seen, excluded.last_seen), "
+            # last_seen is the gateway's time of the latest message, even if that is
+            # earlier than a stored one: after the clock is corrected backwards, a value
+            # kept in the future would blind silence detection.
+            "kind=excluded.kind, last_seen=excluded.last_seen, "
             "last_seq=MAX(last_seq, excluded.last_seq), fw=COALESCE(excluded.fw, fw)",
             (device_id, kind, received_at, received_at, seq, fw),
         )
@@ -248,17 +285,18 @@ class Store:
                 self._upsert_device(device_id, d.kind, d.last_seq, d.fw, received_at)
         for cid, last in batch.lasts.items():
             c = last.consumable
-            # Late catch-up readings must not overwrite a newer "last" value.
+            # Late catch-up readings must not overwrite a newer "last" value, but a "last"
+            # dated in the future of the gateway clock never pins it (see FUTURE_SLACK_S).
             self.conn.execute(
                 "UPDATE consumables SET last_level=?, last_state=?, last_ts=?, "
                 "last_counters=?, unit=?, "
                 "sku=COALESCE(?, CASE WHEN last_ts IS NULL OR last_ts <= ? THEN ? END, sku), "
                 "capacity=COALESCE(?, CASE WHEN last_ts IS NULL OR last_ts <= ? THEN ? END, "
-                "capacity) WHERE cid=? AND (last_ts IS NULL OR last_ts <= ?)",
+                "capacity) WHERE cid=? AND (last_ts IS NULL OR last_ts <= ? OR last_ts > ?)",
                 (c.level, c.state.value if c.state else None, last.ts,
                  json.dumps(c.counters) if c.counters else None, c.unit.value,
                  c.sku, last.sku_ts, last.sku, c.capacity, last.capacity_ts, last.capacity,
-                 cid, last.ts),
+                 cid, last.ts, received_at + FUTURE_SLACK_S),
             )
 
     def _write_event(self, msg: EventMessage, received_at: float) -> None:
@@ -314,6 +352,16 @@ class Store:
             f"SELECT c.*{count if counts else ''} "
             "FROM consumables c ORDER BY c.device_id, c.consumable_id"
         )
+
+    def pending(self, limit: int) -> list[PendingRow]:
+        """The oldest messages kept while the clock was not trusted."""
+        rows = self.conn.execute(
+            "SELECT id, device_id, topic, payload, received_at FROM pending ORDER BY id LIMIT ?",
+            (limit,))
+        return [PendingRow(int(r[0]), r[1], r[2], bytes(r[3]), float(r[4])) for r in rows]
+
+    def pending_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
 
     def reject_counts(self) -> list[dict[str, Any]]:
         return self._dicts("SELECT * FROM reject_counts ORDER BY device_id, reason")
