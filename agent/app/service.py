@@ -292,11 +292,16 @@ class AgentService:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         self.start()
+        fault: str | None = None
         try:
             while not self._stop.wait(1.0):
                 if not self.ingest.writer.alive:
                     log.critical("agent.failed ingest writer died")
                     return 1
+                if self.ingest.writer.fault != fault:  # say it where systemctl shows it
+                    fault = self.ingest.writer.fault
+                    systemd.status(f"storage fault {fault}: readings not acknowledged, "
+                                   "retrying" if fault else "running")
         finally:
             self.shutdown()
         return 0

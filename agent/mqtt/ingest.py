@@ -9,6 +9,7 @@ the persistent session, and the ``(consumable, seq)`` key drops the duplicate.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -25,7 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.config import IngestSettings, MqttSettings, read_secret
-from agent.errors import BrokerError, PayloadError
+from agent.errors import BrokerError, PayloadError, StoreError
 from agent.storage.store import (
     UNKNOWN_DEVICE,
     Item,
@@ -131,6 +132,7 @@ class IngestStats:
     duplicates: int = 0
     rejected: int = 0
     pending: int = 0  # kept for judgement once the clock is trusted
+    write_failures: int = 0
     batches: int = 0
     last_commit_monotonic: float = field(default_factory=time.monotonic)
 
@@ -153,6 +155,11 @@ class Writer:
         self._trusted_at = float("-inf")  # monotonic time of the last trusted answer
         self._trusted = False
         self.trust_check_s = 10.0
+        # A storage fault (disk full...): None while writes succeed. While set, nothing
+        # is acknowledged (the broker keeps the messages) and the batch is retried.
+        self.fault: str | None = None
+        self.retry_initial_s = 0.5
+        self.retry_max_s = 30.0
         self.settings = settings
         self.ack = ack
         self.on_stored = on_stored
@@ -160,13 +167,16 @@ class Writer:
         self.limiter = RateLimiter(settings.per_device_rate, settings.per_device_burst)
         self._store_factory = store_factory
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._stopping = threading.Event()
         self._error: BaseException | None = None
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then end the thread."""
+        """Commit what is queued, then end the thread (at once if storage is failing:
+        the unacknowledged messages stay with the broker)."""
+        self._stopping.set()
         self.queue.put(None)
         self._thread.join(timeout)
 
@@ -192,6 +202,32 @@ class Writer:
                 return batch, True
             batch.append(item)
         return batch, False
+
+    def _retrying(self, write: Callable[[], None]) -> None:
+        """Run ``write`` until it succeeds, backing off while storage fails.
+
+        The process stays up (no crash loop into systemd's start limit): one line when
+        the fault starts, one when it clears, and ``fault`` for status and doctor.
+        """
+        delay = self.retry_initial_s
+        while True:
+            try:
+                write()
+            except StoreError as err:
+                if self.fault != err.reason:
+                    self.fault = err.reason
+                    log.error("store.write_failed reason=%s retry=backoff detail=%s",
+                              err.reason, err)
+                self.stats.write_failures += 1
+                if self._stopping.wait(delay):
+                    raise
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            if self.fault is not None:
+                log.warning("store.write_recovered reason=%s failures=%d", self.fault,
+                            self.stats.write_failures)
+                self.fault = None
+            return
 
     def _clock_trusted(self) -> bool:
         # The check may ask timedated over D-Bus: at most every 10 s, and once trusted
@@ -230,9 +266,9 @@ class Writer:
             while not done:
                 batch, done = self._take_batch()
                 if batch:
-                    self._commit(store, batch)
+                    self._retrying(functools.partial(self._commit, store, batch))
                 if self.stats.pending and self._clock_trusted():
-                    self._rejudge(store)
+                    self._retrying(functools.partial(self._rejudge, store))
         except BaseException as err:  # the watchdog sees the dead thread; log why once
             self._error = err
             log.critical("ingest writer stopped: %s", err)

@@ -153,6 +153,23 @@ class _StateBatch:
         last.ts, last.consumable = ts, c
 
 
+def fault_reason(err: sqlite3.Error) -> str:
+    """A short stable token for a storage fault (log lines, status, doctor)."""
+    code = getattr(err, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == sqlite3.SQLITE_FULL or "disk is full" in str(err):
+        return "disk_full"
+    if primary == sqlite3.SQLITE_IOERR:
+        return "io_error"
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return "locked"
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return "corrupt"
+    if primary == sqlite3.SQLITE_READONLY:
+        return "read_only"
+    return "sqlite_error"
+
+
 class Store:
     """A connection to the agent's database, migrated on open."""
 
@@ -213,7 +230,7 @@ class Store:
                 if rejected:
                     self._trim_rejects()
         except sqlite3.Error as err:
-            raise StoreError(f"write failed: {err}") from err
+            raise StoreError(f"write failed: {err}", reason=fault_reason(err)) from err
         return BatchResult(stored, duplicates, rejected)
 
     def _cid(self, device_id: str, consumable_id: str, unit: str, sku: str | None,
