@@ -88,6 +88,8 @@ class IngestSettings(BaseModel):
     # (systemd-timesyncd / adjtimex); "always" for a gateway with a battery-backed RTC.
     # Until then, readings that look skewed are kept as pending, not rejected.
     trust_clock: Literal["synchronized", "always"] = "synchronized"
+    # Rejected messages are logged as one summary line per device per interval.
+    reject_log_interval_s: float = Field(default=60.0, ge=0)
     # How often an idle writer wakes up to judge pending readings again.
     idle_wakeup_s: float = Field(default=5.0, gt=0, le=60)
 

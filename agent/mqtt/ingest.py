@@ -103,10 +103,11 @@ def validate(msg: Inbound, limiter: RateLimiter, max_payload: int, max_skew_s: f
         device_id = topic.device_id
         if len(msg.payload) > max_payload:
             raise PayloadError("too_large", f"{len(msg.payload)} bytes")
-        if topic.channel is Channel.STATUS:
-            return StatusUpdate(device_id, parse_status(msg.payload).state == "online")
+        # Every device topic shares the device's bucket: a status flood is a flood too.
         if not limiter.allow(device_id):
             raise PayloadError("rate_limited")
+        if topic.channel is Channel.STATUS:
+            return StatusUpdate(device_id, parse_status(msg.payload).state == "online")
         parsed: StateMessage | EventMessage
         if topic.channel is Channel.STATE:
             parsed = parse_state(topic, msg.payload)
@@ -168,6 +169,8 @@ class Writer:
         self._store_factory = store_factory
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._stopping = threading.Event()
+        self._rejects: dict[str, dict[str, int]] = {}  # not yet logged, per device
+        self._reject_logged: dict[str, float] = {}
         self._error: BaseException | None = None
 
     def start(self) -> None:
@@ -202,6 +205,28 @@ class Writer:
                 return batch, True
             batch.append(item)
         return batch, False
+
+    def _tally_rejects(self, items: list[Item]) -> None:
+        """Count rejects per device and reason; log at most one line per device per
+        ``reject_log_interval_s`` (a flood must not drown the journal: journald drops
+        lines past its own rate limit, other services' lines with them)."""
+        now = time.monotonic()
+        for item in items:
+            if isinstance(item, Rejected):
+                tally = self._rejects.setdefault(item.device_id, {})
+                tally[item.reason] = tally.get(item.reason, 0) + 1
+        self._flush_rejects(now)
+
+    def _flush_rejects(self, now: float, force: bool = False) -> None:
+        interval = self.settings.reject_log_interval_s
+        for device_id in list(self._rejects):
+            if not force and now - self._reject_logged.get(device_id, -interval) < interval:
+                continue
+            tally = self._rejects.pop(device_id)
+            self._reject_logged[device_id] = now
+            reasons = ",".join(f"{r}:{n}" for r, n in sorted(tally.items()))
+            log.warning("ingest.reject device=%s count=%d reasons=%s", device_id,
+                        sum(tally.values()), reasons)
 
     def _retrying(self, write: Callable[[], None]) -> None:
         """Run ``write`` until it succeeds, backing off while storage fails.
@@ -269,6 +294,7 @@ class Writer:
                     self._retrying(functools.partial(self._commit, store, batch))
                 if self.stats.pending and self._clock_trusted():
                     self._retrying(functools.partial(self._rejudge, store))
+                self._flush_rejects(time.monotonic(), force=done)
         except BaseException as err:  # the watchdog sees the dead thread; log why once
             self._error = err
             log.critical("ingest writer stopped: %s", err)
@@ -281,9 +307,7 @@ class Writer:
         items = [validate(m, self.limiter, s.max_payload_bytes, s.max_clock_skew_s, trusted)
                  for m in batch]
         result = store.write_batch(items, received_at=batch[-1].received_at)
-        for item in items:
-            if isinstance(item, Rejected):
-                log.warning("ingest.reject device=%s reason=%s", item.device_id, item.reason)
+        self._tally_rejects(items)
         for m in batch:
             self.ack(m)
         st = self.stats

@@ -275,7 +275,22 @@ class Store:
             if cur.rowcount:
                 new = True
                 batch.reading(cid, ts, c, received_at + FUTURE_SLACK_S)
+            else:
+                self._check_replay(msg.device_id, cid, msg.seq, ts, c, received_at)
         return new
+
+    def _check_replay(self, device_id: str, cid: int, seq: int, ts: float, c: Consumable,
+                      received_at: float) -> None:
+        # A redelivery repeats the stored reading; the same seq with other content is a
+        # device reusing seq numbers (reset, bug) or a forgery: still dropped, but counted.
+        row = self.conn.execute("SELECT ts, level, state FROM readings WHERE cid=? AND seq=?",
+                                (cid, seq)).fetchone()
+        if row is not None and tuple(row) != (ts, c.level, c.state.value if c.state else None):
+            self.conn.execute(
+                "INSERT INTO reject_counts (device_id, reason, count, last_at) "
+                "VALUES (?, 'replay_changed', 1, ?) ON CONFLICT(device_id, reason) "
+                "DO UPDATE SET count=count+1, last_at=excluded.last_at",
+                (device_id, received_at))
 
     def _upsert_device(self, device_id: str, kind: str, seq: int, fw: str | None,
                        received_at: float) -> None:
