@@ -138,3 +138,14 @@ def test_writer_without_trust_hook_rejects_skew_as_before(tmp_path: Path) -> Non
     with Store(path) as s:
         assert s.pending_count() == 0
         assert s.reject_counts()[0]["reason"] == "clock_skew"
+
+
+def test_doctor_names_the_readings_held_for_the_clock(tmp_path: Path) -> None:
+    from agent.ops.doctor import Probes, check_clock
+    from agent.storage.store import Pending
+
+    path = tmp_path / "a.db"
+    with Store(path) as s:
+        s.write_batch([Pending("printer-1", TOPIC, payload(1, time.time()))], time.time())
+    result = check_clock(path, Probes(synchronized=lambda: False))
+    assert "1 readings held until it is" in result.summary
