@@ -92,6 +92,14 @@ class IngestSettings(BaseModel):
     per_device_burst: int = Field(default=5_000, ge=1)
     rejects_kept: int = Field(default=1_000, ge=10)
     max_clock_skew_s: int = Field(default=86_400, ge=60)
+    # When the gateway's clock counts as right: "synchronized" once NTP says so
+    # (systemd-timesyncd / adjtimex); "always" for a gateway with a battery-backed RTC.
+    # Until then, readings that look skewed are kept as pending, not rejected.
+    trust_clock: Literal["synchronized", "always"] = "synchronized"
+    # Rejected messages are logged as one summary line per device per interval.
+    reject_log_interval_s: float = Field(default=60.0, ge=0)
+    # How often an idle writer wakes up to judge pending readings again.
+    idle_wakeup_s: float = Field(default=5.0, gt=0, le=60)
 
 
 class VendorSettings(BaseModel):

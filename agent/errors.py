@@ -46,7 +46,12 @@ class PayloadError(AgentError):
 
 
 class StoreError(AgentError):
-    """The local database failed (disk full, corrupt file, locked too long)."""
+    """The local database failed (disk full, corrupt file, locked too long); ``reason``
+    is a short token such as ``disk_full``."""
+
+    def __init__(self, message: str, reason: str = "sqlite_error") -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class BrokerError(AgentError):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
+
+import pytest
 
 from agent.config import IngestSettings
 from agent.mqtt.ingest import Inbound, RateLimiter, Writer, validate
@@ -84,3 +87,42 @@ def test_writer_acks_only_after_commit(tmp_path: Path) -> None:
     assert all(seen for mid, seen in zip(acked, seen_in_db, strict=True) if mid != 99)
     assert stored.is_set()
     assert writer.stats.stored == 50 and writer.stats.rejected == 1
+
+
+def test_status_flood_beside_a_calm_device_logs_one_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "a.db"
+    caplog.set_level(logging.INFO, logger="agent.mqtt.ingest")
+    done = threading.Event()
+    writer = Writer(lambda: Store(path), IngestSettings(per_device_rate=10, per_device_burst=50),
+                    lambda m: done.set() if m.mid == -1 else None)
+    writer.start()
+    flood = "replenish/v1/devices/flooder/status"
+    for i in range(10_000):
+        writer.queue.put(inbound(flood, {"state": "online"}, i))
+        if i % 1_000 == 0:
+            writer.queue.put(inbound("replenish/v1/devices/printer-1/state",
+                                     reading(seq=i // 1_000 + 1), 100_000 + i))
+    writer.queue.put(inbound("replenish/v1/devices/printer-1/state", b"junk", -1))
+    assert done.wait(30)
+    writer.stop()
+    with Store(path) as s:
+        assert s.seqs("printer-1") == list(range(1, 11))  # the calm device loses nothing
+        counts = {(r["device_id"], r["reason"]): r["count"] for r in s.reject_counts()}
+    assert counts[("flooder", "rate_limited")] >= 9_900
+    lines = [r.getMessage() for r in caplog.records if "ingest.reject" in r.getMessage()]
+    assert len([x for x in lines if "device=flooder" in x]) <= 2  # first, then at stop
+    assert len([x for x in lines if "device=printer-1" in x]) == 1
+
+
+def test_replay_of_a_stored_seq_with_other_content_is_counted(tmp_path: Path) -> None:
+    with Store(tmp_path / "a.db") as s:
+        first = check(inbound("replenish/v1/devices/printer-1/state", reading(seq=5)))
+        body = reading(seq=5)
+        body["consumables"][0]["level"] = 10  # type: ignore[index]
+        changed = check(inbound("replenish/v1/devices/printer-1/state", body))
+        s.write_batch([first], NOW)  # type: ignore[list-item]
+        s.write_batch([first, changed], NOW)  # type: ignore[list-item]
+        counts = {r["reason"]: r["count"] for r in s.reject_counts()}
+        assert counts == {"replay_changed": 1}  # the plain redelivery is not counted
+        assert s.readings(s.consumables()[0]["cid"])[0].level == 50

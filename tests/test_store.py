@@ -48,8 +48,10 @@ def test_duplicates_dropped_on_device_and_seq(store: Store) -> None:
 
 
 def test_late_catch_up_does_not_overwrite_latest(store: Store) -> None:
-    store.write_batch([msg(10, 500)], received_at=1.0)
-    store.write_batch([msg(5, 700)], received_at=2.0)  # older reading arrives later
+    # Received on a gateway clock at the readings' time: none is dated in its future.
+    now = (T0 + timedelta(hours=1)).timestamp()
+    store.write_batch([msg(10, 500)], received_at=now)
+    store.write_batch([msg(5, 700)], received_at=now + 1)  # older reading arrives later
     (row,) = store.consumables()
     assert row["last_level"] == 500
     cid = row["cid"]

@@ -83,6 +83,7 @@ class AgentService:
             settings.mqtt, settings.ingest, self.open_store,
             household=self.household.route() if self.household else None,
             foreign=self.sources.route(),
+            clock_trusted=self._ingest_clock_trusted,
         )
         self.sources.foreign.subscribe = self.ingest.subscribe_foreign
         self.vendor = self._vendor_client()
@@ -99,6 +100,11 @@ class AgentService:
         self._schedule()
 
     # ---- construction -------------------------------------------------------------
+
+    def _ingest_clock_trusted(self) -> bool:
+        if self.settings.ingest.trust_clock == "always":
+            return True
+        return systemd.clock_synchronized() is True
 
     def _vendor_client(self) -> VendorClient | None:
         client = factory.vendor_client(self.settings)
@@ -399,11 +405,16 @@ class AgentService:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         self.start(wait_for_broker=True)
+        fault: str | None = None
         try:
             while not self._stop.wait(1.0):
                 if not self.ingest.writer.alive:
                     log.critical("agent.failed ingest writer died")
                     return 1
+                if self.ingest.writer.fault != fault:  # say it where systemctl shows it
+                    fault = self.ingest.writer.fault
+                    systemd.status(f"storage fault {fault}: readings not acknowledged, "
+                                   "retrying" if fault else "running")
         finally:
             self.shutdown()
         return 0

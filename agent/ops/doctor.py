@@ -392,9 +392,11 @@ def check_clock(db_path: Path | None, probes: Probes) -> CheckResult:
             "the clock went backwards: fix time sync before the agent orders",
         )
     synced = (probes.synchronized or clock_synchronized)()
+    held = _query(db_path, "SELECT COUNT(*) FROM pending") if db_path else None
+    pending = f"; {held[0][0]} readings held until it is" if held and held[0][0] else ""
     if synced is False:
         return CheckResult(
-            "clock", Level.WARN, f"system time {_iso(now)} is not synchronised",
+            "clock", Level.WARN, f"system time {_iso(now)} is not synchronised{pending}",
             "enable time sync (timedatectl set-ntp true) and check network access; "
             "do not trust orders until it is",
         )

@@ -205,6 +205,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
+        4,
+        """
+        -- Readings judged while the gateway clock was not trusted: kept (and acknowledged)
+        -- instead of rejected for clock skew, and judged again once it is synchronised.
+        CREATE TABLE pending (
+            id          INTEGER PRIMARY KEY,
+            device_id   TEXT NOT NULL,
+            topic       TEXT NOT NULL,
+            payload     BLOB NOT NULL,
+            received_at REAL NOT NULL
+        );
+        """,
+    ),
+    (
         5,
         """
         CREATE TABLE learned (

@@ -12,121 +12,38 @@ import json
 import logging
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.errors import StoreError
 from agent.storage.migrations import migrate
 from agent.storage.readonly import connect_readonly
+from agent.storage.rows import (
+    FUTURE_SLACK_S,
+    PAYLOAD_HEAD_BYTES,
+    UNKNOWN_DEVICE,
+    BatchResult,
+    Item,
+    Pending,
+    PendingRow,
+    ReadingRow,
+    Rejected,
+    StatusUpdate,
+    _DeviceUpdate,
+    _StateBatch,
+    consumable_key,
+    fault_reason,
+)
 from agent.storage.tx import immediate
 from agent.wire.device import Consumable, EventMessage, StateMessage
 
+# Re-exported: callers import the rows from here, next to the Store that returns them.
+__all__ = [
+    "UNKNOWN_DEVICE", "BatchResult", "Item", "Pending", "PendingRow", "ReadingRow",
+    "Rejected", "StatusUpdate", "Store", "consumable_key", "fault_reason",
+]
+
 log = logging.getLogger(__name__)
-
-PAYLOAD_HEAD_BYTES = 256
-UNKNOWN_DEVICE = "?"
-
-
-@dataclass(slots=True, frozen=True)
-class Rejected:
-    """A message refused by validation, as the store keeps it."""
-
-    device_id: str
-    reason: str
-    topic: str
-    payload: bytes
-
-
-@dataclass(slots=True, frozen=True)
-class StatusUpdate:
-    device_id: str
-    online: bool
-
-
-@dataclass(slots=True, frozen=True)
-class BatchResult:
-    stored: int  # state messages with at least one new reading
-    duplicates: int
-    rejected: int
-
-
-@dataclass(slots=True, frozen=True)
-class ReadingRow:
-    """One stored reading of one consumable (what the forecast consumes)."""
-
-    ts: float
-    level: float | None
-    state: str | None
-    counter: int | None
-
-
-Item = StateMessage | EventMessage | Rejected | StatusUpdate
-
-
-def consumable_key(row: dict[str, Any]) -> str:
-    """The ledger's name for a stored consumable (``device_id/consumable_id``)."""
-    return f"{row['device_id']}/{row['consumable_id']}"
-
-
-@dataclass(slots=True)
-class _DeviceUpdate:
-    """A device's later messages within one batch, folded together."""
-
-    kind: str
-    last_seq: int
-    fw: str | None
-    repeated: bool = False
-
-    def repeat(self, kind: str, seq: int, fw: str | None) -> None:
-        self.kind = kind
-        self.last_seq = max(self.last_seq, seq)
-        self.fw = fw if fw is not None else self.fw
-        self.repeated = True
-
-
-@dataclass(slots=True)
-class _Last:
-    """The newest reading of one consumable in a batch, and the sku/capacity an older
-    reading of the batch carried (with its ts) for when the newest one omits them."""
-
-    ts: float
-    consumable: Consumable
-    sku: str | None = None
-    sku_ts: float | None = None
-    capacity: float | None = None
-    capacity_ts: float | None = None
-
-
-@dataclass(slots=True)
-class _StateBatch:
-    """What one transaction has seen: consumable ids, devices, newest readings."""
-
-    cids: dict[tuple[str, str], int] = field(default_factory=dict)
-    devices: dict[str, _DeviceUpdate] = field(default_factory=dict)
-    lasts: dict[int, _Last] = field(default_factory=dict)
-
-    def reading(self, cid: int, ts: float, c: Consumable) -> None:
-        """Note a newly stored reading.
-
-        Applied one by one, a reading updates the "last" values only if its ts is not
-        older than every reading applied before it (stored or earlier in the batch). So
-        only readings whose ts is a running maximum of the batch can apply; the newest
-        one decides every value, except that a sku or capacity it omits comes from the
-        latest earlier running-maximum reading that had one, if that one also applied.
-        """
-        last = self.lasts.get(cid)
-        if last is None:
-            self.lasts[cid] = _Last(ts, c)
-            return
-        if ts < last.ts:
-            return
-        prev = last.consumable
-        if prev.sku is not None:
-            last.sku, last.sku_ts = prev.sku, last.ts
-        if prev.capacity is not None:
-            last.capacity, last.capacity_ts = prev.capacity, last.ts
-        last.ts, last.consumable = ts, c
 
 
 class Store:
@@ -165,11 +82,15 @@ class Store:
 
     # ---- writes -------------------------------------------------------------------
 
-    def write_batch(self, items: Sequence[Item], received_at: float) -> BatchResult:
-        """Commit a batch of validated messages and rejects in one durable transaction."""
+    def write_batch(self, items: Sequence[Item], received_at: float,
+                    resolved: Sequence[int] = ()) -> BatchResult:
+        """Commit a batch of validated messages and rejects in one durable transaction;
+        ``resolved`` pending rows (judged again into ``items``) are deleted in it too."""
         stored = duplicates = rejected = 0
         try:
             with immediate(self.conn):
+                self.conn.executemany("DELETE FROM pending WHERE id = ?",
+                                      [(i,) for i in resolved])
                 batch = _StateBatch()
                 for item in items:
                     if isinstance(item, StateMessage):
@@ -182,13 +103,18 @@ class Store:
                     elif isinstance(item, Rejected):
                         self._write_reject(item, received_at)
                         rejected += 1
+                    elif isinstance(item, Pending):
+                        self.conn.execute(
+                            "INSERT INTO pending (device_id, topic, payload, received_at) "
+                            "VALUES (?, ?, ?, ?)",
+                            (item.device_id, item.topic, item.payload, received_at))
                     else:
                         self._write_status(item, received_at)
                 self._flush_state(batch, received_at)
                 if rejected:
                     self._trim_rejects()
         except sqlite3.Error as err:
-            raise StoreError(f"write failed: {err}") from err
+            raise StoreError(f"write failed: {err}", reason=fault_reason(err)) from err
         return BatchResult(stored, duplicates, rejected)
 
     def _cid(self, device_id: str, consumable_id: str, unit: str, sku: str | None,
@@ -232,15 +158,33 @@ class Store:
             )
             if cur.rowcount:
                 new = True
-                batch.reading(cid, ts, c)
+                batch.reading(cid, ts, c, received_at + FUTURE_SLACK_S)
+            else:
+                self._check_replay(msg.device_id, cid, msg.seq, ts, c, received_at)
         return new
+
+    def _check_replay(self, device_id: str, cid: int, seq: int, ts: float, c: Consumable,
+                      received_at: float) -> None:
+        # A redelivery repeats the stored reading; the same seq with other content is a
+        # device reusing seq numbers (reset, bug) or a forgery: still dropped, but counted.
+        row = self.conn.execute("SELECT ts, level, state FROM readings WHERE cid=? AND seq=?",
+                                (cid, seq)).fetchone()
+        if row is not None and tuple(row) != (ts, c.level, c.state.value if c.state else None):
+            self.conn.execute(
+                "INSERT INTO reject_counts (device_id, reason, count, last_at) "
+                "VALUES (?, 'replay_changed', 1, ?) ON CONFLICT(device_id, reason) "
+                "DO UPDATE SET count=count+1, last_at=excluded.last_at",
+                (device_id, received_at))
 
     def _upsert_device(self, device_id: str, kind: str, seq: int, fw: str | None,
                        received_at: float) -> None:
         self.conn.execute(
             "INSERT INTO devices (device_id, kind, first_seen, last_seen, last_seq, fw) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET "
-            "kind=excluded.kind, last_seen=MAX(last_seen, excluded.last_seen), "
+            # last_seen is the gateway's time of the latest message, even if that is
+            # earlier than a stored one: after the clock is corrected backwards, a value
+            # kept in the future would blind silence detection.
+            "kind=excluded.kind, last_seen=excluded.last_seen, "
             "last_seq=MAX(last_seq, excluded.last_seq), fw=COALESCE(excluded.fw, fw)",
             (device_id, kind, received_at, received_at, seq, fw),
         )
@@ -257,17 +201,18 @@ class Store:
                 self._upsert_device(device_id, d.kind, d.last_seq, d.fw, received_at)
         for cid, last in batch.lasts.items():
             c = last.consumable
-            # Late catch-up readings must not overwrite a newer "last" value.
+            # Late catch-up readings must not overwrite a newer "last" value, but a "last"
+            # dated in the future of the gateway clock never pins it (see FUTURE_SLACK_S).
             self.conn.execute(
                 "UPDATE consumables SET last_level=?, last_state=?, last_ts=?, "
                 "last_counters=?, unit=?, "
                 "sku=COALESCE(?, CASE WHEN last_ts IS NULL OR last_ts <= ? THEN ? END, sku), "
                 "capacity=COALESCE(?, CASE WHEN last_ts IS NULL OR last_ts <= ? THEN ? END, "
-                "capacity) WHERE cid=? AND (last_ts IS NULL OR last_ts <= ?)",
+                "capacity) WHERE cid=? AND (last_ts IS NULL OR last_ts <= ? OR last_ts > ?)",
                 (c.level, c.state.value if c.state else None, last.ts,
                  json.dumps(c.counters) if c.counters else None, c.unit.value,
                  c.sku, last.sku_ts, last.sku, c.capacity, last.capacity_ts, last.capacity,
-                 cid, last.ts),
+                 cid, last.ts, received_at + FUTURE_SLACK_S),
             )
 
     def _write_event(self, msg: EventMessage, received_at: float) -> None:
@@ -323,6 +268,16 @@ class Store:
             f"SELECT c.*{count if counts else ''} "
             "FROM consumables c ORDER BY c.device_id, c.consumable_id"
         )
+
+    def pending(self, limit: int) -> list[PendingRow]:
+        """The oldest messages kept while the clock was not trusted."""
+        rows = self.conn.execute(
+            "SELECT id, device_id, topic, payload, received_at FROM pending ORDER BY id LIMIT ?",
+            (limit,))
+        return [PendingRow(int(r[0]), r[1], r[2], bytes(r[3]), float(r[4])) for r in rows]
+
+    def pending_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
 
     def reject_counts(self) -> list[dict[str, Any]]:
         return self._dicts("SELECT * FROM reject_counts ORDER BY device_id, reason")

@@ -20,5 +20,12 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         yield conn
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # On SQLITE_FULL (and IOERR, NOMEM) SQLite has already rolled the transaction
+        # back itself: a second ROLLBACK would fail with "no transaction is active" and
+        # hide the real error, which is the one to raise.
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
         raise

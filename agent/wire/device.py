@@ -18,12 +18,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -33,6 +35,7 @@ from pydantic import (
 
 from agent.domain import CoarseState, DeviceKind, Unit
 from agent.errors import PayloadError
+from agent.wire.schema_doc import document
 
 TOPIC_ROOT = "replenish/v1/devices"
 HOUSEHOLD_ROOT = "replenish/v1/household"
@@ -66,11 +69,72 @@ M = TypeVar("M", bound=BaseModel)
 
 _WIRE = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, str_max_length=256)
 
+# RFC 3339 date-time with a zone, the only form on the wire. pydantic's own parser also
+# takes "2026-11-01 08:00Z" (no seconds, a space): stricter here, and the same pattern
+# goes into the schema, so a third-party validator and the agent draw the line alike.
+RFC3339 = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3])"
+           r":[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+_RFC3339_RE = re.compile(RFC3339)
+
+
+def _rfc3339(value: Any) -> Any:
+    # Python-side construction passes datetimes; anything else from the wire must be a
+    # string in the form above (an epoch number is refused by the strict datetime after).
+    if isinstance(value, str):
+        if not _RFC3339_RE.match(value):
+            raise ValueError("not an RFC 3339 date-time with a time zone")
+        return datetime.fromisoformat(value)
+    return value
+
+
+def _integral(value: Any) -> Any:
+    # 5.0 and 1e3 are the JSON numbers 5 and 1000 (JSON Schema's "integer" says so too);
+    # a string or a bool stays what it is and the strict int refuses it.
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# The validator goes last: on top of a wrapped int, pydantic would render the bounds as
+# non-standard "ge"/"le" keywords that JSON Schema validators ignore.
+Seq = Annotated[int, Field(ge=0, le=MAX_SEQ), BeforeValidator(_integral)]
+Counter = Annotated[int, Field(ge=0, le=10**12), BeforeValidator(_integral)]
+
+WireTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339),
+                     Field(json_schema_extra={"pattern": RFC3339})]
+
+
+def _unit_limits() -> list[dict[str, Any]]:
+    """Per-unit ceilings of level and capacity as if/then clauses (percent is the default)."""
+    clauses: list[dict[str, Any]] = []
+    for unit, ceiling in MAX_LEVEL.items():
+        cond: dict[str, Any] = {"properties": {"unit": {"const": unit.value}}}
+        if unit is not Unit.PERCENT:
+            cond["required"] = ["unit"]
+        clauses.append({"if": cond, "then": {"properties": {
+            "level": {"maximum": ceiling}, "capacity": {"maximum": ceiling},
+        }}})
+    return clauses
+
+
+# The model validators below, written out for JSON Schema (what a third party checks).
+_CONSUMABLE_SCHEMA: dict[str, Any] = {
+    "allOf": _unit_limits(),
+    "anyOf": [
+        {"required": ["level"], "properties": {"level": {"type": "number"}}},
+        {"required": ["state"], "properties": {"state": {"type": "string"}}},
+    ],
+}
+
 
 class Consumable(BaseModel):
-    """One consumable inside a device: a cartridge, the milk on the scale, a CGM sensor."""
+    """One consumable inside a device: a cartridge, the milk on the scale, a CGM sensor.
 
-    model_config = _WIRE
+    Needs a level or a state. Checked by the agent but not expressible in JSON Schema:
+    level at most 1.1 x capacity when both are given.
+    """
+
+    model_config = ConfigDict(**_WIRE, json_schema_extra=_CONSUMABLE_SCHEMA)
 
     id: Identifier
     sku: Sku | None = None
@@ -78,7 +142,7 @@ class Consumable(BaseModel):
     unit: Unit = Unit.PERCENT
     capacity: Annotated[float, Field(gt=0)] | None = None
     state: CoarseState | None = None
-    counters: dict[Identifier, Annotated[int, Field(ge=0, le=10**12)]] | None = Field(
+    counters: dict[Identifier, Counter] | None = Field(
         default=None, max_length=8
     )
 
@@ -99,13 +163,17 @@ class Consumable(BaseModel):
 
 
 class StateMessage(BaseModel):
-    """A device's periodic report of its consumables."""
+    """A device's periodic report of its consumables.
+
+    Checked by the agent but not expressible in JSON Schema: consumable ids are unique,
+    device_id equals the topic's, ts at most ingest.max_clock_skew_s ahead of the gateway.
+    """
 
     model_config = _WIRE
 
     device_id: Identifier
-    seq: Annotated[int, Field(ge=0, le=MAX_SEQ)]
-    ts: AwareDatetime
+    seq: Seq
+    ts: WireTime
     kind: DeviceKind
     consumables: list[Consumable] = Field(min_length=1, max_length=MAX_CONSUMABLES)
     fw: Annotated[str, StringConstraints(max_length=32)] | None = None
@@ -124,7 +192,7 @@ class StatusMessage(BaseModel):
     model_config = _WIRE
 
     state: Literal["online", "offline"]
-    ts: AwareDatetime | None = None
+    ts: WireTime | None = None
 
 
 class EventType(StrEnum):
@@ -142,8 +210,8 @@ class EventMessage(BaseModel):
     model_config = _WIRE
 
     device_id: Identifier
-    seq: Annotated[int, Field(ge=0, le=MAX_SEQ)]
-    ts: AwareDatetime
+    seq: Seq
+    ts: WireTime
     type: EventType
     consumable_id: Identifier | None = None
 
@@ -182,20 +250,17 @@ def parse_topic(topic: str) -> Topic:
         raise PayloadError("bad_topic", "unknown channel") from None
 
 
-def _decode(payload: bytes) -> Any:
+def _validate(model: type[M], payload: bytes) -> M:
+    """Parse and validate in one strict pass: no coercion ("5", true, "40" stay wrong),
+    RFC 8259 JSON in UTF-8 only (UTF-16/32, a BOM, NaN or a lone surrogate are bad_json)."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadError("too_large", f"{len(payload)} bytes")
     try:
-        return json.loads(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise PayloadError("bad_json") from None
-
-
-def _validate(model: type[M], data: Any) -> M:
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(payload, strict=True)
     except ValidationError as err:
         first = err.errors()[0]
+        if first["type"] == "json_invalid":
+            raise PayloadError("bad_json") from None
         where = ".".join(str(p) for p in first["loc"]) or "message"
         # Only the location and pydantic's error type: never the offending value.
         raise PayloadError("schema", f"{where}: {first['type']}") from None
@@ -203,7 +268,7 @@ def _validate(model: type[M], data: Any) -> M:
 
 def parse_state(topic: Topic, payload: bytes) -> StateMessage:
     """Validate a state payload against its (already parsed) topic."""
-    msg = _validate(StateMessage, _decode(payload))
+    msg = _validate(StateMessage, payload)
     if msg.device_id != topic.device_id:
         raise PayloadError("device_mismatch", "payload device_id differs from topic")
     return msg
@@ -211,7 +276,7 @@ def parse_state(topic: Topic, payload: bytes) -> StateMessage:
 
 def parse_event(topic: Topic, payload: bytes) -> EventMessage:
     """Validate an event payload against its topic."""
-    msg = _validate(EventMessage, _decode(payload))
+    msg = _validate(EventMessage, payload)
     if msg.device_id != topic.device_id:
         raise PayloadError("device_mismatch", "payload device_id differs from topic")
     return msg
@@ -219,7 +284,7 @@ def parse_event(topic: Topic, payload: bytes) -> EventMessage:
 
 def parse_status(payload: bytes) -> StatusMessage:
     """Validate a retained status payload."""
-    return _validate(StatusMessage, _decode(payload))
+    return _validate(StatusMessage, payload)
 
 
 def encode(msg: BaseModel) -> bytes:
@@ -228,20 +293,20 @@ def encode(msg: BaseModel) -> bytes:
 
 
 def json_schemas() -> dict[str, Any]:
-    """JSON Schemas of every device-side wire model, as committed in docs/."""
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "replenish-agent device protocol v1",
-        "topics": {
-            "state": f"{TOPIC_ROOT}/<device_id>/state",
-            "status": f"{TOPIC_ROOT}/<device_id>/status",
-            "events": f"{TOPIC_ROOT}/<device_id>/events",
+    """The device protocol as one JSON Schema document, as committed in docs/."""
+    return document(
+        "replenish-agent device protocol v1",
+        (StateMessage, StatusMessage, EventMessage),
+        topics={
+            "state": {"topic": f"{TOPIC_ROOT}/<device_id>/state",
+                      "payload": "#/$defs/StateMessage"},
+            "status": {"topic": f"{TOPIC_ROOT}/<device_id>/status",
+                       "payload": "#/$defs/StatusMessage"},
+            "events": {"topic": f"{TOPIC_ROOT}/<device_id>/events",
+                       "payload": "#/$defs/EventMessage"},
         },
-        "$defs": {
-            m.__name__: m.model_json_schema()
-            for m in (StateMessage, StatusMessage, EventMessage)
-        },
-    }
+        max_payload_bytes=MAX_PAYLOAD_BYTES,
+    )
 
 
 def schema_text() -> str:

@@ -25,15 +25,14 @@ from agent.wire.household import (
     consumable_topic,
     proposal_topic,
 )
+from agent.wire.schema_doc import document
 
 
 def household_schemas() -> dict[str, Any]:
-    """The schema document: topic map plus one ``$defs`` entry per household payload."""
+    """The schema document: topic map plus one root ``$defs`` entry per household payload
+    (and per model or enum they use), so every ``$ref`` resolves."""
     prefix = DEFAULT_DISCOVERY_PREFIX
-    defs: dict[str, Any] = {
-        m.__name__: m.model_json_schema()
-        for m in (ConsumableState, Proposal, HouseholdEvent, Command)
-    }
+    defs: dict[str, Any] = {}
     defs["Availability"] = {
         "description": "Retained mirror of a device's status topic (plain text, not JSON).",
         "enum": ["online", "offline"],
@@ -45,10 +44,11 @@ def household_schemas() -> dict[str, Any]:
         "enum": list(get_args(CommandResult)),
         "type": "string",
     }
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "replenish-agent household topics v1",
-        "topics": {
+    return document(
+        "replenish-agent household topics v1",
+        (ConsumableState, Proposal, HouseholdEvent, Command),
+        extra_defs=defs,
+        topics={
             "consumable_state": {
                 "topic": consumable_topic("<device_id>", "<consumable_id>"),
                 "payload": "#/$defs/ConsumableState", "retain": True, "from": "agent",
@@ -82,8 +82,7 @@ def household_schemas() -> dict[str, Any]:
                 "effect": "the agent re-announces discovery, states and open proposals",
             },
         },
-        "$defs": defs,
-    }
+    )
 
 
 def household_schema_text() -> str:

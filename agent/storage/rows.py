@@ -1,0 +1,156 @@
+"""Typed rows and batch bookkeeping of the store: what goes in, what comes out, and how
+a storage fault is named. Kept apart from :mod:`agent.storage.store` (the SQL)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.wire.device import Consumable, EventMessage, StateMessage
+
+PAYLOAD_HEAD_BYTES = 256
+UNKNOWN_DEVICE = "?"
+
+
+@dataclass(slots=True, frozen=True)
+class Rejected:
+    """A message refused by validation, as the store keeps it."""
+
+    device_id: str
+    reason: str
+    topic: str
+    payload: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class Pending:
+    """A message kept for later judgement: it would be rejected for clock skew, but the
+    gateway's clock is not trusted yet, so the skew may be the gateway's own."""
+
+    device_id: str
+    topic: str
+    payload: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class PendingRow:
+    id: int
+    device_id: str
+    topic: str
+    payload: bytes
+    received_at: float
+
+
+@dataclass(slots=True, frozen=True)
+class StatusUpdate:
+    device_id: str
+    online: bool
+
+
+@dataclass(slots=True, frozen=True)
+class BatchResult:
+    stored: int  # state messages with at least one new reading
+    duplicates: int
+    rejected: int
+
+
+@dataclass(slots=True, frozen=True)
+class ReadingRow:
+    """One stored reading of one consumable (what the forecast consumes)."""
+
+    ts: float
+    level: float | None
+    state: str | None
+    counter: int | None
+
+
+Item = StateMessage | EventMessage | Rejected | StatusUpdate | Pending
+
+# A "last" value dated this far past the gateway's clock at write time came from a
+# device (or gateway) clock running ahead: any later-received reading replaces it.
+FUTURE_SLACK_S = 300.0
+
+
+def consumable_key(row: dict[str, Any]) -> str:
+    """The ledger's name for a stored consumable (``device_id/consumable_id``)."""
+    return f"{row['device_id']}/{row['consumable_id']}"
+
+
+@dataclass(slots=True)
+class _DeviceUpdate:
+    """A device's later messages within one batch, folded together."""
+
+    kind: str
+    last_seq: int
+    fw: str | None
+    repeated: bool = False
+
+    def repeat(self, kind: str, seq: int, fw: str | None) -> None:
+        self.kind = kind
+        self.last_seq = max(self.last_seq, seq)
+        self.fw = fw if fw is not None else self.fw
+        self.repeated = True
+
+
+@dataclass(slots=True)
+class _Last:
+    """The newest reading of one consumable in a batch, and the sku/capacity an older
+    reading of the batch carried (with its ts) for when the newest one omits them."""
+
+    ts: float
+    consumable: Consumable
+    sku: str | None = None
+    sku_ts: float | None = None
+    capacity: float | None = None
+    capacity_ts: float | None = None
+
+
+@dataclass(slots=True)
+class _StateBatch:
+    """What one transaction has seen: consumable ids, devices, newest readings."""
+
+    cids: dict[tuple[str, str], int] = field(default_factory=dict)
+    devices: dict[str, _DeviceUpdate] = field(default_factory=dict)
+    lasts: dict[int, _Last] = field(default_factory=dict)
+
+    def reading(self, cid: int, ts: float, c: Consumable, horizon: float) -> None:
+        """Note a newly stored reading.
+
+        Applied one by one, a reading updates the "last" values only if its ts is not
+        older than every reading applied before it (stored or earlier in the batch). So
+        only readings whose ts is a running maximum of the batch can apply; the newest
+        one decides every value, except that a sku or capacity it omits comes from the
+        latest earlier running-maximum reading that had one, if that one also applied.
+        A "last" dated past ``horizon`` (the gateway clock plus slack) never holds off a
+        later reading.
+        """
+        last = self.lasts.get(cid)
+        if last is None:
+            self.lasts[cid] = _Last(ts, c)
+            return
+        if ts < last.ts and last.ts <= horizon:
+            return
+        prev = last.consumable
+        if prev.sku is not None:
+            last.sku, last.sku_ts = prev.sku, last.ts
+        if prev.capacity is not None:
+            last.capacity, last.capacity_ts = prev.capacity, last.ts
+        last.ts, last.consumable = ts, c
+
+
+def fault_reason(err: sqlite3.Error) -> str:
+    """A short stable token for a storage fault (log lines, status, doctor)."""
+    code = getattr(err, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == sqlite3.SQLITE_FULL or "disk is full" in str(err):
+        return "disk_full"
+    if primary == sqlite3.SQLITE_IOERR:
+        return "io_error"
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return "locked"
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return "corrupt"
+    if primary == sqlite3.SQLITE_READONLY:
+        return "read_only"
+    return "sqlite_error"
