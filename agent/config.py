@@ -212,6 +212,11 @@ class AlertSettings(BaseModel):
     rules: list[AlertRule] = []
     interval_s: float = Field(default=1.0, ge=0.2)
     send_timeout_s: float = Field(default=20.0, gt=0)
+    # The web app's address as caregivers reach it (e.g. https://gateway.example:8470):
+    # messages then carry a link to acknowledge. None: acknowledge by CLI or MQTT only.
+    ack_url_base: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    # The key that signs those links (not the web login's): None, next to the database.
+    ack_key_file: Path | None = None
 
     @field_validator("rules")
     @classmethod

@@ -8,8 +8,12 @@ message, never a lost alert (at-least-once).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import os
+import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -49,7 +53,38 @@ def notifier_of(settings: AlertSettings, state_dir: Path | None = None) -> Appri
     return AppriseNotifier(files, settings.send_timeout_s, state_dir=state_dir)
 
 
-def message(alert: AlertRow, label: str) -> tuple[str, str]:
+ACK_KEY_FILE = "alert-ack-key"
+
+
+def ack_key_path(settings: AlertSettings, state_dir: Path) -> Path:
+    return settings.ack_key_file or state_dir / ACK_KEY_FILE
+
+
+def ack_key(path: Path) -> bytes:
+    """The key that signs acknowledgement links, created (0600) on first use."""
+    try:
+        key = path.read_bytes()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    key = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
+def ack_token(key: bytes, alert_id: int) -> str:
+    """Who holds the link may acknowledge that one alert, nothing else."""
+    return hmac.new(key, f"alert-ack:{alert_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def ack_token_ok(key: bytes, alert_id: int, token: str) -> bool:
+    return hmac.compare_digest(ack_token(key, alert_id), token)
+
+
+def message(alert: AlertRow, label: str, link: str | None = None) -> tuple[str, str]:
     """Title and body: device, type, time and the household label; no readings."""
     title = f"{TITLES.get(alert.type, alert.type)}: {label}"
     when = alert.raised_at.strftime("%Y-%m-%d %H:%M UTC")
@@ -57,6 +92,8 @@ def message(alert: AlertRow, label: str) -> tuple[str, str]:
     body = (f"{alert.device_id} reported {alert.type.replace('_', ' ')} at {when}{more}. "
             f"Acknowledge with: replenish alerts ack {alert.id} "
             f"(or MQTT command 'ack' with ref a{alert.id}).")
+    if link:
+        body += f" Or open: {link}"
     return title, body
 
 
@@ -65,13 +102,26 @@ class AlertPass:
 
     def __init__(self, settings: AlertSettings, open_ledger: Callable[[], AlertLedger],
                  notifier: AppriseNotifier,
-                 publish: Callable[[Outgoing], None] | None = None) -> None:
+                 publish: Callable[[Outgoing], None] | None = None,
+                 ack_key_path: Path | None = None) -> None:
+        self.ack_key_path = ack_key_path
         self.settings = settings
         self.rules = rules_of(settings)
         self.open_ledger = open_ledger
         self.notifier = notifier
         self.publish = publish
         self._announced = False
+        self._ack_key: bytes | None = None
+
+    def link(self, alert_id: int) -> str | None:
+        """The acknowledgement link, where the web app is reachable (``ack_url_base``)."""
+        base = self.settings.ack_url_base
+        if base is None or self.ack_key_path is None:
+            return None
+        if self._ack_key is None:
+            self._ack_key = ack_key(self.ack_key_path)
+        token = ack_token(self._ack_key, alert_id)
+        return f"{base.rstrip('/')}/alerts/{alert_id}/ack?t={token}"
 
     def _test_due(self, view: AlertView, now: datetime) -> list[str]:
         """A test alert goes once to every contact, so each channel is checked."""
@@ -119,7 +169,7 @@ class AlertPass:
             ledger.close()
 
     def _send(self, ledger: AlertLedger, alert: AlertRow, contact: str, now: datetime) -> int:
-        title, body = message(alert, self.settings.household_label)
+        title, body = message(alert, self.settings.household_label, self.link(alert.id))
         result: Delivery = self.notifier.send(contact, title, body)
         ledger.record_send(alert.id, contact, result.ok, result.error, now)
         canonical(log, "alert.sent" if result.ok else "alert.send_failed",

@@ -21,7 +21,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.app import factory
-from agent.app.alerting import AlertPass, notifier_of
+from agent.app.alerting import AlertPass, ack_key_path, notifier_of
 from agent.app.dispatcher import Dispatcher
 from agent.app.order_now import Outcome, order_now_for
 from agent.app.planner import Planner
@@ -119,7 +119,8 @@ class AgentService:
         path = self.settings.storage.path
         return AlertPass(alerts, lambda: AlertLedger.open(path),
                          notifier_of(alerts, state_dir=path.parent),
-                         self._publish if self.household is not None else None)
+                         self._publish if self.household is not None else None,
+                         ack_key_path=ack_key_path(alerts, path.parent))
 
     @staticmethod
     def _printer(printer: PrinterSettings) -> IppPrinterSource:

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.config import Settings
 from agent.errors import AgentError
-from agent.web import auth, pages
+from agent.web import alert_ack, auth, pages
 from agent.web.data import ForecastCache
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def create_app(settings: Settings, password_file: Path, session_key: bytes, *,
     ws = settings.web
     ctx = WebContext(settings, password_file, auth.Signer(session_key, ws.session_hours * 3600),
                      auth.RateLimit(ws.login_attempts, ws.login_window_s), clock, secure_cookie)
-    routes: list[Route | Mount] = [*login_routes(ctx)]
+    routes: list[Route | Mount] = [*login_routes(ctx), *alert_ack.routes(ctx)]
     for path, handler, methods, act in pages.ROUTES:
         routes.append(Route(path, guarded(ctx, handler, act=act), methods=methods))
     routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
