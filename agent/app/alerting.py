@@ -12,8 +12,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
-import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 from agent.config import AlertSettings, resolve_secret_path
 from agent.escalation import AlertView, Rule, due_contacts, retry_delay
 from agent.household.discovery import alert_discovery
+from agent.keyfile import signing_key
 from agent.logs import canonical
 from agent.notify.apprise import AppriseNotifier, Delivery
 from agent.storage.alerts import TEST_ALERT, AlertLedger, AlertRow
@@ -62,17 +61,7 @@ def ack_key_path(settings: AlertSettings, state_dir: Path) -> Path:
 
 def ack_key(path: Path) -> bytes:
     """The key that signs acknowledgement links, created (0600) on first use."""
-    try:
-        key = path.read_bytes()
-        if len(key) >= 32:
-            return key
-    except FileNotFoundError:
-        pass
-    key = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-    return key
+    return signing_key(path)
 
 
 def ack_token(key: bytes, alert_id: int) -> str:

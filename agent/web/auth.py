@@ -13,13 +13,13 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import ConfigError
+from agent.keyfile import signing_key, write_private
 
 # scrypt cost: 16 MiB of memory and ~50 ms on a Raspberry Pi 4 per login attempt.
 SCRYPT_N = 2**14
@@ -56,29 +56,13 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, _unb64(digest))
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600 from the first byte (then rename over)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)
-    if os.geteuid() == 0:
-        # root running set-password for the service: the file belongs to the state
-        # directory's owner (the unit's dynamic user), or the service could not read it.
-        owner = path.parent.stat()
-        os.chown(tmp, owner.st_uid, owner.st_gid)
-    os.replace(tmp, path)
-
-
 def set_password(path: Path, password: str, role: str = "household") -> None:
     """Store the hash of the household (or viewer) password; other roles are kept."""
     if len(password) < MIN_PASSWORD_LEN:
         raise ConfigError(str(path), "password", f"needs at least {MIN_PASSWORD_LEN} characters")
     hashes = read_passwords(path)
     hashes[role] = hash_password(password)
-    _write_private(path, "".join(f"{r} {hashes[r]}\n" for r in ROLES if r in hashes))
+    write_private(path, "".join(f"{r} {hashes[r]}\n" for r in ROLES if r in hashes))
 
 
 def read_passwords(path: Path) -> dict[str, str]:
@@ -107,15 +91,7 @@ def login_role(hashes: dict[str, str], password: str) -> str | None:
 
 def session_key(path: Path) -> bytes:
     """The cookie signing key, created on first use."""
-    try:
-        key = path.read_bytes()
-        if len(key) >= 32:
-            return key
-    except FileNotFoundError:
-        pass
-    key = secrets.token_hex(32).encode()
-    _write_private(path, key.decode())
-    return key
+    return signing_key(path)
 
 
 @dataclass(slots=True, frozen=True)
