@@ -88,7 +88,10 @@ class AgentService:
         self.sources.foreign.subscribe = self.ingest.subscribe_foreign
         self.vendor = self._vendor_client()
         self.printers = [self._printer(p) for p in settings.printers]
-        self.scheduler = BackgroundScheduler(timezone="UTC")
+        # A job whose first run fell due while the agent waited for a late broker runs at
+        # start (late, once) instead of being reported as missed.
+        self.scheduler = BackgroundScheduler(
+            timezone="UTC", job_defaults={"misfire_grace_time": None, "coalesce": True})
         self.scheduler_heartbeat = time.monotonic()
         self.watchdog: systemd.Watchdog | None = None
         # Set while ``run`` waits for a broker that is not up yet (see agent.mqtt.backoff).
