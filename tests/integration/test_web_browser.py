@@ -32,6 +32,7 @@ from tests.web_helpers import PASSWORD, seed, set_passwords, web_settings
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +99,9 @@ def browser(tmp_path: Path) -> Iterator[object]:
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a browser
     driver = webdriver.Chrome(options=options, service=Service(DRIVER))
     driver.set_page_load_timeout(30)
+    # A click that navigates returns before the next page is there: element lookups wait
+    # for it (the first home page can take seconds while the forecasts warm up).
+    driver.implicitly_wait(15)
     try:
         yield driver
     finally:
@@ -125,6 +129,7 @@ def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser:
     shoot(d, "login")
     d.find_element(By.ID, "password").send_keys(PASSWORD)  # type: ignore[attr-defined]
     d.find_element(By.ID, "login").click()  # type: ignore[attr-defined]
+    WebDriverWait(d, 30).until(lambda drv: not drv.current_url.endswith("/login"))
     assert "printer-1 / black" in text(d, "main")
     shoot(d, "home")
 
