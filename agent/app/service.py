@@ -86,6 +86,8 @@ class AgentService:
             clock_trusted=self._ingest_clock_trusted,
         )
         self.sources.foreign.subscribe = self.ingest.subscribe_foreign
+        self._mqtt_probe = systemd.thread_probe(lambda: self.ingest.loop_alive,
+                                                self.ingest.progress)
         self.vendor = self._vendor_client()
         self.printers = [self._printer(p) for p in settings.printers]
         # A job whose first run fell due while the agent waited for a late broker runs at
@@ -306,22 +308,16 @@ class AgentService:
     # ---- liveness -----------------------------------------------------------------
 
     def _mqtt_progress(self) -> float | None:
-        """Last sign of life from paho's loop: None once its thread is dead.
-
-        paho records every packet it reads (keepalive PINGRESPs included) in
-        ``_last_msg_in`` on the monotonic clock, so an idle but healthy loop stays fresh.
-        """
+        """Last sign of life from paho's loop (the ingest's progress mark, touched by
+        every packet read, keepalive answers included): None once its thread is dead."""
         waiting = self._waiting_progress()
         if waiting is not None:
             return waiting
-        if not self.ingest.loop_alive:
-            return None
-        if not self.ingest.connected.is_set():
+        if not self.ingest.connected.is_set() and self.ingest.loop_alive:
             # paho is retrying with backoff while the broker is away; a restart would not
             # bring the broker back, so a live reconnect loop counts as progress.
             return time.monotonic()
-        last_in = getattr(self.ingest.client, "_last_msg_in", None)
-        return max(float(last_in or 0.0), self.ingest.last_network_activity)
+        return self._mqtt_probe()
 
     def _waiting_progress(self) -> float | None:
         """While waiting for the broker with backoff, the wait itself is the progress."""

@@ -29,6 +29,7 @@ from agent.config import IngestSettings, MqttSettings, read_secret
 from agent.errors import BrokerError, StoreError
 from agent.mqtt.backoff import BrokerWait
 from agent.mqtt.judge import Inbound, RateLimiter, Unlimited, validate
+from agent.ops.systemd import ProgressMark
 from agent.storage.store import (
     Item,
     Pending,
@@ -292,7 +293,11 @@ class MqttIngest:
         self.household = household
         self.foreign = foreign
         self.connected = threading.Event()
-        self.last_network_activity = time.monotonic()
+        # Touched by every packet paho reads (keepalive PINGRESPs included, seen through
+        # the public on_log hook), so an idle but healthy loop stays fresh for the watchdog.
+        self.progress = ProgressMark()
+        self._loop_thread: threading.Thread | None = None  # paho's, seen from its callbacks
+        self._loop_started = False
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=mqtt_settings.client_id,
@@ -308,12 +313,18 @@ class MqttIngest:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_log = self._on_log
         self._receive_maximum = ingest_settings.receive_maximum
         self.writer = Writer(store_factory, ingest_settings, self._ack, on_stored,
                              clock_trusted=clock_trusted)
         self._refused: ReasonCode | None = None
 
     # paho callbacks run on its network thread: keep them short and never raise.
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
+        if buf.startswith("Received "):  # only paho's network thread reads packets
+            self._loop_thread = threading.current_thread()
+            self.progress.touch()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                     properties: Properties | None) -> None:
@@ -353,7 +364,7 @@ class MqttIngest:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            self.last_network_activity = time.monotonic()
+            self.progress.touch()
             if self.foreign and self.foreign.wants(msg.topic):
                 # Foreign readings are re-sent by their devices: ack on hand-off.
                 self.foreign.deliver(msg.topic, bytes(msg.payload), bool(msg.retain))
@@ -415,6 +426,7 @@ class MqttIngest:
                 f"cannot reach broker {self.settings.host}:{self.settings.port}: {err}"
             ) from err
         self.client.loop_start()
+        self._loop_started = True
         if not self.connected.wait(timeout):
             reason = f"refused ({self._refused})" if self._refused else "no answer"
             self.stop()
@@ -439,5 +451,8 @@ class MqttIngest:
 
     @property
     def loop_alive(self) -> bool:
-        thread = getattr(self.client, "_thread", None)
-        return bool(thread is not None and thread.is_alive())
+        """paho's loop thread is running (until it has read its first packet, a started
+        loop counts as alive: start() gives up on a silent broker by itself)."""
+        if self._loop_thread is not None:
+            return self._loop_thread.is_alive()
+        return self._loop_started
