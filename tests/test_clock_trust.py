@@ -17,6 +17,7 @@ from agent.mqtt.ingest import Inbound, Writer
 from agent.storage.migrations import LATEST_VERSION, MIGRATIONS, current_version
 from agent.storage.store import Store
 from agent.wire.device import Consumable, StateMessage
+from tests.waiting import wait_until
 
 DAY = 86_400.0
 TOPIC = "replenish/v1/devices/printer-1/state"
@@ -26,13 +27,6 @@ def payload(seq: int, at: float, level: float = 50.0) -> bytes:
     ts = datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
     return json.dumps({"device_id": "printer-1", "seq": seq, "ts": ts, "kind": "printer",
                        "consumables": [{"id": "black", "level": level}]}).encode()
-
-
-def wait_for(cond: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 class Harness:
@@ -53,12 +47,12 @@ def test_clock_30_days_behind_then_corrected_loses_nothing(tmp_path: Path) -> No
     h = Harness(path, trusted=False)
     for seq in range(1, 21):
         h.writer.queue.put(Inbound(seq, 1, TOPIC, payload(seq, now - (20 - seq) * 60), behind))
-    wait_for(lambda: len(h.acked) == 20)
+    wait_until(lambda: len(h.acked) == 20, timeout=10.0)
     with Store(path) as s:
         assert s.pending_count() == 20 and s.reading_count() == 0
         assert s.reject_counts() == []  # nothing acknowledged was thrown away
     h.trusted = True  # timesyncd synchronised the clock
-    wait_for(lambda: h.writer.stats.pending == 0)
+    wait_until(lambda: h.writer.stats.pending == 0, timeout=10.0)
     h.writer.stop()
     with Store(path) as s:
         assert s.seqs("printer-1") == list(range(1, 21))
@@ -72,10 +66,10 @@ def test_pending_survive_a_restart_and_a_real_future_reading_is_rejected(
     h = Harness(path, trusted=False)
     h.writer.queue.put(Inbound(1, 1, TOPIC, payload(1, now), now - 30 * DAY))
     h.writer.queue.put(Inbound(2, 1, TOPIC, payload(2, now + 400 * DAY), now))  # device bug
-    wait_for(lambda: len(h.acked) == 2)
+    wait_until(lambda: len(h.acked) == 2, timeout=10.0)
     h.writer.stop()
     h2 = Harness(path, trusted=True)  # agent restarted after NTP sync
-    wait_for(lambda: Store(path).pending_count() == 0)
+    wait_until(lambda: Store(path).pending_count() == 0, timeout=10.0)
     h2.writer.stop()
     with Store(path) as s:
         assert s.seqs("printer-1") == [1]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,17 +265,6 @@ def sessions() -> Iterator[Callable[..., Session]]:
     yield make
     for session in made:
         session.close()
-
-
-def wait_until(
-    predicate: Callable[[], bool],
-    timeout: float = 10.0,
-    describe: Callable[[], object] = lambda: "",
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not reached {describe()}"
-        time.sleep(0.01)
 
 
 @pytest.fixture

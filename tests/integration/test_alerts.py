@@ -26,7 +26,8 @@ from aiosmtpd.smtp import Envelope
 
 from firmware_sim.broker import LocalBroker, free_port
 from tests.integration.agent_harness import AgentProcess, write_agent_config
-from tests.integration.conftest import Session, wait_until
+from tests.integration.conftest import Session
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -162,24 +163,24 @@ def test_a_fall_reaches_the_first_caregiver_escalates_and_stops_on_ack(
     assert household.subscribe("replenish/v1/household/#") in (0, 1)
     with AgentProcess(agent_config):
         _fall(device, 1)
-        wait_until(lambda: bool(anna.received), 20, lambda: anna.received)
+        wait_until(lambda: bool(anna.received), timeout=20, what=lambda: anna.received)
         message = anna.received[0]
         assert "Fall alert: Flat 3" in str(message["title"])
         assert DEVICE in str(message["message"])
         assert ben.received == []
         # Nobody acknowledges: anna is told again, then ben joins.
-        wait_until(lambda: len(anna.received) >= 2 and bool(ben.received), 30,
-                   lambda: (len(anna.received), len(ben.received)))
+        wait_until(lambda: len(anna.received) >= 2 and bool(ben.received),
+                   timeout=30, what=lambda: (len(anna.received), len(ben.received)))
         (alert_id, _), = _alerts(agent_config)
         assert household.publish("replenish/v1/household/commands/ack",
                                  json.dumps({"ref": f"a{alert_id}",
                                              "source": "phone"}).encode()) in (0, 16)
-        wait_until(lambda: _alerts(agent_config)[0][1] == "mqtt:phone", 15)
+        wait_until(lambda: _alerts(agent_config)[0][1] == "mqtt:phone", timeout=15)
         counts = (len(anna.received), len(ben.received))
         # A later fall is a new alert; once it reached anna, the first alert had every
         # chance to be re-sent too: it was not.
         _fall(device, 2)
-        wait_until(lambda: len(anna.received) > counts[0], 20)
+        wait_until(lambda: len(anna.received) > counts[0], timeout=20)
         assert len(ben.received) == counts[1]
     events = [json.loads(p) for t, p in household.messages
               if t == "replenish/v1/household/events"]
@@ -199,12 +200,12 @@ def test_an_alert_survives_sigkill_and_an_outage_and_goes_out_after(
     try:
         _fall(device, 1)
         # Positive marker: the alert is queued and a send was tried and failed.
-        wait_until(lambda: "alert.send_failed" in agent.log(), 30, agent.log)
+        wait_until(lambda: "alert.send_failed" in agent.log(), timeout=30, what=agent.log)
         agent.kill()
         assert anna.received == []
         anna.up = True
         agent.start()
-        wait_until(lambda: bool(anna.received), 30, agent.log)
+        wait_until(lambda: bool(anna.received), timeout=30, what=agent.log)
     finally:
         agent.stop()
     assert len(_alerts(agent_config)) == 1
@@ -238,7 +239,7 @@ def test_ack_from_the_cli_and_an_unknown_alert_is_a_clean_error(
     assert device.connect() == 0
     with AgentProcess(agent_config):
         _fall(device, 1)
-        wait_until(lambda: bool(endpoints["anna"].received), 20)
+        wait_until(lambda: bool(endpoints["anna"].received), timeout=20)
     (alert_id, _), = _alerts(agent_config)
     done = _cli(agent_config, "ack", str(alert_id), "--by", "anna")
     assert done.returncode == 0 and "acknowledged by anna" in done.stdout

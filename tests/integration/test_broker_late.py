@@ -22,7 +22,8 @@ import pytest
 from firmware_sim.broker import LocalBroker
 from tests.integration.agent_harness import write_agent_config
 from tests.integration.conftest import run_mosquitto_pub
-from tests.integration.test_ingest import db_count, payload, wait_for
+from tests.integration.test_ingest import db_count, payload
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -90,19 +91,19 @@ def test_agent_started_before_the_broker_waits_then_ingests(
         )
     started = time.monotonic()
     try:
-        wait_for(lambda: any(m.startswith("STATUS=waiting for MQTT broker")
+        wait_until(lambda: any(m.startswith("STATUS=waiting for MQTT broker")
                              for m in notify.texts()), timeout=20)
         assert "READY=1" in notify.texts(), "READY must not wait for the broker"
         while time.monotonic() - started < BROKER_LATE_S:
             assert proc.poll() is None, log_path.read_text()
             time.sleep(0.2)
         broker.start()
-        wait_for(lambda: "agent.ready" in log_path.read_text(), timeout=30)
+        wait_until(lambda: "agent.ready" in log_path.read_text(), timeout=30)
         assert proc.poll() is None
         done = run_mosquitto_pub(broker, "printer-1", "replenish/v1/devices/printer-1/state",
                                  payload("printer-1", 1, level=8.0))
         assert done.returncode == 0, done.stderr
-        wait_for(lambda: db_count(db, "printer-1") == 1, timeout=15)
+        wait_until(lambda: db_count(db, "printer-1") == 1, timeout=15)
         assert proc.poll() is None, "the agent never exits while waiting"
     finally:
         if proc.poll() is None:

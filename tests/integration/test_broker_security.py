@@ -11,14 +11,14 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from firmware_sim.broker import LocalBroker
-from tests.integration.conftest import Endpoint, Session, wait_until
+from tests.integration.conftest import Endpoint, Session
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -63,8 +63,8 @@ def test_foreign_topic_dropped_with_mqtt311(
     assert spoof.returncode == 0
     assert _puback_code(spoof) == 0
     mosquitto_pub("printer-1", STATE.format("printer-1"), "own")
-    wait_until(lambda: len(agent.messages) >= 1)
-    time.sleep(0.1)  # a late spoofed message would show up behind the marker
+    # The broker forwards in order: a spoof it had let through would arrive before "own".
+    wait_until(lambda: len(agent.messages) >= 1, timeout=10.0)
     assert agent.messages == [(STATE.format("printer-1"), b"own")]
 
 
@@ -78,8 +78,7 @@ def test_foreign_topic_refused_with_mqtt5_reason_135(
     assert device.connect() == 0
     assert device.publish(STATE.format("fridge-1"), b"spoof") == NOT_AUTHORIZED
     assert device.publish(STATE.format("printer-1"), b"own") == 0
-    wait_until(lambda: len(agent.messages) >= 1)
-    time.sleep(0.1)
+    wait_until(lambda: len(agent.messages) >= 1, timeout=10.0)  # "own" is the marker
     assert agent.messages == [(STATE.format("printer-1"), b"own")]
 
 
@@ -167,7 +166,7 @@ def test_read_acl(
     marker = sessions(broker, marker_from)
     assert marker.connect() == 0
     assert marker.publish(marker_topic, b"marker") == 0
-    wait_until(lambda: (marker_topic, b"marker") in reader.messages)
+    wait_until(lambda: (marker_topic, b"marker") in reader.messages, timeout=10.0)
     assert ((topic, b"probe") in reader.messages) is allowed
 
 
@@ -181,8 +180,8 @@ def test_device_does_not_receive_other_devices_commands(
     assert agent.connect() == 0
     assert agent.publish(COMMANDS.format("printer-1"), b"for-printer") == NO_SUBSCRIBERS
     assert agent.publish(COMMANDS.format("fridge-1"), b"for-fridge") == 0
-    wait_until(lambda: len(snoop.messages) >= 1)
-    time.sleep(0.1)
+    # The printer's command went out first: it would arrive before the fridge's marker.
+    wait_until(lambda: len(snoop.messages) >= 1, timeout=10.0)
     assert snoop.messages == [(COMMANDS.format("fridge-1"), b"for-fridge")]
 
 
@@ -263,7 +262,7 @@ def test_copied_client_id_gains_nothing(
     assert thief.subscribe(COMMANDS.format("fridge-1")) == 1
     assert agent.publish(COMMANDS.format("printer-1"), b"second-command") < 128
     assert agent.publish(COMMANDS.format("fridge-1"), b"marker") == 0
-    wait_until(lambda: (COMMANDS.format("fridge-1"), b"marker") in thief.messages)
+    wait_until(lambda: (COMMANDS.format("fridge-1"), b"marker") in thief.messages, timeout=10.0)
     assert thief.messages == [(COMMANDS.format("fridge-1"), b"marker")]
 
 
@@ -273,7 +272,7 @@ def test_mosquitto_pub_and_paho_agree_on_own_topic(
     agent = _observer(broker, sessions)
     result = mosquitto_pub("printer-1", STATE.format("printer-1"), '{"seq": 1}')
     assert result.returncode == 0, result.stdout + result.stderr
-    wait_until(lambda: len(agent.messages) == 1)
+    wait_until(lambda: len(agent.messages) == 1, timeout=10.0)
     assert agent.messages == [(STATE.format("printer-1"), b'{"seq": 1}')]
 
 
@@ -441,7 +440,7 @@ def test_restart_keeps_port_and_queued_messages(
     assert broker.port == port and broker.running
     back = sessions(broker, "agent", session_expiry=3600, **opts)
     assert back.connect() == 0
-    wait_until(lambda: len(back.messages) == 1)
+    wait_until(lambda: len(back.messages) == 1, timeout=10.0)
     assert back.messages == [(STATE.format("printer-1"), b"queued")]
 
 
@@ -503,11 +502,8 @@ def test_spoofed_reading_never_reaches_the_database(
         code = printer.publish(STATE.format("fridge-1"), _reading("fridge-1", 1, "fridge"))
         assert code == (NOT_AUTHORIZED if mqtt5 else 0)
         assert printer.publish(STATE.format("printer-1"), _reading("printer-1", 1)) < 128
-        wait_until(
-            lambda: _store_snapshot(db)[0].get("printer-1") == 1,
-            timeout=AGENT_WAIT,
-            describe=lambda: _store_snapshot(db),
-        )
+        wait_until(lambda: _store_snapshot(db)[0].get("printer-1") == 1,
+                   timeout=AGENT_WAIT, what=lambda: _store_snapshot(db))
     readings, _ = _store_snapshot(db)
     assert readings == {"printer-1": 1}
 
@@ -544,7 +540,7 @@ def test_agent_rejects_bad_topics_even_when_the_broker_lets_them_through(
                 readings, rejects = _store_snapshot(db)
                 return readings.get("printer-1") == 1 and sum(rejects.values()) >= 4
 
-            wait_until(settled, timeout=AGENT_WAIT, describe=lambda: _store_snapshot(db))
+            wait_until(settled, timeout=AGENT_WAIT, what=lambda: _store_snapshot(db))
             assert agent.proc is not None and agent.proc.poll() is None
         readings, rejects = _store_snapshot(db)
     assert readings == {"printer-1": 1}
@@ -620,7 +616,7 @@ def test_device_init_config_runs_under_debian_main_conf(gateway_dir: Path) -> No
         return log.read_text() if log.exists() else ""
 
     try:
-        wait_until(lambda: "running" in log_text(), describe=log_text)
+        wait_until(lambda: "running" in log_text(), timeout=10.0, what=log_text)
         if os.geteuid() == 0:  # the broker really dropped root
             status = Path(f"/proc/{proc.pid}/status").read_text()
             uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
@@ -629,7 +625,7 @@ def test_device_init_config_runs_under_debian_main_conf(gateway_dir: Path) -> No
         ca = d / "replenish-ca" / "ca.crt"
         added = json.loads(_gateway_cli(d, "add", "kettle-1", "--kind", "other").stdout)
         # The reload happens after the privilege drop: the files must be readable.
-        wait_until(lambda: "Reloading config" in log_text(), describe=log_text)
+        wait_until(lambda: "Reloading config" in log_text(), timeout=10.0, what=log_text)
         broker = Endpoint(
             "127.0.0.1",
             local,
@@ -657,7 +653,8 @@ def test_device_init_config_runs_under_debian_main_conf(gateway_dir: Path) -> No
 
         reloads = log_text().count("Reloading config")
         _gateway_cli(d, "remove", "kettle-1")
-        wait_until(lambda: log_text().count("Reloading config") > reloads, describe=log_text)
+        wait_until(lambda: log_text().count("Reloading config") > reloads,
+                   timeout=10.0, what=log_text)
         again = Session(broker, "kettle-1", port=tls, tls_ca=ca)
         try:
             assert again.connect() == NOT_AUTHORIZED

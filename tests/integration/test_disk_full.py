@@ -9,7 +9,7 @@ import os
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -19,15 +19,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_sim.broker import LocalBroker
 from tests.integration.agent_harness import AgentProcess, write_agent_config
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -83,16 +77,16 @@ def test_full_disk_then_freed(tmp_path: Path, small_disk: Path, broker: LocalBro
     with AgentProcess(config) as agent:
         for seq in range(1, 6):
             send(seq)
-        wait_for(lambda: count(db) == 5 * 20)
+        wait_until(lambda: count(db) == 5 * 20, timeout=30.0)
         filler = fill(small_disk)
         for seq in range(6, 306):
             send(seq)
-        wait_for(lambda: "store.write_failed reason=disk_full" in agent.log())
+        wait_until(lambda: "store.write_failed reason=disk_full" in agent.log(), timeout=30.0)
         time.sleep(3)  # retries keep failing meanwhile: the process must stay up
         assert agent.proc is not None and agent.proc.poll() is None
         assert count(db) < 305 * 20
         filler.unlink()  # space returns
-        wait_for(lambda: count(db) == 305 * 20, timeout=60)
+        wait_until(lambda: count(db) == 305 * 20, timeout=60)
         assert agent.proc.poll() is None
         log = agent.log()
     client.loop_stop()

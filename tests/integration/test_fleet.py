@@ -14,7 +14,8 @@ from agent.wire.device import parse_state, parse_topic
 from firmware_sim.broker import LocalBroker
 from firmware_sim.fleet import Fleet, fleet_device_id, parse_shard
 from firmware_sim.household.scenario import Household
-from tests.integration.conftest import Session, wait_until
+from tests.integration.conftest import Session
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -54,8 +55,8 @@ def test_two_shards_publish_disjoint_devices_and_every_message_arrives(
         published = sum(s.published for s in stats)
         assert published > 0 and all(s.acknowledged == s.published for s in stats)
         assert sum(s.households for s in stats) == HOUSEHOLDS
-        wait_until(lambda: len(agent.messages) >= published, 20,
-                   lambda: (len(agent.messages), published))
+        wait_until(lambda: len(agent.messages) >= published,
+                   timeout=20, what=lambda: (len(agent.messages), published))
     per_device = Counter(topic.split("/")[3] for topic, _ in agent.messages)
     assert set(per_device) == set(ids)  # every device of both shards, nobody else
     for topic, payload in agent.messages:

@@ -18,7 +18,8 @@ import pytest
 
 from agent.ops.bridge import BridgeSettings, render_bridge_conf
 from firmware_sim.broker import LocalBroker
-from tests.integration.conftest import Session, wait_until
+from tests.integration.conftest import Session
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -71,7 +72,7 @@ def test_only_orders_and_health_cross(
     house: LocalBroker, vendor: LocalBroker, sessions: Callable[..., Session]
 ) -> None:
     ops = _ops(vendor, sessions)
-    wait_until(lambda: _bridge_up(ops), 20, lambda: ops.messages[-5:])
+    wait_until(lambda: _bridge_up(ops), timeout=20, what=lambda: ops.messages[-5:])
     agent = sessions(house, "agent")
     device = sessions(house, "printer-1")
     household = sessions(house, "household")
@@ -104,7 +105,7 @@ def test_only_orders_and_health_cross(
     # A last order after all the rest: once it crossed, everything before it had its turn.
     assert agent.publish("replenish/v1/fleet/orders/13", b'{"intent": 13}') in (0, 16)
 
-    wait_until(lambda: (f"{REMOTE}orders/13", b'{"intent": 13}') in ops.messages, 20)
+    wait_until(lambda: (f"{REMOTE}orders/13", b'{"intent": 13}') in ops.messages, timeout=20)
     topics = {t for t, _ in _crossed(ops)}
     assert topics == {f"{REMOTE}bridge/state", f"{REMOTE}orders/12", f"{REMOTE}orders/13",
                       f"{REMOTE}health"}
@@ -121,7 +122,7 @@ def test_orders_queue_while_the_link_is_down_and_resume(
     house: LocalBroker, vendor: LocalBroker, sessions: Callable[..., Session]
 ) -> None:
     ops = _ops(vendor, sessions)
-    wait_until(lambda: _bridge_up(ops), 20, lambda: ops.messages[-5:])
+    wait_until(lambda: _bridge_up(ops), timeout=20, what=lambda: ops.messages[-5:])
     ops.close()
     vendor.stop()
     agent = sessions(house, "agent")
@@ -132,7 +133,7 @@ def test_orders_queue_while_the_link_is_down_and_resume(
 
     vendor.start()  # same ports, persisted sessions
     back = _ops(vendor, sessions)
-    wait_until(lambda: all(any(t == s for t, _ in back.messages) for s in sent), 30,
-               lambda: [t for t, _ in back.messages if "orders" in t])
+    wait_until(lambda: all(any(t == s for t, _ in back.messages) for s in sent),
+               timeout=30, what=lambda: [t for t, _ in back.messages if "orders" in t])
     orders = [t for t, _ in back.messages if "/orders/" in t]
     assert sorted(set(orders)) == sorted(sent)

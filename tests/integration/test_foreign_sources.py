@@ -27,7 +27,7 @@ from firmware_sim.devices.foreign import (
     valetudo_configs,
 )
 from tests.integration.agent_harness import write_agent_config
-from tests.integration.conftest import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,7 @@ def test_zigbee2mqtt_bridge_discovery_and_adopted_battery_readings(
                   consumable_id=None, now=time.time())
     assert a.consumable_id == "CR2032"
     assert reader.refresh_adoptions() == ["zigbee2mqtt/sensor_00"]
-    wait_until(lambda: "zigbee2mqtt/sensor_00" in reader.topics())
+    wait_until(lambda: "zigbee2mqtt/sensor_00" in reader.topics(), timeout=10.0)
     time.sleep(0.3)  # let the SUBACK arrive before publishing
     publisher.publish("zigbee2mqtt/sensor_00", s0.state())
     publisher.publish("zigbee2mqtt/sensor_00", b"{not json")

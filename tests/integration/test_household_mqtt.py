@@ -12,12 +12,12 @@ appear on a household topic, and neither may raw device payload content.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +43,7 @@ from firmware_sim.broker import LocalBroker
 from firmware_sim.vendor import VendorSandbox
 from tests.integration.agent_harness import AgentProcess, write_agent_config
 from tests.integration.conftest import BROKER_USERS
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -52,6 +53,7 @@ CANARY_FW = f"fw-canary-{uuid.uuid4().hex[:16]}"  # raw device payload content
 NOT_AUTHORIZED = 135
 TTL_H = 1.0
 TICK = 0.5  # household sync and dispatcher interval of the agent under test
+SETTLE_MARKER = "settle-marker-"  # refs of the commands settle() sends as its markers
 PREFIX = "homeassistant"
 HOUSEHOLD = "replenish/v1/household"
 TONER = Proposal("printer-1/black", "sandbox", "TN-2420", 1, 1, Decimal("64.90"),
@@ -126,6 +128,8 @@ class Peer:
             assert self._subscribed.wait(10), "no SUBACK"
 
     def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        if SETTLE_MARKER.encode() in msg.payload:
+            return  # settle()'s own marker commands are scaffolding, not what we observe
         with self._lock:
             self.received.append(Msg(msg.topic, bytes(msg.payload), bool(msg.retain)))
 
@@ -165,16 +169,6 @@ class Peer:
         self.client.loop_stop()
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 # ---- fixtures ---------------------------------------------------------------------
 
 
@@ -208,12 +202,15 @@ class Rig:
         finally:
             led.close()
 
-    def audit(self, kind: str) -> list[dict[str, Any]]:
+    def audit(self, kind: str, markers: bool = False) -> list[dict[str, Any]]:
+        """Audit bodies of ``kind``; the refusals of settle()'s markers only if asked."""
         led = self.ledger()
         try:
-            return [json.loads(r.body) for r in led.audit_records() if r.kind == kind]
+            bodies = [json.loads(r.body) for r in led.audit_records() if r.kind == kind]
         finally:
             led.close()
+        return [b for b in bodies
+                if markers or not str(b.get("ref", "")).startswith(SETTLE_MARKER)]
 
     def refusals(self, result: str) -> list[dict[str, Any]]:
         return [b for b in self.audit("household_command_refused") if b["result"] == result]
@@ -277,7 +274,7 @@ def publish_readings(rig: Rig) -> None:
         assert peer.publish(f"replenish/v1/devices/{device}/state", state) < 128
     # Status after the first reading: the store drops a status of a device it has never
     # seen (reported to the lead), so a first-boot status would be lost.
-    wait_for(lambda: known_devices(rig.db) >= set(bodies), "devices stored")
+    wait_until(lambda: known_devices(rig.db) >= set(bodies), timeout=20.0, what="devices stored")
     for device in bodies:
         status = json.dumps({"state": "online", "ts": now})
         topic = f"replenish/v1/devices/{device}/status"
@@ -365,7 +362,7 @@ def wait_topics(read: Callable[[], dict[str, bytes]], topics: set[str],
         view = read()
         return view if topics <= view.keys() else None
 
-    result: dict[str, bytes] = wait_for(ready, what, timeout)
+    result: dict[str, bytes] = wait_until(ready, timeout=timeout, what=what)
     return result
 
 
@@ -387,14 +384,28 @@ def published_retained(rig: Rig) -> dict[str, bytes]:
 def wait_cleared(rig: Rig, ref: str, timeout: float = 20.0) -> None:
     """The proposal and both buttons were deleted with empty retained payloads."""
     gone = {*button_topics(ref).values(), f"{HOUSEHOLD}/proposals/{ref}"}
-    wait_for(lambda: not gone & rig.ha.retained().keys(), f"{ref} cleared", timeout)
+    wait_until(lambda: not gone & rig.ha.retained().keys(), timeout=timeout, what=f"{ref} cleared")
     empties = {m.topic for m in rig.ha.messages() if not m.payload and m.retain}
     assert gone <= empties
 
 
-def settle() -> None:
-    """Long enough for several sync and dispatcher passes of the agent."""
-    time.sleep(4 * TICK)
+def settle(rig: Rig) -> None:
+    """Wait for a positive marker that the agent ran passes after the caller's action.
+
+    A cancel for a proposal that does not exist is refused, and audited, by the household
+    pass that reads it; two in a row, each awaited, span at least one whole pass (the
+    dispatcher runs on the same interval). A slow agent then makes the wait time out
+    instead of making a "nothing happened" check pass because nothing ran yet.
+    """
+    def refused(ref: str) -> bool:
+        return any(b["ref"] == ref
+                   for b in rig.audit("household_command_refused", markers=True))
+
+    for _ in range(2):
+        ref = f"{SETTLE_MARKER}{uuid.uuid4().hex[:12]}"
+        body = json.dumps({"ref": ref, "source": "test"})
+        assert rig.ha.publish(f"{HOUSEHOLD}/commands/cancel", body) < 128
+        wait_until(functools.partial(refused, ref), timeout=20.0, what=f"marker {ref}")
 
 
 # ---- tests ------------------------------------------------------------------------
@@ -425,7 +436,7 @@ def test_discovery_availability_and_proposal_reach_home_assistant(rig: Rig) -> N
     assert (view.sku, view.quantity, view.unit_price, view.currency) == ("TN-2420", 1, 64.9,
                                                                          "EUR")
     assert view.expires_at == it.created_at + timedelta(hours=TTL_H)
-    wait_for(lambda: events(rig, "proposal"), "proposal event")
+    wait_until(lambda: events(rig, "proposal"), timeout=20.0, what="proposal event")
     assert events(rig, "proposal")[0].ref == ref
     # A reminder the planner stores reaches the household once, as an event.
     led = rig.ledger()
@@ -434,10 +445,10 @@ def test_discovery_availability_and_proposal_reach_home_assistant(rig: Rig) -> N
                           datetime.now(UTC))
     finally:
         led.close()
-    reminder = wait_for(lambda: events(rig, "reminder"), "reminder event")[0]
+    reminder = wait_until(lambda: events(rig, "reminder"), timeout=20.0, what="reminder event")[0]
     assert (reminder.device_id, reminder.consumable_id) == ("fridge-1", "milk")
     assert reminder.message == "reorder milk by Friday; tip: check date"
-    settle()
+    settle(rig)
     assert len(events(rig, "reminder")) == 1
     # Everything the agent publishes for HA is retained, except events.
     for m in rig.ha.messages():
@@ -452,25 +463,25 @@ def test_approve_places_exactly_one_order_and_removes_the_buttons(rig: Rig) -> N
 
     # A device's account cannot press: the broker refuses the publish (MQTT 5: 135).
     assert press(rig.devices["printer-1"], buttons["approve"]) == NOT_AUTHORIZED
-    settle()
+    settle(rig)
     assert rig.sandbox.orders() == []
     assert rig.intent(it.id).state is State.PROPOSED
     assert rig.audit("household_command_refused") == [] and rig.audit("order_approved") == []
 
     assert press(rig.ha, buttons["approve"]) < 128
-    wait_for(lambda: rig.intent(it.id).state is State.PLACED, "order placed")
+    wait_until(lambda: rig.intent(it.id).state is State.PLACED, timeout=20.0, what="order placed")
     orders = rig.sandbox.orders()
     assert len(orders) == 1
     assert (orders[0].sku, orders[0].quantity) == ("TN-2420", 1)
     assert len(rig.audit("order_approved")) == 1
     wait_cleared(rig, ref)
-    wait_for(lambda: events(rig, "order_placed"), "order_placed event")
+    wait_until(lambda: events(rig, "order_placed"), timeout=20.0, what="order_placed event")
     assert events(rig, "order_placed")[0].ref == f"o{it.id}"
 
     # A second press (a stale button, a retried QoS 1 publish) is refused and audited.
     assert press(rig.ha, buttons["approve"]) < 128
-    wait_for(lambda: rig.refusals("already_decided"), "second press refused")
-    settle()
+    wait_until(lambda: rig.refusals("already_decided"), timeout=20.0, what="second press refused")
+    settle(rig)
     assert len(rig.sandbox.orders()) == 1
     assert rig.refusals("already_decided")[0]["source"] == "homeassistant"
     led = rig.ledger()
@@ -491,8 +502,8 @@ def test_press_after_expiry_places_nothing(rig: Rig) -> None:
     assert datetime.now(UTC) >= it.created_at + timedelta(hours=TTL_H)
 
     assert press(rig.ha, buttons["approve"]) < 128
-    wait_for(lambda: rig.refusals("expired"), "expired press refused")
-    settle()
+    wait_until(lambda: rig.refusals("expired"), timeout=20.0, what="expired press refused")
+    settle(rig)
     assert rig.sandbox.orders() == []
     assert rig.intent(it.id).state is State.PROPOSED
     assert rig.audit("order_approved") == []
@@ -504,25 +515,27 @@ def test_cancel_and_snooze_decide_without_ordering(rig: Rig) -> None:
     second = rig.propose(Proposal("fridge-1/milk", "sandbox", "MILK-1L", 2, 1,
                                   Decimal("1.19"), "Whole milk 1 l"))
     buttons = wait_buttons(rig, proposal_ref(first))
-    wait_for(lambda: f"{HOUSEHOLD}/proposals/{proposal_ref(second)}" in rig.ha.retained(),
-             "second proposal")
+    wait_until(lambda: f"{HOUSEHOLD}/proposals/{proposal_ref(second)}" in rig.ha.retained(),
+               timeout=20.0, what="second proposal")
 
     assert press(rig.ha, buttons["cancel"]) < 128
-    wait_for(lambda: rig.intent(first.id).state is State.CANCELLED, "cancelled")
+    wait_until(lambda: rig.intent(first.id).state is State.CANCELLED,
+               timeout=20.0, what="cancelled")
     wait_cleared(rig, proposal_ref(first))
-    wait_for(lambda: events(rig, "order_cancelled"), "order_cancelled event")
+    wait_until(lambda: events(rig, "order_cancelled"), timeout=20.0, what="order_cancelled event")
 
     # A phone app snoozes (no HA button for that): the proposal is withdrawn, audited.
     until = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     snooze = json.dumps({"ref": proposal_ref(second), "until": until, "source": "phone"})
     assert rig.ha.publish(f"{HOUSEHOLD}/commands/snooze", snooze) < 128
-    wait_for(lambda: rig.intent(second.id).state is State.CANCELLED, "snoozed")
+    wait_until(lambda: rig.intent(second.id).state is State.CANCELLED, timeout=20.0, what="snoozed")
     assert rig.audit("proposal_snoozed")[0]["until"] == until
 
     # Approving what was cancelled changes nothing.
     assert press(rig.ha, buttons["approve"]) < 128
-    wait_for(lambda: rig.refusals("already_decided"), "approve after cancel refused")
-    settle()
+    wait_until(lambda: rig.refusals("already_decided"),
+               timeout=20.0, what="approve after cancel refused")
+    settle(rig)
     assert rig.sandbox.orders() == []
 
 
@@ -533,7 +546,7 @@ def test_homeassistant_online_reannounces_everything_with_stable_ids(rig: Rig) -
     wait_buttons(rig, ref)
     wanted = ALL_SENSORS | set(button_topics(ref).values()) | {f"{HOUSEHOLD}/proposals/{ref}"}
     before = {t: rig.ha.retained()[t] for t in wanted}
-    settle()
+    settle(rig)
 
     rig.ha.clear()
     assert rig.ha.publish("homeassistant/status", "online") < 128
@@ -561,8 +574,8 @@ def test_phone_app_without_discovery_approves_by_proposal_id(rig: Rig) -> None:
 
     command = json.dumps({"ref": view.proposal_id, "source": "phone"})
     assert rig.ha.publish(f"{HOUSEHOLD}/commands/approve", command) < 128
-    wait_for(lambda: rig.intent(it.id).state is State.PLACED, "order placed")
-    wait_for(lambda: topic not in rig.ha.retained(), "proposal cleared")
+    wait_until(lambda: rig.intent(it.id).state is State.PLACED, timeout=20.0, what="order placed")
+    wait_until(lambda: topic not in rig.ha.retained(), timeout=20.0, what="proposal cleared")
     assert len(rig.sandbox.orders()) == 1
     assert not [m.topic for m in rig.ha.messages() if m.topic.startswith(f"{PREFIX}/")]
 
@@ -608,7 +621,7 @@ def test_restarted_agent_clears_buttons_decided_while_it_was_down(rig: Rig) -> N
          "approve", str(it.id)], capture_output=True, text=True, timeout=30)
     assert approved.returncode == 0, approved.stderr
     rig.agent.start()
-    wait_for(lambda: rig.intent(it.id).state is State.PLACED, "order placed")
+    wait_until(lambda: rig.intent(it.id).state is State.PLACED, timeout=20.0, what="order placed")
     assert len(rig.sandbox.orders()) == 1
     wait_cleared(rig, ref)
 
@@ -652,9 +665,9 @@ def test_a_retained_command_is_never_executed(rig: Rig) -> None:
 def test_a_device_that_falls_silent_is_a_problem_event(rig: Rig) -> None:
     """Devices report once at start, then nothing: after 3.6 s each is silent, once."""
     wait_discovered(rig)
-    silent = wait_for(lambda: {e.device_id for e in events(rig, "problem")}
+    silent = wait_until(lambda: {e.device_id for e in events(rig, "problem")}
                       >= {"printer-1", "fridge-1"} and events(rig, "problem"),
-                      "silent-device problems")
+                          timeout=20.0, what="silent-device problems")
     assert all("silent for" in e.message for e in silent)
-    time.sleep(2 * TICK)
+    settle(rig)
     assert len(events(rig, "problem")) == 2

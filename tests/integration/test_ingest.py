@@ -6,7 +6,6 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -17,6 +16,7 @@ from agent.storage.store import Store
 from firmware_sim.broker import LocalBroker
 from tests.integration.agent_harness import AgentProcess, write_agent_config
 from tests.integration.conftest import run_mosquitto_pub
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +31,6 @@ def payload(device: str, seq: int, level: float = 50.0) -> str:
             "consumables": [{"id": "black", "level": level, "unit": "percent", "sku": "TN-2420"}],
         }
     )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def db_count(db: Path, device: str) -> int:
@@ -78,7 +69,7 @@ def test_mosquitto_pub_and_paho_readings_arrive(broker: LocalBroker, tmp_path: P
             }
         )
         client.publish("replenish/v1/devices/fridge-1/state", body, qos=1).wait_for_publish(5)
-        wait_for(lambda: db_count(db, "printer-1") == 1 and db_count(db, "fridge-1") == 1)
+        wait_until(lambda: db_count(db, "printer-1") == 1 and db_count(db, "fridge-1") == 1)
         client.loop_stop()
         client.disconnect()
     with Store(db) as store:
@@ -95,7 +86,7 @@ def test_malformed_payload_rejected_next_good_lands(broker: LocalBroker, tmp_pat
         run_mosquitto_pub(broker, "printer-1", topic, payload("printer-1", 1, level=101))
         run_mosquitto_pub(broker, "printer-1", topic, payload("printer-2", 2))
         run_mosquitto_pub(broker, "printer-1", topic, payload("printer-1", 3))
-        wait_for(lambda: db_count(db, "printer-1") == 1)
+        wait_until(lambda: db_count(db, "printer-1") == 1)
         assert agent.proc is not None and agent.proc.poll() is None
         log = agent.log()
     with Store(db) as store:
@@ -136,13 +127,13 @@ def test_sigkill_while_publishing_loses_nothing_duplicates_nothing(
     publisher.start()
     try:
         for _ in range(3):  # kill mid-stream, restart, repeat
-            wait_for(lambda: db_count(db, "printer-1") > 0, timeout=30)
+            wait_until(lambda: db_count(db, "printer-1") > 0, timeout=30)
             time.sleep(0.2)
             agent.kill()
             agent.start()
         publisher.join(150)
         assert published.is_set()
-        wait_for(lambda: db_count(db, "printer-1") == total, timeout=120)
+        wait_until(lambda: db_count(db, "printer-1") == total, timeout=120)
     finally:
         agent.stop()
         client.loop_stop()

@@ -27,7 +27,8 @@ from agent.storage.ledger import Ledger
 from firmware_sim.broker import LocalBroker
 from firmware_sim.vendor import VendorSandbox
 from tests.integration.agent_harness import AgentProcess, write_agent_config
-from tests.integration.conftest import BROKER_USERS, Session, wait_until
+from tests.integration.conftest import BROKER_USERS, Session
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -114,7 +115,7 @@ def test_one_live_order_per_need_across_sigkills(
         agent.start()
         _publish(broker, 1)
         db = config.parent / "agent.db"
-        wait_until(lambda: db.exists(), 10)
+        wait_until(lambda: db.exists(), timeout=10)
         _grant(db)
         # Kill it at random moments while it decides, sends and reconciles.
         for kill in range(KILLS):
@@ -124,8 +125,8 @@ def test_one_live_order_per_need_across_sigkills(
             if kill == KILLS // 2:
                 _publish(broker, 2 + kill)  # the need is still there: still LOW
         skus = {sku for _, _, sku in NEEDS.values()}
-        wait_until(lambda: set(_live(vendor)) == skus, 90,
-                   lambda: (_live(vendor), agent.log()[-2000:]))
+        wait_until(lambda: set(_live(vendor)) == skus,
+                   timeout=90, what=lambda: (_live(vendor), agent.log()[-2000:]))
         # Further passes (decisions every 10 s) must not add a second order per need.
         time.sleep(12)
         agent.stop()

@@ -21,8 +21,8 @@ from tests.integration.test_household_mqtt import (  # noqa: F401 (rig is a fixt
     Rig,
     press,
     rig,
-    wait_for,
 )
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -42,15 +42,17 @@ def test_two_presses_of_order_now_place_one_order(rig: Rig) -> None:  # noqa: F8
             monthly_budget=Decimal("200")), datetime.now(UTC))
     finally:
         led.close()
-    config = wait_for(lambda: rig.ha.retained().get(BUTTON), "the Order now button")
+    config = wait_until(lambda: rig.ha.retained().get(BUTTON),
+                        timeout=20.0, what="the Order now button")
     assert press(rig.ha, config) < 128
-    wait_for(lambda: _events(rig, "order_now"), "the answer to the first press")
+    wait_until(lambda: _events(rig, "order_now"),
+               timeout=20.0, what="the answer to the first press")
     assert press(rig.ha, config) < 128
-    answers = wait_for(lambda: len(_events(rig, "order_now")) >= 2 and _events(rig, "order_now"),
-                       "the answer to the second press")
+    answers = wait_until(lambda: len(_events(rig, "order_now")) >= 2 and _events(rig, "order_now"),
+                         timeout=20.0, what="the answer to the second press")
     assert "ordering 1 x" in str(answers[0]["message"])
     assert "already on its way" in str(answers[1]["message"])
-    wait_for(lambda: rig.sandbox.orders(), "the order at the vendor")
+    wait_until(lambda: rig.sandbox.orders(), timeout=20.0, what="the order at the vendor")
     # A third request, from the CLI, sees the same order and places nothing.
     done = subprocess.run([sys.executable, "-m", "agent.cli.main", "--config",
                            str(rig.agent.config), "orders", "now", "printer-1/black"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import timedelta
@@ -30,6 +29,7 @@ from firmware_sim.devices.faults import FaultPlan
 from firmware_sim.household.live import LivePublisher, attach_sandbox
 from firmware_sim.household.scenario import Household
 from tests.integration.agent_harness import AgentProcess, write_agent_config
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 DEVICES = ("printer-1", "fridge-1", "wearable-1")
@@ -86,22 +86,13 @@ def publish_demo(broker: LocalBroker, days: float, faults: FaultPlan | None = No
     return publisher
 
 
-def wait_for(predicate: object, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def test_demo_household_publishes_valid_state_from_each_device(
     broker: LocalBroker, recorder: Recorder
 ) -> None:
     publisher = publish_demo(broker, days=2)
     stats = publisher.stats
     assert set(stats.states) == set(DEVICES)
-    wait_for(lambda: all(len(recorder.get(d, Channel.STATE)) >= stats.states[d]
+    wait_until(lambda: all(len(recorder.get(d, Channel.STATE)) >= stats.states[d]
                          for d in DEVICES))
     for device in DEVICES:
         raw = recorder.get(device, Channel.STATE)
@@ -133,7 +124,7 @@ def test_faults_reach_the_wire_and_are_refused_by_the_parser(
     injected = sum(plan.injected.values())
     assert injected > 0
     total = sum(publisher.stats.states.values())
-    wait_for(lambda: sum(len(recorder.get(d, Channel.STATE)) for d in DEVICES) >= total)
+    wait_until(lambda: sum(len(recorder.get(d, Channel.STATE)) for d in DEVICES) >= total)
     refused = 0
     for device in DEVICES:
         for payload in recorder.get(device, Channel.STATE):
@@ -155,7 +146,7 @@ def test_cli_household_command_against_the_broker(
     assert code == 0
     out = capsys.readouterr().out
     assert "printer-1:" in out and "readings" in out
-    wait_for(lambda: all(recorder.get(d, Channel.STATE) for d in DEVICES))
+    wait_until(lambda: all(recorder.get(d, Channel.STATE) for d in DEVICES))
     assert "printer-1-pass" not in out
 
 
@@ -172,7 +163,7 @@ def test_agent_stores_the_household_readings(broker: LocalBroker, tmp_path: Path
                 return all(len(store.seqs(d)) == publisher.stats.states[d]
                            for d in DEVICES)
 
-        wait_for(stored, timeout=30)
+        wait_until(stored, timeout=30)
     with Store(db) as store:
         consumables = {(c["device_id"], c["consumable_id"]) for c in store.consumables()}
         assert {("printer-1", "toner"), ("fridge-1", "milk"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from firmware_sim.vendor import VendorSandbox
 from tests.integration.nspawn_rig import Container, RigError, preflight, rootfs, stage_source
 from tests.integration.nspawn_rig import wheels as dependency_wheels
 from tests.test_systemd_unit import MAX_EXPOSURE
+from tests.waiting import wait_until
 
 # About 2 min with the rootfs cached; the first debootstrap adds about a minute.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -64,18 +65,6 @@ def agent_toml(vendor_url: str) -> str:
         assert old in example, f"agent.toml.example changed: {old!r} not found"
         example = example.replace(old, new)
     return example
-
-
-def wait_until(what: str, probe: Callable[[], object], timeout: float,
-               every: float = 0.5) -> object:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +132,10 @@ def run_readme_steps(box: Container) -> str:
         command = step.removeprefix("sudo ")
         if command.startswith("systemctl restart mosquitto"):
             # The agent was started first and must still be waiting, never failed.
-            wait_until("the agent's STATUS to say it waits for the broker",
-                       lambda: box.show(UNIT, "StatusText").startswith(
-                           "waiting for MQTT broker 127.0.0.1:1883 (attempt "), 30)
+            wait_until(lambda: box.show(UNIT, "StatusText").startswith(
+                           "waiting for MQTT broker 127.0.0.1:1883 (attempt "),
+                       timeout=30, every=0.5,
+                       what="the agent's STATUS to say it waits for the broker")
             # doctor explains it from the unit's STATUS= (systemctl show, the real one).
             doctor_out = box.sh("replenish doctor --json", check=False).stdout
             broker = next(c for c in json.loads(doctor_out)["checks"] if c["name"] == "broker")
@@ -165,8 +155,9 @@ def run_readme_steps(box: Container) -> str:
             # READY=1 came once the database was open: the unit is active, not activating.
             assert box.show(UNIT, "ActiveState") == "active"
         if command.startswith("systemctl restart mosquitto"):
-            wait_until("the agent to connect", lambda: box.show(UNIT, "StatusText").startswith(
-                "running: MQTT broker 127.0.0.1:1883 connected"), 30)
+            wait_until(lambda: box.show(UNIT, "StatusText").startswith(
+                "running: MQTT broker 127.0.0.1:1883 connected"),
+                    timeout=30, what="the agent to connect", every=0.5)
             assert box.show(UNIT, "NRestarts") == "0", "the late broker cost a restart"
         if command.startswith("replenish device add"):
             found = re.search(r"^\s*password:\s+(\S+)", done.stdout, re.M)
@@ -196,8 +187,8 @@ def first_order(box: Container, sandbox: VendorSandbox, password: str) -> None:
     box.sh("mosquitto_pub -h 127.0.0.1 -p 8883 --cafile /etc/mosquitto/replenish-ca/ca.crt "
            f"-u office-printer -P '{password}' -i office-printer -V 5 -q 1 "
            f"-t replenish/v1/devices/office-printer/state -m '{reading}'")
-    wait_until("the reading in the agent's database",
-               lambda: "office-printer" in box.sh("replenish status").stdout, 30)
+    wait_until(lambda: "office-printer" in box.sh("replenish status").stdout,
+               timeout=30, what="the reading in the agent's database", every=0.5)
     box.sh("replenish consent set office-printer/black confirm")
 
     def proposal() -> int | None:
@@ -206,10 +197,10 @@ def first_order(box: Container, sandbox: VendorSandbox, password: str) -> None:
         ids = [r["id"] for r in rows if r["state"] == "proposed"]
         return ids[0] if ids else None
 
-    proposed = wait_until("a proposal for the LOW toner", proposal, 40, every=1.0)
+    proposed = wait_until(proposal, timeout=40, what="a proposal for the LOW toner", every=1.0)
     assert sandbox.orders() == []
     box.sh(f"replenish orders approve {proposed}")
-    wait_until("the order at the vendor", lambda: sandbox.orders(), 30)
+    wait_until(lambda: sandbox.orders(), timeout=30, what="the order at the vendor", every=0.5)
     time.sleep(3)  # a few more dispatch passes: nothing may go out twice
     orders = sandbox.orders()
     assert len(orders) == 1, orders
@@ -231,16 +222,16 @@ def clean_journal_and_stop(box: Container) -> None:
 
 def watchdog_restarts_a_hung_agent(box: Container) -> None:
     box.sh(f"systemctl start {UNIT}", timeout=60)
-    wait_until("the agent running again", lambda: box.show(UNIT, "StatusText").startswith(
-        "running:"), 30)
+    wait_until(lambda: box.show(UNIT, "StatusText").startswith(
+        "running:"), timeout=30, what="the agent running again", every=0.5)
     before = int(box.show(UNIT, "NRestarts"))
     hung = box.show(UNIT, "MainPID")
     box.sh(f"kill -STOP {hung}")
-    wait_until("systemd's watchdog to restart the hung agent",
-               lambda: int(box.show(UNIT, "NRestarts")) > before, WATCHDOG_RESTART_WAIT_S,
-               every=2.0)
-    wait_until("the restarted agent connected", lambda: box.show(UNIT, "StatusText").startswith(
-        "running:"), 30)
+    wait_until(lambda: int(box.show(UNIT, "NRestarts")) > before,
+               timeout=WATCHDOG_RESTART_WAIT_S, every=2.0,
+               what="systemd's watchdog to restart the hung agent")
+    wait_until(lambda: box.show(UNIT, "StatusText").startswith(
+        "running:"), timeout=30, what="the restarted agent connected", every=0.5)
     assert box.show(UNIT, "MainPID") != hung
     assert "watchdog timeout" in box.sh(f"journalctl -b -u {UNIT} --no-pager -q").stdout.lower()
 
