@@ -9,39 +9,36 @@ and a relative name is looked up in ``$CREDENTIALS_DIRECTORY`` first (systemd
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+# Reading the inputs (TOML, environment, secret files) lives in agent.config_io; the
+# names callers use are re-exported here.
+# The alert sections live in agent.config_alerts; the names callers use are re-exported.
+from agent.config_alerts import AlertContact as AlertContact
+from agent.config_alerts import AlertRule as AlertRule
+from agent.config_alerts import AlertSettings as AlertSettings
+from agent.config_io import ENV_PREFIX as ENV_PREFIX
+from agent.config_io import ENVIRON, SECTION, MappingEnvSource, env_name, read_toml
+from agent.config_io import plain_reason as plain_reason
+from agent.config_io import read_secret as read_secret
+from agent.config_io import resolve_secret_path as resolve_secret_path
 from agent.errors import ConfigError
-from agent.logs import register_secret
 
 DEFAULT_CONFIG_PATH = Path("/etc/replenish-agent/agent.toml")
 DEFAULT_DB_PATH = Path("/var/lib/replenish-agent/agent.db")
 DEFAULT_CLIENT_ID = "replenish-agent"
 DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
-ENV_PREFIX = "REPLENISH_"
 
-# Keys that would put a secret into the TOML itself: refused with a pointer to the file key.
-_SECRET_KEYS = {"password": "password_file", "token": "token_file", "secret": "*_file"}
-
-_SECTION = ConfigDict(extra="forbid", frozen=True)
 
 
 class MqttSettings(BaseModel):
-    model_config = _SECTION
+    model_config = SECTION
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
@@ -57,7 +54,7 @@ class BrokerSettings(BaseModel):
     """The gateway's Mosquitto files, for ``replenish device`` (None: Debian defaults,
     see :mod:`agent.ops.provisioning`)."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     password_file: Path | None = None
     acl_file: Path | None = None
@@ -72,13 +69,13 @@ class BrokerSettings(BaseModel):
 
 
 class StorageSettings(BaseModel):
-    model_config = _SECTION
+    model_config = SECTION
 
     path: Path = DEFAULT_DB_PATH
 
 
 class IngestSettings(BaseModel):
-    model_config = _SECTION
+    model_config = SECTION
 
     # Group commit: the writer takes whatever has queued up, at most this many at once.
     batch_size: int = Field(default=1_000, ge=1, le=10_000)
@@ -103,7 +100,7 @@ class IngestSettings(BaseModel):
 
 
 class VendorSettings(BaseModel):
-    model_config = _SECTION
+    model_config = SECTION
 
     # Orders, the ledger and the audit log name the vendor they went to.
     name: str = Field(default="sandbox", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -137,7 +134,7 @@ class VendorSettings(BaseModel):
 
 
 class PrinterSettings(BaseModel):
-    model_config = _SECTION
+    model_config = SECTION
 
     uri: str = Field(pattern=r"^ipps?://")
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -145,7 +142,7 @@ class PrinterSettings(BaseModel):
 
 
 class ForecastSettings(BaseModel):
-    model_config = _SECTION
+    model_config = SECTION
 
     # P(no run-out before the delivery) per order: the level bench/forecast.py validates.
     service_level: float = Field(default=0.98, gt=0.5, lt=1.0)
@@ -154,7 +151,7 @@ class ForecastSettings(BaseModel):
 
 
 class RetentionSettings(BaseModel):
-    model_config = _SECTION
+    model_config = SECTION
 
     # Five-minute readings are kept this long, hourly ones after: the forecast reads hourly
     # at most, so finer history only serves support looking at a recent incident.
@@ -164,7 +161,7 @@ class RetentionSettings(BaseModel):
 class HouseholdSettings(BaseModel):
     """MQTT notifications for phone apps and Home Assistant."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     enabled: bool = True
     homeassistant: bool = True
@@ -178,58 +175,11 @@ class HouseholdSettings(BaseModel):
     silent_after_h: float = Field(default=24.0, gt=0)
 
 
-class AlertContact(BaseModel):
-    """A caregiver: a name and a secret file with their Apprise URL(s), one per line."""
-
-    model_config = _SECTION
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
-    url_file: Path
-
-
-class AlertRule(BaseModel):
-    """Who is told about one device event type, and how it escalates."""
-
-    model_config = _SECTION
-
-    event: Literal["fall_alert", "sensor_failed", "low_battery"]
-    contacts: list[str] = Field(min_length=1)
-    renotify_after_min: float = Field(default=5.0, gt=0)
-    escalate_after_min: float = Field(default=10.0, gt=0)
-    # Events of one device within this window fold into the open alert (a flood of falls
-    # from one wearable is one escalating alert, not a hundred messages).
-    fold_window_min: float = Field(default=30.0, gt=0)
-
-
-class AlertSettings(BaseModel):
-    """Urgent device events sent to caregivers (docs/alerts.md); off until rules exist."""
-
-    model_config = _SECTION
-
-    # The only words about the household that leave the house with an alert.
-    household_label: str = Field(default="home", min_length=1, max_length=64)
-    contacts: list[AlertContact] = []
-    rules: list[AlertRule] = []
-    interval_s: float = Field(default=1.0, ge=0.2)
-    send_timeout_s: float = Field(default=20.0, gt=0)
-    # The web app's address as caregivers reach it (e.g. https://gateway.example:8470):
-    # messages then carry a link to acknowledge. None: acknowledge by CLI or MQTT only.
-    ack_url_base: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
-    # The key that signs those links (not the web login's): None, next to the database.
-    ack_key_file: Path | None = None
-
-    @field_validator("rules")
-    @classmethod
-    def _one_rule_per_event(cls, value: list[AlertRule]) -> list[AlertRule]:
-        events = [r.event for r in value]
-        if len(events) != len(set(events)):
-            raise ValueError("one rule per event type")
-        return value
 class WebSettings(BaseModel):
     """``replenish web``: the household's pages (agent/web). No default password: the
     server refuses to start until ``replenish web set-password`` has written one."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     host: str = "0.0.0.0"
     port: int = Field(default=8470, ge=1, le=65535)
@@ -245,7 +195,7 @@ class WebSettings(BaseModel):
 class CalendarSettings(BaseModel):
     """Calendar subscriptions (``replenish away subscribe``): how often and what is away."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     # Where the secret URL files and last good copies live (None: beside the database).
     dir: Path | None = None
@@ -260,7 +210,7 @@ class CalendarSettings(BaseModel):
 
 
 class Zigbee2MqttSettings(BaseModel):
-    model_config = _SECTION
+    model_config = SECTION
 
     enabled: bool = True
     prefix: str = Field(default="zigbee2mqtt", pattern=r"^[A-Za-z0-9_-]{1,64}$")
@@ -271,7 +221,7 @@ class Zigbee2MqttSettings(BaseModel):
 class MappingSettings(BaseModel):
     """A device without discovery: a topic, where the number is, and what it measures."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     topic: str = Field(min_length=1, max_length=256)
@@ -286,7 +236,7 @@ class MappingSettings(BaseModel):
 class NightscoutSettings(BaseModel):
     """A Nightscout site (CGM wearer): polled over HTTPS, read-only."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     url: str = Field(pattern=r"^https?://")
     name: str = Field(default="nightscout", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")
@@ -309,7 +259,7 @@ _CONSUMABLE_KEY = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}/[A-Za-z0-9][A-Za-z0-9_-]{0,6
 class ButtonSettings(BaseModel):
     """A physical button (Zigbee2MQTT, ESPHome ...) mapped to "order now" for a consumable."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     topic: str = Field(min_length=1, max_length=256)
     # Where the press is in the payload, e.g. "{{ value_json.action }}" (None: raw payload).
@@ -322,7 +272,7 @@ class ButtonSettings(BaseModel):
 class SourcesSettings(BaseModel):
     """Foreign devices on the household broker, read-only (docs/sources.md)."""
 
-    model_config = _SECTION
+    model_config = SECTION
 
     discovery: bool = True
     discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
@@ -398,7 +348,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML arrives as init kwargs; the environment must win over it.
-        return (_MappingEnvSource(settings_cls), init_settings)
+        return (MappingEnvSource(settings_cls), init_settings)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as plain data, safe to log or ship in a support bundle.
@@ -409,129 +359,19 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
-def _reject_inline_secrets(data: Mapping[str, Any], source: str, prefix: str = "") -> None:
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            _reject_inline_secrets(value, source, f"{path}.")
-        elif key in _SECRET_KEYS:
-            raise ConfigError(
-                source, path, f"secrets are not allowed inline; use {_SECRET_KEYS[key]}"
-            )
-
-
-def _env_name(loc: tuple[int | str, ...]) -> str:
-    return ENV_PREFIX + "__".join(str(p) for p in loc if not isinstance(p, int)).upper()
-
-
-# The environment load_settings() was given (None: the process's own), for the source below.
-_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("replenish_environ", default=None)
-
-
-class _MappingEnvSource(EnvSettingsSource):
-    """pydantic-settings' environment source, reading the mapping ``load_settings`` got."""
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        env = _ENVIRON.get()
-        if env is None:
-            return super()._load_env_vars()
-        return parse_env_vars(env, self.case_sensitive, self.env_ignore_empty,
-                              self.env_parse_none_str)
-
-
-# What a pattern-checked field must look like, in words (pydantic would print the regex).
-_PATTERN_HINTS = {
-    "uri": "must start with ipp:// or ipps:// (e.g. ipp://printer.local:631/ipp/print)",
-    "name": "may hold letters, digits, '_' and '-' (at most 64, starting with a letter "
-            "or digit)",
-    "time_zone": "must be an IANA time zone name such as Europe/Berlin",
-    "discovery_prefix": "may hold letters, digits, '_' and '-' (at most 64)",
-}
-
-
-def plain_reason(error: Mapping[str, Any]) -> str:
-    """One pydantic error as a sentence a household can act on (no regexes, no jargon)."""
-    kind = str(error.get("type", ""))
-    ctx = error.get("ctx") or {}
-    field = next((str(p) for p in reversed(error.get("loc", ())) if isinstance(p, str)), "")
-    bounds = {"greater_than_equal": "must be at least {ge}", "greater_than": "must be more "
-              "than {gt}", "less_than_equal": "must be at most {le}", "less_than": "must be "
-              "less than {lt}", "string_too_short": "must have at least {min_length} "
-              "characters", "string_too_long": "must have at most {max_length} characters"}
-    if kind in bounds:
-        return bounds[kind].format(**ctx)
-    if kind == "string_pattern_mismatch":
-        return _PATTERN_HINTS.get(field, "has a form that is not allowed here")
-    simple = {"int_parsing": "must be a whole number", "int_from_float": "must be a whole "
-              "number", "float_parsing": "must be a number", "bool_parsing": "must be true "
-              "or false", "extra_forbidden": "is not a known setting (check the spelling "
-              "and the section)", "missing": "is required", "string_type": "must be text "
-              "in quotes", "path_type": "must be a file path", "int_type": "must be a "
-              "whole number", "list_type": "must be a list ([[...]] blocks)",
-              "model_type": "must be a [section]"}
-    if kind in simple:
-        return simple[kind]
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected', '')}"
-    message = str(error.get("msg", "is not valid"))
-    return message.removeprefix("Value error, ")
-
-
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML at ``path`` (None: defaults only) and apply environment overrides."""
     env = os.environ if env is None else env
     source = str(path) if path else "<defaults>"
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with path.open("rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(source, "-", "file not found") from None
-        except PermissionError:
-            raise ConfigError(source, "-", "permission denied") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(source, "-", f"not valid TOML ({err})") from None
-    _reject_inline_secrets(data, source)
-    token = _ENVIRON.set(env)
+    data = read_toml(path, source)
+    token = ENVIRON.set(env)
     try:
-        return Settings(**data, source=source)
+        return Settings(**data, source=source)  # type: ignore[arg-type]  # validated here
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "-"
-        env_name = _env_name(first["loc"])
-        where = f"environment {env_name}" if env_name in env else source
+        name = env_name(first["loc"])
+        where = f"environment {name}" if name in env else source
         raise ConfigError(where, key, plain_reason(first)) from None
     finally:
-        _ENVIRON.reset(token)
-
-
-def resolve_secret_path(path: Path, env: Mapping[str, str] | None = None) -> Path:
-    """Find a secret file: a bare name is looked up in systemd's credentials directory."""
-    env = os.environ if env is None else env
-    creds = env.get("CREDENTIALS_DIRECTORY")
-    if creds and not path.is_absolute():
-        candidate = Path(creds) / path
-        if candidate.exists():
-            return candidate
-    return path
-
-
-def read_secret(path: Path | None, key: str, env: Mapping[str, str] | None = None) -> str | None:
-    """Read a secret file named by setting ``key``; errors name the key, never the content."""
-    if path is None:
-        return None
-    resolved = resolve_secret_path(path, env)
-    try:
-        value = resolved.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise ConfigError(str(resolved), key, "secret file not found") from None
-    except PermissionError:
-        raise ConfigError(str(resolved), key, "secret file not readable") from None
-    except UnicodeDecodeError:
-        raise ConfigError(str(resolved), key, "secret file is not UTF-8 text") from None
-    if not value:
-        raise ConfigError(str(resolved), key, "secret file is empty")
-    # Last line of defence: any log record that ever contains it gets it masked.
-    register_secret(value)
-    return value
+        ENVIRON.reset(token)
