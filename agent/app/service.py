@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -29,19 +28,18 @@ from agent.app.sources import SourceJobs
 from agent.config import PrinterSettings, Settings
 from agent.errors import AgentError, VendorRetryable
 from agent.forecast import Forecast
-from agent.household.discovery import DeviceInfo
 from agent.household.link import HouseholdLink
+from agent.household.views import consumable_states, consumable_views, device_views
 from agent.mqtt.backoff import BrokerWait, WaitAttempt
 from agent.mqtt.ingest import MqttIngest
 from agent.ops import systemd
 from agent.sources.ipp.source import IppPrinterSource
 from agent.storage.alerts import AlertLedger
-from agent.storage.ledger import Ledger, State
-from agent.storage.store import Store, consumable_key
+from agent.storage.ledger import Ledger
+from agent.storage.store import Store
 from agent.vendor.client import CatalogItem, VendorClient
 from agent.wire.household import (
     CommandResult,
-    ConsumableState,
     EventKind,
     Outgoing,
     event,
@@ -227,7 +225,8 @@ class AgentService:
             if self._states_due(now):
                 consumable_rows = store.consumables(counts=False)
                 devices, availability = device_views(device_rows, consumable_rows)
-                states = consumable_states(consumable_rows, ledger, self.forecasts)
+                states = consumable_states(consumable_views(
+                    device_rows, consumable_rows, ledger, self.forecasts))
                 self.household.sync(ledger, devices, availability, states, now)
                 self._states_at = now
             else:
@@ -434,43 +433,3 @@ class AgentService:
             self.vendor.close()
         log.info("agent.stopped")
 
-
-def device_views(device_rows: list[dict[str, Any]], consumable_rows: list[dict[str, Any]],
-                 ) -> tuple[list[DeviceInfo], dict[str, bool]]:
-    """Devices with their consumables (for discovery) and their online flags."""
-    by_device: dict[str, list[tuple[str, str]]] = {}
-    for c in consumable_rows:
-        by_device.setdefault(c["device_id"], []).append((c["consumable_id"], c["unit"]))
-    devices = []
-    availability: dict[str, bool] = {}
-    for d in device_rows:
-        devices.append(DeviceInfo(d["device_id"], d["kind"], tuple(by_device.get(d["device_id"],
-                                                                                  []))))
-        if d["online"] is not None:
-            availability[d["device_id"]] = bool(d["online"])
-    return devices, availability
-
-
-def consumable_states(consumable_rows: list[dict[str, Any]], ledger: Ledger,
-                      forecasts: dict[str, Forecast]) -> list[ConsumableState]:
-    """What a dashboard shows per consumable: last reading, days left, consent, next order."""
-    modes = {c.consumable: c.mode.value for c in ledger.consents()}
-    next_order: dict[str, datetime] = {}
-    for it in ledger.intents([State.QUEUED]):
-        if it.send_after is not None:
-            prev = next_order.get(it.consumable, it.send_after)
-            next_order[it.consumable] = min(prev, it.send_after)
-    states = []
-    for c in consumable_rows:
-        if c["last_ts"] is None:
-            continue
-        key = consumable_key(c)
-        fc = forecasts.get(key)
-        p10, p50, _ = fc.time_to_empty_days if fc else (None, None, None)
-        states.append(ConsumableState(
-            device_id=c["device_id"], consumable_id=c["consumable_id"], level=c["last_level"],
-            unit=c["unit"], state=c["last_state"], days_left=p50, days_left_p10=p10,
-            confidence=fc.confidence.value if fc else "none", mode=modes.get(key, "monitor"),
-            next_order_at=next_order.get(key),
-            updated_at=datetime.fromtimestamp(c["last_ts"], UTC)))
-    return states

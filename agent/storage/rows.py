@@ -4,6 +4,7 @@ a storage fault is named. Kept apart from :mod:`agent.storage.store` (the SQL)."
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +73,7 @@ Item = StateMessage | EventMessage | Rejected | StatusUpdate | Pending
 FUTURE_SLACK_S = 300.0
 
 
-def consumable_key(row: dict[str, Any]) -> str:
+def consumable_key(row: Mapping[str, Any]) -> str:
     """The ledger's name for a stored consumable (``device_id/consumable_id``)."""
     return f"{row['device_id']}/{row['consumable_id']}"
 

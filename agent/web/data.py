@@ -22,8 +22,9 @@ from agent.app.actions import proposal_ref, stale_reason
 from agent.app.planner import Planner
 from agent.errors import AgentError, StoreError, VendorRetryable
 from agent.forecast.types import Forecast
+from agent.household.views import consumable_views
 from agent.ops.doctor import open_readonly
-from agent.storage.ledger import OPEN, Intent, Ledger, State
+from agent.storage.ledger import Intent, Ledger, State
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem
 
@@ -153,10 +154,10 @@ class Row:
     problems: tuple[str, ...]
 
 
-def _problems(fc: Forecast | None, online: int | None, last_ts: float | None,
+def _problems(fc: Forecast | None, online: bool | None, last_ts: float | None,
               now: datetime) -> list[str]:
     out = []
-    if online == 0:
+    if online is False:
         out.append("device offline")
     if last_ts is None or now.timestamp() - last_ts > 24 * 3600:
         out.append("no reading for a day")
@@ -171,22 +172,15 @@ def _problems(fc: Forecast | None, online: int | None, last_ts: float | None,
 def home_rows(store: Store, ledger: Ledger, now: datetime,
               forecasts: dict[str, Forecast]) -> list[Row]:
     """Every consumable, those with problems first, then soonest run-out first."""
-    modes = {c.consumable: c.mode.value for c in ledger.consents()}
-    online = {d["device_id"]: d["online"] for d in store.devices()}
-    orders: dict[str, Intent] = {}
-    for it in ledger.intents(OPEN):
-        orders.setdefault(it.consumable, it)
     rows = []
-    for c in store.consumables(counts=False):
-        key = consumable_key(c)
-        fc = forecasts.get(key)
-        p10, p50, _ = fc.time_to_empty_days if fc else (None, None, None)
+    for v in consumable_views(store.devices(), store.consumables(counts=False), ledger,
+                              forecasts):
+        p10, p50, _ = v.days_left
         rows.append(Row(
-            key, c["cid"], c["device_id"], c["consumable_id"], c["last_level"], c["unit"],
-            c["last_state"], None if c["last_ts"] is None
-            else datetime.fromtimestamp(c["last_ts"], UTC), p50, p10,
-            fc.confidence.value if fc else "insufficient_data", modes.get(key, "monitor"),
-            orders.get(key), tuple(_problems(fc, online.get(c["device_id"]), c["last_ts"], now))))
+            v.key, v.cid, v.device_id, v.consumable_id, v.level, v.unit, v.state,
+            v.updated_at, p50, p10,
+            v.forecast.confidence.value if v.forecast else "insufficient_data", v.mode,
+            v.open_order, tuple(_problems(v.forecast, v.online, v.last_ts, now))))
     rows.sort(key=lambda r: (not r.problems, r.p10 if r.p10 is not None else 1e9, r.key))
     return rows
 

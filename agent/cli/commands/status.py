@@ -12,10 +12,11 @@ from agent.app.planner import Planner
 from agent.clock import cli_now
 from agent.config import Settings
 from agent.errors import VendorRetryable
+from agent.household.views import consumable_views
 from agent.storage.learned import as_json, load_learned
 from agent.storage.ledger import Ledger
 from agent.storage.readonly import connect_readonly
-from agent.storage.store import Store, consumable_key
+from agent.storage.store import Store
 from agent.vendor.client import CatalogItem
 
 
@@ -32,20 +33,19 @@ def _no_catalog(sku: str) -> CatalogItem:
 def collect(store: Store, ledger: Ledger, now: datetime) -> dict[str, Any]:
     """Everything ``status`` shows, as plain data: stored levels plus the forecast."""
     forecasts = Planner(store, ledger, _no_catalog, vendor_name="-").outlook(now)
-    modes = {c.consumable: c.mode.value for c in ledger.consents()}
     learned = as_json(load_learned(ledger.conn))
+    devices, rows = store.devices(), store.consumables()
     consumables = []
-    for row in store.consumables():
-        key = consumable_key(row)
-        fc = forecasts.get(key)
-        p10, p50, p90 = fc.time_to_empty_days if fc else (None, None, None)
-        consumables.append({**row, "mode": modes.get(key, "monitor"),
+    for row, view in zip(rows, consumable_views(devices, rows, ledger, forecasts), strict=True):
+        p10, p50, p90 = view.days_left
+        consumables.append({**row, "mode": view.mode,
                             "days_left": p50, "days_left_p10": p10, "days_left_p90": p90,
-                            "confidence": fc.confidence.value if fc else None,
-                            "learned": learned.get(f"consumable:{key}", {})})
+                            "confidence": view.forecast.confidence.value if view.forecast
+                            else None,
+                            "learned": learned.get(f"consumable:{view.key}", {})})
     return {
         "now": now.isoformat(),
-        "devices": store.devices(),
+        "devices": devices,
         "consumables": consumables,
         "rejects": store.reject_counts(),
         # Per vendor SKU (lead-time quantiles from our delivered orders).
