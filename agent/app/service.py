@@ -22,6 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from agent.app import factory
 from agent.app.alerting import AlertPass, ack_key_path, notifier_of
 from agent.app.dispatcher import Dispatcher
+from agent.app.liveness import Liveness
 from agent.app.order_now import Outcome, order_now_for
 from agent.app.planner import Planner
 from agent.app.sources import SourceJobs
@@ -57,7 +58,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class AgentService:
+class AgentService(Liveness):
     """The running agent: ingest, printers, decisions, orders, household link, shutdown."""
 
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
@@ -303,45 +304,6 @@ class AgentService:
             archived = store.downsample(archive_cut.timestamp(), ARCHIVE_BUCKET_S)
         if thinned or archived:
             log.info("retention.compact thinned=%d archived=%d", thinned, archived)
-
-    # ---- liveness -----------------------------------------------------------------
-
-    def _mqtt_progress(self) -> float | None:
-        """Last sign of life from paho's loop (the ingest's progress mark, touched by
-        every packet read, keepalive answers included): None once its thread is dead."""
-        waiting = self._waiting_progress()
-        if waiting is not None:
-            return waiting
-        if not self.ingest.connected.is_set() and self.ingest.loop_alive:
-            # paho is retrying with backoff while the broker is away; a restart would not
-            # bring the broker back, so a live reconnect loop counts as progress.
-            return time.monotonic()
-        return self._mqtt_probe()
-
-    def _waiting_progress(self) -> float | None:
-        """While waiting for the broker with backoff, the wait itself is the progress."""
-        return self.broker_wait.progress() if self.broker_wait is not None else None
-
-    def _scheduler_progress(self) -> float | None:
-        # The scheduler starts once the broker is connected; until then a live wait counts.
-        if not self.scheduler.running:
-            waiting = self._waiting_progress()
-            if waiting is not None:
-                return waiting
-        return self.scheduler_heartbeat
-
-    def _writer_progress(self) -> float | None:
-        return time.monotonic() if self.ingest.writer.alive else None
-
-    def _watch(self) -> systemd.Watchdog | None:
-        watchdog = systemd.Watchdog.from_env()
-        if watchdog is None:
-            return None
-        keepalive = self.settings.mqtt.keepalive_s
-        watchdog.add_probe("mqtt-loop", self._mqtt_progress, max_age_s=keepalive * 3)
-        watchdog.add_probe("ingest-writer", self._writer_progress, max_age_s=60)
-        watchdog.add_probe("scheduler", self._scheduler_progress, max_age_s=60)
-        return watchdog
 
     # ---- lifecycle ----------------------------------------------------------------
 
