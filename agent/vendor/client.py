@@ -23,184 +23,51 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import random
 import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from decimal import Decimal
-from email.utils import parsedate_to_datetime
-from enum import StrEnum
 from types import TracebackType
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agent.errors import ConfigError, VendorError, VendorFinal, VendorRetryable
 from agent.logs import canonical
-from agent.wire.device import Sku
+
+# The API's values and the retry timing live beside this module; callers import them
+# from here too.
+from agent.vendor.models import Availability as Availability
+from agent.vendor.models import CatalogItem as CatalogItem
+from agent.vendor.models import Money as Money
+from agent.vendor.models import Order as Order
+from agent.vendor.models import OrderBody as OrderBody
+from agent.vendor.models import OrderList
+from agent.vendor.models import OrderRequest as OrderRequest
+from agent.vendor.models import OrderStatus as OrderStatus
+from agent.vendor.models import StatusChange as StatusChange
+from agent.vendor.retry import BACKOFF_BASE_S as BACKOFF_BASE_S
+from agent.vendor.retry import BACKOFF_CAP_S as BACKOFF_CAP_S
+from agent.vendor.retry import RETRY_AFTER_CAP_S as RETRY_AFTER_CAP_S
+from agent.vendor.retry import backoff_delay as backoff_delay
+from agent.vendor.retry import parse_retry_after as parse_retry_after
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_DEADLINE_S = 15.0
 MAX_RESPONSE_BYTES = 1_048_576
-BACKOFF_BASE_S = 1.0
-BACKOFF_CAP_S = 300.0
-RETRY_AFTER_CAP_S = 86_400.0
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 _CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _M = TypeVar("_M", bound=BaseModel)
 
-# Responses ignore unknown fields so a vendor adding one does not break deployed agents.
-_RESPONSE = ConfigDict(frozen=True, extra="ignore")
-
-
-class Availability(StrEnum):
-    IN_STOCK = "in_stock"
-    OUT_OF_STOCK = "out_of_stock"
-
-
-class OrderStatus(StrEnum):
-    PENDING = "pending"
-    CONFIRMED = "confirmed"
-    SHIPPED = "shipped"
-    DELIVERED = "delivered"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"
-
-    @property
-    def is_final(self) -> bool:
-        """No further change will come (delivered, cancelled or rejected)."""
-        return self in (OrderStatus.DELIVERED, OrderStatus.CANCELLED, OrderStatus.REJECTED)
-
-
-Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-
-
-class CatalogItem(BaseModel):
-    """A product with its current price, availability and lead time."""
-
-    model_config = _RESPONSE
-
-    sku: str
-    name: str
-    price: Money
-    currency: str
-    availability: Availability
-    lead_time_days: float = Field(gt=0)
-    lead_time_sd_days: float = Field(default=0.0, ge=0)
-    substitutes: tuple[str, ...] = ()
-    pack_size: int = Field(ge=1)
-    unit: str
-    free_shipping_threshold: Money | None = None
-    shipping_fee: Money = Decimal(0)
-
-
-class OrderRequest(BaseModel):
-    """What to buy; ``max_unit_price`` makes the vendor reject a higher current price."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    sku: Sku
-    quantity: int = Field(ge=1, le=1000)
-    max_unit_price: Decimal | None = Field(default=None, gt=0, allow_inf_nan=False)
-    test: bool = False
-    client_ref: str | None = Field(default=None, min_length=1, max_length=128)
-    allow_substitute: bool = False
-
-    def to_wire(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"sku": self.sku, "quantity": self.quantity, "test": self.test}
-        if self.max_unit_price is not None:
-            body["max_unit_price"] = str(self.max_unit_price)
-        if self.client_ref is not None:
-            body["client_ref"] = self.client_ref
-        if self.allow_substitute:
-            body["allow_substitute"] = True
-        return body
-
-
-class StatusChange(BaseModel):
-    model_config = _RESPONSE
-
-    status: OrderStatus
-    at: AwareDatetime
-
-
-class Order(BaseModel):
-    """An order as the vendor reports it; ``replayed`` marks a replayed first response."""
-
-    model_config = _RESPONSE
-
-    id: str = Field(min_length=1, max_length=128)
-    idempotency_key: str
-    client_ref: str | None = None
-    sku: str
-    requested_sku: str | None = None
-    quantity: int = Field(ge=1)
-    pack_size: int = Field(default=1, ge=1)
-    unit: str | None = None
-    unit_price: Money
-    currency: str
-    shipping: Money = Decimal(0)
-    total: Money
-    test: bool = False
-    status: OrderStatus
-    reject_reason: str | None = None
-    created_at: AwareDatetime
-    cancel_until: AwareDatetime | None = None
-    expected_delivery: AwareDatetime | None = None
-    history: tuple[StatusChange, ...] = ()
-    replayed: bool = False
-
-
-class _OrderList(BaseModel):
-    model_config = _RESPONSE
-
-    orders: tuple[Order, ...]
-
 
 class _Deadline(Exception):
     """The overall deadline of one call passed while reading."""
-
-
-def backoff_delay(attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
-    """Seconds to wait before retry number ``attempt`` (0 for the first retry).
-
-    Exponential from :data:`BACKOFF_BASE_S`, capped at :data:`BACKOFF_CAP_S`, with "equal
-    jitter" (a random point in the upper half) so many agents do not retry in step. A
-    vendor's ``Retry-After`` is a floor, itself capped at :data:`RETRY_AFTER_CAP_S`.
-    """
-    if attempt < 0:
-        raise ValueError("attempt must be >= 0")
-    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt, 32))
-    delay = rng.uniform(ceiling / 2, ceiling)
-    if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
-        delay = max(delay, min(retry_after, RETRY_AFTER_CAP_S))
-    return delay
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds (delay-seconds or HTTP-date); None when absent or bad."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), RETRY_AFTER_CAP_S)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
 
 
 def quiet_http_loggers() -> None:
@@ -303,7 +170,7 @@ class VendorClient:
         """
         _, listing = self._call(
             "find_by_key",
-            _OrderList,
+            OrderList,
             "GET",
             "/v1/orders",
             params={"idempotency_key": idempotency_key},
@@ -328,7 +195,7 @@ class VendorClient:
         method: str,
         path: str,
         *,
-        body: dict[str, Any] | None = None,
+        body: OrderBody | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
         attempt: int | None = None,
