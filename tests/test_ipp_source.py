@@ -133,18 +133,6 @@ def test_unknown_levels_in_between_do_not_hide_a_change() -> None:
     assert [e.consumable_id for e in results[2].events] == ["toner-0"]
 
 
-def test_prime_resumes_seq_and_change_detection_after_a_restart() -> None:
-    last = StateMessage.model_validate({
-        "device_id": "office", "seq": 10**15, "ts": T0, "kind": "printer",
-        "consumables": [{"id": "toner-0", "level": 5.0}],
-    })
-    with source(answers(ipp_body([100]))) as src:
-        src.prime(last)
-        result = src.poll(T0 + timedelta(minutes=5))
-    assert result.state is not None and result.state.seq == 10**15 + 1
-    assert [e.consumable_id for e in result.events] == ["toner-0"]
-
-
 def test_asleep_printer_gives_no_reading_and_backs_off_until_it_wakes() -> None:
     bodies = [ipp_body([-2, -2])] * 8 + [ipp_body([40, 50])]
     with source(answers(*bodies), interval=60, max_backoff_s=900) as src:

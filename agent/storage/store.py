@@ -282,13 +282,6 @@ class Store:
     def reject_counts(self) -> list[dict[str, Any]]:
         return self._dicts("SELECT * FROM reject_counts ORDER BY device_id, reason")
 
-    def recent_rejects(self, limit: int = 20) -> list[dict[str, Any]]:
-        return self._dicts(
-            "SELECT id, device_id, reason, topic, received_at FROM rejects "
-            "ORDER BY id DESC LIMIT ?",
-            [limit],
-        )
-
     def reading_count(self, device_id: str | None = None) -> int:
         if device_id is None:
             return int(self.conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0])

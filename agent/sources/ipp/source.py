@@ -173,11 +173,6 @@ class IppPrinterSource:
         """Release the HTTP connection pool."""
         self._client.close()
 
-    def prime(self, last: StateMessage) -> None:
-        """Resume from the last stored reading after a restart (seq and change detection)."""
-        self._seq = max(self._seq, last.seq)
-        self._levels.update({c.id: c.level for c in last.consumables if c.level is not None})
-
     def poll(self, now: datetime) -> PollResult:
         """Read the printer once. Never raises for network or protocol trouble."""
         if now.tzinfo is None:

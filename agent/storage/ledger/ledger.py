@@ -190,9 +190,6 @@ class Ledger(LedgerNotes):
             params.append(consumable)
         return [intent_from_row(r) for r in self._q(sql + " ORDER BY id", params)]
 
-    def open_intents(self, consumable: str) -> list[Intent]:
-        return self.intents(OPEN, consumable)
-
     def due(self, now: datetime) -> list[Intent]:
         """Intents the dispatcher should act on now (send, reconcile or follow)."""
         rows = self._q(

@@ -53,9 +53,6 @@ class LedgerNotes(LedgerBase):
                      f"replenish consent set {it.consumable} ... --sku SKU"))
             return rid
 
-    def feedback(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._q("SELECT * FROM feedback ORDER BY id")]
-
     def blocked_skus(self, consumable: str) -> list[str]:
         return [r[0] for r in self._q("SELECT sku FROM blocked_skus WHERE consumable=?",
                                       (consumable,))]
