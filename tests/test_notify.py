@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -31,7 +32,7 @@ PRINTER = DeviceInfo("printer-1", "printer", (("black", "percent"), ("drum", "pe
 FRIDGE = DeviceInfo("fridge-1", "fridge", (("milk", "grams"),))
 PROPOSAL = Proposal(
     proposal_id="p-42", device_id="fridge-1", consumable_id="milk", sku="MILK-1L",
-    product="Whole milk 1 l", quantity=2, unit_price=1.19, currency="EUR",
+    product="Whole milk 1 l", quantity=2, unit_price=Decimal("1.19"), currency="EUR",
     expected_arrival=NOW + timedelta(days=1), expires_at=NOW + timedelta(hours=12),
 )
 # Fields Home Assistant's MQTT discovery documents for these entities.
@@ -149,7 +150,7 @@ def test_household_state_messages() -> None:
     assert msg.retain and msg.topic == "replenish/v1/household/consumables/fridge-1/milk"
     assert json.loads(msg.payload)["days_left"] == 3.5
     assert availability_message("fridge-1", False).payload == b"offline"
-    assert json.loads(proposal_message(PROPOSAL).payload)["unit_price"] == 1.19
+    assert json.loads(proposal_message(PROPOSAL).payload)["unit_price"] == "1.19"  # a string
     assert proposal_cleared("p-42").payload == b""
     ev = event_message(event(EventKind.ORDER_PLACED, NOW, "ordered 2x milk", ref="o-1"))
     assert not ev.retain and json.loads(ev.payload)["kind"] == "order_placed"

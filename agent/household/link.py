@@ -253,7 +253,7 @@ class HouseholdLink(HouseholdCommands):
         device, item = _device_of(it.consumable)
         return Proposal(
             proposal_id=ref, device_id=device, consumable_id=item, sku=it.sku,
-            product=it.name or it.sku, quantity=it.quantity, unit_price=float(it.unit_price),
+            product=it.name or it.sku, quantity=it.quantity, unit_price=it.unit_price,
             currency=it.currency, expected_arrival=it.expected_delivery,
             expires_at=it.created_at + self.proposal_ttl, reason=it.reason or "",
         )

@@ -19,10 +19,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from agent.wire.device import HOUSEHOLD_ROOT
 
@@ -34,6 +42,11 @@ HA_STATUS_TOPIC = "homeassistant/status"
 
 _MODEL = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 Ref = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+# Money goes to the household as a decimal string ("64.90"), never a float: the amount a
+# button shows is the amount the ledger holds, to the cent.
+MONEY_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,4})?$"
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False),
+                  WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN})]
 
 
 class Verb(StrEnum):
@@ -88,7 +101,7 @@ class Proposal(BaseModel):
     sku: str
     product: str
     quantity: int = Field(ge=1)
-    unit_price: float = Field(ge=0)
+    unit_price: Money
     currency: str
     expected_arrival: AwareDatetime | None = None
     expires_at: AwareDatetime

@@ -433,8 +433,11 @@ def test_discovery_availability_and_proposal_reach_home_assistant(rig: Rig) -> N
         assert cfg["command_topic"] == f"{HOUSEHOLD}/commands/{verb}"
         assert json.loads(cfg["payload_press"])["ref"] == ref
     view = ProposalView.model_validate_json(rig.ha.retained()[f"{HOUSEHOLD}/proposals/{ref}"])
-    assert (view.sku, view.quantity, view.unit_price, view.currency) == ("TN-2420", 1, 64.9,
-                                                                         "EUR")
+    assert (view.sku, view.quantity, view.unit_price, view.currency) == (
+        "TN-2420", 1, Decimal("64.90"), "EUR")
+    # Money on the wire is a decimal string, to the cent the ledger holds, never a float.
+    raw = json.loads(rig.ha.retained()[f"{HOUSEHOLD}/proposals/{ref}"])
+    assert raw["unit_price"] == "64.90"
     assert view.expires_at == it.created_at + timedelta(hours=TTL_H)
     wait_until(lambda: events(rig, "proposal"), timeout=20.0, what="proposal event")
     assert events(rig, "proposal")[0].ref == ref
