@@ -6,7 +6,16 @@ change to a wire model never reaches the core.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
+from typing import TypeAlias
+
+# A JSON document the agent writes (schemas, discovery configs, audit bodies, ``--json``
+# output): values must be JSON, unlike ``dict[str, Any]``, so a datetime or Decimal that
+# was not turned into text is a type error, not a crash at ``json.dumps``.
+JsonValue: TypeAlias = (
+    "None | bool | int | float | str | Sequence[JsonValue] | Mapping[str, JsonValue]")
+JsonObject: TypeAlias = "dict[str, JsonValue]"
 
 
 class DeviceKind(StrEnum):

@@ -15,7 +15,7 @@ from agent.consent import Mandate, Mode, Proposal
 from agent.errors import VendorRetryable
 from agent.household.discovery import DeviceInfo
 from agent.household.link import HouseholdLink, proposal_ref
-from agent.storage.ledger import Ledger, State
+from agent.storage.ledger import Ledger, State, VendorAnswer
 from agent.wire.household import Outgoing
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
@@ -161,7 +161,7 @@ def place(ledger: Ledger) -> Any:
     it = ledger.create_intent(MILK, Mode.CONFIRM, State.QUEUED, NOW)
     ledger.mark_sending(it.id, it.audit_id or 0, NOW, NOW + timedelta(minutes=1),
                         ledger.consent("fridge-1/milk").audit_id)  # type: ignore[union-attr]
-    order = {"id": "ord-1", "status": "confirmed", "total": Decimal("2.38")}
+    order = VendorAnswer(id="ord-1", status="confirmed", total=Decimal("2.38"))
     return ledger.mark_placed(it.id, order, NOW, NOW + timedelta(hours=1))
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from agent.consent import Mandate, Mode, Proposal
 from agent.errors import ConsentError
-from agent.storage.ledger import DecidedBy, Ledger, State
+from agent.storage.ledger import DecidedBy, Ledger, State, VendorAnswer
 from agent.storage.ledger.base import LedgerBase
 from agent.storage.migrations import LATEST_VERSION, MIGRATIONS, _statements, current_version
 from agent.storage.store import Store
@@ -151,8 +151,8 @@ def test_vendor_answers_end_intents_as_the_vendors(ledger: Ledger) -> None:
     auto(ledger)
     it = ledger.create_intent(TONER, Mode.AUTO, State.QUEUED, T0)
     ledger.mark_sending(it.id, 1, T0, T0, ledger.consent(CID).audit_id)  # type: ignore[union-attr]
-    placed = ledger.mark_placed(it.id, {"id": "ord_1", "status": "pending",
-                                        "total": Decimal("54.90")}, T0, T0)
+    placed = ledger.mark_placed(it.id, VendorAnswer(id="ord_1", status="pending",
+                                                    total=Decimal("54.90")), T0, T0)
     assert (placed.state, placed.decided_by, placed.expected_delivery) == (
         State.PLACED, None, None)
     done = ledger.update_status(it.id, "delivered", None, T0 + timedelta(days=2), None,

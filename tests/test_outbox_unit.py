@@ -232,7 +232,7 @@ def test_wrong_item_blocks_the_sku_and_asks_for_a_new_choice(
     dispatcher.run_once(T0 + timedelta(days=3))
     ledger.report(it.id, "wrong-item", T0 + timedelta(days=3))
     assert ledger.blocked_skus(CID) == ["TONER-TN2420"]
-    assert [r["kind"] for r in ledger.reminders()] == ["choose_product"]
+    assert [r.kind for r in ledger.reminders()] == ["choose_product"]
     with pytest.raises(ConsentError):
         ledger.report(it.id, "smelly", T0)
     assert json.loads(ledger.audit_records()[-1].body)["kind"] == "wrong-item"

@@ -13,7 +13,7 @@ import pytest
 from agent.app.planner import Planner
 from agent.consent import Mandate, Mode
 from agent.domain import DeviceKind, Unit
-from agent.storage.ledger import Intent, Ledger, State
+from agent.storage.ledger import Intent, Ledger, State, VendorAnswer
 from agent.storage.store import Store
 from agent.wire.device import Consumable, StateMessage
 from tests.vendor_fake import T0, FakeVendor
@@ -93,8 +93,8 @@ def test_confirm_proposes_remind_reminds_monitor_is_silent(
     assert (report.proposals, report.reminders, report.announced) == (1, 1, 0)
     assert [i.consumable for i in ledger.intents()] == ["printer-1/black"]
     [reminder] = ledger.reminders()
-    assert reminder["consumable"] == "printer-1/cyan"
-    assert "cleaning cycle" in reminder["message"]
+    assert reminder.consumable == "printer-1/cyan"
+    assert "cleaning cycle" in reminder.message
 
 
 def test_every_consumable_is_forecast_and_gets_one_decision_line(
@@ -237,7 +237,7 @@ def test_cold_start_empty_stock_is_acted_on_in_every_mode(
     assert (report.announced, report.proposals, report.reminders) == (1, 1, 1)
     assert {i.consumable: i.state for i in ledger.intents()} == {
         "printer-1/black": State.QUEUED, "printer-1/cyan": State.PROPOSED}
-    assert [r["consumable"] for r in ledger.reminders()] == ["printer-1/magenta"]
+    assert [r.consumable for r in ledger.reminders()] == ["printer-1/magenta"]
 
 
 def _order(ledger: Ledger, key: str, sent: datetime, delivered: datetime | None) -> None:
@@ -248,9 +248,10 @@ def _order(ledger: Ledger, key: str, sent: datetime, delivered: datetime | None)
                                        "toner", "EUR"), Mode.CONFIRM, State.QUEUED, sent)
     grant = ledger.set_consent(key, Mode.CONFIRM, None, sent)
     assert ledger.mark_sending(it.id, grant, sent, sent + timedelta(minutes=5), grant)
-    ledger.mark_placed(it.id, {"id": f"o{it.id}", "status": "accepted", "total": "54.90",
-                               "expected_delivery": sent + timedelta(days=2)}, sent,
-                       sent + timedelta(hours=1))
+    ledger.mark_placed(it.id, VendorAnswer(id=f"o{it.id}", status="accepted",
+                                           total=Decimal("54.90"),
+                                           expected_delivery=sent + timedelta(days=2)),
+                       sent, sent + timedelta(hours=1))
     if delivered is not None:
         ledger.update_status(it.id, "delivered", None, delivered, None, delivered)
 

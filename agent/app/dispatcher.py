@@ -30,8 +30,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
+from agent.app.order_lines import EndedLine, PlacedLine
 from agent.consent import (
     Authorization,
     Mode,
@@ -43,7 +44,7 @@ from agent.consent import (
 )
 from agent.errors import ConsentError, VendorError, VendorFinal, VendorRetryable
 from agent.logs import canonical
-from agent.storage.ledger import PENDING, Consent, DecidedBy, Intent, Ledger, State
+from agent.storage.ledger import PENDING, Consent, DecidedBy, Intent, Ledger, State, VendorAnswer
 from agent.vendor.client import CatalogItem, Order, OrderRequest, OrderStatus, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -277,12 +278,12 @@ class Dispatcher:
     def _placed(self, it: Intent, order: Order, now: datetime, report: PassReport,
                 via: str) -> None:
         """Record the vendor's order; ``via`` says how we learnt of it (send or lookup)."""
-        fields: dict[str, Any] = {
-            "id": order.id, "status": order.status.value, "total": order.total,
-            "cancel_until": order.cancel_until, "expected_delivery": order.expected_delivery,
-            "reject_reason": order.reject_reason}
-        done = self.ledger.mark_placed(it.id, fields, now, now + self.poll_interval)
-        common: dict[str, Any] = {
+        answer = VendorAnswer(
+            id=order.id, status=order.status.value, total=order.total,
+            cancel_until=order.cancel_until, expected_delivery=order.expected_delivery,
+            reject_reason=order.reject_reason)
+        done = self.ledger.mark_placed(it.id, answer, now, now + self.poll_interval)
+        common: PlacedLine = {
             "consumable": done.consumable, "sku": done.sku, "quantity": done.quantity,
             "order_id": order.id, "audit_id": done.audit_id, "status": order.status.value,
             "attempt": done.attempts, "intent": done.id, "via": via}
@@ -354,7 +355,7 @@ class Dispatcher:
     @staticmethod
     def _log_ended(it: Intent, by: str) -> None:
         """The canonical line for a placed order the vendor reports ended."""
-        fields: dict[str, Any] = {
+        fields: EndedLine = {
             "consumable": it.consumable, "sku": it.sku, "order_id": it.order_id,
             "audit_id": it.audit_id, "status": it.order_status, "intent": it.id}
         if it.state is State.DELIVERED:

@@ -16,7 +16,6 @@ import logging
 import queue
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from agent.consent import Mode
 from agent.household.commands import DEFAULT_SNOOZE as DEFAULT_SNOOZE
@@ -25,7 +24,7 @@ from agent.household.commands import OrderCanceller as OrderCanceller
 from agent.household.commands import proposal_ref as proposal_ref
 from agent.household.discovery import DeviceInfo, discovery_for_device, discovery_for_proposal
 from agent.mqtt.ingest import HouseholdRoute
-from agent.storage.ledger import Intent, Ledger, State
+from agent.storage.ledger import Intent, Ledger, ReminderRow, State
 from agent.wire.household import (
     COMMAND_PREFIX,
     DEFAULT_DISCOVERY_PREFIX,
@@ -167,14 +166,14 @@ class HouseholdLink(HouseholdCommands):
                          "wait and are retried with the same key, never twice", now)
         self._vendor_down = down
 
-    def _sync_reminders(self, reminders: Sequence[dict[str, Any]]) -> None:
+    def _sync_reminders(self, reminders: Sequence[ReminderRow]) -> None:
         """Publish reminders stored since the last sync (not the backlog after a restart)."""
-        newest = max((int(r["id"]) for r in reminders), default=0)
+        newest = max((r.id for r in reminders), default=0)
         if self._last_reminder is not None:
             for r in reminders:
-                if int(r["id"]) > self._last_reminder:
-                    at = datetime.fromtimestamp(float(r["ts"]), UTC)
-                    self.reminder(str(r["consumable"]), str(r["kind"]), str(r["message"]), at)
+                if r.id > self._last_reminder:
+                    at = datetime.fromtimestamp(r.ts, UTC)
+                    self.reminder(r.consumable, r.kind, r.message, at)
         self._last_reminder = max(newest, self._last_reminder or 0)
 
     def _sync_intents(self, intents: Sequence[Intent], now: datetime, reannounce: bool,

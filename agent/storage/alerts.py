@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from agent.domain import JsonObject
 from agent.errors import ConsentError
 from agent.escalation import Send
 from agent.storage.ledger.base import LedgerBase
@@ -146,7 +147,7 @@ class AlertLedger(LedgerBase):
         with self._tx() as conn:
             conn.execute("INSERT INTO alert_sends (alert_id, contact, at, ok, error) "
                          "VALUES (?, ?, ?, ?, ?)", (alert_id, contact, ts(now), int(ok), error))
-            body: dict[str, object] = {"alert": alert_id, "contact": contact}
+            body: JsonObject = {"alert": alert_id, "contact": contact}
             if error:
                 body["error"] = error
             self._audit("alert_sent" if ok else "alert_send_failed", None, body, now)

@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 from contextlib import ExitStack, closing
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
 
 from agent.app import actions, factory
 from agent.app.dispatcher import Dispatcher
@@ -140,12 +139,12 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
                      if args.kind == "wrong-item" else "")
             print(f"order {args.id}: {args.kind} recorded (audit {rid}){extra}")
         else:
-            rows: list[dict[str, Any]] = ledger.reminders()
+            rows = ledger.reminders()
             if args.json:
-                print(json.dumps(rows, indent=2))
+                print(json.dumps([r.to_json() for r in rows], indent=2))
             for r in [] if args.json else rows:
-                when = datetime.fromtimestamp(r["ts"], UTC)
-                print(f"{_when(when, zone)} {r['consumable']:<22} {r['message']}")
+                when = datetime.fromtimestamp(r.ts, UTC)
+                print(f"{_when(when, zone)} {r.consumable:<22} {r.message}")
     finally:
         stack.close()
         ledger.close()

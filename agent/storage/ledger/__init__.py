@@ -13,8 +13,10 @@ from agent.storage.ledger.rows import (
     Consent,
     DecidedBy,
     Intent,
+    ReminderRow,
     State,
+    VendorAnswer,
 )
 
 __all__ = ["FEEDBACK_KINDS", "LIVE", "OPEN", "PENDING", "Consent", "DecidedBy", "Intent",
-           "Ledger", "State"]
+           "Ledger", "ReminderRow", "State", "VendorAnswer"]

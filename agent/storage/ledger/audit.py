@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agent.domain import JsonObject
+
 GENESIS = "0" * 64
 
 
@@ -30,7 +32,7 @@ class AuditRecord:
     prev_hash: str
     hash: str
 
-    def fields(self) -> dict[str, Any]:
+    def fields(self) -> JsonObject:
         return json.loads(self.body)  # type: ignore[no-any-return]
 
 

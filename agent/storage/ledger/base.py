@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
+from agent.domain import JsonObject
 from agent.errors import ConsentError, StoreError
 from agent.storage.ledger import audit
 from agent.storage.ledger.rows import Intent, intent_from_row, ts
@@ -54,7 +55,7 @@ class LedgerBase:
 
     # ---- audit --------------------------------------------------------------------
 
-    def _audit(self, kind: str, consumable: str | None, body: dict[str, Any],
+    def _audit(self, kind: str, consumable: str | None, body: JsonObject,
                now: datetime) -> int:
         """Append one chained record; call inside a transaction."""
         last = self.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
@@ -69,7 +70,7 @@ class LedgerBase:
         log.info("audit.%s id=%d consumable=%s", kind, rid, consumable)
         return rid
 
-    def record(self, kind: str, consumable: str | None, body: dict[str, Any],
+    def record(self, kind: str, consumable: str | None, body: JsonObject,
                now: datetime) -> int:
         """Append a free-standing audit record (its own transaction)."""
         with self._tx():

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from agent.consent import Mandate, Mode, Proposal, month_start
 from agent.errors import ConsentError
@@ -31,6 +30,7 @@ from agent.storage.ledger.rows import (
     DecidedBy,
     Intent,
     State,
+    VendorAnswer,
     consent_from_row,
     dt,
     epoch,
@@ -303,26 +303,25 @@ class Ledger(LedgerNotes):
             self.conn.execute("UPDATE intents SET next_attempt_at=?, reason=?, updated_at=? "
                               "WHERE id=?", (ts(at), why, ts(now), intent_id))
 
-    def mark_placed(self, intent_id: int, order: dict[str, Any], now: datetime,
+    def mark_placed(self, intent_id: int, order: VendorAnswer, now: datetime,
                     poll_at: datetime) -> Intent:
-        """The vendor holds the order (fields: id, status, total, cancel_until,
-        expected_delivery, sku, unit_price); rejected orders end the intent."""
-        rejected = order["status"] == "rejected"
+        """The vendor holds the order; rejected orders end the intent."""
+        rejected = order.status == "rejected"
         with self._tx():
             it = self.intent(intent_id)
             self._audit("order_rejected" if rejected else "order_placed", it.consumable,
-                        {"intent": it.id, "order": order["id"], "key": it.idem_key,
-                         "status": order["status"], "total": str(order["total"]),
-                         "allowed_by": it.audit_id, "reason": order.get("reject_reason")},
+                        {"intent": it.id, "order": order.id, "key": it.idem_key,
+                         "status": order.status, "total": str(order.total),
+                         "allowed_by": it.audit_id, "reason": order.reject_reason},
                         now)
             self.conn.execute(
                 "UPDATE intents SET state=?, order_id=?, order_status=?, total=?, "
                 "cancel_until=?, expected_delivery=?, next_attempt_at=?, reason=?, "
                 "decided_by=?, updated_at=? WHERE id=?",
-                ("rejected" if rejected else "placed", order["id"], order["status"],
-                 None if rejected else str(order["total"]),
-                 epoch(order.get("cancel_until")), epoch(order.get("expected_delivery")),
-                 None if rejected else ts(poll_at), order.get("reject_reason") or it.reason,
+                ("rejected" if rejected else "placed", order.id, order.status,
+                 None if rejected else str(order.total),
+                 epoch(order.cancel_until), epoch(order.expected_delivery),
+                 None if rejected else ts(poll_at), order.reject_reason or it.reason,
                  DecidedBy.VENDOR.value if rejected else None, ts(now), it.id))
             return self.intent(it.id)
 

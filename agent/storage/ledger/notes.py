@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from agent.errors import ConsentError
 from agent.logs import canonical
@@ -16,6 +15,7 @@ from agent.storage.ledger.rows import (
     PENDING,
     DecidedBy,
     Intent,
+    ReminderRow,
     State,
     dt,
     ts,
@@ -70,9 +70,10 @@ class LedgerNotes(LedgerBase):
                               "VALUES (?, ?, ?, ?)", (consumable, ts(now), kind, message))
             return True
 
-    def reminders(self, since: datetime | None = None) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._q("SELECT * FROM reminders WHERE ts >= ? ORDER BY id",
-                                         (ts(since) if since else 0.0,))]
+    def reminders(self, since: datetime | None = None) -> list[ReminderRow]:
+        return [ReminderRow(r["id"], r["consumable"], r["ts"], r["kind"], r["message"])
+                for r in self._q("SELECT id, consumable, ts, kind, message FROM reminders "
+                                 "WHERE ts >= ? ORDER BY id", (ts(since) if since else 0.0,))]
 
     def snoozed_until(self, consumable: str) -> datetime | None:
         """The ``until`` of the household's latest snooze of ``consumable`` (None if never);

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from agent.consent import Mandate, Mode, Proposal
+from agent.domain import JsonObject
 
 
 class State(StrEnum):
@@ -47,6 +48,34 @@ SPENDING = (State.SENDING, State.PLACED, State.DELIVERED)
 # these per consumable (the planner's guard).
 LIVE = OPEN
 FEEDBACK_KINDS = ("wrong-item", "damaged", "not-needed")
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class VendorAnswer:
+    """What the vendor said about a sent order, as :meth:`Ledger.mark_placed` records it
+    (storage does not import the vendor client, so the dispatcher converts)."""
+
+    id: str
+    status: str
+    total: Decimal
+    cancel_until: datetime | None = None
+    expected_delivery: datetime | None = None
+    reject_reason: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ReminderRow:
+    """A stored reminder for the household."""
+
+    id: int
+    consumable: str
+    ts: float
+    kind: str
+    message: str
+
+    def to_json(self) -> JsonObject:
+        return {"id": self.id, "consumable": self.consumable, "ts": self.ts,
+                "kind": self.kind, "message": self.message}
 
 
 def ts(when: datetime) -> float:
@@ -103,8 +132,8 @@ class Intent:
         return Proposal(self.consumable, self.vendor, self.sku, self.quantity, self.pack_size,
                         self.unit_price, self.name or "", self.currency)
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def to_json(self) -> JsonObject:
+        out: JsonObject = {}
         for name in self.__slots__:
             value = getattr(self, name)
             if isinstance(value, datetime):
@@ -132,7 +161,7 @@ def intent_from_row(row: sqlite3.Row) -> Intent:
     return Intent(**d)
 
 
-def mandate_json(m: Mandate | None) -> dict[str, Any] | None:
+def mandate_json(m: Mandate | None) -> JsonObject | None:
     if m is None:
         return None
     return {"skus": list(m.skus), "vendor": m.vendor,
