@@ -10,9 +10,9 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from agent import __version__
+from agent.domain import JsonObject
 from agent.wire.household import (
     ALERTS_TOPIC,
     COMMAND_PREFIX,
@@ -64,7 +64,7 @@ class DeviceInfo:
     consumables: tuple[tuple[str, str], ...]  # (consumable_id, unit)
 
 
-def _device_block(device: DeviceInfo) -> dict[str, Any]:
+def _device_block(device: DeviceInfo) -> JsonObject:
     return {
         "identifiers": [_node(device.device_id)],
         "name": device.device_id,
@@ -79,7 +79,7 @@ def _config_topic(prefix: str, component: str, device_id: str, object_id: str) -
 
 
 def _ha(prefix: str, component: str, device_id: str, object_id: str,
-        config: dict[str, Any] | None) -> Outgoing:
+        config: JsonObject | None) -> Outgoing:
     payload = b"" if config is None else json.dumps(config, sort_keys=True).encode()
     return Outgoing(_config_topic(prefix, component, device_id, object_id), payload, True)
 
@@ -100,7 +100,7 @@ def discovery_for_device(device: DeviceInfo, prefix: str = DEFAULT_DISCOVERY_PRE
         level_id = f"{_ha_id(consumable_id)}_level"
         days_id = f"{_ha_id(consumable_id)}_days_left"
         unique = f"replenish_{_ha_id(device.device_id, consumable_id)}"
-        level: dict[str, Any] = {
+        level: JsonObject = {
             "unique_id": f"{unique}_level",
             "name": f"{consumable_id} level",
             "state_topic": state_topic,
@@ -113,7 +113,7 @@ def discovery_for_device(device: DeviceInfo, prefix: str = DEFAULT_DISCOVERY_PRE
             level["unit_of_measurement"] = ha_unit
         if device_class:
             level["device_class"] = device_class
-        days: dict[str, Any] = {
+        days: JsonObject = {
             "unique_id": f"{unique}_days_left",
             "name": f"{consumable_id} days left",
             "state_topic": state_topic,
@@ -125,7 +125,7 @@ def discovery_for_device(device: DeviceInfo, prefix: str = DEFAULT_DISCOVERY_PRE
             "availability": availability,
             "device": _device_block(device),
         }
-        order_now: dict[str, Any] = {
+        order_now: JsonObject = {
             "unique_id": f"{unique}_order_now",
             "name": f"Order {consumable_id} now",
             "command_topic": f"{COMMAND_PREFIX}/{Verb.ORDER_NOW.value}",
@@ -149,7 +149,7 @@ def discovery_for_proposal(proposal: Proposal, device: DeviceInfo,
     out: list[Outgoing] = []
     for verb in (Verb.APPROVE, Verb.CANCEL):
         object_id = f"proposal_{_ha_id(proposal.proposal_id)}_{verb.value}"
-        config = {
+        config: JsonObject = {
             "unique_id": f"replenish_{_ha_id(proposal.proposal_id)}_{verb.value}",
             "name": (f"{verb.value.capitalize()} {proposal.quantity}x {proposal.product} "
                      f"at {proposal.unit_price:.2f} {proposal.currency}"),

@@ -32,6 +32,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
 
 from agent.domain import CoarseState, DeviceKind, Unit
 from agent.errors import PayloadError
@@ -104,11 +105,11 @@ WireTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339),
                      Field(json_schema_extra={"pattern": RFC3339})]
 
 
-def _unit_limits() -> list[dict[str, Any]]:
+def _unit_limits() -> list[JsonSchemaValue]:
     """Per-unit ceilings of level and capacity as if/then clauses (percent is the default)."""
-    clauses: list[dict[str, Any]] = []
+    clauses: list[JsonSchemaValue] = []
     for unit, ceiling in MAX_LEVEL.items():
-        cond: dict[str, Any] = {"properties": {"unit": {"const": unit.value}}}
+        cond: JsonSchemaValue = {"properties": {"unit": {"const": unit.value}}}
         if unit is not Unit.PERCENT:
             cond["required"] = ["unit"]
         clauses.append({"if": cond, "then": {"properties": {
@@ -118,7 +119,7 @@ def _unit_limits() -> list[dict[str, Any]]:
 
 
 # The model validators below, written out for JSON Schema (what a third party checks).
-_CONSUMABLE_SCHEMA: dict[str, Any] = {
+_CONSUMABLE_SCHEMA: JsonSchemaValue = {
     "allOf": _unit_limits(),
     "anyOf": [
         {"required": ["level"], "properties": {"level": {"type": "number"}}},
@@ -292,7 +293,7 @@ def encode(msg: BaseModel) -> bytes:
     return msg.model_dump_json(exclude_none=True).encode()
 
 
-def json_schemas() -> dict[str, Any]:
+def json_schemas() -> JsonSchemaValue:
     """The device protocol as one JSON Schema document, as committed in docs/."""
     return document(
         "replenish-agent device protocol v1",

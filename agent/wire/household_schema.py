@@ -8,7 +8,9 @@ the documented payloads cannot drift from what the agent publishes and accepts.
 from __future__ import annotations
 
 import json
-from typing import Any, get_args
+from typing import get_args
+
+from pydantic.json_schema import JsonSchemaValue
 
 from agent.wire.household import (
     COMMAND_PREFIX,
@@ -28,11 +30,11 @@ from agent.wire.household import (
 from agent.wire.schema_doc import document
 
 
-def household_schemas() -> dict[str, Any]:
+def household_schemas() -> JsonSchemaValue:
     """The schema document: topic map plus one root ``$defs`` entry per household payload
     (and per model or enum they use), so every ``$ref`` resolves."""
     prefix = DEFAULT_DISCOVERY_PREFIX
-    defs: dict[str, Any] = {}
+    defs: JsonSchemaValue = {}
     defs["Availability"] = {
         "description": "Retained mirror of a device's status topic (plain text, not JSON).",
         "enum": ["online", "offline"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaValue, models_json_schema
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -30,16 +30,16 @@ def _close_pattern_maps(node: Any) -> None:
             _close_pattern_maps(value)
 
 
-def model_defs(models: tuple[type[BaseModel], ...]) -> dict[str, Any]:
+def model_defs(models: tuple[type[BaseModel], ...]) -> JsonSchemaValue:
     """Root-level ``$defs`` for ``models`` and every model and enum they use."""
     _, top = models_json_schema([(m, "validation") for m in models])
-    defs: dict[str, Any] = top["$defs"]
+    defs: JsonSchemaValue = top["$defs"]
     _close_pattern_maps(defs)
     return defs
 
 
 def document(title: str, models: tuple[type[BaseModel], ...], *,
-             extra_defs: dict[str, Any] | None = None, **annotations: Any) -> dict[str, Any]:
+             extra_defs: JsonSchemaValue | None = None, **annotations: Any) -> JsonSchemaValue:
     """A self-contained schema: the root accepts any of ``models``, each under ``$defs``."""
     defs = model_defs(models)
     for name, schema in (extra_defs or {}).items():
