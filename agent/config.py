@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -28,6 +28,7 @@ from agent.config_io import ENVIRON, SECTION, MappingEnvSource, env_name, read_t
 from agent.config_io import plain_reason as plain_reason
 from agent.config_io import read_secret as read_secret
 from agent.config_io import resolve_secret_path as resolve_secret_path
+from agent.domain import JsonObject
 from agent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/replenish-agent/agent.toml")
@@ -350,7 +351,7 @@ class Settings(BaseSettings):
         # The TOML arrives as init kwargs; the environment must win over it.
         return (MappingEnvSource(settings_cls), init_settings)
 
-    def redacted(self) -> dict[str, Any]:
+    def redacted(self) -> JsonObject:
         """The settings as plain data, safe to log or ship in a support bundle.
 
         Secrets never live in the tree, only their file names, so nothing needs masking

@@ -24,10 +24,10 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from agent import __version__
 from agent.config import Settings
+from agent.domain import JsonObject
 from agent.errors import AgentError
 from agent.logs import REDACTED, WARNINGS_FILE, redact, register_secret
 from agent.ops import doctor
@@ -79,7 +79,7 @@ def recent_warnings(lines: int = JOURNAL_LINES) -> str:
     return done.stdout or "no warnings in the journal\n"
 
 
-def versions() -> dict[str, Any]:
+def versions() -> JsonObject:
     """Versions of everything that shapes the agent's behaviour."""
     packages: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -106,14 +106,14 @@ def versions() -> dict[str, Any]:
     }
 
 
-def database_stats(path: Path) -> dict[str, Any]:
+def database_stats(path: Path) -> JsonObject:
     """Row counts and sizes per table, from a read-only connection; never row contents."""
     files = {
         suffix or "db": os.path.getsize(f"{path}{suffix}")
         for suffix in ("", "-wal", "-shm")
         if os.path.exists(f"{path}{suffix}")
     }
-    stats: dict[str, Any] = {"path": str(path), "file_bytes": files}
+    stats: JsonObject = {"path": str(path), "file_bytes": files}
     try:
         exists = path.exists()
     except PermissionError:
@@ -189,7 +189,7 @@ def collect(loader: Callable[[], Settings], sources: Sources) -> dict[str, str]:
     for value in secrets_seen:
         register_secret(value)
     if loaded.settings is not None:
-        config: dict[str, Any] = loaded.settings.redacted()
+        config: JsonObject = loaded.settings.redacted()
         config["_source"] = loaded.settings.source
     else:
         config = {"error": config_result.summary}

@@ -6,9 +6,9 @@ import argparse
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from agent.config import Settings
+from agent.domain import JsonObject
 from agent.storage.ledger import Ledger
 from agent.storage.readonly import connect_readonly
 
@@ -45,16 +45,17 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
         records = ledger.audit_records()
         if args.limit:
             records = records[-args.limit:]
-        rows: list[dict[str, Any]] = [
+        rows: list[JsonObject] = [
             {"id": r.id, "ts": datetime.fromtimestamp(r.ts, UTC).isoformat(), "kind": r.kind,
              "consumable": r.consumable, "body": r.fields(), "hash": r.hash}
             for r in records]
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
-            for row in rows:
-                print(f"{row['id']:>5} {row['ts'][:19]} {row['kind']:<20} "
-                      f"{row['consumable'] or '-':<22} {json.dumps(row['body'], sort_keys=True)}")
+            for r in records:
+                when = datetime.fromtimestamp(r.ts, UTC).isoformat()
+                print(f"{r.id:>5} {when[:19]} {r.kind:<20} "
+                      f"{r.consumable or '-':<22} {json.dumps(r.fields(), sort_keys=True)}")
         return 0
     finally:
         ledger.close()

@@ -9,10 +9,10 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
 
 from agent.clock import cli_now, household_zone
 from agent.config import Settings
+from agent.domain import JsonObject
 from agent.errors import ConsentError
 from agent.sources.calendar.away import AwayRule, import_ics, parse_day_or_time
 from agent.sources.calendar.subscription import (
@@ -92,15 +92,16 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
             away_id = ledger.add_away(start, end, args.label, "cli", now)
             print(f"away {away_id}: {start.isoformat()} .. {end.isoformat()}")
         elif args.action == "list":
-            rows: list[dict[str, Any]] = [
+            periods = ledger.away_periods()
+            rows: list[JsonObject] = [
                 {"id": i, "start": s.isoformat(), "end": e.isoformat(), "label": label}
-                for i, s, e, label in ledger.away_periods()]
+                for i, s, e, label in periods]
             if args.json:
                 print(json.dumps(rows, indent=2))
             else:
-                for r in rows:
-                    print(f"{r['id']:>4} {_local(r['start'], zone)} .. "
-                          f"{_local(r['end'], zone)}  {r['label']}")
+                for i, s, e, label in periods:
+                    print(f"{i:>4} {_local(s.isoformat(), zone)} .. "
+                          f"{_local(e.isoformat(), zone)}  {label}")
                 if not rows:
                     print("(no away periods)")
                 else:

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, time, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from agent.clock import cli_now, household_zone
 from agent.config import Settings, read_secret
 from agent.consent import Mandate, Mode, parse_consumable, review_grant
+from agent.domain import JsonObject
 from agent.errors import ConfigError, ConsentError, VendorError, VendorFinal
 from agent.sources.calendar.away import parse_day_or_time
 from agent.storage.ledger import Consent, Ledger
@@ -60,7 +60,7 @@ def _money(text: str) -> Decimal:
     return value
 
 
-def as_json(c: Consent) -> dict[str, Any]:
+def as_json(c: Consent) -> JsonObject:
     m = c.mandate
     return {
         "consumable": c.consumable, "mode": c.mode.value, "audit_id": c.audit_id,
@@ -84,18 +84,18 @@ def show_time(iso: str | None, zone: tzinfo) -> str:
     return local.strftime("%Y-%m-%d %H:%M")
 
 
-def render(rows: list[dict[str, Any]], zone: tzinfo) -> str:
+def render(rows: Sequence[Consent], zone: tzinfo) -> str:
     lines = [f"{'CONSUMABLE':<24} {'MODE':<8} MANDATE"]
     for r in rows:
-        m = r["mandate"]
+        m = r.mandate
         text = "-" if m is None else (
-            f"skus={','.join(m['skus'])} max_price={m['max_unit_price'] or '-'} "
-            f"max_qty={m['max_quantity'] or '-'} budget={m['monthly_budget'] or '-'} "
-            f"expires={show_time(m['expires_at'], zone)}")
-        lines.append(f"{r['consumable']:<24} {r['mode']:<8} {text}")
+            f"skus={','.join(m.skus)} max_price={m.max_unit_price or '-'} "
+            f"max_qty={m.max_quantity or '-'} budget={m.monthly_budget or '-'} "
+            f"expires={show_time(m.expires_at.isoformat() if m.expires_at else None, zone)}")
+        lines.append(f"{r.consumable:<24} {r.mode.value:<8} {text}")
     if not rows:
         lines.append("(no consent given: every consumable is monitor only)")
-    elif any(r["mandate"] and r["mandate"]["expires_at"] for r in rows):
+    elif any(r.mandate and r.mandate.expires_at for r in rows):
         lines.append(f"(times in {zone})")
     return "\n".join(lines)
 
@@ -110,9 +110,9 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
               else Ledger.open(settings.storage.path))
     try:
         if args.action == "show":
-            rows = [as_json(c) for c in ledger.consents()
-                    if args.consumable in (None, c.consumable)]
-            print(json.dumps(rows, indent=2) if args.json else render(rows, zone))
+            rows = [c for c in ledger.consents() if args.consumable in (None, c.consumable)]
+            print(json.dumps([as_json(c) for c in rows], indent=2) if args.json
+                  else render(rows, zone))
         else:
             rid, cancelled = ledger.revoke(args.consumable, now)
             print(f"{args.consumable}: revoked, monitor only (audit {rid}); "

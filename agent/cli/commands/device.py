@@ -19,10 +19,9 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from agent.config import BrokerSettings, Settings
-from agent.domain import DeviceKind
+from agent.domain import DeviceKind, JsonObject
 from agent.errors import BrokerError
 from agent.ops import provisioning as prov
 from agent.ops.filetx import FileTransaction
@@ -155,7 +154,7 @@ def _add(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> i
     )
     host, tls_port, cert_port = _endpoint(settings, paths)
     dev = args.device_id
-    info: dict[str, Any] = {
+    info: JsonObject = {
         "device_id": dev,
         "kind": args.kind,
         "host": host,

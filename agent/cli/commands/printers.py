@@ -15,11 +15,11 @@ import argparse
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import ValidationError
 
 from agent.config import DEFAULT_CONFIG_PATH, PrinterSettings, Settings, plain_reason
+from agent.domain import JsonObject
 from agent.errors import ConfigError
 from agent.sources.ipp.source import (
     DEFAULT_TIMEOUT_S,
@@ -61,9 +61,9 @@ def read_once(printer: PrinterSettings, timeout_s: float) -> tuple[str, PollResu
         return source.device_id, source.poll(datetime.now(UTC))
 
 
-def result_data(device_id: str, printer: PrinterSettings, result: PollResult) -> dict[str, Any]:
+def result_data(device_id: str, printer: PrinterSettings, result: PollResult) -> JsonObject:
     """One printer's poll as plain data (what ``--json`` prints)."""
-    data: dict[str, Any] = {
+    data: JsonObject = {
         "device_id": device_id,
         "uri": printer.uri,
         "status": result.status.value,
@@ -77,16 +77,16 @@ def result_data(device_id: str, printer: PrinterSettings, result: PollResult) ->
     return data
 
 
-def render(data: dict[str, Any]) -> str:
+def render(device_id: str, result: PollResult) -> str:
     """Human-readable lines for one printer's poll."""
-    lines = [f"{data['device_id']}: {data['status']} ({data['detail']})"]
-    if data["model"]:
-        lines.append(f"  model: {data['model']}")
+    lines = [f"{device_id}: {result.status.value} ({result.detail})"]
+    if result.make_and_model:
+        lines.append(f"  model: {result.make_and_model}")
     pages = None
-    for c in data["consumables"]:
-        level = f"{c['level']:5.0f} %" if "level" in c else "    - "
-        lines.append(f"  {c['id']:<28} {level}  {c.get('state', '')}")
-        pages = (c.get("counters") or {}).get("pages", pages)
+    for c in result.state.consumables if result.state is not None else []:
+        level = f"{c.level:5.0f} %" if c.level is not None else "    - "
+        lines.append(f"  {c.id:<28} {level}  {c.state.value if c.state else ''}")
+        pages = (c.counters or {}).get("pages", pages)
     if pages is not None:
         lines.append(f"  pages printed: {pages}")
     return "\n".join(lines)
@@ -120,7 +120,7 @@ def _add(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> i
         data["toml"] = toml_block(printer) if answered else None
         print(json.dumps(data, indent=2))
     else:
-        print(render(data))
+        print(render(device_id, result))
         if answered:
             print(f"\nAdd this to the settings file (default {DEFAULT_CONFIG_PATH}) and "
                   "restart the agent:\n")
@@ -133,16 +133,19 @@ def _add(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> i
 
 def _list(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> int:
     settings = settings_loader()
-    rows: list[dict[str, Any]] = []
+    rows: list[JsonObject] = []
+    lines: list[str] = []
     worst = 0
     for printer in settings.printers:
         if args.check:
             device_id, result = read_once(printer, args.timeout)
             row = result_data(device_id, printer, result)
+            lines.append(render(device_id, result))
             worst = max(worst, 0 if result.status is PollStatus.OK else 3)
         else:
-            row = {"device_id": printer.name or default_device_id(printer.uri),
-                   "uri": printer.uri}
+            device_id = printer.name or default_device_id(printer.uri)
+            row = {"device_id": device_id, "uri": printer.uri}
+            lines.append(f"{device_id}: {printer.uri} every {printer.poll_interval_s} s")
         row["poll_interval_s"] = printer.poll_interval_s
         rows.append(row)
     if args.json:
@@ -150,9 +153,6 @@ def _list(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> 
         return worst
     if not rows:
         print(f"{settings.source}: no [[printers]] configured")
-    for row in rows:
-        if args.check:
-            print(render(row))
-        else:
-            print(f"{row['device_id']}: {row['uri']} every {row['poll_interval_s']} s")
+    for line in lines:
+        print(line)
     return worst
