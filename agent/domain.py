@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import TypeAlias
 
 # A JSON document the agent writes (schemas, discovery configs, audit bodies, ``--json``
-# output): values must be JSON, unlike ``dict[str, Any]``, so a datetime or Decimal that
+# output): values must be JSON, unlike an Any-valued dict, so a datetime or Decimal that
 # was not turned into text is a type error, not a crash at ``json.dumps``.
 JsonValue: TypeAlias = (
     "None | bool | int | float | str | Sequence[JsonValue] | Mapping[str, JsonValue]")

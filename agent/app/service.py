@@ -147,8 +147,10 @@ class AgentService(Liveness):
             add(self.send_alerts, "date", id="alerts")
         for source in self.printers:
             add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
-        for job, options in self.sources.jobs():
-            add(job, coalesce=True, **options)
+        for job in self.sources.jobs():
+            first = {} if job.first_run is None else {"next_run_time": job.first_run}
+            add(job.func, "interval", seconds=job.every.total_seconds(), id=job.id,
+                coalesce=True, **first)
 
     def open_store(self) -> Store:
         return Store(self.settings.storage.path, rejects_kept=self.settings.ingest.rejects_kept)

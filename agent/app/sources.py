@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from agent.config import Settings
 from agent.mqtt.ingest import ForeignRoute
@@ -19,6 +19,16 @@ from agent.storage.ledger import Ledger
 from agent.storage.sources import SourceStore
 from agent.storage.store import Store
 
+
+@dataclass(slots=True, frozen=True)
+class Job:
+    """A periodic job: run ``func`` every ``every``, first at ``first_run`` (None: one
+    interval after the scheduler starts)."""
+
+    func: Callable[[], object]
+    id: str
+    every: timedelta
+    first_run: datetime | None = None
 
 class SourceJobs:
     """The periodic jobs of the foreign sources; each opens its own connections."""
@@ -36,23 +46,20 @@ class SourceJobs:
         """The hook for the agent's one paho connection."""
         return ForeignRoute(self.foreign.topics, self.foreign.wants, self.foreign.deliver)
 
-    def jobs(self) -> list[tuple[Callable[[], Any], dict[str, Any]]]:
-        """(function, APScheduler ``add_job`` keyword arguments) for each job."""
+    def jobs(self) -> list[Job]:
+        """The periodic jobs of the foreign sources."""
         now = datetime.now(UTC)
-        out: list[tuple[Callable[[], Any], dict[str, Any]]] = [
-            (self.drain, {"trigger": "interval", "id": "foreign-sources",
-                                  "seconds": self.settings.sources.drain_interval_s}),
-            (self.foreign.refresh_adoptions, {"trigger": "interval", "seconds": 30,
-                                              "id": "foreign-adoptions"}),
+        out = [
+            Job(self.drain, "foreign-sources",
+                timedelta(seconds=self.settings.sources.drain_interval_s)),
+            Job(self.foreign.refresh_adoptions, "foreign-adoptions", timedelta(seconds=30)),
             # The first calendar refresh right away, then every refresh_interval_min.
-            (self.refresh_calendars, {"trigger": "interval", "id": "calendars",
-                                      "minutes": self.settings.calendar.refresh_interval_min,
-                                      "next_run_time": now}),
+            Job(self.refresh_calendars, "calendars",
+                timedelta(minutes=self.settings.calendar.refresh_interval_min), now),
         ]
         if self.nightscout is not None:
-            out.append((self.poll_nightscout, {
-                "trigger": "interval", "id": "nightscout", "next_run_time": now,
-                "minutes": self.nightscout.settings.poll_interval_min}))
+            out.append(Job(self.poll_nightscout, "nightscout",
+                           timedelta(minutes=self.nightscout.settings.poll_interval_min), now))
         return out
 
     def drain(self) -> None:
