@@ -24,7 +24,7 @@ def test_status_mqtt_and_web_show_the_same_consumable(tmp_path: Path) -> None:
             ledger.set_consent("printer-1/black", Mode.CONFIRM, None, NOW)
             forecasts = Planner(store, ledger, _no_catalog, vendor_name="-").outlook(NOW)
             [view] = consumable_views(store.devices(), store.consumables(), ledger, forecasts)
-            [status] = collect(store, ledger, NOW)["consumables"]
+            [status] = collect(store, ledger, NOW).to_json()["consumables"]  # type: ignore[misc]
             [state] = consumable_states([view])
             [web] = home_rows(store, ledger, NOW, forecasts)
         finally:

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from agent.app.learning import apply_learning
 from agent.consent import (
@@ -36,6 +35,7 @@ from agent.consent import (
 from agent.domain import CoarseState, Unit
 from agent.errors import VendorError
 from agent.forecast import Away, ConsumableSpec, Delivery, Forecast, Observation, forecast
+from agent.household.views import StoreRow
 from agent.logs import canonical
 from agent.policy import LeadTime, ReorderPlan, plan_reorder
 from agent.sources.calendar.away import away_periods
@@ -67,7 +67,7 @@ CARE_TIPS = {
 }
 
 Catalog = Callable[[str], CatalogItem]
-SpecFor = Callable[[dict[str, Any], CatalogItem | None], ConsumableSpec]
+SpecFor = Callable[[StoreRow, CatalogItem | None], ConsumableSpec]
 
 
 @dataclass(slots=True)
@@ -93,7 +93,7 @@ class PlanReport:
     forecasts: dict[str, Forecast] = field(default_factory=dict)  # every consumable, by key
 
 
-def default_spec(row: dict[str, Any], offer: CatalogItem | None) -> ConsumableSpec:
+def default_spec(row: StoreRow, offer: CatalogItem | None) -> ConsumableSpec:
     """A spec from what the device reported and the catalog's pack.
 
     A percent gauge is refilled whole by one pack; gram and millilitre scales take the
@@ -219,14 +219,14 @@ class Planner:
         return {consumable_key(row): self._forecast(row, None, now, away)
                 for row in self._rows()}
 
-    def _rows(self) -> list[dict[str, Any]]:
+    def _rows(self) -> list[StoreRow]:
         kinds = {d["device_id"]: d["kind"] for d in self.store.devices()}
         return [{**row, "kind": kinds.get(row["device_id"], "other")}
                 for row in self.store.consumables(counts=False)]
 
     # ---- one consumable ----------------------------------------------------------
 
-    def _forecast(self, row: dict[str, Any], offer: CatalogItem | None, now: datetime,
+    def _forecast(self, row: StoreRow, offer: CatalogItem | None, now: datetime,
                   away: list[Away], obs: list[Observation] | None = None,
                   spec: ConsumableSpec | None = None) -> Forecast:
         deliveries = our_deliveries(self.ledger, consumable_key(row), now)
@@ -254,7 +254,7 @@ class Planner:
             return "declined by the household since the last review"
         return None
 
-    def _consider(self, row: dict[str, Any], now: datetime, away: list[Away],
+    def _consider(self, row: StoreRow, now: datetime, away: list[Away],
                   report: PlanReport) -> Candidate | None:
         key = consumable_key(row)
         consent = self.ledger.consent(key)

@@ -19,8 +19,9 @@ from agent.storage.ledger import OPEN, Intent, Ledger, State
 from agent.storage.rows import consumable_key
 from agent.wire.household import ConsumableState
 
-# Store rows as ``Store.devices()`` / ``Store.consumables()`` return them today; reading
-# their columns happens here and nowhere else in the interfaces.
+# A row as ``Store.devices()`` / ``Store.consumables()`` return it today: Any-valued until
+# the store returns typed rows (issue 21 types store.py). Named once here so that change
+# shows every consumer (views, planner, status, web) to mypy.
 StoreRow = Mapping[str, Any]
 
 

@@ -16,13 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from agent.app.actions import proposal_ref, stale_reason
 from agent.app.planner import Planner
 from agent.errors import AgentError, StoreError, VendorRetryable
 from agent.forecast.types import Forecast
-from agent.household.views import consumable_views
+from agent.household.views import StoreRow, consumable_views
 from agent.ops.doctor import open_readonly
 from agent.storage.ledger import Intent, Ledger, State
 from agent.storage.store import Store, consumable_key
@@ -201,7 +200,7 @@ def proposals(ledger: Ledger, now: datetime, ttl: timedelta) -> list[ProposalVie
     return out
 
 
-def find_consumable(store: Store, key: str) -> dict[str, Any] | None:
+def find_consumable(store: Store, key: str) -> StoreRow | None:
     return next((c for c in store.consumables(counts=False) if consumable_key(c) == key), None)
 
 
