@@ -56,11 +56,13 @@ def _topic_key(key: str) -> bool:
     return key == "topic" or key.endswith("_topic")
 
 
+# dict[str, Any]: a foreign device's JSON as parsed; every value is narrowed with
+# isinstance where it is read (agent.sources.ha_discovery.config).
 def expand(payload: dict[str, Any]) -> dict[str, Any]:
     """Full key names, and ``~`` expanded in every topic (HA: a leading or trailing ``~``
     in a ``*_topic`` value is replaced by the value of the ``~`` key)."""
     base = payload.get("~")
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {}  # the same foreign JSON, keys expanded
     for key, value in payload.items():
         name = ABBREVIATIONS.get(key, key)
         if name == "device" and isinstance(value, dict):

@@ -118,6 +118,7 @@ def parse_config(topic: DiscoveryTopic, payload: bytes) -> Entity | None:
     state_topic = cfg.get("state_topic")
     if not isinstance(state_topic, str) or not state_topic or any(c in state_topic for c in "+#"):
         raise PayloadError("config without a usable state_topic")
+    # Foreign JSON: each value read below is narrowed with isinstance.
     device: dict[str, Any] = cfg["device"] if isinstance(cfg.get("device"), dict) else {}
     name = str(cfg.get("name") or cfg.get("object_id") or topic.object_id)
     dev_name = device.get("name")

@@ -51,6 +51,7 @@ def parse_devices(payload: bytes, overrides: Mapping[str, str]) -> list[BridgeDe
         ieee, name = dev.get("ieee_address"), dev.get("friendly_name")
         if not isinstance(ieee, str) or not isinstance(name, str) or not name:
             continue
+        # Foreign JSON (the bridge's device list): each value is narrowed where read.
         definition: dict[str, Any] = (dev["definition"] if isinstance(dev.get("definition"), dict)
                                       else {})
         model = definition.get("model") if isinstance(definition.get("model"), str) else None
