@@ -56,7 +56,7 @@ def _topic_key(key: str) -> bool:
     return key == "topic" or key.endswith("_topic")
 
 
-# dict[str, Any]: a foreign device's JSON as parsed; every value is narrowed with
+# Any-valued: a foreign device's JSON as parsed; every value is narrowed with
 # isinstance where it is read (agent.sources.ha_discovery.config).
 def expand(payload: dict[str, Any]) -> dict[str, Any]:
     """Full key names, and ``~`` expanded in every topic (HA: a leading or trailing ``~``
