@@ -127,8 +127,12 @@ def test_one_live_order_per_need_across_sigkills(
         skus = {sku for _, _, sku in NEEDS.values()}
         wait_until(lambda: set(_live(vendor)) == skus,
                    timeout=90, what=lambda: (_live(vendor), agent.log()[-2000:]))
-        # Further passes (decisions every 10 s) must not add a second order per need.
-        time.sleep(12)
+        # Further passes (decisions every 10 s) must not add a second order per need: wait
+        # for the positive marker of two more passes (one decision line per consumable
+        # each), so a slow agent cannot pass this by not having decided again yet.
+        seen = agent.new_log().count("decision consumable=")
+        wait_until(lambda: agent.new_log().count("decision consumable=")
+                   >= seen + 2 * len(NEEDS), timeout=40, what="two more decision passes")
         agent.stop()
     live = _live(vendor)
     assert live == Counter(dict.fromkeys(skus, 1)), (live, [vars(o) for o in vendor.orders()])
