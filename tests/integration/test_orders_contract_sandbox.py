@@ -27,7 +27,7 @@ from agent.storage.store import Store
 from agent.vendor.client import Order, OrderRequest, VendorClient
 from agent.wire.device import Consumable, StateMessage
 from firmware_sim.vendor import VendorSandbox
-from tests.integration.conftest import wait_until
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

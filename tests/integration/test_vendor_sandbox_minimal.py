@@ -25,8 +25,8 @@ from firmware_sim.vendor.profile import (
     SPEC_MIN_KEY_RETENTION,
     get_profile,
 )
-from tests.integration.conftest import wait_until
 from tests.integration.vendor_helpers import TOKEN, authed_client, post_order
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
