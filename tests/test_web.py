@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import sqlite3
 import stat
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -93,6 +92,34 @@ def test_password_file_is_private_and_hashed(tmp_path: Path) -> None:
     assert auth.login_role(auth.read_passwords(path), PASSWORD + "x") is None
     with pytest.raises(ConfigError, match="at least 8"):
         auth.set_password(path, "short")
+
+
+def test_the_server_checks_logins_in_a_child_process(
+        web: tuple[TestClient, Path, Clock], monkeypatch: pytest.MonkeyPatch) -> None:
+    # scrypt's 16 MiB must never be taken inside the server: with the in-process scrypt
+    # broken, logins still work (and a wrong password is still wrong).
+    def no_scrypt(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("scrypt ran inside the web process")
+
+    monkeypatch.setattr(auth.hashlib, "scrypt", no_scrypt)
+    client, _, _ = web
+    assert login(client, "wrong password") == 401
+    assert login(client, VIEWER_PASSWORD) == 303
+    assert login(client) == 303
+
+
+def test_child_check_refuses_malformed_hashes_and_reports_a_dead_child(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    stored = auth.hash_password(PASSWORD)
+    slot = asyncio.Semaphore(1)
+    assert asyncio.run(auth.check_in_child(PASSWORD, stored, slot)) is True
+    assert asyncio.run(auth.check_in_child("x" + PASSWORD, stored, slot)) is False
+    assert asyncio.run(auth.check_in_child(PASSWORD, "scrypt$oops", slot)) is False
+    monkeypatch.setattr(auth.sys, "executable", "/bin/false")
+    with pytest.raises(auth.HashError, match="exit 1"):
+        asyncio.run(auth.check_in_child(PASSWORD, stored, slot))
 
 
 def test_missing_session_redirects_and_refuses_posts(web: tuple[TestClient, Path, Clock]
@@ -244,22 +271,22 @@ def test_away_audit_consumable_and_devices_pages(web: tuple[TestClient, Path, Cl
     assert client.get("/c/printer-1/nothing").status_code == 404
 
 
-def test_forecasts_are_served_from_the_cache_and_refreshed_in_the_background(
-        tmp_path: Path) -> None:
-    from agent.web.data import ForecastCache
-
-    db = tmp_path / "agent.db"
-    now = seed(db, T0, FakeVendor().client().catalog)
-    ticks = [0.0]
-    cache = ForecastCache(db, lambda: now, ttl_s=60, monotonic=lambda: ticks[0])
-    first = cache.get()
-    assert set(first) == {"printer-1/black"}
-    ticks[0] = 61.0
-    assert cache.get() is first  # stale: the old value at once, a refresh behind it
-    deadline = time.monotonic() + 10
-    while cache.get() is first:
-        assert time.monotonic() < deadline, "background refresh did not finish"
-        time.sleep(0.01)
+def test_pages_show_the_agents_stored_forecasts_and_flag_old_ones(
+        web: tuple[TestClient, Path, Clock]) -> None:
+    client, db, clock = web
+    assert login(client) == 303
+    home = client.get("/").text
+    assert "forecast from" not in home and "not forecast yet" not in home
+    page = client.get("/c/printer-1/black").text
+    assert "decision pass of" in page and 'class="band"' in page
+    clock.now += timedelta(hours=7)  # the agent's pass stopped: say so on the home page
+    assert "is the agent running?" in client.get("/").text
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DELETE FROM forecasts")
+    conn.close()
+    assert "not forecast yet" in client.get("/").text
+    assert "not forecast yet" in client.get("/c/printer-1/black").text
 
 
 def test_cli_sets_the_password_and_refuses_to_serve_without_one(

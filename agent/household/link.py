@@ -18,14 +18,13 @@ import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
 from agent.consent import Mode
 from agent.errors import ConsentError, VendorRetryable
 from agent.household.discovery import DeviceInfo, discovery_for_device, discovery_for_proposal
-from agent.mqtt.ingest import HouseholdRoute
 from agent.storage.alerts import AlertLedger
 from agent.storage.ledger import PENDING, Intent, Ledger, State
 from agent.wire.household import (
@@ -46,6 +45,9 @@ from agent.wire.household import (
     proposal_cleared,
     proposal_message,
 )
+
+if TYPE_CHECKING:
+    from agent.mqtt.ingest import HouseholdRoute
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,10 @@ class HouseholdLink:
     # ---- paho thread: never blocks, never raises ----------------------------------
 
     def route(self) -> HouseholdRoute:
+        # Imported here: the web process uses this module's household actions and must
+        # not load paho (agent.mqtt.ingest) for them.
+        from agent.mqtt.ingest import HouseholdRoute  # noqa: PLC0415
+
         return HouseholdRoute([f"{COMMAND_PREFIX}/#", HA_STATUS_TOPIC], self.deliver)
 
     def deliver(self, topic: str, payload: bytes) -> None:

@@ -306,6 +306,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX alert_sends_by_alert ON alert_sends (alert_id);
         """,
     ),
+    # ---- H-web (issue 20): the newest pass's forecasts, read by the web app ----------
+    (
+        14,
+        """
+        CREATE TABLE forecasts (
+            consumable    TEXT PRIMARY KEY,
+            computed_at   REAL NOT NULL,
+            level         REAL,
+            rate_per_day  REAL,
+            p10_days      REAL,
+            p50_days      REAL,
+            p90_days      REAL,
+            confidence    TEXT NOT NULL,
+            basis         TEXT NOT NULL,
+            low_signal    INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

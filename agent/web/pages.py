@@ -32,13 +32,12 @@ AUDIT_PAGE = 200
 
 @contextmanager
 def writer(ctx: WebContext) -> Iterator[Ledger]:
-    """A read-write ledger for one change; cached forecasts are dropped afterwards."""
+    """A read-write ledger for one change."""
     ledger = Ledger.open(ctx.db)
     try:
         yield ledger
     finally:
         ledger.close()
-        ctx.forecasts.stale()
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -49,7 +48,7 @@ async def _form(request: Request) -> dict[str, str]:
 async def home(request: Request, ctx: WebContext, session: Session) -> Response:
     now = ctx.clock()
     with data.reader(ctx.db) as (store, ledger):
-        rows = data.home_rows(store, ledger, now, ctx.forecasts.get())
+        rows = data.home_rows(store, ledger, now, data.forecasts(store))
         waiting = len(ledger.intents([State.PROPOSED]))
     return ctx.render(request, "home.html", session=session, rows=rows, waiting=waiting,
                       now=now)
@@ -197,7 +196,7 @@ async def consumable(request: Request, ctx: WebContext, session: Session) -> Res
         if row is None:
             return ctx.render(request, "error.html", 404, session=session,
                               message=f"no consumable {key}")
-        fc = ctx.forecasts.get().get(key)
+        fc = data.forecasts(store, key).get(key)
         history = data.level_history(store, row["cid"], now)
         open_orders = ledger.intents(OPEN, key)
         decision = data.last_decision(ledger, key)
