@@ -167,10 +167,16 @@ def test_home_lists_the_consumable_with_headers(web: tuple[TestClient, Path, Clo
 
 def test_approve_twice_queues_once_and_shows_terms_first(
         web: tuple[TestClient, Path, Clock]) -> None:
-    client, db, _ = web
+    client, db, clock = web
     assert login(client) == 303
     page = client.get("/orders").text
     assert "54.90 EUR each" in page and "TONER-TN2420" in page and "Arrival" in page
+    # The expected arrival before approval: the lead time the decision used (the fake
+    # vendor quotes 2 days, sd 0.5: p90 2.6 days), counted from now.
+    likely = (clock.now + timedelta(days=2)).strftime("%Y-%m-%d")
+    latest = (clock.now + timedelta(days=2.64)).strftime("%Y-%m-%d")
+    assert f"if approved now: about {likely}, by {latest} at the latest" in page
+    assert "lead time 2.0 days" in page
     intent_id, ref = proposal(client)
     token = csrf(client)
     first = client.post(f"/orders/{intent_id}/approve", data={"csrf": token, "ref": ref})

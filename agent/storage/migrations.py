@@ -306,7 +306,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX alert_sends_by_alert ON alert_sends (alert_id);
         """,
     ),
-    # ---- H-web (issue 20): the newest pass's forecasts, read by the web app ----------
+    # ---- H-web (issue 20): stored forecasts and the intent's lead time, for the web app
     (
         14,
         """
@@ -322,6 +322,10 @@ MIGRATIONS: list[tuple[int, str]] = [
             basis         TEXT NOT NULL,
             low_signal    INTEGER NOT NULL
         ) WITHOUT ROWID;
+        -- The lead time (p50, p90 days) the decision knew when it wrote the intent: the
+        -- expected arrival shown before approval, before the vendor quotes a date.
+        ALTER TABLE intents ADD COLUMN lead_days REAL;
+        ALTER TABLE intents ADD COLUMN lead_p90_days REAL;
         """,
     ),
 ]

@@ -133,13 +133,16 @@ class ProposalView:
     ref: str
     stale: str | None
     expires_at: datetime
+    # (likely, latest) arrival if approved now: the lead time the decision used.
+    arrival: tuple[datetime, datetime] | None
 
 
 def proposals(ledger: Ledger, now: datetime, ttl: timedelta) -> list[ProposalView]:
     out = []
     for it in ledger.intents([State.PROPOSED]):
         ref = proposal_ref(it)
-        out.append(ProposalView(it, ref, stale_reason(it, ref, now, ttl), it.created_at + ttl))
+        out.append(ProposalView(it, ref, stale_reason(it, ref, now, ttl), it.created_at + ttl,
+                                it.arrival_if_sent(now)))
     return out
 
 
