@@ -277,6 +277,30 @@ def test_away_audit_consumable_and_devices_pages(web: tuple[TestClient, Path, Cl
     assert client.get("/c/printer-1/nothing").status_code == 404
 
 
+def test_consumable_page_says_what_the_agent_learned(
+        web: tuple[TestClient, Path, Clock]) -> None:
+    from agent.storage.learned import LearnedRow, save_learned
+
+    client, db, clock = web
+    assert login(client) == 303
+    conn = sqlite3.connect(db, isolation_level=None)
+    save_learned(conn, [
+        LearnedRow("consumable:printer-1/black", "low_level", 9.0, 10.0, 3),
+        LearnedRow("consumable:printer-1/black", "realised_service", 0.75, 0.98, 4),
+        LearnedRow("consumable:printer-1/black", "yield_per_pack", None, None, 0),
+        LearnedRow("sku:TONER-TN2420", "lead_time_p90", 4.25, None, 6),
+        LearnedRow("sku:OTHER", "lead_time_p90", 9.0, None, 6)], clock.now)
+    conn.close()
+    page = client.get("/c/printer-1/black").text
+    section = page[page.index('id="learned"'):page.index("Planned orders")]
+    assert "Nothing yet" not in section
+    assert "LOW at about 9 percent, seen 3 times (it started from 10)" in section
+    assert "75% of our 4 deliveries arrived before it ran out against a target of 98%" \
+        in section
+    assert "4.2 days from sending to delivery, from 6 delivered orders" in section
+    assert "Yield" not in section and "9.0 days" not in section  # unknown value; other SKU
+
+
 def test_pages_show_the_agents_stored_forecasts_and_flag_old_ones(
         web: tuple[TestClient, Path, Clock]) -> None:
     client, db, clock = web

@@ -19,6 +19,7 @@ from agent.app.actions import proposal_ref, stale_reason
 from agent.errors import StoreError
 from agent.ops.doctor import open_readonly
 from agent.storage.forecasts import StoredForecast, load_forecasts
+from agent.storage.learned import LearnedRow, load_learned
 from agent.storage.ledger import OPEN, Intent, Ledger, State
 from agent.storage.store import Store, consumable_key
 
@@ -157,6 +158,44 @@ def level_history(store: Store, cid: int, now: datetime,
     bucket = days * 86400 / PLOT_POINTS
     rows = store.history(cid, since, since, fine_bucket_s=bucket, coarse_bucket_s=bucket)
     return [(datetime.fromtimestamp(r.ts, UTC), r.level) for r in rows if r.level is not None]
+
+
+def _g(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def _learned_line(row: LearnedRow, unit: str) -> tuple[str, str] | None:
+    """One learned value in plain words (label, sentence); None for names we do not know."""
+    since = f" (it started from {_g(row.prior)})" if row.prior is not None else ""
+    n = row.cycles
+    if row.value is None:
+        return None
+    if row.name == "yield_per_pack":
+        return ("Yield", f"{_g(row.value)} pages (or counts) per pack, from {n} pack"
+                f"{'s' if n != 1 else ''} used up{since}")
+    if row.name == "low_level":
+        return ("LOW warning", f"the device says LOW at about {_g(row.value)} {unit}, seen "
+                f"{n} time{'s' if n != 1 else ''}{since}")
+    if row.name == "realised_service":
+        target = f" against a target of {row.prior:.0%}" if row.prior is not None else ""
+        return ("Service", f"{row.value:.0%} of our {n} deliveries arrived before it ran "
+                f"out{target}")
+    if row.name == "planned_service":
+        return ("Planning for", f"{row.value:.1%} of orders arriving before it runs out "
+                "(raised when deliveries came late)")
+    if row.name.startswith("lead_time_p"):
+        q = row.name.removeprefix("lead_time_p")
+        return (f"Lead time (p{q})", f"{row.value:.1f} days from sending to delivery, "
+                f"from {n} delivered order{'s' if n != 1 else ''}")
+    return None
+
+
+def learned(store: Store, key: str, sku: str | None, unit: str) -> list[tuple[str, str]]:
+    """What the decision pass learned about this consumable (and its product), in words."""
+    rows = load_learned(store.conn, f"consumable:{key}")
+    if sku:
+        rows += load_learned(store.conn, f"sku:{sku}")
+    return [line for r in rows if (line := _learned_line(r, unit)) is not None]
 
 
 def last_decision(ledger: Ledger, key: str) -> str | None:

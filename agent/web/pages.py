@@ -201,10 +201,12 @@ async def consumable(request: Request, ctx: WebContext, session: Session) -> Res
         open_orders = ledger.intents(OPEN, key)
         decision = data.last_decision(ledger, key)
         mode = ledger.mode(key)
+        learned = data.learned(store, key, row["sku"], row["unit"])
     arrival = next((i.expected_delivery for i in open_orders if i.expected_delivery), None)
     svg = plot.level_svg(history, fc, now, row["unit"], arrival, f"{key} level")
     return ctx.render(request, "consumable.html", session=session, key=key, row=row, fc=fc,
-                      svg=svg, orders=open_orders, decision=decision, mode=mode.value)
+                      svg=svg, orders=open_orders, decision=decision, mode=mode.value,
+                      learned=learned)
 
 
 async def order_now(request: Request, ctx: WebContext, session: Session) -> Response:
