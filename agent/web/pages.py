@@ -9,15 +9,17 @@ from contextlib import closing, contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agent.app import actions, factory
+from agent.app import actions, calendars, factory
 from agent.app.dispatcher import Dispatcher
 from agent.app.order_now import Outcome, order_now_for
 from agent.consent import Mode
 from agent.errors import ConfigError, ConsentError
 from agent.ops import doctor
+from agent.sources.calendar.subscription import FetchResult
 from agent.storage.ledger import FEEDBACK_KINDS, OPEN, Ledger, State
 from agent.storage.store import consumable_key
 from agent.vendor.client import VendorClient
@@ -150,7 +152,53 @@ def _away_page(request: Request, ctx: WebContext, session: Session, status: int 
                **extra: Any) -> Response:
     with data.reader(ctx.db) as (_, ledger):
         periods = ledger.away_periods()
-    return ctx.render(request, "away.html", status, session=session, periods=periods, **extra)
+    return ctx.render(request, "away.html", status, session=session, periods=periods,
+                      calendars=calendars.subscriptions(ctx.settings), **extra)
+
+
+def _fetched(results: list[FetchResult]) -> actions.Outcome:
+    parts = [f"calendar {r.name}: fetch failed ({r.reason}); last good copy kept"
+             if r.status == "failed" else
+             f"calendar {r.name}: {r.status}, {r.added} absences added, {r.removed} removed"
+             for r in results]
+    return actions.Outcome(all(r.status != "failed" for r in results),
+                           "; ".join(parts) or "no calendar subscriptions")
+
+
+def _refresh(ctx: WebContext, names: list[str] | None) -> list[FetchResult]:
+    with writer(ctx) as ledger:
+        return calendars.refresh(ctx.settings, ledger, ctx.clock(), names)
+
+
+async def calendar_add(request: Request, ctx: WebContext, session: Session) -> Response:
+    """``replenish away subscribe``: store the URL (0600), then fetch it at once."""
+    form, name, url = forms.calendar_form(await _form(request))
+    if form.ok:
+        try:
+            calendars.subscribe(ctx.settings, name, url)
+        except ConsentError as err:
+            form.errors["name" if "name" in str(err) else "url"] = str(err)
+    if not form.ok:
+        return _away_page(request, ctx, session, 400, calendar_form=form)
+    # The fetch waits on the network (up to calendar.deadline_s): off the event loop.
+    results = await run_in_threadpool(_refresh, ctx, [name])
+    return _away_page(request, ctx, session, outcome=_fetched(results))
+
+
+async def calendar_refresh(request: Request, ctx: WebContext, session: Session) -> Response:
+    out = _fetched(await run_in_threadpool(_refresh, ctx, None))
+    return _away_page(request, ctx, session, 200 if out.ok else 502, outcome=out)
+
+
+async def calendar_remove(request: Request, ctx: WebContext, session: Session) -> Response:
+    name = request.path_params["name"]
+    try:
+        with writer(ctx) as ledger:
+            calendars.unsubscribe(ctx.settings, ledger, name, ctx.clock())
+    except ConsentError as err:
+        return _away_page(request, ctx, session, 404, outcome=actions.Outcome(False, str(err)))
+    return _away_page(request, ctx, session, outcome=actions.Outcome(
+        True, f"calendar {name} unsubscribed; its coming absences removed"))
 
 
 async def away(request: Request, ctx: WebContext, session: Session) -> Response:
@@ -254,6 +302,9 @@ ROUTES: list[tuple[str, Handler, list[str], bool]] = [
     ("/away", away, ["GET"], False),
     ("/away", away_add, ["POST"], True),
     ("/away/{away_id:int}/remove", away_remove, ["POST"], True),
+    ("/away/calendars", calendar_add, ["POST"], True),
+    ("/away/calendars/refresh", calendar_refresh, ["POST"], True),
+    ("/away/calendars/{name:str}/remove", calendar_remove, ["POST"], True),
     ("/audit", audit, ["GET"], False),
     ("/audit/verify", audit, ["GET"], False),
     ("/c/{device:str}/{item:str}", consumable, ["GET"], False),
