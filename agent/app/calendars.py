@@ -28,13 +28,20 @@ class Subscription:
     """One subscribed calendar's fetch state (never its URL)."""
 
     name: str
-    last_success: str | None
+    last_success: datetime | None
     failures: int
     last_error: str
 
 
 def _subs(settings: Settings) -> CalendarSubscriptions:
     return CalendarSubscriptions(calendar_dir(settings))
+
+
+def _when(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def states(settings: Settings) -> list[tuple[str, dict[str, object]]]:
@@ -47,7 +54,7 @@ def subscriptions(settings: Settings) -> list[Subscription]:
     out = []
     for name, st in states(settings):
         last, failures, error = st.get("last_success"), st.get("failures"), st.get("last_error")
-        out.append(Subscription(name, None if last is None else str(last),
+        out.append(Subscription(name, _when(last),
                                 failures if isinstance(failures, int) else 0,
                                 "" if error is None else str(error)))
     return out

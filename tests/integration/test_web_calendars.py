@@ -63,7 +63,7 @@ def test_subscribe_list_refresh_and_unsubscribe_on_the_away_page(
     assert (tmp_path / "calendars" / "family.url").read_text().strip() == url
     page = client.get("/away").text
     row = page.split('id="calendar-family"')[1].split("</tr>")[0]
-    assert "never" not in row and "2026-09-20" in row  # fetched now
+    assert "never" not in row and "2026-09-20 00:00" in row  # fetched now
     ledger = Ledger.open(tmp_path / "agent.db")
     assert len(away_periods(ledger)) == 3
     ledger.close()
