@@ -147,6 +147,15 @@ def proposals(ledger: Ledger, now: datetime, ttl: timedelta) -> list[ProposalVie
     return out
 
 
+def expected_arrival(it: Intent, now: datetime) -> datetime | None:
+    """The vendor's date once it gave one, else sending time plus the stored lead time."""
+    if it.expected_delivery is not None:
+        return it.expected_delivery
+    sent = it.first_sent_at or max(now, it.send_after or now)
+    estimate = it.arrival_if_sent(sent)
+    return estimate[0] if estimate else None
+
+
 def find_consumable(store: Store, key: str) -> dict[str, Any] | None:
     return next((c for c in store.consumables(counts=False) if consumable_key(c) == key), None)
 

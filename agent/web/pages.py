@@ -250,11 +250,12 @@ async def consumable(request: Request, ctx: WebContext, session: Session) -> Res
         decision = data.last_decision(ledger, key)
         mode = ledger.mode(key)
         learned = data.learned(store, key, row["sku"], row["unit"])
-    arrival = next((i.expected_delivery for i in open_orders if i.expected_delivery), None)
+    arrivals = {i.id: data.expected_arrival(i, now) for i in open_orders}
+    arrival = next((a for a in arrivals.values() if a is not None), None)
     svg = plot.level_svg(history, fc, now, row["unit"], arrival, f"{key} level")
     return ctx.render(request, "consumable.html", session=session, key=key, row=row, fc=fc,
                       svg=svg, orders=open_orders, decision=decision, mode=mode.value,
-                      learned=learned)
+                      learned=learned, arrivals=arrivals)
 
 
 async def order_now(request: Request, ctx: WebContext, session: Session) -> Response:
