@@ -318,6 +318,11 @@ def test_pages_show_the_agents_stored_forecasts_and_flag_old_ones(
     conn.close()
     assert "not forecast yet" in client.get("/").text
     assert "not forecast yet" in client.get("/c/printer-1/black").text
+    conn = sqlite3.connect(db)  # the agent has not migrated yet after an upgrade
+    with conn:
+        conn.execute("DROP TABLE forecasts")
+    conn.close()
+    assert "not forecast yet" in client.get("/").text
 
 
 def test_cli_sets_the_password_and_refuses_to_serve_without_one(

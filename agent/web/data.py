@@ -65,7 +65,13 @@ def forecasts(store: Store, key: str | None = None) -> dict[str, StoredForecast]
     consumable took seconds and tens of MB on a year of 50 devices, and the agent has just
     done it (with what it learned, which a recomputation here would not know).
     """
-    return load_forecasts(store.conn, key)
+    try:
+        return load_forecasts(store.conn, key)
+    except sqlite3.OperationalError as err:
+        # Upgraded package, agent not restarted yet: its migration adds the table.
+        if "no such table" not in str(err):
+            raise
+        return {}
 
 
 @dataclass(slots=True, frozen=True)
