@@ -9,6 +9,7 @@ from agent.app.planner import Planner
 from agent.cli.commands.status import _no_catalog, collect
 from agent.consent import Mode
 from agent.household.views import consumable_states, consumable_views
+from agent.storage.forecasts import load_forecasts, save_forecasts
 from agent.storage.ledger import Ledger
 from agent.storage.store import Store
 from agent.web.data import home_rows
@@ -26,7 +27,9 @@ def test_status_mqtt_and_web_show_the_same_consumable(tmp_path: Path) -> None:
             [view] = consumable_views(store.devices(), store.consumables(), ledger, forecasts)
             [status] = collect(store, ledger, NOW).to_json()["consumables"]  # type: ignore[misc]
             [state] = consumable_states([view])
-            [web] = home_rows(store, ledger, NOW, forecasts)
+            # The web app reads the forecasts the decision pass stored, not its own.
+            save_forecasts(ledger.conn, forecasts)
+            [web] = home_rows(store, ledger, NOW, load_forecasts(store.conn))
         finally:
             ledger.close()
     p10, p50, _ = view.days_left

@@ -90,8 +90,10 @@ def test_a_version_2_database_upgrades_without_loss(tmp_path: Path) -> None:
         assert current_version(store.conn) == LATEST_VERSION
     after = {t: rows(db, t) for t in ("intents", "audit", "consent")}
     assert after["audit"] == before["audit"] and after["consent"] == before["consent"]
-    assert [{k: v for k, v in r.items() if k != "decided_by"} for r in after["intents"]] \
+    added = ("decided_by", "lead_days", "lead_p90_days")  # columns of later versions
+    assert [{k: v for k, v in r.items() if k not in added} for r in after["intents"]] \
         == before["intents"]
+    assert {r["lead_days"] for r in after["intents"]} == {None}
     assert [r["decided_by"] for r in after["intents"]] == [w[-1] for w in V2_INTENTS]
     ledger = Ledger.open(db)
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import sqlite3
 import stat
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -95,6 +94,34 @@ def test_password_file_is_private_and_hashed(tmp_path: Path) -> None:
         auth.set_password(path, "short")
 
 
+def test_the_server_checks_logins_in_a_child_process(
+        web: tuple[TestClient, Path, Clock], monkeypatch: pytest.MonkeyPatch) -> None:
+    # scrypt's 16 MiB must never be taken inside the server: with the in-process scrypt
+    # broken, logins still work (and a wrong password is still wrong).
+    def no_scrypt(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("scrypt ran inside the web process")
+
+    monkeypatch.setattr(auth.hashlib, "scrypt", no_scrypt)
+    client, _, _ = web
+    assert login(client, "wrong password") == 401
+    assert login(client, VIEWER_PASSWORD) == 303
+    assert login(client) == 303
+
+
+def test_child_check_refuses_malformed_hashes_and_reports_a_dead_child(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    stored = auth.hash_password(PASSWORD)
+    slot = asyncio.Semaphore(1)
+    assert asyncio.run(auth.check_in_child(PASSWORD, stored, slot)) is True
+    assert asyncio.run(auth.check_in_child("x" + PASSWORD, stored, slot)) is False
+    assert asyncio.run(auth.check_in_child(PASSWORD, "scrypt$oops", slot)) is False
+    monkeypatch.setattr(auth.sys, "executable", "/bin/false")
+    with pytest.raises(auth.HashError, match="exit 1"):
+        asyncio.run(auth.check_in_child(PASSWORD, stored, slot))
+
+
 def test_missing_session_redirects_and_refuses_posts(web: tuple[TestClient, Path, Clock]
                                                      ) -> None:
     client, db, _ = web
@@ -140,10 +167,17 @@ def test_home_lists_the_consumable_with_headers(web: tuple[TestClient, Path, Clo
 
 def test_approve_twice_queues_once_and_shows_terms_first(
         web: tuple[TestClient, Path, Clock]) -> None:
-    client, db, _ = web
+    client, db, clock = web
     assert login(client) == 303
     page = client.get("/orders").text
     assert "54.90 EUR each" in page and "TONER-TN2420" in page and "Arrival" in page
+    # The expected arrival before approval: the lead time the decision used (the fake
+    # vendor quotes 2 days, sd 0.5: p90 2.6 days), counted from now.
+    likely = (clock.now + timedelta(days=2)).strftime("%Y-%m-%d")
+    latest = (clock.now + timedelta(days=2.64)).strftime("%Y-%m-%d")
+    tail = f", by {latest} at the latest" if latest != likely else ""
+    assert f"if approved now: about {likely}{tail}" in page
+    assert "lead time 2.0 days" in page
     intent_id, ref = proposal(client)
     token = csrf(client)
     first = client.post(f"/orders/{intent_id}/approve", data={"csrf": token, "ref": ref})
@@ -244,22 +278,51 @@ def test_away_audit_consumable_and_devices_pages(web: tuple[TestClient, Path, Cl
     assert client.get("/c/printer-1/nothing").status_code == 404
 
 
-def test_forecasts_are_served_from_the_cache_and_refreshed_in_the_background(
-        tmp_path: Path) -> None:
-    from agent.web.data import ForecastCache
+def test_consumable_page_says_what_the_agent_learned(
+        web: tuple[TestClient, Path, Clock]) -> None:
+    from agent.storage.learned import LearnedRow, save_learned
 
-    db = tmp_path / "agent.db"
-    now = seed(db, T0, FakeVendor().client().catalog)
-    ticks = [0.0]
-    cache = ForecastCache(db, lambda: now, ttl_s=60, monotonic=lambda: ticks[0])
-    first = cache.get()
-    assert set(first) == {"printer-1/black"}
-    ticks[0] = 61.0
-    assert cache.get() is first  # stale: the old value at once, a refresh behind it
-    deadline = time.monotonic() + 10
-    while cache.get() is first:
-        assert time.monotonic() < deadline, "background refresh did not finish"
-        time.sleep(0.01)
+    client, db, clock = web
+    assert login(client) == 303
+    conn = sqlite3.connect(db, isolation_level=None)
+    save_learned(conn, [
+        LearnedRow("consumable:printer-1/black", "low_level", 9.0, 10.0, 3),
+        LearnedRow("consumable:printer-1/black", "realised_service", 0.75, 0.98, 4),
+        LearnedRow("consumable:printer-1/black", "yield_per_pack", None, None, 0),
+        LearnedRow("sku:TONER-TN2420", "lead_time_p90", 4.25, None, 6),
+        LearnedRow("sku:OTHER", "lead_time_p90", 9.0, None, 6)], clock.now)
+    conn.close()
+    page = client.get("/c/printer-1/black").text
+    section = page[page.index('id="learned"'):page.index("Planned orders")]
+    assert "Nothing yet" not in section
+    assert "LOW at about 9 percent, seen 3 times (it started from 10)" in section
+    assert "75% of our 4 deliveries arrived before it ran out against a target of 98%" \
+        in section
+    assert "4.2 days from sending to delivery, from 6 delivered orders" in section
+    assert "Yield" not in section and "9.0 days" not in section  # unknown value; other SKU
+
+
+def test_pages_show_the_agents_stored_forecasts_and_flag_old_ones(
+        web: tuple[TestClient, Path, Clock]) -> None:
+    client, db, clock = web
+    assert login(client) == 303
+    home = client.get("/").text
+    assert "forecast from" not in home and "not forecast yet" not in home
+    page = client.get("/c/printer-1/black").text
+    assert "decision pass of" in page and 'class="band"' in page
+    clock.now += timedelta(hours=7)  # the agent's pass stopped: say so on the home page
+    assert "is the agent running?" in client.get("/").text
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DELETE FROM forecasts")
+    conn.close()
+    assert "not forecast yet" in client.get("/").text
+    assert "not forecast yet" in client.get("/c/printer-1/black").text
+    conn = sqlite3.connect(db)  # the agent has not migrated yet after an upgrade
+    with conn:
+        conn.execute("DROP TABLE forecasts")
+    conn.close()
+    assert "not forecast yet" in client.get("/").text
 
 
 def test_cli_sets_the_password_and_refuses_to_serve_without_one(

@@ -10,6 +10,7 @@ from agent.app.planner import Catalog, Planner
 from agent.config import Settings
 from agent.consent import Mode
 from agent.domain import DeviceKind, Unit
+from agent.storage.forecasts import save_forecasts
 from agent.storage.ledger import Ledger
 from agent.storage.store import Store
 from agent.web import auth
@@ -22,7 +23,7 @@ VIEWER_PASSWORD = "viewer only please"
 def seed(db: Path, t0: datetime, catalog: Catalog, *, sku: str = "TONER-TN2420",
          device: str = "printer-1", vendor_name: str = "shop") -> datetime:
     """30 days of a toner falling 3 % a day to 6 %, consent ``confirm``, one planner pass
-    (which proposes an order); returns the time of that pass."""
+    (which proposes an order and stores its forecasts); returns the time of that pass."""
     now = t0 + timedelta(days=30)
     with Store(db) as store:
         store.write_batch([StateMessage(
@@ -33,7 +34,8 @@ def seed(db: Path, t0: datetime, catalog: Catalog, *, sku: str = "TONER-TN2420",
         ledger = Ledger.open(db)
         try:
             ledger.set_consent(f"{device}/black", Mode.CONFIRM, None, t0)
-            Planner(store, ledger, catalog, vendor_name=vendor_name).run_once(now)
+            report = Planner(store, ledger, catalog, vendor_name=vendor_name).run_once(now)
+            save_forecasts(ledger.conn, report.forecasts)  # as AgentService.decide does
         finally:
             ledger.close()
     return now

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from agent.app.planner import learned_lead
 from agent.consent import Mode, Proposal, Verdict, authorize
 from agent.errors import ConsentError, VendorError
 from agent.logs import canonical
@@ -80,6 +81,8 @@ def order_now(ledger: Ledger, catalog: Callable[[str], CatalogItem], consumable:
     reason = f"requested by the household via {via}"
     auth = authorize(mandate, mode, proposal, offer, ledger.spent_this_month(consumable, now),
                      now)
+    learned = learned_lead(ledger, offer.sku, offer)
+    lead = (learned.quantile(0.5), learned.quantile(0.9))
     arrival = now + timedelta(days=offer.lead_time_days)
     terms = (f"{qty} x {offer.name} ({offer.sku}) at {offer.price} {offer.currency}, "
              f"expected {arrival:%Y-%m-%d}")
@@ -88,12 +91,12 @@ def order_now(ledger: Ledger, catalog: Callable[[str], CatalogItem], consumable:
             assert consent is not None
             it = ledger.create_intent(proposal, Mode.AUTO, State.QUEUED, now, send_after=now,
                                       reason=reason, allowed_by=consent.audit_id,
-                                      unless_open=True)
+                                      unless_open=True, lead=lead)
             outcome, message = Outcome.QUEUED, f"ordering {terms} (order {it.id})"
         else:
             why = reason if mode is not Mode.AUTO else f"{reason}; {auth.why}"
             it = ledger.create_intent(proposal, Mode.CONFIRM, State.PROPOSED, now, reason=why,
-                                      unless_open=True)
+                                      unless_open=True, lead=lead)
             outcome = Outcome.PROPOSED
             message = f"proposed {terms}: approve order {it.id} to place it"
     except ConsentError:  # another tap won the race inside the transaction

@@ -81,6 +81,7 @@ class Candidate:
     offer: CatalogItem | None
     plan: ReorderPlan
     packs: int = 0
+    lead: LeadTime | None = None
 
 
 @dataclass(slots=True)
@@ -284,7 +285,7 @@ class Planner:
                                "choose a new one with replenish consent set", now)
         return Candidate(key, str(row["kind"]), consent.mode, consent.mandate,
                          consent.audit_id, sku, offer, plan,
-                         plan.packs if plan.order_now else 0)
+                         plan.packs if plan.order_now else 0, lead)
 
     def _offer(self, sku: str | None) -> CatalogItem | None:
         if sku is None:
@@ -355,17 +356,19 @@ class Planner:
                             o.price, o.name, o.currency)
         spent = self.ledger.spent_this_month(c.key, now)
         auth = authorize(c.mandate, c.mode, proposal, o, spent, now)
+        lead = (c.lead.quantile(0.5), c.lead.quantile(0.9)) if c.lead else None
         it: Intent | None = None
         if auth.verdict is Verdict.PLACE:
             it = self.ledger.create_intent(proposal, Mode.AUTO, State.QUEUED, now,
                                            send_after=now + self.pre_notice,
-                                           reason=c.plan.reason, allowed_by=c.grant_audit)
+                                           reason=c.plan.reason, allowed_by=c.grant_audit,
+                                           lead=lead)
             report.announced += 1
             decision, outcome, reason = "order", "announced", c.plan.reason
         elif auth.verdict is Verdict.PROPOSE:
             reason = c.plan.reason if c.mode is Mode.CONFIRM else f"{auth.why}; {c.plan.reason}"
             it = self.ledger.create_intent(proposal, Mode.CONFIRM, State.PROPOSED, now,
-                                           reason=reason)
+                                           reason=reason, lead=lead)
             report.proposals += 1
             decision, outcome = "propose", "proposed"
         else:

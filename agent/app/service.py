@@ -36,6 +36,7 @@ from agent.mqtt.ingest import MqttIngest
 from agent.ops import systemd
 from agent.sources.ipp.source import IppPrinterSource
 from agent.storage.alerts import AlertLedger
+from agent.storage.forecasts import save_forecasts
 from agent.storage.ledger import Ledger
 from agent.storage.store import Store
 from agent.vendor.client import CatalogItem, VendorClient
@@ -208,6 +209,8 @@ class AgentService(Liveness):
             return
         with self.open_store() as store, self.ledger() as ledger:
             report = self.planner(store, ledger).run_once(self.clock())
+            # H-web (issue 20): the web app shows these instead of recomputing them all.
+            save_forecasts(ledger.conn, report.forecasts)
         self.forecasts = report.forecasts
 
     def dispatch(self) -> None:

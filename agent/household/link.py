@@ -16,6 +16,7 @@ import logging
 import queue
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from agent.consent import Mode
 from agent.household.commands import DEFAULT_SNOOZE as DEFAULT_SNOOZE
@@ -23,7 +24,6 @@ from agent.household.commands import HouseholdCommands, LinkStats, OrderNow
 from agent.household.commands import OrderCanceller as OrderCanceller
 from agent.household.commands import proposal_ref as proposal_ref
 from agent.household.discovery import DeviceInfo, discovery_for_device, discovery_for_proposal
-from agent.mqtt.ingest import HouseholdRoute
 from agent.storage.ledger import Intent, Ledger, ReminderRow, State
 from agent.wire.household import (
     COMMAND_PREFIX,
@@ -40,6 +40,9 @@ from agent.wire.household import (
     proposal_cleared,
     proposal_message,
 )
+
+if TYPE_CHECKING:
+    from agent.mqtt.ingest import HouseholdRoute
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,10 @@ class HouseholdLink(HouseholdCommands):
     # ---- paho thread: never blocks, never raises ----------------------------------
 
     def route(self) -> HouseholdRoute:
+        # Imported here: the web process uses this module's household actions and must
+        # not load paho (agent.mqtt.ingest) for them.
+        from agent.mqtt.ingest import HouseholdRoute  # noqa: PLC0415
+
         return HouseholdRoute([f"{COMMAND_PREFIX}/#", HA_STATUS_TOPIC], self.deliver)
 
     def deliver(self, topic: str, payload: bytes) -> None:

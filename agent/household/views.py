@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from agent.forecast import Forecast
+from agent.forecast import Confidence
 from agent.household.discovery import DeviceInfo
 from agent.storage.ledger import OPEN, Intent, Ledger, State
 from agent.storage.rows import consumable_key
@@ -23,6 +23,19 @@ from agent.wire.household import ConsumableState
 # the store returns typed rows (issue 21 types store.py). Named once here so that change
 # shows every consumer (views, planner, status, web) to mypy.
 StoreRow = Mapping[str, Any]
+
+
+class ForecastSummary(Protocol):
+    """What a dashboard reads of a forecast: the agent's own (``agent.forecast.Forecast``)
+    or the one its last decision pass stored (``agent.storage.forecasts.StoredForecast``,
+    which the web app reads instead of forecasting again)."""
+
+    @property
+    def confidence(self) -> Confidence: ...
+    @property
+    def low_signal(self) -> bool: ...
+    @property
+    def time_to_empty_days(self) -> tuple[float | None, float | None, float | None]: ...
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -38,7 +51,7 @@ class ConsumableView:
     state: str | None
     last_ts: float | None  # epoch seconds of the newest reading
     readings: int | None  # None when the rows were read without counts
-    forecast: Forecast | None
+    forecast: ForecastSummary | None
     mode: str  # consent mode; "monitor" until the household chose one
     next_order_at: datetime | None  # the earliest queued intent's send time
     open_order: Intent | None  # the oldest open intent (proposed, queued, placed, ...)
@@ -55,7 +68,8 @@ class ConsumableView:
 
 
 def consumable_views(devices: Sequence[StoreRow], consumables: Sequence[StoreRow],
-                     ledger: Ledger, forecasts: Mapping[str, Forecast]) -> list[ConsumableView]:
+                     ledger: Ledger, forecasts: Mapping[str, ForecastSummary],
+                     ) -> list[ConsumableView]:
     """Every stored consumable with its forecast, mode and orders, in the store's order."""
     modes = {c.consumable: c.mode.value for c in ledger.consents()}
     online = {d["device_id"]: None if d["online"] is None else bool(d["online"])

@@ -306,6 +306,28 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX alert_sends_by_alert ON alert_sends (alert_id);
         """,
     ),
+    # Stored forecasts (the web app reads them) and the lead time each intent was planned with
+    (
+        8,
+        """
+        CREATE TABLE forecasts (
+            consumable    TEXT PRIMARY KEY,
+            computed_at   REAL NOT NULL,
+            level         REAL,
+            rate_per_day  REAL,
+            p10_days      REAL,
+            p50_days      REAL,
+            p90_days      REAL,
+            confidence    TEXT NOT NULL,
+            basis         TEXT NOT NULL,
+            low_signal    INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        -- The lead time (p50, p90 days) the decision knew when it wrote the intent: the
+        -- expected arrival shown before approval, before the vendor quotes a date.
+        ALTER TABLE intents ADD COLUMN lead_days REAL;
+        ALTER TABLE intents ADD COLUMN lead_p90_days REAL;
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -7,6 +7,7 @@ signed session cookie and that session's CSRF token; a viewer session can read b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -29,7 +30,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agent.config import Settings
 from agent.errors import AgentError
 from agent.web import alert_ack, auth, pages
-from agent.web.data import ForecastCache
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,8 @@ class WebContext:
     clock: Callable[[], datetime]
     secure_cookie: bool = False
     env: Environment = field(default_factory=lambda: templates())
-    forecasts: ForecastCache = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.forecasts = ForecastCache(self.db, self.clock)
+    # One scrypt child at a time (agent.web.auth.check_in_child).
+    hash_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
     @property
     def db(self) -> Path:
@@ -154,10 +152,18 @@ def login_routes(ctx: WebContext) -> list[Route]:
             resp.headers["Retry-After"] = f"{wait:.0f}"
             return resp
         password = form.get("password")
-        role = auth.login_role(auth.read_passwords(ctx.password_file),
-                               password if isinstance(password, str) else "")
+        # Counted before the check, which now waits for a child process: attempts sent
+        # in parallel must not all pass the limit while the first is still hashing.
+        ctx.limiter.failed(client, now)
+        try:
+            role = await auth.login_role_in_child(
+                auth.read_passwords(ctx.password_file),
+                password if isinstance(password, str) else "", ctx.hash_slot)
+        except auth.HashError as err:
+            log.error("web.login_check_failed client=%s error=%s", client, err)
+            return await login_page(request, ctx, "The password could not be checked; "
+                                    "try again in a moment.", 503)
         if role is None:
-            ctx.limiter.failed(client, now)
             log.warning("web.login_failed client=%s", client)
             return await login_page(request, ctx, "Wrong password.", 401)
         ctx.limiter.succeeded(client)

@@ -7,30 +7,26 @@ writes). Writes go through :mod:`agent.app.actions` and the ledger on their own 
 
 from __future__ import annotations
 
-import logging
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.app.actions import proposal_ref, stale_reason
-from agent.app.planner import Planner
-from agent.errors import AgentError, StoreError, VendorRetryable
-from agent.forecast.types import Forecast
+from agent.errors import StoreError
 from agent.household.views import StoreRow, consumable_views
 from agent.ops.doctor import open_readonly
+from agent.storage.forecasts import StoredForecast, load_forecasts
+from agent.storage.learned import LearnedRow, load_learned
 from agent.storage.ledger import Intent, Ledger, State
 from agent.storage.store import Store, consumable_key
-from agent.vendor.client import CatalogItem
 
-OUTLOOK_TTL_S = 60.0
 CACHE_KIB = 1024
-WARMUP_WAIT_S = 60.0
-log = logging.getLogger(__name__)
+# A forecast older than this means the agent's decision pass has stopped (it runs every
+# 15 minutes by default): the home page says so instead of showing old numbers as new.
+FORECAST_STALE_S = 6 * 3600
 
 # A year of five-minute readings is ~100k points: the plot shows at most this many.
 PLOT_POINTS = 400
@@ -50,8 +46,8 @@ def reader(path: Path) -> Iterator[tuple[ReadOnlyStore, Ledger]]:
     """A store and a ledger sharing one read-only connection."""
     try:
         conn = open_readonly(path)
-        # The forecast queries group months of readings: SQLite's sorter would hold them
-        # in memory (a transient +16 MB on a year of 50 devices); spill to a temp file.
+        # The plot's query groups 90 days of readings: SQLite's sorter would hold them in
+        # memory; spill to a temp file.
         conn.execute("PRAGMA temp_store=FILE")
         conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     except sqlite3.Error as err:
@@ -62,75 +58,20 @@ def reader(path: Path) -> Iterator[tuple[ReadOnlyStore, Ledger]]:
         conn.close()
 
 
-def _no_catalog(sku: str) -> CatalogItem:
-    raise VendorRetryable("the web app does not ask the vendor")
+def forecasts(store: Store, key: str | None = None) -> dict[str, StoredForecast]:
+    """The agent's forecasts from its newest decision pass (of one consumable).
 
-
-def outlook(store: Store, ledger: Ledger, now: datetime) -> dict[str, Forecast]:
-    return Planner(store, ledger, _no_catalog, vendor_name="-").outlook(now)
-
-
-class ForecastCache:
-    """Every consumable's forecast, served from memory and refreshed in the background.
-
-    Reading four months of history for 125 consumables takes a second or more on a small
-    gateway (bench/results/footprint.md, bench/results/web.md), too slow for a page. So
-    pages get the last computed forecasts at once; when they are older than ``ttl_s`` (or
-    a change made here, such as an approval or an away period, marked them stale) one
-    background thread recomputes them on its own read-only connection. Only the very first
-    request, before :meth:`refresh` has ever finished, waits for the computation.
+    The web app never recomputes them: reading four months of history for every
+    consumable took seconds and tens of MB on a year of 50 devices, and the agent has just
+    done it (with what it learned, which a recomputation here would not know).
     """
-
-    def __init__(self, db: Path, clock: Callable[[], datetime], ttl_s: float = OUTLOOK_TTL_S,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.db = db
-        self.clock = clock
-        self.ttl_s = ttl_s
-        self.monotonic = monotonic
-        self._value: dict[str, Forecast] | None = None
-        self._at = 0.0
-        self._lock = threading.Lock()
-        self._running = False
-        self._ready = threading.Event()
-
-    def refresh(self) -> dict[str, Forecast]:
-        """Recompute now (on this thread, with its own connection)."""
-        with reader(self.db) as (store, ledger):
-            value = outlook(store, ledger, self.clock())
-        self._value, self._at = value, self.monotonic()
-        self._ready.set()
-        return value
-
-    def _background(self) -> None:
-        try:
-            self.refresh()
-        except AgentError as err:  # keep serving the last forecasts; say why once
-            log.warning("web.forecast_refresh_failed error=%s", err)
-        finally:
-            self._running = False
-
-    def get(self) -> dict[str, Forecast]:
-        value = self._value
-        if value is None:
-            # The start-up warm-up may be on it already: wait for it rather than compute
-            # the same forecasts twice on a small CPU.
-            if self._running and self._ready.wait(WARMUP_WAIT_S) and self._value is not None:
-                return self._value
-            return self.refresh()
-        if self.monotonic() - self._at > self.ttl_s:
-            self.refresh_soon()
-        return value
-
-    def refresh_soon(self) -> None:
-        """Start a background refresh unless one is running."""
-        with self._lock:
-            if self._running:
-                return
-            self._running = True
-        threading.Thread(target=self._background, name="forecast-refresh", daemon=True).start()
-
-    def stale(self) -> None:
-        self._at = float("-inf")
+    try:
+        return load_forecasts(store.conn, key)
+    except sqlite3.OperationalError as err:
+        # Upgraded package, agent not restarted yet: its migration adds the table.
+        if "no such table" not in str(err):
+            raise
+        return {}
 
 
 @dataclass(slots=True, frozen=True)
@@ -153,9 +94,11 @@ class Row:
     problems: tuple[str, ...]
 
 
-def _problems(fc: Forecast | None, online: bool | None, last_ts: float | None,
+def _problems(fc: StoredForecast | None, online: bool | None, last_ts: float | None,
               now: datetime) -> list[str]:
     out = []
+    if fc is not None and (now - fc.computed_at).total_seconds() > FORECAST_STALE_S:
+        out.append(f"forecast from {fc.computed_at:%Y-%m-%d %H:%M} UTC: is the agent running?")
     if online is False:
         out.append("device offline")
     if last_ts is None or now.timestamp() - last_ts > 24 * 3600:
@@ -169,7 +112,7 @@ def _problems(fc: Forecast | None, online: bool | None, last_ts: float | None,
 
 
 def home_rows(store: Store, ledger: Ledger, now: datetime,
-              forecasts: dict[str, Forecast]) -> list[Row]:
+              forecasts: dict[str, StoredForecast]) -> list[Row]:
     """Every consumable, those with problems first, then soonest run-out first."""
     rows = []
     for v in consumable_views(store.devices(), store.consumables(counts=False), ledger,
@@ -178,8 +121,8 @@ def home_rows(store: Store, ledger: Ledger, now: datetime,
         rows.append(Row(
             v.key, v.cid, v.device_id, v.consumable_id, v.level, v.unit, v.state,
             v.updated_at, p50, p10,
-            v.forecast.confidence.value if v.forecast else "insufficient_data", v.mode,
-            v.open_order, tuple(_problems(v.forecast, v.online, v.last_ts, now))))
+            v.forecast.confidence.value if v.forecast else "not forecast yet", v.mode,
+            v.open_order, tuple(_problems(forecasts.get(v.key), v.online, v.last_ts, now))))
     rows.sort(key=lambda r: (not r.problems, r.p10 if r.p10 is not None else 1e9, r.key))
     return rows
 
@@ -190,14 +133,26 @@ class ProposalView:
     ref: str
     stale: str | None
     expires_at: datetime
+    # (likely, latest) arrival if approved now: the lead time the decision used.
+    arrival: tuple[datetime, datetime] | None
 
 
 def proposals(ledger: Ledger, now: datetime, ttl: timedelta) -> list[ProposalView]:
     out = []
     for it in ledger.intents([State.PROPOSED]):
         ref = proposal_ref(it)
-        out.append(ProposalView(it, ref, stale_reason(it, ref, now, ttl), it.created_at + ttl))
+        out.append(ProposalView(it, ref, stale_reason(it, ref, now, ttl), it.created_at + ttl,
+                                it.arrival_if_sent(now)))
     return out
+
+
+def expected_arrival(it: Intent, now: datetime) -> datetime | None:
+    """The vendor's date once it gave one, else sending time plus the stored lead time."""
+    if it.expected_delivery is not None:
+        return it.expected_delivery
+    sent = it.first_sent_at or max(now, it.send_after or now)
+    estimate = it.arrival_if_sent(sent)
+    return estimate[0] if estimate else None
 
 
 def find_consumable(store: Store, key: str) -> StoreRow | None:
@@ -211,6 +166,44 @@ def level_history(store: Store, cid: int, now: datetime,
     bucket = days * 86400 / PLOT_POINTS
     rows = store.history(cid, since, since, fine_bucket_s=bucket, coarse_bucket_s=bucket)
     return [(datetime.fromtimestamp(r.ts, UTC), r.level) for r in rows if r.level is not None]
+
+
+def _g(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def _learned_line(row: LearnedRow, unit: str) -> tuple[str, str] | None:
+    """One learned value in plain words (label, sentence); None for names we do not know."""
+    since = f" (it started from {_g(row.prior)})" if row.prior is not None else ""
+    n = row.cycles
+    if row.value is None:
+        return None
+    if row.name == "yield_per_pack":
+        return ("Yield", f"{_g(row.value)} pages (or counts) per pack, from {n} pack"
+                f"{'s' if n != 1 else ''} used up{since}")
+    if row.name == "low_level":
+        return ("LOW warning", f"the device says LOW at about {_g(row.value)} {unit}, seen "
+                f"{n} time{'s' if n != 1 else ''}{since}")
+    if row.name == "realised_service":
+        target = f" against a target of {row.prior:.0%}" if row.prior is not None else ""
+        return ("Service", f"{row.value:.0%} of our {n} deliveries arrived before it ran "
+                f"out{target}")
+    if row.name == "planned_service":
+        return ("Planning for", f"{row.value:.1%} of orders arriving before it runs out "
+                "(raised when deliveries came late)")
+    if row.name.startswith("lead_time_p"):
+        q = row.name.removeprefix("lead_time_p")
+        return (f"Lead time (p{q})", f"{row.value:.1f} days from sending to delivery, "
+                f"from {n} delivered order{'s' if n != 1 else ''}")
+    return None
+
+
+def learned(store: Store, key: str, sku: str | None, unit: str) -> list[tuple[str, str]]:
+    """What the decision pass learned about this consumable (and its product), in words."""
+    rows = load_learned(store.conn, f"consumable:{key}")
+    if sku:
+        rows += load_learned(store.conn, f"sku:{sku}")
+    return [line for r in rows if (line := _learned_line(r, unit)) is not None]
 
 
 def last_decision(ledger: Ledger, key: str) -> str | None:

@@ -119,6 +119,23 @@ def summary(key: str, mode: Mode, m: Mandate | None) -> str:
             "you can cancel each order during its notice period.")
 
 
+MAX_URL = 2000
+
+
+def calendar_form(values: dict[str, str]) -> tuple[Form, str, str]:
+    """Name and URL of a new subscription; the URL (a secret) is never echoed back."""
+    name = values.get("name", "").strip()[:MAX_FIELD]
+    url = values.get("url", "").strip()
+    form = Form({"name": name})
+    if not name:
+        form.errors["name"] = "required: letters, digits, '-' or '_'"
+    if not url:
+        form.errors["url"] = "required: the calendar's secret iCal address"
+    elif len(url) > MAX_URL:
+        form.errors["url"] = f"longer than {MAX_URL} characters"
+    return form, name, url
+
+
 def away_form(values: dict[str, str]) -> tuple[Form, datetime | None, datetime | None]:
     form = Form({k: v[:MAX_FIELD] for k, v in values.items()})
     start = end = None

@@ -9,15 +9,17 @@ from contextlib import closing, contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agent.app import actions, factory
+from agent.app import actions, calendars, factory
 from agent.app.dispatcher import Dispatcher
 from agent.app.order_now import Outcome, order_now_for
 from agent.consent import Mode
 from agent.errors import ConfigError, ConsentError
 from agent.ops import doctor
+from agent.sources.calendar.subscription import FetchResult
 from agent.storage.ledger import FEEDBACK_KINDS, OPEN, Ledger, State
 from agent.storage.store import consumable_key
 from agent.vendor.client import VendorClient
@@ -32,13 +34,12 @@ AUDIT_PAGE = 200
 
 @contextmanager
 def writer(ctx: WebContext) -> Iterator[Ledger]:
-    """A read-write ledger for one change; cached forecasts are dropped afterwards."""
+    """A read-write ledger for one change."""
     ledger = Ledger.open(ctx.db)
     try:
         yield ledger
     finally:
         ledger.close()
-        ctx.forecasts.stale()
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -49,7 +50,7 @@ async def _form(request: Request) -> dict[str, str]:
 async def home(request: Request, ctx: WebContext, session: Session) -> Response:
     now = ctx.clock()
     with data.reader(ctx.db) as (store, ledger):
-        rows = data.home_rows(store, ledger, now, ctx.forecasts.get())
+        rows = data.home_rows(store, ledger, now, data.forecasts(store))
         waiting = len(ledger.intents([State.PROPOSED]))
     return ctx.render(request, "home.html", session=session, rows=rows, waiting=waiting,
                       now=now)
@@ -151,7 +152,53 @@ def _away_page(request: Request, ctx: WebContext, session: Session, status: int 
                **extra: Any) -> Response:
     with data.reader(ctx.db) as (_, ledger):
         periods = ledger.away_periods()
-    return ctx.render(request, "away.html", status, session=session, periods=periods, **extra)
+    return ctx.render(request, "away.html", status, session=session, periods=periods,
+                      calendars=calendars.subscriptions(ctx.settings), **extra)
+
+
+def _fetched(results: list[FetchResult]) -> actions.Outcome:
+    parts = [f"calendar {r.name}: fetch failed ({r.reason}); last good copy kept"
+             if r.status == "failed" else
+             f"calendar {r.name}: {r.status}, {r.added} absences added, {r.removed} removed"
+             for r in results]
+    return actions.Outcome(all(r.status != "failed" for r in results),
+                           "; ".join(parts) or "no calendar subscriptions")
+
+
+def _refresh(ctx: WebContext, names: list[str] | None) -> list[FetchResult]:
+    with writer(ctx) as ledger:
+        return calendars.refresh(ctx.settings, ledger, ctx.clock(), names)
+
+
+async def calendar_add(request: Request, ctx: WebContext, session: Session) -> Response:
+    """``replenish away subscribe``: store the URL (0600), then fetch it at once."""
+    form, name, url = forms.calendar_form(await _form(request))
+    if form.ok:
+        try:
+            calendars.subscribe(ctx.settings, name, url)
+        except ConsentError as err:
+            form.errors["name" if "name" in str(err) else "url"] = str(err)
+    if not form.ok:
+        return _away_page(request, ctx, session, 400, calendar_form=form)
+    # The fetch waits on the network (up to calendar.deadline_s): off the event loop.
+    results = await run_in_threadpool(_refresh, ctx, [name])
+    return _away_page(request, ctx, session, outcome=_fetched(results))
+
+
+async def calendar_refresh(request: Request, ctx: WebContext, session: Session) -> Response:
+    out = _fetched(await run_in_threadpool(_refresh, ctx, None))
+    return _away_page(request, ctx, session, 200 if out.ok else 502, outcome=out)
+
+
+async def calendar_remove(request: Request, ctx: WebContext, session: Session) -> Response:
+    name = request.path_params["name"]
+    try:
+        with writer(ctx) as ledger:
+            calendars.unsubscribe(ctx.settings, ledger, name, ctx.clock())
+    except ConsentError as err:
+        return _away_page(request, ctx, session, 404, outcome=actions.Outcome(False, str(err)))
+    return _away_page(request, ctx, session, outcome=actions.Outcome(
+        True, f"calendar {name} unsubscribed; its coming absences removed"))
 
 
 async def away(request: Request, ctx: WebContext, session: Session) -> Response:
@@ -197,15 +244,18 @@ async def consumable(request: Request, ctx: WebContext, session: Session) -> Res
         if row is None:
             return ctx.render(request, "error.html", 404, session=session,
                               message=f"no consumable {key}")
-        fc = ctx.forecasts.get().get(key)
+        fc = data.forecasts(store, key).get(key)
         history = data.level_history(store, row["cid"], now)
         open_orders = ledger.intents(OPEN, key)
         decision = data.last_decision(ledger, key)
         mode = ledger.mode(key)
-    arrival = next((i.expected_delivery for i in open_orders if i.expected_delivery), None)
+        learned = data.learned(store, key, row["sku"], row["unit"])
+    arrivals = {i.id: data.expected_arrival(i, now) for i in open_orders}
+    arrival = next((a for a in arrivals.values() if a is not None), None)
     svg = plot.level_svg(history, fc, now, row["unit"], arrival, f"{key} level")
     return ctx.render(request, "consumable.html", session=session, key=key, row=row, fc=fc,
-                      svg=svg, orders=open_orders, decision=decision, mode=mode.value)
+                      svg=svg, orders=open_orders, decision=decision, mode=mode.value,
+                      learned=learned, arrivals=arrivals)
 
 
 async def order_now(request: Request, ctx: WebContext, session: Session) -> Response:
@@ -253,6 +303,9 @@ ROUTES: list[tuple[str, Handler, list[str], bool]] = [
     ("/away", away, ["GET"], False),
     ("/away", away_add, ["POST"], True),
     ("/away/{away_id:int}/remove", away_remove, ["POST"], True),
+    ("/away/calendars", calendar_add, ["POST"], True),
+    ("/away/calendars/refresh", calendar_refresh, ["POST"], True),
+    ("/away/calendars/{name:str}/remove", calendar_remove, ["POST"], True),
     ("/audit", audit, ["GET"], False),
     ("/audit/verify", audit, ["GET"], False),
     ("/c/{device:str}/{item:str}", consumable, ["GET"], False),

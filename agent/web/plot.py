@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from html import escape
 
-from agent.forecast.types import Forecast
+from agent.storage.forecasts import StoredForecast
 
 W, H = 640, 260
 LEFT, RIGHT, TOP, BOTTOM = 40, 10, 10, 30
@@ -19,7 +19,7 @@ def _f(x: float) -> str:
     return f"{x:.1f}"
 
 
-def level_svg(history: list[tuple[datetime, float]], fc: Forecast | None, now: datetime,
+def level_svg(history: list[tuple[datetime, float]], fc: StoredForecast | None, now: datetime,
               unit: str, arrival: datetime | None, title: str) -> str:
     """The plot as an ``<svg>`` element (text, safe to embed)."""
     start = history[0][0] if history else now - timedelta(days=30)
@@ -54,15 +54,17 @@ def level_svg(history: list[tuple[datetime, float]], fc: Forecast | None, now: d
     parts.append(f'<text x="{W - RIGHT}" y="{H - 8}" class="axis" '
                  f'text-anchor="end">{end:%Y-%m-%d}</text>')
     if fc is not None and fc.level is not None:
+        # The band starts where the agent's last pass stood (at most minutes ago).
+        at = fc.computed_at
         p10, p50, p90 = fc.time_to_empty_days
         if p10 is not None and p90 is not None:
-            band = [(now, fc.level), (now + timedelta(days=p10), 0.0),
-                    (now + timedelta(days=p90), 0.0)]
+            band = [(at, fc.level), (at + timedelta(days=p10), 0.0),
+                    (at + timedelta(days=p90), 0.0)]
             pts = " ".join(f"{_f(x(t))},{_f(y(v))}" for t, v in band)
             parts.append(f'<polygon points="{pts}" class="band"/>')
         if p50 is not None:
-            t50 = now + timedelta(days=p50)
-            parts.append(f'<line x1="{_f(x(now))}" y1="{_f(y(fc.level))}" x2="{_f(x(t50))}" '
+            t50 = at + timedelta(days=p50)
+            parts.append(f'<line x1="{_f(x(at))}" y1="{_f(y(fc.level))}" x2="{_f(x(t50))}" '
                          f'y2="{_f(y(0))}" class="median"/>')
     if history:
         pts = " ".join(f"{_f(x(t))},{_f(y(v))}" for t, v in history)

@@ -62,7 +62,6 @@ def serve(settings: Settings) -> None:
     import uvicorn  # noqa: PLC0415 - only the serving process pays for it
 
     app = build(settings)
-    app.state.ctx.forecasts.refresh_soon()  # warm: the first home page need not wait
     ws = settings.web
     if (ws.tls_cert_file is None) != (ws.tls_key_file is None):
         raise ConfigError(settings.source, "web.tls_key_file",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pytest_httpserver import HTTPServer
 
 from agent.app.dispatcher import Dispatcher
 from agent.storage.ledger import Ledger, State
@@ -121,7 +122,8 @@ def text(driver: object, css: str) -> str:
 
 
 def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser: object,
-                                          sandbox: VendorSandbox) -> None:
+                                          sandbox: VendorSandbox,
+                                          httpserver: HTTPServer) -> None:
     url, db = web_server
     d = browser
     d.get(f"{url}/")  # type: ignore[attr-defined]
@@ -138,6 +140,7 @@ def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser:
     [proposal] = ledger.intents([State.PROPOSED])
     card = text(d, f"#proposal-{proposal.id}")
     assert "TN-2420" in card and f"{proposal.unit_price} EUR each" in card
+    assert "if approved now: about" in card  # the expected arrival before approval
     shoot(d, "orders")
     d.find_element(By.ID, f"approve-{proposal.id}").click()  # type: ignore[attr-defined]
     assert "approved" in text(d, "#outcome")
@@ -175,12 +178,28 @@ def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser:
     d.find_element(By.ID, "away-add").click()  # type: ignore[attr-defined]
     assert start in text(d, "#away-periods")
     assert len(ledger.away_periods()) == 1
+    # A calendar subscription, as `replenish away subscribe` makes it, from a real server.
+    first = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y%m%d")
+    last = (datetime.now(UTC) + timedelta(days=35)).strftime("%Y%m%d")
+    httpserver.expect_request("/cal/family.ics").respond_with_data(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:trip-1\r\nDTSTAMP:{first}T000000Z\r\nDTSTART;VALUE=DATE:{first}\r\n"
+        f"DTEND;VALUE=DATE:{last}\r\nSUMMARY:Vacation\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        content_type="text/calendar")
+    d.find_element(By.ID, "calendar-name").send_keys("family")  # type: ignore[attr-defined]
+    d.find_element(By.ID, "calendar-url").send_keys(  # type: ignore[attr-defined]
+        httpserver.url_for("/cal/family.ics"))
+    d.find_element(By.ID, "calendar-add").click()  # type: ignore[attr-defined]
+    assert "calendar family: updated, 1 absences added" in text(d, "#outcome")
+    assert "family" in text(d, "#calendar-family")
+    assert len(ledger.away_periods()) == 2
     shoot(d, "away")
 
     d.get(f"{url}/")  # type: ignore[attr-defined]
     d.find_element(By.LINK_TEXT, "printer-1 / black").click()  # type: ignore[attr-defined]
     plot = d.find_element(By.CSS_SELECTOR, "#plot svg")  # type: ignore[attr-defined]
     assert plot.size["width"] > 300 and plot.find_elements(By.CSS_SELECTOR, "polyline")
+    assert text(d, "#learned")  # what the agent learned (or that it has nothing yet)
     shoot(d, "consumable")
 
     d.get(f"{url}/audit")  # type: ignore[attr-defined]

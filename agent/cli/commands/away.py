@@ -10,17 +10,13 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
 
+from agent.app import calendars
 from agent.clock import cli_now, household_zone
 from agent.config import Settings
 from agent.domain import JsonObject
 from agent.errors import ConsentError
 from agent.sources.calendar.away import AwayRule, import_ics, parse_day_or_time
-from agent.sources.calendar.subscription import (
-    CalendarSubscriptions,
-    away_rule,
-    calendar_dir,
-    source_name,
-)
+from agent.sources.calendar.subscription import away_rule
 from agent.storage.ledger import Ledger
 from agent.storage.readonly import connect_readonly
 
@@ -125,21 +121,18 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
 
 def _subscriptions(args: argparse.Namespace, settings: Settings, ledger: Ledger,
                    now: datetime) -> int:
-    subs = CalendarSubscriptions(calendar_dir(settings))
-    cs = settings.calendar
+    # The web app's Away page goes through the same agent.app.calendars functions.
     if args.action == "subscribe":
         url = sys.stdin.readline() if args.url == "-" else args.url
-        subs.add(args.name, url)
+        subs = calendars.subscribe(settings, args.name, url)
         print(f"calendar {args.name} subscribed (URL kept in {subs.dir}, mode 0600)")
-        names = [] if args.no_fetch else [args.name]
+        names: list[str] | None = [] if args.no_fetch else [args.name]
     elif args.action == "unsubscribe":
-        if not subs.remove(args.name):
-            raise ConsentError(f"no calendar subscription {args.name}")
-        ledger.sync_away(source_name(args.name), {}, now)
+        calendars.unsubscribe(settings, ledger, args.name, now)
         print(f"calendar {args.name} unsubscribed; its coming absences removed")
         return 0
     elif args.action == "subscriptions":
-        rows = [{"name": n, **subs.state(n)} for n in subs.names()]
+        rows = [{"name": n, **st} for n, st in calendars.states(settings)]
         if args.json:
             print(json.dumps(rows, indent=2))
         for r in [] if args.json else rows:
@@ -149,15 +142,13 @@ def _subscriptions(args: argparse.Namespace, settings: Settings, ledger: Ledger,
             print("(no calendar subscriptions)")
         return 0
     else:
-        names = subs.names()
+        names = None
     failed = 0
-    for name in names:
-        res = subs.refresh(name, ledger, now, rule=away_rule(settings),
-                           timeout_s=cs.timeout_s, deadline_s=cs.deadline_s)
+    for res in calendars.refresh(settings, ledger, now, names):
         if res.status == "failed":
             failed += 1
-            print(f"calendar {name}: fetch failed ({res.reason}); last good copy kept")
+            print(f"calendar {res.name}: fetch failed ({res.reason}); last good copy kept")
         else:
-            print(f"calendar {name}: {res.status}, {res.added} absences added, "
+            print(f"calendar {res.name}: {res.status}, {res.added} absences added, "
                   f"{res.removed} removed")
     return 1 if failed else 0

@@ -18,10 +18,10 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import icalendar
-import recurring_ical_events
+if TYPE_CHECKING:
+    import icalendar
 
 from agent.errors import ConsentError
 
@@ -62,6 +62,11 @@ def load_calendar(text: str) -> icalendar.Calendar:
     """Parse a calendar; anything that is not a ``VCALENDAR`` is a one-line error."""
     if "BEGIN:VCALENDAR" not in text[:4096].upper():
         raise ConsentError("not an iCalendar file (no BEGIN:VCALENDAR)")
+    # Imported here: the web process uses this package's date parsing and rules but only
+    # parses a calendar when the household subscribes one; icalendar and its
+    # dependencies are ~3.5 MB of its footprint (bench/results/web.md).
+    import icalendar  # noqa: PLC0415
+
     try:
         cal = icalendar.Calendar.from_ical(text)
     except (ValueError, KeyError, IndexError) as err:
@@ -121,6 +126,8 @@ def parse_ics(text: str, zone: tzinfo = UTC, rule: AwayRule | None = None,
               since: datetime = DEFAULT_SINCE,
               until: datetime = DEFAULT_UNTIL) -> list[AwayEvent]:
     """The absences in an iCalendar text that overlap ``[since, until)``."""
+    import recurring_ical_events  # noqa: PLC0415 - see load_calendar
+
     rule = rule or AwayRule()
     cal = load_calendar(text)
     events: list[AwayEvent] = []

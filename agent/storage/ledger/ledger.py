@@ -142,8 +142,12 @@ class Ledger(LedgerNotes):
 
     def create_intent(self, proposal: Proposal, mode: Mode, state: State, now: datetime, *,
                       send_after: datetime | None = None, reason: str = "",
-                      allowed_by: int | None = None, unless_open: bool = False) -> Intent:
+                      allowed_by: int | None = None, unless_open: bool = False,
+                      lead: tuple[float, float] | None = None) -> Intent:
         """Write a new intent with a freshly minted idempotency key (durable on return).
+
+        ``lead``: the lead time (p50, p90 days) the decision used, kept so the household
+        sees the expected arrival before it approves.
 
         ``unless_open``: refuse (ConsentError) if the consumable already has an open
         intent, checked inside the same transaction (two taps on "order now").
@@ -167,13 +171,14 @@ class Ledger(LedgerNotes):
             cur = self.conn.execute(
                 "INSERT INTO intents (consumable, vendor, sku, name, quantity, pack_size, "
                 "unit_price, currency, mode, state, idem_key, audit_id, reason, created_at, "
-                "send_after, next_attempt_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "send_after, next_attempt_at, updated_at, lead_days, lead_p90_days) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (p.consumable, p.vendor, p.sku, p.name, p.quantity, p.pack_size,
                  str(p.unit_price), p.currency, mode.value, state.value, key,
                  allowed_by if allowed_by is not None else rid, reason, ts(now),
                  ts(send_after) if send_after else None,
-                 ts(send_after) if send_after else None, ts(now)))
+                 ts(send_after) if send_after else None, ts(now),
+                 *(lead if lead is not None else (None, None))))
             it = self.intent(int(cur.lastrowid or 0))
         if state is State.QUEUED:
             _log_queued(it, rid)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -126,6 +126,17 @@ class Intent:
     expected_delivery: datetime | None
     delivered_at: datetime | None
     decided_by: DecidedBy | None = None  # set when the intent ended (or was lost)
+    # The lead time (days, p50 and p90) known when the intent was written: the vendor's
+    # quote moved by this household's deliveries. None for intents from before it was kept.
+    lead_days: float | None = None
+    lead_p90_days: float | None = None
+
+    def arrival_if_sent(self, at: datetime) -> tuple[datetime, datetime] | None:
+        """(likely, latest) arrival if sent at ``at``, from the stored lead time."""
+        if self.lead_days is None:
+            return None
+        p90 = self.lead_days if self.lead_p90_days is None else self.lead_p90_days
+        return at + timedelta(days=self.lead_days), at + timedelta(days=p90)
 
     @property
     def proposal(self) -> Proposal:
