@@ -259,6 +259,15 @@ class CalendarSettings(BaseModel):
     keywords: list[str] | None = None
 
 
+class BatterySkuSettings(BaseModel):
+    """The product for one battery type: ``CR2032 = { sku = "CR2032-10", pack_size = 10 }``."""
+
+    model_config = _SECTION
+
+    sku: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+    pack_size: int = Field(default=1, ge=1, le=1000)  # cells in one pack
+
+
 class Zigbee2MqttSettings(BaseModel):
     model_config = _SECTION
 
@@ -266,6 +275,11 @@ class Zigbee2MqttSettings(BaseModel):
     prefix: str = Field(default="zigbee2mqtt", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     # Friendly name or IEEE address -> battery type, for models not in the bundled table.
     battery_types: dict[str, str] = {}
+    # Battery type -> the SKU that restocks it and the cells in one pack (docs/sources.md).
+    battery_skus: dict[str, BatterySkuSettings] = {}
+    # Cells keep for years: one order of a type covers every device of that type due
+    # within this many days, not only the first one (the planner's window is for baskets).
+    battery_window_days: float = Field(default=30.0, ge=0, le=365)
 
 
 class MappingSettings(BaseModel):

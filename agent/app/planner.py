@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -68,6 +68,10 @@ CARE_TIPS = {
 
 Catalog = Callable[[str], CatalogItem]
 SpecFor = Callable[[dict[str, Any], CatalogItem | None], ConsumableSpec]
+# Runs after every consumable was considered, before consolidation: may rewrite plans
+# from other consumables' forecasts (agent.app.batteries: a battery type's devices).
+CandidateHook = Callable[["Planner", list["Candidate"], "PlanReport", datetime,
+                          Sequence[Away]], None]
 
 
 @dataclass(slots=True)
@@ -169,6 +173,7 @@ class Planner:
         service_level: float = 0.98,
         spec_for: SpecFor = default_spec,
         cancel_hold: timedelta = DEFAULT_CANCEL_HOLD,
+        adjust: CandidateHook | None = None,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -181,6 +186,7 @@ class Planner:
         self.service_level = service_level
         self.spec_for = spec_for
         self.cancel_hold = cancel_hold
+        self.adjust = adjust
         self._unpriced: dict[str, str] = {}  # per pass: SKU -> why the catalog was silent
 
     def run_once(self, now: datetime) -> PlanReport:
@@ -204,6 +210,8 @@ class Planner:
             canonical(log, "planner.catalog_unavailable", level=logging.WARNING,
                       skus=",".join(sorted(self._unpriced)),
                       reason=next(iter(self._unpriced.values())))
+        if self.adjust is not None:
+            self.adjust(self, candidates, report, now, away)
         chosen = self._basket(candidates, now, report)
         for cand in candidates:
             if cand in chosen:

@@ -22,6 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.app import factory
 from agent.app.alerting import AlertPass, ack_key_path, notifier_of
+from agent.app.batteries import BatteryPlans
 from agent.app.dispatcher import Dispatcher
 from agent.app.order_now import Outcome, order_now_for
 from agent.app.planner import Planner
@@ -175,6 +176,7 @@ class AgentService:
             review_interval=timedelta(hours=fs.review_interval_h),
             service_level=fs.service_level,
             cancel_hold=timedelta(days=vs.cancel_hold_days),
+            adjust=BatteryPlans(self.settings.storage.path, self.settings.sources.zigbee2mqtt),
         )
 
     # ---- jobs ---------------------------------------------------------------------

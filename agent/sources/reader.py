@@ -19,14 +19,14 @@ import queue
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
-from agent.config import MappingSettings, SourcesSettings
+from agent.config import BatterySkuSettings, MappingSettings, SourcesSettings
 from agent.domain import DeviceKind, Unit
 from agent.errors import ConsentError, PayloadError
 from agent.sources.ha_discovery.config import UNITS, parse_config, parse_topic
@@ -67,6 +67,11 @@ class _Reading:
 
 
 BATTERY_GROUP_DEVICE = "z2m-batteries"
+
+
+def group_consumable(battery_type: str) -> str:
+    """The consumable id of a battery type's group (``z2m-batteries/<this>``)."""
+    return _UNSAFE.sub("_", battery_type).strip("_")[:64] or "battery"
 
 
 class ForeignReader:
@@ -267,8 +272,10 @@ class ForeignReader:
     def _group_states(self, now: float) -> list[StateMessage]:
         """The battery-type consumables: one order per type, before the first cell dies."""
         out = []
+        skus = self.settings.zigbee2mqtt.battery_skus
         for group, sku in self._dirty.items():
-            cid = _UNSAFE.sub("_", group).strip("_")[:64] or "battery"
+            cid = group_consumable(group)
+            sku = skus[group].sku if group in skus else sku
             out.append(StateMessage(
                 device_id=BATTERY_GROUP_DEVICE, seq=self._next_seq(now),
                 ts=datetime.fromtimestamp(now, UTC), kind=DeviceKind.OTHER,
@@ -284,7 +291,8 @@ class ForeignReader:
 
 
 def adopt(db: SourceStore, source: str, key: str, *, sku: str | None, capacity: float | None,
-          pack_size: int | None, consumable_id: str | None, now: float) -> Adoption:
+          pack_size: int | None, consumable_id: str | None, now: float,
+          battery_skus: Mapping[str, BatterySkuSettings] | None = None) -> Adoption:
     """Adopt a candidate entity as a consumable; ConsentError when it cannot be read."""
     e = db.entity(source, key)
     if e is None or e.removed:
@@ -293,6 +301,8 @@ def adopt(db: SourceStore, source: str, key: str, *, sku: str | None, capacity: 
         raise ConsentError(f"{source}:{key} cannot be read: {e.unsupported}")
     if e.unit is None:
         raise ConsentError(f"{source}:{key} is not a consumable level ({e.device_class})")
+    if sku is None and e.battery_type and battery_skus and e.battery_type in battery_skus:
+        sku = battery_skus[e.battery_type].sku  # the configured product for this cell
     cid = consumable_id or (e.battery_type if e.battery_type else "level")
     cid = _UNSAFE.sub("_", cid).strip("_")[:64] or "level"
     a = Adoption(source, key, synthetic_device_id(source, key), cid, sku, capacity, pack_size)
@@ -300,4 +310,5 @@ def adopt(db: SourceStore, source: str, key: str, *, sku: str | None, capacity: 
     return a
 
 
-__all__ = ["ForeignReader", "MappingSettings", "adopt", "synthetic_device_id"]
+__all__ = ["ForeignReader", "MappingSettings", "adopt", "group_consumable",
+           "synthetic_device_id"]

@@ -1,0 +1,216 @@
+"""A household of foreign devices in a closed loop with the agent, on simulated time.
+
+The same in-process approach as ``make demo`` (:mod:`firmware_sim.demo`): a private
+Mosquitto from ``broker_config/``, the vendor sandbox over HTTP on a shared
+:class:`SimClock`, and the real :class:`AgentService` (ingest, foreign reader, planner,
+consent, outbox) on an SQLite file, with its periodic passes driven by :meth:`step`.
+The devices speak other projects' formats (:mod:`firmware_sim.devices.foreign`, the
+Nightscout fixture site): a Zigbee2MQTT bridge of battery sensors, a Valetudo robot
+without Home Assistant discovery, a Nightscout wearer. Deliveries from the sandbox go
+into the household's drawer; the household replaces what its devices say is used up.
+
+Used by ``make demo-foreign`` (:mod:`firmware_sim.demo_foreign`) and the closed-loop
+integration tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from agent.app.service import AgentService
+from agent.config import load_settings
+from agent.storage.ledger import Ledger
+from firmware_sim.broker import LocalBroker
+from firmware_sim.demo import cli
+from firmware_sim.devices.foreign import ForeignPublisher, Zigbee2MqttBridge
+from firmware_sim.vendor import VendorSandbox
+from firmware_sim.vendor.catalog import DEFAULT_CATALOG, CatalogEntry
+from firmware_sim.vendor.faults import SimClock
+from firmware_sim.vendor.orders import RecordedOrder
+
+START = datetime(2027, 1, 4, 6, 0, tzinfo=UTC)
+STEP = timedelta(hours=6)
+FOREIGN_ACL = """
+user foreign
+topic write zigbee2mqtt/#
+topic write homeassistant/#
+topic write valetudo/#
+topic write esphome/#
+"""
+# Battery type -> (SKU, cells per pack): in the sandbox's catalog and in agent.toml.
+CELLS = {"CR2032": ("CR2032-10", 10), "CR2450": ("CR2450-10", 10), "CR1632": ("CR1632-5", 5)}
+
+
+def foreign_catalog() -> tuple[CatalogEntry, ...]:
+    extra = [CatalogEntry(sku, f"{cell} lithium coin cells, {n}-pack", Decimal("6.90"),
+                          pack_size=n, unit="cell", lead_time_days=2.0, lead_time_sd_days=0.5)
+             for cell, (sku, n) in CELLS.items()]
+    return (*DEFAULT_CATALOG, *extra)
+
+
+def sources_toml() -> str:
+    lines = ["[sources.zigbee2mqtt]", "battery_window_days = 30", "",
+             "[sources.zigbee2mqtt.battery_skus]"]
+    lines += [f'{cell} = {{ sku = "{sku}", pack_size = {n} }}'
+              for cell, (sku, n) in CELLS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(state: Path, broker: LocalBroker, vendor: VendorSandbox, token: str) -> Path:
+    secrets_dir = state / "secrets"
+    secrets_dir.mkdir(parents=True)
+    (secrets_dir / "mqtt-password").write_text(broker.passwords["agent"])
+    (secrets_dir / "vendor-token").write_text(token)
+    config = state / "agent.toml"
+    config.write_text(f"""# Written by firmware_sim.foreign_world: the agent among foreign devices.
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+username = "agent"
+password_file = "{secrets_dir / 'mqtt-password'}"
+client_id = "replenish-agent-foreign"
+
+[storage]
+path = "{state / 'agent.db'}"
+
+[vendor]
+base_url = "{vendor.url}"
+token_file = "{secrets_dir / 'vendor-token'}"
+require_synced_clock = false  # simulated time
+
+[household]
+enabled = false
+
+{sources_toml()}""")
+    return config
+
+
+@dataclass
+class Tally:
+    """What happened, for the demo's summary and the tests' assertions."""
+
+    orders: list[RecordedOrder] = field(default_factory=list)  # delivered, in order
+    # (when, consumable, packs, reason) of every intent the agent created
+    intents: list[tuple[datetime, str, int, str]] = field(default_factory=list)
+    drawer: list[dict[str, int]] = field(default_factory=list)  # cells in it at each intent
+
+
+class ForeignWorld:
+    """Broker, sandbox, agent and the foreign devices; :meth:`step` moves time on."""
+
+    def __init__(self, state: Path, bridge: Zigbee2MqttBridge | None = None,
+                 say: Callable[[str], None] = lambda text: None) -> None:
+        self.state = state
+        self.bridge = bridge
+        self.say = say
+        self.clock = SimClock(START)
+        self.tally = Tally()
+        self._seen_intents: set[int] = set()
+        self._stack = contextlib.ExitStack()
+
+    # ---- setup ----------------------------------------------------------------------
+
+    def __enter__(self) -> ForeignWorld:
+        users = {"agent": secrets.token_urlsafe(16), "household": secrets.token_urlsafe(16),
+                 "foreign": secrets.token_urlsafe(16)}
+        token = secrets.token_urlsafe(24)
+        self.broker = self._stack.enter_context(
+            LocalBroker(self.state / "broker", users=users, extra_acl=FOREIGN_ACL))
+        self.vendor = self._stack.enter_context(VendorSandbox(
+            token=token, catalog=foreign_catalog(), clock=self.clock,
+            on_delivered=self._delivered))
+        self.config = write_config(self.state, self.broker, self.vendor, token)
+        self.service = AgentService(load_settings(self.config), clock=self.clock.now)
+        self.service.start(background_jobs=False)
+        self._stack.callback(self.service.shutdown)
+        self.publisher = ForeignPublisher(self.broker.host, self.broker.port, "foreign",
+                                          users["foreign"])
+        self._stack.callback(self.publisher.close)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def replenish(self, *args: str) -> str:
+        """A ``replenish`` command at simulated time; raises on a non-zero exit."""
+        code, out = cli(self.config, *args, now=self.clock.now(), quiet=True)
+        if code != 0:
+            raise RuntimeError(f"replenish {' '.join(args)} exited {code}: {out}")
+        return out
+
+    def drain(self, expect: int, timeout: float = 10.0) -> None:
+        """Wait until the agent has queued ``expect`` foreign messages, then process them."""
+        reader = self.service.sources.foreign
+        deadline = time.monotonic() + timeout
+        while reader.queue.qsize() < expect and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.service.sources.drain()
+
+    def adopt_bridge(self) -> None:
+        """Publish the retained device list, then adopt every battery sensor."""
+        assert self.bridge is not None
+        self.publisher.publish(f"{self.bridge.prefix}/bridge/devices",
+                               self.bridge.devices(), retain=True)
+        self.drain(1)
+        for s in self.bridge.sensors:
+            self.replenish("sources", "adopt", f"z2m:{s.ieee}")
+        self.service.sources.foreign.refresh_adoptions()
+        time.sleep(0.2)  # the broker confirms the new subscriptions
+
+    def consent_batteries(self) -> None:
+        for cell, (sku, _) in CELLS.items():
+            self.replenish("consent", "set", f"z2m-batteries/{cell}", "auto", "--sku", sku,
+                           "--max-price", "10", "--max-qty", "4", "--budget", "40")
+
+    # ---- time -------------------------------------------------------------------------
+
+    def _delivered(self, order: RecordedOrder) -> None:
+        self.tally.orders.append(order)
+        cell = next((c for c, (sku, _) in CELLS.items() if sku == order.sku), None)
+        if cell is not None and self.bridge is not None:
+            self.bridge.shelf[cell] = (self.bridge.shelf.get(cell, 0)
+                                       + order.quantity * order.pack_size)
+            self.say(f"  [vendor] delivered {order.quantity} x {order.sku}")
+
+    def publish_batteries(self) -> None:
+        assert self.bridge is not None
+        for s in self.bridge.sensors:
+            self.publisher.publish(f"{self.bridge.prefix}/{s.friendly_name}", s.state())
+        self.drain(len(self.bridge.sensors))
+
+    def step(self, decide: bool) -> datetime:
+        """Six hours on: the vendor ships, devices report once a day, the agent decides."""
+        now = self.clock.advance(STEP)
+        self.vendor.tick()
+        if self.bridge is not None:
+            self.bridge.day(STEP / timedelta(days=1))
+            for s in self.bridge.replace_low():
+                self.say(f"  [household] {now:%Y-%m-%d} new {s.cell} in {s.friendly_name}")
+            if decide:
+                self.publish_batteries()
+        if decide:
+            self.service.decide()
+            self._note_intents(now)
+        self.service.dispatch()
+        return now
+
+    def _note_intents(self, now: datetime) -> None:
+        ledger = Ledger.open(self.service.settings.storage.path)
+        try:
+            for it in ledger.intents():
+                if it.id not in self._seen_intents:
+                    self._seen_intents.add(it.id)
+                    self.tally.intents.append((now, it.consumable, it.quantity,
+                                               it.reason or ""))
+                    self.tally.drawer.append(dict(self.bridge.shelf) if self.bridge else {})
+                    self.say(f"  [agent] {now:%Y-%m-%d} {it.consumable}: {it.quantity} "
+                             f"x {it.sku} ({it.reason})")
+        finally:
+            ledger.close()

@@ -1,0 +1,57 @@
+"""A simulated year of 20 Zigbee battery sensors on a real Mosquitto, ordering from the
+real sandbox over HTTP (firmware_sim/foreign_world.py, the approach of ``make demo``).
+
+The household replaces a cell when its sensor says ``battery_low`` and the drawer has
+one; the agent sees each replacement as a level jump. Every order is one per battery
+type, with cells for every sensor of that type due within the 30-day window, in packs of
+the configured size; no sensor ever runs flat.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from firmware_sim.devices.foreign import Zigbee2MqttBridge
+from firmware_sim.foreign_world import CELLS, ForeignWorld
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_year_of_battery_sensors_one_order_per_type_in_time(tmp_path: Path) -> None:
+    bridge = Zigbee2MqttBridge.staggered(20)
+    with ForeignWorld(tmp_path / "world", bridge=bridge) as w:
+        w.adopt_bridge()
+        w.publish_batteries()
+        w.consent_batteries()
+        for step in range(365 * 4):
+            w.step(decide=step % 4 == 0)
+        intents, orders = w.tally.intents, w.tally.orders
+
+    assert sum(s.died for s in bridge.sensors) == 0, [
+        (s.friendly_name, s.cell) for s in bridge.sensors if s.died]
+    replaced = Counter(s.cell for s in bridge.sensors for _ in range(s.replaced))
+    assert sum(replaced.values()) >= 20  # every sensor got at least one new cell
+    per_type = Counter(c.split("/", 1)[1] for _, c, _, _ in intents)
+    assert set(per_type) == set(CELLS)
+    assert all(c.startswith("z2m-batteries/") for _, c, _, _ in intents)  # never per device
+    for cell, n in per_type.items():
+        assert n < replaced[cell], (cell, n, replaced[cell])  # consolidated, not one each
+    for (_when, _consumable, packs, reason), drawer in zip(intents, w.tally.drawer,
+                                                            strict=True):
+        # "N CR2032 cells for M of K devices due within 30 days, S on the shelf: P pack(s)"
+        cell = reason.split()[1]
+        cells_due, shelf = int(reason.split()[0]), int(reason.split(", ")[1].split()[0])
+        assert packs == max(1, math.ceil((cells_due - shelf) / CELLS[cell][1])), reason
+        # The shelf is what the level jumps say: never more than the drawer really holds.
+        assert shelf <= drawer.get(cell, 0), (reason, drawer)
+    assert len(orders) == len(intents)  # every one was delivered within the year
+    assert all(o.delivered_at is not None for o in orders)
+    # No two orders of one type within the window: each covered what was due.
+    for cell in CELLS:
+        times = sorted(t for t, c, _, _ in intents if c.endswith("/" + cell))
+        assert all(b - a >= timedelta(days=7) for a, b in zip(times, times[1:], strict=False))
