@@ -49,6 +49,9 @@ def test_a_year_of_battery_sensors_one_order_per_type_in_time(tmp_path: Path) ->
         assert packs == max(1, math.ceil((cells_due - shelf) / CELLS[cell][1])), reason
         # The shelf is what the level jumps say: never more than the drawer really holds.
         assert shelf <= drawer.get(cell, 0), (reason, drawer)
+        # ... and no order while the drawer already holds the cells that are due.
+        assert drawer.get(cell, 0) < cells_due, (reason, drawer)
+    assert max(int(r.split()[0]) for _, _, _, r in intents) >= 2  # one order, several due
     assert len(orders) == len(intents)  # every one was delivered within the year
     assert all(o.delivered_at is not None for o in orders)
     # No two orders of one type within the window: each covered what was due.
