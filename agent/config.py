@@ -297,6 +297,18 @@ class MappingSettings(BaseModel):
     capacity: float | None = Field(default=None, gt=0)
 
 
+class ValetudoSettings(BaseModel):
+    """A Valetudo robot's consumables from its own MQTT topics (no HA discovery needed)."""
+
+    model_config = _SECTION
+
+    prefix: str = Field(default="valetudo", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # consumable (brush-main, brush-side_right, filter-main, mop ...) -> the robot's SKU
+    skus: dict[str, str] = {}
+    # consumable -> hours of running time a new part lasts (bundled defaults otherwise)
+    life_hours: dict[str, float] = {}
+
+
 class NightscoutSettings(BaseModel):
     """A Nightscout site (CGM wearer): polled over HTTPS, read-only."""
 
@@ -344,6 +356,7 @@ class SourcesSettings(BaseModel):
     mappings: list[MappingSettings] = []
     buttons: list[ButtonSettings] = []
     nightscout: NightscoutSettings | None = None
+    valetudo: ValetudoSettings | None = None  # the section switches the preset on
     drain_interval_s: float = Field(default=2.0, ge=0.1)
 
 

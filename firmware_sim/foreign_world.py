@@ -27,9 +27,11 @@ from pathlib import Path
 from agent.app.service import AgentService
 from agent.config import load_settings
 from agent.storage.ledger import Ledger
+from agent.storage.store import Store
 from firmware_sim.broker import LocalBroker
 from firmware_sim.demo import cli
 from firmware_sim.devices.foreign import ForeignPublisher, Zigbee2MqttBridge
+from firmware_sim.devices.valetudo import ValetudoRobot, roborock_parts
 from firmware_sim.vendor import VendorSandbox
 from firmware_sim.vendor.catalog import DEFAULT_CATALOG, CatalogEntry
 from firmware_sim.vendor.faults import SimClock
@@ -48,10 +50,16 @@ topic write esphome/#
 CELLS = {"CR2032": ("CR2032-10", 10), "CR2450": ("CR2450-10", 10), "CR1632": ("CR1632-5", 5)}
 
 
+ROBOT_PARTS = {p.id: p.sku for p in roborock_parts()}
+
+
 def foreign_catalog() -> tuple[CatalogEntry, ...]:
     extra = [CatalogEntry(sku, f"{cell} lithium coin cells, {n}-pack", Decimal("6.90"),
                           pack_size=n, unit="cell", lead_time_days=2.0, lead_time_sd_days=0.5)
              for cell, (sku, n) in CELLS.items()]
+    extra += [CatalogEntry(sku, f"Roborock {part} replacement", Decimal("12.90"),
+                           unit="piece", lead_time_days=3.0, lead_time_sd_days=1.0)
+              for part, sku in ROBOT_PARTS.items()]
     return (*DEFAULT_CATALOG, *extra)
 
 
@@ -60,6 +68,8 @@ def sources_toml() -> str:
              "[sources.zigbee2mqtt.battery_skus]"]
     lines += [f'{cell} = {{ sku = "{sku}", pack_size = {n} }}'
               for cell, (sku, n) in CELLS.items()]
+    lines += ["", "[sources.valetudo]", 'prefix = "valetudo"', "", "[sources.valetudo.skus]"]
+    lines += [f'"{part}" = "{sku}"' for part, sku in ROBOT_PARTS.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -106,9 +116,11 @@ class ForeignWorld:
     """Broker, sandbox, agent and the foreign devices; :meth:`step` moves time on."""
 
     def __init__(self, state: Path, bridge: Zigbee2MqttBridge | None = None,
+                 robot: ValetudoRobot | None = None,
                  say: Callable[[str], None] = lambda text: None) -> None:
         self.state = state
         self.bridge = bridge
+        self.robot = robot
         self.say = say
         self.clock = SimClock(START)
         self.tally = Tally()
@@ -153,6 +165,20 @@ class ForeignWorld:
             time.sleep(0.005)
         self.service.sources.drain()
 
+    def drain_until(self, check: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.service.sources.drain()
+            if check():
+                return
+            time.sleep(0.02)
+        raise TimeoutError("the agent did not read what the devices published")
+
+    def consumables(self, device_id: str) -> list[str]:
+        with Store(self.service.settings.storage.path) as store:
+            return [r["consumable_id"] for r in store.consumables(counts=False)
+                    if r["device_id"] == device_id]
+
     def adopt_bridge(self) -> None:
         """Publish the retained device list, then adopt every battery sensor."""
         assert self.bridge is not None
@@ -169,10 +195,25 @@ class ForeignWorld:
             self.replenish("consent", "set", f"z2m-batteries/{cell}", "auto", "--sku", sku,
                            "--max-price", "10", "--max-qty", "4", "--budget", "40")
 
+    def start_robot(self) -> None:
+        """The robot announces its consumables; the household consents to each."""
+        assert self.robot is not None
+        self.robot.announce(self.publisher)
+        self.robot.publish(self.publisher)
+        device = f"valetudo-{self.robot.identifier}"
+        self.drain_until(lambda: len(self.consumables(device)) == len(self.robot.parts))
+        for part in self.robot.parts:
+            self.replenish("consent", "set", f"valetudo-{self.robot.identifier}/{part.id}",
+                           "auto", "--sku", part.sku, "--max-price", "20", "--max-qty", "2",
+                           "--budget", "60")
+
     # ---- time -------------------------------------------------------------------------
 
     def _delivered(self, order: RecordedOrder) -> None:
         self.tally.orders.append(order)
+        if self.robot is not None and order.sku in ROBOT_PARTS.values():
+            self.robot.drawer[order.sku] = self.robot.drawer.get(order.sku, 0) + order.quantity
+            self.say(f"  [vendor] delivered {order.quantity} x {order.sku}")
         cell = next((c for c, (sku, _) in CELLS.items() if sku == order.sku), None)
         if cell is not None and self.bridge is not None:
             self.bridge.shelf[cell] = (self.bridge.shelf.get(cell, 0)
@@ -195,6 +236,12 @@ class ForeignWorld:
                 self.say(f"  [household] {now:%Y-%m-%d} new {s.cell} in {s.friendly_name}")
             if decide:
                 self.publish_batteries()
+        if self.robot is not None:
+            self.robot.day(STEP / timedelta(days=1))
+            for p in self.robot.replace_worn():
+                self.say(f"  [household] {now:%Y-%m-%d} new {p.id} in the robot")
+            if decide:
+                self.drain(self.robot.publish(self.publisher))
         if decide:
             self.service.decide()
             self._note_intents(now)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.app.planner import Planner
 from agent.app.batteries import BatteryPlans
+from agent.app.planner import Planner
 from agent.config import BatterySkuSettings, SourcesSettings, Zigbee2MqttSettings
 from agent.consent import Mandate, Mode
 from agent.sources.reader import ForeignReader, adopt

@@ -101,13 +101,14 @@ def default_spec(row: dict[str, Any], offer: CatalogItem | None) -> ConsumableSp
     """A spec from what the device reported and the catalog's pack.
 
     A percent gauge is refilled whole by one pack; gram and millilitre scales take the
-    catalog's pack size when its unit matches; fridge contents are perishable.
+    catalog's pack size when its unit matches; a life in days (a CGM sensor, a robot's
+    brush) is restored whole by each item of a pack; fridge contents are perishable.
     """
     unit = Unit(row["unit"])
     capacity = float(row["capacity"] or (100.0 if unit is Unit.PERCENT else 1.0))
     pack = capacity
     if offer is not None and unit is not Unit.PERCENT:
-        pack = float(offer.pack_size)
+        pack = float(offer.pack_size) * (capacity if unit is Unit.DAYS else 1.0)
     perishable = row.get("kind") == "fridge"
     return ConsumableSpec(unit=unit, capacity=max(capacity, pack), pack_size=pack,
                           perishable=perishable,

@@ -31,6 +31,7 @@ from agent.domain import DeviceKind, Unit
 from agent.errors import ConsentError, PayloadError
 from agent.sources.ha_discovery.config import UNITS, parse_config, parse_topic
 from agent.sources.ha_discovery.template import Template, UnsupportedTemplate, parse_template
+from agent.sources.valetudo import preset as valetudo
 from agent.sources.zigbee2mqtt import bridge
 from agent.storage.sources import Adoption, SourceEntity, SourceStore
 from agent.storage.store import Store
@@ -95,6 +96,7 @@ class ForeignReader:
         self._groups: dict[str, dict[str, float]] = {}
         self._dirty: dict[str, str | None] = {}  # groups with new levels -> their SKU
         self._seq = 0
+        self._valetudo_units: dict[tuple[str, str], str] = {}  # Homie $unit per consumable
         self.subscribe: Callable[[list[str]], None] = lambda topics: None
         self._static = self._static_topics()
         # Every state topic ever subscribed: after a rename the old one stays subscribed
@@ -112,6 +114,8 @@ class ForeignReader:
         z = self.settings.zigbee2mqtt
         if z.enabled:
             out += [f"{z.prefix}/bridge/devices", f"{z.prefix}/+/availability"]
+        if self.settings.valetudo is not None:
+            out.append(valetudo.topic_filter(self.settings.valetudo.prefix))
         return (out + [m.topic for m in self.settings.mappings]
                 + [b.topic for b in self.settings.buttons])
 
@@ -166,6 +170,8 @@ class ForeignReader:
                 break
         if not items:
             return 0
+        # Homie attributes ($unit) before values: a robot's retained topics arrive together.
+        items.sort(key=lambda item: "/$" not in item[0])
         now = self.clock()
         rejects: Counter[tuple[str, str]] = Counter()
         states: list[StateMessage] = []
@@ -177,6 +183,7 @@ class ForeignReader:
                         self._press(topic, payload)
                     changed |= self._config(db, topic, payload, now)
                     states += self._states(topic, payload, now, rejects)
+                    states += self._valetudo(topic, payload, now)
                 except PayloadError as err:
                     rejects[(self._source_of(topic), str(err))] += 1
             db.count_rejects(dict(rejects), now)
@@ -200,7 +207,35 @@ class ForeignReader:
         out, self.presses = self.presses, []
         return out
 
+    def _valetudo(self, topic: str, payload: bytes, now: float) -> list[StateMessage]:
+        """The Valetudo preset: a consumable's value (or its Homie ``$unit``)."""
+        v = self.settings.valetudo
+        vt = valetudo.parse_topic(topic, v.prefix) if v is not None else None
+        if v is None or vt is None:
+            return []
+        key = (vt.robot, vt.consumable)
+        if vt.attribute is not None:
+            if vt.attribute == "$unit":
+                self._valetudo_units[key] = payload.decode("utf-8", "replace").strip()
+            return []
+        if not payload:
+            return []  # a retained value cleared
+        level, unit = valetudo.parse_value(payload, self._valetudo_units.get(key))
+        life = v.life_hours.get(vt.consumable, valetudo.DEFAULT_LIFE_HOURS.get(vt.consumable))
+        capacity = 100.0 if unit is Unit.PERCENT else (life / 24 if life else None)
+        try:
+            return [StateMessage(
+                device_id=f"{valetudo.SOURCE}-{vt.robot}"[:64], seq=self._next_seq(now),
+                ts=datetime.fromtimestamp(now, UTC), kind=DeviceKind.OTHER,
+                consumables=[Consumable(id=vt.consumable, level=level, unit=unit,
+                                        sku=v.skus.get(vt.consumable), capacity=capacity)])]
+        except ValidationError:
+            raise PayloadError("implausible level") from None
+
     def _source_of(self, topic: str) -> str:
+        v = self.settings.valetudo
+        if v is not None and topic.startswith(v.prefix + "/"):
+            return valetudo.SOURCE
         if topic.startswith(self.settings.zigbee2mqtt.prefix + "/"):
             return bridge.SOURCE
         if topic.startswith(self.settings.discovery_prefix + "/"):

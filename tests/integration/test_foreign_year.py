@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.storage.sources import SourceStore
+from agent.storage.store import Store
 from firmware_sim.devices.foreign import Zigbee2MqttBridge
+from firmware_sim.devices.valetudo import ValetudoRobot
 from firmware_sim.foreign_world import CELLS, ForeignWorld
 
 pytestmark = pytest.mark.integration
@@ -58,3 +61,29 @@ def test_a_year_of_battery_sensors_one_order_per_type_in_time(tmp_path: Path) ->
     for cell in CELLS:
         times = sorted(t for t, c, _, _ in intents if c.endswith("/" + cell))
         assert all(b - a >= timedelta(days=7) for a, b in zip(times, times[1:], strict=False))
+
+
+def test_a_valetudo_robot_without_discovery_gets_its_parts_in_time(tmp_path: Path) -> None:
+    """Valetudo's own consumable topics (seconds left, or percent with $unit %), no Home
+    Assistant discovery: brushes, filter and mop pad are each ordered and fitted before
+    they wear out, over four simulated months."""
+    robot = ValetudoRobot()
+    with ForeignWorld(tmp_path / "world", robot=robot) as w:
+        w.start_robot()
+        with SourceStore(w.service.settings.storage.path) as db:
+            assert not db.entities()  # nothing came through discovery
+        for step in range(120 * 4):
+            w.step(decide=step % 4 == 0)
+        intents = w.tally.intents
+        with Store(w.service.settings.storage.path) as store:
+            units = {r["consumable_id"]: (r["unit"], r["capacity"], r["sku"])
+                     for r in store.consumables(counts=False)}
+    assert units["brush-main"] == ("days", 12.5, "ROBOROCK-MAIN-BRUSH")  # 300 h of running
+    assert units["mop"] == ("percent", 100.0, "ROBOROCK-MOP-PAD")
+    assert {p.id for p in robot.parts if p.replaced} == {p.id for p in robot.parts}
+    assert all(p.worn_out == 0 for p in robot.parts), [(p.id, p.left) for p in robot.parts]
+    ordered = Counter(c.split("/", 1)[1] for _, c, _, _ in intents)
+    # One order per wear-out: each fitted, at most the next one on its way (the filter
+    # lasts 100 days at 1.5 h a day, so its second is due within the four months).
+    assert all(ordered[p.id] - p.replaced in (0, 1) for p in robot.parts), ordered
+    assert all(packs == 1 for _, _, packs, _ in intents)  # one part, not a pack per day left
