@@ -31,7 +31,9 @@ from agent.storage.store import Store
 from firmware_sim.broker import LocalBroker
 from firmware_sim.demo import cli
 from firmware_sim.devices.foreign import ForeignPublisher, Zigbee2MqttBridge
+from firmware_sim.devices.nightscout import NightscoutSite
 from firmware_sim.devices.valetudo import ValetudoRobot, roborock_parts
+from firmware_sim.devices.wearer import BATTERY_SKU, INSULIN_SKU, SENSOR_SKU, Wearer
 from firmware_sim.vendor import VendorSandbox
 from firmware_sim.vendor.catalog import DEFAULT_CATALOG, CatalogEntry
 from firmware_sim.vendor.faults import SimClock
@@ -60,7 +62,22 @@ def foreign_catalog() -> tuple[CatalogEntry, ...]:
     extra += [CatalogEntry(sku, f"Roborock {part} replacement", Decimal("12.90"),
                            unit="piece", lead_time_days=3.0, lead_time_sd_days=1.0)
               for part, sku in ROBOT_PARTS.items()]
+    extra += [CatalogEntry(SENSOR_SKU, "Dexcom G7 sensor", Decimal("89.00"), unit="sensor",
+                           lead_time_days=3.0, lead_time_sd_days=1.0),
+              CatalogEntry(INSULIN_SKU, "Insulin aspart, 10 ml vial (1,000 units)",
+                           Decimal("29.90"), pack_size=1000, unit="U", lead_time_days=2.0),
+              CatalogEntry(BATTERY_SKU, "AAA lithium batteries, 4-pack", Decimal("5.90"),
+                           pack_size=4, unit="battery", lead_time_days=2.0)]
     return (*DEFAULT_CATALOG, *extra)
+
+
+WEARER = {"cgm-sensor": SENSOR_SKU, "insulin": INSULIN_SKU, "pump-battery": BATTERY_SKU}
+
+
+def nightscout_toml(url: str, token_file: Path) -> str:
+    skus = ", ".join(f'"{c}" = "{sku}"' for c, sku in WEARER.items())
+    return (f'[sources.nightscout]\nurl = "{url}"\ntoken_file = "{token_file}"\n'
+            f"sensor_life_days = 10\nreservoir_units = 200\nskus = {{ {skus} }}\n")
 
 
 def sources_toml() -> str:
@@ -73,11 +90,16 @@ def sources_toml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_config(state: Path, broker: LocalBroker, vendor: VendorSandbox, token: str) -> Path:
+def write_config(state: Path, broker: LocalBroker, vendor: VendorSandbox, token: str,
+                 nightscout: NightscoutSite | None = None) -> Path:
     secrets_dir = state / "secrets"
     secrets_dir.mkdir(parents=True)
     (secrets_dir / "mqtt-password").write_text(broker.passwords["agent"])
     (secrets_dir / "vendor-token").write_text(token)
+    ns = ""
+    if nightscout is not None:
+        (secrets_dir / "nightscout-token").write_text(nightscout.token)
+        ns = nightscout_toml(nightscout.start(), secrets_dir / "nightscout-token")
     config = state / "agent.toml"
     config.write_text(f"""# Written by firmware_sim.foreign_world: the agent among foreign devices.
 [mqtt]
@@ -98,7 +120,8 @@ require_synced_clock = false  # simulated time
 [household]
 enabled = false
 
-{sources_toml()}""")
+{sources_toml()}
+{ns}""")
     return config
 
 
@@ -116,11 +139,13 @@ class ForeignWorld:
     """Broker, sandbox, agent and the foreign devices; :meth:`step` moves time on."""
 
     def __init__(self, state: Path, bridge: Zigbee2MqttBridge | None = None,
-                 robot: ValetudoRobot | None = None,
+                 robot: ValetudoRobot | None = None, wearer: bool = False,
                  say: Callable[[str], None] = lambda text: None) -> None:
         self.state = state
         self.bridge = bridge
         self.robot = robot
+        self.site = NightscoutSite() if wearer else None
+        self.wearer = Wearer(self.site) if self.site is not None else None
         self.say = say
         self.clock = SimClock(START)
         self.tally = Tally()
@@ -138,7 +163,9 @@ class ForeignWorld:
         self.vendor = self._stack.enter_context(VendorSandbox(
             token=token, catalog=foreign_catalog(), clock=self.clock,
             on_delivered=self._delivered))
-        self.config = write_config(self.state, self.broker, self.vendor, token)
+        if self.site is not None:
+            self._stack.callback(self.site.stop)
+        self.config = write_config(self.state, self.broker, self.vendor, token, self.site)
         self.service = AgentService(load_settings(self.config), clock=self.clock.now)
         self.service.start(background_jobs=False)
         self._stack.callback(self.service.shutdown)
@@ -207,10 +234,22 @@ class ForeignWorld:
                            "auto", "--sku", part.sku, "--max-price", "20", "--max-qty", "2",
                            "--budget", "60")
 
+    def start_wearer(self) -> None:
+        """Six days into a sensor, a reservoir just filled; the wearer consents to orders."""
+        assert self.wearer is not None
+        self.wearer.start(self.clock.now(), sensor_age_days=6.0, reservoir=190.0, battery=40.0)
+        self.service.sources.poll_nightscout()
+        for consumable, sku in WEARER.items():
+            self.replenish("consent", "set", f"ns-nightscout/{consumable}", "auto", "--sku",
+                           sku, "--max-price", "100", "--max-qty", "3", "--budget", "400")
+
     # ---- time -------------------------------------------------------------------------
 
     def _delivered(self, order: RecordedOrder) -> None:
         self.tally.orders.append(order)
+        if self.wearer is not None and order.sku in WEARER.values():
+            self.wearer.receive(order.sku, order.quantity, order.pack_size)
+            self.say(f"  [vendor] delivered {order.quantity} x {order.sku}")
         if self.robot is not None and order.sku in ROBOT_PARTS.values():
             self.robot.drawer[order.sku] = self.robot.drawer.get(order.sku, 0) + order.quantity
             self.say(f"  [vendor] delivered {order.quantity} x {order.sku}")
@@ -242,6 +281,9 @@ class ForeignWorld:
                 self.say(f"  [household] {now:%Y-%m-%d} new {p.id} in the robot")
             if decide:
                 self.drain(self.robot.publish(self.publisher))
+        if self.wearer is not None:
+            self.wearer.advance(now, STEP)
+            self.service.sources.poll_nightscout()
         if decide:
             self.service.decide()
             self._note_intents(now)

@@ -146,9 +146,10 @@ class BatteryPlans:
                 c.plan, order_now=True, packs=packs, expected_arrival=arrival,
                 latest_order_at=now,
                 reason=f"{what}: {packs} pack(s) of {per_pack} now")
+        # Due soon, not yet: it may join another order's basket, with its own packs.
         first = uncovered[0][0] if uncovered else None
         return dataclasses.replace(
-            c.plan, order_now=False, packs=0, latest_order_at=first,
+            c.plan, order_now=False, packs=packs if uncovered else 0, latest_order_at=first,
             reason=f"{what}: no member needs a cell ordered yet")
 
     def shelf(self, planner: Planner, group: BatteryGroup, per_pack: int,

@@ -27,6 +27,7 @@ from agent.app.dispatcher import Dispatcher
 from agent.app.order_now import Outcome, order_now_for
 from agent.app.planner import Planner
 from agent.app.sources import SourceJobs
+from agent.app.supplies import ShelfPlans, chain, wearer_spec
 from agent.config import PrinterSettings, Settings
 from agent.errors import AgentError, VendorRetryable
 from agent.forecast import Forecast
@@ -176,7 +177,9 @@ class AgentService:
             review_interval=timedelta(hours=fs.review_interval_h),
             service_level=fs.service_level,
             cancel_hold=timedelta(days=vs.cancel_hold_days),
-            adjust=BatteryPlans(self.settings.storage.path, self.settings.sources.zigbee2mqtt),
+            adjust=chain(BatteryPlans(self.settings.storage.path,
+                                      self.settings.sources.zigbee2mqtt), ShelfPlans()),
+            spec_for=wearer_spec,
         )
 
     # ---- jobs ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from agent.storage.sources import SourceStore
 from agent.storage.store import Store
 from firmware_sim.devices.foreign import Zigbee2MqttBridge
 from firmware_sim.devices.valetudo import ValetudoRobot
-from firmware_sim.foreign_world import CELLS, ForeignWorld
+from firmware_sim.foreign_world import CELLS, WEARER, ForeignWorld
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +87,29 @@ def test_a_valetudo_robot_without_discovery_gets_its_parts_in_time(tmp_path: Pat
     # lasts 100 days at 1.5 h a day, so its second is due within the four months).
     assert all(ordered[p.id] - p.replaced in (0, 1) for p in robot.parts), ordered
     assert all(packs == 1 for _, _, packs, _ in intents)  # one part, not a pack per day left
+
+
+def test_a_nightscout_wearer_orders_sensors_insulin_and_batteries_in_time(
+        tmp_path: Path) -> None:
+    """Through the Nightscout fixture server over HTTP: CGM sensors by count and sensor
+    life, insulin by units (a 1,000-unit vial fills the 200-unit reservoir five times),
+    pump batteries (a 4-pack), ordered at the sandbox; the wearer never goes without."""
+    with ForeignWorld(tmp_path / "world", wearer=True) as w:
+        w.start_wearer()
+        for step in range(60 * 4):
+            w.step(decide=step % 4 == 0)
+        wearer, intents, orders = w.wearer, w.tally.intents, w.tally.orders
+    assert wearer is not None and not wearer.missed, (wearer.missed, wearer.drawer)
+    assert wearer.changes["sensor"] >= 5 and wearer.changes["insulin"] >= 10
+    assert wearer.changes["battery"] >= 1
+    ordered = Counter(c.split("/", 1)[1] for _, c, _, _ in intents)
+    assert set(ordered) == {"cgm-sensor", "insulin", "pump-battery"}, ordered
+    packs = Counter()  # type: Counter[str]
+    for _, c, n, _ in intents:
+        packs[c.split("/", 1)[1]] += n
+    # By count and life: about one sensor per 10 days, not one per day left.
+    assert 5 <= packs["cgm-sensor"] <= 8, packs
+    # 60 days at 42 U a day is ~2,500 units: three or four vials, not one per refill.
+    assert 3 <= packs["insulin"] <= 4, packs
+    assert packs["pump-battery"] == 1, packs  # a 4-pack lasts the two months
+    assert {o.sku for o in orders} >= set(WEARER.values())
