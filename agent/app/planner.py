@@ -129,11 +129,13 @@ def our_deliveries(ledger: Ledger, key: str, now: datetime) -> list[Delivery]:
     """Our orders of one consumable from their first send: delivered ones, and ``pending``
     ones still on order (overdue once the expected date has passed, never on the shelf).
     The vendor may leave ``expected_delivery`` out (docs/vendor-api.yaml): such an order
-    still counts, as due ``now``."""
+    still counts, as due ``now``. A delivery older than the readings the forecast reads
+    (:data:`HISTORY`) is left out: the refill that used it is no longer in view, so it
+    would count as a pack still on the shelf (a robot's brush fitted five months ago)."""
     out = []
     for it in ledger.intents([State.SENDING, State.PLACED, State.LOST, State.DELIVERED], key):
         if it.state is State.DELIVERED:
-            if it.delivered_at is not None:
+            if it.delivered_at is not None and it.delivered_at >= now - HISTORY:
                 out.append(Delivery(it.delivered_at, float(it.quantity)))
         else:
             out.append(Delivery(it.expected_delivery or now, float(it.quantity), pending=True))

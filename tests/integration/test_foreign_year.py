@@ -18,6 +18,7 @@ import pytest
 
 from agent.storage.sources import SourceStore
 from agent.storage.store import Store
+from firmware_sim import demo_foreign
 from firmware_sim.devices.foreign import Zigbee2MqttBridge
 from firmware_sim.devices.valetudo import ValetudoRobot
 from firmware_sim.foreign_world import CELLS, WEARER, ForeignWorld
@@ -113,3 +114,15 @@ def test_a_nightscout_wearer_orders_sensors_insulin_and_batteries_in_time(
     assert 3 <= packs["insulin"] <= 4, packs
     assert packs["pump-battery"] == 1, packs  # a 4-pack lasts the two months
     assert {o.sku for o in orders} >= set(WEARER.values())
+
+
+def test_the_foreign_demo_runs_and_summarises(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``make demo-foreign``, shortened: all three kinds of foreign device order."""
+    assert demo_foreign.main(["--days", "12", "--state-dir", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "* z2m:0x00158d0001000000" in out  # adopted from the bridge's device list
+    for consumable in ("z2m-batteries/CR2032", "valetudo-robot/brush-main",
+                       "ns-nightscout/cgm-sensor"):
+        assert "[agent] 2027-01-0" in out and consumable in out, consumable
+    assert "sensors that ran flat 0" in out and "went without 0" in out
