@@ -95,3 +95,25 @@ def test_one_order_per_battery_type_before_the_first_sensor_dies(
         assert due >= 1 and it.quantity == -(-due // 4), it.reason
     ledger.close()
     store.close()
+
+
+def test_battery_skus_name_the_product_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    z2m = Zigbee2MqttSettings(battery_skus={"CR2032": {"sku": "CR2032-10", "pack_size": 10}})
+    assert z2m.battery_skus["CR2032"].pack_size == 10 and z2m.battery_window_days == 30
+    for bad in ({"CR2032": {"sku": "no spaces", "pack_size": 10}},
+                {"CR2032": {"sku": "CR2032-10", "pack_size": 0}}):
+        with pytest.raises(ValueError):
+            Zigbee2MqttSettings(battery_skus=bad)
+    db = tmp_path / "agent.db"
+    reader = ForeignReader(SourcesSettings(zigbee2mqtt=z2m), str(db), clock=lambda: T0.timestamp())
+    bridge = Zigbee2MqttBridge(n=3)
+    reader.deliver("zigbee2mqtt/bridge/devices", json.dumps(bridge.devices()).encode(), True)
+    reader.drain()
+    with SourceStore(db) as sdb:
+        a = adopt(sdb, "z2m", bridge.sensors[0].ieee, sku=None, capacity=None, pack_size=None,
+                  consumable_id=None, now=T0.timestamp(), battery_skus=z2m.battery_skus)
+        assert (a.consumable_id, a.sku) == ("CR2032", "CR2032-10")
+        other = adopt(sdb, "z2m", bridge.sensors[1].ieee, sku=None, capacity=None,
+                      pack_size=None, consumable_id=None, now=T0.timestamp(),
+                      battery_skus=z2m.battery_skus)
+        assert (other.consumable_id, other.sku) == ("CR2450", None)  # not configured
