@@ -48,11 +48,18 @@ def test_reader_turns_the_robot_into_readings_and_counts_bad_payloads(tmp_path: 
     reader = ForeignReader(settings, str(db), clock=lambda: NOW)
     assert reader.wants(f"{BASE}/filter-main")
     assert "valetudo/+/ConsumableMonitoringCapability/#" in reader.topics()
-    # The value before its $unit in one batch: attributes are read first.
+    # A value before its Homie attributes in one batch: attributes are read first.
     for topic, payload in ((f"{BASE}/mop", b"44"), (f"{BASE}/mop/$unit", b"%"),
-                           (f"{BASE}/filter-main", b"97200"), (f"{BASE}/brush-main", b"oops"),
-                           (f"{BASE}/filter-main/reset", b"PERFORM")):
+                           (f"{BASE}/mop/$datatype", b"integer"),
+                           (f"{BASE}/brush-main/$datatype", b"integer"),
+                           (f"{BASE}/brush-main", b"oops"),
+                           (f"{BASE}/filter-main/reset", b"PERFORM"),
+                           (f"{BASE}/filter-main", b"97200")):
         reader.deliver(topic, payload, True)
+    reader.drain()
+    with Store(db) as store:  # filter-main: seconds or percent? held for its $datatype
+        assert {r["consumable_id"] for r in store.consumables(counts=False)} == {"mop"}
+    reader.deliver(f"{BASE}/filter-main/$datatype", b"integer", True)
     reader.drain()
     with Store(db) as store:
         rows = {r["consumable_id"]: r for r in store.consumables(counts=False)}

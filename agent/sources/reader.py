@@ -96,7 +96,10 @@ class ForeignReader:
         self._groups: dict[str, dict[str, float]] = {}
         self._dirty: dict[str, str | None] = {}  # groups with new levels -> their SKU
         self._seq = 0
-        self._valetudo_units: dict[tuple[str, str], str] = {}  # Homie $unit per consumable
+        # Homie attributes ($datatype, $unit) per (robot, consumable), and a value that came
+        # before them.
+        self._valetudo_attrs: dict[tuple[str, str], dict[str, str]] = {}
+        self._valetudo_held: dict[tuple[str, str], tuple[str, bytes]] = {}
         self.subscribe: Callable[[list[str]], None] = lambda topics: None
         self._static = self._static_topics()
         # Every state topic ever subscribed: after a rename the old one stays subscribed
@@ -214,13 +217,19 @@ class ForeignReader:
         if v is None or vt is None:
             return []
         key = (vt.robot, vt.consumable)
+        attrs = self._valetudo_attrs.setdefault(key, {})
         if vt.attribute is not None:
-            if vt.attribute == "$unit":
-                self._valetudo_units[key] = payload.decode("utf-8", "replace").strip()
-            return []
+            attrs[vt.attribute] = payload.decode("utf-8", "replace").strip()
+            held = self._valetudo_held.pop(key, None) if vt.attribute == "$datatype" else None
+            return [] if held is None else self._valetudo(held[0], held[1], now)
         if not payload:
             return []  # a retained value cleared
-        level, unit = valetudo.parse_value(payload, self._valetudo_units.get(key))
+        if "$datatype" not in attrs and not payload.startswith(b"P"):
+            # Seconds or percent? Homie's $datatype comes with $unit (retained): hold the
+            # value until they are in, never read a percentage as seconds.
+            self._valetudo_held[key] = (topic, payload)
+            return []
+        level, unit = valetudo.parse_value(payload, attrs.get("$unit"))
         life = v.life_hours.get(vt.consumable, valetudo.DEFAULT_LIFE_HOURS.get(vt.consumable))
         capacity = 100.0 if unit is Unit.PERCENT else (life / 24 if life else None)
         try:
