@@ -140,8 +140,10 @@ class ForeignWorld:
 
     def __init__(self, state: Path, bridge: Zigbee2MqttBridge | None = None,
                  robot: ValetudoRobot | None = None, wearer: bool = False,
-                 say: Callable[[str], None] = lambda text: None) -> None:
+                 say: Callable[[str], None] = lambda text: None,
+                 step: timedelta = STEP) -> None:
         self.state = state
+        self.step_size = step
         self.bridge = bridge
         self.robot = robot
         self.site = NightscoutSite() if wearer else None
@@ -266,23 +268,24 @@ class ForeignWorld:
         self.drain(len(self.bridge.sensors))
 
     def step(self, decide: bool) -> datetime:
-        """Six hours on: the vendor ships, devices report once a day, the agent decides."""
-        now = self.clock.advance(STEP)
+        """A step on (six hours by default): the vendor ships, the household fits what its
+        devices ask for; with ``decide`` the devices report and the agent decides."""
+        now = self.clock.advance(self.step_size)
         self.vendor.tick()
         if self.bridge is not None:
-            self.bridge.day(STEP / timedelta(days=1))
+            self.bridge.day(self.step_size / timedelta(days=1))
             for s in self.bridge.replace_low():
                 self.say(f"  [household] {now:%Y-%m-%d} new {s.cell} in {s.friendly_name}")
             if decide:
                 self.publish_batteries()
         if self.robot is not None:
-            self.robot.day(STEP / timedelta(days=1))
+            self.robot.day(self.step_size / timedelta(days=1))
             for p in self.robot.replace_worn():
                 self.say(f"  [household] {now:%Y-%m-%d} new {p.id} in the robot")
             if decide:
                 self.drain(self.robot.publish(self.publisher))
         if self.wearer is not None:
-            self.wearer.advance(now, STEP)
+            self.wearer.advance(now, self.step_size)
             self.service.sources.poll_nightscout()
         if decide:
             self.service.decide()
