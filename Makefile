@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv system-packages test test-fast lint typecheck schema demo \
+.PHONY: all venv system-packages test test-fast lint typecheck schema demo demo-foreign \
         bench-deps bench-forecast bench-decisions bench-ingest bench-footprint bench-alerts \
         bench-fleet bench-web bench install uninstall clean
 
@@ -45,6 +45,11 @@ schema: venv
 # A simulated household ordering from the sandbox vendor, on a private broker.
 demo: venv system-packages
 	$(PY) -m firmware_sim.demo
+
+# The same closed loop with devices a household can buy (Zigbee2MQTT batteries, a
+# Valetudo robot, a Nightscout wearer), a simulated year (docs/sources.md).
+demo-foreign: venv system-packages
+	$(PY) -m firmware_sim.demo_foreign
 
 # Benchmark references (matplotlib for the plot, statsforecast's AutoETS) are never
 # runtime dependencies of the agent.

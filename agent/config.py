@@ -28,6 +28,14 @@ from agent.config_io import ENVIRON, SECTION, MappingEnvSource, env_name, read_t
 from agent.config_io import plain_reason as plain_reason
 from agent.config_io import read_secret as read_secret
 from agent.config_io import resolve_secret_path as resolve_secret_path
+from agent.config_sources import BatterySkuSettings as BatterySkuSettings
+from agent.config_sources import ButtonSettings as ButtonSettings
+from agent.config_sources import CalendarSettings as CalendarSettings
+from agent.config_sources import MappingSettings as MappingSettings
+from agent.config_sources import NightscoutSettings as NightscoutSettings
+from agent.config_sources import SourcesSettings as SourcesSettings
+from agent.config_sources import ValetudoSettings as ValetudoSettings
+from agent.config_sources import Zigbee2MqttSettings as Zigbee2MqttSettings
 from agent.domain import JsonObject
 from agent.errors import ConfigError
 
@@ -193,97 +201,6 @@ class WebSettings(BaseModel):
     login_window_s: float = Field(default=300.0, gt=0)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-class CalendarSettings(BaseModel):
-    """Calendar subscriptions (``replenish away subscribe``): how often and what is away."""
-
-    model_config = SECTION
-
-    # Where the secret URL files and last good copies live (None: beside the database).
-    dir: Path | None = None
-    refresh_interval_min: float = Field(default=60.0, ge=1)
-    timeout_s: float = Field(default=10.0, gt=0)
-    deadline_s: float = Field(default=30.0, gt=0)
-    # An event is an absence when it has this category (case-insensitive) ...
-    category: str | None = None
-    # ... or, without a category, when its summary or categories contain one of these
-    # (None: the built-in away/vacation/holiday/travel words).
-    keywords: list[str] | None = None
-
-
-class Zigbee2MqttSettings(BaseModel):
-    model_config = SECTION
-
-    enabled: bool = True
-    prefix: str = Field(default="zigbee2mqtt", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    # Friendly name or IEEE address -> battery type, for models not in the bundled table.
-    battery_types: dict[str, str] = {}
-
-
-class MappingSettings(BaseModel):
-    """A device without discovery: a topic, where the number is, and what it measures."""
-
-    model_config = SECTION
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-    topic: str = Field(min_length=1, max_length=256)
-    # value_template subset, e.g. "{{ value_json.weight | float }}" (None: the raw payload)
-    value_template: str | None = None
-    unit: Literal["%", "g", "kg", "ml", "l", "count", "min", "h", "d"] = "%"
-    consumable_id: str = Field(default="level", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-    sku: str | None = None
-    capacity: float | None = Field(default=None, gt=0)
-
-
-class NightscoutSettings(BaseModel):
-    """A Nightscout site (CGM wearer): polled over HTTPS, read-only."""
-
-    model_config = SECTION
-
-    url: str = Field(pattern=r"^https?://")
-    name: str = Field(default="nightscout", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")
-    # An access token (Admin Tools -> Subjects, role "readable"), sent as ?token=.
-    token_file: Path | None = None
-    # Or the site's API_SECRET, sent SHA-1 hashed in the API-SECRET header.
-    api_secret_file: Path | None = None
-    poll_interval_min: float = Field(default=15.0, ge=1)
-    timeout_s: float = Field(default=10.0, gt=0)
-    sensor_life_days: float = Field(default=10.0, gt=0)
-    site_life_days: float = Field(default=3.0, gt=0)
-    reservoir_units: float = Field(default=300.0, gt=0)
-    # consumable id (cgm-sensor, infusion-set, insulin, pump-battery) -> vendor SKU
-    skus: dict[str, str] = {}
-
-
-_CONSUMABLE_KEY = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}/[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-
-
-class ButtonSettings(BaseModel):
-    """A physical button (Zigbee2MQTT, ESPHome ...) mapped to "order now" for a consumable."""
-
-    model_config = SECTION
-
-    topic: str = Field(min_length=1, max_length=256)
-    # Where the press is in the payload, e.g. "{{ value_json.action }}" (None: raw payload).
-    value_template: str | None = None
-    press: str = Field(min_length=1, max_length=64)  # the value that means "pressed"
-    order_now: str = Field(pattern=_CONSUMABLE_KEY)  # DEVICE/CONSUMABLE
-    quantity: int | None = Field(default=None, ge=1, le=99)
-
-
-class SourcesSettings(BaseModel):
-    """Foreign devices on the household broker, read-only (docs/sources.md)."""
-
-    model_config = SECTION
-
-    discovery: bool = True
-    discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    zigbee2mqtt: Zigbee2MqttSettings = Zigbee2MqttSettings()
-    mappings: list[MappingSettings] = []
-    buttons: list[ButtonSettings] = []
-    nightscout: NightscoutSettings | None = None
-    drain_interval_s: float = Field(default=2.0, ge=0.1)
-
-
 class Settings(BaseSettings):
     """The whole configuration of one agent."""
 

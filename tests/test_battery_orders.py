@@ -1,4 +1,5 @@
-"""20 Zigbee battery sensors: one order per battery type, before its first cell dies.
+"""20 Zigbee battery sensors: one order per battery type, before its first cell dies,
+with cells for every sensor of that type due within the window (packs of 4 here).
 
 The simulated bridge (firmware_sim/devices/foreign.py) drains 20 sensors on three cell
 types; the foreign reader turns their reports into per-type consumables
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.app.batteries import BatteryPlans
 from agent.app.planner import Planner
-from agent.config import SourcesSettings
+from agent.config import BatterySkuSettings, SourcesSettings, Zigbee2MqttSettings
 from agent.consent import Mandate, Mode
 from agent.sources.reader import ForeignReader, adopt
 from agent.storage.ledger import Ledger
@@ -55,7 +57,10 @@ def test_one_order_per_battery_type_before_the_first_sensor_dies(
         ledger.set_consent(f"z2m-batteries/{cell}", Mode.AUTO, Mandate(
             skus=(sku,), max_unit_price=Decimal("10"), max_quantity=2,
             monthly_budget=Decimal("30")), T0)
-    planner = Planner(store, ledger, vendor.client().catalog, vendor_name="shop")
+    z2m = Zigbee2MqttSettings(battery_skus={c: BatterySkuSettings(sku=k, pack_size=4)
+                                            for c, k in SKUS.items()})
+    planner = Planner(store, ledger, vendor.client().catalog, vendor_name="shop",
+                      adjust=BatteryPlans(db, z2m))
 
     ordered: dict[str, tuple[int, float]] = {}  # cell -> (day, lowest level then)
     died: dict[str, int] = {}
@@ -85,5 +90,30 @@ def test_one_order_per_battery_type_before_the_first_sensor_dies(
     for cell, (day, low) in ordered.items():
         assert cell not in died or died[cell] > day + 2, (cell, day, died)
         assert 0 < low < 25, (cell, low)  # in time, but not absurdly early
+    for it in intents:  # packs of 4 cells, enough for every sensor due within 30 days
+        due = int((it.reason or "").split()[0])
+        assert due >= 1 and it.quantity == -(-due // 4), it.reason
     ledger.close()
     store.close()
+
+
+def test_battery_skus_name_the_product_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    z2m = Zigbee2MqttSettings(battery_skus={"CR2032": {"sku": "CR2032-10", "pack_size": 10}})
+    assert z2m.battery_skus["CR2032"].pack_size == 10 and z2m.battery_window_days == 30
+    for bad in ({"CR2032": {"sku": "no spaces", "pack_size": 10}},
+                {"CR2032": {"sku": "CR2032-10", "pack_size": 0}}):
+        with pytest.raises(ValueError):
+            Zigbee2MqttSettings(battery_skus=bad)
+    db = tmp_path / "agent.db"
+    reader = ForeignReader(SourcesSettings(zigbee2mqtt=z2m), str(db), clock=lambda: T0.timestamp())
+    bridge = Zigbee2MqttBridge(n=3)
+    reader.deliver("zigbee2mqtt/bridge/devices", json.dumps(bridge.devices()).encode(), True)
+    reader.drain()
+    with SourceStore(db) as sdb:
+        a = adopt(sdb, "z2m", bridge.sensors[0].ieee, sku=None, capacity=None, pack_size=None,
+                  consumable_id=None, now=T0.timestamp(), battery_skus=z2m.battery_skus)
+        assert (a.consumable_id, a.sku) == ("CR2032", "CR2032-10")
+        other = adopt(sdb, "z2m", bridge.sensors[1].ieee, sku=None, capacity=None,
+                      pack_size=None, consumable_id=None, now=T0.timestamp(),
+                      battery_skus=z2m.battery_skus)
+        assert (other.consumable_id, other.sku) == ("CR2450", None)  # not configured

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -68,6 +68,10 @@ CARE_TIPS = {
 
 Catalog = Callable[[str], CatalogItem]
 SpecFor = Callable[[StoreRow, CatalogItem | None], ConsumableSpec]
+# Runs after every consumable was considered, before consolidation: may rewrite plans
+# from other consumables' forecasts (agent.app.batteries: a battery type's devices).
+CandidateHook = Callable[["Planner", list["Candidate"], "PlanReport", datetime,
+                          Sequence[Away]], None]
 
 
 @dataclass(slots=True)
@@ -98,13 +102,14 @@ def default_spec(row: StoreRow, offer: CatalogItem | None) -> ConsumableSpec:
     """A spec from what the device reported and the catalog's pack.
 
     A percent gauge is refilled whole by one pack; gram and millilitre scales take the
-    catalog's pack size when its unit matches; fridge contents are perishable.
+    catalog's pack size when its unit matches; a life in days (a CGM sensor, a robot's
+    brush) is restored whole by each item of a pack; fridge contents are perishable.
     """
     unit = Unit(row["unit"])
     capacity = float(row["capacity"] or (100.0 if unit is Unit.PERCENT else 1.0))
     pack = capacity
     if offer is not None and unit is not Unit.PERCENT:
-        pack = float(offer.pack_size)
+        pack = float(offer.pack_size) * (capacity if unit is Unit.DAYS else 1.0)
     perishable = row.get("kind") == "fridge"
     return ConsumableSpec(unit=unit, capacity=max(capacity, pack), pack_size=pack,
                           perishable=perishable,
@@ -125,11 +130,13 @@ def our_deliveries(ledger: Ledger, key: str, now: datetime) -> list[Delivery]:
     """Our orders of one consumable from their first send: delivered ones, and ``pending``
     ones still on order (overdue once the expected date has passed, never on the shelf).
     The vendor may leave ``expected_delivery`` out (docs/vendor-api.yaml): such an order
-    still counts, as due ``now``."""
+    still counts, as due ``now``. A delivery older than the readings the forecast reads
+    (:data:`HISTORY`) is left out: the refill that used it is no longer in view, so it
+    would count as a pack still on the shelf (a robot's brush fitted five months ago)."""
     out = []
     for it in ledger.intents([State.SENDING, State.PLACED, State.LOST, State.DELIVERED], key):
         if it.state is State.DELIVERED:
-            if it.delivered_at is not None:
+            if it.delivered_at is not None and it.delivered_at >= now - HISTORY:
                 out.append(Delivery(it.delivered_at, float(it.quantity)))
         else:
             out.append(Delivery(it.expected_delivery or now, float(it.quantity), pending=True))
@@ -170,6 +177,7 @@ class Planner:
         service_level: float = 0.98,
         spec_for: SpecFor = default_spec,
         cancel_hold: timedelta = DEFAULT_CANCEL_HOLD,
+        adjust: CandidateHook | None = None,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -182,6 +190,7 @@ class Planner:
         self.service_level = service_level
         self.spec_for = spec_for
         self.cancel_hold = cancel_hold
+        self.adjust = adjust
         self._unpriced: dict[str, str] = {}  # per pass: SKU -> why the catalog was silent
 
     def run_once(self, now: datetime) -> PlanReport:
@@ -205,6 +214,8 @@ class Planner:
             canonical(log, "planner.catalog_unavailable", level=logging.WARNING,
                       skus=",".join(sorted(self._unpriced)),
                       reason=next(iter(self._unpriced.values())))
+        if self.adjust is not None:
+            self.adjust(self, candidates, report, now, away)
         chosen = self._basket(candidates, now, report)
         for cand in candidates:
             if cand in chosen:

@@ -21,11 +21,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.app import factory
 from agent.app.alerting import AlertPass, ack_key_path, notifier_of
+from agent.app.batteries import BatteryPlans
 from agent.app.dispatcher import Dispatcher
 from agent.app.liveness import Liveness
 from agent.app.order_now import Outcome, order_now_for
 from agent.app.planner import Planner
 from agent.app.sources import SourceJobs
+from agent.app.supplies import ShelfPlans, chain, wearer_spec
 from agent.config import PrinterSettings, Settings
 from agent.errors import AgentError, VendorRetryable
 from agent.forecast import Forecast
@@ -179,6 +181,9 @@ class AgentService(Liveness):
             review_interval=timedelta(hours=fs.review_interval_h),
             service_level=fs.service_level,
             cancel_hold=timedelta(days=vs.cancel_hold_days),
+            adjust=chain(BatteryPlans(self.settings.storage.path,
+                                      self.settings.sources.zigbee2mqtt), ShelfPlans()),
+            spec_for=wearer_spec,
         )
 
     # ---- jobs ---------------------------------------------------------------------

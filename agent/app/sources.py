@@ -38,7 +38,9 @@ class SourceJobs:
         self.settings = settings
         self.clock = clock
         self.press = press  # a mapped button was pressed: (consumable, quantity, topic)
-        self.foreign = ForeignReader(settings.sources, str(settings.storage.path))
+        # The service's clock, so readings carry simulated time in the demo and tests.
+        self.foreign = ForeignReader(settings.sources, str(settings.storage.path),
+                                     clock=lambda: clock().timestamp())
         ns = settings.sources.nightscout
         self.nightscout = NightscoutSource(ns) if ns is not None else None
 
@@ -76,7 +78,7 @@ class SourceJobs:
         result = self.nightscout.poll(self.clock())
         if result.states:
             with Store(self.settings.storage.path) as store:
-                store.write_batch(result.states, received_at=time.time())
+                store.write_batch(result.states, received_at=self.clock().timestamp())
         if result.fault:
             with SourceStore(self.settings.storage.path) as db:
                 db.count_rejects({(NIGHTSCOUT, result.fault): 1}, time.time())

@@ -19,18 +19,19 @@ import queue
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
-from agent.config import MappingSettings, SourcesSettings
+from agent.config import BatterySkuSettings, MappingSettings, SourcesSettings
 from agent.domain import DeviceKind, Unit
 from agent.errors import ConsentError, PayloadError
 from agent.sources.ha_discovery.config import UNITS, parse_config, parse_topic
 from agent.sources.ha_discovery.template import Template, UnsupportedTemplate, parse_template
+from agent.sources.valetudo import preset as valetudo
 from agent.sources.zigbee2mqtt import bridge
 from agent.storage.sources import Adoption, SourceEntity, SourceStore
 from agent.storage.store import Store
@@ -69,6 +70,11 @@ class _Reading:
 BATTERY_GROUP_DEVICE = "z2m-batteries"
 
 
+def group_consumable(battery_type: str) -> str:
+    """The consumable id of a battery type's group (``z2m-batteries/<this>``)."""
+    return _UNSAFE.sub("_", battery_type).strip("_")[:64] or "battery"
+
+
 class ForeignReader:
     """Queue in paho's thread, process on the scheduler's."""
 
@@ -90,6 +96,10 @@ class ForeignReader:
         self._groups: dict[str, dict[str, float]] = {}
         self._dirty: dict[str, str | None] = {}  # groups with new levels -> their SKU
         self._seq = 0
+        # Homie attributes ($datatype, $unit) per (robot, consumable), and a value that came
+        # before them.
+        self._valetudo_attrs: dict[tuple[str, str], dict[str, str]] = {}
+        self._valetudo_held: dict[tuple[str, str], tuple[str, bytes]] = {}
         self.subscribe: Callable[[list[str]], None] = lambda topics: None
         self._static = self._static_topics()
         # Every state topic ever subscribed: after a rename the old one stays subscribed
@@ -107,6 +117,8 @@ class ForeignReader:
         z = self.settings.zigbee2mqtt
         if z.enabled:
             out += [f"{z.prefix}/bridge/devices", f"{z.prefix}/+/availability"]
+        if self.settings.valetudo is not None:
+            out.append(valetudo.topic_filter(self.settings.valetudo.prefix))
         return (out + [m.topic for m in self.settings.mappings]
                 + [b.topic for b in self.settings.buttons])
 
@@ -161,6 +173,8 @@ class ForeignReader:
                 break
         if not items:
             return 0
+        # Homie attributes ($unit) before values: a robot's retained topics arrive together.
+        items.sort(key=lambda item: "/$" not in item[0])
         now = self.clock()
         rejects: Counter[tuple[str, str]] = Counter()
         states: list[StateMessage] = []
@@ -172,6 +186,7 @@ class ForeignReader:
                         self._press(topic, payload)
                     changed |= self._config(db, topic, payload, now)
                     states += self._states(topic, payload, now, rejects)
+                    states += self._valetudo(topic, payload, now)
                 except PayloadError as err:
                     rejects[(self._source_of(topic), str(err))] += 1
             db.count_rejects(dict(rejects), now)
@@ -195,7 +210,41 @@ class ForeignReader:
         out, self.presses = self.presses, []
         return out
 
+    def _valetudo(self, topic: str, payload: bytes, now: float) -> list[StateMessage]:
+        """The Valetudo preset: a consumable's value (or its Homie ``$unit``)."""
+        v = self.settings.valetudo
+        vt = valetudo.parse_topic(topic, v.prefix) if v is not None else None
+        if v is None or vt is None:
+            return []
+        key = (vt.robot, vt.consumable)
+        attrs = self._valetudo_attrs.setdefault(key, {})
+        if vt.attribute is not None:
+            attrs[vt.attribute] = payload.decode("utf-8", "replace").strip()
+            held = self._valetudo_held.pop(key, None) if vt.attribute == "$datatype" else None
+            return [] if held is None else self._valetudo(held[0], held[1], now)
+        if not payload:
+            return []  # a retained value cleared
+        if "$datatype" not in attrs and not payload.startswith(b"P"):
+            # Seconds or percent? Homie's $datatype comes with $unit (retained): hold the
+            # value until they are in, never read a percentage as seconds.
+            self._valetudo_held[key] = (topic, payload)
+            return []
+        level, unit = valetudo.parse_value(payload, attrs.get("$unit"))
+        life = v.life_hours.get(vt.consumable, valetudo.DEFAULT_LIFE_HOURS.get(vt.consumable))
+        capacity = 100.0 if unit is Unit.PERCENT else (life / 24 if life else None)
+        try:
+            return [StateMessage(
+                device_id=f"{valetudo.SOURCE}-{vt.robot}"[:64], seq=self._next_seq(now),
+                ts=datetime.fromtimestamp(now, UTC), kind=DeviceKind.OTHER,
+                consumables=[Consumable(id=vt.consumable, level=level, unit=unit,
+                                        sku=v.skus.get(vt.consumable), capacity=capacity)])]
+        except ValidationError:
+            raise PayloadError("implausible level") from None
+
     def _source_of(self, topic: str) -> str:
+        v = self.settings.valetudo
+        if v is not None and topic.startswith(v.prefix + "/"):
+            return valetudo.SOURCE
         if topic.startswith(self.settings.zigbee2mqtt.prefix + "/"):
             return bridge.SOURCE
         if topic.startswith(self.settings.discovery_prefix + "/"):
@@ -267,8 +316,10 @@ class ForeignReader:
     def _group_states(self, now: float) -> list[StateMessage]:
         """The battery-type consumables: one order per type, before the first cell dies."""
         out = []
+        skus = self.settings.zigbee2mqtt.battery_skus
         for group, sku in self._dirty.items():
-            cid = _UNSAFE.sub("_", group).strip("_")[:64] or "battery"
+            cid = group_consumable(group)
+            sku = skus[group].sku if group in skus else sku
             out.append(StateMessage(
                 device_id=BATTERY_GROUP_DEVICE, seq=self._next_seq(now),
                 ts=datetime.fromtimestamp(now, UTC), kind=DeviceKind.OTHER,
@@ -284,7 +335,8 @@ class ForeignReader:
 
 
 def adopt(db: SourceStore, source: str, key: str, *, sku: str | None, capacity: float | None,
-          pack_size: int | None, consumable_id: str | None, now: float) -> Adoption:
+          pack_size: int | None, consumable_id: str | None, now: float,
+          battery_skus: Mapping[str, BatterySkuSettings] | None = None) -> Adoption:
     """Adopt a candidate entity as a consumable; ConsentError when it cannot be read."""
     e = db.entity(source, key)
     if e is None or e.removed:
@@ -293,6 +345,8 @@ def adopt(db: SourceStore, source: str, key: str, *, sku: str | None, capacity: 
         raise ConsentError(f"{source}:{key} cannot be read: {e.unsupported}")
     if e.unit is None:
         raise ConsentError(f"{source}:{key} is not a consumable level ({e.device_class})")
+    if sku is None and e.battery_type and battery_skus and e.battery_type in battery_skus:
+        sku = battery_skus[e.battery_type].sku  # the configured product for this cell
     cid = consumable_id or (e.battery_type if e.battery_type else "level")
     cid = _UNSAFE.sub("_", cid).strip("_")[:64] or "level"
     a = Adoption(source, key, synthetic_device_id(source, key), cid, sku, capacity, pack_size)
@@ -300,4 +354,5 @@ def adopt(db: SourceStore, source: str, key: str, *, sku: str | None, capacity: 
     return a
 
 
-__all__ = ["ForeignReader", "MappingSettings", "adopt", "synthetic_device_id"]
+__all__ = ["ForeignReader", "MappingSettings", "adopt", "group_consumable",
+           "synthetic_device_id"]

@@ -26,12 +26,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-# (model, vendor, description) of battery sensors in the agent's bundled table.
+# (model, vendor, description, cell) of battery sensors in the agent's bundled table.
 SENSOR_MODELS = [
-    ("WSDCGQ11LM", "Aqara", "Temperature, humidity and pressure sensor"),
-    ("SNZB-02", "SONOFF", "Temperature and humidity sensor"),
-    ("MCCGQ11LM", "Aqara", "Door and window sensor"),
+    ("WSDCGQ11LM", "Aqara", "Temperature, humidity and pressure sensor", "CR2032"),
+    ("SNZB-02", "SONOFF", "Temperature and humidity sensor", "CR2450"),
+    ("MCCGQ11LM", "Aqara", "Door and window sensor", "CR1632"),
 ]
+# Zigbee2MQTT's converters set battery_low below this (and households act on it).
+BATTERY_LOW = 20
 
 
 @dataclass
@@ -43,13 +45,16 @@ class SimSensor:
     description: str
     battery: float = 100.0
     drain_per_day: float = 0.3
+    cell: str = "CR2032"
+    replaced: int = 0  # cells the household put in
+    died: int = 0  # times it ran flat
 
     def state(self) -> dict[str, Any]:
         level = max(0, round(self.battery))
         # CR2032/CR2450 cells: ~3.0 V full, ~2.5 V when Zigbee2MQTT's converters say 0 %.
         return {"battery": level, "voltage": int(2500 + 5 * level),
-                "battery_low": level < 20, "linkquality": 120, "temperature": 21.4,
-                "humidity": 48.2}
+                "battery_low": level < BATTERY_LOW, "linkquality": 120,
+                "temperature": 21.4, "humidity": 48.2}
 
 
 @dataclass
@@ -60,14 +65,37 @@ class Zigbee2MqttBridge:
     prefix: str = "zigbee2mqtt"
     discovery_prefix: str = "homeassistant"
     sensors: list[SimSensor] = field(default_factory=list)
+    # Cells the household has in the drawer, by type (deliveries go here).
+    shelf: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.sensors:
             for i in range(self.n):
-                model, vendor, desc = SENSOR_MODELS[i % len(SENSOR_MODELS)]
+                model, vendor, desc, cell = SENSOR_MODELS[i % len(SENSOR_MODELS)]
                 self.sensors.append(SimSensor(
                     f"0x00158d0001{i:06x}", f"sensor_{i:02d}", model, vendor, desc,
-                    battery=100.0 - 3 * i, drain_per_day=0.25 + 0.01 * (i % 7)))
+                    battery=100.0 - 3 * i, drain_per_day=0.25 + 0.01 * (i % 7), cell=cell))
+
+    @classmethod
+    def staggered(cls, n: int = 20) -> Zigbee2MqttBridge:
+        """A household's sensors bought over the years: cells from 18 % to full, lasting
+        200 to 400 days, so replacements fall due all through a year."""
+        bridge = cls(n=n)
+        for i, s in enumerate(bridge.sensors):
+            s.battery = 18.0 + 82.0 * ((i * 7) % n) / n
+            s.drain_per_day = 100.0 / (200 + (i * 53) % 200)
+        return bridge
+
+    def replace_low(self) -> list[SimSensor]:
+        """The household puts a cell from the drawer into every device that says
+        battery_low (lowest first); returns the devices that got one."""
+        done = []
+        for s in sorted(self.sensors, key=lambda x: x.battery):
+            if s.battery < BATTERY_LOW and self.shelf.get(s.cell, 0) > 0:
+                self.shelf[s.cell] -= 1
+                s.battery, s.replaced = 100.0, s.replaced + 1
+                done.append(s)
+        return done
 
     def devices(self) -> list[dict[str, Any]]:
         """The ``bridge/devices`` payload."""
@@ -109,7 +137,9 @@ class Zigbee2MqttBridge:
 
     def day(self, days: float = 1.0) -> None:
         for s in self.sensors:
+            was = s.battery
             s.battery = max(0.0, s.battery - s.drain_per_day * days)
+            s.died += was > 0 >= s.battery
 
 
 def valetudo_configs(robot: str = "valetudo_robot", prefix: str = "valetudo",

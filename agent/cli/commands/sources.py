@@ -64,7 +64,8 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
             source, key = _split(args.entity)
             a = adopt(db, source, key, sku=args.sku, capacity=args.capacity,
                       pack_size=args.pack_size, consumable_id=args.consumable_id,
-                      now=time.time())
+                      now=time.time(),
+                      battery_skus=settings.sources.zigbee2mqtt.battery_skus)
             print(f"adopted {args.entity} as {a.device_id}/{a.consumable_id}")
         elif args.action == "drop":
             source, key = _split(args.entity)

@@ -43,6 +43,19 @@ BATTERY_TYPES: dict[str, str] = {
 }
 
 
+# Devices that take more than one cell (the rest take one).
+CELLS_PER_DEVICE: dict[str, int] = {
+    "9290012607": 2,  # Hue motion sensor: 2x AAA
+    "BTH-RA": 2,
+    "014G2461": 2,
+}
+
+
+def cells(model: str | None) -> int:
+    """How many cells one replacement of this model takes."""
+    return CELLS_PER_DEVICE.get(model or "", 1)
+
+
 def battery_type(model: str | None, friendly_name: str, ieee: str,
                  overrides: Mapping[str, str]) -> str | None:
     """The cell a device takes: a household override, else the table, else unknown."""

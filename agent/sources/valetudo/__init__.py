@@ -1,0 +1,1 @@
+"""Valetudo preset: a robot vacuum's consumables from its own MQTT topics (no HA discovery)."""
