@@ -120,7 +120,8 @@ def test_bundle_contents_and_no_canary(tmp_path: Path) -> None:
 def test_database_stats_counts_rows_and_sizes(tmp_path: Path) -> None:
     cfg = setup(tmp_path)
     stats = database_stats(load_settings(cfg).storage.path)
-    assert set(stats["tables"]) >= {"devices", "readings_main", "readings_recent", "rejects", "consumables"}
+    assert set(stats["tables"]) >= {"devices", "readings_main", "readings_recent", "rejects",
+                                    "consumables"}
     assert stats["tables"]["rejects"] == {
         "rows": 1,
         "bytes": stats["tables"]["rejects"]["bytes"],
