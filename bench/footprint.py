@@ -54,7 +54,7 @@ from bench.common import (
     write_agent_config,
     write_results,
 )
-from bench.footprint_writes import INGEST_TOML
+from bench.footprint_writes import ingest_toml
 from bench.footprint_writes import measure as measure_writes
 from bench.ingest import Fleet, publish_paced
 from firmware_sim.broker import LocalBroker
@@ -328,9 +328,10 @@ def markdown(res: dict[str, Any], checks: list[Check]) -> str:
         "before, thinned in SQL); consent and ledger look-ups are not in it.\n\n"
         "Writes: `write_bytes` of the agent process over the publishing window (everything "
         "the agent wrote: WAL appends, checkpoints, every job), divided by the messages "
-        "published in it and extrapolated to a day at that rate. The agent ran with the "
-        f"default commit window, a fold every {res['writes_household']['fold_interval_s']:.0f}"
-        f" s and a checkpoint every {res['writes_household']['checkpoint_interval_s']:.0f} s "
+        "published in it and extrapolated to a day at that rate. The agent ran with "
+        f"commit window {res['commit_window']}, a fold every "
+        f"{res['writes_household']['fold_interval_s']:.0f} s and a checkpoint every "
+        f"{res['writes_household']['checkpoint_interval_s']:.0f} s "
         "(defaults: 1 h and 5 min), so the figures bound the defaults from above.",
     ])
 
@@ -344,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-seconds", type=float, help="idle CPU window (default 60)")
     ap.add_argument("--write-seconds", type=float,
                     help="household-load write window (default 300; quick 20)")
+    ap.add_argument("--commit-window", type=float,
+                    help="ingest.commit_window_s for the write measurement (default: default)")
     ap.add_argument("--agent-toml", default="", help="extra agent.toml text")
     ap.add_argument("--out", type=Path, help="results directory (default bench/results)")
     args = ap.parse_args(argv)
@@ -355,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     consumables = sum(fleet.consumables(n) for n in fleet.names)
     res: dict[str, Any] = {"started": started.isoformat(), "machine": machine_info(),
                            "argv": sys.argv, "devices": devices, "days": days,
-                           "consumables": consumables, "agent_toml": args.agent_toml}
+                           "consumables": consumables, "agent_toml": args.agent_toml,
+                           "commit_window": (f"{args.commit_window} s" if args.commit_window
+                                             is not None else "default")}
     tmp = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
     notify = NotifySocket(tmp / "notify.sock")
     try:
@@ -375,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             res["steady"] = steady_state(broker, config, fleet, idle, notify)
             wconfig = write_agent_config(tmp / "agent-writes", broker.host, broker.port,
                                          broker.passwords["agent"], db,
-                                         extra=args.agent_toml + INGEST_TOML)
+                                         extra=args.agent_toml + ingest_toml(args.commit_window))
             window = args.write_seconds or (20.0 if args.quick else 300.0)
             res["writes_household"] = measure_writes(broker, wconfig, db, fleet, 60.0, window)
             res["writes_fast"] = measure_writes(broker, wconfig, db, fleet, 1.0,

@@ -27,7 +27,13 @@ from firmware_sim.broker import LocalBroker
 DAY = 86_400
 FOLD_S = 60.0
 CHECKPOINT_S = 30.0
-INGEST_TOML = f"\n[ingest]\nfold_interval_s = {FOLD_S}\ncheckpoint_interval_s = {CHECKPOINT_S}\n"
+
+
+def ingest_toml(commit_window_s: float | None) -> str:
+    """The agent.toml [ingest] section of the write measurement."""
+    window = "" if commit_window_s is None else f"commit_window_s = {commit_window_s}\n"
+    return (f"\n[ingest]\nfold_interval_s = {FOLD_S}\ncheckpoint_interval_s = {CHECKPOINT_S}\n"
+            + window)
 
 
 def write_bytes(pid: int) -> int:
