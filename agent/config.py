@@ -106,7 +106,7 @@ class IngestSettings(BaseModel):
     # The recent readings tier is folded into the keyed table this often, or sooner
     # once it holds this many readings; the WAL is checkpointed on its own schedule.
     fold_interval_s: float = Field(default=3_600.0, ge=1)
-    fold_rows: int = Field(default=20_000, ge=100)
+    fold_rows: int = Field(default=5_000, ge=100)
     checkpoint_interval_s: float = Field(default=300.0, ge=1)
 
 

@@ -314,8 +314,23 @@ MIGRATIONS: list[tuple[int, str]] = [
         # the keyed readings_main on a schedule, where an hour of one consumable's
         # readings fills a page or two instead of one page write per message. Readers see
         # both through the readings view (the duplicate check is the writer's, in memory).
+        # readings_main is clustered by (cid, ts): the forecast's range reads walk the
+        # table itself instead of the time index plus a key lookup per row; the unique
+        # (cid, seq) index keeps the duplicate check.
         """
-        ALTER TABLE readings RENAME TO readings_main;
+        CREATE TABLE readings_main (
+            cid      INTEGER NOT NULL,
+            seq      INTEGER NOT NULL,
+            ts       REAL NOT NULL,
+            level    REAL,
+            state    TEXT,
+            counter  INTEGER,
+            PRIMARY KEY (cid, ts, seq)
+        ) WITHOUT ROWID;
+        INSERT INTO readings_main (cid, seq, ts, level, state, counter)
+            SELECT cid, seq, ts, level, state, counter FROM readings ORDER BY cid, ts, seq;
+        DROP TABLE readings;
+        CREATE UNIQUE INDEX readings_by_seq ON readings_main (cid, seq);
         CREATE TABLE readings_recent (
             id       INTEGER PRIMARY KEY,
             cid      INTEGER NOT NULL,
