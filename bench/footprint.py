@@ -332,7 +332,8 @@ def markdown(res: dict[str, Any], checks: list[Check]) -> str:
         f"commit window {res['commit_window']}, a fold every "
         f"{res['writes_household']['fold_interval_s']:.0f} s and a checkpoint every "
         f"{res['writes_household']['checkpoint_interval_s']:.0f} s "
-        "(defaults: 1 h and 5 min), so the figures bound the defaults from above.",
+        "(defaults: 1 h and 5 min): a fold is inside the window, so the figures bound the "
+        "defaults from above.",
     ])
 
 

@@ -142,8 +142,10 @@ class Writer:
     def _upkeep(self, store: Store, done: bool) -> None:
         """Fold the recent tier and checkpoint the WAL when due, and only if written."""
         s, now = self.settings, time.monotonic()
-        if self._written_since_fold and (
-                len(store.recent) >= s.fold_rows or done
+        # Not at a clean stop: the recent tier is durable, and a fold at every restart
+        # would only add writes.
+        if self._written_since_fold and not done and (
+                len(store.recent) >= s.fold_rows
                 or now - self._folded_at >= s.fold_interval_s):
             moved = store.fold_recent()
             self._folded_at, self._written_since_fold = now, False
