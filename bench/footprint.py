@@ -344,10 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", type=int, help="devices (default 50)")
     ap.add_argument("--days", type=int, help="days of history (default 365)")
     ap.add_argument("--idle-seconds", type=float, help="idle CPU window (default 60)")
-    ap.add_argument("--write-seconds", type=float,
-                    help="household-load write window (default 300; quick 20)")
-    ap.add_argument("--commit-window", type=float,
-                    help="ingest.commit_window_s for the write measurement (default: default)")
+    ap.add_argument("--write-seconds", type=float, help="household write window (300; quick 20)")
+    ap.add_argument("--commit-window", type=float, help="ingest.commit_window_s for the writes")
     ap.add_argument("--agent-toml", default="", help="extra agent.toml text")
     ap.add_argument("--out", type=Path, help="results directory (default bench/results)")
     args = ap.parse_args(argv)
