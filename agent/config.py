@@ -106,6 +106,14 @@ class IngestSettings(BaseModel):
     reject_log_interval_s: float = Field(default=60.0, ge=0)
     # How often an idle writer wakes up to judge pending readings again.
     idle_wakeup_s: float = Field(default=5.0, gt=0, le=60)
+    # SD-card wear (issue 21): at low rates the writer commits what arrived within this
+    # window in one transaction (acknowledging only after it); 0 commits at once.
+    commit_window_s: float = Field(default=5.0, ge=0, le=60)
+    # The recent readings tier is folded into the keyed table this often, or sooner
+    # once it holds this many readings; the WAL is checkpointed on its own schedule.
+    fold_interval_s: float = Field(default=3_600.0, ge=1)
+    fold_rows: int = Field(default=5_000, ge=100)
+    checkpoint_interval_s: float = Field(default=300.0, ge=1)
 
 
 class VendorSettings(BaseModel):

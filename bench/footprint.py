@@ -10,7 +10,10 @@
   minute (60 s; ``--quick``: 10 s);
 * the forecast and decision pass (store read, :func:`agent.forecast.forecast`,
   :func:`agent.policy.plan_reorder`) for 100 consumables with that year of history;
-* database size per device-year.
+* database size per device-year;
+* bytes written to storage per message and per day (``/proc/<pid>/io`` ``write_bytes``,
+  the WAL and the database file, see :mod:`bench.footprint_writes`) at household load
+  (every device one state message a minute) and at one message a second per device.
 
     python -m bench.footprint [--quick]
 """
@@ -51,6 +54,8 @@ from bench.common import (
     write_agent_config,
     write_results,
 )
+from bench.footprint_writes import ingest_toml
+from bench.footprint_writes import measure as measure_writes
 from bench.ingest import Fleet, publish_paced
 from firmware_sim.broker import LocalBroker
 
@@ -113,6 +118,7 @@ def build_history(db: Path, fleet: Fleet, now: float, days: int,
                     batch = []
             if batch:
                 store.write_batch(batch, received_at=times[-1])
+            store.fold_recent()  # as the agent's writer does: into the keyed tier
             fleet.seq[name] = len(times)
     written_s = time.perf_counter() - t0
     return {"readings_per_consumable": len(times), "write_s": written_s}
@@ -263,7 +269,15 @@ def steady_state(broker: LocalBroker, config: Path, fleet: Fleet, seconds: float
 
 def evaluate(res: dict[str, Any]) -> list[Check]:
     ready, steady, dp, size = res["start_to_ready"], res["steady"], res["pass"], res["size"]
+    home, fast = res["writes_household"], res["writes_fast"]
     return [
+        at_most(f"writes at household load ({home['devices']} devices x 1 msg/min)",
+                home["mb_per_day"], 50, "MB/day", strict=False,
+                note=f"{home['bytes_per_message']:,.0f} B/msg over {home['messages']} msgs; "
+                     f"payloads {home['payload_mb_per_day']:.1f} MB/day"),
+        at_most(f"writes at 1 msg/s per device ({fast['devices']} devices)",
+                fast["bytes_per_message"], 1024, "B/msg", strict=False,
+                note=f"{fast['mb_per_day']:,.0f} MB/day over {fast['messages']:,} msgs"),
         at_most("start to ready (median)", ready["median_s"], 1.5, "s",
                 note=f"{ready['source']}, max {ready['max_s']:.2f} s of {ready['runs']}"),
         at_most("RSS, 50 devices + a year in the DB, steady", steady["rss_mb"], 60, "MB",
@@ -301,13 +315,25 @@ def markdown(res: dict[str, Any], checks: list[Check]) -> str:
             ["live pages (bytes)", size["live_bytes"]],
             ["steady state messages received", res["steady"]["messages"]],
             ["decision pass: order now", res["pass"]["order_now"]],
+            *[[f"{label}: {key}", res[phase][key]] for phase, label in
+              (("writes_household", "household load"), ("writes_fast", "1 msg/s/device"))
+              for key in ("seconds", "write_bytes", "wal_bytes", "db_bytes",
+                          "payload_bytes_per_message")],
         ]),
         "\nDatabase size: live pages after a WAL checkpoint per stored reading, times the "
         f"{size['readings_per_consumable_year']:,} readings retention keeps per consumable "
         "and year, times the consumables per device (freed pages are reused by later "
         "inserts, so the file settles near this). The decision pass reads 120 days per "
         "consumable through `agent.app.planner.observations` (hourly for 35 days, six-hourly "
-        "before, thinned in SQL); consent and ledger look-ups are not in it.",
+        "before, thinned in SQL); consent and ledger look-ups are not in it.\n\n"
+        "Writes: `write_bytes` of the agent process over the publishing window (everything "
+        "the agent wrote: WAL appends, checkpoints, every job), divided by the messages "
+        "published in it and extrapolated to a day at that rate. The agent ran with "
+        f"commit window {res['commit_window']}, a fold every "
+        f"{res['writes_household']['fold_interval_s']:.0f} s and a checkpoint every "
+        f"{res['writes_household']['checkpoint_interval_s']:.0f} s "
+        "(defaults: 1 h and 5 min): a fold is inside the window, so the figures bound the "
+        "defaults from above.",
     ])
 
 
@@ -318,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", type=int, help="devices (default 50)")
     ap.add_argument("--days", type=int, help="days of history (default 365)")
     ap.add_argument("--idle-seconds", type=float, help="idle CPU window (default 60)")
+    ap.add_argument("--write-seconds", type=float, help="household write window (300; quick 20)")
+    ap.add_argument("--commit-window", type=float, help="ingest.commit_window_s for the writes")
     ap.add_argument("--agent-toml", default="", help="extra agent.toml text")
     ap.add_argument("--out", type=Path, help="results directory (default bench/results)")
     args = ap.parse_args(argv)
@@ -329,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     consumables = sum(fleet.consumables(n) for n in fleet.names)
     res: dict[str, Any] = {"started": started.isoformat(), "machine": machine_info(),
                            "argv": sys.argv, "devices": devices, "days": days,
-                           "consumables": consumables, "agent_toml": args.agent_toml}
+                           "consumables": consumables, "agent_toml": args.agent_toml,
+                           "commit_window": (f"{args.commit_window} s" if args.commit_window
+                                             is not None else "default")}
     tmp = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
     notify = NotifySocket(tmp / "notify.sock")
     try:
@@ -347,6 +377,13 @@ def main(argv: list[str] | None = None) -> int:
             res["size"] = db_size(db, devices, consumables, now, raw_days)
             res["pass"] = decision_pass(db, datetime.fromtimestamp(now, UTC), 100)
             res["steady"] = steady_state(broker, config, fleet, idle, notify)
+            wconfig = write_agent_config(tmp / "agent-writes", broker.host, broker.port,
+                                         broker.passwords["agent"], db,
+                                         extra=args.agent_toml + ingest_toml(args.commit_window))
+            window = args.write_seconds or (20.0 if args.quick else 300.0)
+            res["writes_household"] = measure_writes(broker, wconfig, db, fleet, 60.0, window)
+            res["writes_fast"] = measure_writes(broker, wconfig, db, fleet, 1.0,
+                                                8.0 if args.quick else 60.0)
     finally:
         notify.close()
         shutil.rmtree(tmp, ignore_errors=True)

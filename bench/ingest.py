@@ -56,8 +56,10 @@ from bench.common import (
 from firmware_sim.broker import LocalBroker, find_client_tool
 
 STATE_FILTER = "replenish/v1/devices/+/state"
-TARGET_RATIO = 0.70
-TARGET_P99_MS = 250.0
+TARGET_RATIO = 0.70  # live
+TARGET_DRAIN_RATIO = 0.80  # issue 21
+TARGET_P99_MS = 150.0  # issue 21 (was 250)
+TARGET_PEAK_RSS_MB = 55.0  # issue 21 (was 60)
 
 
 # ---- devices and payloads ---------------------------------------------------------------
@@ -512,7 +514,7 @@ def evaluate(res: dict[str, Any]) -> list[Check]:
                  note="publishers running concurrently"),
         at_least("agent drain rate / bare paho drain rate",
                  _ratio(agent["drain"]["rate"], paho["drain"]["rate"]),
-                 TARGET_RATIO, note="burst from the stored session, from process start"),
+                 TARGET_DRAIN_RATIO, note="burst from the stored session, from process start"),
         Check("messages lost by the agent", final["lost"], "= 0", final["lost"] == 0,
               note=f"{final['stored_messages']:,} of {final['messages']:,} messages, "
                    f"{final['reading_rows']:,} of {final['expected_rows']:,} rows"),
@@ -521,7 +523,8 @@ def evaluate(res: dict[str, Any]) -> list[Check]:
               if agent["drain"]["drain_s"] else "did not drain"),
         at_most("agent p99 publish-to-commit at half max rate", agent["latency"]["p99_ms"],
                 TARGET_P99_MS, "ms", note=f"{res['latency_rate']:,.0f} msg/s"),
-        at_most("agent peak RSS during ingest", final["peak_rss_mb"], 60, "MB", strict=False),
+        at_most("agent peak RSS during ingest", final["peak_rss_mb"], TARGET_PEAK_RSS_MB, "MB",
+                strict=False),
     ]
 
 

@@ -59,7 +59,7 @@ def counts(db: Path) -> dict[str, int]:
 def test_forget_all_with_yes_deletes_everything(tmp_path: Path) -> None:
     cfg, db = populated(tmp_path)
     before = counts(db)
-    assert before["readings"] == before["audit"] == before["intents"] == 1
+    assert before["readings_main"] == before["audit"] == before["intents"] == 1
     assert main(["--config", str(cfg), "forget", "--all", "--yes"]) == 0
     assert set(counts(db).values()) == {0}
     # Nothing left in free pages or the WAL either.

@@ -18,6 +18,6 @@ def test_a_fresh_database_gets_every_table(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "agent.db", isolation_level=None)
     assert migrate(conn) == LATEST_VERSION
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    for table in ("readings", "intents", "snoozes", "pending", "learned", "source_entities",
-                  "alerts", "alert_sends"):
+    for table in ("readings_main", "readings_recent", "intents", "snoozes", "pending",
+                  "learned", "source_entities", "alerts", "alert_sends"):
         assert table in tables, table

@@ -114,13 +114,14 @@ def test_bundle_contents_and_no_canary(tmp_path: Path) -> None:
     assert versions["packages"]["paho-mqtt"]
     db = json.loads(members["database.json"])
     assert db["tables"]["rejects"]["rows"] == 1
-    assert db["tables"]["readings"]["rows"] == 0
+    assert db["tables"]["readings_main"]["rows"] == 0
 
 
 def test_database_stats_counts_rows_and_sizes(tmp_path: Path) -> None:
     cfg = setup(tmp_path)
     stats = database_stats(load_settings(cfg).storage.path)
-    assert set(stats["tables"]) >= {"devices", "readings", "rejects", "consumables"}
+    assert set(stats["tables"]) >= {"devices", "readings_main", "readings_recent", "rejects",
+                                    "consumables"}
     assert stats["tables"]["rejects"] == {
         "rows": 1,
         "bytes": stats["tables"]["rejects"]["bytes"],

@@ -1,4 +1,4 @@
-"""MQTT ingest: a thin paho adapter in front of a batching SQLite writer.
+"""MQTT ingest: a thin paho adapter in front of the batching SQLite writer.
 
 paho's network thread only copies each message into a queue (an exception in
 ``on_message`` would kill that thread). A writer thread validates, commits in group
@@ -9,13 +9,11 @@ the persistent session, and the ``(consumable, seq)`` key drops the duplicate.
 
 from __future__ import annotations
 
-import functools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -26,22 +24,17 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.config import IngestSettings, MqttSettings, read_secret
-from agent.errors import BrokerError, StoreError
+from agent.errors import BrokerError
 from agent.mqtt.backoff import BrokerWait
-from agent.mqtt.judge import Inbound, RateLimiter, Unlimited, validate
+from agent.mqtt.judge import Inbound, RateLimiter, validate
+from agent.mqtt.writer import IngestStats, Writer
 from agent.ops.systemd import ProgressMark
-from agent.storage.store import (
-    Item,
-    Pending,
-    PendingRow,
-    Rejected,
-    Store,
-)
-from agent.wire.device import (
-    TOPIC_ROOT,
-    Channel,
-    StateMessage,
-)
+from agent.storage.store import Store
+from agent.wire.device import TOPIC_ROOT, Channel
+
+# Re-exported: the writer lived here before the split, and tests import it from here.
+__all__ = ["ForeignRoute", "HouseholdRoute", "Inbound", "IngestStats", "MqttIngest",
+           "RateLimiter", "Writer", "validate"]
 
 log = logging.getLogger(__name__)
 
@@ -57,203 +50,6 @@ def _token(reason: ReasonCode) -> str:
 SUBSCRIPTIONS = [
     f"{TOPIC_ROOT}/+/{c.value}" for c in (Channel.STATE, Channel.EVENTS, Channel.STATUS)
 ]
-
-
-@dataclass
-class IngestStats:
-    received: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    pending: int = 0  # kept for judgement once the clock is trusted
-    write_failures: int = 0
-    batches: int = 0
-    last_commit_monotonic: float = field(default_factory=time.monotonic)
-
-
-class Writer:
-    """Drains the inbound queue into SQLite in group commits, then acknowledges."""
-
-    def __init__(
-        self,
-        store_factory: Callable[[], Store],
-        settings: IngestSettings,
-        ack: Callable[[Inbound], None],
-        on_stored: Callable[[set[str]], None] | None = None,
-        clock_trusted: Callable[[], bool] = lambda: True,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
-        self.queue: queue.Queue[Inbound | None] = queue.Queue()
-        self.clock_trusted = clock_trusted
-        self.wall = wall
-        self._trusted_at = float("-inf")  # monotonic time of the last trusted answer
-        self._trusted = False
-        self.trust_check_s = 10.0
-        # A storage fault (disk full...): None while writes succeed. While set, nothing
-        # is acknowledged (the broker keeps the messages) and the batch is retried.
-        self.fault: str | None = None
-        self.retry_initial_s = 0.5
-        self.retry_max_s = 30.0
-        self.settings = settings
-        self.ack = ack
-        self.on_stored = on_stored
-        self.stats = IngestStats()
-        self.limiter = RateLimiter(settings.per_device_rate, settings.per_device_burst)
-        self._store_factory = store_factory
-        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
-        self._stopping = threading.Event()
-        self._rejects: dict[str, dict[str, int]] = {}  # not yet logged, per device
-        self._reject_logged: dict[str, float] = {}
-        self._error: BaseException | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then end the thread (at once if storage is failing:
-        the unacknowledged messages stay with the broker)."""
-        self._stopping.set()
-        self.queue.put(None)
-        self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _take_batch(self) -> tuple[list[Inbound], bool]:
-        try:
-            # Wake up now and then while idle: pending readings wait for a trusted clock.
-            first = self.queue.get(timeout=self.settings.idle_wakeup_s)
-        except queue.Empty:
-            return [], False
-        if first is None:
-            return [], True
-        batch = [first]
-        while len(batch) < self.settings.batch_size:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
-
-    def _tally_rejects(self, items: list[Item]) -> None:
-        """Count rejects per device and reason; log at most one line per device per
-        ``reject_log_interval_s`` (a flood must not drown the journal: journald drops
-        lines past its own rate limit, other services' lines with them)."""
-        now = time.monotonic()
-        for item in items:
-            if isinstance(item, Rejected):
-                tally = self._rejects.setdefault(item.device_id, {})
-                tally[item.reason] = tally.get(item.reason, 0) + 1
-        self._flush_rejects(now)
-
-    def _flush_rejects(self, now: float, force: bool = False) -> None:
-        interval = self.settings.reject_log_interval_s
-        for device_id in list(self._rejects):
-            if not force and now - self._reject_logged.get(device_id, -interval) < interval:
-                continue
-            tally = self._rejects.pop(device_id)
-            self._reject_logged[device_id] = now
-            reasons = ",".join(f"{r}:{n}" for r, n in sorted(tally.items()))
-            log.warning("ingest.reject device=%s count=%d reasons=%s", device_id,
-                        sum(tally.values()), reasons)
-
-    def _retrying(self, write: Callable[[], None]) -> None:
-        """Run ``write`` until it succeeds, backing off while storage fails.
-
-        The process stays up (no crash loop into systemd's start limit): one line when
-        the fault starts, one when it clears, and ``fault`` for status and doctor.
-        """
-        delay = self.retry_initial_s
-        while True:
-            try:
-                write()
-            except StoreError as err:
-                if self.fault != err.reason:
-                    self.fault = err.reason
-                    log.error("store.write_failed reason=%s retry=backoff detail=%s",
-                              err.reason, err)
-                self.stats.write_failures += 1
-                if self._stopping.wait(delay):
-                    raise
-                delay = min(delay * 2, self.retry_max_s)
-                continue
-            if self.fault is not None:
-                log.warning("store.write_recovered reason=%s failures=%d", self.fault,
-                            self.stats.write_failures)
-                self.fault = None
-            return
-
-    def _clock_trusted(self) -> bool:
-        # The check may ask timedated over D-Bus: at most every 10 s, and once trusted
-        # the answer stands (a synchronised clock does not become untrustworthy).
-        now = time.monotonic()
-        if not self._trusted and now - self._trusted_at >= self.trust_check_s:
-            self._trusted_at = now
-            self._trusted = bool(self.clock_trusted())
-        return self._trusted
-
-    def _rejudge(self, store: Store) -> None:
-        """Judge the pending readings again against the now trusted clock, in batches."""
-        s = self.settings
-        while rows := store.pending(s.batch_size):
-            now = self.wall()
-            items = [self._judge_again(r, now) for r in rows]
-            store.write_batch(items, received_at=now, resolved=[r.id for r in rows])
-            self.stats.pending = max(0, self.stats.pending - len(rows))
-            log.info("ingest.pending_judged count=%d remaining=%d", len(rows),
-                     self.stats.pending)
-            devices = {i.device_id for i in items if isinstance(i, StateMessage)}
-            if self.on_stored and devices:
-                self.on_stored(devices)
-        self.stats.pending = 0
-
-    def _judge_again(self, row: PendingRow, now: float) -> Item:
-        s = self.settings
-        msg = Inbound(0, 0, row.topic, row.payload, now)
-        return validate(msg, Unlimited(), s.max_payload_bytes, s.max_clock_skew_s)
-
-    def _run(self) -> None:
-        store = self._store_factory()
-        self.stats.pending = store.pending_count()
-        try:
-            done = False
-            while not done:
-                batch, done = self._take_batch()
-                if batch:
-                    self._retrying(functools.partial(self._commit, store, batch))
-                if self.stats.pending and self._clock_trusted():
-                    self._retrying(functools.partial(self._rejudge, store))
-                self._flush_rejects(time.monotonic(), force=done)
-        except BaseException as err:  # the watchdog sees the dead thread; log why once
-            self._error = err
-            log.critical("ingest.writer_stopped reason=%s", type(err).__name__)
-        finally:
-            store.close()
-
-    def _commit(self, store: Store, batch: list[Inbound]) -> None:
-        s = self.settings
-        trusted = self._clock_trusted()
-        items = [validate(m, self.limiter, s.max_payload_bytes, s.max_clock_skew_s, trusted)
-                 for m in batch]
-        result = store.write_batch(items, received_at=batch[-1].received_at)
-        self._tally_rejects(items)
-        for m in batch:
-            self.ack(m)
-        st = self.stats
-        st.received += len(batch)
-        st.stored += result.stored
-        st.duplicates += result.duplicates
-        st.rejected += result.rejected
-        st.pending += sum(isinstance(i, Pending) for i in items)
-        st.batches += 1
-        st.last_commit_monotonic = time.monotonic()
-        if self.on_stored and result.stored:
-            devices = {i.device_id for i in items if isinstance(i, StateMessage)}
-            self.on_stored(devices)
 
 
 @dataclass(slots=True, frozen=True)

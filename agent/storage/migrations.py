@@ -328,6 +328,54 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE intents ADD COLUMN lead_p90_days REAL;
         """,
     ),
+    (
+        9,
+        # Two tiers of readings (issue 21, SD-card wear). Fresh readings are appended to
+        # readings_recent (a rowid table with no other index: a commit touches its last
+        # page or two, whichever consumables it holds); the ingest writer folds them into
+        # the keyed readings_main on a schedule, where an hour of one consumable's
+        # readings fills a page or two instead of one page write per message. Readers see
+        # both through the readings view (the duplicate check is the writer's, in memory).
+        # readings_main is clustered by (cid, ts): the forecast's range reads walk the
+        # table itself instead of the time index plus a key lookup per row; the unique
+        # (cid, seq) index keeps the duplicate check.
+        """
+        CREATE TABLE readings_main (
+            cid      INTEGER NOT NULL,
+            seq      INTEGER NOT NULL,
+            ts       REAL NOT NULL,
+            level    REAL,
+            state    TEXT,
+            counter  INTEGER,
+            PRIMARY KEY (cid, ts, seq)
+        ) WITHOUT ROWID;
+        INSERT INTO readings_main (cid, seq, ts, level, state, counter)
+            SELECT cid, seq, ts, level, state, counter FROM readings ORDER BY cid, ts, seq;
+        DROP TABLE readings;
+        CREATE UNIQUE INDEX readings_by_seq ON readings_main (cid, seq);
+        CREATE TABLE readings_recent (
+            id       INTEGER PRIMARY KEY,
+            cid      INTEGER NOT NULL,
+            seq      INTEGER NOT NULL,
+            ts       REAL NOT NULL,
+            level    REAL,
+            state    TEXT,
+            counter  INTEGER
+        );
+        CREATE VIEW readings AS
+            SELECT cid, seq, ts, level, state, counter FROM readings_main
+            UNION ALL
+            SELECT cid, seq, ts, level, state, counter FROM readings_recent;
+        CREATE TRIGGER readings_insert INSTEAD OF INSERT ON readings BEGIN
+            INSERT OR IGNORE INTO readings_main (cid, seq, ts, level, state, counter)
+            VALUES (NEW.cid, NEW.seq, NEW.ts, NEW.level, NEW.state, NEW.counter);
+        END;
+        CREATE TRIGGER readings_delete INSTEAD OF DELETE ON readings BEGIN
+            DELETE FROM readings_main WHERE cid = OLD.cid AND seq = OLD.seq;
+            DELETE FROM readings_recent WHERE cid = OLD.cid AND seq = OLD.seq;
+        END;
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

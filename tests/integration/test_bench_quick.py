@@ -52,6 +52,7 @@ def test_footprint_quick_measures_every_target(tmp_path: Path) -> None:
     assert res["steady"]["rss_mb"] > 0 and res["steady"]["cpu_s"] >= 0
     assert res["pass"]["consumables"] == min(100, res["consumables"])
     assert res["size"]["readings"] > 0
+    assert res["writes_household"]["write_bytes"] > 0 < res["writes_fast"]["messages"]
     assert all(c["verdict"] in ("PASS", "MISS") for c in res["checks"])
     assert (tmp_path / "footprint.md").read_text().count("|") > 20
 

@@ -1,0 +1,277 @@
+"""The ingest writer: validates, commits in group batches, and only then acknowledges.
+
+Group commit has a size and a time window (``ingest.commit_window_s``). At household
+rates the writer holds the first message of a batch up to the window and commits what
+came in meanwhile in one transaction: one commit per window instead of one per message
+(each fsync'd commit writes whole 4 KB pages of the WAL, see :mod:`agent.storage.recent`).
+Once messages arrive at ``FAST_RATE`` or more, a batch waits at most ``FAST_WINDOW_S``
+(or until ``batch_size``): at high rates latency stays low and batches big. Nothing is
+acknowledged before its commit, so the window costs latency, never an acknowledged
+reading; a clean stop commits what it holds.
+
+It also owns the write path's upkeep on a schedule: the fold of the recent readings tier
+into the keyed one (``fold_interval_s`` or ``fold_rows``) and WAL checkpoints
+(``checkpoint_interval_s``), only after something was written.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.config import IngestSettings
+from agent.errors import StoreError
+from agent.mqtt.judge import Inbound, RateLimiter, Unlimited, validate
+from agent.storage.store import Item, Pending, PendingRow, Rejected, Store
+from agent.wire.device import StateMessage
+
+# The ingest log lines keep the logger name they had before the writer moved here.
+log = logging.getLogger("agent.mqtt.ingest")
+
+# Messages seen in a batch before its arrival rate counts as measured (fewer are noise).
+_RATE_SAMPLE = 16
+# From this arrival rate on, a batch waits at most FAST_WINDOW_S: the commits are big
+# anyway (a 50 ms batch holds 10+ messages) and latency stays low under load.
+FAST_RATE = 200.0
+FAST_WINDOW_S = 0.05
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    pending: int = 0  # kept for judgement once the clock is trusted
+    write_failures: int = 0
+    batches: int = 0
+    last_commit_monotonic: float = field(default_factory=time.monotonic)
+
+
+class Writer:
+    """Drains the inbound queue into SQLite in group commits, then acknowledges."""
+
+    def __init__(
+        self,
+        store_factory: Callable[[], Store],
+        settings: IngestSettings,
+        ack: Callable[[Inbound], None],
+        on_stored: Callable[[set[str]], None] | None = None,
+        clock_trusted: Callable[[], bool] = lambda: True,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.queue: queue.Queue[Inbound | None] = queue.Queue()
+        self.clock_trusted = clock_trusted
+        self.wall = wall
+        self._trusted_at = float("-inf")  # monotonic time of the last trusted answer
+        self._trusted = False
+        self.trust_check_s = 10.0
+        # A storage fault (disk full...): None while writes succeed. While set, nothing
+        # is acknowledged (the broker keeps the messages) and the batch is retried.
+        self.fault: str | None = None
+        self.retry_initial_s = 0.5
+        self.retry_max_s = 30.0
+        self.settings = settings
+        self.ack = ack
+        self.on_stored = on_stored
+        self.stats = IngestStats()
+        self.limiter = RateLimiter(settings.per_device_rate, settings.per_device_burst)
+        self._store_factory = store_factory
+        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._stopping = threading.Event()
+        self._rejects: dict[str, dict[str, int]] = {}  # not yet logged, per device
+        self._reject_logged: dict[str, float] = {}
+        self._error: BaseException | None = None
+        self._folded_at = self._checkpointed_at = time.monotonic()
+        # What a previous run left in the recent tier goes with the first due fold.
+        self._written_since_fold = True
+        self._written_since_checkpoint = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, then end the thread (at once if storage is failing:
+        the unacknowledged messages stay with the broker)."""
+        self._stopping.set()
+        self.queue.put(None)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _take_batch(self) -> tuple[list[Inbound], bool]:
+        try:
+            # Wake up now and then while idle: pending readings wait for a trusted clock.
+            first = self.queue.get(timeout=self.settings.idle_wakeup_s)
+        except queue.Empty:
+            return [], False
+        if first is None:
+            return [], True
+        batch = [first]
+        size, window = self.settings.batch_size, self.settings.commit_window_s
+        start = time.monotonic()
+        while len(batch) < size:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                now = time.monotonic()
+                age = now - start
+                # A fast stream waits only the short window (see module doc).
+                if (len(batch) >= _RATE_SAMPLE and len(batch) >= FAST_RATE * age
+                        and window > FAST_WINDOW_S):
+                    window = FAST_WINDOW_S
+                left = start + window - now
+                if left <= 0 or self._stopping.is_set():
+                    break
+                try:
+                    item = self.queue.get(timeout=left)
+                except queue.Empty:
+                    break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _upkeep(self, store: Store, done: bool) -> None:
+        """Fold the recent tier and checkpoint the WAL when due, and only if written."""
+        s, now = self.settings, time.monotonic()
+        # Not at a clean stop: the recent tier is durable, and a fold at every restart
+        # would only add writes.
+        if self._written_since_fold and not done and (
+                len(store.recent) >= s.fold_rows
+                or now - self._folded_at >= s.fold_interval_s):
+            moved = store.fold_recent()
+            self._folded_at, self._written_since_fold = now, False
+            self._written_since_checkpoint = True
+            log.debug("ingest.fold rows=%d", moved)
+        if self._written_since_checkpoint and (
+                done or now - self._checkpointed_at >= s.checkpoint_interval_s):
+            store.checkpoint()
+            self._checkpointed_at, self._written_since_checkpoint = now, False
+
+    def _tally_rejects(self, items: list[Item]) -> None:
+        """Count rejects per device and reason; log at most one line per device per
+        ``reject_log_interval_s`` (a flood must not drown the journal: journald drops
+        lines past its own rate limit, other services' lines with them)."""
+        now = time.monotonic()
+        for item in items:
+            if isinstance(item, Rejected):
+                tally = self._rejects.setdefault(item.device_id, {})
+                tally[item.reason] = tally.get(item.reason, 0) + 1
+        self._flush_rejects(now)
+
+    def _flush_rejects(self, now: float, force: bool = False) -> None:
+        interval = self.settings.reject_log_interval_s
+        for device_id in list(self._rejects):
+            if not force and now - self._reject_logged.get(device_id, -interval) < interval:
+                continue
+            tally = self._rejects.pop(device_id)
+            self._reject_logged[device_id] = now
+            reasons = ",".join(f"{r}:{n}" for r, n in sorted(tally.items()))
+            log.warning("ingest.reject device=%s count=%d reasons=%s", device_id,
+                        sum(tally.values()), reasons)
+
+    def _retrying(self, write: Callable[[], None]) -> None:
+        """Run ``write`` until it succeeds, backing off while storage fails.
+
+        The process stays up (no crash loop into systemd's start limit): one line when
+        the fault starts, one when it clears, and ``fault`` for status and doctor.
+        """
+        delay = self.retry_initial_s
+        while True:
+            try:
+                write()
+            except StoreError as err:
+                if self.fault != err.reason:
+                    self.fault = err.reason
+                    log.error("store.write_failed reason=%s retry=backoff detail=%s",
+                              err.reason, err)
+                self.stats.write_failures += 1
+                if self._stopping.wait(delay):
+                    raise
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            if self.fault is not None:
+                log.warning("store.write_recovered reason=%s failures=%d", self.fault,
+                            self.stats.write_failures)
+                self.fault = None
+            return
+
+    def _clock_trusted(self) -> bool:
+        # The check may ask timedated over D-Bus: at most every 10 s, and once trusted
+        # the answer stands (a synchronised clock does not become untrustworthy).
+        now = time.monotonic()
+        if not self._trusted and now - self._trusted_at >= self.trust_check_s:
+            self._trusted_at = now
+            self._trusted = bool(self.clock_trusted())
+        return self._trusted
+
+    def _rejudge(self, store: Store) -> None:
+        """Judge the pending readings again against the now trusted clock, in batches."""
+        s = self.settings
+        while rows := store.pending(s.batch_size):
+            now = self.wall()
+            items = [self._judge_again(r, now) for r in rows]
+            store.write_batch(items, received_at=now, resolved=[r.id for r in rows])
+            self._written_since_fold = self._written_since_checkpoint = True
+            self.stats.pending = max(0, self.stats.pending - len(rows))
+            log.info("ingest.pending_judged count=%d remaining=%d", len(rows),
+                     self.stats.pending)
+            devices = {i.device_id for i in items if isinstance(i, StateMessage)}
+            if self.on_stored and devices:
+                self.on_stored(devices)
+        self.stats.pending = 0
+
+    def _judge_again(self, row: PendingRow, now: float) -> Item:
+        s = self.settings
+        msg = Inbound(0, 0, row.topic, row.payload, now)
+        return validate(msg, Unlimited(), s.max_payload_bytes, s.max_clock_skew_s)
+
+    def _run(self) -> None:
+        store = self._store_factory()
+        self.stats.pending = store.pending_count()
+        try:
+            done = False
+            while not done:
+                batch, done = self._take_batch()
+                if batch:
+                    self._retrying(functools.partial(self._commit, store, batch))
+                if self.stats.pending and self._clock_trusted():
+                    self._retrying(functools.partial(self._rejudge, store))
+                self._flush_rejects(time.monotonic(), force=done)
+                if not (done and self.fault is not None):
+                    self._retrying(functools.partial(self._upkeep, store, done))
+        except BaseException as err:  # the watchdog sees the dead thread; log why once
+            self._error = err
+            log.critical("ingest.writer_stopped reason=%s", type(err).__name__)
+        finally:
+            store.close()
+
+    def _commit(self, store: Store, batch: list[Inbound]) -> None:
+        s = self.settings
+        trusted = self._clock_trusted()
+        items = [validate(m, self.limiter, s.max_payload_bytes, s.max_clock_skew_s, trusted)
+                 for m in batch]
+        result = store.write_batch(items, received_at=batch[-1].received_at)
+        self._tally_rejects(items)
+        for m in batch:
+            self.ack(m)
+        st = self.stats
+        st.received += len(batch)
+        st.stored += result.stored
+        st.duplicates += result.duplicates
+        st.rejected += result.rejected
+        st.pending += sum(isinstance(i, Pending) for i in items)
+        st.batches += 1
+        st.last_commit_monotonic = time.monotonic()
+        self._written_since_fold = self._written_since_checkpoint = True
+        if self.on_stored and result.stored:
+            devices = {i.device_id for i in items if isinstance(i, StateMessage)}
+            self.on_stored(devices)

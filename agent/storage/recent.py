@@ -1,0 +1,84 @@
+"""The recent tier of readings: an append-only table and its duplicate check in memory.
+
+A keyed readings table spreads one commit over a leaf page of the ``(cid, seq)`` key
+and one of the ``(cid, ts)`` index per consumable in it: about five 4 KB pages per
+message, whatever the batch size (measured: 26 KB of writes per message at household
+load). ``readings_recent`` is a rowid table with no other index, so a commit appends
+to its last page or two; :func:`fold` moves the rows into ``readings_main`` in one
+sorted pass, where an hour of one consumable's readings shares a page or two.
+
+Without an index on the recent tier, the ``(cid, seq)`` duplicate check for it lives in
+memory (:class:`RecentKeys`), loaded from the table when a store starts writing and
+again whenever another connection folded the rows it knew. A duplicate that another
+connection appended since (the same device's message through two paths) is stored
+twice in the recent tier until the fold, whose ``INSERT OR IGNORE`` keeps one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+
+# What a redelivery must repeat to count as the same reading (see Store._check_replay).
+Content = tuple[float, float | None, str | None]
+
+
+@dataclass(slots=True)
+class RecentKeys:
+    """``(cid, seq)`` -> content of every reading in ``readings_recent`` this store knows."""
+
+    keys: dict[tuple[int, int], Content] = field(default_factory=dict)
+    staged: dict[tuple[int, int], Content] = field(default_factory=dict)
+    min_id: int | None = None  # smallest row id known; a fold deletes it
+    loaded: bool = False
+
+    def sync(self, conn: sqlite3.Connection) -> None:
+        """Load the keys on first use, and again after another connection folded."""
+        first = conn.execute("SELECT MIN(id) FROM readings_recent").fetchone()[0]
+        if self.loaded and first == self.min_id:
+            return
+        self.keys = {
+            (int(r[0]), int(r[1])): (float(r[2]), r[3], r[4])
+            for r in conn.execute("SELECT cid, seq, ts, level, state FROM readings_recent")
+        }
+        self.min_id = None if first is None else int(first)
+        self.loaded = True
+
+    def get(self, key: tuple[int, int]) -> Content | None:
+        return self.staged.get(key) or self.keys.get(key)
+
+    def stage(self, key: tuple[int, int], content: Content) -> None:
+        """A row written in the open transaction: known to the batch, kept on commit."""
+        self.staged[key] = content
+
+    def committed(self, conn: sqlite3.Connection) -> None:
+        if self.staged:
+            self.keys.update(self.staged)
+            self.staged.clear()
+            if self.min_id is None:
+                row = conn.execute("SELECT MIN(id) FROM readings_recent").fetchone()
+                self.min_id = None if row[0] is None else int(row[0])
+
+    def rolled_back(self) -> None:
+        self.staged.clear()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def fold(conn: sqlite3.Connection, keys: RecentKeys) -> int:
+    """Move every recent reading into ``readings_main`` (call inside a write
+    transaction); returns the number of rows moved."""
+    top = conn.execute("SELECT MAX(id) FROM readings_recent").fetchone()[0]
+    if top is None:
+        return 0
+    # Sorted by key, the inserts walk each consumable's pages once.
+    conn.execute(
+        "INSERT OR IGNORE INTO readings_main (cid, seq, ts, level, state, counter) "
+        "SELECT cid, seq, ts, level, state, counter FROM readings_recent WHERE id <= ? "
+        "ORDER BY cid, seq", (top,))
+    moved = int(conn.execute("DELETE FROM readings_recent WHERE id <= ?", (top,)).rowcount)
+    keys.keys.clear()
+    keys.staged.clear()
+    keys.min_id = None
+    return moved

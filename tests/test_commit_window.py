@@ -1,0 +1,93 @@
+"""The writer's commit window: messages trickling in share one commit, acknowledged only
+after it; a clean stop commits what the window holds; a fast stream does not wait."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from agent.config import IngestSettings
+from agent.mqtt.ingest import Inbound, Writer
+from agent.storage.store import Store
+
+NOW = 1_793_000_000.0
+TOPIC = "replenish/v1/devices/printer-1/state"
+
+
+def inbound(seq: int) -> Inbound:
+    body = {"device_id": "printer-1", "seq": seq, "ts": "2026-10-26T00:00:00Z",
+            "kind": "printer", "consumables": [{"id": "black", "level": 50}]}
+    return Inbound(seq, 1, TOPIC, json.dumps(body).encode(), NOW)
+
+
+def writer_for(path: Path, acked: list[int], **settings: float) -> Writer:
+    return Writer(lambda: Store(path), IngestSettings(**settings),
+                  lambda m: acked.append(m.mid))
+
+
+def test_messages_within_the_window_share_one_commit(tmp_path: Path) -> None:
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=1.0)
+    writer.start()
+    try:
+        for seq in range(1, 6):  # a trickle: 5 messages in ~0.25 s
+            writer.queue.put(inbound(seq))
+            time.sleep(0.05)
+        assert acked == []  # held in the window, not acknowledged before its commit
+        deadline = time.monotonic() + 10
+        while len(acked) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert acked == [1, 2, 3, 4, 5]
+        assert writer.stats.batches == 1
+    finally:
+        writer.stop()
+
+
+def test_a_clean_stop_commits_what_the_window_holds(tmp_path: Path) -> None:
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0)
+    writer.start()
+    for seq in range(1, 4):
+        writer.queue.put(inbound(seq))
+    started = time.monotonic()
+    writer.stop()
+    assert time.monotonic() - started < 5  # not the 60 s window
+    assert acked == [1, 2, 3] and not writer.alive
+    with Store(tmp_path / "a.db") as store:
+        assert store.seqs("printer-1") == [1, 2, 3]
+
+
+def test_a_fast_stream_does_not_wait_for_the_window(tmp_path: Path) -> None:
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=30.0, batch_size=10_000)
+    writer.start()
+    try:
+        for seq in range(1, 2_001):  # far more than 10,000 per 30 s
+            writer.queue.put(inbound(seq))
+        deadline = time.monotonic() + 20
+        while len(acked) < 2_000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(acked) == 2_000  # well before the 30 s window ran out
+    finally:
+        writer.stop()
+
+
+def test_the_recent_tier_is_folded_once_it_holds_fold_rows(tmp_path: Path) -> None:
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=0.0, fold_rows=100)
+    writer.start()
+    try:
+        for first, last in ((1, 100), (101, 120)):
+            for seq in range(first, last + 1):
+                writer.queue.put(inbound(seq))
+            deadline = time.monotonic() + 20
+            while len(acked) < last and time.monotonic() < deadline:
+                time.sleep(0.02)
+    finally:
+        writer.stop()
+    with Store(tmp_path / "a.db") as store:
+        assert store.reading_count() == 120
+        main = store.conn.execute("SELECT COUNT(*) FROM readings_main").fetchone()[0]
+        assert main == 100  # folded at 100; the rest waits (a clean stop does not fold)
+        assert store.recent_count() == 20
