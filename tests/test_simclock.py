@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -147,3 +148,20 @@ def test_the_runner_follows_the_file_and_removes_its_marker(tmp_path: Path) -> N
     finally:
         runner.close()
     assert not (tmp_path / "simulated-clock").exists()
+
+
+def test_doctor_says_when_the_clock_is_simulated_and_when_a_marker_is_stale(
+        tmp_path: Path) -> None:
+    from agent.app.simtime import doctor_check
+    from agent.ops.doctor import Level
+
+    db = tmp_path / "agent.db"
+    assert doctor_check(db) is None
+    marker = tmp_path / "simulated-clock"
+    marker.write_text(json.dumps({"source": "clockfile", "now": T0.isoformat(),
+                                  "passes_at": T0.isoformat(), "pid": os.getpid()}))
+    live = doctor_check(db)
+    assert live is not None and live.level is Level.WARN and "SIMULATED" in live.summary
+    marker.write_text(json.dumps({"source": "clockfile", "pid": 2**22 + 7}))
+    stale = doctor_check(db)
+    assert stale is not None and "left over" in stale.summary

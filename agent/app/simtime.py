@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.base import BaseScheduler
 
 from agent.clock import SIM_MARKER, SimulatedClock
+from agent.ops.doctor import CheckResult, Level
 
 if TYPE_CHECKING:
     from agent.app.service import AgentService
@@ -197,3 +198,23 @@ def runner_for(service: AgentService, clock: SimulatedClock) -> SimTimeRunner:
 
 def _discard(_: object) -> None:
     """A pass's own result (counts it already logged) is not the runner's business."""
+
+
+def doctor_check(db_path: Path) -> CheckResult | None:
+    """``replenish doctor``'s word on a simulated clock: None when the agent is on real time."""
+    state = read_marker(db_path)
+    if state is None:
+        return None
+    pid = state.get("pid")
+    if not isinstance(pid, int) or not Path(f"/proc/{pid}").exists():
+        return CheckResult(
+            "simulated clock", Level.WARN,
+            f"a simulation's clock marker is left over (process {pid} has ended)",
+            f"remove {marker_path(db_path)} once no simulated agent runs here")
+    return CheckResult(
+        "simulated clock", Level.WARN,
+        f"the agent (pid {pid}) runs on SIMULATED time from {state.get('source')}: "
+        f"simulated now {state.get('now')}, passes ran for {state.get('passes_at')}",
+        "a test rig only: never run a real household's agent with --clock",
+        details=(f"clock source stepped back {state.get('backwards', 0)} times, "
+                 f"unreadable {state.get('unreadable', 0)} times",))

@@ -38,3 +38,6 @@ def test_an_auto_order_waits_out_the_pre_notice_on_simulated_time(
     (done,) = json.loads(agent.cli("orders", "list", "--all", "--json").stdout)
     assert done["state"] == "delivered"
     assert "clock=simulated" in agent.log()
+    doctor = json.loads(agent.cli("doctor", "--json", "--timeout", "2", check=False).stdout)
+    (sim,) = [c for c in doctor["checks"] if c["name"] == "simulated clock"]
+    assert sim["level"] == "WARN" and "SIMULATED" in sim["summary"]
