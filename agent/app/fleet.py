@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 ORDERS_TOPIC = "replenish/v1/fleet/orders/{id}"
 HEALTH_TOPIC = "replenish/v1/fleet/health"
 REPUBLISH_WINDOW = timedelta(days=7)
+# Health goes out when a fact changes, else this often: a vendor's broker carries
+# every gateway's, so an unchanged summary is not repeated each pass.
+HEALTH_EVERY = timedelta(minutes=5)
 
 Publish = Callable[[str, bytes, bool, int], None]
 
@@ -58,6 +61,7 @@ class FleetPublisher:
         self.clock_kind = clock_kind  # "system" or "simulated"
         self._sent: dict[int, str] = {}  # intent id -> fingerprint last published
         self._started = False
+        self._health: tuple[dict[str, Any], datetime] | None = None
 
     def orders(self, ledger: Ledger, now: datetime) -> int:
         """Publish every order whose fleet view changed; returns how many went out."""
@@ -84,11 +88,17 @@ class FleetPublisher:
         changed = max(t for t in (it.created_at, it.last_sent_at, it.delivered_at) if t)
         return it.state in OPEN or now - changed <= REPUBLISH_WINDOW
 
-    def health(self, now: datetime, facts: dict[str, Any]) -> None:
-        """The health summary (retained): version, clock, counts, faults."""
+    def health(self, now: datetime, facts: dict[str, Any]) -> bool:
+        """The health summary (retained): version, clock, counts, faults; True if sent."""
+        if self._health is not None:
+            last, at = self._health
+            if last == facts and timedelta(0) <= now - at < HEALTH_EVERY:
+                return False
+        self._health = (dict(facts), now)
         body = {"version": __version__, "at": now.isoformat(), "clock": self.clock_kind,
                 **facts}
         self._publish(HEALTH_TOPIC, json.dumps(body, separators=(",", ":")).encode(), True, 1)
+        return True
 
 
 def fleet_pass(fleet: FleetPublisher, ledger: Callable[[], AbstractContextManager[Ledger]],

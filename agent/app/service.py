@@ -157,8 +157,9 @@ class AgentService:
                 id="household", coalesce=True)
         if self.alerts is not None:
             add(self.send_alerts, "date", id="alerts")
-        add(self.publish_fleet, "interval", seconds=FLEET_INTERVAL_S, id="fleet",
-            coalesce=True)
+        # Orders change in dispatch passes: the fleet hears of them as soon as the next one.
+        add(self.publish_fleet, "interval", id="fleet", coalesce=True,
+            seconds=min(FLEET_INTERVAL_S, self.settings.vendor.dispatch_interval_s))
         for source in self.printers:
             add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
         for job, options in self.sources.jobs():
