@@ -40,7 +40,8 @@ from agent.wire.device import Channel, device_topic
 from firmware_sim.broker import LocalBroker
 from firmware_sim.household.live import DeviceConnection, LivePublisher
 from firmware_sim.household.scenario import Household
-from firmware_sim.vendor import VendorSandbox
+from firmware_sim.vendor import VendorSandbox, catalog_for
+from firmware_sim.vendor.faults import SimClock
 
 T = TypeVar("T")
 READY_LINE = "agent.ready"
@@ -55,11 +56,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 _REAL_PARTS = {"replenish_broker", "replenish_vendor", "replenish_device",
-               "replenish_household", "replenish_agent"}
+               "replenish_household", "replenish_agent", "replenish_sim_agent",
+               "replenish_closed_loop"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "integration: talks to a real broker, vendor or agent")
+    config.addinivalue_line("markers", "replenish_scenario(name, seed=None): the sandbox "
+                            "sells that scenario's SKUs on a clock at its start")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -116,7 +120,14 @@ def replenish_vendor(request: pytest.FixtureRequest) -> Iterator[VendorEndpoint]
         yield VendorEndpoint(url.rstrip("/"), Path(token_file).read_text().strip())
         return
     token = secrets.token_urlsafe(16)
-    with VendorSandbox(token=token) as sandbox:
+    # @pytest.mark.replenish_scenario(NAME): the sandbox sells that household's SKUs
+    # with its lead times, on a clock starting at its start (a closed loop).
+    marker = request.node.get_closest_marker("replenish_scenario")
+    world: dict[str, Any] = {}
+    if marker is not None:
+        household = Household.from_scenario(*marker.args, **marker.kwargs)
+        world = {"catalog": catalog_for(household), "clock": SimClock(household.start)}
+    with VendorSandbox(token=token, **world) as sandbox:
         yield VendorEndpoint(sandbox.url, token, sandbox)
 
 
@@ -370,4 +381,7 @@ def write_agent(work: Path, replenish_broker: LocalBroker, replenish_vendor: Ven
 
 # The sim-time agent fixture lives in its own module; importing it here registers it with
 # the plugin (its module imports this one, so it must come last).
-from firmware_sim.pytest_simtime import replenish_sim_agent  # noqa: E402,F401
+from firmware_sim.pytest_simtime import (  # noqa: E402,F401
+    replenish_closed_loop,
+    replenish_sim_agent,
+)

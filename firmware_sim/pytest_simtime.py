@@ -22,8 +22,10 @@ import pytest
 
 from agent.clock import NOW_ENV, SIM_MARKER, SIM_OPT_IN_ENV
 from firmware_sim.broker import LocalBroker
+from firmware_sim.household.live import LivePublisher
+from firmware_sim.household.scenario import Household
 from firmware_sim.pytest_plugin import RunningAgent, VendorEndpoint, wait_for, write_agent
-from firmware_sim.vendor import VendorSandbox
+from firmware_sim.vendor import VendorSandbox, deliver_to
 from firmware_sim.vendor.faults import DEFAULT_START
 
 # Passes on simulated time at the in-process demo's cadence: decisions every 6 h,
@@ -155,3 +157,59 @@ def _merge(config: Path, extra_toml: str) -> None:
         else:
             settings[name] = value
     config.write_text(_toml(settings))
+
+
+@dataclass
+class ClosedLoop:
+    """A simulated household, the sandbox and the real agent on one simulated clock."""
+
+    agent: SimAgent
+    publisher: LivePublisher
+
+    @property
+    def household(self) -> Household:
+        return self.publisher.household
+
+    def step(self, delta: timedelta = timedelta(hours=1), timeout: float = 30.0) -> datetime:
+        """Move time (the sandbox delivers, the household puts deliveries away), publish
+        the devices' readings, and wait for the agent's passes at the new instant."""
+        assert self.agent.sim is not None
+        now = self.agent.sim.advance(delta)
+        self.publisher.step(now)
+        for conn in self.publisher.connections.values():
+            conn.flush()
+        self.agent.wait_passes(now, timeout)
+        return now
+
+    def stockout_days(self) -> dict[str, float]:
+        """Days without stock so far, per ``device/consumable``."""
+        assert self.agent.sim is not None
+        start, now = self.household.start, self.agent.sim.now()
+        out: dict[str, float] = {}
+        for dev in self.household.devices:
+            for cid in dev.stocks:
+                total = sum((min(end or now, now) - max(begin, start)
+                             for begin, end in dev.stockouts(cid)), timedelta(0))
+                out[f"{dev.device_id}/{cid}"] = total / timedelta(days=1)
+        return out
+
+
+@pytest.fixture
+def replenish_closed_loop(request: pytest.FixtureRequest,
+                          replenish_sim_agent: Callable[..., SimAgent],
+                          replenish_household: Callable[..., LivePublisher],
+                          replenish_vendor: VendorEndpoint) -> Callable[..., ClosedLoop]:
+    """``make(extra_toml="")``: the test's ``@pytest.mark.replenish_scenario`` household
+    live on the broker, delivered to by the sandbox, and a sim-time agent."""
+    marker = request.node.get_closest_marker("replenish_scenario")
+    sandbox = replenish_vendor.sandbox
+    if marker is None or sandbox is None:
+        raise pytest.UsageError("replenish_closed_loop needs the bundled sandbox and "
+                                "@pytest.mark.replenish_scenario(NAME)")
+
+    def make(extra_toml: str = "") -> ClosedLoop:
+        publisher = replenish_household(*marker.args, **marker.kwargs)
+        sandbox.on_delivered = deliver_to(publisher.household)
+        return ClosedLoop(replenish_sim_agent(extra_toml), publisher)
+
+    return make
