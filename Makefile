@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv system-packages test test-fast lint typecheck schema demo \
+.PHONY: all venv system-packages test test-fast lint typecheck schema demo sim-year \
         bench-deps bench-forecast bench-decisions bench-ingest bench-footprint bench-alerts \
         bench-fleet bench-web bench install uninstall clean
 
@@ -45,6 +45,11 @@ schema: venv
 # A simulated household ordering from the sandbox vendor, on a private broker.
 demo: venv system-packages
 	$(PY) -m firmware_sim.demo
+
+# The demo world for a simulated year, agent in-process vs the real `replenish run
+# --clock` process: orders and stockout days side by side (docs/vendor-testing.md).
+sim-year: venv system-packages
+	$(PY) -m firmware_sim.closed_loop --days 365 --seconds-per-day 0
 
 # Benchmark references (matplotlib for the plot, statsforecast's AutoETS) are never
 # runtime dependencies of the agent.
