@@ -97,6 +97,7 @@ class AgentService:
         self.sources.foreign.subscribe = self.ingest.subscribe_foreign
         if simulated is not None:  # reading timestamps are judged against simulated time
             self.ingest.wall = self.ingest.writer.wall = simulated.timestamp
+            self.sources.foreign.clock = simulated.timestamp
         self.fleet = FleetPublisher(self._publish_raw, "system" if simulated is None
                                     else "simulated")
         self.vendor = self._vendor_client()

@@ -4,7 +4,6 @@ creates one :class:`SourceJobs` and schedules what it returns."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -69,10 +68,10 @@ class SourceJobs:
         result = self.nightscout.poll(self.clock())
         if result.states:
             with Store(self.settings.storage.path) as store:
-                store.write_batch(result.states, received_at=time.time())
+                store.write_batch(result.states, received_at=self.clock().timestamp())
         if result.fault:
             with SourceStore(self.settings.storage.path) as db:
-                db.count_rejects({(NIGHTSCOUT, result.fault): 1}, time.time())
+                db.count_rejects({(NIGHTSCOUT, result.fault): 1}, self.clock().timestamp())
 
     def refresh_calendars(self) -> None:
         """Fetch every subscribed calendar; a fault keeps its last good copy."""
