@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -242,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=Path("closed-loop-state"))
     parser.add_argument("--mode", choices=[*MODES, "both"], default="both")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the agent process and the broker are stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     modes = list(MODES) if args.mode == "both" else [args.mode]
     results = [MODES[m](args.days, args.seconds_per_day, args.state_dir / m) for m in modes]
     for result in results:
