@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv system-packages test test-fast lint typecheck schema demo demo-foreign \
+.PHONY: all venv system-packages test test-fast lint typecheck schema demo demo-foreign sim-year \
         bench-deps bench-forecast bench-decisions bench-ingest bench-footprint bench-alerts \
         bench-fleet bench-web bench install uninstall clean
 
@@ -50,6 +50,11 @@ demo: venv system-packages
 # Valetudo robot, a Nightscout wearer), a simulated year (docs/sources.md).
 demo-foreign: venv system-packages
 	$(PY) -m firmware_sim.demo_foreign
+
+# The demo world for a simulated year, agent in-process vs the real `replenish run
+# --clock` process: orders and stockout days side by side (docs/vendor-testing.md).
+sim-year: venv system-packages
+	$(PY) -m firmware_sim.closed_loop --days 365 --seconds-per-day 0
 
 # Benchmark references (matplotlib for the plot, statsforecast's AutoETS) are never
 # runtime dependencies of the agent.

@@ -40,7 +40,8 @@ from agent.wire.device import Channel, device_topic
 from firmware_sim.broker import LocalBroker
 from firmware_sim.household.live import DeviceConnection, LivePublisher
 from firmware_sim.household.scenario import Household
-from firmware_sim.vendor import VendorSandbox
+from firmware_sim.vendor import VendorSandbox, catalog_for
+from firmware_sim.vendor.faults import SimClock
 
 T = TypeVar("T")
 READY_LINE = "agent.ready"
@@ -55,11 +56,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 _REAL_PARTS = {"replenish_broker", "replenish_vendor", "replenish_device",
-               "replenish_household", "replenish_agent"}
+               "replenish_household", "replenish_agent", "replenish_sim_agent",
+               "replenish_closed_loop"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "integration: talks to a real broker, vendor or agent")
+    config.addinivalue_line("markers", "replenish_scenario(name, seed=None): the sandbox "
+                            "sells that scenario's SKUs on a clock at its start")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -116,7 +120,14 @@ def replenish_vendor(request: pytest.FixtureRequest) -> Iterator[VendorEndpoint]
         yield VendorEndpoint(url.rstrip("/"), Path(token_file).read_text().strip())
         return
     token = secrets.token_urlsafe(16)
-    with VendorSandbox(token=token) as sandbox:
+    # @pytest.mark.replenish_scenario(NAME): the sandbox sells that household's SKUs
+    # with its lead times, on a clock starting at its start (a closed loop).
+    marker = request.node.get_closest_marker("replenish_scenario")
+    world: dict[str, Any] = {}
+    if marker is not None:
+        household = Household.from_scenario(*marker.args, **marker.kwargs)
+        world = {"catalog": catalog_for(household), "clock": SimClock(household.start)}
+    with VendorSandbox(token=token, **world) as sandbox:
         yield VendorEndpoint(sandbox.url, token, sandbox)
 
 
@@ -248,6 +259,9 @@ class RunningAgent:
     config: Path
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
+    # Extra ``run`` arguments and environment (the sim-time fixture adds ``--clock``).
+    run_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.log_path = self.config.parent / "agent.log"
@@ -262,9 +276,10 @@ class RunningAgent:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent.cli.main", "--config", str(self.config), "run"],
+                [sys.executable, "-m", "agent.cli.main", "--config", str(self.config), "run",
+                 *self.run_args],
                 stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         wait_for(lambda: READY_LINE in self.log()[offset:] or self.proc.poll() is not None,
                  "the agent to be ready", timeout)
         if self.proc.poll() is not None:
@@ -278,11 +293,15 @@ class RunningAgent:
         """``replenish --config CONFIG ARGS...`` (exit code checked unless ``check=False``)."""
         done = subprocess.run([sys.executable, "-m", "agent.cli.main", "--config",
                                str(self.config), *args], capture_output=True, text=True,
-                              timeout=120)
+                              timeout=120, env={**os.environ, **self.cli_env()})
         if check and done.returncode != 0:
             pytest.fail(f"replenish {' '.join(args)} exited {done.returncode}:\n"
                         f"{done.stdout}{done.stderr}")
         return done
+
+    def cli_env(self) -> dict[str, str]:
+        """Environment of household commands (the sim-time agent sets REPLENISH_NOW)."""
+        return {}
 
     def status(self) -> dict[str, Any]:
         """``replenish status --json``, parsed."""
@@ -321,31 +340,48 @@ def replenish_agent(tmp_path: Path, replenish_broker: LocalBroker,
     made: list[RunningAgent] = []
 
     def make(extra_toml: str = "", start: bool = True) -> RunningAgent:
-        work = tmp_path / f"replenish-agent-{len(made)}"
-        work.mkdir()
-        (work / "mqtt-password").write_text(replenish_broker.passwords["agent"])
-        (work / "vendor-token").write_text(replenish_vendor.token)
-        settings: dict[str, dict[str, Any]] = {
-            "mqtt": {"host": replenish_broker.host, "port": replenish_broker.port,
-                     "username": "agent", "password_file": str(work / "mqtt-password"),
-                     "client_id": f"replenish-agent-{len(made)}"},
-            "storage": {"path": str(work / "agent.db")},
-            "vendor": {"base_url": replenish_vendor.url,
-                       "token_file": str(work / "vendor-token"), "dispatch_interval_s": 0.5,
-                       "pre_notice_h": 0, "require_synced_clock": False},
-            "forecast": {"interval_s": 10},
-            "household": {"sync_interval_s": 0.5, "state_interval_s": 0.5},
-        }
-        for name, value in tomllib.loads(extra_toml).items():
-            if isinstance(value, dict):
-                settings.setdefault(name, {}).update(value)
-            else:
-                settings[name] = value  # e.g. [[printers]]
-        (work / "agent.toml").write_text(_toml(settings))
-        agent = RunningAgent(work / "agent.toml")
+        agent = write_agent(tmp_path / f"replenish-agent-{len(made)}", replenish_broker,
+                            replenish_vendor, extra_toml, RunningAgent)
         made.append(agent)
         return agent.start() if start else agent
 
     yield make
     for agent in made:
         agent.stop()
+
+
+A = TypeVar("A", bound=RunningAgent)
+
+
+def write_agent(work: Path, replenish_broker: LocalBroker, replenish_vendor: VendorEndpoint,
+                extra_toml: str, kind: type[A]) -> A:
+    """An agent's settings and secrets in ``work`` (not started)."""
+    work.mkdir()
+    (work / "mqtt-password").write_text(replenish_broker.passwords["agent"])
+    (work / "vendor-token").write_text(replenish_vendor.token)
+    settings: dict[str, dict[str, Any]] = {
+        "mqtt": {"host": replenish_broker.host, "port": replenish_broker.port,
+                 "username": "agent", "password_file": str(work / "mqtt-password"),
+                 "client_id": work.name},
+        "storage": {"path": str(work / "agent.db")},
+        "vendor": {"base_url": replenish_vendor.url,
+                   "token_file": str(work / "vendor-token"), "dispatch_interval_s": 0.5,
+                   "pre_notice_h": 0, "require_synced_clock": False},
+        "forecast": {"interval_s": 10},
+        "household": {"sync_interval_s": 0.5, "state_interval_s": 0.5},
+    }
+    for name, value in tomllib.loads(extra_toml).items():
+        if isinstance(value, dict):
+            settings.setdefault(name, {}).update(value)
+        else:
+            settings[name] = value  # e.g. [[printers]]
+    (work / "agent.toml").write_text(_toml(settings))
+    return kind(work / "agent.toml")
+
+
+# The sim-time agent fixture lives in its own module; importing it here registers it with
+# the plugin (its module imports this one, so it must come last).
+from firmware_sim.pytest_simtime import (  # noqa: E402,F401
+    replenish_closed_loop,
+    replenish_sim_agent,
+)

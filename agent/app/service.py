@@ -19,15 +19,17 @@ from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent.app import factory
+from agent.app import factory, simtime
 from agent.app.alerting import AlertPass, ack_key_path, notifier_of
 from agent.app.batteries import BatteryPlans
 from agent.app.dispatcher import Dispatcher
+from agent.app.fleet import FleetPublisher, fleet_pass
 from agent.app.liveness import Liveness
 from agent.app.order_now import Outcome, order_now_for
 from agent.app.planner import Planner
 from agent.app.sources import SourceJobs
 from agent.app.supplies import ShelfPlans, chain, wearer_spec
+from agent.clock import SimulatedClock
 from agent.config import PrinterSettings, Settings
 from agent.errors import AgentError, VendorRetryable
 from agent.forecast import Forecast
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 FULL_RESOLUTION = timedelta(hours=24)
 THIN_BUCKET_S = 300
 ARCHIVE_BUCKET_S = 3600
+FLEET_INTERVAL_S = 60
 
 
 def utc_now() -> datetime:
@@ -64,8 +67,14 @@ def utc_now() -> datetime:
 class AgentService(Liveness):
     """The running agent: ingest, printers, decisions, orders, household link, shutdown."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now,
+                 simulated: SimulatedClock | None = None) -> None:
         self.settings = settings
+        # ``replenish run --clock``: "now" everywhere, and passes on the clock's moves.
+        self.simulated = simulated
+        self.sim_runner: simtime.SimTimeRunner | None = None
+        if simulated is not None:
+            clock = simulated.now
         self.clock = clock
         self._stop = threading.Event()
         # Migrate once, up front, so READY means the schema is current.
@@ -90,6 +99,11 @@ class AgentService(Liveness):
         self.sources.foreign.subscribe = self.ingest.subscribe_foreign
         self._mqtt_probe = systemd.thread_probe(lambda: self.ingest.loop_alive,
                                                 self.ingest.progress)
+        if simulated is not None:  # reading timestamps are judged against simulated time
+            self.ingest.wall = self.ingest.writer.wall = simulated.timestamp
+            self.sources.foreign.clock = simulated.timestamp
+        self.fleet = FleetPublisher(self._publish_raw, "system" if simulated is None
+                                    else "simulated")
         self.vendor = self._vendor_client()
         self.printers = [self._printer(p) for p in settings.printers]
         # A job whose first run fell due while the agent waited for a late broker runs at
@@ -109,7 +123,7 @@ class AgentService(Liveness):
     # ---- construction -------------------------------------------------------------
 
     def _ingest_clock_trusted(self) -> bool:
-        if self.settings.ingest.trust_clock == "always":
+        if self.settings.ingest.trust_clock == "always" or self.simulated is not None:
             return True
         return systemd.clock_synchronized() is True
 
@@ -148,6 +162,9 @@ class AgentService(Liveness):
                 id="household", coalesce=True)
         if self.alerts is not None:
             add(self.send_alerts, "date", id="alerts")
+        # Orders change in dispatch passes: the fleet hears of them as soon as the next one.
+        add(self.publish_fleet, "interval", id="fleet", coalesce=True,
+            seconds=min(FLEET_INTERVAL_S, self.settings.vendor.dispatch_interval_s))
         for source in self.printers:
             add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
         for job in self.sources.jobs():
@@ -194,6 +211,9 @@ class AgentService(Liveness):
     def _publish(self, message: Outgoing) -> None:
         self.ingest.publish(message.topic, message.payload, message.retain, message.qos)
 
+    def _publish_raw(self, topic: str, payload: bytes, retain: bool, qos: int) -> None:
+        self.ingest.publish(topic, payload, retain, qos)
+
     def _catalog(self, sku: str) -> CatalogItem:
         if self.vendor is None:
             raise VendorRetryable("no vendor configured")
@@ -201,7 +221,7 @@ class AgentService(Liveness):
 
     def _clock_trusted(self, job: str) -> bool:
         """A gateway without an RTC boots in the past: never decide or order before NTP."""
-        if not self.settings.vendor.require_synced_clock:
+        if not self.settings.vendor.require_synced_clock or self.simulated is not None:
             return True
         if systemd.clock_synchronized() is not True:
             log.warning("%s.skipped reason=clock_not_synchronized", job)
@@ -297,13 +317,19 @@ class AgentService(Liveness):
         items = ([result.state] if result.state else []) + list(result.events)
         if items:
             with self.open_store() as store:
-                store.write_batch(items, received_at=time.time())
+                store.write_batch(items, received_at=self.clock().timestamp())
         if not self._stop.is_set():
             self.scheduler.add_job(
                 self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}",
                 replace_existing=True,
                 run_date=datetime.now(UTC) + timedelta(seconds=result.next_poll_in_s),
             )
+
+    def publish_fleet(self) -> None:
+        """The fleet topics a vendor's bridge carries: changed orders, then health."""
+        fleet_pass(self.fleet, self.ledger, self.open_store, self.clock(),
+                   connected=self.ingest.connected.is_set(), ordering=self.vendor is not None,
+                   ingest_fault=self.ingest.writer.fault)
 
     def compact(self) -> None:
         """Thin old readings: 5-minute resolution after a day, hourly after raw_days."""
@@ -335,17 +361,23 @@ class AgentService(Liveness):
         if background_jobs:
             # The first pass runs now, not when the service was built (that may be
             # minutes ago after a wait for the broker, and APScheduler would skip it).
-            self.scheduler.modify_job("decide", next_run_time=datetime.now(UTC))
+            if self.simulated is None:
+                self.scheduler.modify_job("decide", next_run_time=datetime.now(UTC))
+            else:  # the passes follow the simulated clock (agent.app.simtime)
+                simtime.release_jobs(self.scheduler)
             self.scheduler_heartbeat = time.monotonic()  # its first beat is 10 s away
             self.scheduler.start()
+            if self.simulated is not None:
+                self.sim_runner = simtime.runner_for(self, self.simulated)
+                self.sim_runner.start()
         if not wait_for_broker:
             self._start_watchdog()
             systemd.ready()
         systemd.status(f"running: MQTT broker {mq.host}:{mq.port} connected")
         log.info(
-            "agent.ready broker=%s:%d db=%s printers=%d ordering=%s",
+            "agent.ready broker=%s:%d db=%s printers=%d ordering=%s clock=%s",
             self.settings.mqtt.host, self.settings.mqtt.port, self.settings.storage.path,
-            len(self.printers), "on" if self.vendor else "off",
+            len(self.printers), "on" if self.vendor else "off", self.fleet.clock_kind,
         )
 
     def _start_watchdog(self) -> None:
@@ -395,6 +427,8 @@ class AgentService(Liveness):
         systemd.stopping()
         if self.watchdog is not None:
             self.watchdog.stop()
+        if self.sim_runner is not None:
+            self.sim_runner.close()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.ingest.stop()

@@ -4,7 +4,6 @@ creates one :class:`SourceJobs` and schedules what it returns."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -81,7 +80,7 @@ class SourceJobs:
                 store.write_batch(result.states, received_at=self.clock().timestamp())
         if result.fault:
             with SourceStore(self.settings.storage.path) as db:
-                db.count_rejects({(NIGHTSCOUT, result.fault): 1}, time.time())
+                db.count_rejects({(NIGHTSCOUT, result.fault): 1}, self.clock().timestamp())
 
     def refresh_calendars(self) -> None:
         """Fetch every subscribed calendar; a fault keeps its last good copy."""

@@ -114,6 +114,8 @@ class MqttIngest:
         self.writer = Writer(store_factory, ingest_settings, self._ack, on_stored,
                              clock_trusted=clock_trusted)
         self._refused: ReasonCode | None = None
+        # Receive stamps judge reading timestamps (skew); a simulated agent sets its clock.
+        self.wall: Callable[[], float] = time.time
 
     # paho callbacks run on its network thread: keep them short and never raise.
 
@@ -179,7 +181,7 @@ class MqttIngest:
                     client.ack(msg.mid, msg.qos)
                 return
             self.writer.queue.put(
-                Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time())
+                Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), self.wall())
             )
         except Exception:  # noqa: BLE001 - an escaping exception would kill paho's thread
             log.exception("mqtt.on_message failed")

@@ -10,14 +10,19 @@ and ``$SYS/#`` sees everything that crosses.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from agent.ops.bridge import BridgeSettings, render_bridge_conf
 from firmware_sim.broker import LocalBroker
+from firmware_sim.vendor import VendorSandbox
+from tests.integration.agent_harness import AgentProcess, write_agent_config
 from tests.integration.conftest import Session
 from tests.waiting import wait_until
 
@@ -137,3 +142,90 @@ def test_orders_queue_while_the_link_is_down_and_resume(
                timeout=30, what=lambda: [t for t, _ in back.messages if "orders" in t])
     orders = [t for t, _ in back.messages if "/orders/" in t]
     assert sorted(set(orders)) == sorted(sent)
+
+
+def _replenish(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "agent.cli.main", "--config", str(config),
+                           *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _knows(config: Path, consumable: str) -> bool:
+    status = json.loads(_replenish(config, "status", "--json").stdout)
+    return any(f"{c['device_id']}/{c['consumable_id']}" == consumable
+               for c in status.get("consumables", []))
+
+
+def test_the_agents_own_orders_and_health_cross_and_its_telemetry_does_not(
+    house: LocalBroker, vendor: LocalBroker, sessions: Callable[..., Session], tmp_path: Path
+) -> None:
+    """The real ``replenish run`` on the household broker: its fleet publications cross
+    the bridge, the readings, dashboards and discovery it also handles do not."""
+    ops = _ops(vendor, sessions)
+    wait_until(lambda: _bridge_up(ops), 20, lambda: ops.messages[-5:])
+    canary = f"CANARY-{uuid.uuid4().hex}"
+    token = f"tok-{uuid.uuid4().hex}"
+    with VendorSandbox(token=token) as sandbox:
+        (tmp_path / "agent").mkdir()
+        (tmp_path / "agent" / "vendor-token").write_text(token)
+        config = write_agent_config(tmp_path / "agent", house, extra=f"""
+[vendor]
+base_url = "{sandbox.url}"
+token_file = "{tmp_path / 'agent' / 'vendor-token'}"
+dispatch_interval_s = 0.5
+pre_notice_h = 0
+require_synced_clock = false
+[forecast]
+interval_s = 10
+[household]
+homeassistant = true
+sync_interval_s = 0.5
+state_interval_s = 0.5
+""")
+        with AgentProcess(config):
+            device = sessions(house, "printer-1")
+            assert device.connect() == 0
+            # The second consumable carries the canary and is never ordered (monitor).
+            reading = {"device_id": "printer-1", "seq": 1,
+                       "ts": datetime.now(UTC).isoformat(), "kind": "printer",
+                       "consumables": [
+                           {"id": "black", "level": 4, "unit": "percent", "sku": "TN-2420"},
+                           {"id": "cyan", "level": 61, "unit": "percent", "sku": canary}]}
+            assert device.publish("replenish/v1/devices/printer-1/state",
+                                  json.dumps(reading).encode()) in (0, 16)
+            wait_until(lambda: _knows(config, "printer-1/black"), 30)
+            _replenish(config, "consent", "set", "printer-1/black", "auto", "--sku",
+                       "TN-2420", "--max-price", "80", "--max-qty", "1", "--budget", "200")
+
+            def placed() -> dict[str, object] | None:
+                for topic, payload in _crossed(ops):
+                    if topic.startswith(f"{REMOTE}orders/"):
+                        body = json.loads(payload)
+                        if body["state"] == "placed":
+                            return dict(body)
+                return None
+
+            wait_until(lambda: placed() is not None, 60,
+                       lambda: [t for t, _ in _crossed(ops)])
+            wait_until(lambda: any(t == f"{REMOTE}health" for t, _ in _crossed(ops)), 30)
+            # The agent published its dashboards and discovery at home meanwhile.
+            home = sessions(house, "household")
+            assert home.connect() == 0 and home.subscribe("replenish/v1/household/#") in (0, 1)
+            wait_until(lambda: len(home.messages) > 0, 20)
+    order = placed()
+    assert order is not None
+    assert order["sku"] == "TN-2420" and order["consumable"] == "printer-1/black"
+    assert order["order_id"] == sandbox.orders()[0].id
+    health = json.loads(dict(_crossed(ops))[f"{REMOTE}health"])
+    assert health["clock"] == "system" and health["ordering"] == "on"
+    crossed = _crossed(ops)
+    allowed = [t for t, _ in crossed if t == f"{REMOTE}health" or t == f"{REMOTE}bridge/state"
+               or t.startswith(f"{REMOTE}orders/")]
+    assert len(allowed) == len(crossed)  # 0 telemetry, dashboard or discovery messages
+    everything = b"".join(t.encode() + p for t, p in ops.messages)
+    assert canary.encode() not in everything
+    assert b'"level"' not in everything  # no reading, in any form
+    assert b"idem" not in everything  # the idempotency key stays home too
+    for secret in [*house.passwords.values(), token]:
+        assert secret.encode() not in everything

@@ -1,0 +1,259 @@
+"""The demo household in a closed loop, with the agent in-process or as a real process.
+
+``python -m firmware_sim.closed_loop --days 365 --seconds-per-day 1`` runs the
+``make demo`` world twice (the same scenario, seed, broker setup, sandbox and consent):
+
+- ``in-process``: :func:`firmware_sim.demo.run`'s loop, the agent's passes called by
+  the loop on the shared simulated clock (decide every 6 h, then sync, approve, dispatch);
+- ``process``: the real ``replenish run --clock <sandbox>/_sandbox/clock``, which runs
+  its passes itself when the sandbox's clock moves (decide every 6 simulated hours,
+  dispatch and household sync every simulated hour); the loop advances the clock one
+  hour, publishes the devices' readings, waits for the agent's passes at that instant
+  (its ``simulated-clock`` marker), approves proposals and buys after reminders.
+
+It prints both runs' orders per SKU and stockout days per consumable and the
+difference. ``make sim-year`` runs a year; the example vendor suite runs a shorter loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from agent.clock import SIM_MARKER, SIM_OPT_IN_ENV
+from firmware_sim import demo
+from firmware_sim.household.live import LivePublisher
+from firmware_sim.household.scenario import Household
+from firmware_sim.vendor.orders import RecordedOrder
+
+STEP = demo.STEP
+# The process's passes on simulated time, at the demo's cadence (see the module text).
+PROCESS_SETTINGS = {"[vendor]": "dispatch_interval_s = 3600",
+                    "[household]": "sync_interval_s = 3600\nstate_interval_s = 3600"}
+
+
+@dataclass
+class LoopResult:
+    """What a closed loop did: orders at the vendor, days without stock, wall time."""
+
+    mode: str
+    days: int
+    orders: Counter[str] = field(default_factory=Counter)  # SKU -> orders
+    stockout_days: dict[str, float] = field(default_factory=dict)  # device/consumable
+    reminders: int = 0
+    wall_s: float = 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {"mode": self.mode, "days": self.days, "orders": dict(self.orders),
+                "orders_total": sum(self.orders.values()),
+                "stockout_days": {k: round(v, 2) for k, v in self.stockout_days.items()},
+                "stockout_days_total": round(sum(self.stockout_days.values()), 2),
+                "reminders": self.reminders, "wall_s": round(self.wall_s, 1)}
+
+
+def _result(mode: str, days: int, household: Household, orders: Sequence[RecordedOrder],
+            reminders: int, wall_s: float) -> LoopResult:
+    start, end = household.start, household.start + timedelta(days=days)
+    result = LoopResult(mode, days, reminders=reminders, wall_s=wall_s)
+    for order in orders:
+        result.orders[str(order.sku)] += 1
+    for dev in household.devices:
+        for cid in dev.stocks:
+            total = timedelta(0)
+            for begin, stop in dev.stockouts(cid):
+                total += max(timedelta(0), min(stop or end, end) - max(begin, start))
+            result.stockout_days[f"{dev.device_id}/{cid}"] = total / timedelta(days=1)
+    return result
+
+
+def _quiet() -> contextlib.AbstractContextManager[object]:
+    """The demo's screen output (phone notifications, CLI echoes) goes nowhere."""
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - closed by the ExitStack below
+    stack = contextlib.ExitStack()
+    stack.callback(devnull.close)
+    stack.enter_context(contextlib.redirect_stdout(devnull))
+    old = demo._SCREEN
+    demo._SCREEN = devnull
+    stack.callback(setattr, demo, "_SCREEN", old)
+    return stack
+
+
+def _pace(tick: float, seconds_per_day: float) -> None:
+    pause = seconds_per_day * STEP / timedelta(days=1)
+    time.sleep(max(0.0, pause - (time.monotonic() - tick)))
+
+
+def in_process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
+    """``make demo``'s loop (firmware_sim.demo.run) without its screen output."""
+    from agent.app.service import AgentService
+    from agent.config import load_settings
+    from agent.logs import setup_logging
+
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    wall0 = time.monotonic()
+    with _quiet(), demo.demo_world(state) as (household, clock, broker, vendor, config):
+        setup_logging("INFO", (state / "agent.log").open("a"), journal=False)
+        service = AgentService(load_settings(config), clock=clock.now)
+        service.start(background_jobs=False)
+        watcher = demo.HouseholdWatcher(broker)
+        reminders = 0
+        passwords = {d.device_id: broker.passwords[d.device_id] for d in household.devices}
+        end = household.start + timedelta(days=days)
+        last_decision = household.start - demo.DECIDE_EVERY
+        try:
+            with LivePublisher(household, broker.host, broker.port, passwords) as publisher:
+                now, consented = household.start, False
+                while now < end:
+                    tick = time.monotonic()
+                    now = clock.advance(STEP)
+                    vendor.tick()
+                    publisher.step(now)
+                    for conn in publisher.connections.values():
+                        conn.flush()
+                    demo.wait_ingested(service)
+                    if not consented:
+                        for args in demo.CONSENT:
+                            demo.cli(config, "consent", "set", *args, now=clock.now())
+                        consented = True
+                    if now - last_decision >= demo.DECIDE_EVERY:
+                        last_decision = now
+                        service.decide()
+                        service.sync_household()
+                        demo.approve_proposals(config, now)
+                        service.dispatch()
+                    service.sync_household()
+                    reminders += len(watcher.reminded)
+                    demo.buy_after_reminders(watcher, household, now)
+                    _pace(tick, seconds_per_day)
+        finally:
+            watcher.close()
+            service.shutdown()
+        return _result("in-process", days, household, vendor.orders(), reminders,
+                       time.monotonic() - wall0)
+
+
+def _process_config(config: Path) -> None:
+    text = config.read_text() + "\n[forecast]\ninterval_s = 21600\n"
+    for section, keys in PROCESS_SETTINGS.items():
+        text = text.replace(f"{section}\n", f"{section}\n{keys}\n", 1)
+    config.write_text(text)
+
+
+def _wait_passes(marker: Path, at: datetime, proc: subprocess.Popen[bytes],
+                 timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            passes = json.loads(marker.read_text()).get("passes_at")
+        except (OSError, ValueError):
+            passes = None
+        if passes and datetime.fromisoformat(passes) >= at:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"the agent exited with {proc.returncode}")
+        time.sleep(0.002)
+    raise TimeoutError(f"the agent did not run its passes for {at.isoformat()}")
+
+
+def process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
+    """The same world with the real ``replenish run --clock`` following the sandbox."""
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    wall0 = time.monotonic()
+    with _quiet(), demo.demo_world(state) as (household, clock, broker, vendor, config):
+        _process_config(config)
+        marker = state / SIM_MARKER
+        with (state / "agent.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "agent.cli.main", "--config", str(config), "run",
+                 "--clock", f"{vendor.url}/_sandbox/clock"], stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, SIM_OPT_IN_ENV: "1", "PYTHONUNBUFFERED": "1"})
+        watcher: demo.HouseholdWatcher | None = None
+        try:
+            _wait_passes(marker, household.start, proc)
+            watcher = demo.HouseholdWatcher(broker)
+            reminders = 0
+            passwords = {d.device_id: broker.passwords[d.device_id] for d in household.devices}
+            end = household.start + timedelta(days=days)
+            with LivePublisher(household, broker.host, broker.port, passwords) as publisher:
+                now, consented = household.start, False
+                while now < end:
+                    tick = time.monotonic()
+                    now = clock.advance(STEP)
+                    vendor.tick()
+                    publisher.step(now)
+                    for conn in publisher.connections.values():
+                        conn.flush()
+                    _wait_passes(marker, now, proc)
+                    if not consented:
+                        for args in demo.CONSENT:
+                            demo.cli(config, "consent", "set", *args, now=now)
+                        consented = True
+                    if (now - household.start) % demo.DECIDE_EVERY == timedelta(0):
+                        demo.approve_proposals(config, now)  # the agent decided at now
+                    reminders += len(watcher.reminded)
+                    demo.buy_after_reminders(watcher, household, now)
+                    _pace(tick, seconds_per_day)
+        finally:
+            if watcher is not None:
+                watcher.close()
+            proc.terminate()
+            proc.wait(30)
+        return _result("process", days, household, vendor.orders(), reminders,
+                       time.monotonic() - wall0)
+
+
+def compare(a: LoopResult, b: LoopResult) -> dict[str, object]:
+    """Per-SKU order counts and per-consumable stockout days side by side."""
+    skus = sorted(set(a.orders) | set(b.orders))
+    keys = sorted(set(a.stockout_days) | set(b.stockout_days))
+    return {
+        "orders": {s: [a.orders.get(s, 0), b.orders.get(s, 0)] for s in skus},
+        "stockout_days": {k: [round(a.stockout_days.get(k, 0.0), 2),
+                              round(b.stockout_days.get(k, 0.0), 2)] for k in keys},
+        "reminders": [a.reminders, b.reminders],
+        "wall_s": [round(a.wall_s, 1), round(b.wall_s, 1)],
+    }
+
+
+MODES: dict[str, Callable[[int, float, Path], LoopResult]] = {
+    "in-process": in_process, "process": process}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m firmware_sim.closed_loop",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--seconds-per-day", type=float, default=1.0)
+    parser.add_argument("--state-dir", type=Path, default=Path("closed-loop-state"))
+    parser.add_argument("--mode", choices=[*MODES, "both"], default="both")
+    args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the agent process and the broker are stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    modes = list(MODES) if args.mode == "both" else [args.mode]
+    results = [MODES[m](args.days, args.seconds_per_day, args.state_dir / m) for m in modes]
+    for result in results:
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+    if len(results) == 2:
+        sys.stdout.write(json.dumps({"compare [in-process, process]": compare(*results)},
+                                    indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
