@@ -26,8 +26,9 @@ from agent.app.dispatcher import Dispatcher
 from agent.app.order_now import Outcome, order_now_for
 from agent.app.planner import Planner
 from agent.app.sources import SourceJobs
+from agent.app.storage_faults import CLEARED_PROBLEM, INGEST, Fault, StorageFaults
 from agent.config import PrinterSettings, Settings
-from agent.errors import AgentError, VendorRetryable
+from agent.errors import AgentError, StoreError, VendorRetryable
 from agent.forecast import Forecast
 from agent.household.discovery import DeviceInfo
 from agent.household.link import HouseholdLink
@@ -100,6 +101,8 @@ class AgentService:
         self.forecasts: dict[str, Forecast] = {}
         self._states_at: datetime | None = None  # when household states last went out
         self.alerts = self._alert_pass()
+        # Storage faults of every writer (ingest and the jobs below), said in one place.
+        self.storage = StorageFaults(self._storage_changed, self._retry_job)
         self._schedule()
 
     # ---- construction -------------------------------------------------------------
@@ -131,23 +134,46 @@ class AgentService:
 
     def _schedule(self) -> None:
         add = self.scheduler.add_job
+        guard = self.storage.guard  # a full disk is retried with backoff, never raised
         add(self._heartbeat, "interval", seconds=10, id="heartbeat")
-        add(self.compact, "interval", hours=1, id="retention")
+        add(guard("retention", self.compact, "retention"), "interval", hours=1,
+            id="retention")
         # The first pass runs at start, so dashboards show days left without waiting.
-        add(self.decide, "interval", seconds=self.settings.forecast.interval_s, id="decide",
+        add(guard("decision", self.decide, "decide"), "interval",
+            seconds=self.settings.forecast.interval_s, id="decide",
             coalesce=True, next_run_time=datetime.now(UTC))
         if self.vendor is not None:
-            add(self.dispatch, "interval", seconds=self.settings.vendor.dispatch_interval_s,
-                id="dispatch", coalesce=True)
+            add(guard("outbox", self.dispatch, "dispatch"), "interval",
+                seconds=self.settings.vendor.dispatch_interval_s, id="dispatch", coalesce=True)
         if self.household is not None:
-            add(self.sync_household, "interval", seconds=self.settings.household.sync_interval_s,
-                id="household", coalesce=True)
+            add(guard("household", self.sync_household, "household"), "interval",
+                seconds=self.settings.household.sync_interval_s, id="household", coalesce=True)
         if self.alerts is not None:
-            add(self.send_alerts, "date", id="alerts")
+            add(self._alerts_job, "date", id="alerts")
         for source in self.printers:
             add(self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}")
         for job, options in self.sources.jobs():
             add(job, coalesce=True, **options)
+
+    def _storage_changed(self, before: Fault | None, now: Fault | None) -> None:
+        """Say a storage fault where systemctl, doctor and the household look."""
+        mq = self.settings.mqtt
+        systemd.status(now.status if now is not None
+                       else f"running: MQTT broker {mq.host}:{mq.port} connected")
+        if self.household is None or (before and now and before.reason == now.reason):
+            return
+        self.household.problem(now.problem if now is not None else CLEARED_PROBLEM,
+                               self.clock(), ref="storage")
+
+    def _retry_job(self, job_id: str, delay_s: float) -> None:
+        """Bring a job that hit a storage fault forward (never push it later)."""
+        job = self.scheduler.get_job(job_id)
+        at = datetime.now(UTC) + timedelta(seconds=delay_s)
+        if job is not None and (job.next_run_time is None or at < job.next_run_time):
+            job.modify(next_run_time=at)
+
+    def _alerts_job(self) -> None:
+        self.storage.guard("alerts", self.send_alerts)()
 
     def open_store(self) -> Store:
         return Store(self.settings.storage.path, rejects_kept=self.settings.ingest.rejects_kept)
@@ -270,7 +296,7 @@ class AgentService:
             # than the interval while sending never overlaps the next one.
             if not self._stop.is_set():
                 self.scheduler.add_job(
-                    self.send_alerts, "date", id="alerts", replace_existing=True,
+                    self._alerts_job, "date", id="alerts", replace_existing=True,
                     run_date=datetime.now(UTC) + timedelta(seconds=self.settings.alerts.interval_s))
 
     def _states_due(self, now: datetime) -> bool:
@@ -284,8 +310,13 @@ class AgentService:
         result = source.poll(self.clock())
         items = ([result.state] if result.state else []) + list(result.events)
         if items:
-            with self.open_store() as store:
-                store.write_batch(items, received_at=time.time())
+            try:
+                with self.open_store() as store:
+                    store.write_batch(items, received_at=time.time())
+            except StoreError as err:  # this poll's reading is lost; the next one reads anew
+                self.storage.failed("printer", err.reason, str(err))
+            else:
+                self.storage.succeeded("printer")
         if not self._stop.is_set():
             self.scheduler.add_job(
                 self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}",
@@ -409,16 +440,12 @@ class AgentService:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         self.start(wait_for_broker=True)
-        fault: str | None = None
         try:
             while not self._stop.wait(1.0):
                 if not self.ingest.writer.alive:
                     log.critical("agent.failed ingest writer died")
                     return 1
-                if self.ingest.writer.fault != fault:  # say it where systemctl shows it
-                    fault = self.ingest.writer.fault
-                    systemd.status(f"storage fault {fault}: readings not acknowledged, "
-                                   "retrying" if fault else "running")
+                self.storage.observe(INGEST, self.ingest.writer.fault)
         finally:
             self.shutdown()
         return 0

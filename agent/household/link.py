@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from agent.consent import Mode
-from agent.errors import ConsentError, VendorRetryable
+from agent.errors import ConsentError, StoreError, VendorRetryable
 from agent.household.discovery import DeviceInfo, discovery_for_device, discovery_for_proposal
 from agent.mqtt.ingest import HouseholdRoute
 from agent.storage.alerts import AlertLedger
@@ -128,6 +128,8 @@ class HouseholdLink:
         self.silent_after = silent_after
         self.stats = LinkStats()
         self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue(MAX_QUEUED_COMMANDS)
+        # A command the database could not record (disk full), run first next time.
+        self._held: tuple[str, bytes] | None = None
         self._known: dict[int, tuple[State, str | None]] | None = None
         self._last_reminder: int | None = None
         self._devices: dict[str, DeviceInfo] = {}
@@ -163,12 +165,21 @@ class HouseholdLink:
         the vendor and is refused as ``unavailable``.
         """
         while True:
+            if self._held is not None:
+                (topic, payload), self._held = self._held, None
+            else:
+                try:
+                    topic, payload = self.commands.get_nowait()
+                except queue.Empty:
+                    return
             try:
-                topic, payload = self.commands.get_nowait()
-            except queue.Empty:
-                return
+                result = self.execute(topic, payload, ledger, dispatcher, now)
+            except StoreError:
+                # It was acknowledged on receipt: keep it (and the ones queued behind it)
+                # for the next sync instead of losing it to a full disk.
+                self._held = (topic, payload)
+                raise
             self.stats.commands += 1
-            result = self.execute(topic, payload, ledger, dispatcher, now)
             if result != "accepted":
                 self.stats.refused += 1
 
