@@ -110,6 +110,8 @@ class AgentService:
     def _ingest_clock_trusted(self) -> bool:
         if self.settings.ingest.trust_clock == "always":
             return True
+        if self.settings.ingest.trust_clock == "flag":
+            return self.settings.ingest.clock_flag_file.exists()
         return systemd.clock_synchronized() is True
 
     def _vendor_client(self) -> VendorClient | None:
