@@ -28,6 +28,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from agent.config import IngestSettings, MqttSettings, read_secret
 from agent.errors import BrokerError, StoreError
 from agent.mqtt.backoff import BrokerWait
+from agent.mqtt.broker_log import BROKER_LOG_TOPIC, BrokerLog
 from agent.mqtt.judge import Inbound, RateLimiter, Unlimited, validate
 from agent.storage.store import (
     Item,
@@ -104,9 +105,16 @@ class Writer:
         self._rejects: dict[str, dict[str, int]] = {}  # not yet logged, per device
         self._reject_logged: dict[str, float] = {}
         self._error: BaseException | None = None
+        # Rejects the broker reported (oversize packets), counted beside our own.
+        self.noted: queue.SimpleQueue[Rejected] = queue.SimpleQueue()
 
     def start(self) -> None:
         self._thread.start()
+
+    def _write_noted(self, store: Store, items: list[Rejected]) -> None:
+        store.write_batch(list(items), received_at=self.wall())
+        self._tally_rejects(list(items))
+        self.stats.rejected += len(items)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then end the thread (at once if storage is failing:
@@ -226,6 +234,9 @@ class Writer:
                     self._retrying(functools.partial(self._commit, store, batch))
                 if self.stats.pending and self._clock_trusted():
                     self._retrying(functools.partial(self._rejudge, store))
+                if not self.noted.empty():
+                    noted = [self.noted.get() for _ in range(self.noted.qsize())]
+                    self._retrying(functools.partial(self._write_noted, store, noted))
                 self._flush_rejects(time.monotonic(), force=done)
         except BaseException as err:  # the watchdog sees the dead thread; log why once
             self._error = err
@@ -312,6 +323,8 @@ class MqttIngest:
         self.writer = Writer(store_factory, ingest_settings, self._ack, on_stored,
                              clock_trusted=clock_trusted)
         self._refused: ReasonCode | None = None
+        self.broker_log = BrokerLog()
+        self._log_mid: int | None = None
 
     # paho callbacks run on its network thread: keep them short and never raise.
 
@@ -334,9 +347,17 @@ class MqttIngest:
                             (self.household.topics if self.household else [])]
                          + [(t, SubscribeOptions(qos=1)) for t in
                             (self.foreign.topics() if self.foreign else [])])
+        # On its own: a broker whose ACL predates it may refuse it, and that is no reason
+        # to stay unready (oversize packets then just go uncounted).
+        self._log_mid = client.subscribe(BROKER_LOG_TOPIC, qos=0)[1]
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
+        if mid == self._log_mid:
+            if any(r.is_failure for r in reasons):
+                log.warning("mqtt.subscribe refused topic=%s effect=oversize_not_counted",
+                            BROKER_LOG_TOPIC)
+            return
         if any(r.is_failure for r in reasons):
             log.error("mqtt.subscribe refused reasons=%s", ",".join(_token(r) for r in reasons))
             return
@@ -354,6 +375,10 @@ class MqttIngest:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             self.last_network_activity = time.monotonic()
+            if msg.topic == BROKER_LOG_TOPIC:
+                if (rejected := self.broker_log.read(bytes(msg.payload))) is not None:
+                    self.writer.noted.put(rejected)
+                return
             if self.foreign and self.foreign.wants(msg.topic):
                 # Foreign readings are re-sent by their devices: ack on hand-off.
                 self.foreign.deliver(msg.topic, bytes(msg.payload), bool(msg.retain))

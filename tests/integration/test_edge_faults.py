@@ -214,3 +214,42 @@ reject_log_interval_s = {interval}
     assert len(summaries) <= (flood_s + 3 * interval) / interval + 1
     assert len(lines) < 60, "\n".join(lines[:80])
     assert not any("ingest.reject device=fridge-1" in ln for ln in lines)
+
+
+def test_payloads_over_the_broker_limit_are_counted(tmp_path: Path, broker: LocalBroker) -> None:
+    config = write_agent_config(tmp_path / "agent", broker)
+    db = tmp_path / "agent" / "agent.db"
+
+    def too_large() -> int:
+        return query(db, "SELECT SUM(count) FROM reject_counts "
+                         "WHERE device_id = 'printer-1' AND reason = 'too_large'")
+
+    with AgentProcess(config) as agent:
+        printer = device(broker, "printer-1")
+        body = state("printer-1", 1, time.time())
+        # 20 KiB: over the protocol's 16 KiB, under the broker's 64 KiB packet limit: the
+        # agent sees and refuses it. 70 KiB: the broker disconnects the device. (QoS 0 so
+        # each is sent once: a QoS 1 one is resent on every reconnect, and every
+        # disconnect counts.)
+        printer.publish("replenish/v1/devices/printer-1/state",
+                        body[:-1] + ', "pad": "' + "x" * 20_000 + '"}', qos=1)
+        wait_for(lambda: too_large() == 1)
+        printer.publish("replenish/v1/devices/printer-1/state", b"x" * 70_000, qos=0)
+        wait_for(lambda: too_large() == 2)
+        printer.loop_stop()
+        printer.disconnect()
+        for mqtt_version in (mqtt.MQTTv311, mqtt.MQTTv5):  # another client id, other protocol
+            other = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"other-{mqtt_version}",
+                                protocol=mqtt_version)
+            other.username_pw_set("fridge-1", broker.passwords["fridge-1"])
+            other.connect(broker.host, broker.port)
+            other.loop_start()
+            other.publish("replenish/v1/devices/fridge-1/state", b"y" * 100_000, qos=0)
+            time.sleep(0.5)
+            other.loop_stop()
+        wait_for(lambda: query(db, "SELECT SUM(count) FROM reject_counts WHERE device_id = "
+                                   "'fridge-1' AND reason = 'too_large'") == 2)
+        wait_for(lambda: "reasons=too_large:2" in agent.log())
+        log = agent.log()
+    assert "disconnected due to oversize packet" in broker.log_text()
+    assert "Traceback" not in log
