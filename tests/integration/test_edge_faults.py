@@ -153,22 +153,26 @@ reject_log_interval_s = {interval}
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert flood.stdin is not None
     stop = threading.Event()
-    sent = [0, 0]
+    sent = [0]
     calm_acked: list[int] = []
     calm.on_publish = lambda c, u, mid, rc, p: calm_acked.append(mid)
 
+    # Made up front, so pacing is only a write per tick even on a loaded machine.
+    ts = time.time()
+    batches = [("\n".join(state("printer-1", b * 1000 + i, ts) for i in range(1, 1001))
+                + "\n").encode() for b in range(100)]
+
     def run_flood() -> None:
         assert flood.stdin is not None
-        seq = 0
-        while not stop.is_set():
-            tick = time.monotonic()
-            ts = time.time()
-            lines = [state("printer-1", seq + i, ts) for i in range(1, 1001)]
-            seq += 1000  # 1,000 per 100 ms: 10,000 msg/s
-            flood.stdin.write(("\n".join(lines) + "\n").encode())
+        tick = time.monotonic()
+        for batch in batches:  # 1,000 per 100 ms: 10,000 msg/s
+            if stop.is_set():
+                break
+            flood.stdin.write(batch)
             flood.stdin.flush()
-            sent[0] = seq
-            time.sleep(max(0.0, 0.1 - (time.monotonic() - tick)))
+            sent[0] += 1000
+            tick += 0.1
+            time.sleep(max(0.0, tick - time.monotonic()))
         flood.stdin.close()
 
     with AgentProcess(config) as agent:
@@ -207,11 +211,15 @@ reject_log_interval_s = {interval}
     print(f"flood: sent={sent[0]} in {flood_s:.1f}s ({rate:.0f} msg/s), stored={stored}, "
           f"rejected={rejected}, summary lines={len(summaries)}, log lines={len(lines)}")
     assert rate >= 9_000, f"the flood was offered at only {rate:.0f} msg/s"
-    # Every flood message reached the agent and was stored or counted (QoS 0 from
-    # mosquitto_pub: none is redelivered, so the sum is exact).
-    assert stored + rejected == sent[0]
-    # At most one line per device per interval, and nothing else per message.
-    assert len(summaries) <= (flood_s + 3 * interval) / interval + 1
+    # The flood reached the agent and was counted: QoS 0 from mosquitto_pub, so none is
+    # redelivered (stored + rejected can only fall short of sent, if the broker dropped
+    # some QoS 0 messages to a lagging agent).
+    assert sent[0] // 2 < rejected <= stored + rejected <= sent[0]
+    # At most one line per device per interval (by the agent's own log timestamps), and
+    # nothing else per message.
+    stamps = [datetime.strptime(ln[:23], "%Y-%m-%d %H:%M:%S,%f") for ln in summaries]
+    gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert len(summaries) >= 2 and min(gaps) >= interval - 0.05, gaps
     assert len(lines) < 60, "\n".join(lines[:80])
     assert not any("ingest.reject device=fridge-1" in ln for ln in lines)
 
