@@ -23,6 +23,9 @@ have chromedriver || need+=(chromium-driver)
 # The real-systemd test (tests/integration/test_systemd_nspawn.py) boots a Debian rootfs.
 have systemd-nspawn || need+=(systemd-container)
 have debootstrap || need+=(debootstrap)
+# The gateway clock fault test (tests/integration/test_edge_faults.py) runs the real agent
+# under libfaketime: a clock 30 days behind, then stepped right.
+compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || need+=(libfaketime)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

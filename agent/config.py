@@ -101,7 +101,11 @@ class IngestSettings(BaseModel):
     # When the gateway's clock counts as right: "synchronized" once NTP says so
     # (systemd-timesyncd / adjtimex); "always" for a gateway with a battery-backed RTC.
     # Until then, readings that look skewed are kept as pending, not rejected.
-    trust_clock: Literal["synchronized", "always"] = "synchronized"
+    # "flag": once ``clock_flag_file`` exists (systemd-timesyncd's own flag by default;
+    # another NTP client, a GPS or an RTC hat can touch a file of its own when it has
+    # set the clock), without asking the kernel or timedated.
+    trust_clock: Literal["synchronized", "always", "flag"] = "synchronized"
+    clock_flag_file: Path = Path("/run/systemd/timesync/synchronized")
     # Rejected messages are logged as one summary line per device per interval.
     reject_log_interval_s: float = Field(default=60.0, ge=0)
     # How often an idle writer wakes up to judge pending readings again.

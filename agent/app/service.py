@@ -28,10 +28,11 @@ from agent.app.liveness import Liveness
 from agent.app.order_now import Outcome, order_now_for
 from agent.app.planner import Planner
 from agent.app.sources import SourceJobs
+from agent.app.storage_faults import CLEARED_PROBLEM, INGEST, Fault, StorageFaults
 from agent.app.supplies import ShelfPlans, chain, wearer_spec
 from agent.clock import SimulatedClock
 from agent.config import PrinterSettings, Settings
-from agent.errors import AgentError, VendorRetryable
+from agent.errors import AgentError, StoreError, VendorRetryable
 from agent.forecast import Forecast
 from agent.household.link import HouseholdLink
 from agent.household.views import consumable_states, consumable_views, device_views
@@ -118,6 +119,8 @@ class AgentService(Liveness):
         self.forecasts: dict[str, Forecast] = {}
         self._states_at: datetime | None = None  # when household states last went out
         self.alerts = self._alert_pass()
+        # Storage faults of every writer (ingest and the jobs below), said in one place.
+        self.storage = StorageFaults(self._storage_changed, self._retry_job)
         self._schedule()
 
     # ---- construction -------------------------------------------------------------
@@ -125,6 +128,8 @@ class AgentService(Liveness):
     def _ingest_clock_trusted(self) -> bool:
         if self.settings.ingest.trust_clock == "always" or self.simulated is not None:
             return True
+        if self.settings.ingest.trust_clock == "flag":
+            return self.settings.ingest.clock_flag_file.exists()
         return systemd.clock_synchronized() is True
 
     def _vendor_client(self) -> VendorClient | None:
@@ -149,19 +154,22 @@ class AgentService(Liveness):
 
     def _schedule(self) -> None:
         add = self.scheduler.add_job
+        guard = self.storage.guard  # a full disk is retried with backoff, never raised
         add(self._heartbeat, "interval", seconds=10, id="heartbeat")
-        add(self.compact, "interval", hours=1, id="retention")
+        add(guard("retention", self.compact, "retention"), "interval", hours=1,
+            id="retention")
         # The first pass runs at start, so dashboards show days left without waiting.
-        add(self.decide, "interval", seconds=self.settings.forecast.interval_s, id="decide",
+        add(guard("decision", self.decide, "decide"), "interval",
+            seconds=self.settings.forecast.interval_s, id="decide",
             coalesce=True, next_run_time=datetime.now(UTC))
         if self.vendor is not None:
-            add(self.dispatch, "interval", seconds=self.settings.vendor.dispatch_interval_s,
-                id="dispatch", coalesce=True)
+            add(guard("outbox", self.dispatch, "dispatch"), "interval",
+                seconds=self.settings.vendor.dispatch_interval_s, id="dispatch", coalesce=True)
         if self.household is not None:
-            add(self.sync_household, "interval", seconds=self.settings.household.sync_interval_s,
-                id="household", coalesce=True)
+            add(guard("household", self.sync_household, "household"), "interval",
+                seconds=self.settings.household.sync_interval_s, id="household", coalesce=True)
         if self.alerts is not None:
-            add(self.send_alerts, "date", id="alerts")
+            add(self._alerts_job, "date", id="alerts")
         # Orders change in dispatch passes: the fleet hears of them as soon as the next one.
         add(self.publish_fleet, "interval", id="fleet", coalesce=True,
             seconds=min(FLEET_INTERVAL_S, self.settings.vendor.dispatch_interval_s))
@@ -171,6 +179,26 @@ class AgentService(Liveness):
             first = {} if job.first_run is None else {"next_run_time": job.first_run}
             add(job.func, "interval", seconds=job.every.total_seconds(), id=job.id,
                 coalesce=True, **first)
+
+    def _storage_changed(self, before: Fault | None, now: Fault | None) -> None:
+        """Say a storage fault where systemctl, doctor and the household look."""
+        mq = self.settings.mqtt
+        systemd.status(now.status if now is not None
+                       else f"running: MQTT broker {mq.host}:{mq.port} connected")
+        if self.household is None or (before and now and before.reason == now.reason):
+            return
+        self.household.problem(now.problem if now is not None else CLEARED_PROBLEM,
+                               self.clock(), ref="storage")
+
+    def _retry_job(self, job_id: str, delay_s: float) -> None:
+        """Bring a job that hit a storage fault forward (never push it later)."""
+        job = self.scheduler.get_job(job_id)
+        at = datetime.now(UTC) + timedelta(seconds=delay_s)
+        if job is not None and (job.next_run_time is None or at < job.next_run_time):
+            job.modify(next_run_time=at)
+
+    def _alerts_job(self) -> None:
+        self.storage.guard("alerts", self.send_alerts)()
 
     def open_store(self) -> Store:
         return Store(self.settings.storage.path, rejects_kept=self.settings.ingest.rejects_kept)
@@ -302,7 +330,7 @@ class AgentService(Liveness):
             # than the interval while sending never overlaps the next one.
             if not self._stop.is_set():
                 self.scheduler.add_job(
-                    self.send_alerts, "date", id="alerts", replace_existing=True,
+                    self._alerts_job, "date", id="alerts", replace_existing=True,
                     run_date=datetime.now(UTC) + timedelta(seconds=self.settings.alerts.interval_s))
 
     def _states_due(self, now: datetime) -> bool:
@@ -316,8 +344,13 @@ class AgentService(Liveness):
         result = source.poll(self.clock())
         items = ([result.state] if result.state else []) + list(result.events)
         if items:
-            with self.open_store() as store:
-                store.write_batch(items, received_at=self.clock().timestamp())
+            try:
+                with self.open_store() as store:
+                    store.write_batch(items, received_at=self.clock().timestamp())
+            except StoreError as err:  # this poll's reading is lost; the next one reads anew
+                self.storage.failed("printer", err.reason, str(err))
+            else:
+                self.storage.succeeded("printer")
         if not self._stop.is_set():
             self.scheduler.add_job(
                 self.poll_printer, "date", args=[source], id=f"printer-{source.device_id}",
@@ -408,16 +441,12 @@ class AgentService(Liveness):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         self.start(wait_for_broker=True)
-        fault: str | None = None
         try:
             while not self._stop.wait(1.0):
                 if not self.ingest.writer.alive:
                     log.critical("agent.failed ingest writer died")
                     return 1
-                if self.ingest.writer.fault != fault:  # say it where systemctl shows it
-                    fault = self.ingest.writer.fault
-                    systemd.status(f"storage fault {fault}: readings not acknowledged, "
-                                   "retrying" if fault else "running")
+                self.storage.observe(INGEST, self.ingest.writer.fault)
         finally:
             self.shutdown()
         return 0

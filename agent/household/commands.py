@@ -16,7 +16,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from agent.errors import ConsentError, VendorRetryable
+from agent.errors import ConsentError, StoreError, VendorRetryable
 from agent.storage.alerts import AlertLedger
 from agent.storage.ledger import PENDING, Intent, Ledger, State
 from agent.wire.household import (
@@ -77,6 +77,7 @@ class HouseholdCommands:
     proposal_ttl: timedelta
     stats: LinkStats
     commands: queue.Queue[tuple[str, bytes]]
+    _held: tuple[str, bytes] | None  # a command the database could not record, run first
 
     def handle_commands(self, ledger: Ledger, dispatcher: OrderCanceller | None,
                         now: datetime) -> None:
@@ -87,12 +88,21 @@ class HouseholdCommands:
         the vendor and is refused as ``unavailable``.
         """
         while True:
+            if self._held is not None:
+                (topic, payload), self._held = self._held, None
+            else:
+                try:
+                    topic, payload = self.commands.get_nowait()
+                except queue.Empty:
+                    return
             try:
-                topic, payload = self.commands.get_nowait()
-            except queue.Empty:
-                return
+                result = self.execute(topic, payload, ledger, dispatcher, now)
+            except StoreError:
+                # It was acknowledged on receipt: keep it (and the ones queued behind it)
+                # for the next sync instead of losing it to a full disk.
+                self._held = (topic, payload)
+                raise
             self.stats.commands += 1
-            result = self.execute(topic, payload, ledger, dispatcher, now)
             if result != "accepted":
                 self.stats.refused += 1
 

@@ -91,6 +91,8 @@ class HouseholdLink(HouseholdCommands):
         self.silent_after = silent_after
         self.stats = LinkStats()
         self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue(MAX_QUEUED_COMMANDS)
+        # A command the database could not record (disk full), run first next time.
+        self._held: tuple[str, bytes] | None = None
         self._known: dict[int, tuple[State, str | None]] | None = None
         self._last_reminder: int | None = None
         self._devices: dict[str, DeviceInfo] = {}

@@ -26,6 +26,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from agent.config import IngestSettings, MqttSettings, read_secret
 from agent.errors import BrokerError
 from agent.mqtt.backoff import BrokerWait
+from agent.mqtt.broker_log import BROKER_LOG_TOPIC, BrokerLog
 from agent.mqtt.judge import Inbound, RateLimiter, validate
 from agent.mqtt.writer import IngestStats, Writer
 from agent.ops.systemd import ProgressMark
@@ -116,6 +117,8 @@ class MqttIngest:
         self._refused: ReasonCode | None = None
         # Receive stamps judge reading timestamps (skew); a simulated agent sets its clock.
         self.wall: Callable[[], float] = time.time
+        self.broker_log = BrokerLog()
+        self._log_mid: int | None = None
 
     # paho callbacks run on its network thread: keep them short and never raise.
 
@@ -143,9 +146,17 @@ class MqttIngest:
                             (self.household.topics if self.household else [])]
                          + [(t, SubscribeOptions(qos=1)) for t in
                             (self.foreign.topics() if self.foreign else [])])
+        # On its own: a broker whose ACL predates it may refuse it, and that is no reason
+        # to stay unready (oversize packets then just go uncounted).
+        self._log_mid = client.subscribe(BROKER_LOG_TOPIC, qos=0)[1]
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
+        if mid == self._log_mid:
+            if any(r.is_failure for r in reasons):
+                log.warning("mqtt.subscribe refused topic=%s effect=oversize_not_counted",
+                            BROKER_LOG_TOPIC)
+            return
         if any(r.is_failure for r in reasons):
             log.error("mqtt.subscribe refused reasons=%s", ",".join(_token(r) for r in reasons))
             return
@@ -163,6 +174,10 @@ class MqttIngest:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             self.progress.touch()
+            if msg.topic == BROKER_LOG_TOPIC:
+                if (rejected := self.broker_log.read(bytes(msg.payload))) is not None:
+                    self.writer.noted.put(rejected)
+                return
             if self.foreign and self.foreign.wants(msg.topic):
                 # Foreign readings are re-sent by their devices: ack on hand-off.
                 self.foreign.deliver(msg.topic, bytes(msg.payload), bool(msg.retain))

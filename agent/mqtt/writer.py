@@ -87,6 +87,8 @@ class Writer:
         self._rejects: dict[str, dict[str, int]] = {}  # not yet logged, per device
         self._reject_logged: dict[str, float] = {}
         self._error: BaseException | None = None
+        # Rejects the broker reported (oversize packets), counted beside our own.
+        self.noted: queue.SimpleQueue[Rejected] = queue.SimpleQueue()
         self._folded_at = self._checkpointed_at = time.monotonic()
         # What a previous run left in the recent tier goes with the first due fold.
         self._written_since_fold = True
@@ -94,6 +96,11 @@ class Writer:
 
     def start(self) -> None:
         self._thread.start()
+
+    def _write_noted(self, store: Store, items: list[Rejected]) -> None:
+        store.write_batch(list(items), received_at=self.wall())
+        self._tally_rejects(list(items))
+        self.stats.rejected += len(items)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then end the thread (at once if storage is failing:
@@ -245,6 +252,9 @@ class Writer:
                     self._retrying(functools.partial(self._commit, store, batch))
                 if self.stats.pending and self._clock_trusted():
                     self._retrying(functools.partial(self._rejudge, store))
+                if not self.noted.empty():
+                    noted = [self.noted.get() for _ in range(self.noted.qsize())]
+                    self._retrying(functools.partial(self._write_noted, store, noted))
                 self._flush_rejects(time.monotonic(), force=done)
                 if not (done and self.fault is not None):
                     self._retrying(functools.partial(self._upkeep, store, done))

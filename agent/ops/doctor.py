@@ -207,6 +207,25 @@ def check_disk(db_path: Path, probes: Probes) -> CheckResult:
     return CheckResult("disk", Level.OK, summary)
 
 
+# The running agent's STATUS= while a write fails (agent.app.storage_faults.Fault.status).
+STORAGE_FAULT_STATUS = "storage fault"
+
+
+def check_storage(probes: Probes) -> CheckResult:
+    """Whether the running agent can write its database (its ``STATUS=`` line says so
+    while it cannot: a fault it retries by itself, so no restart is needed)."""
+    status = probes.service_status()
+    if status is None:
+        return CheckResult("storage", Level.OK, "no storage fault reported (agent service "
+                           "not running under systemd, or no status)")
+    if not status.startswith(STORAGE_FAULT_STATUS):
+        return CheckResult("storage", Level.OK, "the running agent writes its database")
+    fix = ("free space on the SD card (journalctl --vacuum-size=50M, apt clean); the agent "
+           "resumes by itself" if "disk_full" in status
+           else "see `journalctl -u replenish-agent | grep store.write_failed`")
+    return CheckResult("storage", Level.FAIL, status, fix)
+
+
 def check_devices(db_path: Path, probes: Probes) -> CheckResult:
     """When each device last reported (from the ``devices`` table)."""
     rows = _query(db_path, "SELECT device_id, last_seen FROM devices ORDER BY device_id")
@@ -328,6 +347,7 @@ def run_checks(
     results.append(check_database(db))
     results.append(check_clock(db, probes))
     results.append(check_disk(db, probes))
+    results.append(check_storage(probes))
     results.append(check_devices(db, probes))
     results.append(check_alerts(settings.alerts, db, probes))
     results.append(check_orders(db))

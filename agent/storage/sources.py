@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.errors import StoreError
 from agent.storage.migrations import migrate
+from agent.storage.rows import fault_reason
 from agent.storage.tx import immediate
 
 
@@ -89,7 +90,7 @@ class SourceStore:
             with immediate(self.conn):
                 return self.conn.execute(sql, params).rowcount
         except sqlite3.Error as err:
-            raise StoreError(f"sources write failed: {err}") from err
+            raise StoreError(f"sources write failed: {err}", reason=fault_reason(err)) from err
 
     # ---- entities -----------------------------------------------------------------
 
@@ -176,7 +177,7 @@ class SourceStore:
                         "count=count+excluded.count, last_at=excluded.last_at",
                         (source, reason, n, now))
         except sqlite3.Error as err:
-            raise StoreError(f"sources write failed: {err}") from err
+            raise StoreError(f"sources write failed: {err}", reason=fault_reason(err)) from err
 
     def rejects(self) -> list[SourceReject]:
         rows = self.conn.execute("SELECT source, reason, count, last_at FROM source_rejects "

@@ -40,8 +40,9 @@ path = "{workdir / 'agent.db'}"
 class AgentProcess:
     """``replenish --config CONFIG run`` with its log captured to a file."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.env = env or {}  # added to the agent's environment (NOTIFY_SOCKET, LD_PRELOAD)
         self.log_path = config.parent / "agent.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
@@ -53,7 +54,8 @@ class AgentProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent.cli.main", "--config", str(self.config), "run"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         log.close()
         deadline = time.monotonic() + timeout

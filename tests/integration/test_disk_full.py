@@ -1,6 +1,7 @@
 """A real full disk under the real ``replenish run``: a small tmpfs holds the database,
-a filler file takes the rest; the agent stops acknowledging, stays up, says why, and
-stores every reading once the space is back."""
+a filler file takes the rest; the agent stops acknowledging, stays up, says why (log,
+``STATUS=``, one household ``problem`` event), keeps a household command it could not
+record, and stores every reading and runs the command once the space is back."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_sim.broker import LocalBroker
 from tests.integration.agent_harness import AgentProcess, write_agent_config
+from tests.integration.test_broker_late import NotifyListener
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -57,8 +59,15 @@ def fill(where: Path) -> Path:
     return filler
 
 
+def refused_commands(db: Path) -> int:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM audit WHERE kind = ?",
+                                ("household_command_refused",)).fetchone()[0])
+
+
 def test_full_disk_then_freed(tmp_path: Path, small_disk: Path, broker: LocalBroker) -> None:
-    config = write_agent_config(tmp_path / "agent", broker)
+    config = write_agent_config(tmp_path / "agent", broker,
+                                "[household]\nsync_interval_s = 0.5\n")
     db = small_disk / "agent.db"
     config.write_text(config.read_text().replace(str(tmp_path / "agent" / "agent.db"),
                                                  str(db)))
@@ -74,7 +83,19 @@ def test_full_disk_then_freed(tmp_path: Path, small_disk: Path, broker: LocalBro
                 "consumables": [{"id": f"c{i}", "level": 50.0} for i in range(20)]}
         client.publish("replenish/v1/devices/printer-1/state", json.dumps(body), qos=1)
 
-    with AgentProcess(config) as agent:
+    events: list[dict[str, object]] = []
+    phone = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="phone", protocol=mqtt.MQTTv5)
+    phone.username_pw_set("household", broker.passwords["household"])
+    phone.on_message = lambda c, u, m: events.append(json.loads(m.payload))
+    phone.connect(broker.host, broker.port)
+    phone.subscribe("replenish/v1/household/events", qos=1)
+    phone.loop_start()
+
+    def problems() -> list[object]:
+        return [e["message"] for e in events if e.get("ref") == "storage"]
+
+    notify = NotifyListener(tmp_path / "notify.sock")
+    with AgentProcess(config, env={"NOTIFY_SOCKET": str(notify.path)}) as agent:
         for seq in range(1, 6):
             send(seq)
         wait_until(lambda: count(db) == 5 * 20, timeout=30.0)
@@ -82,15 +103,33 @@ def test_full_disk_then_freed(tmp_path: Path, small_disk: Path, broker: LocalBro
         for seq in range(6, 306):
             send(seq)
         wait_until(lambda: "store.write_failed reason=disk_full" in agent.log(), timeout=30.0)
+        # A household command while the disk is full: acknowledged on receipt, so the
+        # agent must keep it until it can record it.
+        phone.publish("replenish/v1/household/commands/approve",
+                      json.dumps({"ref": "p999-00000000"}), qos=1)
+        wait_until(lambda: "where=household reason=disk_full" in agent.log(), timeout=30.0)
+        wait_until(lambda: len(problems()) == 1, timeout=30.0)
         time.sleep(3)  # retries keep failing meanwhile: the process must stay up
         assert agent.proc is not None and agent.proc.poll() is None
         assert count(db) < 305 * 20
+        assert any(t.startswith("STATUS=storage fault disk_full") for t in notify.texts())
         filler.unlink()  # space returns
         wait_until(lambda: count(db) == 305 * 20, timeout=60)
+        wait_until(lambda: refused_commands(db) == 1, timeout=60)
+        wait_until(lambda: len(problems()) == 2, timeout=60)
         assert agent.proc.poll() is None
         log = agent.log()
-    client.loop_stop()
-    client.disconnect()
-    assert log.count("store.write_failed") == 1
+    notify.close()
+    for c in (client, phone):
+        c.loop_stop()
+        c.disconnect()
+    first, cleared = problems()
+    assert str(first).startswith("storage fault disk_full") and "free space" in str(first)
+    assert str(cleared).startswith("storage fault cleared")
+    statuses = [t for t in notify.texts() if t.startswith("STATUS=")]
+    assert statuses[-1].startswith("STATUS=running")  # the fault cleared
+    assert log.count("store.write_failed reason=") == 1  # ingest: one line per fault
+    assert log.count("store.write_failed where=household") == 1
     assert "store.write_recovered reason=disk_full" in log
+    assert "store.write_recovered where=household" in log
     assert "no transaction is active" not in log and "Traceback" not in log

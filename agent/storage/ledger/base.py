@@ -18,6 +18,7 @@ from agent.domain import JsonObject
 from agent.errors import ConsentError, StoreError
 from agent.storage.ledger import audit
 from agent.storage.ledger.rows import Intent, intent_from_row, ts
+from agent.storage.rows import fault_reason
 from agent.storage.store import Store
 from agent.storage.tx import immediate
 
@@ -45,13 +46,13 @@ class LedgerBase:
             with immediate(self.conn):
                 yield self.conn
         except sqlite3.Error as err:
-            raise StoreError(f"ledger write failed: {err}") from err
+            raise StoreError(f"ledger write failed: {err}", reason=fault_reason(err)) from err
 
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
             return list(self.conn.execute(sql, params))
         except sqlite3.Error as err:
-            raise StoreError(f"ledger read failed: {err}") from err
+            raise StoreError(f"ledger read failed: {err}", reason=fault_reason(err)) from err
 
     # ---- audit --------------------------------------------------------------------
 
