@@ -107,7 +107,11 @@ def test_full_disk_then_freed(tmp_path: Path, small_disk: Path, broker: LocalBro
         # agent must keep it until it can record it.
         phone.publish("replenish/v1/household/commands/approve",
                       json.dumps({"ref": "p999-00000000"}), qos=1)
-        wait_until(lambda: "where=household reason=disk_full" in agent.log(), timeout=30.0)
+        # Its audit row may still fit in pages SQLite has free (the fold of recent readings
+        # leaves some): then it is recorded at once; else it is held and retried.
+        wait_until(lambda: "where=household reason=disk_full" in agent.log()
+                   or "audit.household_command_refused" in agent.log(), timeout=30.0,
+                   what=lambda: agent.log()[-2000:])
         wait_until(lambda: len(problems()) == 1, timeout=30.0)
         time.sleep(3)  # retries keep failing meanwhile: the process must stay up
         assert agent.proc is not None and agent.proc.poll() is None
@@ -129,7 +133,8 @@ def test_full_disk_then_freed(tmp_path: Path, small_disk: Path, broker: LocalBro
     statuses = [t for t in notify.texts() if t.startswith("STATUS=")]
     assert statuses[-1].startswith("STATUS=running")  # the fault cleared
     assert log.count("store.write_failed reason=") == 1  # ingest: one line per fault
-    assert log.count("store.write_failed where=household") == 1
+    held = "store.write_failed where=household" in log
+    assert log.count("store.write_failed where=household") == int(held)
     assert "store.write_recovered reason=disk_full" in log
-    assert "store.write_recovered where=household" in log
+    assert ("store.write_recovered where=household" in log) == held
     assert "no transaction is active" not in log and "Traceback" not in log
