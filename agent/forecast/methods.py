@@ -20,6 +20,7 @@ from agent.forecast.series import (
     overlap,
 )
 from agent.forecast.stats import median, robust_daily_variance, theil_sen
+from agent.forecast.types import EstimateKind
 
 LONG_WINDOW_DAYS = 35.0  # enough weeks for weekday factors, short enough to follow a move
 # Recent windows checked for a step change in use: (days, only rises count).
@@ -41,6 +42,7 @@ class Estimate:
     weekday: tuple[float, ...] | None
     points: int
     basis: str
+    kind: EstimateKind
 
 
 def _daily_points(xs: list[float], ys: list[float], since: float) -> tuple[list[float],
@@ -190,7 +192,7 @@ def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Es
     level = max(0.0, s.level[-1] - rate * elapsed)
     level_sd = max(0.004 * capacity, daily_sd * math.sqrt(elapsed))
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, weekday, len(xs),
-                    f"{basis}, {len(xs)} points{_cleaning_note(s)}")
+                    f"{basis}, {len(xs)} points{_cleaning_note(s)}", EstimateKind.FINE)
 
 
 def _cleaning_note(s: UseSeries) -> str:
@@ -218,7 +220,8 @@ def _coarse(
         # sits anywhere within its step.
         level = reported if exact else (reported + 0.5 * q if reported > 0 else 0.0)
         return Estimate(level, 0.0 if exact else q / math.sqrt(12.0),
-                        None, 0.0, 0.0, None, len(xs), f"{q:g}-unit steps, too few crossings")
+                        None, 0.0, 0.0, None, len(xs), f"{q:g}-unit steps, too few crossings",
+                        EstimateKind.STEPS)
     xs = xs[-MAX_POINTS:]
     ys = ys[-MAX_POINTS:]
     rate, _ = theil_sen(xs, ys)
@@ -255,7 +258,8 @@ def _coarse(
     level_sd = ((0.0 if exact else q / math.sqrt(12.0)) + (drift if exact else min(drift, 0.5 * q))
                 + daily_sd * math.sqrt(stale))
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
-                    f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings")
+                    f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings",
+                    EstimateKind.STEPS)
 
 
 def counter_estimate(
@@ -304,7 +308,7 @@ def counter_estimate(
         level = max(0.0, lvl_a - used)
         level_sd = daily_sd * math.sqrt(max(elapsed, 0.5)) + 0.01 * lvl_a
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
-                    f"counter x declared yield, {len(xs)} points")
+                    f"counter x declared yield, {len(xs)} points", EstimateKind.COUNTER)
 
 
 def state_estimate(
@@ -339,10 +343,11 @@ def state_estimate(
         lvl = max(0.0, low_level - (rate or 0.0) * el)
         basis = "LOW state, cycle length" if rate is not None else "LOW state only"
         sd = 0.02 * capacity + (0.1 * (rate or 0.0) * el)
-        return Estimate(lvl, sd, rate, 0.2 * (rate or 0.0), 0.0, None, len(cycles), basis)
+        return Estimate(lvl, sd, rate, 0.2 * (rate or 0.0), 0.0, None, len(cycles), basis,
+                        EstimateKind.STATE)
     if rate is None or not reps:
         return None
     el = (now - reps[-1]) - overlap(reps[-1], now, away)
     lvl = max(low_level, capacity - rate * el)
     return Estimate(lvl, 0.1 * capacity, rate, 0.2 * rate, 0.0, None, len(cycles),
-                    f"replacement-to-LOW cycles, {len(cycles)} cycles")
+                    f"replacement-to-LOW cycles, {len(cycles)} cycles", EstimateKind.STATE)
