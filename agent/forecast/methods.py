@@ -28,6 +28,7 @@ RECENT_WINDOWS = ((8.0, False), (4.0, False), (2.5, True))
 COARSE_HISTORY_DAYS = 365.0  # coarse steps are rare: look back further for crossings
 DAILY_CV_FLOOR = 0.35  # least day-to-day spread of use, relative to the rate
 MAX_POINTS = 36  # points fed to Theil-Sen (pairs grow as n^2)
+WEEK_DAYS = 7.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -293,6 +294,9 @@ def counter_estimate(
     uses = [b - a for a, b in zip(counters, counters[1:], strict=False)]
     spans = [b - a for a, b in zip(tau, tau[1:], strict=False)]
     var = robust_daily_variance(uses[-200:], spans[-200:], ppd, trim=False)
+    week = _weekly_variance(tau, counters, ppd)
+    if week is not None:
+        var = week if var is None else max(var, week)
     daily = math.sqrt(var) if var is not None else 0.5 * ppd
     rate = ppd * per_unit
     daily_sd = daily * per_unit
@@ -309,6 +313,35 @@ def counter_estimate(
         level_sd = daily_sd * math.sqrt(max(elapsed, 0.5)) + 0.01 * lvl_a
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
                     f"counter x declared yield, {len(xs)} points", EstimateKind.COUNTER)
+
+
+def _weekly_variance(tau: list[float], counters: list[float], ppd: float) -> float | None:
+    """Per-day variance of use judged over whole weeks of active time (sliding a day at a
+    time over the last ten weeks): a busy week in an office is one burst, not seven
+    independent days, and day-to-day noise would promise a steadier week than comes."""
+    end = tau[-1]
+    if end - tau[0] < 3 * WEEK_DAYS:
+        return None
+
+    def at(x: float) -> float:
+        i = bisect.bisect_left(tau, x)
+        if i <= 0:
+            return counters[0]
+        if i >= len(tau):
+            return counters[-1]
+        a, b = tau[i - 1], tau[i]
+        f = (x - a) / (b - a) if b > a else 1.0
+        return counters[i - 1] + (counters[i] - counters[i - 1]) * f
+
+    devs = []
+    j = 0.0
+    while end - j - WEEK_DAYS >= max(tau[0], end - 2 * LONG_WINDOW_DAYS):
+        # Only weeks above the rate count (twice: a semivariance): running out is made
+        # of busy weeks, and one busy week in nine is a long upper tail, not a spread.
+        excess = at(end - j) - at(end - j - WEEK_DAYS) - ppd * WEEK_DAYS
+        devs.append(2.0 * excess * excess if excess > 0 else 0.0)
+        j += 1.0
+    return sum(devs) / len(devs) / WEEK_DAYS
 
 
 def state_estimate(
