@@ -283,13 +283,14 @@ def _plan(
     if _p_empty(fc, extra, 0.0, lead_time) > risk:
         latest = 0.0
     else:
-        # Bracket by doubling, then bisect to a few minutes: about 20 evaluations.
+        # Bracket by doubling, then bisect to about an hour (the latest order moment is
+        # shown to the household, not acted on): about 15 evaluations.
         lo, hi = 0.0, 1.0
         while _p_empty(fc, extra, hi, lead_time) <= risk:
             lo, hi = hi, 2.0 * hi
             if hi > _SEARCH_DAYS:
                 return ReorderPlan(False, 0, None, None, "no run-out within a year", p_wait)
-        while hi - lo > 0.01:
+        while hi - lo > 0.04:
             mid = 0.5 * (lo + hi)
             if _p_empty(fc, extra, mid, lead_time) > risk:
                 hi = mid

@@ -333,15 +333,17 @@ def _weekly_variance(tau: list[float], counters: list[float], ppd: float) -> flo
         f = (x - a) / (b - a) if b > a else 1.0
         return counters[i - 1] + (counters[i] - counters[i - 1]) * f
 
-    devs = []
-    j = 0.0
-    while end - j - WEEK_DAYS >= max(tau[0], end - 2 * LONG_WINDOW_DAYS):
+    week = int(WEEK_DAYS)
+    days = int(min(end - tau[0], 2 * LONG_WINDOW_DAYS))
+    cum = [at(end - j) for j in range(days + 1)]  # counter j active days ago
+    total = 0.0
+    for j in range(days - week + 1):
         # Only weeks above the rate count (twice: a semivariance): running out is made
         # of busy weeks, and one busy week in nine is a long upper tail, not a spread.
-        excess = at(end - j) - at(end - j - WEEK_DAYS) - ppd * WEEK_DAYS
-        devs.append(2.0 * excess * excess if excess > 0 else 0.0)
-        j += 1.0
-    return sum(devs) / len(devs) / WEEK_DAYS
+        excess = cum[j] - cum[j + week] - ppd * WEEK_DAYS
+        if excess > 0:
+            total += 2.0 * excess * excess
+    return total / (days - week + 1) / WEEK_DAYS
 
 
 def state_estimate(
