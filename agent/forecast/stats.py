@@ -8,13 +8,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-# Share of interval residuals kept, and the mean of a chi-square with one degree of
-# freedom below that percentile (rescales a trimmed mean of squared residuals back to a
-# variance). Trimming a tenth dropped exactly the days that empty a fridge: guests one
-# weekend in three are a tenth of the days (bench-decisions: service 0.93 -> 0.94, and
-# stockouts 2.5 -> 2.1 days a year for a family of five).
-_KEEP = 0.97
-_TRIMMED_CHI2_MEAN = 0.8317
+# Mean of a chi-square with one degree of freedom below its 90th percentile: rescales a
+# trimmed mean of squared residuals back to a variance.
+_TRIMMED_CHI2_MEAN = 0.6232
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -55,7 +51,7 @@ def robust_daily_variance(
     """Variance of one day's use, from interval uses against the fitted rate.
 
     Each interval of ``span`` days that used ``use`` contributes ``(use - rate*span)^2 /
-    span`` (a per-day variance if days are independent). The largest 3 % are dropped so
+    span`` (a per-day variance if days are independent). The largest tenth is dropped so
     one refill that slipped through, or one lifted jug, cannot dominate; the rest is
     rescaled to what a normal variable would give. A median would be more robust but
     badly underestimates lumpy use (eggs, pages), which is what safety stock is for.
@@ -68,7 +64,7 @@ def robust_daily_variance(
         return None
     if not trim:
         return sum(terms) / len(terms)
-    keep = terms[: max(2, math.ceil(_KEEP * len(terms)))]
+    keep = terms[: max(2, math.ceil(0.9 * len(terms)))]
     return sum(keep) / len(keep) / _TRIMMED_CHI2_MEAN
 
 
