@@ -188,9 +188,8 @@ def plan_reorder(
     if plan.order_now or not _stalled(fc, spec, now, lead_time):
         return plan
     pack = pack_size if pack_size is not None else spec.pack_size
-    packs = _packs(fc, spec, pack, lead_time, 0.0, max_packs) if fc.rate_per_day else 1
-    if max_packs is not None:
-        packs = min(packs, max_packs)
+    packs = (_packs(fc, spec, pack, lead_time, 0.0, max_packs) if fc.rate_per_day
+             else _fill(fc, spec, pack, max_packs))
     order = ReorderPlan(True, max(1, packs), now + timedelta(days=lead_time.mean_days), now,
                         f"stock is low and nothing is on order ({fc.basis}); "
                         f"the forecast said: {plan.reason}", plan.prob_stockout)
@@ -273,7 +272,8 @@ def _plan(
     arrival = now + timedelta(days=lead_time.mean_days)
 
     if not fc.usable or fc.rate_per_day is None or fc.curve is None:
-        return _avoid_away(_fallback(fc, spec, arrival, extra), aw, now, lead_time)
+        return _avoid_away(_fallback(fc, spec, arrival, extra, pack, max_packs), aw, now,
+                           lead_time)
     if fc.rate_per_day <= 0:
         return ReorderPlan(False, 0, None, None, f"no use measured ({fc.basis})", 0.0)
 
@@ -283,13 +283,14 @@ def _plan(
     if _p_empty(fc, extra, 0.0, lead_time) > risk:
         latest = 0.0
     else:
-        # Bracket by doubling, then bisect to a few minutes: about 20 evaluations.
+        # Bracket by doubling, then bisect to about an hour (the latest order moment is
+        # shown to the household, not acted on): about 15 evaluations.
         lo, hi = 0.0, 1.0
         while _p_empty(fc, extra, hi, lead_time) <= risk:
             lo, hi = hi, 2.0 * hi
             if hi > _SEARCH_DAYS:
                 return ReorderPlan(False, 0, None, None, "no run-out within a year", p_wait)
-        while hi - lo > 0.01:
+        while hi - lo > 0.04:
             mid = 0.5 * (lo + hi)
             if _p_empty(fc, extra, mid, lead_time) > risk:
                 hi = mid
@@ -354,18 +355,26 @@ def _avoid_away(plan: ReorderPlan, aw: list[tuple[float, float]], now: datetime,
                        plan.prob_stockout)
 
 
+def _fill(fc: Forecast, spec: ConsumableSpec, pack: float, max_packs: int | None) -> int:
+    """Packs that fit on top of the last level when there is no rate to size an order:
+    a family of five that empties its first litre within a day is not helped by one
+    more litre (bench-decisions, cold start: ordered one pack, out twice more)."""
+    n = max(1, math.floor((spec.capacity - (fc.level or 0.0)) / pack + 1e-9))
+    return n if max_packs is None else max(1, min(n, max_packs))
+
+
 def _fallback(fc: Forecast, spec: ConsumableSpec, arrival: datetime,
-              extra: float) -> ReorderPlan:
+              extra: float, pack: float, max_packs: int | None) -> ReorderPlan:
     """No usable rate: order at LOW, or below a quarter full, like a threshold rule."""
     if extra > 0:
         return ReorderPlan(False, 0, None, None, "insufficient data; stock on order", None)
     if fc.low_signal:
-        return ReorderPlan(True, 1, arrival, None,
+        return ReorderPlan(True, _fill(fc, spec, pack, max_packs), arrival, None,
                            f"device reports LOW; too little history to time it ({fc.basis})",
                            None)
     if fc.level is not None and fc.level <= max(spec.low_level,
                                                 _FALLBACK_FRACTION * spec.capacity):
-        return ReorderPlan(True, 1, arrival, None,
+        return ReorderPlan(True, _fill(fc, spec, pack, max_packs), arrival, None,
                            f"level below {_FALLBACK_FRACTION:.0%} with too little history "
                            f"to forecast ({fc.basis})", None)
     return ReorderPlan(False, 0, None, None, f"insufficient data ({fc.basis})", None)

@@ -8,7 +8,10 @@ Daily review at 06:00; the agent is ``bench.forecast_policies.AgentPolicy`` (for
 learning from the readings and its own deliveries, plan_reorder at 0.98), fed only what
 a gateway sees. References: order at 20 %, a reorder point tuned per scenario on
 separate seeds (cost: 20 x stockout days + mean days of supply), and the oracle (true
-stock, true rate). Inventory-matched: the reorder point run at several thresholds on
+stock, true rate). On a LOW-only printer a reorder point compares the level its page
+counter implies (pages since the last replacement against the declared yield), and
+orders at LOW before any replacement was seen. Inventory-matched: the reorder point run
+at every threshold of the grid (10 % to 100 %, order whenever nothing is on order) on
 the same seeds, its stockouts interpolated at the agent's mean days of supply.
 Writes ``bench/results/decisions.json`` and ``bench/results/decisions.md``.
 """
@@ -25,6 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agent.domain import CoarseState
 from agent.forecast import Delivery, Observation, to_days
 from agent.policy import LeadTime
 from bench.decisions_world import HOUR, SCENARIOS, START, Scenario, World
@@ -34,13 +38,17 @@ from bench.forecast_policies import (
     ItemView,
     OraclePolicy,
     _current_level,
+    _pending,
 )
 from bench.forecast_sim import _compact
 
 RESULTS = Path(__file__).parent / "results"
-RP_GRID = (0.1, 0.2, 0.3, 0.45, 0.6, 0.8)
+# Up to 1.0 (order whenever nothing is on order): the grid must reach the agent's own
+# inventory for the inventory-matched comparison (heavy-tailed lead times need it).
+RP_GRID = (0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 0.9, 1.0)
 TUNE_SEEDS = (1001, 1002, 1003)
 STALL_DAYS = 30.0
+_LOW = (CoarseState.LOW, CoarseState.EMPTY)
 
 
 class ReorderPoint:
@@ -53,8 +61,30 @@ class ReorderPoint:
     def decide(self, view: ItemView) -> Decision:
         level = _current_level(view)
         if isinstance(level, Decision):
-            return level
+            counted = _pages_level(view)
+            if counted is None or level.packs > 0:
+                return level
+            level = counted
         return Decision(view.packs_per_order if level <= self.f * view.spec.capacity else 0)
+
+
+def _pages_level(view: ItemView) -> float | None:
+    """A LOW-only printer's level from its page counter: pages since the newest
+    replacement seen (LOW or EMPTY back to OK) against the declared yield, so a reorder
+    point can be set on a printer that shows no level; None before any replacement, with
+    something on order, or without a counter and a declared yield."""
+    if (not view.spec.yield_per_pack or not view.obs or view.obs[-1].counter is None
+            or view.obs[-1].level is not None or _pending(view)):
+        return None
+    later = None
+    for o in reversed(view.obs):
+        if o.state is None or o.state is CoarseState.UNKNOWN:
+            continue
+        if later is not None and o.state in _LOW and later.state not in _LOW:
+            used = (view.obs[-1].counter or 0) - (later.counter or 0)
+            return view.spec.capacity * max(0.0, 1.0 - used / view.spec.yield_per_pack)
+        later = o
+    return None
 
 
 def _true_rate(w: World, t: float) -> float:

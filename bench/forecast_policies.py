@@ -195,8 +195,9 @@ class OraclePolicy:
         # Time to empty of what is in the device (the accuracy metric's definition).
         tte = run_out_quantiles(curve, in_device, 0.0)
         incoming = tuple(d for d in view.deliveries if d.ts > view.now)
-        fc = Forecast(view.now, level, 0.0, rate, 0.0, tte, Confidence.HIGH, 1.0, "truth",
-                      False, incoming, 0.0, curve)
+        fc = Forecast(now=view.now, level=level, level_sd=0.0, rate_per_day=rate, rate_sd=0.0,
+                      time_to_empty_days=tte, confidence=Confidence.HIGH, score=1.0,
+                      basis="truth", low_signal=False, incoming=incoming, curve=curve)
         plan = plan_reorder(fc, view.spec, view.now, view.lead, review_interval=REVIEW,
                             service_level=ORACLE_SERVICE_LEVEL, away=view.away,
                             max_packs=view.packs_per_order)

@@ -11,6 +11,7 @@ from bench.forecast_sim import ItemResult
 
 HORIZONS = (("1-3", 1.0, 3.0), ("4-7", 3.0, 7.0), ("8-14", 7.0, 14.0), ("15-30", 14.0, 30.0))
 BASELINES = ("order_at_20pct", "naive_linear_7d")
+STALL_DAYS = 30.0
 
 
 def _q(values: list[float], q: float) -> float | None:
@@ -48,12 +49,20 @@ def aggregate(results: list[tuple[str, ItemResult]], families: list[str],
             bias = [p - a for r in rs for a, p in r.tte_pairs if lo < a <= hi]
             tte[label] = {"mae_days": _r(_mean(errs)), "bias_days": _r(_mean(bias)),
                           "n": len(errs)}
+        # Cycle service: deliveries that came before a run-out (any stockout between
+        # the order and its arrival); stalled: a stockout of 30 days or more.
+        cyc = [not any(a < arr and b > sent for a, b in r.stockouts)
+               for r in rs for sent, arr in r.cycles]
         calls = sum(r.decide_calls for r in rs)
         secs = sum(r.decide_seconds for r in rs)
         out[fam][pol] = {
             "item_runs": len(rs),
             "stockout_days_per_item_year": _r(_mean([r.stockout_days * y
                                                     for r, y in zip(rs, year, strict=True)])),
+            "cycle_service": _r(sum(cyc) / len(cyc), 3) if cyc else None,
+            "spare_orders_per_item_year": _r(_mean([r.spare_orders * y
+                                                   for r, y in zip(rs, year, strict=True)])),
+            "stalled_runs": sum(any(b - a >= STALL_DAYS for a, b in r.stockouts) for r in rs),
             "supply_at_arrival_days": {"mean": _r(_mean(supply)), "p10": _r(_q(supply, 0.1)),
                                        "p90": _r(_q(supply, 0.9)), "n": len(supply)},
             "perishable_supply_at_arrival_mean": _r(_mean(perishable)),
@@ -88,6 +97,14 @@ def check_targets(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, An
                                         "agent": so_a, "limit": round(2 * so_o + 0.2, 2)},
             "artifact_orders<=0.2": {"ok": a["artifact_orders_per_item_year"] <= 0.2,
                                      "agent": a["artifact_orders_per_item_year"]},
+            # Issue 18's targets, on this family too.
+            "stockouts<=3*oracle+0.5": {"ok": so_a <= 3 * so_o + 0.5, "agent": so_a,
+                                        "limit": round(3 * so_o + 0.5, 2)},
+            "no_stalled_runs": {"ok": a["stalled_runs"] == 0, "agent": a["stalled_runs"]},
+            "cycle_service>=0.95": {"ok": (a["cycle_service"] or 1.0) >= 0.95,
+                                    "agent": a["cycle_service"]},
+            "spare_orders<=0.5": {"ok": a["spare_orders_per_item_year"] <= 0.5,
+                                  "agent": a["spare_orders_per_item_year"]},
         }
         pa = a["perishable_supply_at_arrival_mean"]
         po = o["perishable_supply_at_arrival_mean"]
@@ -143,20 +160,23 @@ def markdown(meta: dict[str, Any], summary: dict[str, dict[str, dict[str, Any]]]
               "TTE MAE: absolute error of the median time-to-empty, by true horizon. ms/decision: "
               "CPU time of forecast plus decision per item and review (mean over the year; "
               "in brackets with the whole year of readings at the end).", ""]
-    head = ("| policy | stockout d/item-yr | supply at arrival mean (p10-p90) | orders/yr "
-            "(ideal) | artifact/yr | TTE MAE 1-3 / 4-7 / 8-14 / 15-30 d | ms/decision |")
+    head = ("| policy | stockout d/item-yr | cycle service | supply at arrival mean (p10-p90) "
+            "| orders/yr (ideal) | artifact/yr | spare orders/yr | stalled | "
+            "TTE MAE 1-3 / 4-7 / 8-14 / 15-30 d | ms/decision |")
     for fam, pols in summary.items():
         lines += [f"## {fam}: {meta['family_descriptions'].get(fam, '')}", "", head,
-                  "|" + "---|" * 7]
+                  "|" + "---|" * 10]
         for pol, m in pols.items():
             s = m["supply_at_arrival_days"]
             tte = " / ".join(_fmt(m["tte_error_by_horizon"][h]["mae_days"], 1)
                              for h, _, _ in HORIZONS)
             lines.append(
-                f"| {pol} | {_fmt(m['stockout_days_per_item_year'])} | {_fmt(s['mean'])} "
+                f"| {pol} | {_fmt(m['stockout_days_per_item_year'])} | "
+                f"{_fmt(m['cycle_service'], 3)} | {_fmt(s['mean'])} "
                 f"({_fmt(s['p10'])}-{_fmt(s['p90'])}) | {_fmt(m['orders_per_item_year'], 1)} "
                 f"({_fmt(m['ideal_orders_per_item_year'], 1)}) | "
-                f"{_fmt(m['artifact_orders_per_item_year'], 3)} | {tte} | "
+                f"{_fmt(m['artifact_orders_per_item_year'], 3)} | "
+                f"{_fmt(m['spare_orders_per_item_year'])} | {m['stalled_runs']} | {tte} | "
                 f"{_fmt(m['decide_ms_per_item'], 3)}{_year_ms(m)} |")
         lines.append("")
     lines += ["## Targets", "", "| family | check | ok | numbers |", "|---|---|---|---|"]

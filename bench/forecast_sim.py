@@ -49,6 +49,9 @@ class ItemResult:
     pack_size: float = 1.0
     packs_per_order: int = 1
     supply_at_arrival: list[float] = field(default_factory=list)
+    # (ordered, arrived) epoch days of each delivered order: cycle service (issue 18)
+    cycles: list[tuple[float, float]] = field(default_factory=list)
+    spare_orders: int = 0  # ordered while a delivered pack waited on the shelf
     stockouts: list[tuple[float, float]] = field(default_factory=list)  # epoch days
     tte_pairs: list[tuple[float, float]] = field(default_factory=list)  # (actual, predicted)
     decide_seconds: float = 0.0
@@ -111,6 +114,7 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
             lst[lst.index(expected)] = Delivery(arrival, packs)
             ordered = expected.ts - timedelta(days=lead.mean_days)
             leads[key].append((arrival - ordered) / timedelta(days=1))
+            res[key].cycles.append((to_days(ordered), to_days(arrival)))
             marks[key]["arrivals"].append(to_days(arrival))
         for dev_id, dev in devices.items():
             for _, payload in dev.poll(t):
@@ -157,6 +161,7 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
                     r.packs += dec.packs
                     if tr.level + tr.spare > 0.5 * tr.capacity:
                         r.artifact_orders += 1
+                    r.spare_orders += tr.spare > 0
                     lt = hh.lead_time_days(tr.sku, lead_rng)
                     expected = Delivery(t + timedelta(days=lead.mean_days), dec.packs,
                                         pending=True)

@@ -10,7 +10,7 @@ import pytest
 
 from agent.domain import CoarseState, Unit
 from agent.forecast import ConsumableSpec, Delivery, Observation
-from agent.forecast.learn import learn, realised_service, service_target
+from agent.forecast.learn import PRIOR_CYCLES, learn, realised_service, service_target
 from agent.storage.learned import LearnedRow, as_json, load_learned, save_learned
 from agent.storage.migrations import LATEST_VERSION, MIGRATIONS, current_version, migrate
 
@@ -45,11 +45,13 @@ def test_yield_and_low_threshold_are_learned_from_pages_between_replacements() -
     obs = low_only_printer(4, 2400.0, 0.07, 40.0)
     got = learn(obs, TONER)
     # Three complete cycles (the first cartridge's start is unseen) move the prior
-    # (3,000 pages, counted as one cycle) three quarters of the way to 2,400.
+    # (3,000 pages, counted as PRIOR_CYCLES cycles) most of the way to 2,400.
+    w = PRIOR_CYCLES
     assert got.yield_cycles == 3
-    assert got.yield_per_pack == pytest.approx((3000 + 3 * 2400) / 4, rel=0.01)
+    assert got.yield_per_pack == pytest.approx((3000 * w + 3 * 2400) / (w + 3), rel=0.01)
+    assert got.yield_per_pack < 2500
     assert got.pages_to_low == pytest.approx(2400 * 0.93, rel=0.02)
-    assert got.low_level == pytest.approx((5.0 + 3 * 7.0) / 4, abs=0.3)  # prior 5 % to 7 %
+    assert got.low_level == pytest.approx((5.0 * w + 3 * 7.0) / (w + 3), abs=0.4)
     spec = got.apply(TONER)
     assert spec.yield_per_pack == got.yield_per_pack and spec.low_level == got.low_level
 
@@ -64,7 +66,8 @@ def test_a_gauge_shows_the_level_its_low_stands_for() -> None:
             t += timedelta(hours=12)
     got = learn(obs, ConsumableSpec(Unit.PERCENT, 100.0, 100.0))
     assert got.low_cycles == 3
-    assert got.low_level == pytest.approx((5.0 + 3 * 12.0) / 4)  # prior 5 % moved to 12
+    # The prior 5 % moved to 12.
+    assert got.low_level == pytest.approx((5.0 * PRIOR_CYCLES + 3 * 12.0) / (PRIOR_CYCLES + 3))
     assert got.yield_per_pack is None  # no declared yield: nothing to correct
 
 
@@ -124,3 +127,14 @@ def test_a_rounding_gauge_low_threshold_comes_from_pages_not_its_reading() -> No
            for o in low_only_printer(4, 2400.0, 0.07, 40.0)]
     got = learn(obs, TONER)
     assert got.low_level is not None and got.low_level > 6.0
+
+
+def test_a_gauge_printer_learns_its_yield_within_the_first_cartridge() -> None:
+    # A 5 % gauge rounding down and a page counter, 2,100 true pages per cartridge, the
+    # first cartridge only half used: no replacement, no LOW yet.
+    obs = [Observation(T0 + timedelta(hours=6 * i), 5.0 * ((100.0 - 100.0 * p / 2100) // 5),
+                       CoarseState.OK, p) for i, p in enumerate(range(0, 1100, 10))]
+    got = learn(obs, TONER)
+    assert got.yield_cycles == 1
+    assert got.yield_per_pack == pytest.approx((3000 * PRIOR_CYCLES + 2100) / (PRIOR_CYCLES + 1),
+                                               rel=0.02)

@@ -139,3 +139,17 @@ def test_a_48_egg_tray_is_counted_like_a_40_egg_one() -> None:
         obs = [Observation(T0 + timedelta(hours=6 * k), float(30 - k // 2)) for k in range(40)]
         bases.append(forecast(obs, spec, T0 + timedelta(days=10)).basis.split(",")[0])
     assert bases[0] == bases[1] and "step-crossing" in bases[0]
+
+
+def test_a_cold_start_order_fills_the_slot_up_to_the_mandate() -> None:
+    # Without a rate there is nothing to size an order by: one more litre for a family
+    # that empties one within hours only runs out again; fill what fits, within the cap.
+    spec = ConsumableSpec(Unit.MILLILITRES, 14000.0, 1000.0, perishable=True,
+                          shelf_life_days=8.0)
+    obs = [Observation(T0 + timedelta(hours=h), max(0.0, 1000.0 - 200.0 * h))
+           for h in range(12)]
+    now = T0 + timedelta(hours=20)
+    fc = forecast(obs, spec, now)
+    assert fc.confidence is Confidence.INSUFFICIENT_DATA
+    assert plan_reorder(fc, spec, now, LeadTime(2.0, 0.5)).packs == 14
+    assert plan_reorder(fc, spec, now, LeadTime(2.0, 0.5), max_packs=7).packs == 7

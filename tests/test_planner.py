@@ -278,6 +278,7 @@ def test_lead_time_is_learned_from_our_delivered_orders_and_overdue_stays_pendin
 def test_the_pass_learns_the_low_threshold_stores_it_and_says_so(
         env: tuple[Store, Ledger, FakeVendor], caplog: pytest.LogCaptureFixture) -> None:
     from agent.domain import CoarseState
+    from agent.forecast.learn import PRIOR_CYCLES
     from agent.storage.learned import load_learned
     store, ledger, vendor = env
     # Three cartridges, each falling 4 % a day; this printer says LOW at 12 %, not 5 %.
@@ -300,6 +301,7 @@ def test_the_pass_learns_the_low_threshold_stores_it_and_says_so(
         planner(store, ledger, vendor).run_once(t)
     rows = {r.name: r for r in load_learned(ledger.conn, "consumable:printer-1/black")}
     assert rows["low_level"].cycles == 2 and rows["low_level"].prior == 5.0
-    assert rows["low_level"].value == pytest.approx((5.0 + 2 * 12.0) / 3)
+    w = PRIOR_CYCLES  # the declared 5 % counts as this many cycles
+    assert rows["low_level"].value == pytest.approx((5.0 * w + 2 * 12.0) / (w + 2))
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decision ")]
-    assert "learned LOW at 9.67 from 2 cycles" in line
+    assert f"learned LOW at {rows['low_level'].value:.3g} from 2 cycles" in line

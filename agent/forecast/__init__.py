@@ -6,9 +6,17 @@ quantiles, ``estimate`` the one entry point :func:`forecast`.
 """
 
 from agent.forecast.estimate import away_days, forecast, to_days
-from agent.forecast.types import Away, Confidence, ConsumableSpec, Delivery, Forecast, Observation
+from agent.forecast.types import (
+    Away,
+    Confidence,
+    ConsumableSpec,
+    Delivery,
+    EstimateKind,
+    Forecast,
+    Observation,
+)
 
 __all__ = [
-    "Away", "Confidence", "ConsumableSpec", "Delivery", "Forecast", "Observation",
+    "Away", "Confidence", "ConsumableSpec", "Delivery", "EstimateKind", "Forecast", "Observation",
     "away_days", "forecast", "to_days",
 ]

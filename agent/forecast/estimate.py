@@ -51,6 +51,7 @@ from agent.forecast.types import (
     Confidence,
     ConsumableSpec,
     Delivery,
+    EstimateKind,
     Forecast,
     Observation,
 )
@@ -127,16 +128,20 @@ def forecast(
         # stands: a decision without a level can only wait, and waiting on an empty jug
         # is how a household goes a year without milk.
         last = next((o for o in reversed(obs) if o.level is not None), None)
-        return Forecast(now, None if last is None else last.level, 0.0, None, 0.0,
-                        (None, None, None), Confidence.INSUFFICIENT_DATA, 0.0,
-                        "too few readings to estimate use"
+        return Forecast(now=now, level=None if last is None else last.level, level_sd=0.0,
+                        rate_per_day=None, rate_sd=0.0, time_to_empty_days=(None, None, None),
+                        confidence=Confidence.INSUFFICIENT_DATA, score=0.0,
+                        basis="too few readings to estimate use"
                         + ("" if last is None else "; level from the last reading"),
-                        low, incoming, spare, reads_low=reads)
+                        low_signal=low, incoming=incoming, spare_packs=spare, reads_low=reads,
+                        kind=EstimateKind.NONE if last is None else EstimateKind.LAST_READING)
     if est.rate is None or est.level is None:
         level = est.level
-        return Forecast(now, level, est.level_sd, None, 0.0, (None, None, None),
-                        Confidence.INSUFFICIENT_DATA, 0.1, est.basis, low, incoming,
-                        spare, reads_low=reads)
+        return Forecast(now=now, level=level, level_sd=est.level_sd, rate_per_day=None,
+                        rate_sd=0.0, time_to_empty_days=(None, None, None),
+                        confidence=Confidence.INSUFFICIENT_DATA, score=0.1, basis=est.basis,
+                        low_signal=low, incoming=incoming, spare_packs=spare, reads_low=reads,
+                        kind=est.kind)
     level = min(est.level, spec.capacity * 1.1)
     curve = build_curve(now=now_d, level=level, level_sd=est.level_sd, rate=est.rate,
                         rate_sd=est.rate_sd, daily_sd=est.daily_sd, weekday=est.weekday,
@@ -148,8 +153,10 @@ def forecast(
     tte = run_out_quantiles(curve, usable, est.level_sd)
     conf, score = _confidence(est)
     basis = est.basis if usable >= level - 1e-9 else f"{est.basis}; {level - usable:.4g} spoils"
-    return Forecast(now, level, est.level_sd, est.rate, est.rate_sd, tte, conf, score,
-                    basis, low, incoming, spare, curve, usable, reads)
+    return Forecast(now=now, level=level, level_sd=est.level_sd, rate_per_day=est.rate,
+                    rate_sd=est.rate_sd, time_to_empty_days=tte, confidence=conf, score=score,
+                    basis=basis, low_signal=low, incoming=incoming, spare_packs=spare,
+                    curve=curve, usable_level=usable, reads_low=reads, kind=est.kind)
 
 
 def _estimate(
@@ -180,12 +187,13 @@ def _estimate(
                 if fallback is not None and fallback.level is not None:
                     return Estimate(fallback.level, fallback.level_sd, est.rate, est.rate_sd,
                                     est.daily_sd, None, est.points,
-                                    f"{est.basis}; level from {fallback.basis}")
+                                    f"{est.basis}; level from {fallback.basis}",
+                                    EstimateKind.COUNTER)
     if len(lv) >= 2:
         lv = _thin(lv, LONG_WINDOW_DAYS + 1)
         est = level_estimate([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
                              spec.capacity, now_d, aw, past, _counted(spec), _life(spec))
-        if est is not None and est.rate is None and "steps" in est.basis:
+        if est is not None and est.rate is None and est.kind is EstimateKind.STEPS:
             # Coarse and nothing crossed lately: look back further for crossings.
             lv = [o for o in _since(obs, long_ago) if o.level is not None]
             est = level_estimate([to_days(o.ts) for o in lv],
@@ -218,7 +226,7 @@ def _level_or_state(
         if lv:
             last = float(lv[-1].level or 0.0)
             return Estimate(last, 0.05 * spec.capacity, None, 0.0, 0.0, None, 1,
-                            "last reading")
+                            "last reading", EstimateKind.LAST_READING)
     st = [o for o in _since(obs, long_ago)
           if o.state is not None and o.state is not CoarseState.UNKNOWN]
     if not st:

@@ -20,6 +20,7 @@ from agent.forecast.series import (
     overlap,
 )
 from agent.forecast.stats import median, robust_daily_variance, theil_sen
+from agent.forecast.types import EstimateKind
 
 LONG_WINDOW_DAYS = 35.0  # enough weeks for weekday factors, short enough to follow a move
 # Recent windows checked for a step change in use: (days, only rises count).
@@ -27,6 +28,7 @@ RECENT_WINDOWS = ((8.0, False), (4.0, False), (2.5, True))
 COARSE_HISTORY_DAYS = 365.0  # coarse steps are rare: look back further for crossings
 DAILY_CV_FLOOR = 0.35  # least day-to-day spread of use, relative to the rate
 MAX_POINTS = 36  # points fed to Theil-Sen (pairs grow as n^2)
+WEEK_DAYS = 7.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -41,6 +43,7 @@ class Estimate:
     weekday: tuple[float, ...] | None
     points: int
     basis: str
+    kind: EstimateKind
 
 
 def _daily_points(xs: list[float], ys: list[float], since: float) -> tuple[list[float],
@@ -190,7 +193,7 @@ def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Es
     level = max(0.0, s.level[-1] - rate * elapsed)
     level_sd = max(0.004 * capacity, daily_sd * math.sqrt(elapsed))
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, weekday, len(xs),
-                    f"{basis}, {len(xs)} points{_cleaning_note(s)}")
+                    f"{basis}, {len(xs)} points{_cleaning_note(s)}", EstimateKind.FINE)
 
 
 def _cleaning_note(s: UseSeries) -> str:
@@ -218,7 +221,8 @@ def _coarse(
         # sits anywhere within its step.
         level = reported if exact else (reported + 0.5 * q if reported > 0 else 0.0)
         return Estimate(level, 0.0 if exact else q / math.sqrt(12.0),
-                        None, 0.0, 0.0, None, len(xs), f"{q:g}-unit steps, too few crossings")
+                        None, 0.0, 0.0, None, len(xs), f"{q:g}-unit steps, too few crossings",
+                        EstimateKind.STEPS)
     xs = xs[-MAX_POINTS:]
     ys = ys[-MAX_POINTS:]
     rate, _ = theil_sen(xs, ys)
@@ -255,7 +259,8 @@ def _coarse(
     level_sd = ((0.0 if exact else q / math.sqrt(12.0)) + (drift if exact else min(drift, 0.5 * q))
                 + daily_sd * math.sqrt(stale))
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
-                    f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings")
+                    f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings",
+                    EstimateKind.STEPS)
 
 
 def counter_estimate(
@@ -289,6 +294,9 @@ def counter_estimate(
     uses = [b - a for a, b in zip(counters, counters[1:], strict=False)]
     spans = [b - a for a, b in zip(tau, tau[1:], strict=False)]
     var = robust_daily_variance(uses[-200:], spans[-200:], ppd, trim=False)
+    week = _weekly_variance(tau, counters, ppd)
+    if week is not None:
+        var = week if var is None else max(var, week)
     daily = math.sqrt(var) if var is not None else 0.5 * ppd
     rate = ppd * per_unit
     daily_sd = daily * per_unit
@@ -304,7 +312,38 @@ def counter_estimate(
         level = max(0.0, lvl_a - used)
         level_sd = daily_sd * math.sqrt(max(elapsed, 0.5)) + 0.01 * lvl_a
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
-                    f"counter x declared yield, {len(xs)} points")
+                    f"counter x declared yield, {len(xs)} points", EstimateKind.COUNTER)
+
+
+def _weekly_variance(tau: list[float], counters: list[float], ppd: float) -> float | None:
+    """Per-day variance of use judged over whole weeks of active time (sliding a day at a
+    time over the last ten weeks): a busy week in an office is one burst, not seven
+    independent days, and day-to-day noise would promise a steadier week than comes."""
+    end = tau[-1]
+    if end - tau[0] < 3 * WEEK_DAYS:
+        return None
+
+    def at(x: float) -> float:
+        i = bisect.bisect_left(tau, x)
+        if i <= 0:
+            return counters[0]
+        if i >= len(tau):
+            return counters[-1]
+        a, b = tau[i - 1], tau[i]
+        f = (x - a) / (b - a) if b > a else 1.0
+        return counters[i - 1] + (counters[i] - counters[i - 1]) * f
+
+    week = int(WEEK_DAYS)
+    days = int(min(end - tau[0], 2 * LONG_WINDOW_DAYS))
+    cum = [at(end - j) for j in range(days + 1)]  # counter j active days ago
+    total = 0.0
+    for j in range(days - week + 1):
+        # Only weeks above the rate count (twice: a semivariance): running out is made
+        # of busy weeks, and one busy week in nine is a long upper tail, not a spread.
+        excess = cum[j] - cum[j + week] - ppd * WEEK_DAYS
+        if excess > 0:
+            total += 2.0 * excess * excess
+    return total / (days - week + 1) / WEEK_DAYS
 
 
 def state_estimate(
@@ -339,10 +378,11 @@ def state_estimate(
         lvl = max(0.0, low_level - (rate or 0.0) * el)
         basis = "LOW state, cycle length" if rate is not None else "LOW state only"
         sd = 0.02 * capacity + (0.1 * (rate or 0.0) * el)
-        return Estimate(lvl, sd, rate, 0.2 * (rate or 0.0), 0.0, None, len(cycles), basis)
+        return Estimate(lvl, sd, rate, 0.2 * (rate or 0.0), 0.0, None, len(cycles), basis,
+                        EstimateKind.STATE)
     if rate is None or not reps:
         return None
     el = (now - reps[-1]) - overlap(reps[-1], now, away)
     lvl = max(low_level, capacity - rate * el)
     return Estimate(lvl, 0.1 * capacity, rate, 0.2 * rate, 0.0, None, len(cycles),
-                    f"replacement-to-LOW cycles, {len(cycles)} cycles")
+                    f"replacement-to-LOW cycles, {len(cycles)} cycles", EstimateKind.STATE)

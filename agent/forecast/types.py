@@ -13,6 +13,18 @@ from agent.domain import CoarseState, Unit
 from agent.forecast.project import DemandCurve, prob_empty_by
 
 
+class EstimateKind(StrEnum):
+    """Which signal an estimate rests on: code branches on this, never on the
+    household-facing ``basis`` text."""
+
+    FINE = "fine"  # numeric levels from a fine sensor (a load cell)
+    STEPS = "steps"  # coarse levels: a rounded gauge's steps or whole items counted
+    COUNTER = "counter"  # a usage counter times the yield per pack
+    STATE = "state"  # OK/LOW states only
+    LAST_READING = "last_reading"  # one level reading, no rate
+    NONE = "none"  # nothing to estimate from
+
+
 class Confidence(StrEnum):
     """How much the household should trust a forecast."""
 
@@ -78,7 +90,7 @@ class Away:
     end: datetime
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Forecast:
     """Where a consumable stands at ``now`` and when it will run out."""
 
@@ -99,6 +111,7 @@ class Forecast:
     # The two newest level readings are both at or below the LOW threshold: what the
     # device says, whatever an estimate (a counter, a rate) makes of it.
     reads_low: bool = False
+    kind: EstimateKind = EstimateKind.NONE  # the signal behind level and rate
 
     @property
     def usable(self) -> bool:

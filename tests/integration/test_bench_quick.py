@@ -71,3 +71,19 @@ def test_decisions_quick_runs_every_policy_and_never_stalls(tmp_path: Path) -> N
         assert scn["agent"]["stalled_runs"] == 0
         assert scn["agent"]["orders_per_item_year"] > 0  # the cold start was ordered for
     assert "| family_cold_start | agent |" in (tmp_path / "decisions.md").read_text()
+
+
+@pytest.mark.timeout(200)
+def test_forecast_quick_reports_issue_18_checks(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.forecast", "--quick", "--families", "steady,cgm",
+         "--ets-seeds", "0", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    res = json.loads((tmp_path / "forecast.json").read_text())
+    agent = res["summary"]["steady"]["agent"]
+    assert agent["cycle_service"] is not None and 0.0 <= agent["cycle_service"] <= 1.0
+    assert agent["stalled_runs"] == 0
+    checks = res["targets"]["steady"]
+    assert {"stockouts<=3*oracle+0.5", "cycle_service>=0.95", "spare_orders<=0.5",
+            "no_stalled_runs"} <= set(checks)
