@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from agent.config import AlertSettings, resolve_secret_path
+from agent.config import AlertSettings, Settings, resolve_secret_path
 from agent.escalation import AlertView, Rule, due_contacts, retry_delay
 from agent.household.discovery import alert_discovery
 from agent.keyfile import signing_key
@@ -176,3 +176,16 @@ class AlertPass:
         payload = {"event_type": alert.type, "alert": alert.id, "device": alert.device_id,
                    "at": alert.raised_at.isoformat()}
         self.publish(Outgoing(ALERTS_TOPIC, json.dumps(payload).encode(), False))
+
+
+def alert_pass_for(settings: Settings, publish: Callable[[Outgoing], None] | None,
+                   ) -> AlertPass | None:
+    """The service's alert pass, or None when no rule is configured; ``publish`` puts
+    alerts on the household topics too (None without the household link)."""
+    alerts = settings.alerts
+    if not alerts.rules:
+        return None
+    path = settings.storage.path
+    return AlertPass(alerts, lambda: AlertLedger.open(path),
+                     notifier_of(alerts, state_dir=path.parent), publish,
+                     ack_key_path=ack_key_path(alerts, path.parent))

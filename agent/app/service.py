@@ -20,44 +20,35 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent.app import factory, simtime
-from agent.app.alerting import AlertPass, ack_key_path, notifier_of
+from agent.app.alerting import alert_pass_for
 from agent.app.batteries import BatteryPlans
 from agent.app.dispatcher import Dispatcher
 from agent.app.fleet import FleetPublisher, fleet_pass
+from agent.app.household_passes import HouseholdPasses
 from agent.app.liveness import Liveness
-from agent.app.order_now import Outcome, order_now_for
 from agent.app.planner import Planner
 from agent.app.sources import SourceJobs
 from agent.app.storage_faults import CLEARED_PROBLEM, INGEST, Fault, StorageFaults
 from agent.app.supplies import ShelfPlans, chain, wearer_spec
 from agent.clock import SimulatedClock
-from agent.config import PrinterSettings, Settings
+from agent.config import Settings
 from agent.errors import AgentError, StoreError, VendorRetryable
 from agent.forecast import Forecast
 from agent.household.link import HouseholdLink
-from agent.household.views import consumable_states, consumable_views, device_views
 from agent.mqtt.backoff import BrokerWait, WaitAttempt
 from agent.mqtt.ingest import MqttIngest
 from agent.ops import systemd
 from agent.sources.ipp.source import IppPrinterSource
-from agent.storage.alerts import AlertLedger
 from agent.storage.forecasts import save_forecasts
 from agent.storage.ledger import Ledger
 from agent.storage.store import Store
 from agent.vendor.client import CatalogItem, VendorClient
 from agent.wire.household import (
-    CommandResult,
-    EventKind,
     Outgoing,
-    event,
-    event_message,
 )
 
 log = logging.getLogger(__name__)
 
-FULL_RESOLUTION = timedelta(hours=24)
-THIN_BUCKET_S = 300
-ARCHIVE_BUCKET_S = 3600
 FLEET_INTERVAL_S = 60
 
 
@@ -81,16 +72,22 @@ class AgentService(Liveness):
         # Migrate once, up front, so READY means the schema is current.
         Store(settings.storage.path).close()
         hs = settings.household
+        # Commands in, dashboards out, "order now": the vendor and link are set below.
+        self.household_passes = HouseholdPasses(
+            settings=settings, clock=lambda: self.clock(), open_store=self.open_store,
+            ledger=self.ledger, dispatcher=self.dispatcher, catalog=self._catalog,
+            publish=self._publish, vendor=None)
         self.household: HouseholdLink | None = None
         if hs.enabled:
             self.household = HouseholdLink(
                 self._publish, discovery=hs.homeassistant, prefix=hs.discovery_prefix,
                 proposal_ttl=timedelta(hours=hs.proposal_ttl_h),
                 silent_after=timedelta(hours=hs.silent_after_h),
-                order_now=self._order_now,
+                order_now=self.household_passes.order_now,
             )
-        # Foreign devices, Nightscout, calendars; mapped buttons order through _button_press.
-        self.sources = SourceJobs(settings, clock, self._button_press)
+        self.household_passes.link = self.household
+        # Foreign devices, Nightscout, calendars; mapped buttons order now.
+        self.sources = SourceJobs(settings, clock, self.household_passes.button_press)
         self.ingest = MqttIngest(
             settings.mqtt, settings.ingest, self.open_store,
             household=self.household.route() if self.household else None,
@@ -103,10 +100,11 @@ class AgentService(Liveness):
         if simulated is not None:  # reading timestamps are judged against simulated time
             self.ingest.wall = self.ingest.writer.wall = simulated.timestamp
             self.sources.foreign.clock = simulated.timestamp
-        self.fleet = FleetPublisher(self._publish_raw, "system" if simulated is None
-                                    else "simulated")
+        self.fleet = FleetPublisher(lambda *message: self.ingest.publish(*message),
+                                    "system" if simulated is None else "simulated")
         self.vendor = self._vendor_client()
-        self.printers = [self._printer(p) for p in settings.printers]
+        self.household_passes.vendor = self.vendor
+        self.printers = [IppPrinterSource(p) for p in settings.printers]
         # A job whose first run fell due while the agent waited for a late broker runs at
         # start (late, once) instead of being reported as missed.
         self.scheduler = BackgroundScheduler(
@@ -117,8 +115,7 @@ class AgentService(Liveness):
         self.broker_wait: BrokerWait | None = None
         # The last decision pass's forecasts, for the household dashboards.
         self.forecasts: dict[str, Forecast] = {}
-        self._states_at: datetime | None = None  # when household states last went out
-        self.alerts = self._alert_pass()
+        self.alerts = alert_pass_for(self.settings, self._publish if self.household else None)
         # Storage faults of every writer (ingest and the jobs below), said in one place.
         self.storage = StorageFaults(self._storage_changed, self._retry_job)
         self._schedule()
@@ -137,20 +134,6 @@ class AgentService(Liveness):
         if client is None:
             log.warning("vendor.disabled reason=no_token_file effect=orders_stay_proposals")
         return client
-
-    def _alert_pass(self) -> AlertPass | None:
-        alerts = self.settings.alerts
-        if not alerts.rules:
-            return None
-        path = self.settings.storage.path
-        return AlertPass(alerts, lambda: AlertLedger.open(path),
-                         notifier_of(alerts, state_dir=path.parent),
-                         self._publish if self.household is not None else None,
-                         ack_key_path=ack_key_path(alerts, path.parent))
-
-    @staticmethod
-    def _printer(printer: PrinterSettings) -> IppPrinterSource:
-        return IppPrinterSource(printer)
 
     def _schedule(self) -> None:
         add = self.scheduler.add_job
@@ -239,9 +222,6 @@ class AgentService(Liveness):
     def _publish(self, message: Outgoing) -> None:
         self.ingest.publish(message.topic, message.payload, message.retain, message.qos)
 
-    def _publish_raw(self, topic: str, payload: bytes, retain: bool, qos: int) -> None:
-        self.ingest.publish(topic, payload, retain, qos)
-
     def _catalog(self, sku: str) -> CatalogItem:
         if self.vendor is None:
             raise VendorRetryable("no vendor configured")
@@ -275,49 +255,7 @@ class AgentService(Liveness):
 
     def sync_household(self) -> None:
         """Run queued household commands, then publish what changed."""
-        assert self.household is not None
-        now = self.clock()
-        with self.ledger() as ledger, self.open_store() as store:
-            dispatcher = self.dispatcher(ledger) if self.vendor is not None else None
-            self.household.handle_commands(ledger, dispatcher, now)
-            device_rows = store.devices()
-            if self._states_due(now):
-                consumable_rows = store.consumables(counts=False)
-                devices, availability = device_views(device_rows, consumable_rows)
-                states = consumable_states(consumable_views(
-                    device_rows, consumable_rows, ledger, self.forecasts))
-                self.household.sync(ledger, devices, availability, states, now)
-                self._states_at = now
-            else:
-                self.household.sync_orders(ledger, now)
-        last_seen = {d["device_id"]: datetime.fromtimestamp(d["last_seen"], UTC)
-                     for d in device_rows if d["last_seen"] is not None}
-        unanswered = self.vendor.unanswered if self.vendor is not None else 0
-        self.household.check_problems(last_seen, unanswered, now)
-
-    def _order_now(self, ledger: Ledger, consumable: str, quantity: int | None, via: str,
-                   now: datetime) -> tuple[CommandResult, str]:
-        """A household "order now" tap from MQTT or Home Assistant."""
-        with self.open_store() as store:
-            result = order_now_for(store, ledger, self._catalog, consumable, via=via,
-                                   vendor_name=self.settings.vendor.name, now=now,
-                                   quantity=quantity)
-        answer: dict[Outcome, CommandResult] = {
-            Outcome.QUEUED: "accepted", Outcome.PROPOSED: "accepted",
-            Outcome.ALREADY_ON_ORDER: "already_on_order", Outcome.NEEDS_SKU: "needs_sku",
-            Outcome.UNKNOWN: "unknown", Outcome.UNAVAILABLE: "unavailable"}
-        return answer[result.outcome], result.message
-
-    def _button_press(self, consumable: str, quantity: int | None, topic: str) -> None:
-        """A physical button the household mapped to "order now" for ``consumable``."""
-        with self.ledger() as ledger:
-            result, message = self._order_now(ledger, consumable, quantity, "button",
-                                              self.clock())
-        log.info("order_now.button consumable=%s outcome=%s", consumable, result)
-        if self.household is not None:
-            device, _, item = consumable.partition("/")
-            self._publish(event_message(event(EventKind.ORDER_NOW, self.clock(), message,
-                                              device_id=device, consumable_id=item)))
+        self.household_passes.sync(self.forecasts)
 
     def send_alerts(self) -> None:
         """One alert pass: urgent events to caregivers. Alerts never wait for NTP: a late
@@ -332,12 +270,6 @@ class AgentService(Liveness):
                 self.scheduler.add_job(
                     self._alerts_job, "date", id="alerts", replace_existing=True,
                     run_date=datetime.now(UTC) + timedelta(seconds=self.settings.alerts.interval_s))
-
-    def _states_due(self, now: datetime) -> bool:
-        assert self.household is not None
-        interval = timedelta(seconds=self.settings.household.state_interval_s)
-        return (self.household.reannounce_due or self._states_at is None
-                or not timedelta(0) <= now - self._states_at < interval)
 
     def poll_printer(self, source: IppPrinterSource) -> None:
         """Poll one printer, store what it read, and schedule the next poll."""
@@ -366,13 +298,8 @@ class AgentService(Liveness):
 
     def compact(self) -> None:
         """Thin old readings: 5-minute resolution after a day, hourly after raw_days."""
-        now = self.clock()
         with self.open_store() as store:
-            thinned = store.downsample((now - FULL_RESOLUTION).timestamp(), THIN_BUCKET_S)
-            archive_cut = now - timedelta(days=self.settings.retention.raw_days)
-            archived = store.downsample(archive_cut.timestamp(), ARCHIVE_BUCKET_S)
-        if thinned or archived:
-            log.info("retention.compact thinned=%d archived=%d", thinned, archived)
+            store.compact(self.clock(), raw_days=self.settings.retention.raw_days)
 
     # ---- lifecycle ----------------------------------------------------------------
 

@@ -5,17 +5,32 @@ A mixin of :class:`agent.storage.store.Store` (one class for callers, one file p
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from datetime import datetime, timedelta
 
 from agent.errors import StoreError
 from agent.storage.recent import RecentKeys, fold
 from agent.storage.rows import fault_reason
 from agent.storage.tx import immediate
 
+log = logging.getLogger("agent.app.service")  # where the retention line always was
+FULL_RESOLUTION = timedelta(hours=24)
+THIN_BUCKET_S = 300
+ARCHIVE_BUCKET_S = 3600
+
 
 class StoreUpkeep:
     conn: sqlite3.Connection
     recent: RecentKeys
+
+    def compact(self, now: datetime, raw_days: float) -> None:
+        """Retention: 5-minute resolution after a day, hourly after ``raw_days``."""
+        thinned = self.downsample((now - FULL_RESOLUTION).timestamp(), THIN_BUCKET_S)
+        archived = self.downsample((now - timedelta(days=raw_days)).timestamp(),
+                                   ARCHIVE_BUCKET_S)
+        if thinned or archived:
+            log.info("retention.compact thinned=%d archived=%d", thinned, archived)
 
     def fold_recent(self) -> int:
         """Move the recent tier into ``readings_main`` in one transaction (the ingest
