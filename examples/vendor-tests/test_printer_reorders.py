@@ -33,7 +33,9 @@ def test_a_household_tap_orders_now(replenish_agent, replenish_device,  # type: 
                                     replenish_vendor) -> None:
     agent = replenish_agent()
     fridge = replenish_device("fridge-1", kind="fridge")
-    fridge.state({"id": "milk", "level": 400, "unit": "grams", "capacity": 2000,
+    # Well stocked: the agent's own decision passes (every 10 s here) have no reason to
+    # propose, so the proposal below is the tap's (a low level raced them).
+    fridge.state({"id": "milk", "level": 1600, "unit": "grams", "capacity": 2000,
                   "sku": "MILK-1L"})
     wait_for(lambda: agent.knows("fridge-1/milk"), "the agent to store the reading")
     agent.cli("consent", "set", "fridge-1/milk", "confirm", "--sku", "MILK-1L")
