@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any
 
 from agent import __version__
+from agent.domain import JsonObject
 from agent.storage.ledger import OPEN, Intent, Ledger
 from agent.storage.store import Store
 
@@ -35,7 +35,7 @@ HEALTH_EVERY = timedelta(minutes=5)
 Publish = Callable[[str, bytes, bool, int], None]
 
 
-def order_view(it: Intent) -> dict[str, Any]:
+def order_view(it: Intent) -> JsonObject:
     """What the vendor's fleet sees of one order (no key, no reason text)."""
 
     def iso(when: datetime | None) -> str | None:
@@ -61,7 +61,7 @@ class FleetPublisher:
         self.clock_kind = clock_kind  # "system" or "simulated"
         self._sent: dict[int, str] = {}  # intent id -> fingerprint last published
         self._started = False
-        self._health: tuple[dict[str, Any], datetime] | None = None
+        self._health: tuple[JsonObject, datetime] | None = None
 
     def orders(self, ledger: Ledger, now: datetime) -> int:
         """Publish every order whose fleet view changed; returns how many went out."""
@@ -88,7 +88,7 @@ class FleetPublisher:
         changed = max(t for t in (it.created_at, it.last_sent_at, it.delivered_at) if t)
         return it.state in OPEN or now - changed <= REPUBLISH_WINDOW
 
-    def health(self, now: datetime, facts: dict[str, Any]) -> bool:
+    def health(self, now: datetime, facts: JsonObject) -> bool:
         """The health summary (retained): version, clock, counts, faults; True if sent."""
         if self._health is not None:
             last, at = self._health

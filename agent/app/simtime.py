@@ -25,11 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.base import BaseScheduler
 
 from agent.clock import SIM_MARKER, SimulatedClock
+from agent.domain import JsonObject
 from agent.ops.doctor import CheckResult, Level
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class SimTimeRunner:
             elif time.monotonic() - quiet_since >= SETTLE_QUIET_S:
                 return
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> JsonObject:
         return {"source": self.clock.source, "now": self.clock.now().isoformat(),
                 "passes_at": self.passes_at.isoformat() if self.passes_at else None,
                 "ticks": self.ticks, "pid": os.getpid(),
@@ -152,7 +153,7 @@ def marker_path(db_path: Path) -> Path:
     return db_path.parent / SIM_MARKER
 
 
-def read_marker(db_path: Path) -> dict[str, Any] | None:
+def read_marker(db_path: Path) -> JsonObject | None:
     """The running simulated agent's clock state, or None (no such agent)."""
     try:
         data = json.loads(marker_path(db_path).read_text(encoding="utf-8"))
