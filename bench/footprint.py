@@ -56,7 +56,7 @@ from bench.common import (
 )
 from bench.footprint_writes import ingest_toml
 from bench.footprint_writes import measure as measure_writes
-from bench.ingest import Fleet, publish_paced
+from bench.ingest_load import Fleet, publish_paced
 from firmware_sim.broker import LocalBroker
 
 DAY = 86_400

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import AgentRunner
-from bench.ingest import Fleet, publish_paced
+from bench.ingest_load import Fleet, publish_paced
 from firmware_sim.broker import LocalBroker
 
 DAY = 86_400

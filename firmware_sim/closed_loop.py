@@ -118,11 +118,7 @@ def in_process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
                 now, consented = household.start, False
                 while now < end:
                     tick = time.monotonic()
-                    now = clock.advance(STEP)
-                    vendor.tick()
-                    publisher.step(now)
-                    for conn in publisher.connections.values():
-                        conn.flush()
+                    now = demo.advance_world(clock, vendor, publisher, STEP)
                     demo.wait_ingested(service)
                     if not consented:
                         for args in demo.CONSENT:
@@ -193,11 +189,7 @@ def process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
                 now, consented = household.start, False
                 while now < end:
                     tick = time.monotonic()
-                    now = clock.advance(STEP)
-                    vendor.tick()
-                    publisher.step(now)
-                    for conn in publisher.connections.values():
-                        conn.flush()
+                    now = demo.advance_world(clock, vendor, publisher, STEP)
                     _wait_passes(marker, now, proc)
                     if not consented:
                         for args in demo.CONSENT:

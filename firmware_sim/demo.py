@@ -126,9 +126,26 @@ require_synced_clock = false
 
 [household]
 homeassistant = true
+
+[ingest]
+# Simulated days pass in seconds: commit each step's readings at once instead of
+# holding them for the wall-clock group-commit window.
+commit_window_s = 0
 """
     )
     return config
+
+
+def advance_world(clock: SimClock, vendor: VendorSandbox, publisher: LivePublisher,
+                  step: timedelta) -> datetime:
+    """One simulated step: time moves, the vendor delivers what is due, and every device
+    publishes what it reads now."""
+    now = clock.advance(step)
+    vendor.tick()
+    publisher.step(now)
+    for conn in publisher.connections.values():
+        conn.flush()
+    return now
 
 
 def wait_ingested(service: AgentService, timeout: float = 10.0) -> None:
@@ -137,7 +154,7 @@ def wait_ingested(service: AgentService, timeout: float = 10.0) -> None:
     seen = -1
     while time.monotonic() < deadline:
         received = service.ingest.writer.stats.received
-        if received == seen and service.ingest.writer.queue.empty():
+        if received == seen and service.ingest.writer.idle:
             return
         seen = received
         time.sleep(0.05)
@@ -214,11 +231,7 @@ def run(days: int, seconds_per_day: float, state: Path, web_port: int | None = N
                 consented = False
                 while now < end:
                     tick = time.monotonic()
-                    now = clock.advance(STEP)
-                    vendor.tick()
-                    publisher.step(now)
-                    for conn in publisher.connections.values():
-                        conn.flush()
+                    now = advance_world(clock, vendor, publisher, STEP)
                     wait_ingested(service)
                     if not consented:
                         # Consent names consumables the agent has heard of: the household

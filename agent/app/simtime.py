@@ -193,7 +193,7 @@ def runner_for(service: AgentService, clock: SimulatedClock) -> SimTimeRunner:
     passes.append(SimPass("fleet", timedelta(0), service.publish_fleet))
     writer = service.ingest.writer
     settle = Settle(received=lambda: writer.stats.received,
-                    idle=lambda: writer.queue.empty())
+                    idle=lambda: writer.idle)
     return SimTimeRunner(clock, passes, settle, marker_path(s.storage.path), threading.Event())
 
 

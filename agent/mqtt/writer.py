@@ -87,6 +87,10 @@ class Writer:
         self._rejects: dict[str, dict[str, int]] = {}  # not yet logged, per device
         self._reject_logged: dict[str, float] = {}
         self._error: BaseException | None = None
+        # The group-commit window; an agent on simulated time sets 0 (a wall-time window
+        # would hold readings across simulated hours).
+        self.commit_window_s = settings.commit_window_s
+        self._held = 0  # messages taken off the queue and not yet committed
         # Rejects the broker reported (oversize packets), counted beside our own.
         self.noted: queue.SimpleQueue[Rejected] = queue.SimpleQueue()
         self._folded_at = self._checkpointed_at = time.monotonic()
@@ -113,6 +117,12 @@ class Writer:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing held in an open batch: all handed over is committed
+        (or rejected and counted). Simulations wait for this before the next step."""
+        return self._held == 0 and self.queue.empty()
+
     def _take_batch(self) -> tuple[list[Inbound], bool]:
         try:
             # Wake up now and then while idle: pending readings wait for a trusted clock.
@@ -122,7 +132,8 @@ class Writer:
         if first is None:
             return [], True
         batch = [first]
-        size, window = self.settings.batch_size, self.settings.commit_window_s
+        self._held = 1
+        size, window = self.settings.batch_size, self.commit_window_s
         start = time.monotonic()
         while len(batch) < size:
             try:
@@ -144,6 +155,7 @@ class Writer:
             if item is None:
                 return batch, True
             batch.append(item)
+            self._held = len(batch)
         return batch, False
 
     def _upkeep(self, store: Store, done: bool) -> None:
@@ -250,6 +262,7 @@ class Writer:
                 batch, done = self._take_batch()
                 if batch:
                     self._retrying(functools.partial(self._commit, store, batch))
+                    self._held = 0
                 if self.stats.pending and self._clock_trusted():
                     self._retrying(functools.partial(self._rejudge, store))
                 if not self.noted.empty():

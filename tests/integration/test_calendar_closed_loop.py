@@ -26,7 +26,7 @@ from agent.sources.calendar.away import away_periods
 from agent.sources.calendar.ics import parse_ics
 from agent.storage.ledger import Ledger
 from firmware_sim.broker import LocalBroker
-from firmware_sim.demo import cli, wait_ingested, write_config
+from firmware_sim.demo import advance_world, cli, wait_ingested, write_config
 from firmware_sim.household.live import LivePublisher
 from firmware_sim.household.scenario import Household
 from firmware_sim.vendor import VendorSandbox, catalog_for, deliver_to
@@ -87,11 +87,7 @@ def test_every_weekend_away_stops_milk_deliveries(
                                {"fridge-1": users["fridge-1"]}) as publisher:
                 now, consented = START, False
                 while now < START + timedelta(days=36):
-                    now = clock.advance(STEP)
-                    vendor.tick()
-                    publisher.step(now)
-                    for conn in publisher.connections.values():
-                        conn.flush()
+                    now = advance_world(clock, vendor, publisher, STEP)
                     wait_ingested(service)
                     if not consented:
                         assert cli(config, "consent", "set", "fridge-1/milk", "auto", "--sku",
