@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from agent.config_io import SECTION
+from agent.config.io import SECTION
 
 
 class AlertContact(BaseModel):

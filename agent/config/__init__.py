@@ -17,25 +17,25 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-# Reading the inputs (TOML, environment, secret files) lives in agent.config_io; the
+# Reading the inputs (TOML, environment, secret files) lives in agent.config.io; the
 # names callers use are re-exported here.
-# The alert sections live in agent.config_alerts; the names callers use are re-exported.
-from agent.config_alerts import AlertContact as AlertContact
-from agent.config_alerts import AlertRule as AlertRule
-from agent.config_alerts import AlertSettings as AlertSettings
-from agent.config_io import ENV_PREFIX as ENV_PREFIX
-from agent.config_io import ENVIRON, SECTION, MappingEnvSource, env_name, read_toml
-from agent.config_io import plain_reason as plain_reason
-from agent.config_io import read_secret as read_secret
-from agent.config_io import resolve_secret_path as resolve_secret_path
-from agent.config_sources import BatterySkuSettings as BatterySkuSettings
-from agent.config_sources import ButtonSettings as ButtonSettings
-from agent.config_sources import CalendarSettings as CalendarSettings
-from agent.config_sources import MappingSettings as MappingSettings
-from agent.config_sources import NightscoutSettings as NightscoutSettings
-from agent.config_sources import SourcesSettings as SourcesSettings
-from agent.config_sources import ValetudoSettings as ValetudoSettings
-from agent.config_sources import Zigbee2MqttSettings as Zigbee2MqttSettings
+# The alert sections live in agent.config.alerts; the names callers use are re-exported.
+from agent.config.alerts import AlertContact as AlertContact
+from agent.config.alerts import AlertRule as AlertRule
+from agent.config.alerts import AlertSettings as AlertSettings
+from agent.config.io import ENV_PREFIX as ENV_PREFIX
+from agent.config.io import ENVIRON, SECTION, MappingEnvSource, env_name, read_toml
+from agent.config.io import plain_reason as plain_reason
+from agent.config.io import read_secret as read_secret
+from agent.config.io import resolve_secret_path as resolve_secret_path
+from agent.config.sources import BatterySkuSettings as BatterySkuSettings
+from agent.config.sources import ButtonSettings as ButtonSettings
+from agent.config.sources import CalendarSettings as CalendarSettings
+from agent.config.sources import MappingSettings as MappingSettings
+from agent.config.sources import NightscoutSettings as NightscoutSettings
+from agent.config.sources import SourcesSettings as SourcesSettings
+from agent.config.sources import ValetudoSettings as ValetudoSettings
+from agent.config.sources import Zigbee2MqttSettings as Zigbee2MqttSettings
 from agent.domain import JsonObject
 from agent.errors import ConfigError
 
