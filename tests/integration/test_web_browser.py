@@ -29,9 +29,14 @@ from agent.vendor.client import VendorClient
 from firmware_sim.vendor import VendorSandbox
 from tests.integration.ipp_fixtures import free_port
 from tests.integration.vendor_helpers import TOKEN
+from tests.waiting import wait_until
 from tests.web_helpers import PASSWORD, seed, set_passwords, web_settings
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -121,6 +126,19 @@ def text(driver: object, css: str) -> str:
     return str(driver.find_element(By.CSS_SELECTOR, css).text)  # type: ignore[attr-defined]
 
 
+def shows(driver: object, css: str, expected: str, timeout: float = 15.0) -> None:
+    """Wait until the element at ``css`` shows ``expected``. After a click the browser
+    keeps the old page (with the last outcome) until the form's POST has answered."""
+
+    def seen() -> str:
+        try:
+            return text(driver, css)
+        except (NoSuchElementException, StaleElementReferenceException):
+            return ""
+
+    wait_until(lambda: expected in seen(), timeout=timeout, what=seen)
+
+
 def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser: object,
                                           sandbox: VendorSandbox,
                                           httpserver: HTTPServer) -> None:
@@ -132,7 +150,7 @@ def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser:
     d.find_element(By.ID, "password").send_keys(PASSWORD)  # type: ignore[attr-defined]
     d.find_element(By.ID, "login").click()  # type: ignore[attr-defined]
     WebDriverWait(d, 30).until(lambda drv: not drv.current_url.endswith("/login"))
-    assert "printer-1 / black" in text(d, "main")
+    shows(d, "main", "printer-1 / black")
     shoot(d, "home")
 
     d.get(f"{url}/orders")  # type: ignore[attr-defined]
@@ -143,7 +161,7 @@ def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser:
     assert "if approved now: about" in card  # the expected arrival before approval
     shoot(d, "orders")
     d.find_element(By.ID, f"approve-{proposal.id}").click()  # type: ignore[attr-defined]
-    assert "approved" in text(d, "#outcome")
+    shows(d, "#outcome", "approved")
     assert ledger.intent(proposal.id).state is State.QUEUED
 
     with VendorClient(sandbox.url, TOKEN) as client:
@@ -155,7 +173,7 @@ def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser:
     placed = ledger.intent(proposal.id)
     assert placed.state is State.PLACED and placed.order_id
     d.get(f"{url}/orders")  # type: ignore[attr-defined]
-    assert placed.order_id in text(d, f"#order-{proposal.id}")
+    shows(d, f"#order-{proposal.id}", placed.order_id)
 
     d.get(f"{url}/consent?c=printer-1/black")  # type: ignore[attr-defined]
     form = d.find_element(By.CSS_SELECTOR, "#consent-1 form")  # type: ignore[attr-defined]
@@ -167,7 +185,7 @@ def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser:
         field.send_keys(value)
     shoot(d, "consent")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert "may order printer-1/black without asking" in text(d, "#outcome")
+    shows(d, "#outcome", "may order printer-1/black without asking")
     assert ledger.mode("printer-1/black").value == "auto"
 
     d.get(f"{url}/away")  # type: ignore[attr-defined]
@@ -176,7 +194,7 @@ def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser:
     d.find_element(By.ID, "away-start").send_keys(start)  # type: ignore[attr-defined]
     d.find_element(By.ID, "away-end").send_keys(end)  # type: ignore[attr-defined]
     d.find_element(By.ID, "away-add").click()  # type: ignore[attr-defined]
-    assert start in text(d, "#away-periods")
+    shows(d, "#away-periods", start)
     assert len(ledger.away_periods()) == 1
     # A calendar subscription, as `replenish away subscribe` makes it, from a real server.
     first = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y%m%d")
@@ -190,8 +208,8 @@ def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser:
     d.find_element(By.ID, "calendar-url").send_keys(  # type: ignore[attr-defined]
         httpserver.url_for("/cal/family.ics"))
     d.find_element(By.ID, "calendar-add").click()  # type: ignore[attr-defined]
-    assert "calendar family: updated, 1 absences added" in text(d, "#outcome")
-    assert "family" in text(d, "#calendar-family")
+    shows(d, "#outcome", "calendar family: updated, 1 absences added")
+    shows(d, "#calendar-family", "family")
     assert len(ledger.away_periods()) == 2
     shoot(d, "away")
 
@@ -207,6 +225,6 @@ def test_household_flow_in_a_real_browser(web_server: tuple[str, Path], browser:
     assert text(d, "#verify-result").startswith("Chain OK")
     shoot(d, "audit")
     d.get(f"{url}/devices")  # type: ignore[attr-defined]
-    assert "printer-1" in text(d, "#devices")
+    shows(d, "#devices", "printer-1")
     shoot(d, "devices")
     ledger.close()
