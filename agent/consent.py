@@ -22,6 +22,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
+from agent.domain import BadConsumableKey, ConsumableKey
 from agent.errors import ConsentError
 
 
@@ -208,11 +209,12 @@ def month_start(now: datetime) -> datetime:
 
 
 def parse_consumable(text: str) -> str:
-    """Validate ``device_id/consumable_id`` as the household types it."""
-    parts = text.split("/")
-    if len(parts) != 2 or not all(p and p.isprintable() and " " not in p for p in parts):
-        raise ConsentError(f"consumable must be DEVICE/CONSUMABLE, got {text!r}")
-    return text
+    """Validate ``device_id/consumable_id`` as the household types it (one parser:
+    :meth:`agent.domain.ConsumableKey.parse`)."""
+    try:
+        return str(ConsumableKey.parse(text))
+    except BadConsumableKey as e:
+        raise ConsentError(str(e)) from e
 
 
 def first_allowed(mandate: Mandate | None, candidates: Sequence[str],

@@ -7,6 +7,7 @@ change to a wire model never reaches the core.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeAlias
 
@@ -41,3 +42,29 @@ class CoarseState(StrEnum):
     SOME_REMAINING = "some_remaining"  # RFC 3805 -3: not measurable, not empty
     UNKNOWN = "unknown"  # RFC 3805 -2: e.g. printer asleep
     EMPTY = "empty"
+
+
+class BadConsumableKey(ValueError):
+    """Text that does not name a consumable as ``DEVICE/CONSUMABLE``."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ConsumableKey:
+    """One consumable of one device. Its text form ``device_id/consumable_id`` is what the
+    database and the wire carry; inside the agent the two parts stay apart, so nobody
+    builds or splits the text by hand."""
+
+    device_id: str
+    consumable_id: str
+
+    def __str__(self) -> str:
+        return f"{self.device_id}/{self.consumable_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> ConsumableKey:
+        """The key named by ``text`` (CLI argument, MQTT command, web form), or
+        :class:`BadConsumableKey` saying what is wrong with it."""
+        parts = text.split("/")
+        if len(parts) != 2 or not all(p and p.isprintable() and " " not in p for p in parts):
+            raise BadConsumableKey(f"consumable must be DEVICE/CONSUMABLE, got {text!r}")
+        return cls(parts[0], parts[1])

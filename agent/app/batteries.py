@@ -36,6 +36,7 @@ from agent.app.planner import (
     observations,
 )
 from agent.config import Zigbee2MqttSettings
+from agent.domain import ConsumableKey
 from agent.forecast import Away
 from agent.forecast.refills import refills
 from agent.policy import ReorderPlan, plan_reorder
@@ -78,14 +79,14 @@ def battery_groups(db_path: Path | str, z2m: Zigbee2MqttSettings,
             e = entities.get(a.key)
             if a.source != bridge.SOURCE or e is None or e.battery_type is None or e.removed:
                 continue
-            key = f"{a.device_id}/{a.consumable_id}"
+            key = str(ConsumableKey(a.device_id, a.consumable_id))
             members.setdefault(e.battery_type, []).append(
                 Member(key, cids.get(key), cells(e.model)))
             if a.pack_size:
                 packs.setdefault(e.battery_type, a.pack_size)
     out = {}
     for cell, ms in members.items():
-        key = f"{BATTERY_GROUP_DEVICE}/{group_consumable(cell)}"
+        key = str(ConsumableKey(BATTERY_GROUP_DEVICE, group_consumable(cell)))
         pack = z2m.battery_skus[cell].pack_size if cell in z2m.battery_skus else packs.get(cell)
         out[key] = BatteryGroup(key, cell, tuple(sorted(ms, key=lambda m: m.key)), pack)
     return out

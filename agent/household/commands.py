@@ -16,6 +16,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from agent.domain import ConsumableKey
 from agent.errors import ConsentError, StoreError, VendorRetryable
 from agent.storage.alerts import AlertLedger
 from agent.storage.ledger import PENDING, Intent, Ledger, State
@@ -150,7 +151,7 @@ class HouseholdCommands:
         result: CommandResult = "unavailable"
         message = "ordering is not set up on this gateway"
         if self.order_now is not None and device and item:
-            result, message = self.order_now(ledger, f"{device}/{item}", quantity,
+            result, message = self.order_now(ledger, str(ConsumableKey(device, item)), quantity,
                                               source, now)
         elif self.order_now is not None:
             result, message = "unknown", f"order_now needs ref DEVICE:CONSUMABLE, got {ref}"

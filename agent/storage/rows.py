@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.domain import ConsumableKey
 from agent.wire.device import Consumable, EventMessage, StateMessage
 
 PAYLOAD_HEAD_BYTES = 256
@@ -75,7 +76,7 @@ FUTURE_SLACK_S = 300.0
 
 def consumable_key(row: Mapping[str, Any]) -> str:
     """The ledger's name for a stored consumable (``device_id/consumable_id``)."""
-    return f"{row['device_id']}/{row['consumable_id']}"
+    return str(ConsumableKey(row["device_id"], row["consumable_id"]))
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from agent.app import actions, calendars, factory
 from agent.app.dispatcher import Dispatcher
 from agent.app.order_now import Outcome, order_now_for
 from agent.consent import Mode
+from agent.domain import ConsumableKey
 from agent.errors import ConfigError, ConsentError
 from agent.ops import doctor
 from agent.sources.calendar.subscription import FetchResult
@@ -237,7 +238,7 @@ async def audit(request: Request, ctx: WebContext, session: Session) -> Response
 
 
 async def consumable(request: Request, ctx: WebContext, session: Session) -> Response:
-    key = f"{request.path_params['device']}/{request.path_params['item']}"
+    key = str(ConsumableKey(request.path_params['device'], request.path_params['item']))
     now = ctx.clock()
     with data.reader(ctx.db) as (store, ledger):
         row = data.find_consumable(store, key)
@@ -261,7 +262,7 @@ async def consumable(request: Request, ctx: WebContext, session: Session) -> Res
 async def order_now(request: Request, ctx: WebContext, session: Session) -> Response:
     """The household's one tap: the same path as the CLI, MQTT and Home Assistant."""
     values = await _form(request)
-    key = f"{request.path_params['device']}/{request.path_params['item']}"
+    key = str(ConsumableKey(request.path_params['device'], request.path_params['item']))
     qty = values.get("quantity", "1")
     quantity = int(qty) if qty.isdigit() and 1 <= int(qty) <= 99 else 1
     now = ctx.clock()
