@@ -73,7 +73,7 @@ def test_pending_survive_a_restart_and_a_real_future_reading_is_rejected(
     h2.writer.stop()
     with Store(path) as s:
         assert s.seqs("printer-1") == [1]
-        assert [(r["reason"], r["count"]) for r in s.reject_counts()] == [("clock_skew", 1)]
+        assert [(r.reason, r.count) for r in s.reject_counts()] == [("clock_skew", 1)]
 
 
 def msg(seq: int, ts: datetime, level: float) -> StateMessage:
@@ -141,7 +141,7 @@ def test_writer_without_trust_hook_rejects_skew_as_before(tmp_path: Path) -> Non
     writer.stop()
     with Store(path) as s:
         assert s.pending_count() == 0
-        assert s.reject_counts()[0]["reason"] == "clock_skew"
+        assert s.reject_counts()[0].reason == "clock_skew"
 
 
 def test_doctor_names_the_readings_held_for_the_clock(tmp_path: Path) -> None:

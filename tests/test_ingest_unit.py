@@ -108,7 +108,7 @@ def test_status_flood_beside_a_calm_device_logs_one_line(
     writer.stop()
     with Store(path) as s:
         assert s.seqs("printer-1") == list(range(1, 11))  # the calm device loses nothing
-        counts = {(r["device_id"], r["reason"]): r["count"] for r in s.reject_counts()}
+        counts = {(r.device_id, r.reason): r.count for r in s.reject_counts()}
     assert counts[("flooder", "rate_limited")] >= 9_900
     lines = [r.getMessage() for r in caplog.records if "ingest.reject" in r.getMessage()]
     assert len([x for x in lines if "device=flooder" in x]) <= 2  # first, then at stop
@@ -123,6 +123,6 @@ def test_replay_of_a_stored_seq_with_other_content_is_counted(tmp_path: Path) ->
         changed = check(inbound("replenish/v1/devices/printer-1/state", body))
         s.write_batch([first], NOW)  # type: ignore[list-item]
         s.write_batch([first, changed], NOW)  # type: ignore[list-item]
-        counts = {r["reason"]: r["count"] for r in s.reject_counts()}
+        counts = {r.reason: r.count for r in s.reject_counts()}
         assert counts == {"replay_changed": 1}  # the plain redelivery is not counted
         assert s.readings(s.consumables()[0]["cid"])[0].level == 50

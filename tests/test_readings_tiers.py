@@ -101,7 +101,7 @@ def test_a_changed_replay_is_counted_from_either_tier(tmp_path: Path) -> None:
         store.fold_recent()
         store.write_batch([msg(3, 898.0)], received_at=2.0)
         store.write_batch([msg(1, 5.0), msg(3, 5.0)], received_at=3.0)
-        counts = {(r["reason"], r["count"]) for r in store.reject_counts()}
+        counts = {(r.reason, r.count) for r in store.reject_counts()}
         assert counts == {("replay_changed", 2)}
         assert [r.level for r in store.readings(1)] == [900.0, 899.0, 898.0]
 

@@ -62,7 +62,7 @@ def test_rejects_are_counted_and_bounded(store: Store) -> None:
     bad = [Rejected("printer-1", "bad_json", "t", b"x" * 1000) for _ in range(25)]
     result = store.write_batch(bad, received_at=5.0)
     assert result.rejected == 25
-    assert store.reject_counts()[0]["count"] == 25
+    assert store.reject_counts()[0].count == 25
     assert store.table_stats()["rejects"] == 10  # only the newest rejects_kept survive
     head = store.conn.execute("SELECT MAX(LENGTH(payload_head)) FROM rejects").fetchone()[0]
     assert head == 256

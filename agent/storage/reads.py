@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from agent.storage.rows import PendingRow, ReadingRow
+from agent.storage.rows import PendingRow, ReadingRow, RejectCountRow
 
 
 class StoreReads:
@@ -43,8 +43,10 @@ class StoreReads:
     def pending_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
 
-    def reject_counts(self) -> list[dict[str, Any]]:
-        return self._dicts("SELECT * FROM reject_counts ORDER BY device_id, reason")
+    def reject_counts(self) -> list[RejectCountRow]:
+        rows = self.conn.execute("SELECT device_id, reason, count, last_at FROM reject_counts "
+                                 "ORDER BY device_id, reason")
+        return [RejectCountRow(str(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in rows]
 
     def reading_count(self, device_id: str | None = None) -> int:
         if device_id is None:
@@ -91,14 +93,6 @@ class StoreReads:
         rows += self.conn.execute(sql, (cid, max(since, fine_since), float("inf"),
                                         fine_bucket_s))
         return [ReadingRow(*r) for r in rows]
-
-    def events(self, device_id: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM events"
-        params: list[Any] = []
-        if device_id is not None:
-            sql += " WHERE device_id = ?"
-            params.append(device_id)
-        return self._dicts(sql + " ORDER BY ts", params)
 
     def _dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cur = self.conn.execute(sql, params)

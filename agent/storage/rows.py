@@ -58,6 +58,16 @@ class BatchResult:
 
 
 @dataclass(slots=True, frozen=True)
+class RejectCountRow:
+    """How many messages of one device were refused for one reason, and when last."""
+
+    device_id: str
+    reason: str
+    count: int
+    last_at: float
+
+
+@dataclass(slots=True, frozen=True)
 class ReadingRow:
     """One stored reading of one consumable (what the forecast consumes)."""
 

@@ -90,7 +90,7 @@ def test_malformed_payload_rejected_next_good_lands(broker: LocalBroker, tmp_pat
         assert agent.proc is not None and agent.proc.poll() is None
         log = agent.log()
     with Store(db) as store:
-        counts = {r["reason"]: r["count"] for r in store.reject_counts()}
+        counts = {r.reason: r.count for r in store.reject_counts()}
         assert store.seqs("printer-1") == [3]
     assert counts == {"bad_json": 1, "schema": 1, "device_mismatch": 1}
     # One summary line per device per interval: the first reject is logged at once.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from agent.household.views import ConsumableView, StoreRow, consumable_views
 from agent.storage.learned import as_json, load_learned
 from agent.storage.ledger import Ledger
 from agent.storage.readonly import connect_readonly
+from agent.storage.rows import RejectCountRow
 from agent.storage.store import Store
 from agent.vendor.client import CatalogItem
 
@@ -38,7 +40,7 @@ class StatusReport:
     now: datetime
     devices: Sequence[StoreRow]
     consumables: Sequence[tuple[StoreRow, ConsumableView]]
-    rejects: Sequence[StoreRow]
+    rejects: Sequence[RejectCountRow]
     # agent.storage.learned.as_json: {subject: {name: {value, prior, cycles}}}
     learned: Mapping[str, Mapping[str, Mapping[str, float | int | None]]]
 
@@ -55,7 +57,7 @@ class StatusReport:
             "now": self.now.isoformat(),
             "devices": [dict(d) for d in self.devices],
             "consumables": rows,
-            "rejects": [dict(r) for r in self.rejects],
+            "rejects": [dataclasses.asdict(r) for r in self.rejects],
             # Per vendor SKU (lead-time quantiles from our delivered orders).
             "learned": {k: v for k, v in self.learned.items()
                         if not k.startswith("consumable:")},
@@ -120,7 +122,7 @@ def render(data: StatusReport) -> str:
         lines += ["", f"{'DEVICE':<20} {'REJECT REASON':<16} {'COUNT':<8} LAST"]
         for r in data.rejects:
             lines.append(
-                f"{r['device_id']:<20} {r['reason']:<16} {r['count']:<8} {_when(r['last_at'])}"
+                f"{r.device_id:<20} {r.reason:<16} {r.count:<8} {_when(r.last_at)}"
             )
     return "\n".join(lines)
 
