@@ -103,7 +103,7 @@ def test_last_seen_follows_a_clock_corrected_backwards(tmp_path: Path) -> None:
     with Store(tmp_path / "a.db") as s:
         s.write_batch([msg(1, datetime(2026, 11, 19, tzinfo=UTC), 900)], ahead)
         s.write_batch([msg(2, datetime(2026, 11, 20, tzinfo=UTC), 890)], right)
-        assert s.devices()[0]["last_seen"] == right
+        assert s.devices()[0].last_seen == right
 
 
 def test_previous_schema_upgrades_without_loss(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ def test_previous_version_upgrades_and_keeps_its_rows(tmp_path: Path) -> None:
     conn.close()
     with Store(path) as store:
         assert current_version(store.conn) == LATEST_VERSION
-        assert [d["device_id"] for d in store.devices()] == ["printer-1"]
+        assert [d.device_id for d in store.devices()] == ["printer-1"]
         assert store.conn.execute("SELECT cycles FROM learned").fetchall() == [(3,)]
         assert load_forecasts(store.conn) == {}
         save_forecasts(store.conn, {"printer-1/black": _fc(50.0, 20.0)})

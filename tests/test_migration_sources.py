@@ -24,7 +24,7 @@ def test_previous_version_upgrades_and_keeps_its_rows(tmp_path: Path) -> None:
 
     with Store(path) as store:
         assert current_version(store.conn) == LATEST_VERSION
-        assert [d["device_id"] for d in store.devices()] == ["fridge-1"]
+        assert [d.device_id for d in store.devices()] == ["fridge-1"]
     with SourceStore(path) as db:
         db.upsert_entity(SourceEntity("z2m", "0x1", "s battery", "zigbee2mqtt/s",
                                       "{{ value_json.battery }}", "percent", 1.0,

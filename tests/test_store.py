@@ -70,7 +70,7 @@ def test_rejects_are_counted_and_bounded(store: Store) -> None:
 
 def test_status_updates_device(store: Store) -> None:
     store.write_batch([msg(1, 900), StatusUpdate("fridge-1", False)], received_at=3.0)
-    assert store.devices()[0]["online"] == 0
+    assert store.devices()[0].online is False
 
 
 def test_downsample_keeps_one_per_bucket_and_refills(store: Store) -> None:

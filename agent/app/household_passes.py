@@ -62,8 +62,7 @@ class HouseholdPasses:
                 self.states_at = now
             else:
                 self.link.sync_orders(ledger, now)
-        last_seen = {d["device_id"]: datetime.fromtimestamp(d["last_seen"], UTC)
-                     for d in device_rows if d["last_seen"] is not None}
+        last_seen = {d.device_id: datetime.fromtimestamp(d.last_seen, UTC) for d in device_rows}
         unanswered = self.vendor.unanswered if self.vendor is not None else 0
         self.link.check_problems(last_seen, unanswered, now)
 

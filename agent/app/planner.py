@@ -232,7 +232,7 @@ class Planner:
                 for row in self._rows()}
 
     def _rows(self) -> list[StoreRow]:
-        kinds = {d["device_id"]: d["kind"] for d in self.store.devices()}
+        kinds = {d.device_id: d.kind.value for d in self.store.devices()}
         return [{**row, "kind": kinds.get(row["device_id"], "other")}
                 for row in self.store.consumables(counts=False)]
 

@@ -16,10 +16,10 @@ from typing import Any, Protocol
 from agent.forecast import Confidence
 from agent.household.discovery import DeviceInfo
 from agent.storage.ledger import OPEN, Intent, Ledger, State
-from agent.storage.rows import consumable_key
+from agent.storage.rows import DeviceRow, consumable_key
 from agent.wire.household import ConsumableState
 
-# A row as ``Store.devices()`` / ``Store.consumables()`` return it today: Any-valued until
+# A row as ``Store.consumables()`` returns it today: Any-valued until
 # the store returns typed rows (issue 21 types store.py). Named once here so that change
 # shows every consumer (views, planner, status, web) to mypy.
 StoreRow = Mapping[str, Any]
@@ -67,13 +67,12 @@ class ConsumableView:
         return None if self.last_ts is None else datetime.fromtimestamp(self.last_ts, UTC)
 
 
-def consumable_views(devices: Sequence[StoreRow], consumables: Sequence[StoreRow],
+def consumable_views(devices: Sequence[DeviceRow], consumables: Sequence[StoreRow],
                      ledger: Ledger, forecasts: Mapping[str, ForecastSummary],
                      ) -> list[ConsumableView]:
     """Every stored consumable with its forecast, mode and orders, in the store's order."""
     modes = {c.consumable: c.mode.value for c in ledger.consents()}
-    online = {d["device_id"]: None if d["online"] is None else bool(d["online"])
-              for d in devices}
+    online = {d.device_id: d.online for d in devices}
     next_order: dict[str, datetime] = {}
     open_order: dict[str, Intent] = {}
     for it in ledger.intents(OPEN):
@@ -93,7 +92,7 @@ def consumable_views(devices: Sequence[StoreRow], consumables: Sequence[StoreRow
     return views
 
 
-def device_views(devices: Sequence[StoreRow], consumables: Sequence[StoreRow],
+def device_views(devices: Sequence[DeviceRow], consumables: Sequence[StoreRow],
                  ) -> tuple[list[DeviceInfo], dict[str, bool]]:
     """Devices with their consumables (for discovery) and their online flags."""
     by_device: dict[str, list[tuple[str, str]]] = {}
@@ -102,10 +101,10 @@ def device_views(devices: Sequence[StoreRow], consumables: Sequence[StoreRow],
     infos = []
     availability: dict[str, bool] = {}
     for d in devices:
-        infos.append(DeviceInfo(d["device_id"], d["kind"],
-                                tuple(by_device.get(d["device_id"], []))))
-        if d["online"] is not None:
-            availability[d["device_id"]] = bool(d["online"])
+        infos.append(DeviceInfo(d.device_id, d.kind.value,
+                                tuple(by_device.get(d.device_id, []))))
+        if d.online is not None:
+            availability[d.device_id] = d.online
     return infos, availability
 
 

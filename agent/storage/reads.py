@@ -11,15 +11,22 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from agent.storage.rows import PendingRow, ReadingRow, RejectCountRow
+from agent.domain import DeviceKind
+from agent.storage.rows import DeviceRow, PendingRow, ReadingRow, RejectCountRow
 
 
 class StoreReads:
     conn: sqlite3.Connection
 
-    def devices(self) -> list[dict[str, Any]]:
+    def devices(self) -> list[DeviceRow]:
         """Every known device with its last contact, ordered by id."""
-        return self._dicts("SELECT * FROM devices ORDER BY device_id")
+        rows = self.conn.execute(
+            "SELECT device_id, kind, first_seen, last_seen, last_seq, online, status_at, fw "
+            "FROM devices ORDER BY device_id")
+        return [DeviceRow(device_id=r[0], kind=DeviceKind(r[1]), first_seen=float(r[2]),
+                          last_seen=float(r[3]), last_seq=int(r[4]),
+                          online=None if r[5] is None else bool(r[5]), status_at=r[6],
+                          fw=r[7]) for r in rows]
 
     def consumables(self, *, counts: bool = True) -> list[dict[str, Any]]:
         """Every consumable with its latest level and the number of stored readings.

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.domain import ConsumableKey
+from agent.domain import ConsumableKey, DeviceKind
 from agent.wire.device import Consumable, EventMessage, StateMessage
 
 PAYLOAD_HEAD_BYTES = 256
@@ -55,6 +55,20 @@ class BatchResult:
     stored: int  # state messages with at least one new reading
     duplicates: int
     rejected: int
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class DeviceRow:
+    """A known device and its last contact, as the ``devices`` table keeps it."""
+
+    device_id: str
+    kind: DeviceKind
+    first_seen: float
+    last_seen: float
+    last_seq: int
+    online: bool | None  # None: no status message seen yet
+    status_at: float | None
+    fw: str | None
 
 
 @dataclass(slots=True, frozen=True)

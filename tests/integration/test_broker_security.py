@@ -480,7 +480,7 @@ def _store_snapshot(db: Path) -> tuple[dict[str, int], dict[str, int]]:
     if not db.exists():
         return {}, {}
     with Store(db) as store:
-        devices = {d["device_id"]: store.reading_count(d["device_id"]) for d in store.devices()}
+        devices = {d.device_id: store.reading_count(d.device_id) for d in store.devices()}
         rejects: dict[str, int] = {}
         for row in store.reject_counts():
             rejects[row.reason] = rejects.get(row.reason, 0) + row.count

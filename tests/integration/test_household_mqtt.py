@@ -283,7 +283,7 @@ def publish_readings(rig: Rig) -> None:
 
 def known_devices(db: Path) -> set[str]:
     with Store(db) as store:
-        return {d["device_id"] for d in store.devices()}
+        return {d.device_id for d in store.devices()}
 
 
 def sensor_topics(device: str, consumables: tuple[str, ...]) -> set[str]:

@@ -18,7 +18,7 @@ from agent.household.views import ConsumableView, StoreRow, consumable_views
 from agent.storage.learned import as_json, load_learned
 from agent.storage.ledger import Ledger
 from agent.storage.readonly import connect_readonly
-from agent.storage.rows import RejectCountRow
+from agent.storage.rows import DeviceRow, RejectCountRow
 from agent.storage.store import Store
 from agent.vendor.client import CatalogItem
 
@@ -38,7 +38,7 @@ class StatusReport:
     """Everything ``status`` shows: stored rows plus the one dashboard view."""
 
     now: datetime
-    devices: Sequence[StoreRow]
+    devices: Sequence[DeviceRow]
     consumables: Sequence[tuple[StoreRow, ConsumableView]]
     rejects: Sequence[RejectCountRow]
     # agent.storage.learned.as_json: {subject: {name: {value, prior, cycles}}}
@@ -55,7 +55,7 @@ class StatusReport:
                          "learned": self.learned.get(f"consumable:{view.key}", {})})
         return {
             "now": self.now.isoformat(),
-            "devices": [dict(d) for d in self.devices],
+            "devices": [dataclasses.asdict(d) for d in self.devices],
             "consumables": rows,
             "rejects": [dataclasses.asdict(r) for r in self.rejects],
             # Per vendor SKU (lead-time quantiles from our delivered orders).
@@ -102,10 +102,10 @@ def render(data: StatusReport) -> str:
     """Human-readable tables."""
     lines = [f"{'DEVICE':<20} {'KIND':<9} {'ONLINE':<7} {'LAST SEEN':<21} LAST SEQ"]
     for d in data.devices:
-        online = {1: "yes", 0: "no"}.get(d["online"], "?")
+        online = "?" if d.online is None else "yes" if d.online else "no"
         lines.append(
-            f"{d['device_id']:<20} {d['kind']:<9} {online:<7} {_when(d['last_seen']):<21} "
-            f"{d['last_seq']}"
+            f"{d.device_id:<20} {d.kind.value:<9} {online:<7} {_when(d.last_seen):<21} "
+            f"{d.last_seq}"
         )
     if not data.devices:
         lines.append("(no devices yet)")
