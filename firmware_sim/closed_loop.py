@@ -3,8 +3,11 @@
 ``python -m firmware_sim.closed_loop --days 365 --seconds-per-day 1`` runs the
 ``make demo`` world twice (the same scenario, seed, broker setup, sandbox and consent):
 
-- ``in-process``: :func:`firmware_sim.demo.run`'s loop, the agent's passes called by
-  the loop on the shared simulated clock (decide every 6 h, then sync, approve, dispatch);
+- ``in-process``: the demo world with the agent in the loop's process; the loop ticks the
+  agent's own simulated-time runner (:func:`agent.app.simtime.runner_for`) after each
+  step, so its passes run at the same simulated instants and in the same order as the
+  process's (it ran its own 01:00-anchored schedule before, which shifted learned lead
+  times and stockout days);
 - ``process``: the real ``replenish run --clock <sandbox>/_sandbox/clock``, which runs
   its passes itself when the sandbox's clock moves (decide every 6 simulated hours,
   dispatch and household sync every simulated hour); the loop advances the clock one
@@ -32,7 +35,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from agent.clock import SIM_MARKER, SIM_OPT_IN_ENV
+from agent.app.simtime import runner_for
+from agent.clock import SIM_MARKER, SIM_OPT_IN_ENV, SimulatedClock
 from firmware_sim import demo
 from firmware_sim.household.live import LivePublisher
 from firmware_sim.household.scenario import Household
@@ -95,8 +99,22 @@ def _pace(tick: float, seconds_per_day: float) -> None:
     time.sleep(max(0.0, pause - (time.monotonic() - tick)))
 
 
+def _after_passes(config: Path, household: Household, watcher: demo.HouseholdWatcher,
+                  now: datetime, consented: bool) -> int:
+    """The household's part after the agent's passes at ``now`` (the same on both sides):
+    consent once, approve what a decision pass proposed, buy after reminders."""
+    if not consented:
+        for args in demo.CONSENT:
+            demo.cli(config, "consent", "set", *args, now=now)
+    if (now - household.start) % demo.DECIDE_EVERY == timedelta(0):
+        demo.approve_proposals(config, now)  # the agent decided at now
+    reminded = len(watcher.reminded)
+    demo.buy_after_reminders(watcher, household, now)
+    return reminded
+
+
 def in_process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
-    """``make demo``'s loop (firmware_sim.demo.run) without its screen output."""
+    """The demo world, the agent in-process on the runner the process uses, no screen."""
     from agent.app.service import AgentService
     from agent.config import load_settings
     from agent.logs import setup_logging
@@ -105,37 +123,32 @@ def in_process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
     state.mkdir(parents=True)
     wall0 = time.monotonic()
     with _quiet(), demo.demo_world(state) as (household, clock, broker, vendor, config):
+        _process_config(config)
         setup_logging("INFO", (state / "agent.log").open("a"), journal=False)
         service = AgentService(load_settings(config), clock=clock.now)
         service.start(background_jobs=False)
+        # The agent's own simulated-time runner, ticked by the loop instead of its thread:
+        # both sides run the same passes in the same order at the same instants.
+        runner = runner_for(service, SimulatedClock("in-process", clock.now))
         watcher = demo.HouseholdWatcher(broker)
         reminders = 0
         passwords = {d.device_id: broker.passwords[d.device_id] for d in household.devices}
         end = household.start + timedelta(days=days)
-        last_decision = household.start - demo.DECIDE_EVERY
         try:
+            runner.tick(household.start)  # as the process does when it starts
             with LivePublisher(household, broker.host, broker.port, passwords) as publisher:
                 now, consented = household.start, False
                 while now < end:
                     tick = time.monotonic()
                     now = demo.advance_world(clock, vendor, publisher, STEP)
                     demo.wait_ingested(service)
-                    if not consented:
-                        for args in demo.CONSENT:
-                            demo.cli(config, "consent", "set", *args, now=clock.now())
-                        consented = True
-                    if now - last_decision >= demo.DECIDE_EVERY:
-                        last_decision = now
-                        service.decide()
-                        service.sync_household()
-                        demo.approve_proposals(config, now)
-                        service.dispatch()
-                    service.sync_household()
-                    reminders += len(watcher.reminded)
-                    demo.buy_after_reminders(watcher, household, now)
+                    runner.tick(now)
+                    reminders += _after_passes(config, household, watcher, now, consented)
+                    consented = True
                     _pace(tick, seconds_per_day)
         finally:
             watcher.close()
+            runner.close()
             service.shutdown()
         return _result("in-process", days, household, vendor.orders(), reminders,
                        time.monotonic() - wall0)
@@ -191,14 +204,8 @@ def process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
                     tick = time.monotonic()
                     now = demo.advance_world(clock, vendor, publisher, STEP)
                     _wait_passes(marker, now, proc)
-                    if not consented:
-                        for args in demo.CONSENT:
-                            demo.cli(config, "consent", "set", *args, now=now)
-                        consented = True
-                    if (now - household.start) % demo.DECIDE_EVERY == timedelta(0):
-                        demo.approve_proposals(config, now)  # the agent decided at now
-                    reminders += len(watcher.reminded)
-                    demo.buy_after_reminders(watcher, household, now)
+                    reminders += _after_passes(config, household, watcher, now, consented)
+                    consented = True
                     _pace(tick, seconds_per_day)
         finally:
             if watcher is not None:
