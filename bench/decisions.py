@@ -31,6 +31,7 @@ from typing import Any
 from agent.domain import CoarseState
 from agent.forecast import Delivery, Observation, to_days
 from agent.policy import LeadTime
+from bench.common import cycle_served
 from bench.decisions_world import HOUR, SCENARIOS, START, Scenario, World
 from bench.forecast_policies import (
     AgentPolicy,
@@ -95,16 +96,6 @@ def _true_rate(w: World, t: float) -> float:
         return 0.1
     return rate
 
-
-def cycle_served(stockouts: list[tuple[float, float]], empty_since: float | None,
-                 start: float, arrival: float) -> bool:
-    """Whether the replenishment cycle from the previous delivery (``start``) to this
-    one (``arrival``) had no stockout. Each stockout falls in the one cycle it occurs
-    in: judging every order whose order-to-arrival window overlapped it counted one
-    stockout against each of several overlapping orders (the oracle read 0.52)."""
-    if empty_since is not None and empty_since < arrival:
-        return False
-    return not any(a < arrival and b > start for a, b in stockouts)
 
 
 def run(scn: Scenario, seed: int, days: int, policy: Any) -> dict[str, Any]:
