@@ -307,3 +307,14 @@ class AgentRunner:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+
+def cycle_served(stockouts: list[tuple[float, float]], empty_since: float | None,
+                 start: float, arrival: float) -> bool:
+    """Whether the replenishment cycle from the previous delivery (``start``) to this
+    one (``arrival``) had no stockout. Each stockout falls in the one cycle it occurs
+    in: judging every order whose order-to-arrival window overlapped it counted one
+    stockout against each of several overlapping orders (the oracle read 0.52)."""
+    if empty_since is not None and empty_since < arrival:
+        return False
+    return not any(a < arrival and b > start for a, b in stockouts)

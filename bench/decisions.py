@@ -11,7 +11,8 @@ separate seeds (cost: 20 x stockout days + mean days of supply), and the oracle 
 stock, true rate). On a LOW-only printer a reorder point compares the level its page
 counter implies (pages since the last replacement against the declared yield), and
 orders at LOW before any replacement was seen. Inventory-matched: the reorder point run
-at every threshold of the grid (10 % to 100 %, order whenever nothing is on order) on
+at every threshold of the grid (10 % to 100 % of capacity, then 130-220 % of the level
+plus what is on order) on
 the same seeds, its stockouts interpolated at the agent's mean days of supply.
 Writes ``bench/results/decisions.json`` and ``bench/results/decisions.md``.
 """
@@ -30,7 +31,9 @@ from typing import Any
 
 from agent.domain import CoarseState
 from agent.forecast import Delivery, Observation, to_days
+from agent.forecast.refills import spare_packs
 from agent.policy import LeadTime
+from bench.common import cycle_served
 from bench.decisions_world import HOUR, SCENARIOS, START, Scenario, World
 from bench.forecast_policies import (
     AgentPolicy,
@@ -38,27 +41,34 @@ from bench.forecast_policies import (
     ItemView,
     OraclePolicy,
     _current_level,
+    _last_level,
+    _last_low,
     _pending,
 )
 from bench.forecast_sim import _compact
 
 RESULTS = Path(__file__).parent / "results"
-# Up to 1.0 (order whenever nothing is on order): the grid must reach the agent's own
-# inventory for the inventory-matched comparison (heavy-tailed lead times need it).
-RP_GRID = (0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 0.9, 1.0)
+# Up to 1.0 (order whenever nothing is on order), then above 1.0 on the inventory
+# position (level plus packs on order, so a second order may go out while one is late):
+# the grid must reach the agent's own inventory for the inventory-matched comparison
+# (with heavy-tailed lead times one order at a time tops out below the agent's supply).
+RP_GRID = (0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 0.9, 1.0, 1.3, 1.7, 2.2)
 TUNE_SEEDS = (1001, 1002, 1003)
 STALL_DAYS = 30.0
 _LOW = (CoarseState.LOW, CoarseState.EMPTY)
 
 
 class ReorderPoint:
-    """Order when the reported level is at or below ``f`` of capacity (or LOW)."""
+    """Order when the reported level is at or below ``f`` of capacity (or LOW); above
+    1.0, when the level plus the packs on order is (an inventory-position rule)."""
 
     def __init__(self, f: float, name: str | None = None) -> None:
         self.f = f
         self.name = name or f"reorder_point_{f:g}"
 
     def decide(self, view: ItemView) -> Decision:
+        if self.f > 1.0:
+            return self._by_position(view)
         level = _current_level(view)
         if isinstance(level, Decision):
             counted = _pages_level(view)
@@ -66,6 +76,22 @@ class ReorderPoint:
                 return level
             level = counted
         return Decision(view.packs_per_order if level <= self.f * view.spec.capacity else 0)
+
+    def _by_position(self, view: ItemView) -> Decision:
+        """Level (or the page-counter level, or 0 at LOW) plus the packs ordered and not
+        yet in the device, against ``f`` x capacity."""
+        last = _last_level(view)
+        if view.obs and view.obs[-1].level is None:
+            counted = _pages_level(view)
+            level = counted if counted is not None else (0.0 if _last_low(view) else None)
+        else:
+            level = None if last is None else last[1]
+        if level is None:
+            return Decision(0)
+        on_order = sum(d.packs for d in view.deliveries if d.ts > view.now or d.pending)
+        shelf = spare_packs(view.obs, view.spec, view.deliveries, view.now)
+        position = level + (on_order + shelf) * view.spec.pack_size
+        return Decision(view.packs_per_order if position <= self.f * view.spec.capacity else 0)
 
 
 def _pages_level(view: ItemView) -> float | None:
@@ -96,6 +122,7 @@ def _true_rate(w: World, t: float) -> float:
     return rate
 
 
+
 def run(scn: Scenario, seed: int, days: int, policy: Any) -> dict[str, Any]:
     """One scenario, one seed, one policy: metrics of its one item."""
     rng = random.Random(seed * 104_729 + zlib.crc32(scn.name.encode()) % 10_007)
@@ -117,6 +144,7 @@ def run(scn: Scenario, seed: int, days: int, policy: Any) -> dict[str, Any]:
     orders = spare_orders = 0
     supply: list[float] = []
     cycles: list[bool] = []
+    last_arrival = 0.0
     decide_s = 0.0
     decide_n = 0
     compacted = 0
@@ -127,9 +155,9 @@ def run(scn: Scenario, seed: int, days: int, policy: Any) -> dict[str, Any]:
         for due in [p for p in pending if p[0] <= t]:
             pending.remove(due)
             arrival, ordered, packs, expected = due
-            ran_out = any(a < arrival and b > ordered for a, b in w.stockouts) or (
-                w.empty_since is not None and w.empty_since < arrival)
-            cycles.append(not ran_out)
+            # Cycles are cut at the hour the delivery lands (a stockout it ends closes then).
+            cycles.append(cycle_served(w.stockouts, w.empty_since, last_arrival, t))
+            last_arrival = t
             w.deliver(packs, t)
             dels[dels.index(expected)] = Delivery(ts, packs)
             leads.append(arrival - ordered)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import cycle_served
 from bench.forecast_sim import ItemResult
 
 HORIZONS = (("1-3", 1.0, 3.0), ("4-7", 3.0, 7.0), ("8-14", 7.0, 14.0), ("15-30", 14.0, 30.0))
@@ -49,10 +50,10 @@ def aggregate(results: list[tuple[str, ItemResult]], families: list[str],
             bias = [p - a for r in rs for a, p in r.tte_pairs if lo < a <= hi]
             tte[label] = {"mae_days": _r(_mean(errs)), "bias_days": _r(_mean(bias)),
                           "n": len(errs)}
-        # Cycle service: deliveries that came before a run-out (any stockout between
-        # the order and its arrival); stalled: a stockout of 30 days or more.
-        cyc = [not any(a < arr and b > sent for a, b in r.stockouts)
-               for r in rs for sent, arr in r.cycles]
+        # Cycle service: delivery-to-delivery cycles without a stockout (each stockout
+        # in one cycle); stalled: a stockout of 30 days or more.
+        cyc = [cycle_served(r.stockouts, None, start, arr) for r in rs
+               for start, arr in _cycle_bounds(r.cycles)]
         calls = sum(r.decide_calls for r in rs)
         secs = sum(r.decide_seconds for r in rs)
         out[fam][pol] = {
@@ -243,3 +244,9 @@ def plot(traces: list[tuple[str, ItemResult]], path: Path) -> Path | None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _cycle_bounds(cycles: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(previous arrival, arrival) of each delivered order, in arrival order."""
+    arrivals = sorted(arr for _, arr in cycles)
+    return list(zip([float("-inf"), *arrivals], arrivals, strict=False))
