@@ -10,7 +10,7 @@ import pytest
 
 from agent.cli.main import main
 from agent.consent import Mode
-from agent.domain import DeviceKind, Unit
+from agent.domain import CoarseState, DeviceKind, Unit
 from agent.storage.ledger import Ledger
 from agent.storage.store import Store
 from agent.wire.device import Consumable, StateMessage
@@ -68,3 +68,42 @@ def test_status_json_shows_what_was_learned(tmp_path: Path, capsys: pytest.Captu
     [row] = data["consumables"]
     assert row["learned"]["yield_per_pack"] == {"value": 2550.0, "prior": 3000.0, "cycles": 3}
     assert data["learned"]["sku:TONER-TN2420"]["lead_time_p90"]["value"] == 6.5
+
+
+# The consumable keys of ``status --json`` as scripts read them today, in order: the
+# table's columns, the count of readings, then what the dashboard view adds.
+STATUS_CONSUMABLE_KEYS = [
+    "cid", "device_id", "consumable_id", "sku", "unit", "capacity", "last_level",
+    "last_state", "last_ts", "last_counters", "readings",
+    "mode", "days_left", "days_left_p10", "days_left_p90", "confidence", "learned"]
+
+
+def test_status_json_consumable_keys_and_stored_values_are_pinned(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = config(tmp_path)
+    db = tmp_path / "agent.db"
+    with Store(db) as store:  # a second consumable with every optional column set
+        store.write_batch([StateMessage(
+            device_id="printer-1", seq=100, ts=NOW - timedelta(hours=1),
+            kind=DeviceKind.PRINTER, consumables=[
+                Consumable(id="drum", sku="DR-2400", level=70.0, unit=Unit.PERCENT,
+                           capacity=100, state=CoarseState.OK, counters={"pages": 1234})])],
+            received_at=NOW.timestamp())
+        columns = [d[0] for d in store.conn.execute("SELECT * FROM consumables").description]
+        stored = {r[2]: dict(zip(columns, r, strict=True)) for r in store.conn.execute(
+            "SELECT * FROM consumables")}
+        counts = dict(store.conn.execute(
+            "SELECT c.consumable_id, COUNT(*) FROM readings r JOIN consumables c USING (cid) "
+            "GROUP BY c.consumable_id").fetchall())
+    monkeypatch.setenv("REPLENISH_NOW", NOW.isoformat())
+    assert main(["--config", str(path), "status", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["consumables"]
+    assert [r["consumable_id"] for r in rows] == ["black", "drum"]
+    for row in rows:
+        assert list(row) == STATUS_CONSUMABLE_KEYS
+        name = row["consumable_id"]
+        assert {k: row[k] for k in columns} == stored[name]  # the columns, as stored
+        assert row["readings"] == counts[name]
+    assert isinstance(rows[1]["last_counters"], str)  # the stored JSON text, not an object
+    assert json.loads(rows[1]["last_counters"]) == {"pages": 1234}
