@@ -39,6 +39,7 @@ from agent.config import load_settings
 from agent.domain import CoarseState, DeviceKind, Unit
 from agent.forecast import ConsumableSpec, forecast
 from agent.policy import LeadTime, plan_reorder
+from agent.storage.rows import ConsumableRow
 from agent.storage.store import Store
 from agent.wire.device import Consumable, StateMessage
 from bench.common import (
@@ -157,9 +158,9 @@ def db_size(db: Path, devices: int, consumables: int, now: float,
 
 # ---- the decision pass ------------------------------------------------------------------
 
-def spec_for(row: dict[str, Any]) -> ConsumableSpec:
-    unit = Unit(row["unit"])
-    capacity = float(row["capacity"] or (100.0 if unit is Unit.PERCENT else 1.0))
+def spec_for(row: ConsumableRow) -> ConsumableSpec:
+    unit = row.unit
+    capacity = float(row.capacity or (100.0 if unit is Unit.PERCENT else 1.0))
     fridge = unit is Unit.GRAMS
     return ConsumableSpec(unit=unit, capacity=capacity, pack_size=capacity, perishable=fridge,
                           shelf_life_days=10.0 if fridge else None,
@@ -174,7 +175,7 @@ def decision_pass(db: Path, now: datetime, count: int) -> dict[str, float]:
         rows = store.consumables()[:count]
         for row in rows:
             t0 = time.perf_counter()
-            obs = observations(store, row["cid"], now)
+            obs = observations(store, row.cid, now)
             t1 = time.perf_counter()
             spec = spec_for(row)
             fc = forecast(obs, spec, now)

@@ -205,8 +205,8 @@ class ForeignWorld:
 
     def consumables(self, device_id: str) -> list[str]:
         with Store(self.service.settings.storage.path) as store:
-            return [r["consumable_id"] for r in store.consumables(counts=False)
-                    if r["device_id"] == device_id]
+            return [r.consumable_id for r in store.consumables(counts=False)
+                    if r.device_id == device_id]
 
     def adopt_bridge(self) -> None:
         """Publish the retained device list, then adopt every battery sensor."""

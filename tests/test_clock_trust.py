@@ -89,12 +89,12 @@ def test_a_future_reading_never_pins_the_last_level(tmp_path: Path) -> None:
             at = now + timedelta(minutes=10 * i)
             s.write_batch([msg(i, at, level)], at.timestamp())
         (row,) = s.consumables()
-        assert row["last_level"] == 470
+        assert row.last_level == 470
         # Also within one batch: the future one does not hold off the later reading.
         at = now + timedelta(hours=1)
         s.write_batch([msg(10, now + timedelta(hours=20), 999), msg(11, at, 460)],
                       at.timestamp())
-        assert s.consumables()[0]["last_level"] == 460
+        assert s.consumables()[0].last_level == 460
 
 
 def test_last_seen_follows_a_clock_corrected_backwards(tmp_path: Path) -> None:

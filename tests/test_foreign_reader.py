@@ -29,9 +29,9 @@ def test_mapping_without_discovery_reads_a_tasmota_scale(tmp_path: Path) -> None
     assert r.drain() == 2
     dev = synthetic_device_id("map", "petfood:tele/petscale/SENSOR")
     with Store(tmp_path / "agent.db") as st:
-        [c] = [c for c in st.consumables() if c["device_id"] == dev]
-        assert (c["consumable_id"], c["unit"], c["sku"]) == ("kibble", "grams", "KIBBLE-4KG")
-        assert st.readings(c["cid"])[-1].level == 2500.0
+        [c] = [c for c in st.consumables() if c.device_id == dev]
+        assert (c.consumable_id, c.unit, c.sku) == ("kibble", "grams", "KIBBLE-4KG")
+        assert st.readings(c.cid)[-1].level == 2500.0
     with SourceStore(tmp_path / "agent.db") as db:
         assert [(x.source, x.reason, x.count) for x in db.rejects()] == [
             ("map", "implausible level", 1)]

@@ -125,4 +125,4 @@ def test_replay_of_a_stored_seq_with_other_content_is_counted(tmp_path: Path) ->
         s.write_batch([first, changed], NOW)  # type: ignore[list-item]
         counts = {r.reason: r.count for r in s.reject_counts()}
         assert counts == {"replay_changed": 1}  # the plain redelivery is not counted
-        assert s.readings(s.consumables()[0]["cid"])[0].level == 50
+        assert s.readings(s.consumables()[0].cid)[0].level == 50

@@ -53,8 +53,8 @@ def test_late_catch_up_does_not_overwrite_latest(store: Store) -> None:
     store.write_batch([msg(10, 500)], received_at=now)
     store.write_batch([msg(5, 700)], received_at=now + 1)  # older reading arrives later
     (row,) = store.consumables()
-    assert row["last_level"] == 500
-    cid = row["cid"]
+    assert row.last_level == 500
+    cid = row.cid
     assert [r.level for r in store.readings(cid)] == [700, 500]  # sorted by ts
 
 
@@ -79,7 +79,7 @@ def test_downsample_keeps_one_per_bucket_and_refills(store: Store) -> None:
     store.write_batch(items, received_at=1.0)
     cut = (T0 + timedelta(hours=3)).timestamp()
     deleted = store.downsample(cut, bucket_s=3600)
-    cid = store.consumables()[0]["cid"]
+    cid = store.consumables()[0].cid
     kept = store.readings(cid)
     assert deleted == 180 - len(kept)
     assert len(kept) <= 4  # three hourly survivors plus the refill jump
@@ -91,7 +91,7 @@ def test_history_keeps_the_last_reading_per_bucket_coarser_before_the_cut(
         store: Store) -> None:
     # One reading a minute for 12 hours; the first 6 hours read at 6 h, the rest hourly.
     store.write_batch([msg(i, 2000 - i) for i in range(720)], received_at=1.0)
-    cid = store.consumables()[0]["cid"]
+    cid = store.consumables()[0].cid
     t0 = T0.timestamp()
     rows = store.history(cid, since=t0, fine_since=t0 + 6 * 3600, fine_bucket_s=3600,
                          coarse_bucket_s=6 * 3600)

@@ -58,17 +58,17 @@ def test_reader_turns_the_robot_into_readings_and_counts_bad_payloads(tmp_path: 
         reader.deliver(topic, payload, True)
     reader.drain()
     with Store(db) as store:  # filter-main: seconds or percent? held for its $datatype
-        assert {r["consumable_id"] for r in store.consumables(counts=False)} == {"mop"}
+        assert {r.consumable_id for r in store.consumables(counts=False)} == {"mop"}
     reader.deliver(f"{BASE}/filter-main/$datatype", b"integer", True)
     reader.drain()
     with Store(db) as store:
-        rows = {r["consumable_id"]: r for r in store.consumables(counts=False)}
+        rows = {r.consumable_id: r for r in store.consumables(counts=False)}
     assert set(rows) == {"mop", "filter-main"}
-    assert rows["mop"]["unit"] == "percent" and rows["mop"]["last_level"] == 44.0
-    assert rows["filter-main"]["unit"] == "days" and rows["filter-main"]["capacity"] == 5.0
-    assert rows["filter-main"]["last_level"] == pytest.approx(27 / 24)
-    assert rows["filter-main"]["sku"] == "ROBOROCK-FILTER"
-    assert rows["filter-main"]["device_id"] == "valetudo-robot"
+    assert rows["mop"].unit == "percent" and rows["mop"].last_level == 44.0
+    assert rows["filter-main"].unit == "days" and rows["filter-main"].capacity == 5.0
+    assert rows["filter-main"].last_level == pytest.approx(27 / 24)
+    assert rows["filter-main"].sku == "ROBOROCK-FILTER"
+    assert rows["filter-main"].device_id == "valetudo-robot"
     with SourceStore(db) as sdb:
         assert [(r.source, r.reason, r.count) for r in sdb.rejects()] == [
             ("valetudo", "valetudo value not a number", 1)]

@@ -31,12 +31,12 @@ from agent.app.planner import (
     Candidate,
     Planner,
     PlanReport,
-    default_spec,
     learned_lead,
     observations,
+    spec_of,
 )
 from agent.config import Zigbee2MqttSettings
-from agent.domain import ConsumableKey
+from agent.domain import ConsumableKey, DeviceKind, Unit
 from agent.forecast import Away
 from agent.forecast.refills import refills
 from agent.policy import ReorderPlan, plan_reorder
@@ -44,12 +44,13 @@ from agent.sources.reader import BATTERY_GROUP_DEVICE, group_consumable
 from agent.sources.zigbee2mqtt import bridge
 from agent.sources.zigbee2mqtt.batteries import cells
 from agent.storage.ledger import State
+from agent.storage.rows import consumable_key
 from agent.storage.sources import SourceStore
-from agent.storage.store import consumable_key
 
 # Our delivered cells older than the readings the planner reads are taken as used.
 SHELF_HORIZON = HISTORY
-_MEMBER_ROW = {"unit": "percent", "capacity": None, "kind": "other"}
+# What a member's battery gauge reports (a percent), whatever device it sits in.
+_MEMBER_SPEC = spec_of(Unit.PERCENT, None, DeviceKind.OTHER, None)
 
 
 @dataclass(slots=True, frozen=True)
@@ -105,7 +106,7 @@ class BatteryPlans:
         ours = [c for c in cands if c.key.startswith(BATTERY_GROUP_DEVICE + "/")]
         if not ours:
             return
-        cids = {consumable_key(r): int(r["cid"]) for r in planner.store.consumables(counts=False)}
+        cids = {consumable_key(r): r.cid for r in planner.store.consumables(counts=False)}
         groups = battery_groups(self.db_path, self.z2m, cids)
         for c in ours:
             group = groups.get(c.key)
@@ -116,7 +117,7 @@ class BatteryPlans:
     def plan(self, planner: Planner, c: Candidate, group: BatteryGroup, report: PlanReport,
              now: datetime, away: Sequence[Away]) -> ReorderPlan:
         lead = learned_lead(planner.ledger, c.sku, c.offer)
-        spec = default_spec(_MEMBER_ROW, None)
+        spec = _MEMBER_SPEC
         due: list[tuple[datetime, bool, Member]] = []
         for m in group.members:
             fc = report.forecasts.get(m.key)
@@ -163,7 +164,7 @@ class BatteryPlans:
             return 0
         since = min(it.delivered_at or now for it in delivered)
         total = sum(it.quantity for it in delivered) * per_pack
-        spec = default_spec(_MEMBER_ROW, None)
+        spec = _MEMBER_SPEC
         used = 0
         for m in group.members:
             if m.cid is not None:

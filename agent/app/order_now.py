@@ -21,7 +21,8 @@ from agent.consent import Mode, Proposal, Verdict, authorize
 from agent.errors import ConsentError, VendorError
 from agent.logs import canonical
 from agent.storage.ledger import OPEN, Intent, Ledger, State
-from agent.storage.store import Store, consumable_key
+from agent.storage.rows import consumable_key
+from agent.storage.store import Store
 from agent.vendor.client import CatalogItem
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def order_now_for(store: Store, ledger: Ledger, catalog: Callable[[str], Catalog
                   quantity: int | None = None, sku: str | None = None) -> OrderNowResult:
     """:func:`order_now` with the known consumables and their reported SKUs from storage."""
     rows = {consumable_key(r): r for r in store.consumables(counts=False)}
-    reported = rows[consumable]["sku"] if consumable in rows else None
+    reported = rows[consumable].sku if consumable in rows else None
     return order_now(ledger, catalog, consumable, known=rows, via=via,
                      vendor_name=vendor_name, now=now, quantity=quantity, sku=sku,
                      reported_sku=reported)

@@ -32,14 +32,14 @@ from agent.consent import (
     authorize,
     first_allowed,
 )
-from agent.domain import CoarseState, Unit
+from agent.domain import CoarseState, DeviceKind, Unit
 from agent.errors import VendorError
 from agent.forecast import Away, ConsumableSpec, Delivery, Forecast, Observation, forecast
-from agent.household.views import StoreRow
 from agent.logs import canonical
 from agent.policy import LeadTime, ReorderPlan, plan_reorder
 from agent.sources.calendar.away import away_periods
 from agent.storage.ledger import LIVE, Consent, Intent, Ledger, State
+from agent.storage.rows import ConsumableRow
 from agent.storage.store import Store, consumable_key
 from agent.vendor.client import CatalogItem
 
@@ -67,7 +67,7 @@ CARE_TIPS = {
 }
 
 Catalog = Callable[[str], CatalogItem]
-SpecFor = Callable[[StoreRow, CatalogItem | None], ConsumableSpec]
+SpecFor = Callable[[ConsumableRow, CatalogItem | None], ConsumableSpec]
 # Runs after every consumable was considered, before consolidation: may rewrite plans
 # from other consumables' forecasts (agent.app.batteries: a battery type's devices).
 CandidateHook = Callable[["Planner", list["Candidate"], "PlanReport", datetime,
@@ -98,19 +98,21 @@ class PlanReport:
     forecasts: dict[str, Forecast] = field(default_factory=dict)  # every consumable, by key
 
 
-def default_spec(row: StoreRow, offer: CatalogItem | None) -> ConsumableSpec:
-    """A spec from what the device reported and the catalog's pack.
+def default_spec(row: ConsumableRow, offer: CatalogItem | None) -> ConsumableSpec:
+    """A spec from what the device reported and the catalog's pack (:func:`spec_of`)."""
+    return spec_of(row.unit, row.capacity, row.device_kind, offer)
 
-    A percent gauge is refilled whole by one pack; gram and millilitre scales take the
+
+def spec_of(unit: Unit, capacity: float | None, kind: DeviceKind,
+            offer: CatalogItem | None) -> ConsumableSpec:
+    """A percent gauge is refilled whole by one pack; gram and millilitre scales take the
     catalog's pack size when its unit matches; a life in days (a CGM sensor, a robot's
-    brush) is restored whole by each item of a pack; fridge contents are perishable.
-    """
-    unit = Unit(row["unit"])
-    capacity = float(row["capacity"] or (100.0 if unit is Unit.PERCENT else 1.0))
+    brush) is restored whole by each item of a pack; fridge contents are perishable."""
+    capacity = float(capacity or (100.0 if unit is Unit.PERCENT else 1.0))
     pack = capacity
     if offer is not None and unit is not Unit.PERCENT:
         pack = float(offer.pack_size) * (capacity if unit is Unit.DAYS else 1.0)
-    perishable = row.get("kind") == "fridge"
+    perishable = kind is DeviceKind.FRIDGE
     return ConsumableSpec(unit=unit, capacity=max(capacity, pack), pack_size=pack,
                           perishable=perishable,
                           shelf_life_days=DEFAULT_SHELF_LIFE_DAYS if perishable else None)
@@ -204,7 +206,7 @@ class Planner:
         self.ledger.expire_mandates(now)
         away = away_periods(self.ledger)
         candidates = []
-        for row in self._rows():
+        for row in self.store.consumables(counts=False):
             cand = self._consider(row, now, away, report)
             if cand is not None:
                 report.considered += 1
@@ -229,20 +231,15 @@ class Planner:
         """Forecasts of every consumable at ``now``, without deciding or calling the vendor."""
         away = away_periods(self.ledger)
         return {consumable_key(row): self._forecast(row, None, now, away)
-                for row in self._rows()}
-
-    def _rows(self) -> list[StoreRow]:
-        kinds = {d.device_id: d.kind.value for d in self.store.devices()}
-        return [{**row, "kind": kinds.get(row["device_id"], "other")}
-                for row in self.store.consumables(counts=False)]
+                for row in self.store.consumables(counts=False)}
 
     # ---- one consumable ----------------------------------------------------------
 
-    def _forecast(self, row: StoreRow, offer: CatalogItem | None, now: datetime,
+    def _forecast(self, row: ConsumableRow, offer: CatalogItem | None, now: datetime,
                   away: list[Away], obs: list[Observation] | None = None,
                   spec: ConsumableSpec | None = None) -> Forecast:
         deliveries = our_deliveries(self.ledger, consumable_key(row), now)
-        return forecast(observations(self.store, row["cid"], now) if obs is None else obs,
+        return forecast(observations(self.store, row.cid, now) if obs is None else obs,
                         self.spec_for(row, offer) if spec is None else spec, now,
                         deliveries=deliveries, away=away)
 
@@ -266,7 +263,7 @@ class Planner:
             return "declined by the household since the last review"
         return None
 
-    def _consider(self, row: StoreRow, now: datetime, away: list[Away],
+    def _consider(self, row: ConsumableRow, now: datetime, away: list[Away],
                   report: PlanReport) -> Candidate | None:
         key = consumable_key(row)
         consent = self.ledger.consent(key)
@@ -278,10 +275,10 @@ class Planner:
                       mode=mode.value)
             return None
         blocked = self.ledger.blocked_skus(key)
-        sku = first_allowed(consent.mandate, [row["sku"]] if row["sku"] else [], blocked)
+        sku = first_allowed(consent.mandate, [row.sku] if row.sku else [], blocked)
         offer = self._offer(sku)
         lead = learned_lead(self.ledger, sku, offer)
-        obs = observations(self.store, row["cid"], now)
+        obs = observations(self.store, row.cid, now)
         spec, service, note = apply_learning(self.ledger, key, self.spec_for(row, offer), obs,
                                              sku, lead, self.service_level, now)
         fc = report.forecasts[key] = self._forecast(row, offer, now, away, obs, spec)
@@ -294,7 +291,7 @@ class Planner:
         if sku is None and plan.order_now and blocked:
             self.ledger.remind(key, "choose_product", "every allowed product is blocked; "
                                "choose a new one with replenish consent set", now)
-        return Candidate(key, str(row["kind"]), consent.mode, consent.mandate,
+        return Candidate(key, row.device_kind.value, consent.mode, consent.mandate,
                          consent.audit_id, sku, offer, plan,
                          plan.packs if plan.order_now else 0, lead)
 

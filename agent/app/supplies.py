@@ -31,21 +31,19 @@ from agent.app.planner import (
 from agent.domain import Unit
 from agent.forecast import Away, ConsumableSpec
 from agent.forecast.refills import refills
-from agent.household.views import StoreRow
 from agent.storage.ledger import State
-from agent.storage.store import consumable_key
+from agent.storage.rows import ConsumableRow, consumable_key
 from agent.vendor.client import CatalogItem
 
 PREFIX = "ns-"
 
 
-def wearer_spec(row: StoreRow, offer: CatalogItem | None) -> ConsumableSpec:
+def wearer_spec(row: ConsumableRow, offer: CatalogItem | None) -> ConsumableSpec:
     """:func:`default_spec`, except that a wearer's reservoir (units) is refilled a
     reservoir at a time from a pack that holds several (a vial), not a pack at a time."""
     spec = default_spec(row, offer)
-    if (str(row["device_id"]).startswith(PREFIX) and row["unit"] == Unit.COUNT.value
-            and row["capacity"]):
-        capacity = float(row["capacity"])
+    if row.device_id.startswith(PREFIX) and row.unit is Unit.COUNT and row.capacity:
+        capacity = float(row.capacity)
         return dataclasses.replace(spec, capacity=capacity, pack_size=capacity)
     return spec
 
@@ -67,18 +65,18 @@ class ShelfPlans:
             if row is None:
                 continue
             spec = wearer_spec(row, c.offer)
-            shelf = self.shelf(planner, c, row, spec.capacity if row["unit"] in (
-                Unit.DAYS.value, Unit.PERCENT.value) else 1.0, now)
+            shelf = self.shelf(planner, c, row, spec.capacity if row.unit in (
+                Unit.DAYS, Unit.PERCENT) else 1.0, now)
             refill = spec.capacity
             if shelf >= refill:
                 c.plan = dataclasses.replace(  # and no joining another order's basket
                     c.plan, order_now=False, packs=0, latest_order_at=None,
-                    reason=f"{shelf:g} {row['unit']} of our deliveries still on the shelf "
+                    reason=f"{shelf:g} {row.unit} of our deliveries still on the shelf "
                            f"(a refill takes {refill:g}); {c.plan.reason}")
                 c.packs = 0
 
     @staticmethod
-    def shelf(planner: Planner, c: Candidate, row: StoreRow, per_item: float,
+    def shelf(planner: Planner, c: Candidate, row: ConsumableRow, per_item: float,
               now: datetime) -> float:
         """Delivered amount within the readings' horizon, less the refills seen since."""
         assert c.offer is not None
@@ -88,13 +86,11 @@ class ShelfPlans:
             return 0.0
         since = min(it.delivered_at or now for it in delivered)
         total = sum(it.quantity for it in delivered) * c.offer.pack_size * per_item
-        cid = row["cid"]
-        assert isinstance(cid, int)
         spec = wearer_spec(row, c.offer)
         # Each refill counts whole (a sensor, a battery, a full reservoir): the rise the
         # readings show misses what was used between the last reading and the refill,
         # and an estimate too high would leave the wearer without.
-        found = refills(observations(planner.store, cid, now), spec, since - timedelta(hours=1))
+        found = refills(observations(planner.store, row.cid, now), spec, since - timedelta(hours=1))
         return max(0.0, total - len(found) * spec.capacity)
 
 

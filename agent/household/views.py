@@ -11,18 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from agent.forecast import Confidence
 from agent.household.discovery import DeviceInfo
 from agent.storage.ledger import OPEN, Intent, Ledger, State
-from agent.storage.rows import DeviceRow, consumable_key
+from agent.storage.rows import ConsumableRow, DeviceRow
 from agent.wire.household import ConsumableState
-
-# A row as ``Store.consumables()`` returns it today: Any-valued until
-# the store returns typed rows (issue 21 types store.py). Named once here so that change
-# shows every consumer (views, planner, status, web) to mypy.
-StoreRow = Mapping[str, Any]
 
 
 class ForecastSummary(Protocol):
@@ -67,7 +62,7 @@ class ConsumableView:
         return None if self.last_ts is None else datetime.fromtimestamp(self.last_ts, UTC)
 
 
-def consumable_views(devices: Sequence[DeviceRow], consumables: Sequence[StoreRow],
+def consumable_views(devices: Sequence[DeviceRow], consumables: Sequence[ConsumableRow],
                      ledger: Ledger, forecasts: Mapping[str, ForecastSummary],
                      ) -> list[ConsumableView]:
     """Every stored consumable with its forecast, mode and orders, in the store's order."""
@@ -82,22 +77,22 @@ def consumable_views(devices: Sequence[DeviceRow], consumables: Sequence[StoreRo
             next_order[it.consumable] = min(prev, it.send_after)
     views = []
     for c in consumables:
-        key = consumable_key(c)
+        key = str(c.key)
         views.append(ConsumableView(
-            key=key, cid=c["cid"], device_id=c["device_id"], consumable_id=c["consumable_id"],
-            level=c["last_level"], unit=c["unit"], state=c["last_state"], last_ts=c["last_ts"],
-            readings=c.get("readings"), forecast=forecasts.get(key),
+            key=key, cid=c.cid, device_id=c.device_id, consumable_id=c.consumable_id,
+            level=c.last_level, unit=c.unit, state=c.last_state, last_ts=c.last_ts,
+            readings=c.readings, forecast=forecasts.get(key),
             mode=modes.get(key, "monitor"), next_order_at=next_order.get(key),
-            open_order=open_order.get(key), online=online.get(c["device_id"])))
+            open_order=open_order.get(key), online=online.get(c.device_id)))
     return views
 
 
-def device_views(devices: Sequence[DeviceRow], consumables: Sequence[StoreRow],
+def device_views(devices: Sequence[DeviceRow], consumables: Sequence[ConsumableRow],
                  ) -> tuple[list[DeviceInfo], dict[str, bool]]:
     """Devices with their consumables (for discovery) and their online flags."""
     by_device: dict[str, list[tuple[str, str]]] = {}
     for c in consumables:
-        by_device.setdefault(c["device_id"], []).append((c["consumable_id"], c["unit"]))
+        by_device.setdefault(c.device_id, []).append((c.consumable_id, c.unit))
     infos = []
     availability: dict[str, bool] = {}
     for d in devices:

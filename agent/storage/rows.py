@@ -4,11 +4,9 @@ a storage fault is named. Kept apart from :mod:`agent.storage.store` (the SQL)."
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from agent.domain import ConsumableKey, DeviceKind
+from agent.domain import CoarseState, ConsumableKey, DeviceKind, Unit
 from agent.wire.device import Consumable, EventMessage, StateMessage
 
 PAYLOAD_HEAD_BYTES = 256
@@ -71,6 +69,29 @@ class DeviceRow:
     fw: str | None
 
 
+@dataclass(slots=True, frozen=True, kw_only=True)
+class ConsumableRow:
+    """A known consumable and its latest reading, as the ``consumables`` table keeps it,
+    with the kind of its device (``other`` for a device not stored)."""
+
+    cid: int
+    device_id: str
+    consumable_id: str
+    sku: str | None
+    unit: Unit
+    capacity: float | None
+    last_level: float | None
+    last_state: CoarseState | None
+    last_ts: float | None  # epoch seconds of the newest reading
+    last_counters: str | None  # the newest reading's counters, as stored (JSON text)
+    device_kind: DeviceKind
+    readings: int | None  # stored readings; None when read without counts
+
+    @property
+    def key(self) -> ConsumableKey:
+        return ConsumableKey(self.device_id, self.consumable_id)
+
+
 @dataclass(slots=True, frozen=True)
 class RejectCountRow:
     """How many messages of one device were refused for one reason, and when last."""
@@ -98,9 +119,9 @@ Item = StateMessage | EventMessage | Rejected | StatusUpdate | Pending
 FUTURE_SLACK_S = 300.0
 
 
-def consumable_key(row: Mapping[str, Any]) -> str:
+def consumable_key(row: ConsumableRow) -> str:
     """The ledger's name for a stored consumable (``device_id/consumable_id``)."""
-    return str(ConsumableKey(row["device_id"], row["consumable_id"]))
+    return str(row.key)
 
 
 @dataclass(slots=True)

@@ -16,11 +16,12 @@ from pathlib import Path
 
 from agent.app.actions import proposal_ref, stale_reason
 from agent.errors import StoreError
-from agent.household.views import StoreRow, consumable_views
+from agent.household.views import consumable_views
 from agent.ops.doctor import open_readonly
 from agent.storage.forecasts import StoredForecast, load_forecasts
 from agent.storage.learned import LearnedRow, load_learned
 from agent.storage.ledger import Intent, Ledger, State
+from agent.storage.rows import ConsumableRow
 from agent.storage.store import Store, consumable_key
 
 CACHE_KIB = 1024
@@ -155,7 +156,7 @@ def expected_arrival(it: Intent, now: datetime) -> datetime | None:
     return estimate[0] if estimate else None
 
 
-def find_consumable(store: Store, key: str) -> StoreRow | None:
+def find_consumable(store: Store, key: str) -> ConsumableRow | None:
     return next((c for c in store.consumables(counts=False) if consumable_key(c) == key), None)
 
 

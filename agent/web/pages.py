@@ -246,14 +246,14 @@ async def consumable(request: Request, ctx: WebContext, session: Session) -> Res
             return ctx.render(request, "error.html", 404, session=session,
                               message=f"no consumable {key}")
         fc = data.forecasts(store, key).get(key)
-        history = data.level_history(store, row["cid"], now)
+        history = data.level_history(store, row.cid, now)
         open_orders = ledger.intents(OPEN, key)
         decision = data.last_decision(ledger, key)
         mode = ledger.mode(key)
-        learned = data.learned(store, key, row["sku"], row["unit"])
+        learned = data.learned(store, key, row.sku, row.unit)
     arrivals = {i.id: data.expected_arrival(i, now) for i in open_orders}
     arrival = next((a for a in arrivals.values() if a is not None), None)
-    svg = plot.level_svg(history, fc, now, row["unit"], arrival, f"{key} level")
+    svg = plot.level_svg(history, fc, now, row.unit, arrival, f"{key} level")
     return ctx.render(request, "consumable.html", session=session, key=key, row=row, fc=fc,
                       svg=svg, orders=open_orders, decision=decision, mode=mode.value,
                       learned=learned, arrivals=arrivals)

@@ -120,8 +120,8 @@ def test_zigbee2mqtt_bridge_discovery_and_adopted_battery_readings(
             return st.reading_count(a.device_id) == 1
     drain_until(reader, stored)
     with Store(settings.storage.path) as st:
-        [c] = [c for c in st.consumables() if c["device_id"] == a.device_id]
-    assert c["consumable_id"] == "CR2032" and c["sku"] == "CR2032-10"
+        [c] = [c for c in st.consumables() if c.device_id == a.device_id]
+    assert c.consumable_id == "CR2032" and c.sku == "CR2032-10"
     with SourceStore(settings.storage.path) as db:
         drain_until(reader, lambda: {(r.source, r.reason) for r in db.rejects()} >= {
             ("z2m", "not JSON"), ("z2m", "path missing")})
@@ -174,8 +174,8 @@ def test_load_cell_valetudo_deleted_config_and_unsupported_template(
             return st.reading_count(a.device_id) == 1
     drain_until(reader, stored)
     with Store(settings.storage.path) as st:
-        [c] = [c for c in st.consumables() if c["device_id"] == a.device_id]
-        assert abs(st.readings(c["cid"])[-1].level - 734.0) < 1e-6
+        [c] = [c for c in st.consumables() if c.device_id == a.device_id]
+        assert abs(st.readings(c.cid)[-1].level - 734.0) < 1e-6
 
     # Valetudo: a consumable's remaining minutes (Homie property value) read as days.
     with SourceStore(settings.storage.path) as db:
@@ -190,8 +190,8 @@ def test_load_cell_valetudo_deleted_config_and_unsupported_template(
             return st.reading_count(b.device_id) == 1
     drain_until(reader, brush_stored)
     with Store(settings.storage.path) as st:
-        [c] = [c for c in st.consumables() if c["device_id"] == b.device_id]
-        assert c["unit"] == "days" and st.readings(c["cid"])[-1].level == 6.25
+        [c] = [c for c in st.consumables() if c.device_id == b.device_id]
+        assert c.unit == "days" and st.readings(c.cid)[-1].level == 6.25
 
     # A deleted discovery config (empty retained payload) removes the entity.
     publisher.publish(topic, b"", retain=True)
@@ -216,9 +216,9 @@ def test_batteries_of_one_type_are_one_consumable_at_the_lowest_level(
 
     def group_level() -> float | None:
         with Store(settings.storage.path) as st:
-            rows = [c for c in st.consumables() if c["device_id"] == "z2m-batteries"]
-            return st.readings(rows[0]["cid"])[-1].level if rows else None
+            rows = [c for c in st.consumables() if c.device_id == "z2m-batteries"]
+            return st.readings(rows[0].cid)[-1].level if rows else None
     drain_until(reader, lambda: group_level() == 91.0)  # 100 % and 91 %: the lowest
     with Store(settings.storage.path) as st:
-        [c] = [c for c in st.consumables() if c["device_id"] == "z2m-batteries"]
-    assert (c["consumable_id"], c["sku"]) == ("CR2032", "CR2032-10")
+        [c] = [c for c in st.consumables() if c.device_id == "z2m-batteries"]
+    assert (c.consumable_id, c.sku) == ("CR2032", "CR2032-10")

@@ -78,7 +78,7 @@ def test_a_valetudo_robot_without_discovery_gets_its_parts_in_time(tmp_path: Pat
             w.step(decide=step % 4 == 0)
         intents = w.tally.intents
         with Store(w.service.settings.storage.path) as store:
-            units = {r["consumable_id"]: (r["unit"], r["capacity"], r["sku"])
+            units = {r.consumable_id: (r.unit, r.capacity, r.sku)
                      for r in store.consumables(counts=False)}
     assert units["brush-main"] == ("days", 12.5, "ROBOROCK-MAIN-BRUSH")  # 300 h of running
     assert units["mop"] == ("percent", 100.0, "ROBOROCK-MOP-PAD")

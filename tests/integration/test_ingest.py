@@ -73,7 +73,7 @@ def test_mosquitto_pub_and_paho_readings_arrive(broker: LocalBroker, tmp_path: P
         client.loop_stop()
         client.disconnect()
     with Store(db) as store:
-        levels = {c["consumable_id"]: c["last_level"] for c in store.consumables()}
+        levels = {c.consumable_id: c.last_level for c in store.consumables()}
     assert levels == {"black": 50.0, "milk": 812.5}
 
 

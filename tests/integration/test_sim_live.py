@@ -165,7 +165,7 @@ def test_agent_stores_the_household_readings(broker: LocalBroker, tmp_path: Path
 
         wait_until(stored, timeout=30)
     with Store(db) as store:
-        consumables = {(c["device_id"], c["consumable_id"]) for c in store.consumables()}
+        consumables = {(c.device_id, c.consumable_id) for c in store.consumables()}
         assert {("printer-1", "toner"), ("fridge-1", "milk"),
                 ("wearable-1", "sensors")} <= consumables
         assert store.reject_counts() == []

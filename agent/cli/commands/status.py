@@ -14,11 +14,11 @@ from agent.clock import cli_now
 from agent.config import Settings
 from agent.domain import JsonObject
 from agent.errors import VendorRetryable
-from agent.household.views import ConsumableView, StoreRow, consumable_views
+from agent.household.views import ConsumableView, consumable_views
 from agent.storage.learned import as_json, load_learned
 from agent.storage.ledger import Ledger
 from agent.storage.readonly import connect_readonly
-from agent.storage.rows import DeviceRow, RejectCountRow
+from agent.storage.rows import ConsumableRow, DeviceRow, RejectCountRow
 from agent.storage.store import Store
 from agent.vendor.client import CatalogItem
 
@@ -39,7 +39,7 @@ class StatusReport:
 
     now: datetime
     devices: Sequence[DeviceRow]
-    consumables: Sequence[tuple[StoreRow, ConsumableView]]
+    consumables: Sequence[tuple[ConsumableRow, ConsumableView]]
     rejects: Sequence[RejectCountRow]
     # agent.storage.learned.as_json: {subject: {name: {value, prior, cycles}}}
     learned: Mapping[str, Mapping[str, Mapping[str, float | int | None]]]
@@ -48,7 +48,7 @@ class StatusReport:
         rows: list[JsonObject] = []
         for row, view in self.consumables:
             p10, p50, p90 = view.days_left
-            rows.append({**row, "mode": view.mode,
+            rows.append({**_stored(row), "mode": view.mode,
                          "days_left": p50, "days_left_p10": p10, "days_left_p90": p90,
                          "confidence": view.forecast.confidence.value if view.forecast
                          else None,
@@ -62,6 +62,17 @@ class StatusReport:
             "learned": {k: v for k, v in self.learned.items()
                         if not k.startswith("consumable:")},
         }
+
+
+def _stored(row: ConsumableRow) -> JsonObject:
+    """A consumable's stored columns and count of readings, under the names (and in the
+    order) ``status --json`` has always given them."""
+    return {"cid": row.cid, "device_id": row.device_id, "consumable_id": row.consumable_id,
+            "sku": row.sku, "unit": row.unit.value, "capacity": row.capacity,
+            "last_level": row.last_level,
+            "last_state": None if row.last_state is None else row.last_state.value,
+            "last_ts": row.last_ts, "last_counters": row.last_counters,
+            "readings": row.readings}
 
 
 def collect(store: Store, ledger: Ledger, now: datetime) -> StatusReport:
