@@ -103,7 +103,7 @@ class BatteryPlans:
 
     def __call__(self, planner: Planner, cands: list[Candidate], report: PlanReport,
                  now: datetime, away: Sequence[Away]) -> None:
-        ours = [c for c in cands if c.key.startswith(BATTERY_GROUP_DEVICE + "/")]
+        ours = [c for c in cands if c.consumable.device_id == BATTERY_GROUP_DEVICE]
         if not ours:
             return
         cids = {consumable_key(r): r.cid for r in planner.store.consumables(counts=False)}

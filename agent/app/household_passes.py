@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from agent.app.dispatcher import Dispatcher
 from agent.app.order_now import Outcome, order_now_for
 from agent.config import Settings
+from agent.domain import ConsumableKey
 from agent.forecast import Forecast
 from agent.household.link import HouseholdLink
 from agent.household.views import consumable_states, consumable_views, device_views
@@ -88,6 +89,7 @@ class HouseholdPasses:
                                              self.clock())
         log.info("order_now.button consumable=%s outcome=%s", consumable, result)
         if self.link is not None:
-            device, _, item = consumable.partition("/")
+            key = ConsumableKey.parse(consumable)
             self.publish(event_message(event(EventKind.ORDER_NOW, self.clock(), message,
-                                             device_id=device, consumable_id=item)))
+                                             device_id=key.device_id,
+                                             consumable_id=key.consumable_id)))

@@ -32,7 +32,7 @@ from agent.consent import (
     authorize,
     first_allowed,
 )
-from agent.domain import CoarseState, DeviceKind, Unit
+from agent.domain import CoarseState, ConsumableKey, DeviceKind, Unit
 from agent.errors import VendorError
 from agent.forecast import Away, ConsumableSpec, Delivery, Forecast, Observation, forecast
 from agent.logs import canonical
@@ -74,9 +74,9 @@ CandidateHook = Callable[["Planner", list["Candidate"], "PlanReport", datetime,
                           Sequence[Away]], None]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Candidate:
-    key: str
+    consumable: ConsumableKey
     kind: str
     mode: Mode
     mandate: Mandate | None
@@ -86,6 +86,11 @@ class Candidate:
     plan: ReorderPlan
     packs: int = 0
     lead: LeadTime | None = None
+
+    @property
+    def key(self) -> str:
+        """The ledger's name of the consumable (``device/consumable``)."""
+        return str(self.consumable)
 
 
 @dataclass(slots=True)
@@ -291,9 +296,10 @@ class Planner:
         if sku is None and plan.order_now and blocked:
             self.ledger.remind(key, "choose_product", "every allowed product is blocked; "
                                "choose a new one with replenish consent set", now)
-        return Candidate(key, row.device_kind.value, consent.mode, consent.mandate,
-                         consent.audit_id, sku, offer, plan,
-                         plan.packs if plan.order_now else 0, lead)
+        return Candidate(consumable=row.key, kind=row.device_kind.value, mode=consent.mode,
+                         mandate=consent.mandate, grant_audit=consent.audit_id, sku=sku,
+                         offer=offer, plan=plan, packs=plan.packs if plan.order_now else 0,
+                         lead=lead)
 
     def _offer(self, sku: str | None) -> CatalogItem | None:
         if sku is None:

@@ -55,7 +55,8 @@ class ShelfPlans:
     def __call__(self, planner: Planner, cands: list[Candidate], report: PlanReport,
                  now: datetime, away: Sequence[Away]) -> None:
         # Due ones, and those that would join another order's basket (due within days).
-        ours = [c for c in cands if c.key.startswith(PREFIX) and c.offer is not None
+        ours = [c for c in cands if c.consumable.device_id.startswith(PREFIX)
+                and c.offer is not None
                 and (c.plan.order_now or c.plan.latest_order_at is not None)]
         if not ours:
             return

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from agent.consent import Mode
+from agent.domain import ConsumableKey
 from agent.household.commands import DEFAULT_SNOOZE as DEFAULT_SNOOZE
 from agent.household.commands import HouseholdCommands, LinkStats, OrderNow
 from agent.household.commands import OrderCanceller as OrderCanceller
@@ -63,11 +64,6 @@ _EVENTS: dict[State, EventKind] = {
     State.FAILED: EventKind.PROBLEM,
     State.LOST: EventKind.PROBLEM,
 }
-
-
-def _device_of(consumable: str) -> tuple[str, str]:
-    device, _, item = consumable.partition("/")
-    return device, item
 
 
 class HouseholdLink(HouseholdCommands):
@@ -227,7 +223,7 @@ class HouseholdLink(HouseholdCommands):
             kind = EventKind.ORDER_ANNOUNCED
         if kind is None:
             return
-        device, item = _device_of(it.consumable)
+        key = it.key
         text = f"{kind.value.replace('_', ' ')}: {it.quantity}x {it.name or it.sku}"
         if kind is EventKind.PROPOSAL:
             text += f" at {it.unit_price} {it.currency} each, approve or cancel"
@@ -237,20 +233,21 @@ class HouseholdLink(HouseholdCommands):
         elif kind is EventKind.PROBLEM:
             text = f"order {it.id} {it.state.value}: {it.reason or 'see replenish orders'}"
         ref = proposal_ref(it) if kind is EventKind.PROPOSAL else f"o{it.id}"
-        self.publish(event_message(event(kind, now, text, device_id=device,
-                                         consumable_id=item, ref=ref)))
+        self.publish(event_message(event(kind, now, text, device_id=key.device_id,
+                                         consumable_id=key.consumable_id, ref=ref)))
         if kind is EventKind.PROPOSAL and auto:
             # The household allowed automatic orders: one that needs a tap went outside
             # the mandate (price, product, pack size, budget) and says why.
             self.problem(f"automatic order needs your approval: {it.reason or 'see proposal'}",
-                         now, device_id=device, consumable_id=item, ref=ref)
+                         now, device_id=key.device_id, consumable_id=key.consumable_id,
+                         ref=ref)
 
     def reminder(self, consumable: str, kind: str, message: str, now: datetime) -> None:
         """Publish a reminder or care tip the planner stored."""
-        device, item = _device_of(consumable)
+        key = ConsumableKey.parse(consumable)
         event_kind = EventKind.CARE_TIP if kind == "care" else EventKind.REMINDER
-        self.publish(event_message(event(event_kind, now, message, device_id=device,
-                                         consumable_id=item)))
+        self.publish(event_message(event(event_kind, now, message, device_id=key.device_id,
+                                         consumable_id=key.consumable_id)))
 
     def problem(self, message: str, now: datetime, device_id: str | None = None,
                 consumable_id: str | None = None, ref: str | None = None) -> None:
@@ -258,9 +255,10 @@ class HouseholdLink(HouseholdCommands):
                                          consumable_id=consumable_id, ref=ref)))
 
     def _view(self, it: Intent, ref: str) -> Proposal:
-        device, item = _device_of(it.consumable)
+        key = it.key
         return Proposal(
-            proposal_id=ref, device_id=device, consumable_id=item, sku=it.sku,
+            proposal_id=ref, device_id=key.device_id, consumable_id=key.consumable_id,
+            sku=it.sku,
             product=it.name or it.sku, quantity=it.quantity, unit_price=it.unit_price,
             currency=it.currency, expected_arrival=it.expected_delivery,
             expires_at=it.created_at + self.proposal_ttl, reason=it.reason or "",
@@ -269,7 +267,7 @@ class HouseholdLink(HouseholdCommands):
     def _buttons(self, it: Intent, remove: bool = False) -> list[Outgoing]:
         if not self.discovery:
             return []
-        device, _ = _device_of(it.consumable)
+        device = it.key.device_id
         info = self._devices.get(device) or DeviceInfo(device, "other", ())
         return discovery_for_proposal(self._view(it, proposal_ref(it)), info, self.prefix,
                                       remove=remove)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from agent.config import Settings
+from agent.domain import ConsumableKey
 from agent.errors import ConsentError
 from agent.sources.reader import adopt
 from agent.storage.sources import SourceStore
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
                       pack_size=args.pack_size, consumable_id=args.consumable_id,
                       now=time.time(),
                       battery_skus=settings.sources.zigbee2mqtt.battery_skus)
-            print(f"adopted {args.entity} as {a.device_id}/{a.consumable_id}")
+            print(f"adopted {args.entity} as {ConsumableKey(a.device_id, a.consumable_id)}")
         elif args.action == "drop":
             source, key = _split(args.entity)
             if not db.drop(source, key):

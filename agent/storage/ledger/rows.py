@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from agent.consent import Mandate, Mode, Proposal
-from agent.domain import JsonObject
+from agent.domain import ConsumableKey, JsonObject
 
 
 class State(StrEnum):
@@ -137,6 +137,11 @@ class Intent:
             return None
         p90 = self.lead_days if self.lead_p90_days is None else self.lead_p90_days
         return at + timedelta(days=self.lead_days), at + timedelta(days=p90)
+
+    @property
+    def key(self) -> ConsumableKey:
+        """The consumable this intent is for, its two parts apart."""
+        return ConsumableKey.parse(self.consumable)
 
     @property
     def proposal(self) -> Proposal:
