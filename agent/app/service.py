@@ -28,7 +28,7 @@ from agent.app.household_passes import HouseholdPasses
 from agent.app.liveness import Liveness
 from agent.app.planner import Planner
 from agent.app.sources import SourceJobs
-from agent.app.storage_faults import CLEARED_PROBLEM, INGEST, Fault, StorageFaults
+from agent.app.storage_faults import CLEARED_PROBLEM, INGEST, Fault, StorageFaults, bring_forward
 from agent.app.supplies import ShelfPlans, chain, wearer_spec
 from agent.clock import SimulatedClock
 from agent.config import Settings
@@ -38,14 +38,13 @@ from agent.household.link import HouseholdLink
 from agent.mqtt.backoff import BrokerWait, WaitAttempt
 from agent.mqtt.ingest import MqttIngest
 from agent.ops import systemd
+from agent.ops.progress import ProgressFile, progress_path
 from agent.sources.ipp.source import IppPrinterSource
 from agent.storage.forecasts import save_forecasts
 from agent.storage.ledger import Ledger
 from agent.storage.store import Store
 from agent.vendor.client import CatalogItem, VendorClient
-from agent.wire.household import (
-    Outgoing,
-)
+from agent.wire.household import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,9 @@ class AgentService(Liveness):
         self.forecasts: dict[str, Forecast] = {}
         self.alerts = alert_pass_for(self.settings, self._publish if self.household else None)
         # Storage faults of every writer (ingest and the jobs below), said in one place.
-        self.storage = StorageFaults(self._storage_changed, self._retry_job)
+        self.storage = StorageFaults(self._storage_changed, bring_forward(self.scheduler))
+        # Passes completed and ingest writes, as data for doctor and tests (agent.ops.progress).
+        self.progress = ProgressFile(progress_path())
         self._schedule()
 
     # ---- construction -------------------------------------------------------------
@@ -138,7 +139,10 @@ class AgentService(Liveness):
 
     def _schedule(self) -> None:
         add = self.scheduler.add_job
-        guard = self.storage.guard  # a full disk is retried with backoff, never raised
+        def guard(writer: str, job: Callable[[], None], job_id: str) -> Callable[[], None]:
+            # A full disk is retried with backoff, never raised; a pass that returns counts.
+            return self.storage.guard(writer, self.progress.counted(job_id, job), job_id)
+
         add(self._heartbeat, "interval", seconds=10, id="heartbeat")
         add(guard("retention", self.compact, "retention"), "interval", hours=1,
             id="retention")
@@ -173,13 +177,6 @@ class AgentService(Liveness):
             return
         self.household.problem(now.problem if now is not None else CLEARED_PROBLEM,
                                self.clock(), ref="storage")
-
-    def _retry_job(self, job_id: str, delay_s: float) -> None:
-        """Bring a job that hit a storage fault forward (never push it later)."""
-        job = self.scheduler.get_job(job_id)
-        at = datetime.now(UTC) + timedelta(seconds=delay_s)
-        if job is not None and (job.next_run_time is None or at < job.next_run_time):
-            job.modify(next_run_time=at)
 
     def _alerts_job(self) -> None:
         self.storage.guard("alerts", self.send_alerts)()
@@ -375,6 +372,7 @@ class AgentService(Liveness):
                     log.critical("agent.failed ingest writer died")
                     return 1
                 self.storage.observe(INGEST, self.ingest.writer.fault)
+                self.progress.publish(self.ingest.writer.stats)
         finally:
             self.shutdown()
         return 0

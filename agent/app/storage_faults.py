@@ -17,6 +17,9 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.base import BaseScheduler
 
 from agent.errors import StoreError
 from agent.storage.rows import fault_reason
@@ -61,6 +64,19 @@ def reason_of(err: Exception) -> str:
     if isinstance(err, sqlite3.Error):
         return fault_reason(err)
     return "sqlite_error"
+
+
+def bring_forward(scheduler: BaseScheduler) -> Callable[[str, float], None]:
+    """``retry_in`` for :class:`StorageFaults`: runs a job that hit a storage fault again
+    after the delay (never pushes it later)."""
+
+    def retry_in(job_id: str, delay_s: float) -> None:
+        job = scheduler.get_job(job_id)
+        at = datetime.now(UTC) + timedelta(seconds=delay_s)
+        if job is not None and (job.next_run_time is None or at < job.next_run_time):
+            job.modify(next_run_time=at)
+
+    return retry_in
 
 
 class StorageFaults:

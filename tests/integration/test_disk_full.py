@@ -9,7 +9,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -18,6 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.ops.progress import FILE_NAME, Progress, read_progress
 from firmware_sim.broker import LocalBroker
 from tests.integration.agent_harness import AgentProcess, write_agent_config
 from tests.integration.test_broker_late import NotifyListener
@@ -95,7 +95,16 @@ def test_full_disk_then_freed(tmp_path: Path, small_disk: Path, broker: LocalBro
         return [e["message"] for e in events if e.get("ref") == "storage"]
 
     notify = NotifyListener(tmp_path / "notify.sock")
-    with AgentProcess(config, env={"NOTIFY_SOCKET": str(notify.path)}) as agent:
+    runtime = tmp_path / "run"  # off the full disk, like systemd's /run/replenish-agent
+    runtime.mkdir()
+
+    def progress() -> Progress:
+        seen = read_progress(runtime / FILE_NAME)
+        assert seen is not None, "the agent wrote no progress file"
+        return seen
+
+    with AgentProcess(config, env={"NOTIFY_SOCKET": str(notify.path),
+                                   "RUNTIME_DIRECTORY": str(runtime)}) as agent:
         for seq in range(1, 6):
             send(seq)
         wait_until(lambda: count(db) == 5 * 20, timeout=30.0)
@@ -113,7 +122,12 @@ def test_full_disk_then_freed(tmp_path: Path, small_disk: Path, broker: LocalBro
                    or "audit.household_command_refused" in agent.log(), timeout=30.0,
                    what=lambda: agent.log()[-2000:])
         wait_until(lambda: len(problems()) == 1, timeout=30.0)
-        time.sleep(3)  # retries keep failing meanwhile: the process must stay up
+        # Retries keep failing meanwhile and the process must stay up: the positive marker
+        # is three more failed ingest writes, counted by the agent itself.
+        failed = wait_until(lambda: (runtime / FILE_NAME).exists() and
+                            progress().ingest_write_failures, timeout=30.0)
+        wait_until(lambda: progress().ingest_write_failures >= failed + 3, timeout=30.0,
+                   what=lambda: f"three more failed writes after {failed}: {progress()}")
         assert agent.proc is not None and agent.proc.poll() is None
         assert count(db) < 305 * 20
         assert any(t.startswith("STATUS=storage fault disk_full") for t in notify.texts())

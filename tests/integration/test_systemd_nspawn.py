@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.ops.progress import DEFAULT_RUNTIME_DIR, FILE_NAME
 from firmware_sim.vendor import VendorSandbox
 from tests.integration.nspawn_rig import Container, RigError, preflight, rootfs, stage_source
 from tests.integration.nspawn_rig import wheels as dependency_wheels
@@ -176,6 +177,12 @@ def cli_json(box: Container, args: str) -> object:
     return json.loads(box.sh(f"replenish {args}").stdout)
 
 
+def dispatch_passes(box: Container) -> int:
+    """Dispatch passes the running agent completed (its progress file, as data)."""
+    doc = json.loads(box.sh(f"cat {DEFAULT_RUNTIME_DIR / FILE_NAME}").stdout)
+    return int(doc["passes"].get("dispatch", 0))
+
+
 def first_order(box: Container, sandbox: VendorSandbox, password: str) -> None:
     reading = json.dumps({
         "device_id": "office-printer", "seq": 1, "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ",
@@ -201,7 +208,11 @@ def first_order(box: Container, sandbox: VendorSandbox, password: str) -> None:
     assert sandbox.orders() == []
     box.sh(f"replenish orders approve {proposed}")
     wait_until(lambda: sandbox.orders(), timeout=30, what="the order at the vendor", every=0.5)
-    time.sleep(3)  # a few more dispatch passes: nothing may go out twice
+    # Nothing may go out twice: the positive marker is three more dispatch passes, as the
+    # agent counts them in its runtime directory (agent.ops.progress).
+    after = dispatch_passes(box)
+    wait_until(lambda: dispatch_passes(box) >= after + 3, timeout=30, every=0.5,
+               what="three more dispatch passes")
     orders = sandbox.orders()
     assert len(orders) == 1, orders
 
