@@ -10,6 +10,7 @@ from pathlib import Path
 from agent.config import IngestSettings
 from agent.mqtt.ingest import Inbound, Writer
 from agent.storage.store import Store
+from tests.waiting import wait_until
 
 NOW = 1_793_000_000.0
 TOPIC = "replenish/v1/devices/printer-1/state"
@@ -34,10 +35,11 @@ def test_messages_within_the_window_share_one_commit(tmp_path: Path) -> None:
         for seq in range(1, 6):  # a trickle: 5 messages in ~0.25 s
             writer.queue.put(inbound(seq))
             time.sleep(0.05)
-        assert acked == []  # held in the window, not acknowledged before its commit
-        deadline = time.monotonic() + 10
-        while len(acked) < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # Positive marker: the writer took all five into its open batch; then none may
+        # be acknowledged before that batch's commit.
+        wait_until(lambda: writer.held == 5 or acked, what="five messages in one batch")
+        assert acked == []
+        wait_until(lambda: len(acked) >= 5, timeout=10.0, what="the window's commit")
         assert acked == [1, 2, 3, 4, 5]
         assert writer.stats.batches == 1
     finally:
@@ -65,10 +67,8 @@ def test_a_fast_stream_does_not_wait_for_the_window(tmp_path: Path) -> None:
     try:
         for seq in range(1, 2_001):  # far more than 10,000 per 30 s
             writer.queue.put(inbound(seq))
-        deadline = time.monotonic() + 20
-        while len(acked) < 2_000 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(acked) == 2_000  # well before the 30 s window ran out
+        # Well before the 30 s window ran out.
+        wait_until(lambda: len(acked) == 2_000, timeout=20.0, what=lambda: f"{len(acked)} acked")
     finally:
         writer.stop()
 
@@ -81,9 +81,7 @@ def test_the_recent_tier_is_folded_once_it_holds_fold_rows(tmp_path: Path) -> No
         for first, last in ((1, 100), (101, 120)):
             for seq in range(first, last + 1):
                 writer.queue.put(inbound(seq))
-            deadline = time.monotonic() + 20
-            while len(acked) < last and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda n=last: len(acked) >= n, timeout=20.0)
     finally:
         writer.stop()
     with Store(tmp_path / "a.db") as store:

@@ -38,13 +38,21 @@ def test_an_idle_writer_writes_nothing_after_its_upkeep(tmp_path: Path) -> None:
                 "SELECT (SELECT COUNT(*) FROM readings_recent) = 0 AND "
                 "(SELECT COUNT(*) FROM readings_main) = 1").fetchone()[0] == 1
 
-        # Positive marker: the scheduled fold ran (then a checkpoint follows it).
+        # Positive markers: the scheduled fold ran, then the checkpoint that follows it.
         wait_until(folded, what="the scheduled fold of the recent tier")
-        time.sleep(1.5)  # let the checkpoint that follows the fold come due and run
+        st = writer.stats
+        wait_until(lambda: st.last_checkpoint_pass >= st.last_fold_pass > 0,
+                   what=lambda: f"a checkpoint after the fold: {st}")
         version = watcher.execute("PRAGMA data_version").fetchone()[0]
         before = _footprint(db)
-        time.sleep(2.0)  # twenty idle wake-ups, two fold and checkpoint intervals
+        # Then twenty idle wake-ups spanning two fold and checkpoint intervals, as the
+        # writer counts them (a writer that does not wake cannot pass by doing nothing).
+        passes, since = st.upkeep_passes, time.monotonic()
+        wait_until(lambda: st.upkeep_passes >= passes + 20
+                   and time.monotonic() - since >= 2 * settings.fold_interval_s,
+                   what=lambda: f"twenty idle upkeep passes after {passes}: {st}")
         assert writer.alive
+        assert st.last_fold_pass <= passes and st.last_checkpoint_pass <= passes  # none since
         assert watcher.execute("PRAGMA data_version").fetchone()[0] == version
         assert _footprint(db) == before
     finally:

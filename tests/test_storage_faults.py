@@ -17,6 +17,7 @@ from agent.mqtt.ingest import Inbound, Writer
 from agent.storage.store import Store, fault_reason
 from agent.storage.tx import immediate
 from agent.wire.device import parse_state, parse_topic
+from tests.waiting import wait_until
 
 TOPIC = "replenish/v1/devices/printer-1/state"
 
@@ -72,16 +73,11 @@ def test_disk_full_stops_acks_stays_up_and_resumes(tmp_path: Path,
     writer.start()
     for seq in range(1, 41):
         writer.queue.put(Inbound(seq, 1, TOPIC, payload(seq), time.time()))
-    deadline = time.monotonic() + 10
-    while writer.stats.write_failures < 5:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(lambda: writer.stats.write_failures >= 5, timeout=10.0, what="five failed writes")
     assert writer.alive and writer.fault == "disk_full"
     assert acked == []  # the broker keeps every message while the disk is full
     FullDisk.full = False  # space freed
-    while len(acked) < 40:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(lambda: len(acked) >= 40, timeout=10.0, what="every message acknowledged")
     writer.stop()
     assert writer.fault is None
     with Store(path) as s:

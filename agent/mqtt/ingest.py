@@ -90,6 +90,9 @@ class MqttIngest:
         self.household = household
         self.foreign = foreign
         self.connected = threading.Event()
+        # SUBACKs granted so far: a subscription made after connect (an adopted foreign
+        # topic) holds from its SUBACK on, and tests wait for it before publishing.
+        self.subacks = 0
         # Touched by every packet paho reads (keepalive PINGRESPs included, seen through
         # the public on_log hook), so an idle but healthy loop stays fresh for the watchdog.
         self.progress = ProgressMark()
@@ -160,6 +163,7 @@ class MqttIngest:
         if any(r.is_failure for r in reasons):
             log.error("mqtt.subscribe refused reasons=%s", ",".join(_token(r) for r in reasons))
             return
+        self.subacks += 1
         self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,

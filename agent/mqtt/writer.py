@@ -50,6 +50,11 @@ class IngestStats:
     pending: int = 0  # kept for judgement once the clock is trusted
     write_failures: int = 0
     batches: int = 0
+    # Upkeep passes (one per wake-up of the writer, idle ones too), and the number of the
+    # pass that last folded the recent tier and that last checkpointed the WAL.
+    upkeep_passes: int = 0
+    last_fold_pass: int = 0
+    last_checkpoint_pass: int = 0
     last_commit_monotonic: float = field(default_factory=time.monotonic)
 
 
@@ -118,6 +123,11 @@ class Writer:
         return self._thread.is_alive()
 
     @property
+    def held(self) -> int:
+        """Messages taken off the queue into the open batch, not yet committed."""
+        return self._held
+
+    @property
     def idle(self) -> bool:
         """Nothing queued and nothing held in an open batch: all handed over is committed
         (or rejected and counted). Simulations wait for this before the next step."""
@@ -160,7 +170,7 @@ class Writer:
 
     def _upkeep(self, store: Store, done: bool) -> None:
         """Fold the recent tier and checkpoint the WAL when due, and only if written."""
-        s, now = self.settings, time.monotonic()
+        s, now, st = self.settings, time.monotonic(), self.stats
         # Not at a clean stop: the recent tier is durable, and a fold at every restart
         # would only add writes.
         if self._written_since_fold and not done and (
@@ -168,12 +178,15 @@ class Writer:
                 or now - self._folded_at >= s.fold_interval_s):
             moved = store.fold_recent()
             self._folded_at, self._written_since_fold = now, False
+            st.last_fold_pass = st.upkeep_passes + 1
             self._written_since_checkpoint = True
             log.debug("ingest.fold rows=%d", moved)
         if self._written_since_checkpoint and (
                 done or now - self._checkpointed_at >= s.checkpoint_interval_s):
             store.checkpoint()
             self._checkpointed_at, self._written_since_checkpoint = now, False
+            st.last_checkpoint_pass = st.upkeep_passes + 1
+        st.upkeep_passes += 1
 
     def _tally_rejects(self, items: list[Item]) -> None:
         """Count rejects per device and reason; log at most one line per device per

@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from firmware_sim.broker import LocalBroker
+from tests.waiting import wait_until
 
 READY_LINE = "agent.ready"
 
@@ -58,14 +58,12 @@ class AgentProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if READY_LINE in self.new_log():
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"agent did not become ready:\n{self.log()}")
+        proc = self.proc
+        wait_until(lambda: READY_LINE in self.new_log() or proc.poll() is not None,
+                   timeout=timeout, what=lambda: f"the agent ready:\n{self.log()}")
+        if READY_LINE not in self.new_log():  # it exited instead
+            raise AssertionError(f"agent did not become ready:\n{self.log()}")
+        return self
 
     def new_log(self) -> str:
         with self.log_path.open("rb") as fh:

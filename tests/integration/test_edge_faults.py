@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_sim.broker import LocalBroker, find_client_tool
 from tests.integration.agent_harness import AgentProcess, write_agent_config
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +41,6 @@ def _sleep(seconds):
 time.sleep = _sleep
 '''
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def query(db: Path, sql: str) -> int:
@@ -105,8 +100,8 @@ idle_wakeup_s = 0.5
         for seq in range(1, 21):
             printer.publish("replenish/v1/devices/printer-1/state",
                             state("printer-1", seq, now - (20 - seq) * 60, 60 - seq), qos=1)
-        wait_for(lambda: len(acked) == 20)  # every one acknowledged to the device
-        wait_for(lambda: query(db, "SELECT COUNT(*) FROM pending") == 20)
+        wait_until(lambda: len(acked) == 20, timeout=30.0)  # every one acknowledged to the device
+        wait_until(lambda: query(db, "SELECT COUNT(*) FROM pending") == 20, timeout=30.0)
         # Proof the agent ran 30 days behind: it received them a month before they were sent.
         newest = query(db, "SELECT MAX(received_at) FROM pending")
         assert newest < now - 29 * DAY
@@ -115,12 +110,12 @@ idle_wakeup_s = 0.5
 
         offset.write_text("+0\n")  # NTP steps the clock to the right time
         flag.touch()  # ... and timesyncd says so
-        wait_for(lambda: query(db, "SELECT COUNT(*) FROM pending") == 0, timeout=40)
+        wait_until(lambda: query(db, "SELECT COUNT(*) FROM pending") == 0, timeout=40)
         later = time.time()
         for seq in range(21, 26):
             printer.publish("replenish/v1/devices/printer-1/state",
                             state("printer-1", seq, later, 40), qos=1)
-        wait_for(lambda: query(db, "SELECT COUNT(*) FROM readings") == 25)
+        wait_until(lambda: query(db, "SELECT COUNT(*) FROM readings") == 25, timeout=30.0)
         assert agent.proc is not None and agent.proc.poll() is None
         log = agent.log()
     printer.loop_stop()
@@ -191,15 +186,26 @@ reject_log_interval_s = {interval}
         flooder.join(10)
         flood_s = time.monotonic() - began
         flood.wait(30)  # mosquitto_pub sent every line it read
-        wait_for(lambda: len(calm_acked) == 20)
+        wait_until(lambda: len(calm_acked) == 20, timeout=30.0)
 
         def calm_stored() -> int:
             return query(db, "SELECT COUNT(*) FROM readings r JOIN consumables c "
                              "ON c.cid = r.cid WHERE c.device_id = 'fridge-1'")
 
-        wait_for(lambda: calm_stored() == 20, timeout=60)
-        wait_for(lambda: "ingest.reject device=printer-1" in agent.log())
-        time.sleep(interval)  # let the last summary line out
+        wait_until(lambda: calm_stored() == 20, timeout=60)
+        wait_until(lambda: "ingest.reject device=printer-1" in agent.log(), timeout=30.0)
+
+        def unlogged() -> int:
+            """Rejects stored but not yet in a summary line (each line carries its count)."""
+            logged = sum(int(n) for n in re.findall(
+                r"ingest\.reject device=printer-1 count=(\d+)", agent.log()))
+            return query(db, "SELECT SUM(count) FROM reject_counts "
+                             "WHERE device_id = 'printer-1'") - logged
+
+        # Positive marker that the last summary line is out: the lines account for every
+        # reject stored (no fixed wait for the next interval).
+        wait_until(lambda: unlogged() == 0, timeout=30.0,
+                   what=lambda: f"summary lines for every stored reject ({unlogged()} not)")
         lines = agent.log().splitlines()[start_log:]
     calm.loop_stop()
     calm.disconnect()
@@ -241,9 +247,9 @@ def test_payloads_over_the_broker_limit_are_counted(tmp_path: Path, broker: Loca
         # disconnect counts.)
         printer.publish("replenish/v1/devices/printer-1/state",
                         body[:-1] + ', "pad": "' + "x" * 20_000 + '"}', qos=1)
-        wait_for(lambda: too_large() == 1)
+        wait_until(lambda: too_large() == 1, timeout=30.0)
         printer.publish("replenish/v1/devices/printer-1/state", b"x" * 70_000, qos=0)
-        wait_for(lambda: too_large() == 2)
+        wait_until(lambda: too_large() == 2, timeout=30.0)
         printer.loop_stop()
         printer.disconnect()
         for mqtt_version in (mqtt.MQTTv311, mqtt.MQTTv5):  # another client id, other protocol
@@ -255,9 +261,9 @@ def test_payloads_over_the_broker_limit_are_counted(tmp_path: Path, broker: Loca
             other.publish("replenish/v1/devices/fridge-1/state", b"y" * 100_000, qos=0)
             time.sleep(0.5)
             other.loop_stop()
-        wait_for(lambda: query(db, "SELECT SUM(count) FROM reject_counts WHERE device_id = "
-                                   "'fridge-1' AND reason = 'too_large'") == 2)
-        wait_for(lambda: "reasons=too_large:2" in agent.log())
+        wait_until(lambda: query(db, "SELECT SUM(count) FROM reject_counts WHERE device_id = "
+                                   "'fridge-1' AND reason = 'too_large'") == 2, timeout=30.0)
+        wait_until(lambda: "reasons=too_large:2" in agent.log(), timeout=30.0)
         log = agent.log()
     assert "disconnected due to oversize packet" in broker.log_text()
     assert "Traceback" not in log

@@ -9,7 +9,7 @@ readings.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -72,14 +72,24 @@ def agent(settings: Settings) -> Iterator[tuple[MqttIngest, ForeignReader]]:
     ingest.stop()
 
 
-def drain_until(reader: ForeignReader, check: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def drain_until(reader: ForeignReader, check: Callable[[], object],
+                timeout: float = 10.0) -> None:
+    """``wait_until`` ``check()``, handing what the reader received to the store first each
+    time (the running agent drains on a job of its own)."""
+
+    def drained() -> object:
         reader.drain()
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met")
+        return check()
+
+    wait_until(drained, timeout=timeout, what="the drained readings to show it")
+
+
+def subscribed(ingest: MqttIngest, refresh: Callable[[], object]) -> None:
+    """Run ``refresh`` (new adoptions subscribe their topics), then wait for the broker's
+    SUBACK: a message published before it would not be delivered."""
+    before = ingest.subacks
+    refresh()
+    wait_until(lambda: ingest.subacks > before, timeout=10.0, what="the broker's SUBACK")
 
 
 def entities(settings: Settings, source: str | None = None, removed: bool = False) -> dict:
@@ -90,7 +100,7 @@ def entities(settings: Settings, source: str | None = None, removed: bool = Fals
 def test_zigbee2mqtt_bridge_discovery_and_adopted_battery_readings(
         settings: Settings, publisher: ForeignPublisher,
         agent: tuple[MqttIngest, ForeignReader]) -> None:
-    _, reader = agent
+    ingest, reader = agent
     bridge = Zigbee2MqttBridge(n=20)
     publisher.publish("zigbee2mqtt/bridge/devices", bridge.devices(), retain=True)
     for s in bridge.sensors:
@@ -107,9 +117,9 @@ def test_zigbee2mqtt_bridge_discovery_and_adopted_battery_readings(
         a = adopt(db, "z2m", s0.ieee, sku="CR2032-10", capacity=None, pack_size=10,
                   consumable_id=None, now=time.time())
     assert a.consumable_id == "CR2032"
-    assert reader.refresh_adoptions() == ["zigbee2mqtt/sensor_00"]
-    wait_until(lambda: "zigbee2mqtt/sensor_00" in reader.topics(), timeout=10.0)
-    time.sleep(0.3)  # let the SUBACK arrive before publishing
+    new: list[str] = []
+    subscribed(ingest, lambda: new.extend(reader.refresh_adoptions()))
+    assert new == ["zigbee2mqtt/sensor_00"] and new[0] in reader.topics()
     publisher.publish("zigbee2mqtt/sensor_00", s0.state())
     publisher.publish("zigbee2mqtt/sensor_00", b"{not json")
     publisher.publish("zigbee2mqtt/sensor_00", {"voltage": 2900})
@@ -143,7 +153,7 @@ def test_zigbee2mqtt_bridge_discovery_and_adopted_battery_readings(
 def test_load_cell_valetudo_deleted_config_and_unsupported_template(
         settings: Settings, publisher: ForeignPublisher,
         agent: tuple[MqttIngest, ForeignReader]) -> None:
-    _, reader = agent
+    ingest, reader = agent
     topic, cfg, state_topic = load_cell_config()
     publisher.publish(topic, cfg, retain=True)
     for vt, vcfg, _ in valetudo_configs():
@@ -165,8 +175,7 @@ def test_load_cell_valetudo_deleted_config_and_unsupported_template(
     with SourceStore(settings.storage.path) as db:
         a = adopt(db, "ha", scale.key, sku="BEANS-1KG", capacity=1000.0, pack_size=1,
                   consumable_id="beans", now=time.time())
-    reader.refresh_adoptions()
-    time.sleep(0.3)
+    subscribed(ingest, reader.refresh_adoptions)
     publisher.publish(state_topic, b"0.734")
 
     def stored() -> bool:
@@ -181,8 +190,7 @@ def test_load_cell_valetudo_deleted_config_and_unsupported_template(
     with SourceStore(settings.storage.path) as db:
         b = adopt(db, "ha", brush.key, sku="ROBOROCK-BRUSH", capacity=12.5, pack_size=1,
                   consumable_id="main-brush", now=time.time())
-    reader.refresh_adoptions()
-    time.sleep(0.3)
+    subscribed(ingest, reader.refresh_adoptions)
     publisher.publish(brush.state_topic, b"9000")
 
     def brush_stored() -> bool:
@@ -201,7 +209,7 @@ def test_load_cell_valetudo_deleted_config_and_unsupported_template(
 def test_batteries_of_one_type_are_one_consumable_at_the_lowest_level(
         settings: Settings, publisher: ForeignPublisher,
         agent: tuple[MqttIngest, ForeignReader]) -> None:
-    _, reader = agent
+    ingest, reader = agent
     bridge = Zigbee2MqttBridge(n=4)  # sensors 0 and 3: WSDCGQ11LM on CR2032
     publisher.publish("zigbee2mqtt/bridge/devices", bridge.devices(), retain=True)
     drain_until(reader, lambda: len(entities(settings, "z2m")) == 4)
@@ -209,8 +217,7 @@ def test_batteries_of_one_type_are_one_consumable_at_the_lowest_level(
         for s in (bridge.sensors[0], bridge.sensors[3]):
             adopt(db, "z2m", s.ieee, sku="CR2032-10", capacity=None, pack_size=10,
                   consumable_id=None, now=time.time())
-    reader.refresh_adoptions()
-    time.sleep(0.3)
+    subscribed(ingest, reader.refresh_adoptions)
     for s in (bridge.sensors[0], bridge.sensors[3]):
         publisher.publish(f"zigbee2mqtt/{s.friendly_name}", s.state())
 

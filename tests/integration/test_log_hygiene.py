@@ -5,7 +5,6 @@ such, and leaves its warnings where the support bundle finds them off journald."
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from agent.config import load_settings
 from agent.ops import support_bundle
 from firmware_sim.broker import LocalBroker
 from tests.integration.agent_harness import AgentProcess, write_agent_config
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 QUIET = "[vendor]\nrequire_synced_clock = false\ntoken_file = \"{token}\"\n"
@@ -50,9 +50,8 @@ def test_wrong_password_is_named_and_reaches_the_bundle(
     agent = AgentProcess(config)
     with pytest.raises(AssertionError):
         agent.start(timeout=4.0)  # never ready; with a waiting service it keeps retrying
-    deadline = time.monotonic() + 10
-    while "mqtt.auth_failed" not in agent.log() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: "mqtt.auth_failed" in agent.log(), timeout=10.0,
+               what=lambda: agent.log()[-2000:])
     try:
         agent.stop(timeout=10)
     except Exception:  # noqa: BLE001 - the test is about the log, not the exit

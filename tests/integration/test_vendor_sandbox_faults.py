@@ -21,6 +21,7 @@ import yaml
 from firmware_sim.vendor import VendorSandbox
 from firmware_sim.vendor.orders import RecordedOrder
 from tests.integration.vendor_helpers import TOKEN, post_order
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -124,17 +125,23 @@ def test_stop_cuts_a_drip_short() -> None:
     sb = VendorSandbox(token=TOKEN).start()
     sb.faults.slow_drip = 30.0
     outcome: list[str] = []
+    dripping = threading.Event()
 
     def fetch() -> None:
         try:
-            httpx.get(sb.url + "/v1/catalog/TN-2420", headers={"Authorization": f"Bearer {TOKEN}"})
+            with httpx.stream("GET", sb.url + "/v1/catalog/TN-2420",
+                              headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+                for _ in response.iter_raw():
+                    dripping.set()
             outcome.append("complete")
         except httpx.HTTPError as err:
             outcome.append(type(err).__name__)
 
     t = threading.Thread(target=fetch)
     t.start()
-    time.sleep(0.3)
+    # Positive marker: the drip has begun (a refused or unanswered request would also
+    # not complete, and prove nothing about stop).
+    wait_until(dripping.is_set, timeout=10.0, what="the first dripped bytes")
     sb.stop()
     t.join(10)
     assert not t.is_alive()

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,16 +71,14 @@ def web_server(tmp_path: Path, sandbox: VendorSandbox) -> Iterator[tuple[str, Pa
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        def serving() -> bool:
             try:
-                if httpx.get(f"{url}/login", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{url}/login", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "web server did not start"
-            time.sleep(0.1)
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                return False
+
+        wait_until(serving, timeout=30.0, what="the web server", every=0.1)
         yield url, db
     finally:
         proc.terminate()

@@ -9,7 +9,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from tests.integration.ipp_fixtures import free_port
 from tests.vendor_fake import FakeVendor
+from tests.waiting import wait_until
 from tests.web_helpers import PASSWORD, seed, set_passwords, web_settings
 
 pytestmark = pytest.mark.integration
@@ -61,15 +61,15 @@ def tls_web(tmp_path: Path, household_ca: Path) -> Iterator[str]:
                             stderr=subprocess.STDOUT, text=True)
     url = f"https://localhost:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        def serving() -> bool:
             try:
                 httpx.get(f"{url}/login", verify=trust(household_ca), timeout=1)
-                break
+                return True
             except httpx.TransportError:
                 assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                assert time.monotonic() < deadline, "web server did not start"
-                time.sleep(0.1)
+                return False
+
+        wait_until(serving, timeout=30.0, what="the web server", every=0.1)
         yield url
     finally:
         proc.terminate()
