@@ -165,3 +165,56 @@ def test_vendor_answers_end_intents_as_the_vendors(ledger: Ledger) -> None:
                          DecidedBy.VENDOR)
     assert (gone.state, gone.decided_by) == (State.LOST, DecidedBy.VENDOR)
     assert gone.next_attempt_at is None and ledger.due(T0 + timedelta(days=9)) == []
+
+
+def test_approve_queues_a_proposal_once(ledger: Ledger) -> None:
+    ledger.set_consent(CID, Mode.CONFIRM, None, T0)
+    it = ledger.create_intent(TONER, Mode.CONFIRM, State.PROPOSED, T0)
+    later = T0 + timedelta(minutes=5)
+    queued = ledger.approve(it.id, later)
+    assert (queued.state, queued.send_after, queued.next_attempt_at) == (State.QUEUED, later,
+                                                                         later)
+    assert [r.kind for r in ledger.audit_records()][-1] == "order_approved"
+    assert queued.audit_id == ledger.audit_records()[-1].id  # the approval allows it
+    with pytest.raises(ConsentError, match="is queued, not proposed"):
+        ledger.approve(it.id, later)
+    assert ledger.due(later) == [ledger.intent(it.id)]
+
+
+def test_sending_counts_attempts_and_refuses_after_a_consent_change(ledger: Ledger) -> None:
+    grant = auto(ledger)
+    it = ledger.create_intent(TONER, Mode.AUTO, State.QUEUED, T0)
+    retry = T0 + timedelta(minutes=1)
+    sent = ledger.mark_sending(it.id, grant, T0, retry, ledger.consent(CID).audit_id)  # type: ignore[union-attr]
+    assert sent is not None
+    assert (sent.state, sent.attempts, sent.first_sent_at, sent.next_attempt_at) == (
+        State.SENDING, 1, T0, retry)
+    ledger.retry_later(it.id, T0 + timedelta(minutes=7), "retrying: timeout", T0)
+    waiting = ledger.intent(it.id)
+    assert (waiting.state, waiting.attempts, waiting.reason) == (State.SENDING, 1,
+                                                                 "retrying: timeout")
+    assert ledger.due(T0 + timedelta(minutes=6)) == []
+    assert ledger.due(T0 + timedelta(minutes=7)) == [waiting]
+    # Once sent, its terms are fixed: no new proposal, no new price.
+    with pytest.raises(ConsentError, match="already sent"):
+        ledger.repropose(it.id, TONER, ["price changed"], T0)
+    with pytest.raises(ConsentError, match="already sent"):
+        ledger.reprice(it.id, Decimal("50.00"), T0)
+    seen = ledger.consent(CID).audit_id  # type: ignore[union-attr]
+    auto(ledger)  # the household changed its consent: the next attempt must not go out
+    assert ledger.mark_sending(it.id, grant, T0 + timedelta(minutes=7), retry, seen) is None
+    assert ledger.intent(it.id).attempts == 1
+
+
+def test_an_unsent_intent_is_reproposed_with_a_new_key_and_repriced(ledger: Ledger) -> None:
+    auto(ledger)
+    it = ledger.create_intent(TONER, Mode.AUTO, State.QUEUED, T0)
+    cheaper = ledger.reprice(it.id, Decimal("52.50"), T0)
+    assert (cheaper.state, cheaper.unit_price, cheaper.idem_key) == (State.QUEUED,
+                                                                     Decimal("52.50"),
+                                                                     it.idem_key)
+    later = T0 + timedelta(hours=1)
+    again = ledger.repropose(it.id, TONER, ["product changed"], later)
+    assert (again.state, again.created_at, again.send_after, again.reason) == (
+        State.PROPOSED, later, None, "product changed")
+    assert again.idem_key != it.idem_key and again.unit_price == TONER.unit_price

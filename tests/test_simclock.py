@@ -21,6 +21,7 @@ from agent.clock import (
     simulated_clock_refusal,
 )
 from agent.errors import ConfigError
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "replenish-agent.service"
@@ -140,9 +141,8 @@ def test_the_runner_follows_the_file_and_removes_its_marker(tmp_path: Path) -> N
     runner.start()
     try:
         clock_file(tmp_path, T0 + timedelta(days=1))
-        deadline = datetime.now(UTC) + timedelta(seconds=10)
-        while T0 + timedelta(days=1) not in seen and datetime.now(UTC) < deadline:
-            threading.Event().wait(0.01)
+        wait_until(lambda: T0 + timedelta(days=1) in seen, timeout=10.0, every=0.01,
+                   what=lambda: f"the pass at the moved clock (seen {seen})")
         assert seen[0] == T0 and T0 + timedelta(days=1) in seen
         assert (tmp_path / "simulated-clock").exists()
     finally:
