@@ -66,3 +66,17 @@ def test_a_file_that_is_not_ours_reads_as_none(tmp_path: Path, text: str) -> Non
     path.write_text(text)
     assert read_progress(path) is None
     assert read_progress(tmp_path / "missing.json") is None
+
+
+def test_doctor_shows_the_running_agents_progress(tmp_path: Path) -> None:
+    from agent.ops.doctor import Level, Probes, check_progress
+
+    progress = ProgressFile(tmp_path / FILE_NAME)
+    progress.counted("dispatch", lambda: None)()
+    progress.publish(Counts(batches=12, write_failures=3))
+    seen = check_progress(Probes(progress=lambda: read_progress(tmp_path / FILE_NAME)))
+    assert seen.level is Level.OK
+    assert seen.summary == f"agent pid {os.getpid()}, passes: dispatch 1"
+    assert seen.details == ("ingest: 12 commits, 3 failed writes",)
+    none = check_progress(Probes(progress=lambda: None))
+    assert none.level is Level.OK and "no progress file" in none.summary

@@ -226,6 +226,19 @@ def check_storage(probes: Probes) -> CheckResult:
     return CheckResult("storage", Level.FAIL, status, fix)
 
 
+def check_progress(probes: Probes) -> CheckResult:
+    """What the running agent did since it started: passes per job, ingest commits and
+    failed writes (its progress file; information, never a failure)."""
+    seen = probes.progress()
+    if seen is None:
+        return CheckResult("progress", Level.OK, "no progress file (agent service not "
+                           "running under systemd, or not started yet)")
+    passes = ", ".join(f"{job} {n}" for job, n in sorted(seen.passes.items())) or "none yet"
+    return CheckResult("progress", Level.OK, f"agent pid {seen.pid}, passes: {passes}",
+                       details=(f"ingest: {seen.ingest_batches} commits, "
+                                f"{seen.ingest_write_failures} failed writes",))
+
+
 def check_devices(db_path: Path, probes: Probes) -> CheckResult:
     """When each device last reported (from the ``devices`` table)."""
     rows = _query(db_path, "SELECT device_id, last_seen FROM devices ORDER BY device_id")
@@ -348,6 +361,7 @@ def run_checks(
     results.append(check_clock(db, probes))
     results.append(check_disk(db, probes))
     results.append(check_storage(probes))
+    results.append(check_progress(probes))
     results.append(check_devices(db, probes))
     results.append(check_alerts(settings.alerts, db, probes))
     results.append(check_orders(db))

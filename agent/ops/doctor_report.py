@@ -14,6 +14,7 @@ from typing import NamedTuple, TypedDict
 
 import httpx
 
+from agent.ops.progress import Progress, running_progress
 from agent.ops.systemd import service_status_text
 
 # The clock can be no earlier than this release; a Pi without RTC or network often boots
@@ -96,6 +97,8 @@ class Probes:
     not_before: float = RELEASE_NOT_BEFORE
     # The running service's STATUS= line; None when it is not running under systemd.
     service_status: Callable[[], str | None] = service_status_text
+    # The running service's progress file (agent.ops.progress); None without one.
+    progress: Callable[[], Progress | None] = running_progress
 
 
 def render_text(results: Sequence[CheckResult]) -> str:

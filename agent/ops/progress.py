@@ -50,6 +50,11 @@ def progress_path(env: Mapping[str, str] | None = None) -> Path | None:
     return Path(first) / FILE_NAME if first else None
 
 
+def running_progress() -> Progress | None:
+    """The running service's last snapshot, read from outside it (``replenish doctor``)."""
+    return read_progress(progress_path() or DEFAULT_RUNTIME_DIR / FILE_NAME)
+
+
 def read_progress(path: Path) -> Progress | None:
     """The last snapshot at ``path``; None if there is none or it is not ours."""
     try:
