@@ -87,3 +87,15 @@ def test_forecast_quick_reports_issue_18_checks(tmp_path: Path) -> None:
     checks = res["targets"]["steady"]
     assert {"stockouts<=3*oracle+0.5", "cycle_service>=0.95", "spare_orders<=0.5",
             "no_stalled_runs"} <= set(checks)
+
+
+@pytest.mark.timeout(120)
+def test_rows_quick_compares_typed_rows_with_the_replaced_dicts(tmp_path: Path) -> None:
+    done = run_bench("bench.rows", tmp_path)
+    res = json.loads((tmp_path / "rows.json").read_text())
+    assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-2000:]  # 1: a MISS
+    assert res["consumables"] == 4 * res["devices"] > 0
+    assert res["typed_read_ms"] > 0 < res["dict_read_ms"]
+    assert res["ratio_p10_p90"][0] <= res["ratio_typed_to_dict"] <= res["ratio_p10_p90"][1]
+    assert [c["verdict"] for c in res["checks"]] in (["PASS"], ["MISS"])
+    assert "Ratio typed/dict" in (tmp_path / "rows.md").read_text()
