@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.forecast.methods import counter_estimate, weekly_semivariance
+from agent.forecast.counter import counter_estimate, weekly_semivariance
 
 
 def _office(days: int) -> tuple[list[float], list[float]]:

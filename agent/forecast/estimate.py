@@ -25,12 +25,12 @@ from datetime import datetime, timedelta
 from operator import attrgetter
 
 from agent.domain import CoarseState, Unit
+from agent.forecast.counter import counter_estimate
 from agent.forecast.learn import yield_cv
 from agent.forecast.methods import (
     COARSE_HISTORY_DAYS,
     LONG_WINDOW_DAYS,
     Estimate,
-    counter_estimate,
     level_estimate,
     state_estimate,
 )

@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 from operator import attrgetter
 
 from agent.domain import CoarseState
-from agent.forecast.methods import WEEK_DAYS, active_days, since_reset, weekly_semivariance
+from agent.forecast.counter import active_days, since_reset, weekly_semivariance
+from agent.forecast.methods import WEEK_DAYS
 from agent.forecast.stats import median
 from agent.forecast.types import ConsumableSpec, Delivery, Observation
 
