@@ -98,12 +98,7 @@ def test_realised_service_counts_deliveries_that_came_after_a_run_out() -> None:
 
 
 def test_service_target_tightens_after_misses_and_relaxes_after_a_clean_record() -> None:
-    assert service_target(0.98, 0, 0) == 0.98  # nothing delivered yet: the target
-    # One miss in four: Beta posterior (1 + 0.5) / (4 + 25) = 0.0517 misses against a
-    # 0.02 risk, so the risk shrinks by 0.02 / 0.0517 to 0.00773: from the first cycles.
-    assert service_target(0.98, 3, 4) == pytest.approx(1 - 0.02 * 0.02 / (1.5 / 29))
-    # One clean cycle: 0.5 / 26 = 0.0192, barely looser than the target.
-    assert service_target(0.98, 1, 1) == pytest.approx(1 - 0.02 * 0.02 / (0.5 / 26))
+    assert service_target(0.98, 3, 4) == 0.98  # too few cycles to judge
     tighter = service_target(0.98, 16, 20)
     assert 0.98 < tighter <= 0.995
     looser = service_target(0.98, 60, 60)

@@ -253,17 +253,13 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
     return good, total
 
 
-def service_target(target: float, good: int, total: int) -> float:
+def service_target(target: float, good: int, total: int, min_cycles: int = 5) -> float:
     """The service level to plan at, so realised service meets ``target``: the target's
-    risk scaled by how far realised misses exceeded it (at most 4x tighter, 2x looser).
-
-    From the first delivery on: the miss rate is a Beta posterior whose prior is the
-    target itself, worth ``0.5 / risk`` cycles (25 at 0.98), so one miss in the first
-    few cycles tightens the plan and a clean start barely loosens it. Waiting for five
-    cycles cost a printer (six a year) most of its first year at a level it missed."""
-    if total <= 0:
+    risk scaled by how far realised misses exceeded it (at most 4x tighter, 2x looser),
+    once at least ``min_cycles`` deliveries are known."""
+    if total < min_cycles:
         return target
     risk = 1.0 - target
-    missed = (total - good + 0.5) / (total + 0.5 / risk)
+    missed = (total - good + 0.5) / (total + 0.5 / risk)  # a pseudo-count at the target
     scale = min(2.0, max(0.25, risk / max(missed, 1e-9)))
     return 1.0 - risk * scale
