@@ -123,6 +123,24 @@ def _true_rate(w: World, t: float) -> float:
 
 
 
+def _use_ahead(w: World, t: float, cache: dict[int, tuple[float, float]]
+               ) -> list[tuple[float, float]]:
+    """The day-by-day use an oracle knows is coming (see ``World.expected_use``), far
+    enough ahead to pass the run-out of all it holds (cached per day: reviews are
+    always at the same hour)."""
+    out: list[tuple[float, float]] = []
+    total = 0.0
+    first = int(t)
+    for k in range(first, first + 400):
+        if k not in cache:
+            cache[k] = w.expected_use(k + (t - first))
+        out.append(cache[k])
+        total += cache[k][0]
+        if total > 2.0 * w.on_hand + 1.0 and len(out) >= 14:
+            break
+    return out
+
+
 def run(scn: Scenario, seed: int, days: int, policy: Any) -> dict[str, Any]:
     """One scenario, one seed, one policy: metrics of its one item."""
     rng = random.Random(seed * 104_729 + zlib.crc32(scn.name.encode()) % 10_007)
@@ -148,6 +166,7 @@ def run(scn: Scenario, seed: int, days: int, policy: Any) -> dict[str, Any]:
     decide_s = 0.0
     decide_n = 0
     compacted = 0
+    days_ahead: dict[int, tuple[float, float]] = {}
     steps = days * 24
     for h in range(steps):
         t = h / 24.0
@@ -182,6 +201,7 @@ def run(scn: Scenario, seed: int, days: int, policy: Any) -> dict[str, Any]:
             if policy.name == "oracle":
                 view.batches = [(b[0], to_days(START) + b[1]) for b in w.batches] or [
                     (w.level, None)]
+                view.true_use = _use_ahead(w, t, days_ahead)
             t0 = time.thread_time()
             dec = policy.decide(view)
             decide_s += time.thread_time() - t0

@@ -72,32 +72,74 @@ class World:
 
     # ---- truth -------------------------------------------------------------------
 
-    def usage_now(self, t: float) -> float:
-        """Use in the hour starting at ``t`` days since start (level units)."""
+    def _hour_scale(self, t: float, week: float | None = None) -> float:
+        """The schedule behind the hour starting at ``t`` days since start, before any
+        draw: toner, the pages scale c (half the hours print Exp(1) x c); milk, the
+        mean use; eggs, the chance of taking two; 0 when nothing is used. ``week``: the
+        week number to take busy weeks and guests from, and no closure (an oracle's
+        average over weeks)."""
         day = t
         rate = self.rate * (1.0 + self.trend * day / 365.0)
         hour = int(round((t % 1.0) * 24)) % 24
         wd = int(day) % 7
+        wk = int(day / 7) if week is None else int(week)
         if self.kind == "toner":
-            if any(a <= day < b for a, b in self.closures) or wd >= 5 or not 8 <= hour < 18:
+            closed = week is None and any(a <= day < b for a, b in self.closures)
+            if closed or wd >= 5 or not 8 <= hour < 18:
                 return 0.0
-            burst = 3.0 if int(day / 7) % 9 == 4 else 1.0  # a busy week now and then
-            pages = self.rng.random() < 0.5 and self.rng.expovariate(1.0) * 2 * rate / 10 * burst
-            return float(pages or 0.0)  # pages; converted by the caller
+            burst = 3.0 if wk % 9 == 4 else 1.0  # a busy week now and then
+            return 2 * rate / 10 * burst
         if self.kind == "cgm":
             return 0.0
-        guests = 2.0 if self.guests and wd in (5, 6) and int(day / 7) % 3 == 0 else 1.0
+        guests = 2.0 if self.guests and wd in (5, 6) and wk % 3 == 0 else 1.0
         if self.kind == "milk":
             weights = {7: 0.35, 8: 0.1, 12: 0.1, 16: 0.1, 19: 0.25, 21: 0.1}
         else:  # eggs, taken a few at a time at breakfast and dinner
             weights = {8: 0.5, 19: 0.5}
         w = weights.get(hour, 0.0)
-        if w == 0.0:
-            return 0.0
         if self.kind == "eggs":
-            n = self.rng.random() < min(1.0, rate * guests * w / 2.0)
-            return float(2 * n)
-        return rate * guests * w * self.rng.lognormvariate(-0.08, 0.4)
+            return min(1.0, rate * guests * w / 2.0)
+        return rate * guests * w
+
+    def usage_now(self, t: float) -> float:
+        """Use in the hour starting at ``t`` days since start (level units)."""
+        scale = self._hour_scale(t)
+        if scale == 0.0:
+            return 0.0
+        if self.kind == "toner":
+            pages = self.rng.random() < 0.5 and self.rng.expovariate(1.0) * scale
+            return float(pages or 0.0)  # pages; converted by the caller
+        if self.kind == "eggs":
+            return float(2 * (self.rng.random() < scale))
+        return scale * self.rng.lognormvariate(-0.08, 0.4)
+
+    def expected_use(self, day: float) -> tuple[float, float]:
+        """Mean and variance of use (level units) over the 24 hours from ``day``: the
+        true rate and spread of that weekday, averaged over the nine-week cycle of busy
+        weeks and guest weekends (an oracle knows how often they come, not when, and
+        knows no closure). Pages get their true variance; the rest the 40 % day-to-day
+        spread (plus Poisson for counted items) the oracle assumed."""
+        if self.kind == "cgm":
+            return 0.1, 0.04 ** 2 + 0.1
+        moments = [self._day_moments(day, week) for week in range(9)]
+        mean = sum(m for m, _ in moments) / 9
+        # A mixture: the spread within each kind of week plus that between them.
+        var = sum(v + (m - mean) ** 2 for m, v in moments) / 9
+        return mean, var
+
+    def _day_moments(self, day: float, week: int) -> tuple[float, float]:
+        mean = var = 0.0
+        for k in range(24):
+            scale = self._hour_scale(day + k / 24.0, week)
+            if self.kind == "toner":
+                c = scale / (self.true_yield or 1.0) * self.spec.capacity
+                mean += 0.5 * c  # P(print) x E[Exp(1)] x c
+                var += 0.75 * c * c  # E[X^2] - E[X]^2 = c^2 - c^2 / 4
+            else:
+                mean += 2 * scale if self.kind == "eggs" else scale
+        if self.kind != "toner":
+            var = (0.4 * mean) ** 2 + (mean if self.spec.unit is Unit.COUNT else 0.0)
+        return mean, var
 
     def take(self, amount: float, t: float) -> None:
         """Use ``amount`` from the device, oldest batch first."""

@@ -26,7 +26,7 @@ from agent.forecast import (
     to_days,
 )
 from agent.forecast.learn import Learned, learn, realised_service, service_target
-from agent.forecast.project import build_curve, run_out_quantiles
+from agent.forecast.project import DemandCurve, build_curve, run_out_quantiles
 from agent.forecast.refills import spare_packs
 from agent.forecast.series import merge_intervals
 from agent.policy import LeadTime, plan_reorder
@@ -53,6 +53,9 @@ class ItemView:
     batches: list[tuple[float, float | None]] = field(default_factory=list)  # oracle only
     lead_history: list[float] = field(default_factory=list)  # lead times of our deliveries
     sent: list[datetime] = field(default_factory=list)  # when each of ``deliveries`` was ordered
+    # Oracle only, where the world knows its schedule: (mean, variance) of use on each
+    # day ahead (workdays, closures, busy weeks), in place of a flat ``true_rate``.
+    true_use: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -190,8 +193,9 @@ class OraclePolicy:
         daily_sd = 0.4 * rate + (math.sqrt(rate) if view.spec.unit is Unit.COUNT else 0.0)
         now_d = to_days(view.now)
         aw = merge_intervals([(to_days(a.start), to_days(a.end)) for a in view.away])
-        curve = build_curve(now=now_d, level=level, level_sd=0.0, rate=rate, rate_sd=0.0,
-                            daily_sd=daily_sd, weekday=None, away=aw)
+        curve = (_scheduled_curve(view.true_use) if view.true_use else
+                 build_curve(now=now_d, level=level, level_sd=0.0, rate=rate, rate_sd=0.0,
+                             daily_sd=daily_sd, weekday=None, away=aw))
         # Time to empty of what is in the device (the accuracy metric's definition).
         tte = run_out_quantiles(curve, in_device, 0.0)
         incoming = tuple(d for d in view.deliveries if d.ts > view.now)
@@ -202,6 +206,16 @@ class OraclePolicy:
                             service_level=ORACLE_SERVICE_LEVEL, away=view.away,
                             max_packs=view.packs_per_order)
         return Decision(plan.packs if plan.order_now else 0, tte)
+
+
+def _scheduled_curve(days: list[tuple[float, float]]) -> DemandCurve:
+    """Cumulative mean and variance of the known day-by-day use ahead."""
+    mean = [0.0]
+    var = [0.0]
+    for m, v in days:
+        mean.append(mean[-1] + m)
+        var.append(var[-1] + v)
+    return DemandCurve(tuple(mean), tuple(var))
 
 
 def _usable(view: ItemView, rate: float) -> tuple[float, float]:

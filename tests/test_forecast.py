@@ -278,3 +278,23 @@ def test_a_drop_when_a_delivered_batch_expires_is_spoilage_not_use() -> None:
     delivered = Delivery(obs[0].ts + timedelta(days=1, hours=13), 1.0)
     fc = forecast(obs, spec, obs[-1].ts + timedelta(minutes=30), deliveries=[delivered])
     assert fc.rate_per_day == pytest.approx(300.0, rel=0.15), fc.basis
+
+
+def test_two_cartridges_delivered_around_one_replacement_leave_one_on_the_shelf() -> None:
+    # A LOW-only printer: a late order's cartridge arrives at LOW (day 3) and waits; the
+    # printer empties and is replaced at day 5 12:00; the reorder's cartridge arrives
+    # half an hour later. One replacement, two deliveries: one is on the shelf.
+    from agent.forecast.refills import spare_packs
+
+    obs = []
+    for h in range(0, 8 * 24, 6):
+        t = T0 + timedelta(hours=h)
+        state = (CoarseState.OK if h < 2 * 24 or h >= 5 * 24 + 12 else
+                 CoarseState.EMPTY if h >= 4 * 24 else CoarseState.LOW)
+        obs.append(Observation(t, None, state, 100 * h))
+    first = Delivery(T0 + timedelta(days=3))
+    second = Delivery(T0 + timedelta(days=5, hours=12, minutes=30))
+    assert spare_packs(obs, TONER, [first, second], obs[-1].ts) == 1.0
+    # Either one alone has shown up.
+    assert spare_packs(obs, TONER, [first], obs[-1].ts) == 0.0
+    assert spare_packs(obs, TONER, [second], obs[-1].ts) == 0.0

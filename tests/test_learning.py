@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +12,14 @@ import pytest
 
 from agent.domain import CoarseState, Unit
 from agent.forecast import ConsumableSpec, Delivery, Observation
-from agent.forecast.learn import PRIOR_CYCLES, learn, realised_service, service_target
+from agent.forecast.learn import (
+    PRIOR_CYCLES,
+    burst_ratio,
+    learn,
+    realised_service,
+    service_target,
+    yield_cv,
+)
 from agent.storage.learned import LearnedRow, as_json, load_learned, save_learned
 from agent.storage.migrations import LATEST_VERSION, MIGRATIONS, current_version, migrate
 
@@ -138,3 +147,47 @@ def test_a_gauge_printer_learns_its_yield_within_the_first_cartridge() -> None:
     assert got.yield_cycles == 1
     assert got.yield_per_pack == pytest.approx((3000 * PRIOR_CYCLES + 2100) / (PRIOR_CYCLES + 1),
                                                rel=0.02)
+
+
+def test_the_yield_spread_narrows_from_a_datasheet_to_learned_cycles() -> None:
+    # A pack's own 5 % plus the mean's, whose prior (a datasheet a quarter off either
+    # way) counts as (0.05 / 0.25)^2 = 0.04 cycles.
+    assert PRIOR_CYCLES == pytest.approx(0.04)
+    assert yield_cv(0) == pytest.approx(math.sqrt(0.05**2 + 0.25**2))  # 0.255
+    assert yield_cv(1) == pytest.approx(0.05 * math.sqrt(1 + 1 / 1.04))  # 0.070
+    assert yield_cv(3) < yield_cv(1) < yield_cv(0)
+    learned = learn(low_only_printer(4, 2400.0, 0.07, 40.0), TONER)
+    assert learned.apply(TONER).yield_cv == pytest.approx(yield_cv(3))
+
+
+def test_busy_weeks_are_learned_relative_to_the_typical_week() -> None:
+    # 100 pages a day for 70 days, except one week (days 30-36) at 300 a day. Weekly
+    # windows sliding a day at a time overlap the busy week by k = 1..7 days, twice each
+    # for k < 7 and once for k = 7: excess 200 k pages over the median week (700), so
+    # the semivariance is 2 x 200^2 x (2 x 91 + 49) over 64 windows and 7 days.
+    obs = []
+    pages = 0
+    for d in range(71):
+        obs.append(Observation(T0 + timedelta(days=d, hours=12), None, CoarseState.OK, pages))
+        pages += 300 if 30 <= d < 37 else 100
+    expected = 2 * 200**2 * (2 * 91 + 49) / 64 / 7 / 100**2
+    assert burst_ratio(obs) == pytest.approx(expected)
+    got = learn(obs, TONER)
+    assert got.burst_ratio == pytest.approx(expected)
+    assert got.apply(TONER).burst_ratio == pytest.approx(expected)
+    # A steady office has no busy weeks; under three weeks of counts tell nothing.
+    steady = [Observation(T0 + timedelta(days=d, hours=12), None, CoarseState.OK, 100 * d)
+              for d in range(71)]
+    assert burst_ratio(steady) == 0.0
+    assert burst_ratio(steady[:20]) is None
+
+
+def test_a_stored_yield_on_more_cycles_is_kept_with_this_pass_busy_weeks() -> None:
+    from agent.app.learning import _keep_more_cycles
+
+    new = learn(low_only_printer(2, 2400.0, 0.07, 40.0), TONER)
+    new = dataclasses.replace(new, burst_ratio=3.5)
+    stored = [LearnedRow("consumable:p/black", "yield_per_pack", 2450.0, 3000.0, 6)]
+    kept = _keep_more_cycles(new, stored)
+    assert (kept.yield_per_pack, kept.yield_cycles) == (2450.0, 6)
+    assert kept.burst_ratio == 3.5 and kept.low_level == new.low_level

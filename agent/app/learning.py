@@ -9,6 +9,7 @@ declared LOW threshold, the vendor's lead time and the configured service level.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from agent.forecast import ConsumableSpec, Delivery, Observation
@@ -36,10 +37,9 @@ def _keep_more_cycles(new: Learned, stored: list[LearnedRow]) -> Learned:
     y, lo = old.get("yield_per_pack"), old.get("low_level")
     out = new
     if y is not None and y.value is not None and y.cycles > new.yield_cycles:
-        out = Learned(y.value, y.cycles, out.low_level, out.low_cycles, out.pages_to_low)
+        out = dataclasses.replace(out, yield_per_pack=y.value, yield_cycles=y.cycles)
     if lo is not None and lo.value is not None and lo.cycles > new.low_cycles:
-        out = Learned(out.yield_per_pack, out.yield_cycles, lo.value, lo.cycles,
-                      out.pages_to_low)
+        out = dataclasses.replace(out, low_level=lo.value, low_cycles=lo.cycles)
     return out
 
 
@@ -55,6 +55,7 @@ def apply_learning(ledger: Ledger, key: str, spec: ConsumableSpec, obs: list[Obs
     rows = [LearnedRow(subject, "yield_per_pack", got.yield_per_pack, spec.yield_per_pack,
                        got.yield_cycles),
             LearnedRow(subject, "low_level", got.low_level, spec.low_level, got.low_cycles),
+            LearnedRow(subject, "burst_ratio", got.burst_ratio, None, 0),
             LearnedRow(subject, "realised_service", good / total if total else None, target,
                        total),
             LearnedRow(subject, "planned_service", service, target, total)]
@@ -66,6 +67,8 @@ def apply_learning(ledger: Ledger, key: str, spec: ConsumableSpec, obs: list[Obs
     notes = []
     if got.yield_cycles:
         notes.append(f"yield {got.yield_per_pack:.0f} per pack from {got.yield_cycles} cycles")
+    if got.burst_ratio:
+        notes.append(f"busy weeks: per-day variance {got.burst_ratio:.2g}x the rate squared")
     if got.low_cycles and got.low_level is not None:
         notes.append(f"LOW at {got.low_level:.3g} from {got.low_cycles} cycles")
     if lead.observed:

@@ -25,11 +25,12 @@ from datetime import datetime, timedelta
 from operator import attrgetter
 
 from agent.domain import CoarseState, Unit
+from agent.forecast.counter import counter_estimate
+from agent.forecast.learn import yield_cv
 from agent.forecast.methods import (
     COARSE_HISTORY_DAYS,
     LONG_WINDOW_DAYS,
     Estimate,
-    counter_estimate,
     level_estimate,
     state_estimate,
 )
@@ -179,7 +180,9 @@ def _estimate(
             anchor = _anchor(_since(obs, long_ago), spec)
             est = counter_estimate(
                 [to_days(o.ts) for o in ctr], [float(o.counter or 0) for o in ctr],
-                spec.pack_size / spec.yield_per_pack, now_d, aw, anchor)
+                spec.pack_size / spec.yield_per_pack, now_d, aw, anchor,
+                spec.yield_cv if spec.yield_cv is not None else yield_cv(0),
+                spec.burst_ratio or 0.0)
             if est is not None and est.level is not None:
                 return est
             if est is not None and est.rate is not None:

@@ -19,18 +19,27 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter
 
 from agent.domain import CoarseState
+from agent.forecast.counter import active_days, since_reset, weekly_semivariance
+from agent.forecast.methods import WEEK_DAYS
 from agent.forecast.stats import median
 from agent.forecast.types import ConsumableSpec, Delivery, Observation
 
-# A datasheet yield (ISO coverage) is a promise the household's own pages rarely keep
-# (70-90 % in bench-decisions): one cycle of its own outweighs it four to one.
-PRIOR_CYCLES = 0.25
+# One cartridge's pages stray from the household's mean yield by about this much
+# (coverage differs from job to job); a datasheet yield (ISO 5 % coverage pages) is
+# further from it: a quarter either way is common. The prior then counts as
+# (0.05 / 0.25)^2 = 0.04 cycles, so one cycle of the household's own outweighs it 25 to
+# 1 (at a quarter cycle its pull left learned yields 5-9 % high after two cycles and
+# the counted level that much too full, bench-decisions' LOW-only printers).
+PACK_YIELD_CV = 0.05
+DATASHEET_YIELD_CV = 0.25
+PRIOR_CYCLES = (PACK_YIELD_CV / DATASHEET_YIELD_CV) ** 2
 _GAUGE_SPAN = 0.3  # least share of a cartridge a gauge must cross to tell its yield
 _TS = attrgetter("ts")
 _LOW = (CoarseState.LOW, CoarseState.EMPTY)
@@ -45,16 +54,28 @@ class Learned:
     low_level: float | None = None  # the level the device's LOW stands for
     low_cycles: int = 0
     pages_to_low: float | None = None  # median counter units from replacement to LOW
+    burst_ratio: float | None = None  # busy weeks' per-day variance / typical rate^2
 
     def apply(self, spec: ConsumableSpec) -> ConsumableSpec:
         """The spec with learned values in place of the declared ones."""
         yld = (self.yield_per_pack if self.yield_per_pack is not None and spec.yield_per_pack
                else spec.yield_per_pack)
         low = self.low_level if self.low_level is not None else spec.low_threshold_level
-        return dataclasses.replace(spec, yield_per_pack=yld, low_threshold_level=low)
+        return dataclasses.replace(spec, yield_per_pack=yld, low_threshold_level=low,
+                                   yield_cv=(yield_cv(self.yield_cycles) if self.yield_cycles
+                                             else spec.yield_cv),
+                                   burst_ratio=(self.burst_ratio if self.burst_ratio is not None
+                                                else spec.burst_ratio))
 
     def as_dict(self) -> dict[str, float | int | None]:
         return dataclasses.asdict(self)
+
+
+def yield_cv(cycles: int) -> float:
+    """Relative spread of the next pack's yield after ``cycles`` learned cycles: its own
+    spread plus that of the mean, whose prior (the datasheet) counts as
+    :data:`PRIOR_CYCLES` cycles. 0.25 on a datasheet alone, 0.07 after one cycle."""
+    return PACK_YIELD_CV * math.sqrt(1.0 + 1.0 / (PRIOR_CYCLES + cycles))
 
 
 def _blend(prior: float | None, samples: list[float]) -> float | None:
@@ -130,7 +151,53 @@ def learn(observations: Sequence[Observation], spec: ConsumableSpec) -> Learned:
                                             for p in to_low])
     low_cycles = (len(to_low) if (to_empty or gauge) and to_low else len(low_levels))
     return Learned(yld, cycles, low_level, low_cycles if low_level is not None else 0,
-                   median(to_low) if to_low else None)
+                   median(to_low) if to_low else None,
+                   burst_ratio(obs) if spec.yield_per_pack else None)
+
+
+def burst_ratio(obs: list[Observation]) -> float | None:
+    """Busy weeks of a counter's history (a reading a day, after its newest reset): their
+    per-day semivariance (:func:`weekly_semivariance`) over the squared typical rate,
+    the median week's. Relative, so it scales with today's rate; None with under three
+    weeks of counts or no use. The forecast's ten-week window often holds no busy week
+    (one in nine came at three times the pages in bench-decisions)."""
+    times, counters = since_reset(*_daily_counters(obs))
+    if len(times) < 2 or times[-1] - times[0] < 3 * WEEK_DAYS:
+        return None
+    tau = active_days(times, [])
+    week = int(WEEK_DAYS)
+    sums = [counters[i + week] - counters[i] for i in range(len(counters) - week)
+            if abs(tau[i + week] - tau[i] - WEEK_DAYS) < 0.5]
+    typical = median(sums) / WEEK_DAYS if sums else 0.0
+    if typical <= 0:
+        return None
+    var = weekly_semivariance(tau, counters, typical, span=tau[-1])
+    return None if var is None else var / (typical * typical)
+
+
+def _daily_counters(obs: list[Observation]) -> tuple[list[float], list[float]]:
+    """The last counter reading before each midnight (UTC), as (epoch days, counter):
+    by bisection, not a walk through a year of readings."""
+    times: list[float] = []
+    counters: list[float] = []
+    if not obs:
+        return times, counters
+    day = timedelta(days=1)
+    edge = obs[0].ts.replace(hour=0, minute=0, second=0, microsecond=0) + day
+    lo = 0
+    while lo < len(obs):
+        i = bisect.bisect_left(obs, edge, lo=lo, key=_TS) - 1
+        k = i
+        while k >= lo and obs[k].counter is None:
+            k -= 1
+        if k >= lo:
+            times.append(obs[k].ts.timestamp() / 86_400.0)
+            counters.append(float(obs[k].counter or 0))
+        lo = i + 1
+        if lo < len(obs):
+            edge = max(edge, obs[lo].ts.replace(hour=0, minute=0, second=0,
+                                                microsecond=0)) + day
+    return times, counters
 
 
 def _gauge_yields(obs: list[Observation], spec: ConsumableSpec) -> list[float]:

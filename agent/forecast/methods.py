@@ -1,4 +1,5 @@
-"""The estimators behind :func:`agent.forecast.forecast`, one per kind of signal.
+"""The estimators behind :func:`agent.forecast.forecast`, one per kind of signal (the
+page counter's in :mod:`agent.forecast.counter`).
 
 Each returns an :class:`Estimate` (level now, rate per active day, their spreads, a
 ``basis`` text) or None when its signal is too thin to say anything. Times are float
@@ -46,7 +47,7 @@ class Estimate:
     kind: EstimateKind
 
 
-def _daily_points(xs: list[float], ys: list[float], since: float) -> tuple[list[float],
+def daily_points(xs: list[float], ys: list[float], since: float) -> tuple[list[float],
                                                                           list[float]]:
     """The last point of each active day from ``since`` on, at most MAX_POINTS of them."""
     out_x: list[float] = []
@@ -150,7 +151,7 @@ def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Es
     if len(s.tau) < 3 or s.tau[-1] - s.tau[0] < 1.0:
         return None
     tau_end = s.tau[-1]
-    xs, ys = _daily_points(s.tau, s.cum, tau_end - LONG_WINDOW_DAYS)
+    xs, ys = daily_points(s.tau, s.cum, tau_end - LONG_WINDOW_DAYS)
     if len(xs) < 2:
         xs, ys = s.tau[-3:], s.cum[-3:]
     rate, _ = theil_sen(xs, ys)
@@ -236,7 +237,7 @@ def _coarse(
     rate = max(rate, 0.0)
     if exact:
         # Counted items: daily increments are the real use; at least Poisson noise.
-        dx, dy = _daily_points(s.tau, s.cum, s.tau[-1] - LONG_WINDOW_DAYS)
+        dx, dy = daily_points(s.tau, s.cum, s.tau[-1] - LONG_WINDOW_DAYS)
         daily_sd = max(_daily_sd(dx, dy, rate, capacity), math.sqrt(rate))
     else:
         steps = [b - a for a, b in zip(ys, ys[1:], strict=False)]
@@ -261,89 +262,6 @@ def _coarse(
     return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
                     f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings",
                     EstimateKind.STEPS)
-
-
-def counter_estimate(
-    times: list[float],
-    counters: list[float],
-    per_unit: float,
-    now: float,
-    away: list[Interval],
-    anchor: tuple[float, float, float | None] | None,
-) -> Estimate | None:
-    """Rate (and level, given an anchor) from a usage counter times declared yield.
-
-    ``per_unit`` converts one counter unit to level units (capacity / yield).
-    ``anchor`` is ``(time, level, counter then)`` of a known level, e.g. a full cartridge
-    at a detected replacement; the level now is the anchor minus the counted use since.
-    """
-    start = 0
-    for i in range(1, len(counters)):
-        if counters[i] < counters[i - 1]:
-            start = i  # counter reset: a new device or firmware, begin again
-    times = times[start:]
-    counters = counters[start:]
-    if len(times) < 2 or times[-1] - times[0] < 1.0:
-        return None
-    tau = [0.0]
-    for a, b in zip(times, times[1:], strict=False):
-        tau.append(tau[-1] + (b - a) - overlap(a, b, away))
-    xs, ys = _daily_points(tau, counters, tau[-1] - 2 * LONG_WINDOW_DAYS)
-    ppd, _ = theil_sen(xs, ys)
-    ppd = max(ppd, 0.0)
-    uses = [b - a for a, b in zip(counters, counters[1:], strict=False)]
-    spans = [b - a for a, b in zip(tau, tau[1:], strict=False)]
-    var = robust_daily_variance(uses[-200:], spans[-200:], ppd, trim=False)
-    week = _weekly_variance(tau, counters, ppd)
-    if week is not None:
-        var = week if var is None else max(var, week)
-    daily = math.sqrt(var) if var is not None else 0.5 * ppd
-    rate = ppd * per_unit
-    daily_sd = daily * per_unit
-    rate_sd = max(daily_sd / math.sqrt(max(xs[-1] - xs[0], 1.0)), 0.03 * rate)
-    level: float | None = None
-    level_sd = 0.0
-    if anchor is not None:
-        t_a, lvl_a, c_known = anchor
-        i = bisect.bisect_left(times, t_a)
-        c_a = c_known if c_known is not None else counters[min(i, len(counters) - 1)]
-        elapsed = max(0.0, (now - times[-1]) - overlap(times[-1], now, away))
-        used = (counters[-1] - c_a) * per_unit + rate * elapsed
-        level = max(0.0, lvl_a - used)
-        level_sd = daily_sd * math.sqrt(max(elapsed, 0.5)) + 0.01 * lvl_a
-    return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
-                    f"counter x declared yield, {len(xs)} points", EstimateKind.COUNTER)
-
-
-def _weekly_variance(tau: list[float], counters: list[float], ppd: float) -> float | None:
-    """Per-day variance of use judged over whole weeks of active time (sliding a day at a
-    time over the last ten weeks): a busy week in an office is one burst, not seven
-    independent days, and day-to-day noise would promise a steadier week than comes."""
-    end = tau[-1]
-    if end - tau[0] < 3 * WEEK_DAYS:
-        return None
-
-    def at(x: float) -> float:
-        i = bisect.bisect_left(tau, x)
-        if i <= 0:
-            return counters[0]
-        if i >= len(tau):
-            return counters[-1]
-        a, b = tau[i - 1], tau[i]
-        f = (x - a) / (b - a) if b > a else 1.0
-        return counters[i - 1] + (counters[i] - counters[i - 1]) * f
-
-    week = int(WEEK_DAYS)
-    days = int(min(end - tau[0], 2 * LONG_WINDOW_DAYS))
-    cum = [at(end - j) for j in range(days + 1)]  # counter j active days ago
-    total = 0.0
-    for j in range(days - week + 1):
-        # Only weeks above the rate count (twice: a semivariance): running out is made
-        # of busy weeks, and one busy week in nine is a long upper tail, not a spread.
-        excess = cum[j] - cum[j + week] - ppd * WEEK_DAYS
-        if excess > 0:
-            total += 2.0 * excess * excess
-    return total / (days - week + 1) / WEEK_DAYS
 
 
 def state_estimate(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 LOW_STATES = (CoarseState.LOW, CoarseState.EMPTY)
 SPARE_DAYS = timedelta(days=180)  # a delivered pack older than this is surely in use
+_NEXT = timedelta(seconds=1)  # the next refill after one found
 _TS = attrgetter("ts")
 Point = tuple[datetime, float | None]  # (ts, level), level None for "no reading"
 
@@ -169,23 +170,37 @@ def spare_packs(obs: list[Observation], spec: ConsumableSpec,
     the shelf until the one in the printer is empty). ``obs`` is sorted by time;
     ``known`` optionally gives ``(since, refills found since)`` to save a scan.
 
-    Newest delivery first: it has shown up once any refill followed it, however long it
-    waited on the shelf; older ones are then taken as used."""
+    Newest delivery first: each shows up as a refill after it, however long it waited
+    on the shelf, one refill per delivery: two cartridges delivered around one
+    replacement leave one on the shelf, not none (bench-decisions: a late order and its
+    reorder both came; the one replacement between them counted for both, and a third
+    cartridge was ordered with one waiting). Once two in a row have shown up, older
+    ones are taken as used."""
     past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now and not d.pending),
                   key=_TS)
     spare = 0.0
     empty = _empty_now(obs, spec)
+    claimed: set[datetime] = set()  # refills already matched to newer deliveries
+    matched_before = False
     for d in reversed(past):
         if empty is not None and d.ts < empty:
             break  # empty for a day since it came: it is not on the shelf (any more)
         since = d.ts - timedelta(hours=1)
         if known is not None and since >= known[0]:
-            seen = any(t >= since for t, _ in known[1])
+            shown = min((t for t, _ in known[1] if t >= since and t not in claimed),
+                        default=None)
         else:
-            seen = first_refill_after(obs, spec, since) is not None
-        if seen:
+            shown = first_refill_after(obs, spec, since)
+            while shown is not None and shown in claimed:
+                shown = first_refill_after(obs, spec, shown + _NEXT)
+        if shown is None:
+            spare += d.packs
+            matched_before = False
+            continue
+        claimed.add(shown)
+        if matched_before:
             break
-        spare += d.packs
+        matched_before = True
     return spare
 
 

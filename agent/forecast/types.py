@@ -61,6 +61,12 @@ class ConsumableSpec:
     shelf_life_days: float | None = None
     yield_per_pack: float | None = None
     low_threshold_level: float | None = None
+    # Relative spread of the next pack's yield as known (None: a datasheet figure no
+    # cycle has checked yet, see ``learn.yield_cv``); each learned cycle narrows it.
+    yield_cv: float | None = None
+    # Busy weeks of a counted device's last year, as per-day variance over the squared
+    # typical rate (learned weekly, ``learn.burst_ratio``; None: not learned).
+    burst_ratio: float | None = None
 
     @property
     def low_level(self) -> float:

@@ -7,6 +7,7 @@ writes). Writes go through :mod:`agent.app.actions` and the ledger on their own 
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -192,6 +193,9 @@ def _learned_line(row: LearnedRow, unit: str) -> tuple[str, str] | None:
     if row.name == "planned_service":
         return ("Planning for", f"{row.value:.1%} of orders arriving before it runs out "
                 "(raised when deliveries came late)")
+    if row.name == "burst_ratio" and row.value > 0:
+        return ("Busy weeks", f"use in its busy weeks strays about {math.sqrt(row.value):.1f}x "
+                "a typical day's use a day, so it is reordered earlier")
     if row.name.startswith("lead_time_p"):
         q = row.name.removeprefix("lead_time_p")
         return (f"Lead time (p{q})", f"{row.value:.1f} days from sending to delivery, "
