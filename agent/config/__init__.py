@@ -118,6 +118,11 @@ class IngestSettings(BaseModel):
     fold_interval_s: float = Field(default=3_600.0, ge=1)
     fold_rows: int = Field(default=5_000, ge=100)
     checkpoint_interval_s: float = Field(default=300.0, ge=1)
+    # Devices' "last seen" and consumables' "last" values are rewritten at most this
+    # often while messages keep coming (and when the stream goes quiet for
+    # idle_wakeup_s); 0 rewrites them with every commit. Silence detection works in
+    # hours, so minutes of delay cost nothing there.
+    last_values_interval_s: float = Field(default=300.0, ge=0)
 
 
 class VendorSettings(BaseModel):
