@@ -96,6 +96,8 @@ class Writer:
         # The group-commit window; an agent on simulated time sets 0 (a wall-time window
         # would hold readings across simulated hours).
         self.commit_window_s = settings.commit_window_s
+        # Likewise 0 on simulated time: a simulation settles on ``idle`` after each step.
+        self.last_values_interval_s = settings.last_values_interval_s
         self._held = 0  # messages taken off the queue and not yet committed
         self._lasts_held = False  # the store holds device/"last" values not yet written
         # Rejects the broker reported (oversize packets), counted beside our own.
@@ -263,7 +265,7 @@ class Writer:
 
     def _run(self) -> None:
         store = self._store_factory()
-        store.lasts_every_s = self.settings.last_values_interval_s
+        store.lasts_every_s = self.last_values_interval_s
         self.stats.pending = store.pending_count()
         try:
             done = False
