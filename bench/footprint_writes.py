@@ -1,42 +1,55 @@
 """Bytes the agent writes to storage per message (SD-card wear), part of bench.footprint.
 
-The real ``replenish run`` on the year database; devices publish state messages at a
-steady, evenly spread rate. Measured over the publishing window (after start-up):
+The real ``replenish run`` on the year database, with the default ``[ingest]`` settings
+(commit window, fold and checkpoint schedule, held "last" values) unless the run's
+agent.toml says otherwise; devices publish state messages at a steady, evenly spread
+rate. Measured over the publishing window (after start-up):
 
 * ``write_bytes`` from ``/proc/<agent pid>/io``: what the process sent to the block
   layer (WAL appends and fsyncs, checkpoints into the database file, every job of the
   agent, not only ingest);
 * the WAL's and the database file's sizes before and after.
 
-Extrapolated per day at the same rate. The agent runs with a fold of the recent readings
-tier every ``FOLD_S`` (default: an hour) and the default checkpoint interval, so a fold
-is inside the window: its cost per message is overstated about 12 times, and the figures
-are an upper bound for the default settings.
+The fold of the recent readings tier into the keyed one runs every ``fold_every_s``:
+``fold_interval_s``, or sooner once the tier holds ``fold_rows`` readings. When that is
+longer than the window, the fold is charged at its real interval: before the window the
+recent tier is filled with the readings of the rest of one fold interval (written and
+checkpointed before the measurement starts), and after the agent stopped, the fold of
+that whole interval and its checkpoint run in a process of their own whose
+``write_bytes`` is the fold's cost, divided by the messages of one fold interval. When
+folds come due inside the window (fast rates), ``write_bytes`` already holds them.
+
+Per day: ingest bytes per message times the messages of a day, plus the fold's bytes
+times the folds of a day.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from agent.config import IngestSettings, load_settings
+from agent.storage.store import Store
+from agent.wire.device import StateMessage
 from bench.common import AgentRunner
 from bench.ingest_load import Fleet, publish_paced
 from firmware_sim.broker import LocalBroker
 
 DAY = 86_400
-FOLD_S = 300.0
-CHECKPOINT_S = 300.0
 
 
 def ingest_toml(commit_window_s: float | None) -> str:
-    """The agent.toml [ingest] section of the write measurement."""
-    window = "" if commit_window_s is None else f"commit_window_s = {commit_window_s}\n"
-    return (f"\n[ingest]\nfold_interval_s = {FOLD_S}\ncheckpoint_interval_s = {CHECKPOINT_S}\n"
-            + window)
+    """The agent.toml [ingest] section of the write measurement (defaults otherwise)."""
+    if commit_window_s is None:
+        return ""
+    return f"\n[ingest]\ncommit_window_s = {commit_window_s}\n"
 
 
-def write_bytes(pid: int) -> int:
+def write_bytes(pid: int | str) -> int:
     with open(f"/proc/{pid}/io") as f:
         for line in f:
             if line.startswith("write_bytes:"):
@@ -48,14 +61,61 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
+def fold_every_s(ingest: IngestSettings, rows_per_s: float) -> float:
+    """How often the writer folds at this arrival rate of reading rows."""
+    return min(ingest.fold_interval_s, ingest.fold_rows / rows_per_s)
+
+
+def prefill(db: Path, fleet: Fleet, messages: int, now: float, per_device_s: float) -> None:
+    """Readings of the part of a fold interval before the window, in the recent tier
+    (as the agent left them), checkpointed so the window does not pay for them."""
+    msgs: list[StateMessage] = []
+    for k in range(messages):
+        name = fleet.names[k % len(fleet.names)]
+        at = now - (messages - k) * per_device_s / len(fleet.names)
+        msgs.append(StateMessage.model_validate_json(fleet.payload(name, at)))
+    with Store(db) as store:
+        for i in range(0, len(msgs), 1_000):
+            store.write_batch(msgs[i:i + 1_000], received_at=now)
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def measure_fold(db: Path) -> dict[str, int]:
+    """Fold the recent tier and checkpoint, in a process of its own: its write_bytes."""
+    out = subprocess.run([sys.executable, "-m", "bench.footprint_writes", "fold", str(db)],
+                         check=True, capture_output=True, text=True, timeout=600)
+    result: dict[str, int] = json.loads(out.stdout)
+    return result
+
+
+def _fold_here(db: Path) -> None:
+    with Store(db) as store:
+        w0 = write_bytes("self")
+        rows = store.fold_recent()
+        store.checkpoint()
+        w1 = write_bytes("self")
+    sys.stdout.write(json.dumps({"fold_rows": rows, "fold_write_bytes": w1 - w0}))
+
+
 def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_device_s: float,
             seconds: float) -> dict[str, Any]:
     """Every device sends one message per ``per_device_s``, for ``seconds``."""
+    ingest = load_settings(config).ingest
+    rate = len(fleet.names) / per_device_s
+    total = max(1, round(rate * seconds))
+    rows_per_msg = sum(fleet.consumables(n) for n in fleet.names) / len(fleet.names)
+    every = fold_every_s(ingest, rate * rows_per_msg)
+    # A fold interval longer than the window: fold its rows after the window.
+    fold_after = every > seconds
+    # One device round short of fold_rows, so the agent's own fold does not come due.
+    before = max(0, round(every * rate) - total - len(fleet.names)) if fold_after else 0
+    with Store(db) as store:  # the window starts from an empty recent tier
+        store.fold_recent()
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    prefill(db, fleet, before, time.time(), per_device_s)
     agent = AgentRunner(config).start()
     try:
         time.sleep(3.0)  # start-up work (migrations, first jobs) is not per message
-        rate = len(fleet.names) / per_device_s
-        total = max(1, round(rate * seconds))
         payload_bytes = sum(len(fleet.payload(n, time.time())) for n in fleet.names)
         for n in fleet.names:  # payload() counted a message: take it back
             fleet.seq[n] -= 1
@@ -68,14 +128,35 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
         w1, wal1, db1 = write_bytes(agent.pid), _size(wal), _size(db)
     finally:
         agent.stop()
+    fold = measure_fold(db) if fold_after else {"fold_rows": 0, "fold_write_bytes": 0}
     per_msg = (w1 - w0) / total
+    fold_msgs = every * rate
+    fold_per_msg = fold["fold_write_bytes"] / fold_msgs if fold_after else 0.0
     per_day_msgs = rate * DAY
     return {
         "devices": len(fleet.names), "per_device_s": per_device_s, "rate": rate,
         "messages": total, "seconds": wall, "write_bytes": w1 - w0,
-        "bytes_per_message": per_msg, "mb_per_day": per_msg * per_day_msgs / 1e6,
+        "ingest_bytes_per_message": per_msg,
+        "fold_every_s": every, "fold_in_window": not fold_after,
+        "fold_messages": fold_msgs if fold_after else None,
+        "prefilled_messages": before, **fold,
+        "fold_bytes_per_message": fold_per_msg,
+        "bytes_per_message": per_msg + fold_per_msg,
+        "mb_per_day": (per_msg + fold_per_msg) * per_day_msgs / 1e6,
+        "fold_mb_per_day": fold_per_msg * per_day_msgs / 1e6,
         "payload_bytes_per_message": payload_bytes / len(fleet.names),
         "payload_mb_per_day": payload_bytes / len(fleet.names) * per_day_msgs / 1e6,
         "wal_bytes": [wal0, wal1], "db_bytes": [db0, db1],
-        "fold_interval_s": FOLD_S, "checkpoint_interval_s": CHECKPOINT_S,
+        "fold_interval_s": ingest.fold_interval_s, "fold_rows_setting": ingest.fold_rows,
+        "checkpoint_interval_s": ingest.checkpoint_interval_s,
+        "commit_window_s": ingest.commit_window_s,
+        "last_values_interval_s": ingest.last_values_interval_s,
     }
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["fold"]:
+        _fold_here(Path(sys.argv[2]))
+    else:
+        sys.exit("usage: python -m bench.footprint_writes fold DB")
+

@@ -12,8 +12,9 @@ for each subscriber in turn, on the same broker:
   latency = received (references) or committed (agent) - sent.
 
 The agent is the real ``replenish run`` process; its commits are observed from outside
-through ``devices.last_seq`` in its WAL database (polled every 5 ms; per device the seqs
-are contiguous and committed in order), so nothing in the agent is instrumented.
+through the newest reading seq per device in its WAL database (``CommitWatch``, polled
+every 5 ms; per device the seqs are contiguous and committed in order), so nothing in
+the agent is instrumented.
 
     python -m bench.ingest [--quick] [--messages N] [--devices D] [--profile]
 """

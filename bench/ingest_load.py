@@ -219,17 +219,30 @@ class PahoRef:
 
 # ---- the agent's database, seen from outside ---------------------------------------------
 
+@dataclass
+class _SeqScan:
+    """What one connection has read of the readings: the newest seq per consumable, and
+    the recent tier's row ids it has seen (new rows are read by id, no table scan)."""
+
+    tops: dict[int, int] = field(default_factory=dict)
+    min_id: int | None = None
+    last_id: int = 0
+
+
 class CommitWatch:
-    """Polls ``devices.last_seq`` in the agent's database (WAL: readers never block)."""
+    """Polls the newest committed reading seq per device in the agent's database (WAL:
+    readers never block). The readings themselves are the marker: ``devices.last_seq``
+    is rewritten only every ``ingest.last_values_interval_s``."""
 
     def __init__(self, db: Path) -> None:
         self.db = db
         self.conn: sqlite3.Connection | None = None
+        self._scans: dict[int, _SeqScan] = {}
 
     def _connect(self) -> sqlite3.Connection | None:
         if not self.db.exists():
             return None
-        return sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        return sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, isolation_level=None)
 
     def last_seqs(self, conn: sqlite3.Connection | None = None) -> dict[str, int]:
         if conn is None:
@@ -237,11 +250,40 @@ class CommitWatch:
             conn = self.conn
         if conn is None:
             return {}
+        scan = self._scans.setdefault(id(conn), _SeqScan())
         try:
-            return {d: int(s or 0) for d, s in
-                    conn.execute("SELECT device_id, last_seq FROM devices")}
+            conn.execute("BEGIN")  # one read transaction: both tiers at one commit
+            try:
+                owner = dict(conn.execute("SELECT cid, device_id FROM consumables"))
+                self._scan(conn, scan)
+            finally:
+                conn.execute("COMMIT")
         except sqlite3.OperationalError:  # schema not created yet
             return {}
+        seqs: dict[str, int] = {}
+        for cid, top in scan.tops.items():
+            dev = owner.get(cid)
+            if dev is not None:
+                seqs[dev] = max(seqs.get(dev, 0), top)
+        return seqs
+
+    @staticmethod
+    def _scan(conn: sqlite3.Connection, scan: _SeqScan) -> None:
+        lo, hi = conn.execute("SELECT MIN(id), MAX(id) FROM readings_recent").fetchone()
+        if lo != scan.min_id or (hi or 0) < scan.last_id:
+            # A fold moved the recent rows (their ids start again): one probe of the
+            # keyed tier's (cid, seq) index per consumable, then the recent tier anew.
+            for (cid,) in conn.execute("SELECT cid FROM consumables").fetchall():
+                top = conn.execute("SELECT MAX(seq) FROM readings_main WHERE cid = ?",
+                                   (cid,)).fetchone()[0]
+                if top is not None:
+                    scan.tops[cid] = max(scan.tops.get(cid, 0), int(top))
+            scan.min_id, scan.last_id = lo, 0
+        for cid, seq in conn.execute(
+                "SELECT cid, MAX(seq) FROM readings_recent WHERE id > ? GROUP BY cid",
+                (scan.last_id,)):
+            scan.tops[cid] = max(scan.tops.get(cid, 0), int(seq))
+        scan.last_id = max(scan.last_id, hi or 0)
 
     def wait_all(self, fleet: Fleet, timeout: float, interval: float = 0.01) -> float | None:
         """Epoch time when every device's last seq was committed; None on timeout."""

@@ -129,8 +129,9 @@ homeassistant = true
 
 [ingest]
 # Simulated days pass in seconds: commit each step's readings at once instead of
-# holding them for the wall-clock group-commit window.
+# holding them for the wall-clock group-commit window (and their "last" values).
 commit_window_s = 0
+last_values_interval_s = 0
 """
     )
     return config

@@ -114,4 +114,5 @@ def test_unit_declares_the_contract() -> None:
     assert sorted(credentials) == ["mqtt-password", "vendor-token"]
     assert settings["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_INET6"]
     assert not re.search(r"^Environment=.*(PASSWORD|TOKEN)", text, re.M | re.I)
+    assert "MALLOC_ARENA_MAX=2" in re.findall(r"^Environment=(\S+)$", text, re.M)
     assert settings["ExecStart"].endswith("--config /etc/replenish-agent/agent.toml run")

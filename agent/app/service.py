@@ -100,6 +100,7 @@ class AgentService(Liveness):
             self.ingest.wall = self.ingest.writer.wall = simulated.timestamp
             self.sources.foreign.clock = simulated.timestamp
             self.ingest.writer.commit_window_s = 0.0  # each simulated step commits at once
+            self.ingest.writer.last_values_interval_s = 0.0  # ... with its "last" values
         self.fleet = FleetPublisher(lambda *message: self.ingest.publish(*message),
                                     "system" if simulated is None else "simulated")
         self.vendor = self._vendor_client()

@@ -112,12 +112,22 @@ class IngestSettings(BaseModel):
     idle_wakeup_s: float = Field(default=5.0, gt=0, le=60)
     # SD-card wear (issue 21): at low rates the writer commits what arrived within this
     # window in one transaction (acknowledging only after it); 0 commits at once.
+    # Each commit at household load costs ~10 KB (the WAL's partly filled OS page
+    # rewritten under fsync): ~2.4 KB per message at 5 s; 15-30 s write less and delay
+    # readings (and their acknowledgement) longer (bench/README.md, "Write volume").
     commit_window_s: float = Field(default=5.0, ge=0, le=60)
     # The recent readings tier is folded into the keyed table this often, or sooner
     # once it holds this many readings; the WAL is checkpointed on its own schedule.
     fold_interval_s: float = Field(default=3_600.0, ge=1)
-    fold_rows: int = Field(default=5_000, ge=100)
+    # 10,000: at household load (7,500 readings an hour) the hourly interval governs; a
+    # fold costs ~13 page writes per consumable whatever its rows (bench/README.md).
+    fold_rows: int = Field(default=10_000, ge=100)
     checkpoint_interval_s: float = Field(default=300.0, ge=1)
+    # Devices' "last seen" and consumables' "last" values are rewritten at most this
+    # often while messages keep coming (and when the stream goes quiet for
+    # idle_wakeup_s); 0 rewrites them with every commit. Silence detection works in
+    # hours, so minutes of delay cost nothing there.
+    last_values_interval_s: float = Field(default=300.0, ge=0)
 
 
 class VendorSettings(BaseModel):

@@ -9,6 +9,12 @@ Once messages arrive at ``FAST_RATE`` or more, a batch waits at most ``FAST_WIND
 acknowledged before its commit, so the window costs latency, never an acknowledged
 reading; a clean stop commits what it holds.
 
+Devices' "last seen" and consumables' "last" values wait in memory between commits
+(``ingest.last_values_interval_s``, see ``Store.lasts_every_s``) and are written when due,
+when the stream goes quiet for ``idle_wakeup_s`` and at a clean stop: a commit at
+household load then appends readings only, instead of also rewriting the devices' and
+consumables' pages.
+
 It also owns the write path's upkeep on a schedule: the fold of the recent readings tier
 into the keyed one (``fold_interval_s`` or ``fold_rows``) and WAL checkpoints
 (``checkpoint_interval_s``), only after something was written.
@@ -95,7 +101,10 @@ class Writer:
         # The group-commit window; an agent on simulated time sets 0 (a wall-time window
         # would hold readings across simulated hours).
         self.commit_window_s = settings.commit_window_s
+        # Likewise 0 on simulated time: a simulation settles on ``idle`` after each step.
+        self.last_values_interval_s = settings.last_values_interval_s
         self._held = 0  # messages taken off the queue and not yet committed
+        self._lasts_held = False  # the store holds device/"last" values not yet written
         # Rejects the broker reported (oversize packets), counted beside our own.
         self.noted: queue.SimpleQueue[Rejected] = queue.SimpleQueue()
         self._folded_at = self._checkpointed_at = time.monotonic()
@@ -131,11 +140,12 @@ class Writer:
     def idle(self) -> bool:
         """Nothing queued and nothing held in an open batch: all handed over is committed
         (or rejected and counted). Simulations wait for this before the next step."""
-        return self._held == 0 and self.queue.empty()
+        return self._held == 0 and not self._lasts_held and self.queue.empty()
 
     def _take_batch(self) -> tuple[list[Inbound], bool]:
         try:
-            # Wake up now and then while idle: pending readings wait for a trusted clock.
+            # Wake up now and then while idle: pending readings wait for a trusted clock,
+            # held "last" values for a quiet stream.
             first = self.queue.get(timeout=self.settings.idle_wakeup_s)
         except queue.Empty:
             return [], False
@@ -268,6 +278,7 @@ class Writer:
 
     def _run(self) -> None:
         store = self._store_factory()
+        store.lasts_every_s = self.last_values_interval_s
         self.stats.pending = store.pending_count()
         try:
             done = False
@@ -276,6 +287,11 @@ class Writer:
                 if batch:
                     self._retrying(functools.partial(self._commit, store, batch))
                     self._held = 0
+                # Quiet for idle_wakeup_s (no batch), or stopping: write the held values.
+                if store.holds_lasts and (done or not batch) and not (
+                        done and self.fault is not None):
+                    self._retrying(functools.partial(self._flush_lasts, store))
+                self._lasts_held = store.holds_lasts
                 if self.stats.pending and self._clock_trusted():
                     self._retrying(functools.partial(self._rejudge, store))
                 if not self.noted.empty():
@@ -290,12 +306,17 @@ class Writer:
         finally:
             store.close()
 
+    def _flush_lasts(self, store: Store) -> None:
+        store.flush_lasts(self.wall())
+        self._written_since_checkpoint = True
+
     def _commit(self, store: Store, batch: list[Inbound]) -> None:
         s = self.settings
         trusted = self._clock_trusted()
         items = [validate(m, self.limiter, s.max_payload_bytes, s.max_clock_skew_s, trusted)
                  for m in batch]
         result = store.write_batch(items, received_at=batch[-1].received_at)
+        self._lasts_held = store.holds_lasts  # before the acks: idle stays False
         self._tally_rejects(items)
         for m in batch:
             self.ack(m)

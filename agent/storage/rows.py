@@ -126,17 +126,19 @@ def consumable_key(row: ConsumableRow) -> str:
 
 @dataclass(slots=True)
 class _DeviceUpdate:
-    """A device's later messages within one batch, folded together."""
+    """A device's later messages, folded together until its row is written."""
 
     kind: str
     last_seq: int
     fw: str | None
+    seen_at: float  # the gateway's time of the latest message ("last seen")
     repeated: bool = False
 
-    def repeat(self, kind: str, seq: int, fw: str | None) -> None:
+    def repeat(self, kind: str, seq: int, fw: str | None, seen_at: float) -> None:
         self.kind = kind
         self.last_seq = max(self.last_seq, seq)
         self.fw = fw if fw is not None else self.fw
+        self.seen_at = seen_at
         self.repeated = True
 
 
@@ -155,11 +157,36 @@ class _Last:
 
 @dataclass(slots=True)
 class _StateBatch:
-    """What one transaction has seen: consumable ids, devices, newest readings."""
+    """What one transaction has seen: consumable ids, devices, newest readings.
+
+    The devices and "last" values not yet written are carried from batch to batch
+    (:meth:`carry`) until the store flushes them (see ``Store.lasts_every_s``);
+    ``known`` names the devices whose row this store has written, so their later
+    messages only update the carried values.
+    """
 
     cids: dict[tuple[str, str], int] = field(default_factory=dict)
     devices: dict[str, _DeviceUpdate] = field(default_factory=dict)
     lasts: dict[int, _Last] = field(default_factory=dict)
+    known: set[str] = field(default_factory=set)
+
+    def carry(self) -> _StateBatch:
+        """A copy for the next transaction (this one stays as it was if that one rolls
+        back); consumable ids are not carried (another connection may forget one)."""
+        return _StateBatch(
+            {}, {k: _DeviceUpdate(d.kind, d.last_seq, d.fw, d.seen_at, d.repeated)
+                 for k, d in self.devices.items()},
+            {k: _Last(v.ts, v.consumable, v.sku, v.sku_ts, v.capacity, v.capacity_ts)
+             for k, v in self.lasts.items()}, set(self.known))
+
+    @property
+    def held(self) -> bool:
+        """Something is waiting to be written."""
+        return bool(self.lasts) or any(d.repeated for d in self.devices.values())
+
+    def flushed(self) -> None:
+        self.devices.clear()
+        self.lasts.clear()
 
     def reading(self, cid: int, ts: float, c: Consumable, horizon: float) -> None:
         """Note a newly stored reading.

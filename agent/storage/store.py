@@ -76,6 +76,7 @@ class Store(StoreReads, StoreUpkeep):
             self.conn.execute("PRAGMA foreign_keys=ON")
             migrate(self.conn)
             self.recent = RecentKeys()
+            self._init_lasts()
         except (sqlite3.Error, RuntimeError, OSError) as err:
             raise StoreError(f"cannot open database {self.path}: {err}") from err
 
@@ -86,7 +87,43 @@ class Store(StoreReads, StoreUpkeep):
         store.path, store.rejects_kept = str(path), 1_000
         store.conn = connect_readonly(path)
         store.recent = RecentKeys()
+        store._init_lasts()
         return store
+
+    def _init_lasts(self) -> None:
+        # How long a device's "last seen"/``last_seq`` and a consumable's "last" values
+        # may wait in memory before their rows are rewritten (0: with every batch). At
+        # household load each commit would otherwise rewrite the devices' and the
+        # consumables' pages for values the next message replaces anyway (issue 21).
+        # A new device's row is written at once; a crash loses only the wait, which the
+        # device's next message repairs (its row is written again on first sight).
+        self.lasts_every_s = 0.0
+        self._held = _StateBatch()
+        self._lasts_flushed_at: float | None = None
+
+    @property
+    def holds_lasts(self) -> bool:
+        """Device or "last" values wait in memory for :meth:`flush_lasts`."""
+        return self._held.held
+
+    def flush_lasts(self, received_at: float) -> None:
+        """Write the held device and "last" values now (the writer calls this when the
+        stream goes quiet, before a fold and at a clean stop)."""
+        if not self._held.held:
+            return
+        held = self._held.carry()
+        try:
+            with immediate(self.conn):
+                self._flush_state(held, received_at)
+        except sqlite3.Error as err:
+            raise StoreError(f"write failed: {err}", reason=fault_reason(err)) from err
+        held.flushed()
+        self._held, self._lasts_flushed_at = held, received_at
+
+    def _lasts_due(self, received_at: float) -> bool:
+        last = self._lasts_flushed_at
+        # abs(): a clock stepped back must not postpone the flush by the step.
+        return last is None or abs(received_at - last) >= self.lasts_every_s
 
     def close(self) -> None:
         self.conn.close()
@@ -104,12 +141,13 @@ class Store(StoreReads, StoreUpkeep):
         """Commit a batch of validated messages and rejects in one durable transaction;
         ``resolved`` pending rows (judged again into ``items``) are deleted in it too."""
         stored = duplicates = rejected = 0
+        flush = False
         try:
             self.recent.sync(self.conn)
             with immediate(self.conn):
                 self.conn.executemany("DELETE FROM pending WHERE id = ?",
                                       [(i,) for i in resolved])
-                batch = _StateBatch()
+                batch = self._held.carry()
                 for item in items:
                     if isinstance(item, StateMessage):
                         if self._write_state(item, batch, received_at):
@@ -128,7 +166,9 @@ class Store(StoreReads, StoreUpkeep):
                             (item.device_id, item.topic, item.payload, received_at))
                     else:
                         self._write_status(item, received_at)
-                self._flush_state(batch, received_at)
+                flush = self._lasts_due(received_at)
+                if flush:
+                    self._flush_state(batch, received_at)
                 if rejected:
                     self._trim_rejects()
         except sqlite3.Error as err:
@@ -138,16 +178,23 @@ class Store(StoreReads, StoreUpkeep):
             self.recent.rolled_back()
             raise
         self.recent.committed(self.conn)
+        if flush:
+            batch.flushed()
+            self._lasts_flushed_at = received_at
+        self._held = batch
         return BatchResult(stored, duplicates, rejected)
 
-    def _cid(self, device_id: str, consumable_id: str, unit: str, sku: str | None,
-             capacity: float | None) -> int:
+    def _cid(self, msg: StateMessage, consumable_id: str, unit: str, sku: str | None,
+             capacity: float | None, received_at: float) -> int:
+        device_id = msg.device_id
         row = self.conn.execute(
             "SELECT cid FROM consumables WHERE device_id=? AND consumable_id=?",
             (device_id, consumable_id),
         ).fetchone()
         if row:
             return int(row[0])
+        # A held device row may have been deleted since (``forget``): write it first.
+        self._upsert_device(device_id, msg.kind.value, msg.seq, msg.fw, received_at)
         cur = self.conn.execute(
             "INSERT INTO consumables (device_id, consumable_id, unit, sku, capacity) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -160,18 +207,23 @@ class Store(StoreReads, StoreUpkeep):
         :meth:`_flush_state` (one each per batch instead of one per message)."""
         ts = msg.ts.timestamp()
         device = batch.devices.get(msg.device_id)
-        if device is None:
-            batch.devices[msg.device_id] = _DeviceUpdate(msg.kind.value, msg.seq, msg.fw)
-            self._upsert_device(msg.device_id, msg.kind.value, msg.seq, msg.fw, received_at)
+        if device is not None:
+            device.repeat(msg.kind.value, msg.seq, msg.fw, received_at)
+        elif msg.device_id in batch.known:  # its row exists: update it with the lasts
+            batch.devices[msg.device_id] = _DeviceUpdate(msg.kind.value, msg.seq, msg.fw,
+                                                         received_at, repeated=True)
         else:
-            device.repeat(msg.kind.value, msg.seq, msg.fw)
+            batch.devices[msg.device_id] = _DeviceUpdate(msg.kind.value, msg.seq, msg.fw,
+                                                         received_at)
+            batch.known.add(msg.device_id)
+            self._upsert_device(msg.device_id, msg.kind.value, msg.seq, msg.fw, received_at)
         new = False
         execute = self.conn.execute
         for c in msg.consumables:
             key = (msg.device_id, c.id)
             cid = batch.cids.get(key)
             if cid is None:
-                cid = self._cid(msg.device_id, c.id, c.unit.value, c.sku, c.capacity)
+                cid = self._cid(msg, c.id, c.unit.value, c.sku, c.capacity, received_at)
                 batch.cids[key] = cid
             counter = next(iter(c.counters.values())) if c.counters else None
             content = (ts, c.level, c.state.value if c.state else None)
@@ -229,7 +281,7 @@ class Store(StoreReads, StoreUpkeep):
         """
         for device_id, d in batch.devices.items():
             if d.repeated:
-                self._upsert_device(device_id, d.kind, d.last_seq, d.fw, received_at)
+                self._upsert_device(device_id, d.kind, d.last_seq, d.fw, d.seen_at)
         for cid, last in batch.lasts.items():
             c = last.consumable
             # Late catch-up readings must not overwrite a newer "last" value, but a "last"

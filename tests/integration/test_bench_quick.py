@@ -53,6 +53,11 @@ def test_footprint_quick_measures_every_target(tmp_path: Path) -> None:
     assert res["pass"]["consumables"] == min(100, res["consumables"])
     assert res["size"]["readings"] > 0
     assert res["writes_household"]["write_bytes"] > 0 < res["writes_fast"]["messages"]
+    # The hourly fold is charged at its interval: the fold of one interval's readings ran.
+    home = res["writes_household"]
+    assert not home["fold_in_window"] and home["fold_rows"] > 0 < home["fold_write_bytes"]
+    assert home["bytes_per_message"] == pytest.approx(
+        home["ingest_bytes_per_message"] + home["fold_bytes_per_message"])
     assert all(c["verdict"] in ("PASS", "MISS") for c in res["checks"])
     assert (tmp_path / "footprint.md").read_text().count("|") > 20
 
