@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -40,7 +41,7 @@ from agent.clock import SIM_MARKER, SIM_OPT_IN_ENV, SimulatedClock
 from firmware_sim import demo
 from firmware_sim.household.live import LivePublisher
 from firmware_sim.household.scenario import Household
-from firmware_sim.loop_verdict import LoopResult, judge, write
+from firmware_sim.loop_verdict import LoopResult, judge, results_from, write
 from firmware_sim.vendor.orders import RecordedOrder
 
 STEP = demo.STEP
@@ -119,11 +120,16 @@ def in_process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
         try:
             runner.tick(household.start)  # as the process does when it starts
             with LivePublisher(household, broker.host, broker.port, passwords) as publisher:
+                # The settle waits for ingest to commit what the devices delivered (the
+                # count the process reads from the sandbox's clock), not a quiet moment.
+                runner.settle = dataclasses.replace(
+                    runner.settle, announced=lambda at: publisher.delivered,
+                    announces=lambda: True)
                 now, consented = household.start, False
                 while now < end:
                     tick = time.monotonic()
                     now = demo.advance_world(clock, vendor, publisher, STEP)
-                    runner.tick(now)  # its settle waits for ingest, as in the process
+                    runner.tick(now)
                     reminders += _after_passes(config, household, watcher, now, consented)
                     consented = True
                     _pace(tick, seconds_per_day)
@@ -184,6 +190,7 @@ def process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
                 while now < end:
                     tick = time.monotonic()
                     now = demo.advance_world(clock, vendor, publisher, STEP)
+                    clock.announce(now, publisher.delivered)  # the agent's settle marker
                     _wait_passes(marker, now, proc)
                     reminders += _after_passes(config, household, watcher, now, consented)
                     consented = True
@@ -212,12 +219,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="write the verdict as OUT/NAME.json and OUT/NAME.md")
     parser.add_argument("--name", default="sim_year", help="result file name (no suffix)")
+    parser.add_argument("--judge", type=Path, nargs="+", metavar="OUTPUT", default=None,
+                        help="judge runs saved from earlier --mode runs (their output) "
+                             "instead of running")
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the agent process and the broker are stopped too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     load_avg = os.getloadavg()
     modes = list(MODES) if args.mode == "both" else [args.mode]
-    results = [MODES[m](args.days, args.seconds_per_day, args.state_dir / m) for m in modes]
+    if args.judge is not None:
+        saved = {r.mode: r for path in args.judge for r in results_from(path)}
+        if set(saved) != set(MODES):
+            parser.error(f"--judge needs one in-process and one process run, found "
+                         f"{sorted(saved) or 'none'}")
+        results = [saved[m] for m in MODES]
+    else:
+        results = [MODES[m](args.days, args.seconds_per_day, args.state_dir / m)
+                   for m in modes]
     for result in results:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
     if len(results) < 2:

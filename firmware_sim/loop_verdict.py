@@ -40,6 +40,25 @@ class LoopResult:
                 "reminders": self.reminders, "wall_s": round(self.wall_s, 1)}
 
 
+def results_from(path: Path) -> list[LoopResult]:
+    """The runs a ``closed_loop`` output holds (its JSON lines with a ``mode``): two halves
+    run as separate commands (``--mode``) are judged together with ``--judge``."""
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and "mode" in data:
+            found.append(LoopResult(
+                str(data["mode"]), int(data["days"]), Counter(data["orders"]),
+                {k: float(v) for k, v in data["stockout_days"].items()},
+                int(data["reminders"]), float(data["wall_s"])))
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Tolerance:
     """How far apart the two runs may be and still count as the same decisions."""

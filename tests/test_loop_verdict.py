@@ -110,3 +110,21 @@ def test_closed_loop_main_exits_1_on_a_failed_verdict(
     out = capsys.readouterr().out
     assert f"verdict: {word}" in out
     assert json.loads((tmp_path / "week.json").read_text())["verdict"]["days"] == 7
+
+
+def test_closed_loop_judges_two_halves_saved_by_separate_mode_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from firmware_sim import closed_loop
+
+    a = run("in-process", {"MILK-1L": 93}, {"fridge-1/milk": 0.48})
+    b = run("process", {"MILK-1L": 94}, {"fridge-1/milk": 0.9})
+    (tmp_path / "a.log").write_text("noise\n" + json.dumps(a.to_json()) + "\n")
+    (tmp_path / "b.log").write_text(json.dumps(b.to_json()) + "\n| table |\n")
+    code = closed_loop.main(["--days", "365", "--judge", str(tmp_path / "a.log"),
+                             str(tmp_path / "b.log"), "--out", str(tmp_path)])
+    assert code == 0 and "verdict: PASS" in capsys.readouterr().out
+    data = json.loads((tmp_path / "sim_year.json").read_text())
+    assert [r["orders"] for r in data["runs"]] == [{"MILK-1L": 93}, {"MILK-1L": 94}]
+    with pytest.raises(SystemExit):
+        closed_loop.main(["--judge", str(tmp_path / "a.log")])  # one half only

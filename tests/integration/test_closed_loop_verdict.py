@@ -37,3 +37,8 @@ def test_four_days_in_process_and_as_a_process_pass_the_verdict(tmp_path: Path) 
     kinds = {(row["kind"], row["key"]) for row in data["verdict"]["rows"]}
     assert ("stockout days", "fridge-1/milk") in kinds
     assert any(kind == "orders" for kind, _ in kinds)
+    # The process's settle waited for the counts the loop announced on the clock, never
+    # into its bound (a timeout would mean a pass ran before the readings were in).
+    log = (tmp_path / "state" / "process" / "agent.log").read_text()
+    assert "clock.simulated source=" in log
+    assert "simtime.settle_timeout" not in log
