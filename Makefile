@@ -54,7 +54,7 @@ demo-foreign: venv system-packages
 # The demo world for a simulated year, agent in-process vs the real `replenish run
 # --clock` process: orders and stockout days side by side (docs/vendor-testing.md).
 sim-year: venv system-packages
-	$(PY) -m firmware_sim.closed_loop --days 365 --seconds-per-day 0
+	$(PY) -m firmware_sim.closed_loop --days 365 --seconds-per-day 0 --out bench/results
 
 # Benchmark references (matplotlib for the plot, statsforecast's AutoETS) are never
 # runtime dependencies of the agent.

@@ -119,6 +119,8 @@ class SimulatedClock:
         self._now = read()
         self.backwards = 0
         self.failures = 0
+        # A source that says how many device messages were published by an instant.
+        self.announcer: UrlClock | None = None
 
     def now(self) -> datetime:
         with self._lock:
@@ -161,17 +163,29 @@ def file_reader(path: Path) -> Callable[[], datetime]:
     return read
 
 
-def url_reader(url: str, token: str | None, timeout_s: float = 5.0) -> Callable[[], datetime]:
-    """``GET URL`` answering ``{"now": ISO 8601}`` (the sandbox's ``/_sandbox/clock``)."""
-    import httpx  # only a simulated agent needs it here
+class UrlClock:
+    """``GET URL`` answering ``{"now": ISO 8601}`` (the sandbox's ``/_sandbox/clock``).
 
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    client = httpx.Client(timeout=timeout_s, headers=headers)
+    A rig in lockstep may add ``"published": {"at": ISO 8601, "count": N}``: its devices
+    had published N messages in all once the clock stood at ``at``. The agent's runner
+    then waits until ingest has committed that many (a positive marker) instead of
+    waiting for a quiet moment; a source that never says so keeps the quiet wait.
+    """
 
-    def read() -> datetime:
+    def __init__(self, url: str, token: str | None, timeout_s: float = 5.0) -> None:
+        import httpx  # only a simulated agent needs it here
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(timeout=timeout_s, headers=headers)
+        self._error = httpx.HTTPError
+        self.url = url
+        self.published: tuple[datetime, int] | None = None
+        self.announces = False  # the source has said what it published at least once
+
+    def read(self) -> datetime:
         try:
-            answer = client.get(url)
-        except httpx.HTTPError as err:
+            answer = self._client.get(self.url)
+        except self._error as err:
             raise OSError(f"clock URL unreachable: {type(err).__name__}") from None
         if answer.status_code != 200:
             raise OSError(f"clock URL answered HTTP {answer.status_code}")
@@ -181,9 +195,25 @@ def url_reader(url: str, token: str | None, timeout_s: float = 5.0) -> Callable[
             raise ValueError("clock URL: not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("now"), str):
             raise ValueError('clock URL: no "now" in the answer')
+        published = body.get("published")
+        if isinstance(published, dict) and isinstance(published.get("count"), int):
+            at = parse_instant(str(published.get("at")), "clock URL published.at")
+            self.published, self.announces = (at, published["count"]), True
         return parse_instant(body["now"], "clock URL")
 
-    return read
+    def announced(self, at: datetime) -> int | None:
+        """The source's message count for instant ``at`` (re-read until it says), or None."""
+        if self.published is None or self.published[0] != at:
+            try:
+                self.read()
+            except (OSError, ValueError):
+                return None
+        return self.published[1] if self.published and self.published[0] == at else None
+
+
+def url_reader(url: str, token: str | None, timeout_s: float = 5.0) -> Callable[[], datetime]:
+    """The plain reader of a clock URL (see :class:`UrlClock`)."""
+    return UrlClock(url, token, timeout_s).read
 
 
 def simulated_clock(spec: str, token: str | None = None,
@@ -193,9 +223,12 @@ def simulated_clock(spec: str, token: str | None = None,
     if refusal is not None:
         raise ConfigError("command line", "--clock", refusal)
     is_url = spec.startswith(("http://", "https://"))
-    read = url_reader(spec, token) if is_url else file_reader(Path(spec))
+    url_clock = UrlClock(spec, token) if is_url else None
+    read = url_clock.read if url_clock is not None else file_reader(Path(spec))
     try:
-        return SimulatedClock(spec if not is_url else _redacted(spec), read)
+        clock = SimulatedClock(spec if not is_url else _redacted(spec), read)
+        clock.announcer = url_clock
+        return clock
     except (OSError, ValueError) as err:
         raise ConfigError("command line", "--clock",
                           f"cannot read the clock: {str(err)[:160]}") from None

@@ -14,14 +14,17 @@
   hour, publishes the devices' readings, waits for the agent's passes at that instant
   (its ``simulated-clock`` marker), approves proposals and buys after reminders.
 
-It prints both runs' orders per SKU and stockout days per consumable and the
-difference. ``make sim-year`` runs a year; the example vendor suite runs a shorter loop.
+It prints both runs' orders per SKU and stockout days per consumable, judges them
+against stated tolerances (:mod:`firmware_sim.loop_verdict`; exit code 1 on a fail) and,
+with ``--out DIR``, writes the verdict as JSON and Markdown. ``make sim-year`` runs a
+year into ``bench/results/sim_year.{json,md}``; the example vendor suite runs a week.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -29,9 +32,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -40,31 +41,13 @@ from agent.clock import SIM_MARKER, SIM_OPT_IN_ENV, SimulatedClock
 from firmware_sim import demo
 from firmware_sim.household.live import LivePublisher
 from firmware_sim.household.scenario import Household
+from firmware_sim.loop_verdict import LoopResult, judge, results_from, write
 from firmware_sim.vendor.orders import RecordedOrder
 
 STEP = demo.STEP
 # The process's passes on simulated time, at the demo's cadence (see the module text).
 PROCESS_SETTINGS = {"[vendor]": "dispatch_interval_s = 3600",
                     "[household]": "sync_interval_s = 3600\nstate_interval_s = 3600"}
-
-
-@dataclass
-class LoopResult:
-    """What a closed loop did: orders at the vendor, days without stock, wall time."""
-
-    mode: str
-    days: int
-    orders: Counter[str] = field(default_factory=Counter)  # SKU -> orders
-    stockout_days: dict[str, float] = field(default_factory=dict)  # device/consumable
-    reminders: int = 0
-    wall_s: float = 0.0
-
-    def to_json(self) -> dict[str, object]:
-        return {"mode": self.mode, "days": self.days, "orders": dict(self.orders),
-                "orders_total": sum(self.orders.values()),
-                "stockout_days": {k: round(v, 2) for k, v in self.stockout_days.items()},
-                "stockout_days_total": round(sum(self.stockout_days.values()), 2),
-                "reminders": self.reminders, "wall_s": round(self.wall_s, 1)}
 
 
 def _result(mode: str, days: int, household: Household, orders: Sequence[RecordedOrder],
@@ -137,11 +120,15 @@ def in_process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
         try:
             runner.tick(household.start)  # as the process does when it starts
             with LivePublisher(household, broker.host, broker.port, passwords) as publisher:
+                # The settle waits for ingest to commit what the devices delivered (the
+                # count the process reads from the sandbox's clock), not a quiet moment.
+                runner.settle = dataclasses.replace(
+                    runner.settle, announced=lambda at: publisher.delivered,
+                    announces=lambda: True)
                 now, consented = household.start, False
                 while now < end:
                     tick = time.monotonic()
                     now = demo.advance_world(clock, vendor, publisher, STEP)
-                    demo.wait_ingested(service)
                     runner.tick(now)
                     reminders += _after_passes(config, household, watcher, now, consented)
                     consented = True
@@ -203,6 +190,7 @@ def process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
                 while now < end:
                     tick = time.monotonic()
                     now = demo.advance_world(clock, vendor, publisher, STEP)
+                    clock.announce(now, publisher.delivered)  # the agent's settle marker
                     _wait_passes(marker, now, proc)
                     reminders += _after_passes(config, household, watcher, now, consented)
                     consented = True
@@ -214,19 +202,6 @@ def process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
             proc.wait(30)
         return _result("process", days, household, vendor.orders(), reminders,
                        time.monotonic() - wall0)
-
-
-def compare(a: LoopResult, b: LoopResult) -> dict[str, object]:
-    """Per-SKU order counts and per-consumable stockout days side by side."""
-    skus = sorted(set(a.orders) | set(b.orders))
-    keys = sorted(set(a.stockout_days) | set(b.stockout_days))
-    return {
-        "orders": {s: [a.orders.get(s, 0), b.orders.get(s, 0)] for s in skus},
-        "stockout_days": {k: [round(a.stockout_days.get(k, 0.0), 2),
-                              round(b.stockout_days.get(k, 0.0), 2)] for k in keys},
-        "reminders": [a.reminders, b.reminders],
-        "wall_s": [round(a.wall_s, 1), round(b.wall_s, 1)],
-    }
 
 
 MODES: dict[str, Callable[[int, float, Path], LoopResult]] = {
@@ -241,17 +216,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds-per-day", type=float, default=1.0)
     parser.add_argument("--state-dir", type=Path, default=Path("closed-loop-state"))
     parser.add_argument("--mode", choices=[*MODES, "both"], default="both")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the verdict as OUT/NAME.json and OUT/NAME.md")
+    parser.add_argument("--name", default="sim_year", help="result file name (no suffix)")
+    parser.add_argument("--judge", type=Path, nargs="+", metavar="OUTPUT", default=None,
+                        help="judge runs saved from earlier --mode runs (their output) "
+                             "instead of running")
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the agent process and the broker are stopped too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    load_avg = os.getloadavg()
     modes = list(MODES) if args.mode == "both" else [args.mode]
-    results = [MODES[m](args.days, args.seconds_per_day, args.state_dir / m) for m in modes]
+    if args.judge is not None:
+        saved = {r.mode: r for path in args.judge for r in results_from(path)}
+        if set(saved) != set(MODES):
+            parser.error(f"--judge needs one in-process and one process run, found "
+                         f"{sorted(saved) or 'none'}")
+        results = [saved[m] for m in MODES]
+    else:
+        results = [MODES[m](args.days, args.seconds_per_day, args.state_dir / m)
+                   for m in modes]
     for result in results:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
-    if len(results) == 2:
-        sys.stdout.write(json.dumps({"compare [in-process, process]": compare(*results)},
-                                    indent=1) + "\n")
-    return 0
+    if len(results) < 2:
+        return 0
+    verdict = judge(*results)
+    sys.stdout.write(verdict.table() + "\n")
+    sys.stdout.write(f"verdict: {'PASS' if verdict.passed else 'FAIL'}\n")
+    if args.out is not None:
+        command = " ".join(["python -m firmware_sim.closed_loop",
+                            *(argv if argv is not None else sys.argv[1:])])
+        for path in write(verdict, results, args.out, args.name, command, load_avg):
+            sys.stdout.write(f"wrote {path}\n")
+    return 0 if verdict.passed else 1
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from firmware_sim.household.live import LivePublisher
 from firmware_sim.household.scenario import Household
 from firmware_sim.pytest_plugin import RunningAgent, VendorEndpoint, wait_for, write_agent
 from firmware_sim.vendor import VendorSandbox, deliver_to
-from firmware_sim.vendor.faults import DEFAULT_START
+from firmware_sim.vendor.faults import DEFAULT_START, SimClock
 
 # Passes on simulated time at the in-process demo's cadence: decisions every 6 h,
 # dispatch and household sync every simulated minute, the real 6 h pre-notice.
@@ -72,6 +72,14 @@ class SimTime:
         when = self.now() + delta
         self._write(when)
         return when
+
+    def announce(self, at: datetime, count: int) -> None:
+        """Tell an agent on the sandbox's clock how many device messages the broker took
+        by ``at``: it runs its passes once it has committed that many (a file clock
+        cannot say; the agent then waits for a quiet moment)."""
+        clock = self.sandbox.state.clock if self.sandbox is not None else None
+        if isinstance(clock, SimClock):
+            clock.announce(at, count)
 
     def _write(self, when: datetime) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -178,6 +186,7 @@ class ClosedLoop:
         self.publisher.step(now)
         for conn in self.publisher.connections.values():
             conn.flush()
+        self.agent.sim.announce(now, self.publisher.delivered)
         self.agent.wait_passes(now, timeout)
         return now
 

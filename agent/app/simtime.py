@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.01
 SETTLE_QUIET_S = 0.03  # ingest counts as caught up after this long without a new reading
 SETTLE_MAX_S = 2.0
+COUNTED_POLL_S = 0.001  # waiting for a count the rig announced: no quiet window needed
 
 
 @dataclass(slots=True)
@@ -57,12 +58,22 @@ class SimPass:
         return self.last is None or now - self.last >= self.every
 
 
+def _never() -> bool:
+    return False
+
+
 @dataclass(slots=True, frozen=True)
 class Settle:
-    """How to tell ingest has committed everything published so far."""
+    """How to tell ingest has committed everything published so far.
+
+    ``announced(at)`` is the rig's count of device messages published by instant ``at``
+    (None while it has not said): once ``announces()``, the runner waits for ingest to
+    have committed that many, a positive marker; otherwise for a quiet moment."""
 
     received: Callable[[], int]
     idle: Callable[[], bool]
+    announced: Callable[[datetime], int | None] | None = None
+    announces: Callable[[], bool] = _never
 
 
 @dataclass
@@ -75,6 +86,7 @@ class SimTimeRunner:
     marker: Path
     stop: threading.Event
     ticks: int = 0
+    settle_timeouts: int = 0
     passes_at: datetime | None = None
     _thread: threading.Thread | None = field(default=None, init=False)
 
@@ -104,7 +116,10 @@ class SimTimeRunner:
 
     def tick(self, now: datetime) -> None:
         """Let ingest catch up, then run every pass due at ``now``."""
-        self._settle()
+        if self.settle.announced is not None and self.settle.announces():
+            self._settle_counted(now, self.settle.announced)
+        else:
+            self._settle()
         for job in self.passes:
             if self.stop.is_set():
                 return
@@ -132,6 +147,20 @@ class SimTimeRunner:
                 seen, quiet_since = received, time.monotonic()
             elif time.monotonic() - quiet_since >= SETTLE_QUIET_S:
                 return
+
+    def _settle_counted(self, now: datetime, announced: Callable[[datetime], int | None]) -> None:
+        """Wait (bounded) until ingest committed as many messages as the rig published."""
+        deadline = time.monotonic() + SETTLE_MAX_S
+        count = None
+        while time.monotonic() < deadline and not self.stop.is_set():
+            count = announced(now)
+            if count is not None and self.settle.received() >= count and self.settle.idle():
+                return
+            time.sleep(COUNTED_POLL_S)
+        self.settle_timeouts += 1
+        if self.settle_timeouts == 1 or self.settle_timeouts % 100 == 0:
+            log.warning("simtime.settle_timeout at=%s published=%s received=%d timeouts=%d",
+                        now.isoformat(), count, self.settle.received(), self.settle_timeouts)
 
     def state(self) -> JsonObject:
         return {"source": self.clock.source, "now": self.clock.now().isoformat(),
@@ -192,8 +221,11 @@ def runner_for(service: AgentService, clock: SimulatedClock) -> SimTimeRunner:
     # Every tick: a rig in lockstep sees the orders of the instant it just moved to.
     passes.append(SimPass("fleet", timedelta(0), service.publish_fleet))
     writer = service.ingest.writer
-    settle = Settle(received=lambda: writer.stats.received,
-                    idle=lambda: writer.idle)
+    announcer = clock.announcer
+    settle = Settle(received=lambda: writer.stats.received, idle=lambda: writer.idle,
+                    announced=announcer.announced if announcer is not None else None,
+                    announces=(lambda: announcer.announces) if announcer is not None
+                    else _never)
     return SimTimeRunner(clock, passes, settle, marker_path(s.storage.path), threading.Event())
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from agent.config import AlertSettings, Settings
 from agent.errors import ConfigError
+from agent.ops import broker_log_acl
 from agent.ops.doctor_remote import (
     PROBE_KEY,
     LoadedConfig,
@@ -352,6 +353,9 @@ def run_checks(
         return results
     results.append(explain_broker_wait(
         check_broker(settings.mqtt, loaded.mqtt_password, probes.timeout_s), probes))
+    acl = broker_log_acl.doctor_check(settings)
+    if acl is not None:
+        results.append(acl)
     results.append(
         check_vendor(settings.vendor, loaded.vendor_token, probes.timeout_s,
                      probes.vendor_transport)

@@ -106,6 +106,7 @@ class DeviceConnection:
         self.device_id = device_id
         self.host, self.port = host, port
         self.refused = 0
+        self.published = 0  # QoS 1 publishes handed to the client (refused ones included)
         self._connected = threading.Event()
         self._reason: ReasonCode | None = None
         self._pending: list[mqtt.MQTTMessageInfo] = []
@@ -147,6 +148,7 @@ class DeviceConnection:
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         """QoS 1 publish; completion is awaited in :meth:`flush`."""
         self._pending.append(self.client.publish(topic, payload, qos=1, retain=retain))
+        self.published += 1
         if len(self._pending) > 1000:
             self._pending = [i for i in self._pending if not i.is_published()]
 
@@ -247,6 +249,12 @@ class LivePublisher:
         for conn in self.connections.values():
             conn.close()
         self.stats.refused = sum(c.refused for c in self.connections.values())
+
+    @property
+    def delivered(self) -> int:
+        """Messages the broker accepted from the devices so far (exact after a flush):
+        what a subscriber to every device topic receives."""
+        return sum(c.published - c.refused for c in self.connections.values())
 
     def locked(self, hook: Callable[[T], None]) -> Callable[[T], None]:
         """``hook`` made safe to call from other threads while the household runs."""

@@ -44,6 +44,19 @@ class SimClock:
         self._base = start
         self._t0 = monotonic()
         self._speed = speed
+        self._published: tuple[datetime, int] | None = None
+
+    @property
+    def published(self) -> tuple[datetime, int] | None:
+        """What a rig in lockstep said its devices had published by an instant."""
+        with self._lock:
+            return self._published
+
+    def announce(self, at: datetime, count: int) -> None:
+        """Say the devices had published ``count`` messages in all by ``at``: an agent on
+        this clock waits until it has committed that many (``/_sandbox/clock``)."""
+        with self._lock:
+            self._published = (at, count)
 
     def now(self) -> datetime:
         with self._lock:

@@ -305,7 +305,12 @@ class _Handler(BaseHTTPRequestHandler):
                     else:
                         raise ApiError(400, "bad_request", "give advance_seconds or set")
                 now = state.clock.now()
-                return 200, {"now": iso(now), "delivered": [o.id for o in delivered]}, {}
+                answer: dict[str, Any] = {"now": iso(now),
+                                             "delivered": [o.id for o in delivered]}
+                published = getattr(state.clock, "published", None)
+                if published is not None:
+                    answer["published"] = {"at": iso(published[0]), "count": published[1]}
+                return 200, answer, {}
             if path == "/_sandbox/faults":
                 _only(method, "GET", "PUT", "DELETE")
                 if method == "PUT":

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from firmware_sim.vendor import VendorSandbox
+from firmware_sim.vendor.faults import SimClock
 from firmware_sim.vendor.orders import RecordedOrder
 from tests.integration.vendor_helpers import TOKEN, post_order
 from tests.waiting import wait_until
@@ -164,6 +165,16 @@ def test_admin_clock(sandbox: VendorSandbox, http: httpx.Client) -> None:
     back = http.post("/_sandbox/clock", json={"set": "2026-01-01T00:00:00+00:00"})
     assert back.status_code == 400
     assert http.post("/_sandbox/clock", json={}).status_code == 400
+
+
+def test_admin_clock_says_what_a_rig_announced(sandbox: VendorSandbox,
+                                               http: httpx.Client) -> None:
+    assert "published" not in http.get("/_sandbox/clock").json()  # a plain clock
+    clock = sandbox.state.clock
+    assert isinstance(clock, SimClock)
+    clock.announce(clock.advance(timedelta(hours=1)), 17)
+    answer = http.get("/_sandbox/clock").json()
+    assert answer["published"] == {"at": answer["now"], "count": 17}
 
 
 def test_admin_faults(sandbox: VendorSandbox, http: httpx.Client) -> None:

@@ -11,6 +11,7 @@ from agent.app.service import AgentService
 from agent.clock import SIM_OPT_IN_ENV, simulated_clock
 from agent.config import Settings, read_secret
 from agent.logs import WARNINGS_FILE, setup_logging, under_journald, warnings_file_handler
+from agent.ops import broker_log_acl
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace, settings_loader: Callable[[], Settings]) -> in
             logging.getLogger().addHandler(warnings_file_handler(path))
         except OSError as err:
             log.warning("logs.file_unavailable path=%s reason=%s", path, type(err).__name__)
+    broker_log_acl.warn_at_start(broker_log_acl.acl_file_of(settings)[0],
+                                 settings.mqtt.username)
     simulated = None
     if args.clock is not None:
         token = read_secret(settings.vendor.token_file, "vendor.token_file")
