@@ -79,7 +79,7 @@ def test_healthy_setup_is_all_ok(
     assert {name: r.level for name, r in results.items()} == {
         name: Level.OK
         for name in ("config", "broker", "vendor", "database", "clock", "disk", "storage",
-                     "devices", "alerts", "orders", "sources")
+                     "progress", "devices", "alerts", "orders", "sources")
     }, doctor.render_text(list(results.values()))
     assert doctor.exit_code(list(results.values())) == 0
     assert "test mode" in results["vendor"].summary
