@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from agent.app.history import HISTORY
 from agent.app.planner import (
-    HISTORY,
     Candidate,
     Planner,
     PlanReport,
     learned_lead,
-    observations,
     spec_of,
 )
 from agent.config import Zigbee2MqttSettings
@@ -168,6 +167,6 @@ class BatteryPlans:
         used = 0
         for m in group.members:
             if m.cid is not None:
-                obs = observations(planner.store, m.cid, now)
+                obs = planner.observations(m.cid, now)
                 used += m.cells * len(refills(obs, spec, since - timedelta(hours=1)))
         return max(0, total - used)

@@ -20,9 +20,10 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from agent.app.history import HISTORY, HistoryCache, read_history
 from agent.app.learning import apply_learning
 from agent.consent import (
     Mandate,
@@ -32,7 +33,7 @@ from agent.consent import (
     authorize,
     first_allowed,
 )
-from agent.domain import CoarseState, ConsumableKey, DeviceKind, Unit
+from agent.domain import ConsumableKey, DeviceKind, Unit
 from agent.errors import VendorError
 from agent.forecast import Away, ConsumableSpec, Delivery, Forecast, Observation, forecast
 from agent.logs import canonical
@@ -53,12 +54,6 @@ DEFAULT_SHELF_LIFE_DAYS = 7.0
 # After the household cancels a placed order, the consumable is left alone this long
 # (unless the household sets its consent again); then the forecast decides again.
 DEFAULT_CANCEL_HOLD = timedelta(days=7)
-# What the forecast reads: four months, hourly for the last five weeks and one reading per
-# six hours before (the resolution bench/forecast.py validates the forecast at).
-HISTORY = timedelta(days=120)
-FINE_HISTORY = timedelta(days=35)
-FINE_BUCKET = timedelta(hours=1)
-COARSE_BUCKET = timedelta(hours=6)
 
 CARE_TIPS = {
     "printer": "if prints look streaky, run the printer's cleaning cycle before replacing",
@@ -124,13 +119,9 @@ def spec_of(unit: Unit, capacity: float | None, kind: DeviceKind,
 
 
 def observations(store: Store, cid: int, now: datetime) -> list[Observation]:
-    """What the forecast reads of one consumable: :data:`HISTORY`, thinned in SQL."""
-    rows = store.history(
-        cid, (now - HISTORY).timestamp(), (now - FINE_HISTORY).timestamp(),
-        fine_bucket_s=FINE_BUCKET.total_seconds(), coarse_bucket_s=COARSE_BUCKET.total_seconds())
-    return [Observation(datetime.fromtimestamp(r.ts, UTC), r.level,
-                        CoarseState(r.state) if r.state else None, r.counter)
-            for r in rows]
+    """What the forecast reads of one consumable: :data:`HISTORY`, thinned in SQL (no
+    cache: :meth:`Planner.observations` reads through the service's cache)."""
+    return read_history(store, cid, now)
 
 
 def our_deliveries(ledger: Ledger, key: str, now: datetime) -> list[Delivery]:
@@ -185,6 +176,7 @@ class Planner:
         spec_for: SpecFor = default_spec,
         cancel_hold: timedelta = DEFAULT_CANCEL_HOLD,
         adjust: CandidateHook | None = None,
+        history: HistoryCache | None = None,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -198,6 +190,7 @@ class Planner:
         self.spec_for = spec_for
         self.cancel_hold = cancel_hold
         self.adjust = adjust
+        self.history = history  # kept by the service across passes; None: read each time
         self._unpriced: dict[str, str] = {}  # per pass: SKU -> why the catalog was silent
 
     def run_once(self, now: datetime) -> PlanReport:
@@ -207,6 +200,8 @@ class Planner:
         left); one canonical ``decision`` line per consumable says what came of it.
         """
         report = PlanReport()
+        if self.history is not None:
+            self.history.sync(self.store)
         self._unpriced = {}  # SKU -> why the catalog did not answer, this pass
         self.ledger.expire_mandates(now)
         away = away_periods(self.ledger)
@@ -234,9 +229,17 @@ class Planner:
 
     def outlook(self, now: datetime) -> dict[str, Forecast]:
         """Forecasts of every consumable at ``now``, without deciding or calling the vendor."""
+        if self.history is not None:
+            self.history.sync(self.store)
         away = away_periods(self.ledger)
         return {consumable_key(row): self._forecast(row, None, now, away)
                 for row in self.store.consumables(counts=False)}
+
+    def observations(self, cid: int, now: datetime) -> list[Observation]:
+        """One consumable's history for the forecast (through the cache when there is one)."""
+        if self.history is None:
+            return read_history(self.store, cid, now)
+        return self.history.observations(self.store, cid, now)
 
     # ---- one consumable ----------------------------------------------------------
 
@@ -244,7 +247,7 @@ class Planner:
                   away: list[Away], obs: list[Observation] | None = None,
                   spec: ConsumableSpec | None = None) -> Forecast:
         deliveries = our_deliveries(self.ledger, consumable_key(row), now)
-        return forecast(observations(self.store, row.cid, now) if obs is None else obs,
+        return forecast(self.observations(row.cid, now) if obs is None else obs,
                         self.spec_for(row, offer) if spec is None else spec, now,
                         deliveries=deliveries, away=away)
 
@@ -283,7 +286,7 @@ class Planner:
         sku = first_allowed(consent.mandate, [row.sku] if row.sku else [], blocked)
         offer = self._offer(sku)
         lead = learned_lead(self.ledger, sku, offer)
-        obs = observations(self.store, row.cid, now)
+        obs = self.observations(row.cid, now)
         spec, service, note = apply_learning(self.ledger, key, self.spec_for(row, offer), obs,
                                              sku, lead, self.service_level, now)
         fc = report.forecasts[key] = self._forecast(row, offer, now, away, obs, spec)

@@ -24,6 +24,7 @@ from agent.app.alerting import alert_pass_for
 from agent.app.batteries import BatteryPlans
 from agent.app.dispatcher import Dispatcher
 from agent.app.fleet import FleetPublisher, fleet_pass
+from agent.app.history import HistoryCache
 from agent.app.household_passes import HouseholdPasses
 from agent.app.liveness import Liveness
 from agent.app.planner import Planner
@@ -116,6 +117,7 @@ class AgentService(Liveness):
         self.broker_wait: BrokerWait | None = None
         # The last decision pass's forecasts, for the household dashboards.
         self.forecasts: dict[str, Forecast] = {}
+        self.history = HistoryCache()
         self.alerts = alert_pass_for(self.settings, self._publish if self.household else None)
         # Storage faults of every writer (ingest and the jobs below), said in one place.
         self.storage = StorageFaults(self._storage_changed, bring_forward(self.scheduler))
@@ -211,6 +213,7 @@ class AgentService(Liveness):
             adjust=chain(BatteryPlans(self.settings.storage.path,
                                       self.settings.sources.zigbee2mqtt), ShelfPlans()),
             spec_for=wearer_spec,
+            history=self.history,
         )
 
     # ---- jobs ---------------------------------------------------------------------

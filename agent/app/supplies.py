@@ -19,14 +19,13 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from agent.app.history import HISTORY
 from agent.app.planner import (
-    HISTORY,
     Candidate,
     CandidateHook,
     Planner,
     PlanReport,
     default_spec,
-    observations,
 )
 from agent.domain import Unit
 from agent.forecast import Away, ConsumableSpec
@@ -91,7 +90,7 @@ class ShelfPlans:
         # Each refill counts whole (a sensor, a battery, a full reservoir): the rise the
         # readings show misses what was used between the last reading and the refill,
         # and an estimate too high would leave the wearer without.
-        found = refills(observations(planner.store, row.cid, now), spec, since - timedelta(hours=1))
+        found = refills(planner.observations(row.cid, now), spec, since - timedelta(hours=1))
         return max(0.0, total - len(found) * spec.capacity)
 
 

@@ -220,6 +220,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         END;
         """,
     ),
+    (
+        10,
+        # What changed in the stored history (issue 21, a decision pass that does not
+        # re-read it): a generation per consumable, bumped by each fold (with the oldest
+        # reading it moved) and by each downsample that deleted rows (low_ts -inf: all of
+        # it). cid 0 counts folds, after which readings_recent ids start again. Appends
+        # to readings_recent are seen there; agent.app.history keeps the rest in memory.
+        """
+        CREATE TABLE history_marks (
+            cid     INTEGER PRIMARY KEY,
+            gen     INTEGER NOT NULL,
+            low_ts  REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

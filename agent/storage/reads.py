@@ -10,7 +10,14 @@ from __future__ import annotations
 import sqlite3
 
 from agent.domain import CoarseState, DeviceKind, Unit
-from agent.storage.rows import ConsumableRow, DeviceRow, PendingRow, ReadingRow, RejectCountRow
+from agent.storage.rows import (
+    ConsumableRow,
+    DeviceRow,
+    HistoryChanges,
+    PendingRow,
+    ReadingRow,
+    RejectCountRow,
+)
 
 
 class StoreReads:
@@ -106,3 +113,22 @@ class StoreReads:
         rows += self.conn.execute(sql, (cid, max(since, fine_since), float("inf"),
                                         fine_bucket_s))
         return [ReadingRow(*r) for r in rows]
+
+    def history_changes(self, after_id: int) -> HistoryChanges:
+        """What changed in the stored readings since a reader last looked (one snapshot):
+        the generations of ``history_marks`` and, per consumable, the oldest reading
+        appended to ``readings_recent`` after row ``after_id``."""
+        own = not self.conn.in_transaction
+        if own:
+            self.conn.execute("BEGIN")  # both reads from one snapshot
+        try:
+            marks = {int(r[0]): (int(r[1]), float(r[2])) for r in self.conn.execute(
+                "SELECT cid, gen, low_ts FROM history_marks")}
+            fresh = {int(r[0]): float(r[1]) for r in self.conn.execute(
+                "SELECT cid, MIN(ts) FROM readings_recent WHERE id > ? GROUP BY cid",
+                (after_id,))}
+            top = self.conn.execute("SELECT MAX(id) FROM readings_recent").fetchone()[0]
+        finally:
+            if own:
+                self.conn.execute("COMMIT")
+        return HistoryChanges(marks, fresh, int(top or 0))

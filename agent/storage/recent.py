@@ -77,6 +77,13 @@ def fold(conn: sqlite3.Connection, keys: RecentKeys) -> int:
         "INSERT OR IGNORE INTO readings_main (cid, seq, ts, level, state, counter) "
         "SELECT cid, seq, ts, level, state, counter FROM readings_recent WHERE id <= ? "
         "ORDER BY cid, seq", (top,))
+    conn.execute(
+        "INSERT INTO history_marks (cid, gen, low_ts) SELECT cid, 1, MIN(ts) "
+        "FROM readings_recent WHERE id <= ? GROUP BY cid "
+        "ON CONFLICT (cid) DO UPDATE SET gen = gen + 1, low_ts = excluded.low_ts", (top,))
+    conn.execute(  # cid 0: the fold count (recent ids restart after a fold)
+        "INSERT INTO history_marks (cid, gen, low_ts) VALUES (0, 1, 0) "
+        "ON CONFLICT (cid) DO UPDATE SET gen = gen + 1")
     moved = int(conn.execute("DELETE FROM readings_recent WHERE id <= ?", (top,)).rowcount)
     keys.keys.clear()
     keys.staged.clear()

@@ -112,6 +112,16 @@ class ReadingRow:
     counter: int | None
 
 
+@dataclass(slots=True, frozen=True)
+class HistoryChanges:
+    """What changed in the stored readings since a reader's last look
+    (:meth:`agent.storage.store.Store.history_changes`)."""
+
+    marks: dict[int, tuple[int, float]]  # cid -> (generation, oldest reading it touched)
+    fresh: dict[int, float]  # cid -> oldest reading appended to the recent tier since
+    top_id: int  # the recent tier's newest row id (0: empty)
+
+
 Item = StateMessage | EventMessage | Rejected | StatusUpdate | Pending
 
 # A "last" value dated this far past the gateway's clock at write time came from a

@@ -107,6 +107,11 @@ class StoreUpkeep:
                     params,
                 )
                 deleted = int(cur.rowcount)
+                if deleted:  # the cached history of this consumable is stale (all of it)
+                    self.conn.execute(
+                        "INSERT INTO history_marks (cid, gen, low_ts) VALUES (?, 1, ?) "
+                        "ON CONFLICT (cid) DO UPDATE SET gen = gen + 1, low_ts = excluded.low_ts",
+                        (cid, float("-inf")))
                 self.conn.execute("DELETE FROM temp.keep_rows")
         except sqlite3.Error as err:
             raise StoreError(f"downsample failed: {err}") from err

@@ -50,7 +50,14 @@ def test_footprint_quick_measures_every_target(tmp_path: Path) -> None:
     res = json.loads((tmp_path / "footprint.json").read_text())
     assert res["start_to_ready"]["ready_notify_s"], "the agent never sent READY=1"
     assert res["steady"]["rss_mb"] > 0 and res["steady"]["cpu_s"] >= 0
-    assert res["pass"]["consumables"] == min(100, res["consumables"])
+    passes = res["pass"]
+    for name in ("uncached", "cold", "warm"):
+        assert passes[name]["consumables"] == min(100, res["consumables"])
+    # The warm pass goes through the cache: it re-reads only the consumables that got new
+    # readings (tail reads), never every consumable in full as the uncached pass does.
+    assert passes["uncached"]["whole_reads"] == passes["uncached"]["consumables"]
+    assert passes["warm"]["whole_reads"] == 0 < passes["warm_new_consumables"]
+    assert 0 < passes["warm"]["tail_reads"] <= 2 * passes["warm_new_consumables"]
     assert res["size"]["readings"] > 0
     assert res["writes_household"]["write_bytes"] > 0 < res["writes_fast"]["messages"]
     # The hourly fold is charged at its interval: the fold of one interval's readings ran.
