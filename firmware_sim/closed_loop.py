@@ -225,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the agent process and the broker are stopped too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    load_avg = os.getloadavg()
+    # Judged runs ran earlier: the load now says nothing about them.
+    load_avg = None if args.judge is not None else os.getloadavg()
     modes = list(MODES) if args.mode == "both" else [args.mode]
     if args.judge is not None:
         saved = {r.mode: r for path in args.judge for r in results_from(path)}

@@ -171,19 +171,23 @@ def judge(in_process: LoopResult, process: LoopResult,
 
 
 def write(verdict: Verdict, results: list[LoopResult], out_dir: Path, name: str,
-          command: str, load_avg: tuple[float, float, float]) -> tuple[Path, Path]:
-    """``<name>.json`` (verdict, both runs, load averages) and ``<name>.md``."""
+          command: str, load_avg: tuple[float, float, float] | None
+          ) -> tuple[Path, Path]:
+    """``<name>.json`` (verdict, both runs, load averages) and ``<name>.md``. Without
+    ``load_avg`` (runs judged from saved output) no load is reported: it was not recorded."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    end_load = os.getloadavg()
-    data = {"command": command, "verdict": verdict.to_json(),
-            "runs": [r.to_json() for r in results],
-            "load_avg_at_start": [round(x, 2) for x in load_avg],
-            "load_avg_at_end": [round(x, 2) for x in end_load], "cores": os.cpu_count()}
+    data: dict[str, object] = {"command": command, "verdict": verdict.to_json(),
+                               "runs": [r.to_json() for r in results], "cores": os.cpu_count()}
+    load = f"\nLoad average: not recorded (judged from saved runs); {os.cpu_count()} cores.\n"
+    if load_avg is not None:
+        end_load = os.getloadavg()
+        data["load_avg_at_start"] = [round(x, 2) for x in load_avg]
+        data["load_avg_at_end"] = [round(x, 2) for x in end_load]
+        load = (f"\nLoad average (1, 5, 15 min) at start {_load(load_avg)}, at end "
+                f"{_load(end_load)}; {os.cpu_count()} cores.\n")
     json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
     json_path.write_text(json.dumps(data, indent=2) + "\n")
-    md = verdict.markdown(command) + (
-        f"\nLoad average (1, 5, 15 min) at start {_load(load_avg)}, at end "
-        f"{_load(end_load)}; {os.cpu_count()} cores.\n")
+    md = verdict.markdown(command) + load
     md_path.write_text(md)
     return json_path, md_path
 
