@@ -129,3 +129,26 @@ def test_a_clean_stop_writes_the_held_lasts(tmp_path: Path) -> None:
     writer.stop()
     assert not writer.alive
     assert device_row(db)[0] == 2
+
+
+def test_a_held_level_reaches_other_connections_with_its_commit(tmp_path: Path) -> None:
+    # The dashboards (status, Home Assistant sensors, the web app) read on their own
+    # connection while the writer still holds the newest "last" values in memory.
+    db = tmp_path / "held.db"
+    writer = Store(db)
+    writer.lasts_every_s = 300.0
+    writer.write_batch([state(1, 90)], received_at=T0)
+    writer.write_batch([state(2, 42)], received_at=T0 + 60)
+    assert writer.holds_lasts and last_level(db) == 90  # the column still waits
+    with Store.open_readonly(db) as reader:
+        (row,) = reader.consumables(counts=False, as_of=T0 + 120)
+    assert (row.last_level, row.last_ts) == (42, T0 + 2)
+    # A late catch-up reading (older timestamp) does not replace the newest level.
+    writer.write_batch([state(3, 95).model_copy(
+        update={"ts": datetime.fromtimestamp(T0 - 600, UTC)})], received_at=T0 + 120)
+    with Store.open_readonly(db) as reader:
+        (row,) = reader.consumables(counts=False, as_of=T0 + 120)
+    assert (row.last_level, row.last_ts) == (42, T0 + 2)
+    # Without ``as_of`` (the planner's read) the columns are what is written.
+    assert writer.consumables(counts=False)[0].last_level == 90
+    writer.close()

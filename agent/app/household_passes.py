@@ -55,7 +55,7 @@ class HouseholdPasses:
             self.link.handle_commands(ledger, dispatcher, now)
             device_rows = store.devices()
             if self._states_due(now):
-                consumable_rows = store.consumables(counts=False)
+                consumable_rows = store.consumables(counts=False, as_of=now.timestamp())
                 devices, availability = device_views(device_rows, consumable_rows)
                 states = consumable_states(consumable_views(
                     device_rows, consumable_rows, ledger, forecasts))

@@ -11,6 +11,7 @@ import sqlite3
 
 from agent.domain import CoarseState, DeviceKind, Unit
 from agent.storage.rows import (
+    FUTURE_SLACK_S,
     ConsumableRow,
     DeviceRow,
     HistoryChanges,
@@ -33,25 +34,45 @@ class StoreReads:
                           online=None if r[5] is None else bool(r[5]), status_at=r[6],
                           fw=r[7]) for r in rows]
 
-    def consumables(self, *, counts: bool = True) -> list[ConsumableRow]:
+    def consumables(self, *, counts: bool = True, as_of: float | None = None,
+                    ) -> list[ConsumableRow]:
         """Every consumable with its latest level, its device's kind and (``counts``) the
         number of stored readings, ordered by device and consumable id.
 
         Counting walks every stored reading (~200 ms with 50 devices and a year of
-        history): periodic jobs that only need the rows pass ``counts=False``.
+        history): periodic jobs that only need the rows pass ``counts=False``. Dashboards
+        pass ``as_of`` (their "now") to see a level the ingest writer still holds.
         """
         count = "(SELECT COUNT(*) FROM readings r WHERE r.cid = c.cid)" if counts else "NULL"
+        # ``as_of`` (epoch seconds, for dashboards): the ingest writer holds the "last"
+        # columns in memory for minutes between commits (Store.lasts_every_s), so another
+        # connection would read a stale level; the newest reading already committed to
+        # readings_recent (at most one fold interval) wins unless it is dated past
+        # ``as_of`` plus FUTURE_SLACK_S (a clock running ahead never pins the level).
+        # SQLite gives the bare columns of the MAX(ts) row.
+        newest = ("SELECT cid, level, state, MAX(ts) AS ts FROM readings_recent "
+                  "WHERE ts <= ? GROUP BY cid" if as_of is not None else
+                  "SELECT NULL AS cid, NULL AS level, NULL AS state, NULL AS ts")
+        bound = float("inf") if as_of is None else as_of + FUTURE_SLACK_S
         rows = self.conn.execute(
             "SELECT c.cid, c.device_id, c.consumable_id, c.sku, c.unit, c.capacity, "
             "c.last_level, c.last_state, c.last_ts, c.last_counters, "
-            f"COALESCE(d.kind, '{DeviceKind.OTHER.value}'), {count} "
+            f"COALESCE(d.kind, '{DeviceKind.OTHER.value}'), {count}, "
+            "n.level, n.state, n.ts "
             "FROM consumables c LEFT JOIN devices d USING (device_id) "
-            "ORDER BY c.device_id, c.consumable_id")
-        return [ConsumableRow(
-            cid=int(r[0]), device_id=r[1], consumable_id=r[2], sku=r[3], unit=Unit(r[4]),
-            capacity=r[5], last_level=r[6], last_state=None if r[7] is None
-            else CoarseState(r[7]), last_ts=r[8], last_counters=r[9],
-            device_kind=DeviceKind(r[10]), readings=r[11]) for r in rows]
+            f"LEFT JOIN ({newest}) n ON n.cid = c.cid "
+            "ORDER BY c.device_id, c.consumable_id",
+            () if as_of is None else (bound,))
+        out = []
+        for r in rows:
+            newer = r[14] is not None and (r[8] is None or r[14] > r[8] or r[8] > bound)
+            level, state, ts = (r[12], r[13], r[14]) if newer else (r[6], r[7], r[8])
+            out.append(ConsumableRow(
+                cid=int(r[0]), device_id=r[1], consumable_id=r[2], sku=r[3], unit=Unit(r[4]),
+                capacity=r[5], last_level=level,
+                last_state=None if state is None else CoarseState(state), last_ts=ts,
+                last_counters=r[9], device_kind=DeviceKind(r[10]), readings=r[11]))
+        return out
 
     def pending(self, limit: int) -> list[PendingRow]:
         """The oldest messages kept while the clock was not trusted."""

@@ -117,8 +117,8 @@ def home_rows(store: Store, ledger: Ledger, now: datetime,
               forecasts: dict[str, StoredForecast]) -> list[Row]:
     """Every consumable, those with problems first, then soonest run-out first."""
     rows = []
-    for v in consumable_views(store.devices(), store.consumables(counts=False), ledger,
-                              forecasts):
+    shown = store.consumables(counts=False, as_of=now.timestamp())
+    for v in consumable_views(store.devices(), shown, ledger, forecasts):
         p10, p50, _ = v.days_left
         rows.append(Row(
             v.key, v.cid, v.device_id, v.consumable_id, v.level, v.unit, v.state,
@@ -157,8 +157,9 @@ def expected_arrival(it: Intent, now: datetime) -> datetime | None:
     return estimate[0] if estimate else None
 
 
-def find_consumable(store: Store, key: str) -> ConsumableRow | None:
-    return next((c for c in store.consumables(counts=False) if consumable_key(c) == key), None)
+def find_consumable(store: Store, key: str, now: datetime) -> ConsumableRow | None:
+    return next((c for c in store.consumables(counts=False, as_of=now.timestamp())
+                 if consumable_key(c) == key), None)
 
 
 def level_history(store: Store, cid: int, now: datetime,

@@ -241,7 +241,7 @@ async def consumable(request: Request, ctx: WebContext, session: Session) -> Res
     key = str(ConsumableKey(request.path_params['device'], request.path_params['item']))
     now = ctx.clock()
     with data.reader(ctx.db) as (store, ledger):
-        row = data.find_consumable(store, key)
+        row = data.find_consumable(store, key, now)
         if row is None:
             return ctx.render(request, "error.html", 404, session=session,
                               message=f"no consumable {key}")

@@ -78,7 +78,7 @@ def _stored(row: ConsumableRow) -> JsonObject:
 def collect(store: Store, ledger: Ledger, now: datetime) -> StatusReport:
     """Stored levels plus the forecast of every consumable."""
     forecasts = Planner(store, ledger, _no_catalog, vendor_name="-").outlook(now)
-    devices, rows = store.devices(), store.consumables()
+    devices, rows = store.devices(), store.consumables(as_of=now.timestamp())
     views = consumable_views(devices, rows, ledger, forecasts)
     return StatusReport(now, devices, list(zip(rows, views, strict=True)),
                         store.reject_counts(), as_json(load_learned(ledger.conn)))
