@@ -97,6 +97,23 @@ def test_a_future_reading_never_pins_the_last_level(tmp_path: Path) -> None:
         assert s.consumables()[0].last_level == 460
 
 
+def test_a_dashboard_never_shows_a_future_level_the_writer_holds(tmp_path: Path) -> None:
+    # The dashboards' read (``as_of``) takes the newest committed reading while the
+    # writer holds the "last" columns: one dated far past "now" must not win, and a
+    # stored "last" dated past "now" gives way to a reading that is not.
+    now = datetime(2026, 11, 20, 8, tzinfo=UTC)
+    with Store(tmp_path / "a.db") as s:
+        s.lasts_every_s = 3600.0
+        s.write_batch([msg(1, now + timedelta(hours=23), 900)], now.timestamp())
+        at = now + timedelta(minutes=10)
+        s.write_batch([msg(2, at, 490)], at.timestamp())
+        at = now + timedelta(minutes=20)
+        s.write_batch([msg(3, now + timedelta(hours=22), 950)], at.timestamp())
+        assert s.holds_lasts
+        (row,) = s.consumables(counts=False, as_of=at.timestamp())
+        assert (row.last_level, row.last_ts) == (490, (now + timedelta(minutes=10)).timestamp())
+
+
 def test_last_seen_follows_a_clock_corrected_backwards(tmp_path: Path) -> None:
     ahead = datetime(2026, 12, 20, tzinfo=UTC).timestamp()
     right = datetime(2026, 11, 20, tzinfo=UTC).timestamp()
