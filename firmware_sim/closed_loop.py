@@ -108,11 +108,13 @@ def in_process(days: int, seconds_per_day: float, state: Path) -> LoopResult:
     with _quiet(), demo.demo_world(state) as (household, clock, broker, vendor, config):
         _process_config(config)
         setup_logging("INFO", (state / "agent.log").open("a"), journal=False)
-        service = AgentService(load_settings(config), clock=clock.now)
+        # Wired as ``replenish run --clock`` is (receipt stamps, commit at once, every
+        # pass's "now" on the simulated clock), minus the runner's thread: the loop ticks
+        # the agent's own runner, so both sides run the same passes at the same instants.
+        simulated = SimulatedClock("in-process", clock.now)
+        service = AgentService(load_settings(config), simulated=simulated)
         service.start(background_jobs=False)
-        # The agent's own simulated-time runner, ticked by the loop instead of its thread:
-        # both sides run the same passes in the same order at the same instants.
-        runner = runner_for(service, SimulatedClock("in-process", clock.now))
+        runner = runner_for(service, simulated)
         watcher = demo.HouseholdWatcher(broker)
         reminders = 0
         passwords = {d.device_id: broker.passwords[d.device_id] for d in household.devices}

@@ -113,6 +113,27 @@ def test_passes_run_when_the_clock_moves_each_on_its_simulated_interval(
     assert read_marker(tmp_path / "agent.db") == marker
 
 
+def test_a_rig_that_ticks_the_runner_itself_gets_its_passes_at_that_instant(
+        tmp_path: Path) -> None:
+    """The in-process closed loop ticks the runner after moving the clock's source, with
+    no refresh thread: every pass and the marker must see that instant (the alerts pass
+    and the service's "now" stayed at the start instant, unlike in the process)."""
+    path = clock_file(tmp_path)
+    clock = SimulatedClock("in-process", file_reader(path))
+    seen: list[datetime] = []
+    runner = SimTimeRunner(clock, [SimPass("alerts", timedelta(0),
+                                           lambda: seen.append(clock.now()))],
+                           Settle(lambda: 0, lambda: True), tmp_path / "simulated-clock",
+                           threading.Event())
+    runner.tick(T0)
+    later = T0 + timedelta(hours=5)
+    clock_file(tmp_path, later)
+    runner.tick(later)
+    assert seen == [T0, later]
+    marker = json.loads((tmp_path / "simulated-clock").read_text())
+    assert marker["now"] == marker["passes_at"] == later.isoformat()
+
+
 def test_a_failing_pass_is_counted_and_time_goes_on(tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     path = clock_file(tmp_path)

@@ -115,7 +115,13 @@ class SimTimeRunner:
                 self.tick(moved)
 
     def tick(self, now: datetime) -> None:
-        """Let ingest catch up, then run every pass due at ``now``."""
+        """Let ingest catch up, then run every pass due at ``now``.
+
+        A rig that ticks the runner itself (the in-process closed loop) moved the clock's
+        source to ``now`` without the thread's refresh: read it here, so every pass
+        (and the marker) sees ``now`` as it does in the process, not the start instant."""
+        if self.clock.now() < now:
+            self.clock.refresh()
         if self.settle.announced is not None and self.settle.announces():
             self._settle_counted(now, self.settle.announced)
         else:
