@@ -37,6 +37,9 @@ from tests.vendor_fake import T0, FakeVendor
 
 START = T0 + timedelta(days=60, minutes=17)  # passes never sit on a reading's hour
 DEVICES = ("printer-1", "printer-2", "fridge-1")
+# The milk scale's reading before the pass of step 15 jumps and the next one (step 17)
+# undoes it: a spike, until one of our deliveries is recorded just before the jump.
+JUMP_AT = START + timedelta(hours=15 * 3, minutes=-7)
 
 
 def spec_for(row: ConsumableRow, offer: CatalogItem | None) -> ConsumableSpec:
@@ -61,8 +64,9 @@ def state(device: str, seq: int, at: datetime) -> StateMessage:
                            capacity=100, sku="TONER-TN2420",
                            state=CoarseState.LOW if level < 15 else CoarseState.OK)]
     else:
-        cons = [Consumable(id="milk", level=round(2000 - (day * 260) % 1800, 1),
-                           unit=Unit.GRAMS, capacity=2000, sku="MILK-1L")]
+        level = round(2000 - (day * 260) % 1800, 1) + (600 if at == JUMP_AT else 0)
+        cons = [Consumable(id="milk", level=level, unit=Unit.GRAMS, capacity=2000,
+                           sku="MILK-1L")]
     kind = DeviceKind.FRIDGE if device == "fridge-1" else DeviceKind.PRINTER
     return StateMessage(device_id=device, seq=seq, ts=at, kind=kind, consumables=cons)
 
@@ -143,8 +147,10 @@ def _events() -> dict[int, list[Event]]:
         place(h.ledger, "fridge-1/milk", "MILK-1L", now)
 
     def milk_delivered(h: Household, now: datetime) -> None:
+        # Told late: it came in just before the jump (a refill then, not a spike).
         [it] = h.ledger.intents([State.PLACED], "fridge-1/milk")
-        h.ledger.update_status(it.id, "delivered", None, now, None, now)
+        h.ledger.update_status(it.id, "delivered", None, JUMP_AT - timedelta(minutes=30),
+                               None, now)
 
     def learned_yield(h: Household, now: datetime) -> None:
         # More cycles than the readings show: kept, and the spec plans with it.
@@ -214,3 +220,30 @@ def test_cached_passes_decide_exactly_as_uncached_ones_and_refit_only_what_chang
         cached.close()
         fresh.close()
     assert quiet == 36 - len(events) and refits >= 36
+
+
+def test_a_kept_fit_gives_way_to_each_input_that_changes_it() -> None:
+    """Readings, spec, away and our deliveries each change the fit: a memo kept across
+    them gives what a fresh forecast gives, fitting again each time."""
+    from agent.forecast import Away, Delivery, FitMemo, Observation, forecast
+    t0 = START - timedelta(days=12)
+    jump = t0 + timedelta(days=11, hours=5)
+    obs = [Observation(t0 + timedelta(hours=k), 2000.0 - 6.0 * k % 1800
+                       + (600.0 if t0 + timedelta(hours=k) == jump else 0.0))
+           for k in range(12 * 24)]
+    spec = ConsumableSpec(unit=Unit.GRAMS, capacity=2000.0, pack_size=2000.0)
+    trip = [Away(t0 + timedelta(days=2), t0 + timedelta(days=4))]
+    ours = [Delivery(jump - timedelta(minutes=30))]  # the jump is a refill, not a spike
+    wider = dataclasses.replace(spec, capacity=2500.0)
+    # Each step changes one input (away, our deliveries, spec, readings); the last none.
+    steps = [(obs, spec, (), ()), (obs, spec, trip, ()), (obs, spec, trip, ours),
+             (obs, wider, trip, ours), (obs[:-5], wider, trip, ours),
+             (obs[:-5], wider, trip, ours)]
+    memo = FitMemo()
+    fits = []
+    for o, s, away, dels in steps:
+        kept = forecast(o, s, START, away=away, deliveries=dels, memo=memo)
+        assert kept == forecast(o, s, START, away=away, deliveries=dels)
+        fits.append(memo.fit)
+    assert memo.fits == 5  # the last step changed nothing
+    assert all(a != b for a, b in zip(fits[:5], fits[1:5], strict=False))  # each one did

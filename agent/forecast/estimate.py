@@ -99,11 +99,6 @@ def _thin(obs: list[Observation], days: float) -> list[Observation]:
     return [head[last - int(i * step)] for i in range(limit - keep - 1, -1, -1)] + obs[-keep:]
 
 
-def _since(obs: list[Observation], t0: datetime) -> list[Observation]:
-    """The readings at or after ``t0`` (``obs`` is sorted)."""
-    return obs[bisect.bisect_left(obs, t0, key=_TS):]
-
-
 def forecast(
     observations: Sequence[Observation],
     spec: ConsumableSpec,

@@ -155,21 +155,6 @@ def _weekday_factors(s: UseSeries, rate: float, since_real: float) -> tuple[floa
     return factors
 
 
-def level_estimate(
-    times: list[float],
-    levels: list[float],
-    capacity: float,
-    now: float,
-    away: list[Interval],
-    deliveries: list[float],
-    counted: bool = False,
-    shelf_life: float | None = None,
-) -> Estimate | None:
-    """Rate and level from numeric level readings at ``now`` (see :func:`level_fit`)."""
-    fit = level_fit(times, levels, capacity, away, deliveries, counted, shelf_life)
-    return None if fit is None else fit.at(now, away)
-
-
 def level_fit(
     times: list[float],
     levels: list[float],

@@ -12,19 +12,6 @@ from agent.forecast.stats import median
 from agent.forecast.types import EstimateKind
 
 
-def state_estimate(
-    times: list[float],
-    low: list[bool],
-    capacity: float,
-    low_level: float,
-    now: float,
-    away: list[Interval],
-) -> Estimate | None:
-    """Level and rate from OK/LOW states at ``now`` (see :func:`state_fit`)."""
-    fit = state_fit(times, low, capacity, low_level, away)
-    return None if fit is None else fit.at(now, away)
-
-
 @dataclass(slots=True, frozen=True)
 class StateFit:
     """Replacement-to-LOW cycles: the level falls at their rate from a known moment."""
