@@ -263,7 +263,33 @@ def _split(p: dict[str, Any]) -> str:
             f"plan {p['plan_s'] * 1000:.1f} ms")
 
 
+def _pass_check(dp: dict[str, Any]) -> Check:
+    warm = dp["warm"]
+    return at_most(f"decision pass, warm, {warm['consumables']} consumables (120 days of a year)",
+                   warm["total_s"] * 1000, 50, "ms",
+                   note=f"{_split(warm)}; {dp['warm_new_consumables']} with new readings, "
+                        f"{warm['fits']} forecast fits; uncached "
+                        f"{dp['uncached']['total_s'] * 1000:.0f} ms "
+                        f"({dp['uncached_over_warm']:.1f}x warm; CPU "
+                        f"{dp['uncached_over_warm_cpu']:.1f}x), cold "
+                        f"{dp['cold']['total_s'] * 1000:.0f} ms")
+
+
+def _pass_rows(dp: dict[str, Any]) -> list[list[Any]]:
+    return [
+        *[[f"decision pass, {name}", f"{dp[name]['total_s'] * 1000:.1f} ms "
+           f"(thread CPU {dp[name]['cpu_s'] * 1000:.1f} ms): {_split(dp[name])}; "
+           f"{dp[name]['whole_reads']} whole reads, {dp[name]['tail_reads']} tail reads, "
+           f"{dp[name]['fits']} forecast fits; order now {dp[name]['order_now']}"]
+          for name in ("uncached", "cold", "warm", "quiet") if name in dp],
+        ["decision pass: history cache and fits (Python heap, 100 consumables, MB)",
+         f"{dp['cache_mb']:.1f}"],
+    ]
+
+
 def evaluate(res: dict[str, Any]) -> list[Check]:
+    if "writes_household" not in res:  # --pass-only
+        return [_pass_check(res["pass"])]
     home, fast = res["writes_household"], res["writes_fast"]
     checks = [
         at_most(f"writes at household load ({home['devices']} devices x 1 msg/min)",
@@ -275,7 +301,6 @@ def evaluate(res: dict[str, Any]) -> list[Check]:
     if "steady" not in res:  # --writes-only
         return checks
     ready, steady, dp, size = res["start_to_ready"], res["steady"], res["pass"], res["size"]
-    warm = dp["warm"]
     return checks + [
         at_most("start to ready (median)", ready["median_s"], 1.5, "s",
                 note=f"{ready['source']}, max {ready['max_s']:.2f} s of {ready['runs']}"),
@@ -283,12 +308,7 @@ def evaluate(res: dict[str, Any]) -> list[Check]:
                 strict=False, note=f"peak {steady['peak_rss_mb']:.1f} MB"),
         at_most("idle CPU, devices reporting once a minute", steady["cpu_percent_of_core"],
                 0.5, "% core", note=f"{steady['cpu_s']:.3f} CPU s in {steady['seconds']:.0f} s"),
-        at_most(f"decision pass, warm, {warm['consumables']} consumables (120 days of a year)",
-                warm["total_s"] * 1000, 50, "ms",
-                note=f"{_split(warm)}; {dp['warm_new_consumables']} with new readings; "
-                     f"uncached {dp['uncached']['total_s'] * 1000:.0f} ms "
-                     f"({dp['uncached_over_warm']:.1f}x warm), cold "
-                     f"{dp['cold']['total_s'] * 1000:.0f} ms"),
+        _pass_check(dp),
         at_most("database per device-year", size["mb_per_device_year"], 5, "MB", strict=False,
                 note=f"{size['mb_per_consumable_year']:.2f} MB per consumable-year"),
     ]
@@ -316,16 +336,27 @@ def _details(res: dict[str, Any]) -> list[list[Any]]:
         ["database file (bytes)", size["file_bytes"]],
         ["live pages (bytes)", size["live_bytes"]],
         ["steady state messages received", res["steady"]["messages"]],
-        *[[f"decision pass, {name}", f"{res['pass'][name]['total_s'] * 1000:.1f} ms: "
-           f"{_split(res['pass'][name])}; {res['pass'][name]['whole_reads']} whole reads,"
-           f" {res['pass'][name]['tail_reads']} tail reads; order now "
-           f"{res['pass'][name]['order_now']}"] for name in ("uncached", "cold", "warm")],
-        ["decision pass: history cache (Python heap, 100 consumables, MB)",
-         f"{res['pass']['cache_mb']:.1f}"],
+        *_pass_rows(res["pass"]),
     ]
 
 
+def _pass_markdown(res: dict[str, Any], checks: list[Check]) -> str:
+    hist = res["history"]
+    return "\n".join([
+        header("Footprint benchmark: the decision pass only", res["machine"],
+               datetime.fromisoformat(res["started"])),
+        f"\n{res['devices']} devices ({res['consumables']} consumables), {res['days']} days "
+        f"of history ({hist['readings_per_consumable']:,} readings per consumable, written "
+        f"in {hist['write_s']:.0f} s), compacted in {res['compact_s']:.2f} s "
+        "(`--pass-only`: no agent process, no writes measured).\n",
+        "## Targets\n", checks_table(checks),
+        "\n## Details\n\n" + md_table(["figure", "value"], _pass_rows(res["pass"])),
+    ])
+
+
 def markdown(res: dict[str, Any], checks: list[Check]) -> str:
+    if "writes_household" not in res:
+        return _pass_markdown(res, checks)
     hist = res["history"]
     home, fast = res["writes_household"], res["writes_fast"]
     size_note = ""
@@ -339,8 +370,10 @@ def markdown(res: dict[str, Any], checks: list[Check]) -> str:
             "six-hour boundaries): *uncached* reads it all from SQLite each pass "
             "(`agent.app.history.read_history`, the reference), *cold* fills the service's "
             "`HistoryCache`, *warm* is the next pass five minutes later after a few devices "
-            "reported, which re-reads only their newest hour; consent and ledger look-ups "
-            "are not in it.\n")
+            "reported, which re-reads only their newest hour and fits again only their "
+            "consumables' forecasts (the rest keep their fit and redo only what moves with "
+            "`now`), *quiet* five minutes after that with nothing new; consent and ledger "
+            "look-ups are not in it.\n")
     return "\n".join([
         header("Footprint benchmark", res["machine"], datetime.fromisoformat(res["started"])),
         f"\n{res['devices']} devices ({res['consumables']} consumables: printers with four "
@@ -386,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agent-toml", default="", help="extra agent.toml text")
     ap.add_argument("--writes-only", action="store_true",
                     help="only the history and the bytes-written measurements")
+    ap.add_argument("--pass-only", action="store_true",
+                    help="only the history and the decision pass (no agent, no broker)")
     ap.add_argument("--out", type=Path, help="results directory (default bench/results)")
     args = ap.parse_args(argv)
     devices = args.devices or (6 if args.quick else 50)
@@ -400,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
                            "commit_window": (f"{args.commit_window} s" if args.commit_window
                                              is not None else "default")}
     tmp = Path(tempfile.mkdtemp(prefix="bench-footprint-"))
+    if args.pass_only:
+        try:
+            res.update(pass_only(tmp, fleet, devices, days))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return report(res, args.out)
     notify = NotifySocket(tmp / "notify.sock")
     try:
         with LocalBroker(tmp / "broker", users=dict(fleet.passwords)) as broker:
@@ -433,9 +474,27 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         notify.close()
         shutil.rmtree(tmp, ignore_errors=True)
+    return report(res, args.out)
+
+
+def pass_only(tmp: Path, fleet: Fleet, devices: int, days: int) -> dict[str, Any]:
+    """The history and the decision passes, without a broker or an agent process."""
+    db = tmp / "agent" / "agent.db"
+    config = write_agent_config(tmp / "agent", "127.0.0.1", 1, "unused", db)
+    now = time.time()
+    res: dict[str, Any] = {"history": build_history(db, fleet, now, days,
+                                                    load_settings(config).retention.raw_days)}
+    res["compact_s"] = compact(config, now)
+    start = res["history"]["start"]
+    res["pass"] = decision_passes(db, now, lambda at: new_readings(db, fleet, at, 3, start))
+    return res
+
+
+def report(res: dict[str, Any], out: Path | None) -> int:
     checks = evaluate(res)
     res["checks"] = checks
-    paths = write_results("footprint", res, markdown(res, checks), args.out)
+    name = "footprint_pass" if "writes_household" not in res else "footprint"
+    paths = write_results(name, res, markdown(res, checks), out)
     sys.stdout.write(paths[1].read_text())
     return 0
 

@@ -8,6 +8,11 @@ of its hourly buckets. :class:`HistoryCache` keeps each consumable's thinned row
 each pass, re-reads only the hours that changed: readings appended to the recent tier
 since its last look, and whatever a fold or a downsample touched (``history_marks``,
 one generation per consumable). A cold cache builds each consumable once.
+
+It also keeps each consumable's last forecast fit (:class:`agent.forecast.FitMemo`): the
+forecast redoes the fit only when its inputs changed (the readings in its windows, the
+spec, our deliveries, the away periods) and redoes only what moves with ``now`` (the
+level since the newest reading, the demand curve, the run-out quantiles) every pass.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from agent.domain import CoarseState
-from agent.forecast import Observation
+from agent.forecast import FitMemo, Observation
 from agent.storage.rows import ReadingRow
 from agent.storage.store import Store
 
@@ -73,6 +78,7 @@ class HistoryCache:
     marks: dict[int, tuple[int, float]] = field(default_factory=dict)  # as last synced
     reads: int = 0  # consumables read whole from the database (cold, or after a downsample)
     tail_reads: int = 0  # consumables whose newest hours were read again
+    fits: dict[int, FitMemo] = field(default_factory=dict)  # the forecast's, per consumable
 
     def sync(self, store: Store) -> None:
         """Mark what changed in the database since the last look."""
@@ -112,6 +118,10 @@ class HistoryCache:
             entry.coarse = [o for o in entry.coarse if o.ts.timestamp() >= since]
             entry.since = since
         return entry.coarse + entry.fine
+
+    def fit_memo(self, cid: int) -> FitMemo:
+        """The slot of one consumable's forecast fit, kept across passes."""
+        return self.fits.setdefault(cid, FitMemo())
 
     def _build(self, store: Store, cid: int, since: float, fine_since: float) -> _Entry:
         rows = store.history(cid, since, fine_since, fine_bucket_s=_FINE_S,

@@ -247,9 +247,10 @@ class Planner:
                   away: list[Away], obs: list[Observation] | None = None,
                   spec: ConsumableSpec | None = None) -> Forecast:
         deliveries = our_deliveries(self.ledger, consumable_key(row), now)
+        memo = None if self.history is None else self.history.fit_memo(row.cid)
         return forecast(self.observations(row.cid, now) if obs is None else obs,
                         self.spec_for(row, offer) if spec is None else spec, now,
-                        deliveries=deliveries, away=away)
+                        deliveries=deliveries, away=away, memo=memo)
 
     def _skip_reason(self, key: str, consent: Consent | None, now: datetime) -> str | None:
         """Why this pass leaves the consumable alone (None: decide)."""

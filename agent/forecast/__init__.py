@@ -5,7 +5,7 @@ use, ``methods`` the estimators, ``refills`` deliveries and spoilage, ``project`
 quantiles, ``estimate`` the one entry point :func:`forecast`.
 """
 
-from agent.forecast.estimate import away_days, forecast, to_days
+from agent.forecast.estimate import FitMemo, away_days, forecast, to_days
 from agent.forecast.types import (
     Away,
     Confidence,
@@ -17,6 +17,7 @@ from agent.forecast.types import (
 )
 
 __all__ = [
-    "Away", "Confidence", "ConsumableSpec", "Delivery", "EstimateKind", "Forecast", "Observation",
+    "Away", "Confidence", "ConsumableSpec", "Delivery", "EstimateKind", "FitMemo", "Forecast",
+    "Observation",
     "away_days", "forecast", "to_days",
 ]

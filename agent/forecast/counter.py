@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from dataclasses import dataclass
 
 from agent.forecast.methods import (
     LONG_WINDOW_DAYS,
@@ -28,6 +29,49 @@ def counter_estimate(
     yield_cv: float = 0.0,
     burst_ratio: float = 0.0,
 ) -> Estimate | None:
+    """The counter estimate at ``now`` (see :func:`counter_fit`)."""
+    fit = counter_fit(times, counters, per_unit, away, anchor, yield_cv, burst_ratio)
+    return None if fit is None else fit.at(now, away)
+
+
+@dataclass(slots=True, frozen=True)
+class CounterFit:
+    """A counter's rate; from an anchor, the level falls by the counted use since and,
+    after the newest reading, at the rate."""
+
+    est: Estimate  # level and level_sd unset
+    last: float  # the newest reading's time (days)
+    used: float | None  # level units counted since the anchor (None: no anchor)
+    anchor_level: float
+    yield_cv: float
+
+    @property
+    def has_level(self) -> bool:
+        return self.used is not None
+
+    def at(self, now: float, away: list[Interval]) -> Estimate:
+        e = self.est
+        if self.used is None:
+            return e
+        rate = e.rate or 0.0
+        elapsed = max(0.0, (now - self.last) - overlap(self.last, now, away))
+        used = self.used + rate * elapsed
+        level = max(0.0, self.anchor_level - used)
+        level_sd = (e.daily_sd * math.sqrt(max(elapsed, 0.5)) + 0.01 * self.anchor_level
+                    + self.yield_cv * used)
+        return Estimate(level, level_sd, e.rate, e.rate_sd, e.daily_sd, None, e.points,
+                        e.basis, e.kind)
+
+
+def counter_fit(
+    times: list[float],
+    counters: list[float],
+    per_unit: float,
+    away: list[Interval],
+    anchor: tuple[float, float, float | None] | None,
+    yield_cv: float = 0.0,
+    burst_ratio: float = 0.0,
+) -> CounterFit | None:
     """Rate (and level, given an anchor) from a usage counter times declared yield.
 
     ``per_unit`` converts one counter unit to level units (capacity / yield).
@@ -63,18 +107,15 @@ def counter_estimate(
     rate = ppd * per_unit
     daily_sd = daily * per_unit
     rate_sd = max(daily_sd / math.sqrt(max(xs[-1] - xs[0], 1.0)), 0.03 * rate)
-    level: float | None = None
-    level_sd = 0.0
+    used: float | None = None
+    lvl_a = 0.0
     if anchor is not None:
         t_a, lvl_a, c_known = anchor
         i = bisect.bisect_left(times, t_a)
         c_a = c_known if c_known is not None else counters[min(i, len(counters) - 1)]
-        elapsed = max(0.0, (now - times[-1]) - overlap(times[-1], now, away))
-        used = (counters[-1] - c_a) * per_unit + rate * elapsed
-        level = max(0.0, lvl_a - used)
-        level_sd = daily_sd * math.sqrt(max(elapsed, 0.5)) + 0.01 * lvl_a + yield_cv * used
-    return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs), basis,
-                    EstimateKind.COUNTER)
+        used = (counters[-1] - c_a) * per_unit
+    return CounterFit(Estimate(None, 0.0, rate, rate_sd, daily_sd, None, len(xs), basis,
+                               EstimateKind.COUNTER), times[-1], used, lvl_a, yield_cv)
 
 
 def _busy_day(tau: list[float], counters: list[float], ppd: float) -> float | None:

@@ -21,18 +21,20 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
 
 from agent.domain import CoarseState, Unit
-from agent.forecast.counter import counter_estimate
+from agent.forecast.counter import counter_fit
 from agent.forecast.learn import yield_cv
 from agent.forecast.methods import (
     COARSE_HISTORY_DAYS,
     LONG_WINDOW_DAYS,
     Estimate,
-    level_estimate,
-    state_estimate,
+    Fit,
+    Fixed,
+    level_fit,
 )
 from agent.forecast.project import (
     build_curve,
@@ -47,6 +49,7 @@ from agent.forecast.refills import (
     usable_level,
 )
 from agent.forecast.series import Interval, merge_intervals
+from agent.forecast.states import state_fit
 from agent.forecast.types import (
     Away,
     Confidence,
@@ -62,6 +65,15 @@ MAX_READINGS_PER_DAY = 4  # more than this is thinned before fitting (budget: < 
 _TS = attrgetter("ts")
 HISTORY_DAYS = 366.0  # nothing older matters: coarse steps look back a year at most
 
+
+
+@dataclass(slots=True)
+class FitMemo:
+    """One consumable's last fit and the inputs it was fitted from (:func:`forecast`)."""
+
+    key: tuple[object, ...] | None = None
+    fit: Fit | None = None
+    fits: int = 0  # fits computed: what a cached pass saved is in the count
 
 
 def to_days(ts: datetime) -> float:
@@ -87,11 +99,6 @@ def _thin(obs: list[Observation], days: float) -> list[Observation]:
     return [head[last - int(i * step)] for i in range(limit - keep - 1, -1, -1)] + obs[-keep:]
 
 
-def _since(obs: list[Observation], t0: datetime) -> list[Observation]:
-    """The readings at or after ``t0`` (``obs`` is sorted)."""
-    return obs[bisect.bisect_left(obs, t0, key=_TS):]
-
-
 def forecast(
     observations: Sequence[Observation],
     spec: ConsumableSpec,
@@ -99,8 +106,11 @@ def forecast(
     *,
     deliveries: Sequence[Delivery] = (),
     away: Sequence[Away] = (),
+    memo: FitMemo | None = None,
 ) -> Forecast:
-    """Forecast one consumable's level and run-out from its readings (see module doc)."""
+    """Forecast one consumable's level and run-out from its readings (see module doc).
+    With ``memo`` (kept per consumable by the caller) the fit is reused while its inputs
+    are equal: the result is the same as without."""
     obs = sorted(observations, key=_TS)
     obs = obs[bisect.bisect_left(obs, now - timedelta(days=HISTORY_DAYS), key=_TS):
               bisect.bisect_right(obs, now, key=_TS)]
@@ -123,7 +133,15 @@ def forecast(
             fresh = [(first.ts, first.level)]
     known = (now - life, fresh) if life is not None and fresh is not None else None
     spare = spare_packs(obs, spec, deliveries, now, known)
-    est = _estimate(obs, spec, now, now_d, aw, past)
+    start, ctr_from, lv_from = _windows(obs, now)
+    key = (obs[start:], ctr_from - start, lv_from - start, spec, aw, past)
+    if memo is not None and memo.key == key:
+        fit = memo.fit
+    else:
+        fit = _fit(*key)
+        if memo is not None:
+            memo.key, memo.fit, memo.fits = key, fit, memo.fits + 1
+    est = None if fit is None else fit.at(now_d, aw)
     if est is None:
         # Too little to estimate use, but the newest reading still says where the stock
         # stands: a decision without a level can only wait, and waiting on an empty jug
@@ -160,82 +178,96 @@ def forecast(
                     curve=curve, usable_level=usable, reads_low=reads, kind=est.kind)
 
 
-def _estimate(
-    obs: list[Observation],
+@dataclass(slots=True, frozen=True)
+class _Blend:
+    """A counter's rate with the level of another signal (a counter without an anchor)."""
+
+    rate: Fit
+    level: Fit
+
+    has_level = True
+
+    def at(self, now: float, away: list[Interval]) -> Estimate:
+        r, lv = self.rate.at(now, away), self.level.at(now, away)
+        return Estimate(lv.level, lv.level_sd, r.rate, r.rate_sd, r.daily_sd, None, r.points,
+                        f"{r.basis}; level from {lv.basis}", EstimateKind.COUNTER)
+
+
+def _windows(obs: list[Observation], now: datetime) -> tuple[int, int, int]:
+    """Where the estimators' windows start in ``obs``: a year (coarse steps, anchors, states),
+    the counter's ten weeks and the levels' five weeks."""
+    return (bisect.bisect_left(obs, now - timedelta(days=COARSE_HISTORY_DAYS), key=_TS),
+            bisect.bisect_left(obs, now - timedelta(days=2 * LONG_WINDOW_DAYS), key=_TS),
+            bisect.bisect_left(obs, now - timedelta(days=LONG_WINDOW_DAYS + 1), key=_TS))
+
+
+def _fit(
+    year: list[Observation],
+    ctr_from: int,
+    lv_from: int,
     spec: ConsumableSpec,
-    now: datetime,
-    now_d: float,
     aw: list[Interval],
     past: list[float],
-) -> Estimate | None:
-    """Pick the best signal the readings carry and run its estimator."""
-    long_ago = now - timedelta(days=COARSE_HISTORY_DAYS)
-    recent = _since(obs, now - timedelta(days=LONG_WINDOW_DAYS + 1))
-    lv = [o for o in recent if o.level is not None]
+) -> Fit | None:
+    """Pick the best signal the readings carry and fit its estimator: ``year`` is the
+    readings of the last year, its counter window from ``ctr_from`` and its level window
+    from ``lv_from``. Nothing here reads ``now``: the fit is the same while these are."""
+    lv = [o for o in year[lv_from:] if o.level is not None]
     if spec.yield_per_pack:
-        ctr = [o for o in _since(obs, now - timedelta(days=2 * LONG_WINDOW_DAYS))
-               if o.counter is not None]
-        ctr = _thin(ctr, 2 * LONG_WINDOW_DAYS)
+        ctr = _thin([o for o in year[ctr_from:] if o.counter is not None],
+                    2 * LONG_WINDOW_DAYS)
         if len(ctr) >= 2:
-            anchor = _anchor(_since(obs, long_ago), spec)
-            est = counter_estimate(
+            est = counter_fit(
                 [to_days(o.ts) for o in ctr], [float(o.counter or 0) for o in ctr],
-                spec.pack_size / spec.yield_per_pack, now_d, aw, anchor,
+                spec.pack_size / spec.yield_per_pack, aw, _anchor(year, spec),
                 spec.yield_cv if spec.yield_cv is not None else yield_cv(0),
                 spec.burst_ratio or 0.0)
-            if est is not None and est.level is not None:
+            if est is not None and est.has_level:
                 return est
-            if est is not None and est.rate is not None:
-                fallback = _level_or_state(obs, spec, now_d, aw, past, long_ago)
-                if fallback is not None and fallback.level is not None:
-                    return Estimate(fallback.level, fallback.level_sd, est.rate, est.rate_sd,
-                                    est.daily_sd, None, est.points,
-                                    f"{est.basis}; level from {fallback.basis}",
-                                    EstimateKind.COUNTER)
+            if est is not None:
+                fallback = _level_or_state(year, spec, aw, past)
+                if fallback is not None and fallback.has_level:
+                    return _Blend(est, fallback)
     if len(lv) >= 2:
         lv = _thin(lv, LONG_WINDOW_DAYS + 1)
-        est = level_estimate([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
-                             spec.capacity, now_d, aw, past, _counted(spec), _life(spec))
-        if est is not None and est.rate is None and est.kind is EstimateKind.STEPS:
+        fit = level_fit([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
+                        spec.capacity, aw, past, _counted(spec), _life(spec))
+        if (isinstance(fit, Fixed) and fit.est.rate is None
+                and fit.est.kind is EstimateKind.STEPS):
             # Coarse and nothing crossed lately: look back further for crossings.
-            lv = [o for o in _since(obs, long_ago) if o.level is not None]
-            est = level_estimate([to_days(o.ts) for o in lv],
-                                 [float(o.level or 0.0) for o in lv],
-                                 spec.capacity, now_d, aw, past, _counted(spec), _life(spec))
-        if est is not None:
-            return est
-    return _level_or_state(obs, spec, now_d, aw, past, long_ago, levels=False)
+            lv = [o for o in year if o.level is not None]
+            fit = level_fit([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
+                            spec.capacity, aw, past, _counted(spec), _life(spec))
+        if fit is not None:
+            return fit
+    return _level_or_state(year, spec, aw, past, levels=False)
 
 
 def _level_or_state(
-    obs: list[Observation],
+    year: list[Observation],
     spec: ConsumableSpec,
-    now_d: float,
     aw: list[Interval],
     past: list[float],
-    long_ago: datetime,
     *,
     levels: bool = True,
-) -> Estimate | None:
+) -> Fit | None:
     """Level evidence without a counter: numeric levels if any, else OK/LOW states."""
     if levels:
-        lv = [o for o in _since(obs, long_ago) if o.level is not None]
+        lv = [o for o in year if o.level is not None]
         if len(lv) >= 2:
-            est = level_estimate([to_days(o.ts) for o in lv],
-                                 [float(o.level or 0.0) for o in lv],
-                                 spec.capacity, now_d, aw, past, _counted(spec), _life(spec))
-            if est is not None:
-                return est
+            fit = level_fit([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
+                            spec.capacity, aw, past, _counted(spec), _life(spec))
+            if fit is not None:
+                return fit
         if lv:
             last = float(lv[-1].level or 0.0)
-            return Estimate(last, 0.05 * spec.capacity, None, 0.0, 0.0, None, 1,
-                            "last reading", EstimateKind.LAST_READING)
-    st = [o for o in _since(obs, long_ago)
-          if o.state is not None and o.state is not CoarseState.UNKNOWN]
+            return Fixed(Estimate(last, 0.05 * spec.capacity, None, 0.0, 0.0, None, 1,
+                                  "last reading", EstimateKind.LAST_READING))
+    st = [o for o in year if o.state is not None and o.state is not CoarseState.UNKNOWN]
     if not st:
         return None
-    return state_estimate([to_days(o.ts) for o in st], [o.state in LOW_STATES for o in st],
-                          spec.capacity, spec.low_level, now_d, aw)
+    return state_fit([to_days(o.ts) for o in st], [o.state in LOW_STATES for o in st],
+                     spec.capacity, spec.low_level, aw)
 
 
 def _reads_low(obs: list[Observation], spec: ConsumableSpec) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 from agent.forecast.series import (
     Interval,
@@ -45,6 +46,35 @@ class Estimate:
     points: int
     basis: str
     kind: EstimateKind
+
+
+class Fit(Protocol):
+    """An estimator's result before ``now``: everything it fitted from the readings, and
+    :meth:`at` to say where the level stands at ``now`` (days; cheap). Two fits of the
+    same inputs are equal, so a caller may keep one while its inputs stay the same."""
+
+    @property
+    def has_level(self) -> bool: ...
+    def at(self, now: float, away: list[Interval]) -> Estimate: ...
+
+
+@dataclass(slots=True, frozen=True)
+class Fixed:
+    """A fit that ``now`` does not move (too few crossings, one reading)."""
+
+    est: Estimate
+
+    @property
+    def has_level(self) -> bool:
+        return self.est.level is not None
+
+    def at(self, now: float, away: list[Interval]) -> Estimate:
+        return self.est
+
+
+def active_since(t: float, now: float, away: list[Interval]) -> float:
+    """Active (not away) days from ``t`` to ``now``, none if ``now`` is earlier."""
+    return max(0.0, (now - t) - overlap(t, now, away))
 
 
 def daily_points(xs: list[float], ys: list[float], since: float) -> tuple[list[float],
@@ -125,16 +155,15 @@ def _weekday_factors(s: UseSeries, rate: float, since_real: float) -> tuple[floa
     return factors
 
 
-def level_estimate(
+def level_fit(
     times: list[float],
     levels: list[float],
     capacity: float,
-    now: float,
     away: list[Interval],
     deliveries: list[float],
     counted: bool = False,
     shelf_life: float | None = None,
-) -> Estimate | None:
+) -> Fit | None:
     """Rate and level from numeric level readings (fine sensors or coarse steps).
     ``counted``: the device counts whole items (see :func:`detect_quantum`);
     ``shelf_life`` (days): perishable, spoiled stock may be thrown out."""
@@ -143,11 +172,30 @@ def level_estimate(
     s = clean_levels(times, levels, capacity, away, deliveries, refill_tol,
                      shelf_life if quantum is None else None)
     if quantum is not None:
-        return _coarse(s, quantum, capacity, now, away, exact=counted and quantum == 1.0)
-    return _fine(s, capacity, now, away)
+        return _coarse(s, quantum, capacity, exact=counted and quantum == 1.0)
+    return _fine(s, capacity)
 
 
-def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Estimate | None:
+@dataclass(slots=True, frozen=True)
+class FineFit:
+    """A fine sensor's rate; the level falls at it from the newest kept reading."""
+
+    est: Estimate  # level: the newest kept reading
+    last: float  # its real time (days)
+    capacity: float
+
+    has_level = True
+
+    def at(self, now: float, away: list[Interval]) -> Estimate:
+        e = self.est
+        elapsed = active_since(self.last, now, away)
+        level = max(0.0, (e.level or 0.0) - (e.rate or 0.0) * elapsed)
+        level_sd = max(0.004 * self.capacity, e.daily_sd * math.sqrt(elapsed))
+        return Estimate(level, level_sd, e.rate, e.rate_sd, e.daily_sd, e.weekday,
+                        e.points, e.basis, e.kind)
+
+
+def _fine(s: UseSeries, capacity: float) -> Fit | None:
     if len(s.tau) < 3 or s.tau[-1] - s.tau[0] < 1.0:
         return None
     tau_end = s.tau[-1]
@@ -190,11 +238,9 @@ def _fine(s: UseSeries, capacity: float, now: float, away: list[Interval]) -> Es
     # few calm weeks would otherwise promise more than the next week keeps.
     daily_sd = max(daily_sd, DAILY_CV_FLOOR * rate)
     rate_sd = max(daily_sd / math.sqrt(max(span, 1.0)), 0.03 * rate)
-    elapsed = max(0.0, (now - s.real[-1]) - overlap(s.real[-1], now, away))
-    level = max(0.0, s.level[-1] - rate * elapsed)
-    level_sd = max(0.004 * capacity, daily_sd * math.sqrt(elapsed))
-    return Estimate(level, level_sd, rate, rate_sd, daily_sd, weekday, len(xs),
-                    f"{basis}, {len(xs)} points{_cleaning_note(s)}", EstimateKind.FINE)
+    return FineFit(Estimate(s.level[-1], 0.0, rate, rate_sd, daily_sd, weekday, len(xs),
+                            f"{basis}, {len(xs)} points{_cleaning_note(s)}",
+                            EstimateKind.FINE), s.real[-1], capacity)
 
 
 def _cleaning_note(s: UseSeries) -> str:
@@ -209,98 +255,85 @@ def _cleaning_note(s: UseSeries) -> str:
     return "".join(f", {n}" for n in notes)
 
 
-def _coarse(
-    s: UseSeries, q: float, capacity: float, now: float, away: list[Interval], *,
-    exact: bool = False,
-) -> Estimate | None:
+@dataclass(slots=True, frozen=True)
+class CoarseFit:
+    """Step-crossing times of a coarse gauge (or counted items); ``now`` bounds the rate
+    of a gauge that has not stepped for long, so the spread is judged at :meth:`at`."""
+
+    q: float
+    capacity: float
+    exact: bool
+    xs: list[float]  # active days of the crossings (at most MAX_POINTS)
+    ys: list[float]
+    after: float  # the level just after the newest crossing
+    reported: float  # the newest kept reading
+    tau_last: float  # its active day
+    real_last: float  # its real day
+    theil: float  # Theil-Sen rate of the crossings
+    daily_x: list[float]  # counted items: daily points of cumulative use
+    daily_y: list[float]
+
+    has_level = True
+
+    def at(self, now: float, away: list[Interval]) -> Estimate:
+        q, xs, ys, exact = self.q, self.xs, self.ys, self.exact
+        reported = self.reported
+        tau_now = self.tau_last + active_since(self.real_last, now, away)
+        rate = self.theil
+        since = tau_now - xs[-1]
+        gaps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
+        if not exact and since > 0 and rate * since > q:
+            # A rounded gauge that has not stepped for a long time bounds the rate: the
+            # next step is at least that far away now. (Counted items are used in lumps,
+            # so a quiet day says little about them.)
+            rate = q / since
+        rate = max(rate, 0.0)
+        if exact:
+            # Counted items: daily increments are the real use; at least Poisson noise.
+            daily_sd = max(_daily_sd(self.daily_x, self.daily_y, rate, self.capacity),
+                           math.sqrt(rate))
+        else:
+            steps = [b - a for a, b in zip(ys, ys[1:], strict=False)]
+            spread = median([abs(st - rate * g) for st, g in zip(steps, gaps, strict=True)])
+            daily_sd = 1.4826 * spread / math.sqrt(max(median(gaps), 0.5))
+        rate_sd = max(daily_sd / math.sqrt(max(xs[-1] - xs[0], 1.0)), 0.05 * rate)
+        # At the last crossing the true level sat on the step boundary: the new reading
+        # if the gauge rounds up (the cautious guess: a gauge that rounds down only makes
+        # us order a step early), then it fell at the rate. The reading bounds the level
+        # when it was taken (a step either way, rounding unknown); use since then comes
+        # on top.
+        at_reading = self.after - rate * max(0.0, self.tau_last - xs[-1])
+        lo = reported if exact else max(0.0, reported - q)
+        at_reading = min(max(at_reading, lo), reported + q) if reported > 0 else 0.0
+        stale = tau_now - self.tau_last
+        level = max(0.0, at_reading - rate * stale)
+        # The newest reading bounds the level to within a step whatever the rate did
+        # since the last crossing: after a month's idle office the drift term would
+        # otherwise swamp it and put p10 at zero for a fresh cartridge.
+        drift = rate_sd * max(0.0, since)
+        level_sd = ((0.0 if exact else q / math.sqrt(12.0))
+                    + (drift if exact else min(drift, 0.5 * q))
+                    + daily_sd * math.sqrt(stale))
+        return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
+                        f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings",
+                        EstimateKind.STEPS)
+
+
+def _coarse(s: UseSeries, q: float, capacity: float, *, exact: bool = False) -> Fit:
     """``exact``: whole items counted exactly, not a rounded gauge."""
     xs, ys, after = crossings(s)
     reported = s.level[-1]
-    tau_now = s.tau[-1] + max(0.0, (now - s.real[-1]) - overlap(s.real[-1], now, away))
     if len(xs) < 2 or xs[-1] - xs[0] < 0.5:
         # A count is the level (two sensors left are two, not 2.5); a rounded gauge
         # sits anywhere within its step.
         level = reported if exact else (reported + 0.5 * q if reported > 0 else 0.0)
-        return Estimate(level, 0.0 if exact else q / math.sqrt(12.0),
-                        None, 0.0, 0.0, None, len(xs), f"{q:g}-unit steps, too few crossings",
-                        EstimateKind.STEPS)
+        return Fixed(Estimate(level, 0.0 if exact else q / math.sqrt(12.0),
+                              None, 0.0, 0.0, None, len(xs),
+                              f"{q:g}-unit steps, too few crossings", EstimateKind.STEPS))
     xs = xs[-MAX_POINTS:]
     ys = ys[-MAX_POINTS:]
     rate, _ = theil_sen(xs, ys)
-    since = tau_now - xs[-1]
-    gaps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
-    if not exact and since > 0 and rate * since > q:
-        # A rounded gauge that has not stepped for a long time bounds the rate: the
-        # next step is at least that far away now. (Counted items are used in lumps,
-        # so a quiet day says little about them.)
-        rate = q / since
-    rate = max(rate, 0.0)
-    if exact:
-        # Counted items: daily increments are the real use; at least Poisson noise.
-        dx, dy = daily_points(s.tau, s.cum, s.tau[-1] - LONG_WINDOW_DAYS)
-        daily_sd = max(_daily_sd(dx, dy, rate, capacity), math.sqrt(rate))
-    else:
-        steps = [b - a for a, b in zip(ys, ys[1:], strict=False)]
-        spread = median([abs(st - rate * g) for st, g in zip(steps, gaps, strict=True)])
-        daily_sd = 1.4826 * spread / math.sqrt(max(median(gaps), 0.5))
-    rate_sd = max(daily_sd / math.sqrt(max(xs[-1] - xs[0], 1.0)), 0.05 * rate)
-    # At the last crossing the true level sat on the step boundary: the new reading if
-    # the gauge rounds up (the cautious guess: a gauge that rounds down only makes us
-    # order a step early), then it fell at the rate. The reading bounds the level when
-    # it was taken (a step either way, rounding unknown); use since then comes on top.
-    at_reading = after[-1] - rate * max(0.0, s.tau[-1] - xs[-1])
-    lo = reported if exact else max(0.0, reported - q)
-    at_reading = min(max(at_reading, lo), reported + q) if reported > 0 else 0.0
-    stale = tau_now - s.tau[-1]
-    level = max(0.0, at_reading - rate * stale)
-    # The newest reading bounds the level to within a step whatever the rate did since
-    # the last crossing: after a month's idle office the drift term would otherwise
-    # swamp it and put p10 at zero for a fresh cartridge.
-    drift = rate_sd * max(0.0, since)
-    level_sd = ((0.0 if exact else q / math.sqrt(12.0)) + (drift if exact else min(drift, 0.5 * q))
-                + daily_sd * math.sqrt(stale))
-    return Estimate(level, level_sd, rate, rate_sd, daily_sd, None, len(xs),
-                    f"step-crossing times ({q:g}-unit steps), {len(xs)} crossings",
-                    EstimateKind.STEPS)
-
-
-def state_estimate(
-    times: list[float],
-    low: list[bool],
-    capacity: float,
-    low_level: float,
-    now: float,
-    away: list[Interval],
-) -> Estimate | None:
-    """Level and rate from OK/LOW states only, using full replacement-to-LOW cycles."""
-    reps: list[float] = []
-    lows: list[float] = []
-    for i in range(1, len(times)):
-        if low[i - 1] and not low[i]:
-            reps.append(times[i])
-        elif low[i] and not low[i - 1]:
-            lows.append(times[i])
-    if low and low[0]:
-        lows.insert(0, times[0])
-    cycles: list[float] = []
-    for r in reps:
-        j = bisect.bisect_right(lows, r)
-        if j < len(lows):
-            active = (lows[j] - r) - overlap(r, lows[j], away)
-            if active > 0.5:
-                cycles.append(active)
-    rate = (capacity - low_level) / median(cycles[-5:]) if cycles else None
-    if low and low[-1]:
-        since = lows[-1] if lows else times[-1]
-        el = (now - since) - overlap(since, now, away)
-        lvl = max(0.0, low_level - (rate or 0.0) * el)
-        basis = "LOW state, cycle length" if rate is not None else "LOW state only"
-        sd = 0.02 * capacity + (0.1 * (rate or 0.0) * el)
-        return Estimate(lvl, sd, rate, 0.2 * (rate or 0.0), 0.0, None, len(cycles), basis,
-                        EstimateKind.STATE)
-    if rate is None or not reps:
-        return None
-    el = (now - reps[-1]) - overlap(reps[-1], now, away)
-    lvl = max(low_level, capacity - rate * el)
-    return Estimate(lvl, 0.1 * capacity, rate, 0.2 * rate, 0.0, None, len(cycles),
-                    f"replacement-to-LOW cycles, {len(cycles)} cycles", EstimateKind.STATE)
+    dx, dy = (daily_points(s.tau, s.cum, s.tau[-1] - LONG_WINDOW_DAYS) if exact
+              else ([], []))
+    return CoarseFit(q, capacity, exact, xs, ys, after[-1], reported, s.tau[-1],
+                     s.real[-1], rate, dx, dy)

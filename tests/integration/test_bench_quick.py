@@ -58,6 +58,11 @@ def test_footprint_quick_measures_every_target(tmp_path: Path) -> None:
     assert passes["uncached"]["whole_reads"] == passes["uncached"]["consumables"]
     assert passes["warm"]["whole_reads"] == 0 < passes["warm_new_consumables"]
     assert 0 < passes["warm"]["tail_reads"] <= 2 * passes["warm_new_consumables"]
+    # ... and fits again only their forecasts; a pass with nothing new fits none.
+    assert passes["uncached"]["fits"] == passes["cold"]["fits"] == passes["cold"]["consumables"]
+    assert 0 < passes["warm"]["fits"] <= passes["warm_new_consumables"]
+    assert passes["quiet"]["fits"] == 0 and passes["quiet"]["order_now"] == passes["warm"][
+        "order_now"]
     assert res["size"]["readings"] > 0
     assert res["writes_household"]["write_bytes"] > 0 < res["writes_fast"]["messages"]
     # The hourly fold is charged at its interval: the fold of one interval's readings ran.
