@@ -117,3 +117,25 @@ def test_a_failed_batch_leaves_no_key_behind(tmp_path: Path) -> None:
         store.conn.execute("PRAGMA max_page_count=1073741823")
         result = store.write_batch(batch, received_at=3.0)
         assert result.stored == len(batch)
+
+
+def test_a_fold_does_not_write_the_recent_tiers_pages_again(tmp_path: Path) -> None:
+    """The fold frees the recent tier whole: its WAL frames are the folded tier's new
+    pages plus a few (b-tree roots, freelist, marks), not also one per recent page
+    (secure_delete zeroing each freed page, or a DELETE rewriting each leaf)."""
+    with Store(tmp_path / "agent.db") as store:
+        store.write_batch([msg(s, 900.0 - s % 500, f"fridge-{s % 5}") for s in range(3_000)],
+                          received_at=T0.timestamp())
+        c = store.conn
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        recent_pages = int(c.execute("SELECT COUNT(*) FROM readings_recent").fetchone()[0]
+                           ) * 40 // int(c.execute("PRAGMA page_size").fetchone()[0])
+        before = int(c.execute("PRAGMA page_count").fetchone()[0])
+        secure = c.execute("PRAGMA secure_delete").fetchone()[0]
+        assert store.fold_recent() == 3_000
+        grown = int(c.execute("PRAGMA page_count").fetchone()[0]) - before
+        frames = int(c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+        assert recent_pages > 50  # what the old fold wrote again
+        assert frames <= grown + 12
+        assert c.execute("PRAGMA secure_delete").fetchone()[0] == secure  # restored
+        assert tiers(store) == (0, 3_000)
