@@ -254,8 +254,13 @@ def _write_note(w: dict[str, Any]) -> str:
     fold = ("folds inside the window" if w["fold_in_window"] else
             f"ingest {w['ingest_bytes_per_message']:,.0f} + fold "
             f"{w['fold_bytes_per_message']:,.0f} (every {w['fold_every_s']:,.0f} s)")
-    return (f"{w['bytes_per_message']:,.0f} B/msg ({fold}) over {w['messages']:,} msgs; "
-            f"payloads {w['payload_mb_per_day']:.1f} MB/day")
+    files = ""
+    if w.get("by_file"):
+        files = (f"; window by file: WAL {w['wal_bytes_per_message']:,.0f}, db "
+                 f"{w['db_bytes_per_message']:,.0f}, -shm and other "
+                 f"{w['shm_and_other_bytes_per_message']:,.0f} B/msg")
+    return (f"{w['bytes_per_message']:,.0f} B/msg ({fold}) over {w['messages']:,} msgs"
+            f"{files}; payloads {w['payload_mb_per_day']:.1f} MB/day")
 
 
 def _split(p: dict[str, Any]) -> str:
@@ -318,6 +323,9 @@ WRITE_FIGURES = (
     "seconds", "messages", "write_bytes", "ingest_bytes_per_message", "fold_every_s",
     "prefilled_messages", "fold_rows", "fold_write_bytes", "fold_bytes_per_message",
     "bytes_per_message", "fold_mb_per_day", "mb_per_day", "wal_bytes", "db_bytes",
+    "commits", "messages_per_commit", "wal_bytes_per_message", "db_bytes_per_message",
+    "shm_and_other_bytes_per_message", "wal_bytes_per_commit", "db_bytes_per_commit",
+    "shm_and_other_bytes_per_commit",
     "payload_bytes_per_message", "commit_window_s", "last_values_interval_s",
     "checkpoint_interval_s", "fold_interval_s", "fold_rows_setting",
 )
@@ -400,7 +408,13 @@ def markdown(res: dict[str, Any], checks: list[Check]) -> str:
         "`fold_rows` rows), charged over the messages of one fold interval "
         "(`fold_bytes_per_message`). `bytes_per_message` is the sum; per day: times the "
         "messages of a day. When folds come due inside the window (the fast rate), "
-        "`write_bytes` holds them. The agent ran with its default `[ingest]` settings "
+        "`write_bytes` holds them. By file (`bench.footprint_files`, when `strace` is "
+        "installed): the window's `write_bytes` split into the WAL and the database file "
+        "(4 KB pages written between two syncs of the file, from an `strace` of the "
+        "agent's `pwrite64`/`fdatasync`) and the rest (`shm_and_other`: the `mmap`'ed "
+        "wal-index, whose pages the kernel writes back every 30 s and the next commit "
+        "dirties again, and any other file); `commits` counts the WAL's syncs. "
+        "The agent ran with its default `[ingest]` settings "
         f"(commit window {res['commit_window']}), as listed.",
     ])
 

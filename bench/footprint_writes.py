@@ -8,7 +8,9 @@ rate. Measured over the publishing window (after start-up):
 * ``write_bytes`` from ``/proc/<agent pid>/io``: what the process sent to the block
   layer (WAL appends and fsyncs, checkpoints into the database file, every job of the
   agent, not only ingest);
-* the WAL's and the database file's sizes before and after.
+* the WAL's and the database file's sizes before and after;
+* ``write_bytes`` by file (the WAL, the database file, the ``-shm`` and the rest), from
+  an ``strace`` of the agent over the same window (:mod:`bench.footprint_files`).
 
 The fold of the recent readings tier into the keyed one runs every ``fold_every_s``:
 ``fold_interval_s``, or sooner once the tier holds ``fold_rows`` readings. When that is
@@ -36,6 +38,7 @@ from agent.config import IngestSettings, load_settings
 from agent.storage.store import Store
 from agent.wire.device import StateMessage
 from bench.common import AgentRunner
+from bench.footprint_files import Tracer
 from bench.ingest_load import Fleet, publish_paced
 from firmware_sim.broker import LocalBroker
 
@@ -88,6 +91,18 @@ def measure_fold(db: Path) -> dict[str, int]:
     return result
 
 
+def _per_message(files: dict[str, int] | None, total: int) -> dict[str, Any]:
+    if files is None:
+        return {"by_file": None}
+    commits = max(1, files["wal_syncs"])
+    return {"by_file": files, "commits": files["wal_syncs"],
+            "messages_per_commit": total / commits,
+            **{f"{k}_bytes_per_message": files[k] / total
+               for k in ("wal", "db", "shm_and_other")},
+            **{f"{k}_bytes_per_commit": files[k] / commits
+               for k in ("wal", "db", "shm_and_other")}}
+
+
 def _fold_here(db: Path) -> None:
     with Store(db) as store:
         w0 = write_bytes("self")
@@ -120,14 +135,16 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
         for n in fleet.names:  # payload() counted a message: take it back
             fleet.seq[n] -= 1
         wal = Path(f"{db}-wal")
-        w0, wal0, db0 = write_bytes(agent.pid), _size(wal), _size(db)
-        t0 = time.monotonic()
-        publish_paced(broker, fleet, total, rate, {})
-        time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
-        wall = time.monotonic() - t0
-        w1, wal1, db1 = write_bytes(agent.pid), _size(wal), _size(db)
+        with Tracer(agent.pid, config.parent / f"writes-{per_device_s:g}.strace") as tracer:
+            w0, wal0, db0 = write_bytes(agent.pid), _size(wal), _size(db)
+            t0 = time.monotonic()
+            publish_paced(broker, fleet, total, rate, {})
+            time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
+            wall = time.monotonic() - t0
+            w1, wal1, db1 = write_bytes(agent.pid), _size(wal), _size(db)
     finally:
         agent.stop()
+    files = tracer.breakdown(db, w1 - w0)
     fold = measure_fold(db) if fold_after else {"fold_rows": 0, "fold_write_bytes": 0}
     per_msg = (w1 - w0) / total
     fold_msgs = every * rate
@@ -147,6 +164,8 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
         "payload_bytes_per_message": payload_bytes / len(fleet.names),
         "payload_mb_per_day": payload_bytes / len(fleet.names) * per_day_msgs / 1e6,
         "wal_bytes": [wal0, wal1], "db_bytes": [db0, db1],
+        # write_bytes by file (bench.footprint_files), per message; None without strace.
+        **_per_message(files, total),
         "fold_interval_s": ingest.fold_interval_s, "fold_rows_setting": ingest.fold_rows,
         "checkpoint_interval_s": ingest.checkpoint_interval_s,
         "commit_window_s": ingest.commit_window_s,

@@ -89,3 +89,22 @@ def test_the_recent_tier_is_folded_once_it_holds_fold_rows(tmp_path: Path) -> No
         main = store.conn.execute("SELECT COUNT(*) FROM readings_main").fetchone()[0]
         assert main == 100  # folded at 100; the rest waits (a clean stop does not fold)
         assert store.recent_count() == 20
+
+
+def test_a_device_event_commits_at_once_whatever_the_window(tmp_path: Path) -> None:
+    # An urgent event (fall_alert) must not wait out the window: its alert budget is
+    # seconds (bench/alerts.py), the window is set for SD-card wear.
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0)
+    writer.start()
+    try:
+        writer.queue.put(inbound(1))
+        wait_until(lambda: writer.held == 1, what="the reading in the open batch")
+        body = {"device_id": "printer-1", "seq": 2, "ts": "2026-10-26T00:00:00Z",
+                "type": "fall_alert"}
+        writer.queue.put(Inbound(2, 1, TOPIC.replace("/state", "/events"),
+                                 json.dumps(body).encode(), NOW))
+        wait_until(lambda: len(acked) == 2, timeout=10.0, what="the event's commit")
+        assert acked == [1, 2] and writer.stats.batches == 1 and writer.stats.rejected == 0
+    finally:
+        writer.stop()

@@ -7,7 +7,8 @@ came in meanwhile in one transaction: one commit per window instead of one per m
 Once messages arrive at ``FAST_RATE`` or more, a batch waits at most ``FAST_WINDOW_S``
 (or until ``batch_size``): at high rates latency stays low and batches big. Nothing is
 acknowledged before its commit, so the window costs latency, never an acknowledged
-reading; a clean stop commits what it holds.
+reading; a clean stop commits what it holds. A device event (``fall_alert``...) closes
+the batch at once: alerts do not wait for the window.
 
 Devices' "last seen" and consumables' "last" values wait in memory between commits
 (``ingest.last_values_interval_s``, see ``Store.lasts_every_s``) and are written when due,
@@ -34,7 +35,7 @@ from agent.config import IngestSettings
 from agent.errors import StoreError
 from agent.mqtt.judge import Inbound, RateLimiter, Unlimited, validate
 from agent.storage.store import Item, Pending, PendingRow, Rejected, Store
-from agent.wire.device import StateMessage
+from agent.wire.device import Channel, StateMessage
 
 # The ingest log lines keep the logger name they had before the writer moved here.
 log = logging.getLogger("agent.mqtt.ingest")
@@ -45,6 +46,7 @@ _RATE_SAMPLE = 16
 # anyway (a 50 ms batch holds 10+ messages) and latency stays low under load.
 FAST_RATE = 200.0
 FAST_WINDOW_S = 0.05
+_EVENTS_SUFFIX = "/" + Channel.EVENTS.value
 
 
 @dataclass
@@ -62,6 +64,12 @@ class IngestStats:
     last_fold_pass: int = 0
     last_checkpoint_pass: int = 0
     last_commit_monotonic: float = field(default_factory=time.monotonic)
+
+
+def _urgent(msg: Inbound) -> bool:
+    # Device events (fall_alert...) are rare and may raise an alert: the batch holding
+    # one commits at once, so an alert's latency does not depend on the commit window.
+    return msg.topic.endswith(_EVENTS_SUFFIX)
 
 
 class Writer:
@@ -155,7 +163,7 @@ class Writer:
         self._held = 1
         size, window = self.settings.batch_size, self.commit_window_s
         start = time.monotonic()
-        while len(batch) < size:
+        while len(batch) < size and not _urgent(batch[-1]):
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
