@@ -21,6 +21,7 @@ from agent.cli import commands
 from agent.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from agent.errors import AgentError
 from agent.logs import RedactFilter
+from agent.storage.connect import use_wal_index, wal_index
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     restore_logging = cli_logging() if args.command != "run" else None
     loaded: list[Settings] = []
+    wal_index_before = wal_index()  # main() runs many times in one process in tests
 
     def settings_loader() -> Settings:
         if not loaded:
             path = config_path(args)
             loaded.append(load_settings(path))
+            # Before any command opens the database (agent.storage.connect).
+            use_wal_index(loaded[0].storage.wal_index, owner=args.command == "run")
             _note_defaults(path, loaded[0])
         return loaded[0]
 
@@ -129,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        use_wal_index(wal_index_before[0], owner=wal_index_before[1])
         if restore_logging is not None:
             restore_logging()
 

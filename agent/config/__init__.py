@@ -81,6 +81,11 @@ class StorageSettings(BaseModel):
     model_config = SECTION
 
     path: Path = DEFAULT_DB_PATH
+    # Where SQLite keeps the WAL's index: "shared" (the mapped ``agent.db-shm`` file, so
+    # the web service and the CLI can read while the agent runs) or "process" (in the
+    # agent's memory: no ``-shm`` writes, but no other process can open the database
+    # while the agent runs; agent.storage.connect, docs/operations.md).
+    wal_index: Literal["shared", "process"] = "shared"
 
 
 class IngestSettings(BaseModel):

@@ -43,6 +43,7 @@ from agent.ops.doctor_report import (
     render_text,
 )
 from agent.ops.systemd import clock_synchronized, read_service_secret
+from agent.storage.connect import connect, held_elsewhere
 from agent.storage.migrations import LATEST_VERSION
 
 # The checks live in three modules (report types, remote checks, the local ones here);
@@ -69,7 +70,7 @@ DISK_WARN_BYTES = 200 * 1024 * 1024
 
 def open_readonly(path: Path) -> sqlite3.Connection:
     """A read-only connection that never creates the file or changes the schema."""
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    conn = connect(path, readonly=True, timeout=5)
     conn.execute("PRAGMA query_only=ON")
     return conn
 
@@ -103,6 +104,8 @@ def check_database(path: Path) -> CheckResult:
             rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.Error as err:
+        if (held := held_elsewhere(err)) is not None:
+            return CheckResult("database", Level.WARN, f"{path}: not checked", str(held))
         # A WAL database opened read-only still needs its -shm file: without write access
         # to the directory that fails with "unable to open", which is not corruption.
         if not os.access(path, os.R_OK) or not os.access(path.parent, os.W_OK):

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from agent.errors import StoreError
+from agent.storage.connect import connect, held_elsewhere
 from agent.storage.migrations import LATEST_VERSION
 
 
@@ -28,12 +29,11 @@ def connect_readonly(path: Path | str) -> sqlite3.Connection:
             "(sudo systemctl start replenish-agent); check storage.path if it has run before"
         )
     try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
-                               isolation_level=None)
+        conn = connect(db, readonly=True)
         conn.execute("PRAGMA query_only=ON")
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.Error as err:
-        raise StoreError(f"cannot read database {db}: {err}") from err
+        raise held_elsewhere(err) or StoreError(f"cannot read database {db}: {err}") from err
     if version != LATEST_VERSION:
         conn.close()
         newer = "newer than this agent: upgrade it" if version > LATEST_VERSION else (

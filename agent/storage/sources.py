@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import StoreError
+from agent.storage.connect import connect, held_elsewhere
 from agent.storage.migrations import migrate
 from agent.storage.rows import fault_reason
 from agent.storage.tx import immediate
@@ -69,12 +70,13 @@ class SourceStore:
         try:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+            self.conn = connect(path)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             migrate(self.conn)
         except (sqlite3.Error, RuntimeError, OSError) as err:
-            raise StoreError(f"cannot open database {path}: {err}") from err
+            held = isinstance(err, sqlite3.Error) and held_elsewhere(err)
+            raise held or StoreError(f"cannot open database {path}: {err}") from err
 
     def close(self) -> None:
         self.conn.close()

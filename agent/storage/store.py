@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent.errors import StoreError
+from agent.storage.connect import connect, held_elsewhere
 from agent.storage.migrations import migrate
 from agent.storage.readonly import connect_readonly
 from agent.storage.reads import StoreReads
@@ -67,7 +68,7 @@ class Store(StoreReads, StoreUpkeep):
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.conn = connect(self.path)
             if self.conn.execute("PRAGMA page_count").fetchone()[0] == 0:
                 self.conn.execute(f"PRAGMA page_size={NEW_PAGE_SIZE}")
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -78,7 +79,8 @@ class Store(StoreReads, StoreUpkeep):
             self.recent = RecentKeys()
             self._init_lasts()
         except (sqlite3.Error, RuntimeError, OSError) as err:
-            raise StoreError(f"cannot open database {self.path}: {err}") from err
+            held = isinstance(err, sqlite3.Error) and held_elsewhere(err)
+            raise held or StoreError(f"cannot open database {self.path}: {err}") from err
 
     @classmethod
     def open_readonly(cls, path: Path | str) -> Store:

@@ -20,6 +20,7 @@ from pathlib import Path
 from agent.config import Settings
 from agent.errors import StoreError
 from agent.ops import running
+from agent.storage.connect import connect
 from agent.storage.tx import immediate
 
 CONFIRM_WORD = "forget"
@@ -43,9 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def forget_all(path: Path) -> dict[str, int]:
     """Delete every row of every table in the database at ``path``; rows deleted per table."""
     try:
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=30
-        )
+        conn = connect(path, mode="rw")
         with closing(conn):
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute("PRAGMA secure_delete=ON")
