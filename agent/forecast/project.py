@@ -137,7 +137,8 @@ def _steady_end(level: float, ls2: float, rate: float, rs2: float, var_day: floa
     b = 2.0 * rate * level + 16.0 * var_day
     c = level * level - 16.0 * ls2
     root = (b + math.sqrt(max(b * b - 4.0 * a * c, 0.0))) / (2.0 * a)
-    k = min(max(math.ceil(root), 2), MAX_HORIZON_DAYS)
+    # A root past the horizon (or none in floats: a near-zero rate) starts at the horizon.
+    k = max(math.ceil(root), 2) if root < MAX_HORIZON_DAYS else MAX_HORIZON_DAYS
     while k > 2 and done(k - 1):
         k -= 1
     while k < MAX_HORIZON_DAYS and not done(k):
