@@ -40,7 +40,7 @@ pos = st.floats(min_value=0.0, max_value=5000.0, allow_nan=False)
 small = st.floats(min_value=0.0, max_value=50.0, allow_nan=False)
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(level=pos, level_sd=small, rate=st.floats(min_value=0.0, max_value=500.0),
        rel_sd=st.floats(min_value=0.0, max_value=0.5), daily=st.floats(0.0, 200.0),
        days=st.lists(st.floats(-1.0, 450.0), min_size=1, max_size=5))
@@ -54,6 +54,23 @@ def test_steady_curve_is_the_day_by_day_curve(level: float, level_sd: float, rat
     for d in days:
         assert prob_empty_by(got, level, level_sd, d) == p_by_definition(ref, level,
                                                                          level_sd, d)
+
+
+@settings(max_examples=600, deadline=None)
+@given(cover=st.floats(0.0, 40.0), rate=st.floats(0.01, 500.0),
+       rel_sd=st.floats(0.0, 0.3), daily_cv=st.floats(0.0, 1.0), level_cv=st.floats(0.0, 0.2),
+       days=st.lists(st.floats(0.0, 60.0), min_size=1, max_size=5))
+def test_short_curves_too(cover: float, rate: float, rel_sd: float, daily_cv: float,
+                          level_cv: float, days: list[float]) -> None:
+    """Stock for a few days (the curves a decision is made on), down to one day."""
+    level = rate * cover
+    args = (level, level * level_cv, rate, rate * rel_sd, rate * daily_cv)
+    ref = day_by_day(*args)
+    got = build_curve(now=20_000.0, level=args[0], level_sd=args[1], rate=rate,
+                      rate_sd=args[3], daily_sd=args[4], weekday=None, away=[])
+    assert got == ref
+    for d in days:
+        assert prob_empty_by(got, level, args[1], d) == p_by_definition(ref, level, args[1], d)
 
 
 def test_household_cases() -> None:
