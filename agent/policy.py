@@ -135,8 +135,16 @@ class ReorderPlan:
 
 def _p_empty(fc: Forecast, extra: float, horizon: float, lead: LeadTime) -> float:
     """P(run-out before ``horizon`` + lead time), averaged over the lead time's spread."""
-    return sum(w * (fc.prob_empty_within(horizon + lt, extra) or 0.0)
-               for lt, w in lead.points())
+    curve = fc.curve
+    if curve is None or fc.level is None:
+        return 0.0
+    # Forecast.prob_empty_within at each node, its level and variance taken once.
+    level = (fc.level if fc.usable_level is None else fc.usable_level) + extra
+    ls2 = fc.level_sd * fc.level_sd
+    total = 0.0
+    for lt, w in lead.points():
+        total += w * curve.p_empty(level, ls2, horizon + lt)
+    return total
 
 
 def _in_away(t: float, away: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
