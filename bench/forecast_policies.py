@@ -116,7 +116,7 @@ class AgentPolicy:
             service = SERVICE_LEVEL
             if len(view.sent) == len(view.deliveries):
                 good, total = realised_service(view.obs, view.spec, view.deliveries[-60:],
-                                               view.sent[-60:])
+                                               view.sent[-60:], view.away)
                 service = service_target(SERVICE_LEVEL, good, total)
             got = (view.now, learn(view.obs, view.spec), service)
             self._learned[id(view.obs)] = got
