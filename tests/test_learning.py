@@ -12,13 +12,8 @@ import pytest
 
 from agent.domain import CoarseState, Unit
 from agent.forecast import ConsumableSpec, Observation
-from agent.forecast.learn import (
-    PRIOR_CYCLES,
-    burst_ratio,
-    learn,
-    service_target,
-    yield_cv,
-)
+from agent.forecast.learn import PRIOR_CYCLES, burst_ratio, learn, yield_cv
+from agent.forecast.service import service_target
 from agent.storage.learned import LearnedRow, as_json, load_learned, save_learned
 from agent.storage.migrations import LATEST_VERSION, MIGRATIONS, current_version, migrate
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from agent.domain import Unit
 from agent.forecast import Away, ConsumableSpec, Delivery, Observation
-from agent.forecast.learn import realised_service
+from agent.forecast.service import realised_service
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 MILK = ConsumableSpec(Unit.MILLILITRES, 8000.0, 1000.0, perishable=True, shelf_life_days=8.0)

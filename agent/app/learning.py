@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from agent.forecast import Away, ConsumableSpec, Delivery, Observation
-from agent.forecast.learn import Learned, learn, realised_service, service_target
+from agent.forecast.learn import Learned, learn
+from agent.forecast.service import realised_service, service_target
 from agent.policy import LeadTime
 from agent.storage.learned import LearnedRow, load_learned, save_learned
 from agent.storage.ledger import Ledger, State

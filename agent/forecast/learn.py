@@ -12,7 +12,8 @@ three consistent ones do.
   the first cartridge on, unbiased by the gauge's rounding (each first reading of a new
   step is a crossing, whichever way the gauge rounds);
 * the level at which a device with a gauge first says LOW;
-* realised service: of our deliveries, how many arrived before the stock ran out.
+* realised service (:mod:`agent.forecast.service`): of our deliveries, how many
+  arrived before the stock ran out.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from operator import attrgetter
 
 from agent.domain import CoarseState
 from agent.forecast.counter import active_days, since_reset, weekly_semivariance
 from agent.forecast.methods import WEEK_DAYS
 from agent.forecast.stats import median
-from agent.forecast.types import Away, ConsumableSpec, Delivery, Observation
+from agent.forecast.types import ConsumableSpec, Observation
 
 # One cartridge's pages stray from the household's mean yield by about this much
 # (coverage differs from job to job); a datasheet yield (ISO 5 % coverage pages) is
@@ -230,149 +231,3 @@ def _gauge_yields(obs: list[Observation], spec: ConsumableSpec) -> list[float]:
         prev = o.level
     close()
     return out
-
-
-# A cycle's run-out, as a gateway can tell it. A load cell's empty wanders (drift, a
-# random walk of its zero), so empty is the lowest level sustained over ZERO_DAYS
-# (two readings running: a lifted jug reads 0 once) plus ZERO_BAND of capacity (its
-# noise). Below that for RUN_OUT_HOURS is a run-out; below it at all, too briefly to
-# tell, leaves the cycle unknown (a dip between readings SPIKE_HOURS apart is a jug
-# lifted to pour). A flat stretch of FLAT_HOURS (longer than a night without use)
-# within FLAT_BAND at or below FLAT_CEILING of capacity is a run-out too, outside away
-# periods.
-ZERO_DAYS = 30.0
-ZERO_BAND = 0.015
-RUN_OUT_HOURS = 3.0
-SPIKE_HOURS = 2.0
-FLAT_HOURS = 12.0
-FLAT_BAND = 0.02
-FLAT_CEILING = 0.1
-# No reading for longer (an outage, a gap): the gateway could not see whether the stock
-# ran out then; with a low level beside the gap, the cycle is unknown, not served.
-GAP_HOURS = 12.0
-
-
-def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
-                     deliveries: Sequence[Delivery], ordered: Sequence[datetime],
-                     away: Sequence[Away] = ()) -> tuple[int, int]:
-    """(cycles served, cycles judged) for our delivered orders: ``ordered[i]`` is when
-    the order behind ``deliveries[i]`` was sent. A cycle runs from the previous delivery
-    (on a one-pack device, from its order if sent later) to this one, so a run-out
-    counts against the one cycle it fell in, not every order out at the time. A cycle
-    with a run-out
-    (:func:`_ran_out`) is missed; one the gateway could not see through
-    (:func:`_blind`) is left out; the rest were served."""
-    obs = sorted(observations, key=_TS)
-    away_iv = [(a.start, a.end) for a in away]
-    good = total = 0
-    start: datetime | None = None
-    shelved = spec.pack_size >= spec.capacity
-    for d, sent in sorted(zip(deliveries, ordered, strict=True), key=lambda p: p[0].ts):
-        if d.pending:
-            continue
-        # A device that holds one pack (a cartridge): a delivered pack waits on the
-        # shelf, so the cycle's stock is ours only from when its order went out.
-        lo_ts = sent if start is None else max(start, sent) if shelved else start
-        after_delivery = start is not None and lo_ts == start
-        start = d.ts
-        lo = bisect.bisect_left(obs, lo_ts, key=_TS)
-        hi = bisect.bisect_left(obs, d.ts, lo=lo, key=_TS)
-        window = obs[lo:hi]
-        floor = _empty_reads(obs[bisect.bisect_left(obs, d.ts - timedelta(days=ZERO_DAYS),
-                                                    key=_TS):hi], spec)
-        seen = _ran_out(window, spec, floor, away_iv)
-        if seen is not False:
-            total += seen is True
-        elif not _blind(window, spec, lo_ts, d.ts, away_iv, after_delivery):
-            total += 1
-            good += 1
-    return good, total
-
-
-def _empty_reads(obs: list[Observation], spec: ConsumableSpec) -> float:
-    """The level at or below which the device reads empty: its lowest level held over
-    two readings, plus :data:`ZERO_BAND` of capacity."""
-    levels = [o.level for o in obs if o.level is not None]
-    held = min((max(a, b) for a, b in zip(levels, levels[1:], strict=False)), default=0.0)
-    return min(held, FLAT_CEILING * spec.capacity) + ZERO_BAND * spec.capacity
-
-
-def _away_at(a: datetime, b: datetime, away: list[tuple[datetime, datetime]]) -> bool:
-    return any(s < b and a < e for s, e in away)
-
-
-def _ran_out(window: list[Observation], spec: ConsumableSpec, floor: float,
-             away: list[tuple[datetime, datetime]]) -> bool | None:
-    """True: an EMPTY state, a stretch at or below ``floor`` lasting
-    :data:`RUN_OUT_HOURS` or a flat stretch near the bottom lasting :data:`FLAT_HOURS`,
-    either outside away periods. None: below ``floor`` too briefly to tell (not a lone
-    dip between close readings, a lifted jug). False: no sign of a run-out."""
-    if any(o.state is CoarseState.EMPTY for o in window):
-        return True
-    levels = [(o.ts, o.level) for o in window if o.level is not None]
-    low_since: datetime | None = None
-    brief = False
-    spike = timedelta(hours=SPIKE_HOURS)
-    for k, (ts, lv) in enumerate(levels):
-        if lv > floor or _away_at(ts, ts + spike, away):
-            low_since = None
-            continue
-        if low_since is None and 0 < k < len(levels) - 1:
-            (t0, l0), (t1, l1) = levels[k - 1], levels[k + 1]
-            if l0 > floor and l1 > floor and ts - t0 <= spike and t1 - ts <= spike:
-                continue  # a lone dip between close readings: a lifted jug
-        brief = True
-        low_since = low_since or ts
-        if ts - low_since >= timedelta(hours=RUN_OUT_HOURS):
-            return True
-    band, ceiling = FLAT_BAND * spec.capacity, FLAT_CEILING * spec.capacity
-    flat = timedelta(hours=FLAT_HOURS)
-    # Two pointers with monotone deques of indices: the window's max and min levels.
-    hi_q: list[int] = []
-    lo_q: list[int] = []
-    i = h0 = l0 = 0
-    for j, (ts, lv) in enumerate(levels):
-        while len(hi_q) > h0 and levels[hi_q[-1]][1] <= lv:
-            hi_q.pop()
-        hi_q.append(j)
-        while len(lo_q) > l0 and levels[lo_q[-1]][1] >= lv:
-            lo_q.pop()
-        lo_q.append(j)
-        while levels[hi_q[h0]][1] - levels[lo_q[l0]][1] > band:
-            i += 1
-            h0 += hi_q[h0] < i
-            l0 += lo_q[l0] < i
-        if (ts - levels[i][0] >= flat and levels[lo_q[l0]][1] <= ceiling
-                and not _away_at(levels[i][0], ts, away)):
-            return True
-    return None if brief else False
-
-
-def _blind(window: list[Observation], spec: ConsumableSpec, start: datetime,
-           end: datetime, away: list[tuple[datetime, datetime]], stocked: bool) -> bool:
-    """A gap of :data:`GAP_HOURS` without readings (outside away periods) with a level
-    at or below :data:`FLAT_CEILING` of capacity, or none, on either side of it (the
-    cycle's end is unseen; its start is full when ``stocked``, a delivery)."""
-    gap = timedelta(hours=GAP_HOURS)
-    ceiling = FLAT_CEILING * spec.capacity
-    prev_ts, prev_low = start, not stocked
-    for o in [*window, None]:
-        ts = end if o is None else o.ts
-        low = o is None or o.level is None or o.level <= ceiling
-        if (ts - prev_ts >= gap and (prev_low or low)
-                and not _away_at(prev_ts, ts, away)):
-            return True
-        prev_ts, prev_low = ts, low
-    return False
-
-
-def service_target(target: float, good: int, total: int, min_cycles: int = 5) -> float:
-    """The service level to plan at, so realised service meets ``target``: the target's
-    risk scaled by how far realised misses exceeded it (at most 4x tighter, 2x looser),
-    once at least ``min_cycles`` deliveries are known."""
-    if total < min_cycles:
-        return target
-    risk = 1.0 - target
-    missed = (total - good + 0.5) / (total + 0.5 / risk)  # a pseudo-count at the target
-    scale = min(2.0, max(0.25, risk / max(missed, 1e-9)))
-    return 1.0 - risk * scale
