@@ -81,3 +81,38 @@ def test_a_dip_below_empty_too_brief_to_tell_leaves_the_cycle_unknown() -> None:
     obs = hourly(empty=20.0) + [Observation(at(6 * k), lv) for k, lv in
                                 enumerate([3000.0, 2200.0, 1500.0, 800.0, 30.0])]
     assert realised_service(obs, MILK, [Delivery(at(27))], [at(0)]) == (0, 0)
+
+
+def test_a_gap_that_ends_at_empty_is_a_run_out_not_unknown() -> None:
+    # Falling steadily, then 20 h without readings (an outage), and the first reading
+    # after it reads empty: the stock ran out unseen. d72fc4c left it out: (0, 0).
+    obs = hourly((30, 3000.0, 800.0)) + [Observation(at(50), 25.0)]
+    assert realised_service(obs, MILK, [Delivery(at(51))], [at(0)]) == (0, 1)
+    # The same gap ending at a level with stock left is no run-out (and not blind).
+    full = hourly((30, 6000.0, 4000.0)) + [Observation(at(50), 3000.0)]
+    assert realised_service(full, MILK, [Delivery(at(51))], [at(0)]) == (1, 1)
+
+
+def six_hourly(levels: list[float]) -> list[Observation]:
+    """Folded history (a reading every 6 h) from T0, after the cell's empty a week
+    before."""
+    return hourly(empty=20.0) + [Observation(at(6 * k), lv) for k, lv in enumerate(levels)]
+
+
+def test_a_lifted_jug_does_not_end_a_cycle_however_far_apart_the_readings() -> None:
+    # Two readings in a row at zero, 6 h apart, and the level comes back where it was:
+    # the jug was out to pour, the milk never ran out. d72fc4c read a 6 h run-out: (0, 1).
+    obs = six_hourly([3000.0, 2800.0, 5.0, 8.0, 2500.0, 2300.0, 2100.0])
+    assert realised_service(obs, MILK, [Delivery(at(42))], [at(0)]) == (1, 1)
+    # At zero for a day, back by a rise of a pack (the household's own shopping): that
+    # was a run-out.
+    refill = six_hourly([3000.0, 2000.0, 900.0, 5.0, 8.0, 6.0, 4.0, 1900.0, 1700.0])
+    assert realised_service(refill, MILK, [Delivery(at(54))], [at(0)]) == (0, 1)
+
+
+def test_a_slow_household_at_its_lowest_level_is_not_a_run_out() -> None:
+    # One person, 5 ml an hour, never ran out: the last day before the delivery is the
+    # lowest the cell read in 30 days, still falling at the household's own rate.
+    # d72fc4c took the cell's empty for that low and read a run-out: (0, 1).
+    obs = [Observation(at(h), 1000.0 - 5.0 * h) for h in range(150)]
+    assert realised_service(obs, MILK, [Delivery(at(150))], [at(0)]) == (0, 0)

@@ -23,14 +23,15 @@ _TS = attrgetter("ts")
 # random walk of its zero), so empty is the lowest level sustained over ZERO_DAYS
 # (two readings running) plus ZERO_BAND of capacity (its noise). Readings that dip
 # below it and come back without a rise of half a pack are an excursion (a jug lifted
-# to pour, a glitch), not stock gone: they are dropped before judging. Below empty for
-# RUN_OUT_HOURS plus the time the household's own use takes to cross ZERO_BAND (a
+# to pour, a glitch), not stock gone: they are dropped before judging. Stock gone
+# stays gone until a delivery or a refill, so a run-out is a stretch that stays down
+# to one and changes by under FLAT_USE of the household's own use in that time:
+# RUN_OUT_HOURS plus the time that use takes to cross ZERO_BAND at or below empty (a
 # slow household sits near its lowest level for hours before a delivery without
-# running out) is a run-out; below it at all, too briefly to tell, leaves the cycle
-# unknown, unless the low reading ends a gap of GAP_HOURS (the stock ran out unseen).
-# A flat stretch of FLAT_HOURS (longer than a night without use) at or below
-# FLAT_CEILING of capacity, within FLAT_BAND of capacity and under FLAT_USE of what
-# the household uses in that time, is a run-out too, outside away periods.
+# running out), or FLAT_HOURS (longer than a night without use) within FLAT_BAND at
+# or below FLAT_CEILING of capacity; outside away periods. The first reading after a
+# gap of GAP_HOURS that reads empty is a run-out the gateway did not see. Below empty
+# otherwise, too briefly to tell, leaves the cycle unknown.
 ZERO_DAYS = 30.0
 ZERO_BAND = 0.015
 RUN_OUT_HOURS = 3.0
