@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from operator import attrgetter
 
 from agent.domain import CoarseState
+from agent.forecast.stats import median
 from agent.forecast.types import Away, ConsumableSpec, Delivery, Observation
 
 _TS = attrgetter("ts")
@@ -42,6 +43,10 @@ FLAT_CEILING = 0.1
 # No reading for longer (an outage, a gap): the gateway could not see whether the stock
 # ran out then; with a low level beside the gap, the cycle is unknown, not served.
 GAP_HOURS = 12.0
+# A flat stretch may spread by NOISE_SPREAD times the cell's noise (the median change
+# between readings at most NOISE_HOURS apart).
+NOISE_HOURS = 2.0
+NOISE_SPREAD = 4.0
 
 _Level = tuple[datetime, float]
 
@@ -77,7 +82,7 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
         levels = _without_excursions([(o.ts, o.level) for o in ctx if o.level is not None],
                                      floor, spec)
         cycle = Cycle(levels[bisect.bisect_left(levels, lo_ts, key=_first):], floor,
-                      _use_per_hour(levels, spec), d.ts)
+                      _use_per_hour(levels, spec), _noise(levels, spec), d.ts)
         seen = (True if any(o.state is CoarseState.EMPTY for o in window)
                 else _ran_out(cycle, spec, away_iv))
         if seen is not False:
@@ -91,11 +96,13 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
 @dataclass(frozen=True, slots=True)
 class Cycle:
     """One cycle's levels (excursions dropped), the level the cell reads empty, the
-    household's use per hour over the last :data:`ZERO_DAYS` and the delivery ending it."""
+    household's use per hour and the cell's noise over the last :data:`ZERO_DAYS`, and
+    the delivery ending it."""
 
     levels: list[_Level]
     floor: float
     use_per_hour: float
+    noise: float
     end: datetime
 
 
@@ -143,6 +150,16 @@ def _use_per_hour(levels: list[_Level], spec: ConsumableSpec) -> float:
     return max(0.0, levels[0][1] - levels[-1][1] + rises) / hours if hours > 0 else 0.0
 
 
+def _noise(levels: list[_Level], spec: ConsumableSpec) -> float:
+    """How far a reading strays from the last when nothing was used: the median change
+    between readings up to :data:`NOISE_HOURS` apart (most hours see no pour); a third
+    of :data:`ZERO_BAND` of capacity without ten such pairs (folded history)."""
+    close = timedelta(hours=NOISE_HOURS)
+    steps = [abs(b - a) for (t0, a), (t1, b) in zip(levels, levels[1:], strict=False)
+             if t1 - t0 <= close]
+    return median(steps) if len(steps) >= 10 else ZERO_BAND * spec.capacity / 3
+
+
 def _away_at(a: datetime, b: datetime, away: list[tuple[datetime, datetime]]) -> bool:
     return any(s < b and a < e for s, e in away)
 
@@ -177,7 +194,7 @@ def _stayed_empty(cycle: Cycle, spec: ConsumableSpec,
     takes to cross :data:`ZERO_BAND` of capacity at or below empty, or
     :data:`FLAT_HOURS` within :data:`FLAT_BAND` reaching :data:`FLAT_CEILING`. A level
     that goes on falling afterwards was a slow day, not a run-out."""
-    levels, floor, rate = cycle.levels, cycle.floor, cycle.use_per_hour
+    levels, floor, rate, noise = cycle.levels, cycle.floor, cycle.use_per_hour, cycle.noise
     if rate <= 0:
         return False
     need = timedelta(hours=RUN_OUT_HOURS + ZERO_BAND * spec.capacity / rate)
@@ -196,7 +213,7 @@ def _stayed_empty(cycle: Cycle, spec: ConsumableSpec,
             if hi > max(floor, lo + band) or _away_at(ts, until, away):
                 break
             span = t_end - ts
-            if hi - lo > FLAT_USE * rate * (span / timedelta(hours=1)):
+            if hi - lo > FLAT_USE * rate * (span / timedelta(hours=1)) + NOISE_SPREAD * noise:
                 continue
             if lo <= ceiling and span >= flat:
                 return True
