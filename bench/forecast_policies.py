@@ -25,10 +25,11 @@ from agent.forecast import (
     forecast,
     to_days,
 )
-from agent.forecast.learn import Learned, learn, realised_service, service_target
+from agent.forecast.learn import Learned, learn
 from agent.forecast.project import DemandCurve, build_curve, run_out_quantiles
 from agent.forecast.refills import spare_packs
 from agent.forecast.series import merge_intervals
+from agent.forecast.service import realised_service, service_target
 from agent.policy import LeadTime, plan_reorder
 
 REVIEW = timedelta(days=1)
@@ -116,7 +117,7 @@ class AgentPolicy:
             service = SERVICE_LEVEL
             if len(view.sent) == len(view.deliveries):
                 good, total = realised_service(view.obs, view.spec, view.deliveries[-60:],
-                                               view.sent[-60:])
+                                               view.sent[-60:], view.away)
                 service = service_target(SERVICE_LEVEL, good, total)
             got = (view.now, learn(view.obs, view.spec), service)
             self._learned[id(view.obs)] = got

@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 
 from agent.domain import CoarseState, Unit
-from agent.forecast import ConsumableSpec, Delivery, Observation
-from agent.forecast.learn import (
-    PRIOR_CYCLES,
-    burst_ratio,
-    learn,
-    realised_service,
-    service_target,
-    yield_cv,
-)
+from agent.forecast import ConsumableSpec, Observation
+from agent.forecast.learn import PRIOR_CYCLES, burst_ratio, learn, yield_cv
+from agent.forecast.service import service_target
 from agent.storage.learned import LearnedRow, as_json, load_learned, save_learned
 from agent.storage.migrations import LATEST_VERSION, MIGRATIONS, current_version, migrate
 
@@ -85,16 +79,6 @@ def test_nothing_learned_without_a_complete_cycle() -> None:
                  for h in range(20)], TONER)
     assert (got.yield_per_pack, got.yield_cycles, got.low_level) == (None, 0, None)
     assert got.apply(TONER) == TONER
-
-
-def test_realised_service_counts_deliveries_that_came_after_a_run_out() -> None:
-    spec = ConsumableSpec(Unit.GRAMS, 2000.0, 1000.0)
-    obs = [Observation(T0 + timedelta(days=d), lv) for d, lv in
-           [(0, 500.0), (1, 300.0), (2, 1200.0), (5, 0.0), (6, 0.0), (7, 1000.0)]]
-    dels = [Delivery(T0 + timedelta(days=2)), Delivery(T0 + timedelta(days=7)),
-            Delivery(T0 + timedelta(days=9), pending=True)]
-    sent = [T0, T0 + timedelta(days=4), T0 + timedelta(days=8)]
-    assert realised_service(obs, spec, dels, sent) == (1, 2)
 
 
 def test_service_target_tightens_after_misses_and_relaxes_after_a_clean_record() -> None:

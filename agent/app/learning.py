@@ -10,10 +10,12 @@ declared LOW threshold, the vendor's lead time and the configured service level.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
 
-from agent.forecast import ConsumableSpec, Delivery, Observation
-from agent.forecast.learn import Learned, learn, realised_service, service_target
+from agent.forecast import Away, ConsumableSpec, Delivery, Observation
+from agent.forecast.learn import Learned, learn
+from agent.forecast.service import realised_service, service_target
 from agent.policy import LeadTime
 from agent.storage.learned import LearnedRow, load_learned, save_learned
 from agent.storage.ledger import Ledger, State
@@ -45,12 +47,12 @@ def _keep_more_cycles(new: Learned, stored: list[LearnedRow]) -> Learned:
 
 def apply_learning(ledger: Ledger, key: str, spec: ConsumableSpec, obs: list[Observation],
                    sku: str | None, lead: LeadTime, target: float, now: datetime,
-                   ) -> tuple[ConsumableSpec, float, str]:
+                   away: Sequence[Away] = ()) -> tuple[ConsumableSpec, float, str]:
     """The spec and service level to plan with, and a note of what was learned (empty:
     nothing yet); the learned values are written to the ``learned`` table."""
     subject = f"consumable:{key}"
     got = _keep_more_cycles(learn(obs, spec), load_learned(ledger.conn, subject))
-    good, total = realised_service(obs, spec, *_service_history(ledger, key))
+    good, total = realised_service(obs, spec, *_service_history(ledger, key), away)
     service = service_target(target, good, total)
     rows = [LearnedRow(subject, "yield_per_pack", got.yield_per_pack, spec.yield_per_pack,
                        got.yield_cycles),

@@ -289,7 +289,7 @@ class Planner:
         lead = learned_lead(self.ledger, sku, offer)
         obs = self.observations(row.cid, now)
         spec, service, note = apply_learning(self.ledger, key, self.spec_for(row, offer), obs,
-                                             sku, lead, self.service_level, now)
+                                             sku, lead, self.service_level, now, away)
         fc = report.forecasts[key] = self._forecast(row, offer, now, away, obs, spec)
         max_packs = (consent.mandate.max_quantity
                      if consent.mode is Mode.AUTO and consent.mandate else None)

@@ -12,7 +12,8 @@ three consistent ones do.
   the first cartridge on, unbiased by the gauge's rounding (each first reading of a new
   step is a crossing, whichever way the gauge rounds);
 * the level at which a device with a gauge first says LOW;
-* realised service: of our deliveries, how many arrived before the stock ran out.
+* realised service (:mod:`agent.forecast.service`): of our deliveries, how many
+  arrived before the stock ran out.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from operator import attrgetter
 
 from agent.domain import CoarseState
 from agent.forecast.counter import active_days, since_reset, weekly_semivariance
 from agent.forecast.methods import WEEK_DAYS
 from agent.forecast.stats import median
-from agent.forecast.types import ConsumableSpec, Delivery, Observation
+from agent.forecast.types import ConsumableSpec, Observation
 
 # One cartridge's pages stray from the household's mean yield by about this much
 # (coverage differs from job to job); a datasheet yield (ISO 5 % coverage pages) is
@@ -230,36 +231,3 @@ def _gauge_yields(obs: list[Observation], spec: ConsumableSpec) -> list[float]:
         prev = o.level
     close()
     return out
-
-
-def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
-                     deliveries: Sequence[Delivery], ordered: Sequence[datetime],
-                     ) -> tuple[int, int]:
-    """(deliveries that arrived before the stock ran out, deliveries) for our delivered
-    orders: ``ordered[i]`` is when the order behind ``deliveries[i]`` was sent. Ran out
-    means an EMPTY state or a level at or below 1 % of capacity in between."""
-    obs = sorted(observations, key=_TS)
-    good = total = 0
-    for d, sent in zip(deliveries, ordered, strict=True):
-        if d.pending:
-            continue
-        total += 1
-        lo = bisect.bisect_left(obs, sent, key=_TS)
-        hi = bisect.bisect_left(obs, d.ts, lo=lo, key=_TS)
-        empty = any(o.state is CoarseState.EMPTY
-                    or (o.level is not None and o.level <= 0.01 * spec.capacity)
-                    for o in obs[lo:hi])
-        good += not empty
-    return good, total
-
-
-def service_target(target: float, good: int, total: int, min_cycles: int = 5) -> float:
-    """The service level to plan at, so realised service meets ``target``: the target's
-    risk scaled by how far realised misses exceeded it (at most 4x tighter, 2x looser),
-    once at least ``min_cycles`` deliveries are known."""
-    if total < min_cycles:
-        return target
-    risk = 1.0 - target
-    missed = (total - good + 0.5) / (total + 0.5 / risk)  # a pseudo-count at the target
-    scale = min(2.0, max(0.25, risk / max(missed, 1e-9)))
-    return 1.0 - risk * scale
