@@ -260,7 +260,9 @@ def _write_note(w: dict[str, Any]) -> str:
                  f"{w['db_bytes_per_message']:,.0f}, -shm and other "
                  f"{w['shm_and_other_bytes_per_message']:,.0f} B/msg")
     return (f"{w['bytes_per_message']:,.0f} B/msg ({fold}) over {w['messages']:,} msgs"
-            f"{files}; payloads {w['payload_mb_per_day']:.1f} MB/day")
+            f"{files}; payloads {w['payload_mb_per_day']:.1f} MB/day; the broker's "
+            f"snapshots {w['broker_bytes_per_message']:,.0f} B/msg "
+            f"({w['broker_mb_per_day']:,.0f} MB/day, not counted above)")
 
 
 def _split(p: dict[str, Any]) -> str:
@@ -325,7 +327,8 @@ WRITE_FIGURES = (
     "bytes_per_message", "fold_mb_per_day", "mb_per_day", "wal_bytes", "db_bytes",
     "commits", "messages_per_commit", "wal_bytes_per_message", "db_bytes_per_message",
     "shm_and_other_bytes_per_message", "wal_bytes_per_commit", "db_bytes_per_commit",
-    "shm_and_other_bytes_per_commit",
+    "shm_and_other_bytes_per_commit", "broker_write_bytes", "broker_bytes_per_message",
+    "broker_mb_per_day",
     "payload_bytes_per_message", "commit_window_s", "last_values_interval_s",
     "checkpoint_interval_s", "fold_interval_s", "fold_rows_setting",
 )

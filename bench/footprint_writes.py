@@ -60,6 +60,12 @@ def write_bytes(pid: int | str) -> int:
     raise RuntimeError(f"no write_bytes in /proc/{pid}/io")
 
 
+def _pid(broker: LocalBroker) -> int:
+    if broker.pid is None:
+        raise RuntimeError("the broker is not running")
+    return broker.pid
+
+
 def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
@@ -137,11 +143,13 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
         wal = Path(f"{db}-wal")
         with Tracer(agent.pid, config.parent / f"writes-{per_device_s:g}.strace") as tracer:
             w0, wal0, db0 = write_bytes(agent.pid), _size(wal), _size(db)
+            b0 = write_bytes(_pid(broker))
             t0 = time.monotonic()
             publish_paced(broker, fleet, total, rate, {})
             time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
             wall = time.monotonic() - t0
             w1, wal1, db1 = write_bytes(agent.pid), _size(wal), _size(db)
+            b1 = write_bytes(_pid(broker))
     finally:
         agent.stop()
     files = tracer.breakdown(db, w1 - w0)
@@ -164,6 +172,10 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
         "payload_bytes_per_message": payload_bytes / len(fleet.names),
         "payload_mb_per_day": payload_bytes / len(fleet.names) * per_day_msgs / 1e6,
         "wal_bytes": [wal0, wal1], "db_bytes": [db0, db1],
+        # The broker shares the SD card: its persistence snapshots, same window.
+        "broker_write_bytes": b1 - b0,
+        "broker_bytes_per_message": (b1 - b0) / total,
+        "broker_mb_per_day": (b1 - b0) / total * per_day_msgs / 1e6,
         # write_bytes by file (bench.footprint_files), per message; None without strace.
         **_per_message(files, total),
         "fold_interval_s": ingest.fold_interval_s, "fold_rows_setting": ingest.fold_rows,

@@ -140,7 +140,8 @@ class MqttIngest:
             else:
                 log.error("mqtt.connect refused reason=%s", _token(reason))
             return
-        log.info("mqtt.connect ok session_present=%s", getattr(flags, "session_present", "?"))
+        session_present = bool(getattr(flags, "session_present", False))
+        log.info("mqtt.connect ok session_present=%s", session_present)
         # Household topics carry commands: a retained one would replay on every
         # reconnect, so the broker is asked never to send retained messages for them.
         no_retained = SubscribeOptions(qos=1, retainHandling=2)
@@ -152,6 +153,12 @@ class MqttIngest:
         # On its own: a broker whose ACL predates it may refuse it, and that is no reason
         # to stay unready (oversize packets then just go uncounted).
         self._log_mid = client.subscribe(BROKER_LOG_TOPIC, qos=0)[1]
+        if session_present:
+            # The broker kept our subscriptions and is already sending the messages it
+            # queued for them; its SUBACK waits behind that backlog (and behind its
+            # snapshots, which grow with the queue), so it is no sign of life to wait for.
+            # A topic new in the config holds from its SUBACK on.
+            self.connected.set()
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:
@@ -162,6 +169,7 @@ class MqttIngest:
             return
         if any(r.is_failure for r in reasons):
             log.error("mqtt.subscribe refused reasons=%s", ",".join(_token(r) for r in reasons))
+            self.connected.clear()
             return
         self.subacks += 1
         self.connected.set()
