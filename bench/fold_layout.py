@@ -2,10 +2,12 @@
 
 The fold moves an hour of readings (household load: 50 devices x 1 message a minute,
 125 consumables, 60 readings each) from ``readings_recent`` into the folded tier. The
-reference is the agent's own layout (the schema of :mod:`agent.storage.migrations`,
-:func:`agent.storage.recent.fold`): ``readings_main`` clustered by ``(cid, ts, seq)``
-with the unique ``(cid, seq)`` index, where each consumable's hour lands in the middle
-of both b-trees. The candidates, prototyped here with the same recent tier:
+reference is schema 10's layout and fold (``keyed_v10``): ``readings_main`` clustered by
+``(cid, ts, seq)`` with the unique ``(cid, seq)`` index, where each consumable's hour
+lands in the middle of both b-trees. ``current`` is the agent as it is (the schema of
+:mod:`agent.storage.migrations`, :func:`agent.storage.recent.fold`, the forecast's read
+``StoreReads.history``): packed rows per (hour, consumable) since schema 11. The
+prototypes, with the same recent tier:
 
 * ``time_first``: ``PRIMARY KEY (ts, cid, seq)``, no index (the fold appends at the
   right edge; a consumable's read scans every consumable's rows of its window);
@@ -38,9 +40,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from agent.storage.migrations import migrate
+from agent.storage import packed
+from agent.storage.migrations import MIGRATIONS, _statements, migrate
+from agent.storage.reads import StoreReads
 from agent.storage.recent import RecentKeys, fold
 from agent.storage.store import NEW_PAGE_SIZE
 from bench.common import header, machine_info, md_table, utcnow, write_results
@@ -136,9 +140,18 @@ def fold_current(conn: sqlite3.Connection) -> None:
     fold(conn, RecentKeys())
 
 
+def fold_keyed(conn: sqlite3.Connection) -> None:
+    """Schema 10's fold (the reference): sorted inserts into the keyed tree."""
+    conn.execute("INSERT OR IGNORE INTO readings_main (cid, seq, ts, level, state, counter) "
+                 "SELECT cid, seq, ts, level, state, counter FROM readings_recent "
+                 "ORDER BY cid, seq")
+    conn.execute("PRAGMA secure_delete = FAST")
+    conn.execute("DELETE FROM readings_recent")
+
+
 FOLDS: dict[str, Callable[[sqlite3.Connection], None]] = {
-    "current": fold_current, "time_first": fold_plain, "time_first_seq": fold_plain,
-    "packed_hour": fold_packed}
+    "keyed_v10": fold_keyed, "current": fold_current, "time_first": fold_plain,
+    "time_first_seq": fold_plain, "packed_hour": fold_packed}
 
 
 def build(path: Path, layout: str, days: int) -> None:
@@ -148,15 +161,22 @@ def build(path: Path, layout: str, days: int) -> None:
     history = history_rows(days)
     if layout == "current":
         migrate(conn)
+    elif layout == "keyed_v10":
+        for version, script in MIGRATIONS:
+            if version <= 10:
+                for statement in _statements(script):
+                    conn.execute(statement)
     else:
         conn.executescript(f"{LAYOUTS[layout]}; {RECENT}; "
                            "CREATE TABLE history_marks (cid INTEGER PRIMARY KEY, "
                            "gen INTEGER NOT NULL, low_ts REAL NOT NULL)")
     conn.execute("BEGIN")
-    if layout == "packed_hour":
+    if layout == "current":
+        packed.pack(conn, sorted(history, key=lambda r: (r[2] // 3600, r[0])))
+    elif layout == "packed_hour":
         conn.executemany("INSERT INTO readings_main (id, rows) VALUES (?, ?)", pack(history))
     else:
-        order = (lambda r: (r[0], r[2])) if layout == "current" else (lambda r: (r[2], r[0]))
+        order = (lambda r: (r[0], r[2])) if layout == "keyed_v10" else (lambda r: (r[2], r[0]))
         conn.executemany("INSERT INTO readings_main (cid, seq, ts, level, state, counter) "
                          "VALUES (?, ?, ?, ?, ?, ?)", sorted(history, key=order))
     conn.executemany("INSERT INTO readings_recent (cid, seq, ts, level, state, counter) "
@@ -198,11 +218,14 @@ def measure_fold(path: Path, layout: str, secure_delete: str) -> dict[str, Any]:
 def read_ms(path: Path, layout: str, days: int) -> float:
     """One consumable's window: the last reading of each hour (median of 3 consumables)."""
     conn = sqlite3.connect(path)
-    since = NOW - days * DAY
+    since = (NOW - days * DAY) // 3600 * 3600  # whole hours, as the decision pass reads
     times = []
     for cid in (1, CIDS // 2, CIDS):
         t0 = time.perf_counter()
-        if layout == "packed_hour":
+        if layout == "current":  # the agent's own read (Store.history, hourly buckets)
+            StoreReads.history(cast(StoreReads, _Conn(conn)), cid, since, since,
+                               fine_bucket_s=3600, coarse_bucket_s=3600)  # whole hours
+        elif layout == "packed_hour":
             conn.execute(
                 "WITH RECURSIVE h(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM h WHERE x < ?) "
                 "SELECT m.id >> 20, json_extract(m.rows, '$[#-1]') FROM h "
@@ -217,14 +240,19 @@ def read_ms(path: Path, layout: str, days: int) -> float:
     return sorted(times)[1] * 1000
 
 
+class _Conn:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+
 def _remove(db: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
 
 
-def run(days: int, more_days: int, work: Path) -> dict[str, Any]:
+def run(days: int, more_days: int, work: Path, layouts: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for layout in ("current", *LAYOUTS):
+    for layout in layouts:
         entry: dict[str, Any] = {}
         for n in (days, more_days):
             base = work / f"{layout}-{n}.db"
@@ -241,7 +269,7 @@ def run(days: int, more_days: int, work: Path) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any], days: int, more: int, started: Any) -> str:
-    ref = results["current"][f"{days}d_default"]["write_bytes"]
+    ref = results["keyed_v10"][f"{days}d_default"]["write_bytes"]
     rows = []
     for layout, e in results.items():
         d, f, m = e[f"{days}d_default"], e[f"{days}d_FAST"], e[f"{more}d_FAST"]
@@ -250,7 +278,7 @@ def markdown(results: dict[str, Any], days: int, more: int, started: Any) -> str
                      m["pages"], f"{e[f'{days}d_read_ms']:.1f}", f"{e[f'{more}d_read_ms']:.1f}"])
     return (header("Fold layout benchmark", machine_info(), started) + "\n" + md_table(
         ["layout", f"pages ({days} d)", "B/msg", "pages, secure_delete FAST",
-         "B/msg, FAST", "write_bytes / current", f"pages FAST ({more} d)",
+         "B/msg, FAST", "write_bytes / keyed_v10", f"pages FAST ({more} d)",
          f"read {days} d (ms)", f"read {more} d (ms)"], rows)
         + f"\n\nOne fold of {CIDS * PER_HOUR:,} readings ({MESSAGES:,} messages); page size "
         f"{NEW_PAGE_SIZE}. B/msg: write_bytes of the fold and its checkpoint per message. "
@@ -261,11 +289,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--days", type=int, default=30, help="history of the first database")
     ap.add_argument("--more-days", type=int, default=180, help="history of the second")
+    ap.add_argument("--layouts", default=",".join(["keyed_v10", "current", *LAYOUTS]),
+                    help="comma-separated layouts (keyed_v10 first: the reference)")
     ap.add_argument("--out", type=Path, help="results directory (default bench/results)")
     args = ap.parse_args()
     started = utcnow()
     with tempfile.TemporaryDirectory() as tmp:
-        results = run(args.days, args.more_days, Path(tmp))
+        results = run(args.days, args.more_days, Path(tmp), args.layouts.split(","))
     data = {"started": started.isoformat(), "machine": machine_info(), "days": args.days,
             "more_days": args.more_days, "results": results}
     paths = write_results("fold_layout", data,

@@ -274,7 +274,7 @@ class CommitWatch:
             # A fold moved the recent rows (their ids start again): one probe of the
             # keyed tier's (cid, seq) index per consumable, then the recent tier anew.
             for (cid,) in conn.execute("SELECT cid FROM consumables").fetchall():
-                top = conn.execute("SELECT MAX(seq) FROM readings_main WHERE cid = ?",
+                top = conn.execute("SELECT MAX(seq) FROM readings WHERE cid = ?",
                                    (cid,)).fetchone()[0]
                 if top is not None:
                     scan.tops[cid] = max(scan.tops.get(cid, 0), int(top))

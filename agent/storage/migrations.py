@@ -7,8 +7,10 @@ transaction, so a power cut mid-migration leaves the previous version intact.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from agent.storage.migrations_base import BASE_MIGRATIONS
+from agent.storage.packed import pack
 from agent.storage.tx import immediate
 
 # Timestamps are epoch seconds (REAL): compact, sortable and free of time-zone text.
@@ -235,7 +237,60 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        11,
+        # The folded tier packed (issue 21: the hourly fold wrote ~1,700 WAL pages into
+        # the (cid, ts, seq) tree and its (cid, seq) index): one row per (hour,
+        # consumable), rowid hour << 20 | cid, its readings a JSON array in time order,
+        # [seq, seconds into the hour, level, counter, state] (agent.storage.packed).
+        # The rows of schema 10 are packed by _pack_v10 below, in this transaction. The
+        # view keeps every reader's columns; writes through it go to the recent tier
+        # (the next fold packs them), deletes rewrite the reading's packed row.
+        """
+        DROP VIEW readings;
+        ALTER TABLE readings_main RENAME TO readings_v10;
+        CREATE TABLE readings_main (
+            id    INTEGER PRIMARY KEY,
+            rows  TEXT NOT NULL
+        );
+        CREATE VIEW readings AS
+            SELECT m.id & 1048575 AS cid, j.value ->> 0 AS seq,
+                   (m.id >> 20) * 3600.0 + (j.value ->> 1) AS ts, j.value ->> 2 AS level,
+                   j.value ->> 4 AS state, j.value ->> 3 AS counter
+            FROM readings_main m, json_each(m.rows) j
+            UNION ALL
+            SELECT cid, seq, ts, level, state, counter FROM readings_recent;
+        CREATE TRIGGER readings_insert INSTEAD OF INSERT ON readings BEGIN
+            INSERT INTO readings_recent (cid, seq, ts, level, state, counter)
+            SELECT NEW.cid, NEW.seq, NEW.ts, NEW.level, NEW.state, NEW.counter
+            WHERE NOT EXISTS (SELECT 1 FROM readings_recent
+                              WHERE cid = NEW.cid AND seq = NEW.seq);
+        END;
+        CREATE TRIGGER readings_delete INSTEAD OF DELETE ON readings BEGIN
+            UPDATE readings_main SET rows = (
+                SELECT json_group_array(json(j.value)) FROM json_each(readings_main.rows) j
+                WHERE j.value ->> 0 != OLD.seq)
+            WHERE id = (CAST(OLD.ts / 3600 AS INTEGER) << 20 | OLD.cid);
+            DELETE FROM readings_main
+            WHERE id = (CAST(OLD.ts / 3600 AS INTEGER) << 20 | OLD.cid) AND rows = '[]';
+            DELETE FROM readings_recent WHERE cid = OLD.cid AND seq = OLD.seq;
+        END;
+        """,
+    ),
 ]
+
+
+def _pack_v10(conn: sqlite3.Connection) -> None:
+    """Schema 10's keyed rows into packed rows, a few thousand readings at a time."""
+    cur = conn.execute("SELECT cid, seq, ts, level, state, counter FROM readings_v10 "
+                       "ORDER BY CAST(ts / 3600 AS INTEGER), cid")
+    while batch := cur.fetchmany(20_000):
+        pack(conn, batch)
+    conn.execute("DROP TABLE readings_v10")
+
+
+# Steps in Python, run after the SQL of their version in the same transaction.
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {11: _pack_v10}
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -273,6 +328,8 @@ def migrate(conn: sqlite3.Connection) -> int:
         with immediate(conn):
             for statement in statements:
                 conn.execute(statement)
+            if target in STEPS:
+                STEPS[target](conn)
             conn.execute(f"PRAGMA user_version = {int(target)}")
         version = target
     return version

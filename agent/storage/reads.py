@@ -7,9 +7,11 @@ Readings are read through the ``readings`` view, which spans both tiers (see
 
 from __future__ import annotations
 
+import math
 import sqlite3
 
 from agent.domain import CoarseState, DeviceKind, Unit
+from agent.storage import packed
 from agent.storage.rows import (
     FUTURE_SLACK_S,
     ConsumableRow,
@@ -43,7 +45,13 @@ class StoreReads:
         history): periodic jobs that only need the rows pass ``counts=False``. Dashboards
         pass ``as_of`` (their "now") to see a level the ingest writer still holds.
         """
-        count = "(SELECT COUNT(*) FROM readings r WHERE r.cid = c.cid)" if counts else "NULL"
+        # One pass over the packed rows for all consumables (the view filtered by cid
+        # would walk every packed row once per consumable).
+        count = "COALESCE(k.n, 0)" if counts else "NULL"
+        tally = ("SELECT cid, SUM(n) AS n FROM (SELECT id & 1048575 AS cid, "
+                 "json_array_length(rows) AS n FROM readings_main UNION ALL "
+                 "SELECT cid, 1 FROM readings_recent) GROUP BY cid" if counts else
+                 "SELECT NULL AS cid, NULL AS n")
         # ``as_of`` (epoch seconds, for dashboards): the ingest writer holds the "last"
         # columns in memory for minutes between commits (Store.lasts_every_s), so another
         # connection would read a stale level; the newest reading already committed to
@@ -60,7 +68,7 @@ class StoreReads:
             f"COALESCE(d.kind, '{DeviceKind.OTHER.value}'), {count}, "
             "n.level, n.state, n.ts "
             "FROM consumables c LEFT JOIN devices d USING (device_id) "
-            f"LEFT JOIN ({newest}) n ON n.cid = c.cid "
+            f"LEFT JOIN ({newest}) n ON n.cid = c.cid LEFT JOIN ({tally}) k ON k.cid = c.cid "
             "ORDER BY c.device_id, c.consumable_id",
             () if as_of is None else (bound,))
         out = []
@@ -111,12 +119,14 @@ class StoreReads:
 
     def readings(self, cid: int, since: float | None = None) -> list[ReadingRow]:
         """Readings of one consumable in time order (late arrivals sorted in)."""
-        rows = self.conn.execute(
-            "SELECT ts, level, state, counter FROM readings WHERE cid = ? AND ts >= ? "
-            "ORDER BY ts",
-            (cid, since if since is not None else float("-inf")),
-        )
-        return [ReadingRow(*r) for r in rows]
+        low = since if since is not None else float("-inf")
+        rows = [packed.reading_row(h, e) for h, es in packed.hour_rows(self.conn, cid, since)
+                for e in es]
+        rows = [r for r in rows if r.ts >= low]
+        rows += [ReadingRow(*r) for r in self.conn.execute(
+            "SELECT ts, level, state, counter FROM readings_recent WHERE cid = ? AND ts >= ?",
+            (cid, low))]
+        return sorted(rows, key=lambda r: r.ts)
 
     def history(self, cid: int, since: float, fine_since: float, *, fine_bucket_s: float,
                 coarse_bucket_s: float) -> list[ReadingRow]:
@@ -124,9 +134,34 @@ class StoreReads:
         ``fine_bucket_s`` from ``fine_since`` on, of each ``coarse_bucket_s`` before it.
 
         The decision pass reads about a thousand rows per consumable this way instead of
-        every five-minute reading of four months; grouping in SQL keeps the rest out of
-        Python. (SQLite takes the bare columns from the row that holds ``MAX(ts)``.)
+        every five-minute reading of four months: for whole-hour buckets, the last
+        element of each packed hour (one rowid lookup each) and the recent tier's last
+        of each hour. (SQLite takes the bare columns from the row that holds ``MAX(ts)``.)
         """
+        hourly = all(x % packed.HOUR_S == 0 for x in (fine_bucket_s, coarse_bucket_s))
+        if not hourly or (math.isfinite(fine_since) and fine_since % packed.HOUR_S):
+            return self._history_view(cid, since, fine_since, fine_bucket_s, coarse_bucket_s)
+        # The last reading of each hour: a rowid lookup per packed hour, and the recent
+        # tier's (a later reading of the same hour wins).
+        last = {packed.hour_of(r.ts): r for r in packed.hour_lasts(self.conn, cid, since)}
+        for r in self.conn.execute(
+                "SELECT MAX(ts), level, state, counter FROM readings_recent "
+                "WHERE cid = ? AND ts >= ? GROUP BY CAST(ts / 3600 AS INTEGER)", (cid, since)):
+            row = ReadingRow(*r)
+            hour = packed.hour_of(row.ts)
+            if hour not in last or row.ts >= last[hour].ts:
+                last[hour] = row
+        buckets: dict[tuple[bool, int], ReadingRow] = {}
+        for row in sorted(last.values(), key=lambda r: r.ts):
+            if row.ts >= since:
+                fine = row.ts >= fine_since
+                size = fine_bucket_s if fine else coarse_bucket_s
+                buckets[(fine, int(row.ts // size))] = row  # in time order: the last wins
+        return list(buckets.values())
+
+    def _history_view(self, cid: int, since: float, fine_since: float,
+                      fine_bucket_s: float, coarse_bucket_s: float) -> list[ReadingRow]:
+        """:meth:`history` through the view, for buckets that are not whole hours."""
         sql = ("SELECT MAX(ts), level, state, counter FROM readings "
                "WHERE cid = ? AND ts >= ? AND ts < ? GROUP BY CAST(ts / ? AS INTEGER) "
                "ORDER BY 1")

@@ -4,20 +4,22 @@ A keyed readings table spreads one commit over a leaf page of the ``(cid, seq)``
 and one of the ``(cid, ts)`` index per consumable in it: about five 4 KB pages per
 message, whatever the batch size (measured: 26 KB of writes per message at household
 load). ``readings_recent`` is a rowid table with no other index, so a commit appends
-to its last page or two; :func:`fold` moves the rows into ``readings_main`` in one
-sorted pass, where an hour of one consumable's readings shares a page or two.
+to its last page or two; :func:`fold` packs the rows into ``readings_main``, one row
+per consumable and hour appended at the right edge (:mod:`agent.storage.packed`).
 
 Without an index on the recent tier, the ``(cid, seq)`` duplicate check for it lives in
 memory (:class:`RecentKeys`), loaded from the table when a store starts writing and
 again whenever another connection folded the rows it knew. A duplicate that another
 connection appended since (the same device's message through two paths) is stored
-twice in the recent tier until the fold, whose ``INSERT OR IGNORE`` keeps one.
+twice in the recent tier until the fold, which packs one of them.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+
+from agent.storage.packed import pack
 
 # What a redelivery must repeat to count as the same reading (see Store._check_replay).
 Content = tuple[float, float | None, str | None]
@@ -67,16 +69,14 @@ class RecentKeys:
 
 
 def fold(conn: sqlite3.Connection, keys: RecentKeys) -> int:
-    """Move every recent reading into ``readings_main`` (call inside a write
+    """Pack every recent reading into ``readings_main`` (call inside a write
     transaction); returns the number of rows moved."""
     top = conn.execute("SELECT MAX(id) FROM readings_recent").fetchone()[0]
     if top is None:
         return 0
-    # Sorted by key, the inserts walk each consumable's pages once.
-    conn.execute(
-        "INSERT OR IGNORE INTO readings_main (cid, seq, ts, level, state, counter) "
-        "SELECT cid, seq, ts, level, state, counter FROM readings_recent WHERE id <= ? "
-        "ORDER BY cid, seq", (top,))
+    pack(conn, conn.execute(
+        "SELECT cid, seq, ts, level, state, counter FROM readings_recent WHERE id <= ?",
+        (top,)).fetchall())
     conn.execute(
         "INSERT INTO history_marks (cid, gen, low_ts) SELECT cid, 1, MIN(ts) "
         "FROM readings_recent WHERE id <= ? GROUP BY cid "

@@ -17,6 +17,7 @@ from pathlib import Path
 from agent.errors import StoreError
 from agent.storage.connect import connect, held_elsewhere
 from agent.storage.migrations import migrate
+from agent.storage.packed import stored as packed_reading
 from agent.storage.readonly import connect_readonly
 from agent.storage.reads import StoreReads
 from agent.storage.recent import RecentKeys
@@ -231,8 +232,9 @@ class Store(StoreReads, StoreUpkeep):
             content = (ts, c.level, c.state.value if c.state else None)
             rkey = (cid, msg.seq)
             # The (cid, seq) key deduplicates redeliveries: in memory for the recent
-            # tier, by the primary key of the folded one (a read, no write).
-            stored = self.recent.get(rkey) or self._main_content(rkey)
+            # tier, in the packed row of the reading's hour for the folded one (a read,
+            # no write; the same seq in another hour is a new reading, see packed).
+            stored = self.recent.get(rkey) or packed_reading(self.conn, cid, msg.seq, ts)
             if stored is None:
                 execute(
                     "INSERT INTO readings_recent (cid, seq, ts, level, state, counter) "
@@ -243,11 +245,6 @@ class Store(StoreReads, StoreUpkeep):
             else:
                 self._check_replay(msg.device_id, stored, content, received_at)
         return new
-
-    def _main_content(self, key: tuple[int, int]) -> tuple[float, float | None, str | None] | None:
-        row = self.conn.execute(
-            "SELECT ts, level, state FROM readings_main WHERE cid=? AND seq=?", key).fetchone()
-        return None if row is None else (float(row[0]), row[1], row[2])
 
     def _check_replay(self, device_id: str, stored: tuple[float, float | None, str | None],
                       content: tuple[float, float | None, str | None],

@@ -5,11 +5,13 @@ A mixin of :class:`agent.storage.store.Store` (one class for callers, one file p
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from datetime import datetime, timedelta
 
 from agent.errors import StoreError
+from agent.storage.packed import CID_BITS, CID_MASK, HOUR_S, dumps, hour_of, row_id, thin
 from agent.storage.recent import RecentKeys, fold
 from agent.storage.rows import fault_reason
 from agent.storage.tx import immediate
@@ -65,57 +67,51 @@ class StoreUpkeep:
         """
         # Old readings can still wait in the recent tier (a catch-up after days offline).
         self.fold_recent()
-        deleted = 0
-        cids = [int(r[0]) for r in self.conn.execute("SELECT cid FROM consumables")]
-        # Both windows partition by consumable, so one consumable per transaction gives
-        # the same rows as one pass over all, and holds the write lock (which the ingest
-        # writer waits for) for a fraction of a second instead of the whole pass.
-        for cid in cids:
-            deleted += self._downsample_one(cid, older_than, bucket_s)
+        if HOUR_S % bucket_s:
+            raise ValueError(f"bucket {bucket_s} s does not divide an hour")
+        end = row_id(hour_of(older_than) + 1, 0)  # the packed rows holding ts < cut
+        prev: dict[int, float | None] = {}  # each consumable's last level before
+        deleted, after = 0, -1
+        # Rowids are hour-major: a few hours of every consumable per transaction (in
+        # time order, so each row knows the level before it), which holds the write
+        # lock the ingest writer waits for a fraction of a second at a time.
+        while after < end:
+            try:
+                with immediate(self.conn):
+                    n, after = self._downsample_chunk(after, end, older_than, bucket_s, prev)
+            except sqlite3.Error as err:
+                raise StoreError(f"downsample failed: {err}") from err
+            deleted += n
         return deleted
 
-    def _downsample_one(self, cid: int, older_than: float, bucket_s: float) -> int:
-        params = {"cid": cid, "cut": older_than, "bucket": bucket_s}
-        try:
-            with immediate(self.conn):
-                # The rows to keep go to a keyed temp table first: deleting with
-                # "(cid, seq) NOT IN (window query)" took SQLite minutes on a year of readings.
-                self.conn.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS keep_rows "
-                    "(cid INTEGER, seq INTEGER, PRIMARY KEY (cid, seq)) WITHOUT ROWID"
-                )
-                self.conn.execute("DELETE FROM temp.keep_rows")
-                self.conn.execute(
-                    """
-                    INSERT INTO temp.keep_rows
-                    SELECT cid, seq FROM (
-                        SELECT cid, seq, level,
-                               ROW_NUMBER() OVER w AS rn,
-                               LAG(level) OVER (PARTITION BY cid ORDER BY ts) AS prev
-                        FROM readings_main WHERE cid = :cid AND ts < :cut
-                        WINDOW w AS (PARTITION BY cid, CAST(ts / :bucket AS INTEGER)
-                                     ORDER BY ts DESC)
-                    ) WHERE rn = 1 OR (prev IS NOT NULL AND level IS NOT NULL
-                                       AND level > prev * 1.2 + 1)
-                    """,
-                    params,
-                )
-                cur = self.conn.execute(
-                    "DELETE FROM readings_main WHERE cid = :cid AND ts < :cut AND NOT EXISTS "
-                    "(SELECT 1 FROM temp.keep_rows k WHERE k.cid = readings_main.cid "
-                    "AND k.seq = readings_main.seq)",
-                    params,
-                )
-                deleted = int(cur.rowcount)
-                if deleted:  # the cached history of this consumable is stale (all of it)
-                    self.conn.execute(
-                        "INSERT INTO history_marks (cid, gen, low_ts) VALUES (?, 1, ?) "
-                        "ON CONFLICT (cid) DO UPDATE SET gen = gen + 1, low_ts = excluded.low_ts",
-                        (cid, float("-inf")))
-                self.conn.execute("DELETE FROM temp.keep_rows")
-        except sqlite3.Error as err:
-            raise StoreError(f"downsample failed: {err}") from err
-        return deleted
+    def _downsample_chunk(self, after: int, end: int, cut: float, bucket_s: float,
+                          prev: dict[int, float | None]) -> tuple[int, int]:
+        # A row of one reading cannot lose any: only its level is needed (parsed in C).
+        rows = self.conn.execute(
+            "SELECT id, CASE WHEN json_array_length(rows) > 1 THEN rows END, "
+            "rows ->> '$[#-1][2]' FROM readings_main WHERE id > ? AND id < ? "
+            "ORDER BY id LIMIT 5000", (after, end)).fetchall()
+        if not rows:
+            return 0, end
+        deleted, touched = 0, set()
+        for rid, text, last_level in rows:
+            hour, cid = rid >> CID_BITS, rid & CID_MASK
+            if text is None:
+                prev[cid] = last_level
+                continue
+            elements = json.loads(text)
+            kept, prev[cid] = thin(elements, hour, cut, bucket_s, prev.get(cid))
+            if len(kept) < len(elements):
+                self.conn.execute("UPDATE readings_main SET rows = ? WHERE id = ?",
+                                  (dumps(kept), rid))
+                deleted += len(elements) - len(kept)
+                touched.add(cid)
+        # The cached history of these consumables is stale (all of it).
+        self.conn.executemany(
+            "INSERT INTO history_marks (cid, gen, low_ts) VALUES (?, 1, ?) "
+            "ON CONFLICT (cid) DO UPDATE SET gen = gen + 1, low_ts = excluded.low_ts",
+            [(cid, float("-inf")) for cid in sorted(touched)])
+        return deleted, int(rows[-1][0])
 
     def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check`` lines; ``["ok"]`` when the file is sound."""

@@ -1,0 +1,102 @@
+"""The packed folded tier (schema 11): a schema-10 database migrates without losing a
+reading, duplicates are found in the packed row of the reading's hour, retention thins
+packed rows like it thinned keyed ones."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+from agent.storage.migrations import MIGRATIONS, STEPS, _statements, current_version
+from agent.storage.store import Store
+
+VIEW = "SELECT cid, seq, ts, level, state, counter FROM readings ORDER BY cid, seq"
+
+
+def schema_10(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, script in [(v, s) for v, s in MIGRATIONS if v <= 10]:
+        for statement in _statements(script):
+            conn.execute(statement)
+        assert version not in STEPS
+        conn.execute(f"PRAGMA user_version = {version}")
+    return conn
+
+
+def test_a_schema_10_database_migrates_with_identical_readings(tmp_path: Path) -> None:
+    path = tmp_path / "agent.db"
+    conn = schema_10(path)
+    for cid in (1, 2, 3):
+        conn.execute("INSERT INTO consumables (device_id, consumable_id, unit) "
+                     "VALUES (?, 'milk', 'grams')", (f"fridge-{cid}",))
+    rnd = random.Random(7)
+    rows = []
+    for cid in (1, 2, 3):
+        t = 1_780_000_000.0
+        for seq in range(1, 400):
+            t += rnd.choice([0.5, 59.123456, 300.0, 3600.0, 1e-6 * rnd.randrange(10**9)])
+            rows.append((cid, seq, round(t, 6), rnd.choice([None, 1 / 3, 87.5, 12.0]),
+                         rnd.choice([None, "ok", "low"]), rnd.choice([None, seq * 7])))
+    conn.executemany("INSERT INTO readings_main (cid, seq, ts, level, state, counter) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany("INSERT INTO readings_recent (cid, seq, ts, level, state, counter) "
+                     "VALUES (?, 1000, ?, 5.0, NULL, NULL)", [(1, 1_790_000_000.25)])
+    before = conn.execute(VIEW).fetchall()
+    conn.close()
+    with Store(path) as store:
+        assert current_version(store.conn) == 11
+        after = store.conn.execute(VIEW).fetchall()
+        assert [tuple(map(type, r)) for r in after] == [tuple(map(type, r)) for r in before]
+        assert after == before
+        assert store.conn.execute("SELECT COUNT(*) FROM readings_main").fetchone()[0] < 1197
+        expected = sorted((r[2], r[3], r[4], r[5]) for r in before if r[0] == 2)
+        assert [(r.ts, r.level, r.state, r.counter) for r in store.readings(2)] == expected
+
+
+def test_a_seq_is_a_duplicate_in_its_own_hour_only(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agent.domain import DeviceKind, Unit
+    from agent.wire.device import Consumable, StateMessage
+
+    t0 = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
+
+    def msg(seq: int, ts: datetime, level: float) -> StateMessage:
+        return StateMessage(device_id="fridge-1", seq=seq, ts=ts, kind=DeviceKind.FRIDGE,
+                            consumables=[Consumable(id="milk", level=level,
+                                                    unit=Unit.GRAMS)])
+
+    with Store(tmp_path / "agent.db") as store:
+        store.write_batch([msg(1, t0, 900.0)], received_at=t0.timestamp())
+        store.fold_recent()
+        again = store.write_batch([msg(1, t0, 900.0)], received_at=t0.timestamp())
+        later = store.write_batch([msg(1, t0 + timedelta(hours=2), 800.0)],
+                                  received_at=t0.timestamp())
+        assert (again.stored, again.duplicates) == (0, 1)
+        assert (later.stored, later.duplicates) == (1, 0)  # a reused seq: a new reading
+        assert store.reading_count() == 2
+
+
+def test_retention_thins_packed_rows(tmp_path: Path) -> None:
+    path = tmp_path / "agent.db"
+    with Store(path) as store:
+        store.conn.execute("INSERT INTO devices (device_id, kind, first_seen, last_seen, "
+                           "last_seq) VALUES ('fridge-1', 'fridge', 0, 0, 0)")
+        store.conn.execute("INSERT INTO consumables (device_id, consumable_id, unit) "
+                           "VALUES ('fridge-1', 'milk', 'grams')")
+        t = 1_780_000_000.0
+        rows = [(1, s, t + 60 * s, 900.0 - s if s != 100 else 2_000.0, None, None)
+                for s in range(1, 301)]
+        store.conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)", rows)
+        cut = t + 60 * 240
+        deleted = store.downsample(cut, 3600)
+        kept = [r.ts for r in store.readings(1)]
+        old = [ts for ts in kept if ts < cut]
+        # the last of each hour before the cut, the jump at seq 100 and the one after it
+        hours = {int(r[2] // 3600) for r in rows if r[2] < cut}
+        assert len(old) == len(hours) + 1
+        assert t + 6000 in old
+        assert len([ts for ts in kept if ts >= cut]) == 61
+        assert deleted == 300 - len(kept)
+        assert store.downsample(cut, 3600) == 0  # nothing left to thin: nothing written
