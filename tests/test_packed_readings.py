@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
+from agent.storage import packed
 from agent.storage.migrations import MIGRATIONS, STEPS, _statements, current_version
 from agent.storage.store import Store
 
@@ -100,3 +102,37 @@ def test_retention_thins_packed_rows(tmp_path: Path) -> None:
         assert len([ts for ts in kept if ts >= cut]) == 61
         assert deleted == 300 - len(kept)
         assert store.downsample(cut, 3600) == 0  # nothing left to thin: nothing written
+
+
+def _vm_steps(conn: sqlite3.Connection, call: Callable[[], object]) -> int:
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    conn.set_progress_handler(count, 1)
+    try:
+        call()
+    finally:
+        conn.set_progress_handler(None, 1)
+    return steps[0]
+
+
+def test_a_tail_read_does_not_grow_with_the_stored_hours(tmp_path: Path) -> None:
+    """The warm decision pass re-reads a consumable's newest hour: its cost must not
+    scale with the hours stored (a MIN/MAX over an expression scanned them all)."""
+    with Store(tmp_path / "agent.db") as store:
+        conn = store.conn
+
+        def fill(hours: range) -> None:
+            conn.executemany("INSERT INTO readings_main (id, rows) VALUES (?, ?)",
+                             ((packed.row_id(h, 1), "[[1,0,50]]") for h in hours))
+
+        fill(range(490_000, 490_100))
+        last = 490_099 * packed.HOUR_S
+        small = _vm_steps(conn, lambda: packed.hour_lasts(conn, 1, last))
+        fill(range(480_000, 490_000))  # a hundred times the history before it
+        large = _vm_steps(conn, lambda: packed.hour_lasts(conn, 1, last))
+        assert packed.hour_lasts(conn, 1, last)[0].level == 50
+    assert large < 2 * small, (small, large)

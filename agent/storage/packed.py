@@ -115,12 +115,15 @@ def pack(conn: sqlite3.Connection, readings: Sequence[Reading]) -> None:
 
 def hour_span(conn: sqlite3.Connection, since: float | None) -> tuple[int, int] | None:
     """First and last hour a consumable's read must look at (None: nothing stored)."""
-    lo, hi = conn.execute("SELECT MIN(id) >> 20, MAX(id) >> 20 FROM readings_main").fetchone()
-    if hi is None:
+    # Two bare MIN/MAX subqueries: SQLite answers each from one end of the rowid tree,
+    # where an expression over MIN(id) or both in one SELECT scans the whole table.
+    lo_id, hi_id = conn.execute("SELECT (SELECT MIN(id) FROM readings_main), "
+                                "(SELECT MAX(id) FROM readings_main)").fetchone()
+    if hi_id is None:
         return None
-    first = int(lo) if since is None or not math.isfinite(since) else max(int(lo),
-                                                                            hour_of(since))
-    return (first, int(hi)) if first <= int(hi) else None
+    lo, hi = int(lo_id) >> 20, int(hi_id) >> 20
+    first = lo if since is None or not math.isfinite(since) else max(lo, hour_of(since))
+    return (first, hi) if first <= hi else None
 
 
 _BY_HOUR = ("WITH RECURSIVE h(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM h WHERE x < ?) "
