@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.ops.progress import read_progress
+from agent.storage.store import Store
 from firmware_sim.broker import LocalBroker
 from tests.waiting import wait_until
 
@@ -94,3 +102,79 @@ class AgentProcess:
             self.stop()
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+def payload(device: str, seq: int, level: float = 50.0) -> str:
+    return json.dumps(
+        {
+            "device_id": device,
+            "seq": seq,
+            "ts": "2026-11-20T10:00:00Z",
+            "kind": "printer",
+            "consumables": [{"id": "black", "level": level, "unit": "percent", "sku": "TN-2420"}],
+        }
+    )
+
+
+def db_count(db: Path, device: str) -> int:
+    if not db.exists():
+        return 0
+    with Store(db) as store:
+        return store.reading_count(device)
+
+
+def device_client(broker: LocalBroker, device: str) -> mqtt.Client:
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"{device}-pub", protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(device, broker.passwords[device])
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    return client
+
+
+def committed_since_start(agent: AgentProcess, progress: Path) -> bool:
+    """This agent process has committed an ingest batch since it started (its progress
+    file, so the probe never opens the database)."""
+    done = read_progress(progress) if progress.exists() else None
+    return (done is not None and agent.proc is not None and done.pid == agent.proc.pid
+            and done.ingest_batches > 0)
+
+
+def publish_through_kills(agent: AgentProcess, broker: LocalBroker, db: Path, *,
+                          committed: Callable[[], bool], all_stored: Callable[[], bool],
+                          total: int = 3000, kills: int = 3) -> tuple[list[int], int]:
+    """Publish ``total`` QoS 1 readings of printer-1 while SIGKILLing and restarting the
+    running ``agent`` ``kills`` times, each after ``committed()`` says it stored a batch;
+    then wait for ``all_stored()``. Returns the stored seqs and the stored row count.
+
+    ``committed`` and ``all_stored`` are the caller's because how the test may look at
+    the database while the agent runs depends on its wal-index mode."""
+    client = device_client(broker, "printer-1")
+    published = threading.Event()
+
+    def publish_all() -> None:
+        infos = [client.publish("replenish/v1/devices/printer-1/state",
+                                payload("printer-1", seq, level=100 - seq / 100), qos=1)
+                 for seq in range(1, total + 1)]
+        for info in infos:
+            info.wait_for_publish(120)
+        published.set()
+
+    publisher = threading.Thread(target=publish_all)
+    publisher.start()
+    try:
+        for _ in range(kills):
+            # Once everything went out, a restarted agent may have nothing to commit.
+            wait_until(lambda: committed() or published.is_set(), timeout=30)
+            agent.kill()
+            agent.start()
+        publisher.join(150)
+        assert published.is_set(), "the publisher did not get every PUBACK"
+        wait_until(all_stored, timeout=120, every=1.0)
+    finally:
+        agent.stop()
+        client.loop_stop()
+        client.disconnect()
+    with Store(db) as store:
+        return store.seqs("printer-1"), store.reading_count("printer-1")

@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.broker import LocalBroker
-from tests.integration.agent_harness import write_agent_config
+from tests.integration.agent_harness import db_count, payload, write_agent_config
 from tests.integration.conftest import run_mosquitto_pub
-from tests.integration.test_ingest import db_count, payload
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration

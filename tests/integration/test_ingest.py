@@ -4,50 +4,26 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.ops.progress import FILE_NAME, RUNTIME_ENV
 from agent.storage.store import Store
 from firmware_sim.broker import LocalBroker
-from tests.integration.agent_harness import AgentProcess, write_agent_config
+from tests.integration.agent_harness import (
+    AgentProcess,
+    committed_since_start,
+    db_count,
+    device_client,
+    payload,
+    publish_through_kills,
+    write_agent_config,
+)
 from tests.integration.conftest import run_mosquitto_pub
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def payload(device: str, seq: int, level: float = 50.0) -> str:
-    return json.dumps(
-        {
-            "device_id": device,
-            "seq": seq,
-            "ts": "2026-11-20T10:00:00Z",
-            "kind": "printer",
-            "consumables": [{"id": "black", "level": level, "unit": "percent", "sku": "TN-2420"}],
-        }
-    )
-
-
-def db_count(db: Path, device: str) -> int:
-    if not db.exists():
-        return 0
-    with Store(db) as store:
-        return store.reading_count(device)
-
-
-def device_client(broker: LocalBroker, device: str) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"{device}-pub", protocol=mqtt.MQTTv5
-    )
-    client.username_pw_set(device, broker.passwords[device])
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    return client
 
 
 def test_mosquitto_pub_and_paho_readings_arrive(broker: LocalBroker, tmp_path: Path) -> None:
@@ -102,42 +78,17 @@ def test_malformed_payload_rejected_next_good_lands(broker: LocalBroker, tmp_pat
 def test_sigkill_while_publishing_loses_nothing_duplicates_nothing(
     broker: LocalBroker, tmp_path: Path
 ) -> None:
-    """Every reading the broker accepted ends up in SQLite exactly once across kills."""
+    """Every reading the broker accepted ends up in SQLite exactly once across kills,
+    counted while the agent runs (readers share the on-disk wal-index)."""
     config = write_agent_config(tmp_path / "agent", broker)
     db = tmp_path / "agent" / "agent.db"
-    agent = AgentProcess(config).start()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    agent = AgentProcess(config, env={RUNTIME_ENV: str(run_dir)}).start()
     total = 3000
-    client = device_client(broker, "printer-1")
-    published = threading.Event()
-
-    def publish_all() -> None:
-        infos = [
-            client.publish(
-                "replenish/v1/devices/printer-1/state",
-                payload("printer-1", seq, level=100 - seq / 100),
-                qos=1,
-            )
-            for seq in range(1, total + 1)
-        ]
-        for info in infos:
-            info.wait_for_publish(120)
-        published.set()
-
-    publisher = threading.Thread(target=publish_all)
-    publisher.start()
-    try:
-        for _ in range(3):  # kill mid-stream, restart, repeat
-            wait_until(lambda: db_count(db, "printer-1") > 0, timeout=30)
-            time.sleep(0.2)
-            agent.kill()
-            agent.start()
-        publisher.join(150)
-        assert published.is_set()
-        wait_until(lambda: db_count(db, "printer-1") == total, timeout=120)
-    finally:
-        agent.stop()
-        client.loop_stop()
-        client.disconnect()
-    with Store(db) as store:
-        assert store.seqs("printer-1") == list(range(1, total + 1))
-        assert store.reading_count("printer-1") == total
+    seqs, count = publish_through_kills(
+        agent, broker, db, total=total,
+        committed=lambda: committed_since_start(agent, run_dir / FILE_NAME),
+        all_stored=lambda: db_count(db, "printer-1") == total)
+    assert seqs == list(range(1, total + 1))
+    assert count == total
