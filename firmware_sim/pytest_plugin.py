@@ -334,7 +334,7 @@ def replenish_agent(tmp_path: Path, replenish_broker: LocalBroker,
     """``make(extra_toml="", start=True)``: an agent wired to the broker and vendor.
 
     Passes run fast for tests (decisions every 10 s, dispatch and household sync every
-    half second, no pre-notice); ``extra_toml`` (TOML text) adds or overrides settings
+    half second, no pre-notice, readings committed within a second); ``extra_toml`` (TOML text) adds or overrides settings
     key by key, and adds arrays of tables such as ``[[printers]]``.
     """
     made: list[RunningAgent] = []
@@ -369,6 +369,9 @@ def write_agent(work: Path, replenish_broker: LocalBroker, replenish_vendor: Ven
                    "pre_notice_h": 0, "require_synced_clock": False},
         "forecast": {"interval_s": 10},
         "household": {"sync_interval_s": 0.5, "state_interval_s": 0.5},
+        # A vendor's test sees each reading within a second; a household's agent
+        # gathers level ticks for 30 s (SD-card wear) and commits news at once.
+        "ingest": {"commit_window_s": 1},
     }
     for name, value in tomllib.loads(extra_toml).items():
         if isinstance(value, dict):

@@ -1,5 +1,7 @@
 """The writer's commit window: messages trickling in share one commit, acknowledged only
-after it; a clean stop commits what the window holds; a fast stream does not wait."""
+after it; a clean stop commits what the window holds; a fast stream does not wait, nor
+does its tail; news (an event, a device's first message, a changed state) commits at
+once."""
 
 from __future__ import annotations
 
@@ -16,10 +18,20 @@ NOW = 1_793_000_000.0
 TOPIC = "replenish/v1/devices/printer-1/state"
 
 
-def inbound(seq: int) -> Inbound:
+def inbound(seq: int, state: str | None = None) -> Inbound:
+    black: dict[str, object] = {"id": "black", "level": 50}
+    if state is not None:
+        black["state"] = state
     body = {"device_id": "printer-1", "seq": seq, "ts": "2026-10-26T00:00:00Z",
-            "kind": "printer", "consumables": [{"id": "black", "level": 50}]}
+            "kind": "printer", "consumables": [black]}
     return Inbound(seq, 1, TOPIC, json.dumps(body).encode(), NOW)
+
+
+def seen(writer: Writer, acked: list[int]) -> None:
+    """The device's first message is news and commits alone: get it out of the way."""
+    writer.queue.put(inbound(0))
+    wait_until(lambda: acked == [0], timeout=10.0, what="the first message's own commit")
+    acked.clear()
 
 
 def writer_for(path: Path, acked: list[int], **settings: float) -> Writer:
@@ -32,6 +44,7 @@ def test_messages_within_the_window_share_one_commit(tmp_path: Path) -> None:
     writer = writer_for(tmp_path / "a.db", acked, commit_window_s=1.0)
     writer.start()
     try:
+        seen(writer, acked)
         for seq in range(1, 6):  # a trickle: 5 messages in ~0.25 s
             writer.queue.put(inbound(seq))
             time.sleep(0.05)
@@ -41,7 +54,7 @@ def test_messages_within_the_window_share_one_commit(tmp_path: Path) -> None:
         assert acked == []
         wait_until(lambda: len(acked) >= 5, timeout=10.0, what="the window's commit")
         assert acked == [1, 2, 3, 4, 5]
-        assert writer.stats.batches == 1
+        assert writer.stats.batches == 2
     finally:
         writer.stop()
 
@@ -99,6 +112,7 @@ def test_a_device_event_commits_at_once_whatever_the_window(tmp_path: Path) -> N
     writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0)
     writer.start()
     try:
+        seen(writer, acked)
         writer.queue.put(inbound(1))
         wait_until(lambda: writer.held == 1, what="the reading in the open batch")
         body = {"device_id": "printer-1", "seq": 2, "ts": "2026-10-26T00:00:00Z",
@@ -106,6 +120,45 @@ def test_a_device_event_commits_at_once_whatever_the_window(tmp_path: Path) -> N
         writer.queue.put(Inbound(2, 1, TOPIC.replace("/state", "/events"),
                                  json.dumps(body).encode(), NOW))
         wait_until(lambda: len(acked) == 2, timeout=10.0, what="the event's commit")
-        assert acked == [1, 2] and writer.stats.batches == 1 and writer.stats.rejected == 0
+        assert acked == [1, 2] and writer.stats.batches == 2 and writer.stats.rejected == 0
+    finally:
+        writer.stop()
+
+
+def test_a_first_message_and_a_changed_state_commit_at_once_level_ticks_wait(
+        tmp_path: Path) -> None:
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0)
+    writer.start()
+    try:
+        writer.queue.put(inbound(1))  # a device just added: shown at once
+        wait_until(lambda: acked == [1], timeout=10.0, what="the first message's commit")
+        writer.queue.put(inbound(2))  # a level tick waits for the window
+        wait_until(lambda: writer.held == 1, what="the tick in the open batch")
+        writer.queue.put(inbound(3, state="low"))  # LOW: the batch goes now
+        wait_until(lambda: len(acked) == 3, timeout=10.0, what="the LOW's commit")
+        writer.queue.put(inbound(4, state="low"))  # still LOW: no news
+        wait_until(lambda: writer.held == 1, what="the repeated LOW in the open batch")
+        writer.queue.put(inbound(5))  # the state is gone (replaced): news again
+        wait_until(lambda: len(acked) == 5, timeout=10.0, what="the replacement's commit")
+        assert acked == [1, 2, 3, 4, 5] and writer.stats.batches == 3
+    finally:
+        writer.stop()
+
+
+def test_the_tail_of_a_fast_stream_does_not_wait_for_the_window(tmp_path: Path) -> None:
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=30.0, batch_size=10_000)
+    writer.start()
+    try:
+        seen(writer, acked)
+        for seq in range(1, 2_001):
+            writer.queue.put(inbound(seq))
+        wait_until(lambda: len(acked) == 2_000, timeout=20.0, what=lambda: f"{len(acked)} acked")
+        # A few stragglers right behind the burst: too few to measure a rate on their
+        # own, yet the stream was fast a moment ago; they must not wait 30 s.
+        for seq in range(2_001, 2_004):
+            writer.queue.put(inbound(seq))
+        wait_until(lambda: len(acked) == 2_003, timeout=10.0, what="the tail's commit")
     finally:
         writer.stop()

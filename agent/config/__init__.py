@@ -117,10 +117,11 @@ class IngestSettings(BaseModel):
     idle_wakeup_s: float = Field(default=5.0, gt=0, le=60)
     # SD-card wear (issue 21): at low rates the writer commits what arrived within this
     # window in one transaction (acknowledging only after it); 0 commits at once.
-    # Each commit at household load costs ~10 KB (the WAL's partly filled OS page
-    # rewritten under fsync): ~2.4 KB per message at 5 s; 15-30 s write less and delay
-    # readings (and their acknowledgement) longer (bench/README.md, "Write volume").
-    commit_window_s: float = Field(default=5.0, ge=0, le=60)
+    # Each commit at household load costs 10-25 KB (WAL pages under fsync, the wal-index
+    # written back): 3,959 B per message at 5 s, 1,476 at 30 s, 1,333 at 60 s with the
+    # fold (bench/README.md, "Write volume"). News does not wait for it (agent.mqtt.news:
+    # events, a device's first message, a changed state): level ticks do.
+    commit_window_s: float = Field(default=30.0, ge=0, le=60)
     # The recent readings tier is folded into the keyed table this often, or sooner
     # once it holds this many readings; the WAL is checkpointed on its own schedule.
     fold_interval_s: float = Field(default=3_600.0, ge=1)

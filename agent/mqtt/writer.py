@@ -7,8 +7,12 @@ came in meanwhile in one transaction: one commit per window instead of one per m
 Once messages arrive at ``FAST_RATE`` or more, a batch waits at most ``FAST_WINDOW_S``
 (or until ``batch_size``): at high rates latency stays low and batches big. Nothing is
 acknowledged before its commit, so the window costs latency, never an acknowledged
-reading; a clean stop commits what it holds. A device event (``fall_alert``...) closes
-the batch at once: alerts do not wait for the window.
+reading; a clean stop commits what it holds. News closes the batch at once
+(:class:`agent.mqtt.news.News`: a device event such as ``fall_alert``, a device's first
+message since the start, a consumable whose reported state changed): alerts, a newly
+added device and a LOW do not wait for the window; level ticks do. A stream that was
+fast stays fast for ``FAST_HOLD_S`` after its last commit, so the tail of a backlog
+commits as soon as it stops coming instead of waiting a household window.
 
 Devices' "last seen" and consumables' "last" values wait in memory between commits
 (``ingest.last_values_interval_s``, see ``Store.lasts_every_s``) and are written when due,
@@ -34,8 +38,9 @@ from dataclasses import dataclass, field
 from agent.config import IngestSettings
 from agent.errors import StoreError
 from agent.mqtt.judge import Inbound, RateLimiter, Unlimited, validate
+from agent.mqtt.news import News
 from agent.storage.store import Item, Pending, PendingRow, Rejected, Store
-from agent.wire.device import Channel, StateMessage
+from agent.wire.device import StateMessage
 
 # The ingest log lines keep the logger name they had before the writer moved here.
 log = logging.getLogger("agent.mqtt.ingest")
@@ -46,7 +51,8 @@ _RATE_SAMPLE = 16
 # anyway (a 50 ms batch holds 10+ messages) and latency stays low under load.
 FAST_RATE = 200.0
 FAST_WINDOW_S = 0.05
-_EVENTS_SUFFIX = "/" + Channel.EVENTS.value
+# After a fast batch's commit, batches wait FAST_WINDOW_S this long (a backlog's tail).
+FAST_HOLD_S = 5.0
 
 
 @dataclass
@@ -64,12 +70,6 @@ class IngestStats:
     last_fold_pass: int = 0
     last_checkpoint_pass: int = 0
     last_commit_monotonic: float = field(default_factory=time.monotonic)
-
-
-def _urgent(msg: Inbound) -> bool:
-    # Device events (fall_alert...) are rare and may raise an alert: the batch holding
-    # one commits at once, so an alert's latency does not depend on the commit window.
-    return msg.topic.endswith(_EVENTS_SUFFIX)
 
 
 class Writer:
@@ -112,6 +112,9 @@ class Writer:
         # Likewise 0 on simulated time: a simulation settles on ``idle`` after each step.
         self.last_values_interval_s = settings.last_values_interval_s
         self._held = 0  # messages taken off the queue and not yet committed
+        self._news = News()
+        self._fast_until = float("-inf")  # monotonic: batches wait FAST_WINDOW_S until then
+        self._batch_fast = False  # the open batch came in a fast stream
         self._lasts_held = False  # the store holds device/"last" values not yet written
         # Rejects the broker reported (oversize packets), counted beside our own.
         self.noted: queue.SimpleQueue[Rejected] = queue.SimpleQueue()
@@ -163,7 +166,13 @@ class Writer:
         self._held = 1
         size, window = self.settings.batch_size, self.commit_window_s
         start = time.monotonic()
-        while len(batch) < size and not _urgent(batch[-1]):
+        fast = start < self._fast_until
+        if fast:
+            window = min(window, FAST_WINDOW_S)
+        # News is judged on every message (that keeps its memory of each device current)
+        # but closes a batch only at household pace: a fast stream commits within 50 ms.
+        news = self._news.closes(first)
+        while len(batch) < size and not (news and not fast):
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
@@ -173,6 +182,7 @@ class Writer:
                 if (len(batch) >= _RATE_SAMPLE and len(batch) >= FAST_RATE * age
                         and window > FAST_WINDOW_S):
                     window = FAST_WINDOW_S
+                    fast = True
                 left = start + window - now
                 if left <= 0 or self._stopping.is_set():
                     break
@@ -183,7 +193,9 @@ class Writer:
             if item is None:
                 return batch, True
             batch.append(item)
+            news = self._news.closes(item)
             self._held = len(batch)
+        self._batch_fast = fast or len(batch) >= size
         return batch, False
 
     def _upkeep(self, store: Store, done: bool) -> None:
@@ -295,6 +307,8 @@ class Writer:
                 if batch:
                     self._retrying(functools.partial(self._commit, store, batch))
                     self._held = 0
+                    if self._batch_fast:
+                        self._fast_until = time.monotonic() + FAST_HOLD_S
                 # Quiet for idle_wakeup_s (no batch), or stopping: write the held values.
                 if store.holds_lasts and (done or not batch) and not (
                         done and self.fault is not None):

@@ -22,8 +22,16 @@ from tests.waiting import wait_until
 READY_LINE = "agent.ready"
 
 
+# Tests wait for readings in seconds; the deployed window (30 s) and what closes a batch
+# early are tests/test_commit_window.py's.
+TEST_COMMIT_WINDOW = "commit_window_s = 1\n"
+
+
 def write_agent_config(workdir: Path, broker: LocalBroker, extra: str = "") -> Path:
     """An agent.toml for ``broker``'s loopback listener, secrets in files beside it."""
+    if "commit_window_s" not in extra:
+        extra = (extra.replace("[ingest]\n", "[ingest]\n" + TEST_COMMIT_WINDOW, 1)
+                 if "[ingest]\n" in extra else f"{extra}\n[ingest]\n{TEST_COMMIT_WINDOW}")
     workdir.mkdir(parents=True, exist_ok=True)
     password = workdir / "mqtt-password"
     password.write_text(broker.passwords["agent"])

@@ -1,0 +1,61 @@
+"""Which inbound messages are news: they close the writer's commit batch at once.
+
+The commit window (``ingest.commit_window_s``) trades latency for SD-card writes. That
+trade is right for level ticks, whose next one says nearly the same, and wrong for what
+a household or a decision waits on: a device event (``fall_alert``...), the first
+message of a device since the start (a device just added shows up at once; after a
+restart each device's first message is one small commit), and a change of a
+consumable's reported ``state`` (LOW, EMPTY, back to OK after a replacement).
+
+This looks at the raw message before validation: a malformed payload is never news (the
+judge rejects it with the rest of the batch), and a message that is judged bad later
+has cost at most an early commit.
+"""
+
+from __future__ import annotations
+
+import json
+
+from agent.mqtt.judge import Inbound
+from agent.wire.device import Channel
+
+_STATE_KEY = b'"state"'
+States = frozenset[tuple[str, str]]
+
+
+def _states(payload: bytes) -> States | None:
+    """The (consumable id, state) pairs a state payload reports, None if unreadable."""
+    if _STATE_KEY not in payload:
+        return frozenset()  # level-only: most messages, and no JSON parse for them
+    try:
+        doc = json.loads(payload)
+        return frozenset((str(c["id"]), str(c["state"])) for c in doc["consumables"]
+                         if isinstance(c, dict) and c.get("state") is not None)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class News:
+    """Remembers, per device topic, whether it was seen and the states it last reported."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, States] = {}
+        self._seen: set[str] = set()
+
+    def closes(self, msg: Inbound) -> bool:
+        parts = msg.topic.rsplit("/", 2)
+        if len(parts) != 3:
+            return False
+        _, device, channel = parts
+        if channel == Channel.EVENTS.value:
+            return True
+        first = device not in self._seen
+        self._seen.add(device)
+        if channel != Channel.STATE.value:
+            return first
+        states = _states(msg.payload)
+        if states is None:
+            return False
+        changed = self._states.get(msg.topic, frozenset()) != states
+        self._states[msg.topic] = states
+        return first or changed
