@@ -1,10 +1,11 @@
 """An agent restarting onto its stored session is ready at CONNACK, not at SUBACK.
 
 With a backlog queued for the agent's session, Mosquitto starts sending it right after
-CONNACK and answers the re-SUBSCRIBE behind it, and behind its persistence snapshots,
-which rewrite the whole queue every 100 changes (`autosave_interval 100`). A 50,000
-message backlog kept the SUBACK past the agent's 10 s start timeout, and the agent quit
-with "no answer" while the broker was delivering (bench/README.md, ingest benchmark).
+CONNACK and answers the re-SUBSCRIBE behind it (then also behind its persistence
+snapshots, which rewrote the whole queue every 100 changes under the former
+`autosave_on_changes true` / `autosave_interval 100`). A 50,000 message backlog kept the
+SUBACK past the agent's 10 s start timeout, and the agent quit with "no answer" while the
+broker was delivering (bench/README.md, ingest benchmark).
 Here a proxy in front of a real Mosquitto holds back every SUBACK, as that broker did.
 """
 
