@@ -334,8 +334,9 @@ def replenish_agent(tmp_path: Path, replenish_broker: LocalBroker,
     """``make(extra_toml="", start=True)``: an agent wired to the broker and vendor.
 
     Passes run fast for tests (decisions every 10 s, dispatch and household sync every
-    half second, no pre-notice, readings committed within a second); ``extra_toml`` (TOML text) adds or overrides settings
-    key by key, and adds arrays of tables such as ``[[printers]]``.
+    half second, no pre-notice, readings committed within a second); ``extra_toml``
+    (TOML text) adds or overrides settings key by key, and adds arrays of tables such as
+    ``[[printers]]``.
     """
     made: list[RunningAgent] = []
 

@@ -144,6 +144,19 @@ def test_home_assistant_online_reannounces_everything(
     assert len([m for m in sent if m.topic.startswith("homeassistant/sensor/")]) == 2
 
 
+def test_a_broker_that_lost_the_session_gets_everything_again(
+    link: HouseholdLink, ledger: Ledger, sent: list[Outgoing]
+) -> None:
+    # The broker restarted from an older snapshot: its retained messages may be old.
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    sent.clear()
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    assert not [m for m in sent if m.topic.startswith("homeassistant/")]
+    link.route().session_lost()
+    link.sync(ledger, [FRIDGE], {}, [], NOW)
+    assert len([m for m in sent if m.topic.startswith("homeassistant/sensor/")]) == 2
+
+
 def test_removed_device_leaves_no_entity_behind(
     link: HouseholdLink, ledger: Ledger, sent: list[Outgoing]
 ) -> None:

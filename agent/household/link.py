@@ -105,7 +105,8 @@ class HouseholdLink(HouseholdCommands):
         # not load paho (agent.mqtt.ingest) for them.
         from agent.mqtt.ingest import HouseholdRoute  # noqa: PLC0415
 
-        return HouseholdRoute([f"{COMMAND_PREFIX}/#", HA_STATUS_TOPIC], self.deliver)
+        return HouseholdRoute([f"{COMMAND_PREFIX}/#", HA_STATUS_TOPIC], self.deliver,
+                              self.session_lost)
 
     def deliver(self, topic: str, payload: bytes) -> None:
         if topic == HA_STATUS_TOPIC:
@@ -116,6 +117,11 @@ class HouseholdLink(HouseholdCommands):
             self.commands.put_nowait((topic, payload))
         except queue.Full:
             self.stats.dropped += 1
+
+    def session_lost(self) -> None:
+        # A broker that lost our session restarted from an older snapshot (or none):
+        # its retained levels, proposals and discovery may be old, so send all again.
+        self._reannounce = True
 
     # ---- worker thread: commands (agent.household.commands), then publishing ------
 

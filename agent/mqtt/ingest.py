@@ -59,6 +59,9 @@ class HouseholdRoute:
 
     topics: list[str]
     deliver: Callable[[str, bytes], None]
+    # The broker forgot the agent's session (a crash before its snapshot, an expiry):
+    # it may have lost or rolled back the retained state published since, too.
+    session_lost: Callable[[], None] = lambda: None
 
 
 @dataclass(slots=True, frozen=True)
@@ -153,6 +156,8 @@ class MqttIngest:
         # On its own: a broker whose ACL predates it may refuse it, and that is no reason
         # to stay unready (oversize packets then just go uncounted).
         self._log_mid = client.subscribe(BROKER_LOG_TOPIC, qos=0)[1]
+        if not session_present and self.household:
+            self.household.session_lost()
         if session_present:
             # The broker kept our subscriptions and is already sending the messages it
             # queued for them; its SUBACK waits behind that backlog (and behind its

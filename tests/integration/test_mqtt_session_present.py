@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_settings
-from agent.mqtt.ingest import MqttIngest
+from agent.mqtt.ingest import HouseholdRoute, MqttIngest
 from agent.storage.store import Store
 from firmware_sim.broker import LocalBroker
 from tests.integration.agent_harness import write_agent_config
@@ -158,3 +158,30 @@ def test_a_restart_onto_a_stored_session_is_ready_without_its_suback(
         wait_until(lambda: again.subacks == 1, timeout=10, what="the held SUBACK")
     finally:
         again.stop()
+
+
+def test_a_broker_that_lost_the_session_gets_the_household_state_again(
+        tmp_path: Path, broker: LocalBroker) -> None:
+    """A broker crash before its next snapshot (every 30 min) forgets the agent's session
+    and rolls back the retained state published since: the agent must publish it all
+    again. A clean restart (Mosquitto snapshots on SIGTERM) keeps both."""
+    settings = load_settings(write_agent_config(tmp_path / "agent", broker))
+    db = settings.storage.path
+    Store(db).close()
+    lost: list[int] = []
+    route = HouseholdRoute([], lambda topic, payload: None,
+                           lambda: lost.append(ingest.subacks))
+    ingest = MqttIngest(settings.mqtt, settings.ingest, lambda: Store(db), household=route)
+    ingest.start(timeout=10.0)
+    try:
+        wait_until(lambda: ingest.subacks >= 1, timeout=10, what="the first SUBACK")
+        lost.clear()  # a brand-new session is lost by definition; what follows matters
+        broker.restart(crash=True)  # the session was never in a snapshot
+        wait_until(lambda: ingest.subacks >= 2, timeout=30, what="the reconnect's SUBACK")
+        assert len(lost) == 1
+        broker.restart()  # SIGTERM: the session is in the snapshot
+        wait_until(lambda: ingest.subacks >= 3, timeout=30, what="the second reconnect")
+        assert len(lost) == 1
+    finally:
+        ingest.stop()
+
