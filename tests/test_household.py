@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -132,27 +133,21 @@ def test_sync_publishes_proposal_buttons_then_removes_them(
     assert set(buttons) <= cleared
 
 
-def test_home_assistant_online_reannounces_everything(
-    link: HouseholdLink, ledger: Ledger, sent: list[Outgoing]
+@pytest.mark.parametrize("trigger", [
+    # Home Assistant restarted (its birth message).
+    lambda link: link.deliver("homeassistant/status", b"online"),
+    # The broker lost our session: it restarted from an older snapshot, or none.
+    lambda link: link.route().session_lost(),
+], ids=["home_assistant_online", "broker_lost_the_session"])
+def test_what_asks_for_everything_again(
+    link: HouseholdLink, ledger: Ledger, sent: list[Outgoing],
+    trigger: Callable[[HouseholdLink], None],
 ) -> None:
     link.sync(ledger, [FRIDGE], {}, [], NOW)
     sent.clear()
     link.sync(ledger, [FRIDGE], {}, [], NOW)
     assert not [m for m in sent if m.topic.startswith("homeassistant/")]
-    link.deliver("homeassistant/status", b"online")
-    link.sync(ledger, [FRIDGE], {}, [], NOW)
-    assert len([m for m in sent if m.topic.startswith("homeassistant/sensor/")]) == 2
-
-
-def test_a_broker_that_lost_the_session_gets_everything_again(
-    link: HouseholdLink, ledger: Ledger, sent: list[Outgoing]
-) -> None:
-    # The broker restarted from an older snapshot: its retained messages may be old.
-    link.sync(ledger, [FRIDGE], {}, [], NOW)
-    sent.clear()
-    link.sync(ledger, [FRIDGE], {}, [], NOW)
-    assert not [m for m in sent if m.topic.startswith("homeassistant/")]
-    link.route().session_lost()
+    trigger(link)
     link.sync(ledger, [FRIDGE], {}, [], NOW)
     assert len([m for m in sent if m.topic.startswith("homeassistant/sensor/")]) == 2
 
