@@ -14,7 +14,7 @@ away: the order is moved so it arrives on their return.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,6 +29,7 @@ _GH = (
     (2.0201829, 0.0112574),
 )
 _SEARCH_DAYS = 400.0
+_SQRT2 = math.sqrt(2.0)  # as in DemandCurve.p_empty
 _FALLBACK_FRACTION = 0.25  # order at 25 % when there is no usable rate yet
 # A delivery this many lead-time standard deviations late still finds usable stock when
 # a perishable's reorder is held back for spoilage (bench-forecast: 1 sd let stockouts
@@ -133,18 +134,50 @@ class ReorderPlan:
     prob_stockout: float | None  # if we wait until the next review
 
 
-def _p_empty(fc: Forecast, extra: float, horizon: float, lead: LeadTime) -> float:
-    """P(run-out before ``horizon`` + lead time), averaged over the lead time's spread."""
+def _stockout_risk(fc: Forecast, extra: float, lead: LeadTime) -> Callable[[float], float]:
+    """P(run-out before ``horizon`` + lead time) as a function of ``horizon``, averaged
+    over the lead time's spread: :meth:`Forecast.prob_empty_within` at each lead-time
+    node, with ``DemandCurve.p_empty`` inlined (the same arithmetic in the same order)
+    and what does not move with the horizon taken once. The planner asks ~20 horizons
+    per plan, some twice (the review interval is the search's first bracket)."""
     curve = fc.curve
     if curve is None or fc.level is None:
-        return 0.0
-    # Forecast.prob_empty_within at each node, its level and variance taken once.
+        return lambda horizon: 0.0
     level = (fc.level if fc.usable_level is None else fc.usable_level) + extra
     ls2 = fc.level_sd * fc.level_sd
-    total = 0.0
-    for lt, w in lead.points():
-        total += w * curve.p_empty(level, ls2, horizon + lt)
-    return total
+    mean, var = curve.mean, curve.var
+    last = len(mean) - 1
+    nodes = lead.points()
+    sqrt, erfc = math.sqrt, math.erfc
+    seen: dict[float, float] = {}
+
+    def risk(horizon: float) -> float:
+        got = seen.get(horizon)
+        if got is not None:
+            return got
+        total = 0.0
+        for lt, w in nodes:
+            days = horizon + lt
+            if days <= 0 or last == 0:
+                m = v = 0.0
+            elif days >= last:
+                more = days - last
+                m = mean[last] + (mean[last] - mean[last - 1]) * more
+                v = var[last] + (var[last] - var[last - 1]) * more
+            else:
+                k = int(days)
+                f = days - k
+                m = mean[k] + (mean[k + 1] - mean[k]) * f
+                v = var[k] + (var[k + 1] - var[k]) * f
+            sd = sqrt(v + ls2)
+            if sd <= 1e-12:
+                total += w * (1.0 if m >= level else 0.0)
+            else:
+                total += w * (0.5 * erfc(-((m - level) / sd) / _SQRT2))
+        seen[horizon] = total
+        return total
+
+    return risk
 
 
 def _in_away(t: float, away: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
@@ -286,21 +319,22 @@ def _plan(
         return ReorderPlan(False, 0, None, None, f"no use measured ({fc.basis})", 0.0)
 
     risk = 1.0 - service_level
-    p_wait = _p_empty(fc, extra, review, lead_time)
+    p_empty = _stockout_risk(fc, extra, lead_time)
+    p_wait = p_empty(review)
     # Latest order moment: the largest delay x with P(empty before x + lead) <= risk.
-    if _p_empty(fc, extra, 0.0, lead_time) > risk:
+    if p_empty(0.0) > risk:
         latest = 0.0
     else:
         # Bracket by doubling, then bisect to about an hour (the latest order moment is
         # shown to the household, not acted on): about 15 evaluations.
         lo, hi = 0.0, 1.0
-        while _p_empty(fc, extra, hi, lead_time) <= risk:
+        while p_empty(hi) <= risk:
             lo, hi = hi, 2.0 * hi
             if hi > _SEARCH_DAYS:
                 return ReorderPlan(False, 0, None, None, "no run-out within a year", p_wait)
         while hi - lo > 0.04:
             mid = 0.5 * (lo + hi)
-            if _p_empty(fc, extra, mid, lead_time) > risk:
+            if p_empty(mid) > risk:
                 hi = mid
             else:
                 lo = mid
