@@ -70,6 +70,18 @@ class DemandCurve:
         return 0.5 * math.erfc(-((m - level) / sd) / _SQRT2)
 
 
+@dataclass(slots=True)
+class CurveMemo:
+    """One consumable's last steady curve (no weekdays, no away time) and the rate, the
+    sign of its zero, the rate's variance and the daily variance it was built from. A
+    kept fit gives these every pass while only the level moves with ``now``, and the
+    level sets only the curve's length, not its days: a curve at least as long is cut,
+    its days the same floats (see :func:`build_curve`)."""
+
+    key: tuple[float, float, float, float] | None = None
+    curve: DemandCurve | None = None
+
+
 def build_curve(
     *,
     now: float,
@@ -80,8 +92,11 @@ def build_curve(
     daily_sd: float,
     weekday: tuple[float, ...] | None,
     away: list[Interval],
+    memo: CurveMemo | None = None,
 ) -> DemandCurve:
-    """Day-by-day demand curve, long enough to pass the pessimistic run-out."""
+    """Day-by-day demand curve, long enough to pass the pessimistic run-out. With
+    ``memo`` (kept per consumable by the caller) a steady curve is cut from the last one
+    built from the same rates: the same curve as without."""
     mean = [0.0]
     var = [0.0]
     active = 0.0
@@ -89,7 +104,7 @@ def build_curve(
     # Stop once run-out is beyond doubt (mean past level by 4 sd) or at the horizon.
     var_day = daily_sd * daily_sd
     if not away and weekday is None:
-        return _steady_curve(level, level_sd, rate, rate_sd, var_day)
+        return _steady_curve(level, level_sd, rate, rate_sd, var_day, memo)
     for k in range(1, MAX_HORIZON_DAYS + 1):
         t0 = now + k - 1
         a = 1.0 - overlap(t0, t0 + 1.0, away) if away else 1.0
@@ -109,15 +124,26 @@ def build_curve(
 
 
 def _steady_curve(level: float, level_sd: float, rate: float, rate_sd: float,
-                  var_day: float) -> DemandCurve:
+                  var_day: float, memo: CurveMemo | None) -> DemandCurve:
     """:func:`build_curve` without weekdays or away time: every day alike (the common
     case). Its length comes from the closed form, its days from one comprehension each:
     the same numbers as a day-by-day loop, without the loop (every pass builds one)."""
     rs2 = rate_sd * rate_sd
     n = _steady_end(level, level_sd * level_sd, rate, rs2, var_day)
+    # -0.0 == 0.0, but rate * k keeps the sign: it is part of the key.
+    key = (rate, math.copysign(1.0, rate), rs2, var_day)
+    if memo is not None and memo.key == key and memo.curve is not None:
+        kept = memo.curve
+        if len(kept.mean) == n + 1:
+            return kept
+        if len(kept.mean) > n + 1:
+            return DemandCurve(kept.mean[:n + 1], kept.var[:n + 1])
     ks = range(1, n + 1)
-    return DemandCurve((0.0, *[rate * k for k in ks]),
-                       (0.0, *[var_day * k + rs2 * k * k for k in ks]))
+    curve = DemandCurve((0.0, *[rate * k for k in ks]),
+                        (0.0, *[var_day * k + rs2 * k * k for k in ks]))
+    if memo is not None:
+        memo.key, memo.curve = key, curve
+    return curve
 
 
 def _steady_end(level: float, ls2: float, rate: float, rs2: float, var_day: float) -> int:
