@@ -124,7 +124,7 @@ def histories(draw: st.DrawFn) -> tuple[list[Observation], ConsumableSpec]:
     cap = draw(st.sampled_from([100.0, 2000.0, 8000.0]))
     pack = cap * draw(st.sampled_from([0.25, 0.5, 1.0]))
     spec = ConsumableSpec(Unit.MILLILITRES, cap, pack)
-    level = cap * draw(st.floats(0.0, 1.0))
+    level = round(cap * draw(st.floats(0.0, 1.0)), 1)
     t = T0
     out: list[Observation] = []
     for hours, n, kind in draw(st.lists(step, min_size=1, max_size=25)):
@@ -136,6 +136,7 @@ def histories(draw: st.DrawFn) -> tuple[list[Observation], ConsumableSpec]:
                 level = min(cap, level + pack * draw(st.floats(0.3, 1.0)))
             elif kind == "bottom":
                 level = round(cap * draw(st.floats(0.0, 0.03)), 1)
+            level = round(level, 1)  # a sensor's resolution (and no use of 1e-160 an hour)
             if kind == "dive" and draw(st.booleans()):
                 out.append(Observation(t, round(cap * draw(st.floats(0.0, 0.02)), 1)))
             elif kind == "state":

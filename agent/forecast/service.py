@@ -125,13 +125,15 @@ class _Levels:
         self.spec = spec
         self.half = 0.5 * spec.pack_size
         self.points: list[_Level] = [(o.ts, o.level) for o in obs if o.level is not None]
-        # How many level readings precede each index of ``obs``.
-        self.before = list(accumulate((o.level is not None for o in obs), initial=0))
+        # How many level readings precede each index of ``obs`` (None: all are levels).
+        self.before = (None if len(self.points) == len(obs) else
+                       list(accumulate((o.level is not None for o in obs), initial=0)))
         ts = [p[0] for p in self.points]
         vals = self.vals = [p[1] for p in self.points]
-        # Per pair of neighbouring readings (k, k + 1): the higher of the two, the change,
-        # and where the change is a rise of half a pack, or the two are close in time.
-        self.held = list(map(max, vals, vals[1:]))
+        # Per pair of neighbouring readings (k, k + 1): the higher of the two (as max()
+        # picks it, three times faster), the change, and where the change is a rise of
+        # half a pack, or the two are close in time.
+        self.held = [b if b > a else a for a, b in zip(vals, vals[1:], strict=False)]
         diffs = list(map(sub, vals[1:], vals))
         self.rise_at = list(compress(count(), map(ge, diffs, repeat(self.half))))
         self.rise = [diffs[k] for k in self.rise_at]
@@ -142,7 +144,8 @@ class _Levels:
     def cycle(self, ctx_lo: int, ctx_hi: int, since: datetime, end: datetime) -> Cycle:
         """The cycle from ``since`` to the delivery at ``end``, judged against its context
         ``obs[ctx_lo:ctx_hi]``."""
-        a, b = self.before[ctx_lo], self.before[ctx_hi]
+        a, b = ((ctx_lo, ctx_hi) if self.before is None
+                else (self.before[ctx_lo], self.before[ctx_hi]))
         cap = self.spec.capacity
         held = min(self.held[a:max(a, b - 1)], default=0.0)
         floor = min(held, FLAT_CEILING * cap) + ZERO_BAND * cap
