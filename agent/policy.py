@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from agent.forecast import Away, ConsumableSpec, Delivery, Forecast, to_days
+from agent.forecast.project import risk_by
 
 # Gauss-Hermite nodes and weights (5 points) for integrating over a normal lead time.
 _GH = (
@@ -29,7 +30,6 @@ _GH = (
     (2.0201829, 0.0112574),
 )
 _SEARCH_DAYS = 400.0
-_SQRT2 = math.sqrt(2.0)  # as in DemandCurve.p_empty
 _FALLBACK_FRACTION = 0.25  # order at 25 % when there is no usable rate yet
 # A delivery this many lead-time standard deviations late still finds usable stock when
 # a perishable's reorder is held back for spoilage (bench-forecast: 1 sd let stockouts
@@ -137,47 +137,11 @@ class ReorderPlan:
 def _stockout_risk(fc: Forecast, extra: float, lead: LeadTime) -> Callable[[float], float]:
     """P(run-out before ``horizon`` + lead time) as a function of ``horizon``, averaged
     over the lead time's spread: :meth:`Forecast.prob_empty_within` at each lead-time
-    node, with ``DemandCurve.p_empty`` inlined (the same arithmetic in the same order)
-    and what does not move with the horizon taken once. The planner asks ~20 horizons
-    per plan, some twice (the review interval is the search's first bracket)."""
-    curve = fc.curve
-    if curve is None or fc.level is None:
+    node (see :func:`agent.forecast.project.risk_by`)."""
+    if fc.curve is None or fc.level is None:
         return lambda horizon: 0.0
     level = (fc.level if fc.usable_level is None else fc.usable_level) + extra
-    ls2 = fc.level_sd * fc.level_sd
-    mean, var = curve.mean, curve.var
-    last = len(mean) - 1
-    nodes = lead.points()
-    sqrt, erfc = math.sqrt, math.erfc
-    seen: dict[float, float] = {}
-
-    def risk(horizon: float) -> float:
-        got = seen.get(horizon)
-        if got is not None:
-            return got
-        total = 0.0
-        for lt, w in nodes:
-            days = horizon + lt
-            if days <= 0 or last == 0:
-                m = v = 0.0
-            elif days >= last:
-                more = days - last
-                m = mean[last] + (mean[last] - mean[last - 1]) * more
-                v = var[last] + (var[last] - var[last - 1]) * more
-            else:
-                k = int(days)
-                f = days - k
-                m = mean[k] + (mean[k + 1] - mean[k]) * f
-                v = var[k] + (var[k + 1] - var[k]) * f
-            sd = sqrt(v + ls2)
-            if sd <= 1e-12:
-                total += w * (1.0 if m >= level else 0.0)
-            else:
-                total += w * (0.5 * erfc(-((m - level) / sd) / _SQRT2))
-        seen[horizon] = total
-        return total
-
-    return risk
+    return risk_by(fc.curve, level, fc.level_sd * fc.level_sd, lead.points())
 
 
 def _in_away(t: float, away: Sequence[tuple[float, float]]) -> tuple[float, float] | None:

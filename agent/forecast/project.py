@@ -9,6 +9,7 @@ rate does not.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.forecast.series import Interval, overlap
@@ -208,3 +209,44 @@ def run_out_quantiles(
         z_next = pending[0][1]
         prev_g = g
     return out[0.1], out[0.5], out[0.9]
+
+
+def risk_by(curve: DemandCurve, level: float, ls2: float,
+            nodes: Sequence[tuple[float, float]]) -> Callable[[float], float]:
+    """``horizon`` -> the ``(days, weight)`` nodes' weighted P(use over ``horizon`` +
+    days reaches ``level``, its variance ``ls2``): the planner asks ~20 horizons per
+    plan, some twice (the review interval is its search's first bracket), each a sum of
+    :meth:`DemandCurve.p_empty` over the lead time's nodes, inlined here (the same
+    arithmetic in the same order) with what does not move with the horizon taken once."""
+    mean, var = curve.mean, curve.var
+    last = len(mean) - 1
+    sqrt, erfc = math.sqrt, math.erfc
+    seen: dict[float, float] = {}
+
+    def risk(horizon: float) -> float:
+        got = seen.get(horizon)
+        if got is not None:
+            return got
+        total = 0.0
+        for lt, w in nodes:
+            days = horizon + lt
+            if days <= 0 or last == 0:
+                m = v = 0.0
+            elif days >= last:
+                more = days - last
+                m = mean[last] + (mean[last] - mean[last - 1]) * more
+                v = var[last] + (var[last] - var[last - 1]) * more
+            else:
+                k = int(days)
+                f = days - k
+                m = mean[k] + (mean[k + 1] - mean[k]) * f
+                v = var[k] + (var[k + 1] - var[k]) * f
+            sd = sqrt(v + ls2)
+            if sd <= 1e-12:
+                total += w * (1.0 if m >= level else 0.0)
+            else:
+                total += w * (0.5 * erfc(-((m - level) / sd) / _SQRT2))
+        seen[horizon] = total
+        return total
+
+    return risk
