@@ -14,11 +14,12 @@ away: the order is moved so it arrives on their return.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from agent.forecast import Away, ConsumableSpec, Delivery, Forecast, to_days
+from agent.forecast.project import risk_by
 
 # Gauss-Hermite nodes and weights (5 points) for integrating over a normal lead time.
 _GH = (
@@ -133,18 +134,14 @@ class ReorderPlan:
     prob_stockout: float | None  # if we wait until the next review
 
 
-def _p_empty(fc: Forecast, extra: float, horizon: float, lead: LeadTime) -> float:
-    """P(run-out before ``horizon`` + lead time), averaged over the lead time's spread."""
-    curve = fc.curve
-    if curve is None or fc.level is None:
-        return 0.0
-    # Forecast.prob_empty_within at each node, its level and variance taken once.
+def _stockout_risk(fc: Forecast, extra: float, lead: LeadTime) -> Callable[[float], float]:
+    """P(run-out before ``horizon`` + lead time) as a function of ``horizon``, averaged
+    over the lead time's spread: :meth:`Forecast.prob_empty_within` at each lead-time
+    node (see :func:`agent.forecast.project.risk_by`)."""
+    if fc.curve is None or fc.level is None:
+        return lambda horizon: 0.0
     level = (fc.level if fc.usable_level is None else fc.usable_level) + extra
-    ls2 = fc.level_sd * fc.level_sd
-    total = 0.0
-    for lt, w in lead.points():
-        total += w * curve.p_empty(level, ls2, horizon + lt)
-    return total
+    return risk_by(fc.curve, level, fc.level_sd * fc.level_sd, lead.points())
 
 
 def _in_away(t: float, away: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
@@ -286,21 +283,22 @@ def _plan(
         return ReorderPlan(False, 0, None, None, f"no use measured ({fc.basis})", 0.0)
 
     risk = 1.0 - service_level
-    p_wait = _p_empty(fc, extra, review, lead_time)
+    p_empty = _stockout_risk(fc, extra, lead_time)
+    p_wait = p_empty(review)
     # Latest order moment: the largest delay x with P(empty before x + lead) <= risk.
-    if _p_empty(fc, extra, 0.0, lead_time) > risk:
+    if p_empty(0.0) > risk:
         latest = 0.0
     else:
         # Bracket by doubling, then bisect to about an hour (the latest order moment is
         # shown to the household, not acted on): about 15 evaluations.
         lo, hi = 0.0, 1.0
-        while _p_empty(fc, extra, hi, lead_time) <= risk:
+        while p_empty(hi) <= risk:
             lo, hi = hi, 2.0 * hi
             if hi > _SEARCH_DAYS:
                 return ReorderPlan(False, 0, None, None, "no run-out within a year", p_wait)
         while hi - lo > 0.04:
             mid = 0.5 * (lo + hi)
-            if _p_empty(fc, extra, mid, lead_time) > risk:
+            if p_empty(mid) > risk:
                 hi = mid
             else:
                 lo = mid

@@ -9,7 +9,13 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.forecast.project import MAX_HORIZON_DAYS, DemandCurve, build_curve, prob_empty_by
+from agent.forecast.project import (
+    MAX_HORIZON_DAYS,
+    CurveMemo,
+    DemandCurve,
+    build_curve,
+    prob_empty_by,
+)
 from agent.forecast.stats import norm_cdf
 
 
@@ -80,3 +86,41 @@ def test_household_cases() -> None:
         got = build_curve(now=20_000.0, level=args[0], level_sd=args[1], rate=args[2],
                           rate_sd=args[3], daily_sd=args[4], weekday=None, away=[])
         assert got == day_by_day(*args)
+
+
+
+def steady(level: float, level_sd: float, rate: float, rate_sd: float, daily_sd: float,
+           memo: CurveMemo | None = None) -> DemandCurve:
+    return build_curve(now=20_000.0, level=level, level_sd=level_sd, rate=rate,
+                       rate_sd=rate_sd, daily_sd=daily_sd, weekday=None, away=[], memo=memo)
+
+
+@settings(max_examples=300, deadline=None)
+@given(calls=st.lists(st.tuples(pos, small, st.sampled_from([0.0, -0.0, 0.2, 3.0, 260.0]),
+                                st.sampled_from([0.0, 0.03, 0.1]), st.sampled_from([0.0, 0.35])),
+                      min_size=1, max_size=12))
+def test_a_kept_curve_is_the_curve_built_afresh(
+        calls: list[tuple[float, float, float, float, float]]) -> None:
+    """One consumable's passes share a memo: the curve cut from the kept one (or the
+    kept one itself) is the one built without it, down to the sign of a zero."""
+    memo = CurveMemo()
+    for level, level_sd, rate, rel_sd, daily_cv in calls:
+        args = (level, level_sd, rate, rate * rel_sd, rate * daily_cv)
+        assert repr(steady(*args, memo=memo)) == repr(steady(*args))
+
+
+def test_a_kept_curve_is_cut_or_rebuilt_as_the_level_moves() -> None:
+    memo = CurveMemo()
+    rates = (8.0, 260.0, 7.8, 91.0)
+    first = steady(2000.0, *rates, memo=memo)
+    assert steady(2000.0, *rates, memo=memo) is first
+    shorter = steady(600.0, *rates, memo=memo)
+    assert len(shorter.mean) < len(first.mean) and memo.curve is first
+    assert shorter == steady(600.0, *rates)
+    longer = steady(5000.0, *rates, memo=memo)
+    assert memo.curve is longer and longer == steady(5000.0, *rates)
+    # A zero rate of the other sign is another curve (its days are -0.0).
+    assert repr(steady(50.0, 0.0, -0.0, 0.0, 0.0, memo=memo)) == repr(
+        steady(50.0, 0.0, -0.0, 0.0, 0.0))
+    assert repr(steady(50.0, 0.0, 0.0, 0.0, 0.0, memo=memo)) == repr(
+        steady(50.0, 0.0, 0.0, 0.0, 0.0))

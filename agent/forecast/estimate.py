@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
 
@@ -37,6 +37,7 @@ from agent.forecast.methods import (
     level_fit,
 )
 from agent.forecast.project import (
+    CurveMemo,
     build_curve,
     run_out_quantiles,
 )
@@ -69,11 +70,14 @@ HISTORY_DAYS = 366.0  # nothing older matters: coarse steps look back a year at 
 
 @dataclass(slots=True)
 class FitMemo:
-    """One consumable's last fit and the inputs it was fitted from (:func:`forecast`)."""
+    """One consumable's last fit and the inputs it was fitted from (:func:`forecast`),
+    its readings as last sorted and its last steady demand curve."""
 
     key: tuple[object, ...] | None = None
     fit: Fit | None = None
     fits: int = 0  # fits computed: what a cached pass saved is in the count
+    obs: list[Observation] | None = None
+    curve: CurveMemo = field(default_factory=CurveMemo)
 
 
 def to_days(ts: datetime) -> float:
@@ -111,7 +115,13 @@ def forecast(
     """Forecast one consumable's level and run-out from its readings (see module doc).
     With ``memo`` (kept per consumable by the caller) the fit is reused while its inputs
     are equal: the result is the same as without."""
-    obs = sorted(observations, key=_TS)
+    if memo is not None and memo.obs == observations:
+        # The same readings as last time (the same objects: a cache's), so sorted already.
+        obs = memo.obs
+    else:
+        obs = sorted(observations, key=_TS)
+        if memo is not None:
+            memo.obs = obs
     obs = obs[bisect.bisect_left(obs, now - timedelta(days=HISTORY_DAYS), key=_TS):
               bisect.bisect_right(obs, now, key=_TS)]
     now_d = to_days(now)
@@ -164,7 +174,7 @@ def forecast(
     level = min(est.level, spec.capacity * 1.1)
     curve = build_curve(now=now_d, level=level, level_sd=est.level_sd, rate=est.rate,
                         rate_sd=est.rate_sd, daily_sd=est.daily_sd, weekday=est.weekday,
-                        away=aw)
+                        away=aw, memo=None if memo is None else memo.curve)
     usable = level
     batches = fresh_batches(fresh, life, now, level) if fresh and life else None
     if batches is not None:

@@ -9,6 +9,7 @@ rate does not.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.forecast.series import Interval, overlap
@@ -70,6 +71,18 @@ class DemandCurve:
         return 0.5 * math.erfc(-((m - level) / sd) / _SQRT2)
 
 
+@dataclass(slots=True)
+class CurveMemo:
+    """One consumable's last steady curve (no weekdays, no away time) and the rate, the
+    sign of its zero, the rate's variance and the daily variance it was built from. A
+    kept fit gives these every pass while only the level moves with ``now``, and the
+    level sets only the curve's length, not its days: a curve at least as long is cut,
+    its days the same floats (see :func:`build_curve`)."""
+
+    key: tuple[float, float, float, float] | None = None
+    curve: DemandCurve | None = None
+
+
 def build_curve(
     *,
     now: float,
@@ -80,8 +93,11 @@ def build_curve(
     daily_sd: float,
     weekday: tuple[float, ...] | None,
     away: list[Interval],
+    memo: CurveMemo | None = None,
 ) -> DemandCurve:
-    """Day-by-day demand curve, long enough to pass the pessimistic run-out."""
+    """Day-by-day demand curve, long enough to pass the pessimistic run-out. With
+    ``memo`` (kept per consumable by the caller) a steady curve is cut from the last one
+    built from the same rates: the same curve as without."""
     mean = [0.0]
     var = [0.0]
     active = 0.0
@@ -89,7 +105,7 @@ def build_curve(
     # Stop once run-out is beyond doubt (mean past level by 4 sd) or at the horizon.
     var_day = daily_sd * daily_sd
     if not away and weekday is None:
-        return _steady_curve(level, level_sd, rate, rate_sd, var_day)
+        return _steady_curve(level, level_sd, rate, rate_sd, var_day, memo)
     for k in range(1, MAX_HORIZON_DAYS + 1):
         t0 = now + k - 1
         a = 1.0 - overlap(t0, t0 + 1.0, away) if away else 1.0
@@ -109,15 +125,26 @@ def build_curve(
 
 
 def _steady_curve(level: float, level_sd: float, rate: float, rate_sd: float,
-                  var_day: float) -> DemandCurve:
+                  var_day: float, memo: CurveMemo | None) -> DemandCurve:
     """:func:`build_curve` without weekdays or away time: every day alike (the common
     case). Its length comes from the closed form, its days from one comprehension each:
     the same numbers as a day-by-day loop, without the loop (every pass builds one)."""
     rs2 = rate_sd * rate_sd
     n = _steady_end(level, level_sd * level_sd, rate, rs2, var_day)
+    # -0.0 == 0.0, but rate * k keeps the sign: it is part of the key.
+    key = (rate, math.copysign(1.0, rate), rs2, var_day)
+    if memo is not None and memo.key == key and memo.curve is not None:
+        kept = memo.curve
+        if len(kept.mean) == n + 1:
+            return kept
+        if len(kept.mean) > n + 1:
+            return DemandCurve(kept.mean[:n + 1], kept.var[:n + 1])
     ks = range(1, n + 1)
-    return DemandCurve((0.0, *[rate * k for k in ks]),
-                       (0.0, *[var_day * k + rs2 * k * k for k in ks]))
+    curve = DemandCurve((0.0, *[rate * k for k in ks]),
+                        (0.0, *[var_day * k + rs2 * k * k for k in ks]))
+    if memo is not None:
+        memo.key, memo.curve = key, curve
+    return curve
 
 
 def _steady_end(level: float, ls2: float, rate: float, rs2: float, var_day: float) -> int:
@@ -182,3 +209,44 @@ def run_out_quantiles(
         z_next = pending[0][1]
         prev_g = g
     return out[0.1], out[0.5], out[0.9]
+
+
+def risk_by(curve: DemandCurve, level: float, ls2: float,
+            nodes: Sequence[tuple[float, float]]) -> Callable[[float], float]:
+    """``horizon`` -> the ``(days, weight)`` nodes' weighted P(use over ``horizon`` +
+    days reaches ``level``, its variance ``ls2``): the planner asks ~20 horizons per
+    plan, some twice (the review interval is its search's first bracket), each a sum of
+    :meth:`DemandCurve.p_empty` over the lead time's nodes, inlined here (the same
+    arithmetic in the same order) with what does not move with the horizon taken once."""
+    mean, var = curve.mean, curve.var
+    last = len(mean) - 1
+    sqrt, erfc = math.sqrt, math.erfc
+    seen: dict[float, float] = {}
+
+    def risk(horizon: float) -> float:
+        got = seen.get(horizon)
+        if got is not None:
+            return got
+        total = 0.0
+        for lt, w in nodes:
+            days = horizon + lt
+            if days <= 0 or last == 0:
+                m = v = 0.0
+            elif days >= last:
+                more = days - last
+                m = mean[last] + (mean[last] - mean[last - 1]) * more
+                v = var[last] + (var[last] - var[last - 1]) * more
+            else:
+                k = int(days)
+                f = days - k
+                m = mean[k] + (mean[k + 1] - mean[k]) * f
+                v = var[k] + (var[k + 1] - var[k]) * f
+            sd = sqrt(v + ls2)
+            if sd <= 1e-12:
+                total += w * (1.0 if m >= level else 0.0)
+            else:
+                total += w * (0.5 * erfc(-((m - level) / sd) / _SQRT2))
+        seen[horizon] = total
+        return total
+
+    return risk

@@ -12,7 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from operator import attrgetter
+from itertools import accumulate, chain, compress, count, repeat
+from operator import attrgetter, ge, sub
 
 from agent.domain import CoarseState
 from agent.forecast.stats import median
@@ -63,6 +64,7 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
     (:func:`_blind`) is left out; the rest were served."""
     obs = sorted(observations, key=_TS)
     away_iv = [(a.start, a.end) for a in away]
+    series = _Levels(obs, spec)
     good = total = 0
     start: datetime | None = None
     shelved = spec.pack_size >= spec.capacity
@@ -77,12 +79,8 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
         lo = bisect.bisect_left(obs, lo_ts, key=_TS)
         hi = bisect.bisect_left(obs, d.ts, lo=lo, key=_TS)
         window = obs[lo:hi]
-        ctx = obs[bisect.bisect_left(obs, d.ts - timedelta(days=ZERO_DAYS), key=_TS):hi]
-        floor = _empty_reads(ctx, spec)
-        levels = _without_excursions([(o.ts, o.level) for o in ctx if o.level is not None],
-                                     floor, spec)
-        cycle = Cycle(levels[bisect.bisect_left(levels, lo_ts, key=_first):], floor,
-                      _use_per_hour(levels, spec), _noise(levels, spec), d.ts)
+        cycle = series.cycle(bisect.bisect_left(obs, d.ts - timedelta(days=ZERO_DAYS), key=_TS),
+                             hi, lo_ts, d.ts)
         seen = (True if any(o.state is CoarseState.EMPTY for o in window)
                 else _ran_out(cycle, spec, away_iv))
         if seen is not False:
@@ -110,54 +108,97 @@ def _first(p: _Level) -> datetime:
     return p[0]
 
 
-def _empty_reads(obs: list[Observation], spec: ConsumableSpec) -> float:
-    """The level at or below which the device reads empty: its lowest level held over
-    two readings, plus :data:`ZERO_BAND` of capacity."""
-    levels = [o.level for o in obs if o.level is not None]
-    held = min((max(a, b) for a, b in zip(levels, levels[1:], strict=False)), default=0.0)
-    return min(held, FLAT_CEILING * spec.capacity) + ZERO_BAND * spec.capacity
+class _Levels:
+    """The level readings of ``obs`` with what every cycle's context needs of them worked
+    out once: a cycle's :data:`ZERO_DAYS` of context overlaps its neighbours' (deliveries
+    every few days), so per cycle only slices of these are taken (C loops), never a
+    Python loop over the context. :meth:`cycle` is, float for float, the per-reading
+    definition: the lowest level held over two readings, plus :data:`ZERO_BAND` of
+    capacity, is empty; readings that dip to it and come back without a rise of half a
+    pack over the reading before the dip are dropped (an excursion: a lifted jug, a
+    glitch); the household's use per hour is the net fall plus every rise of half a pack
+    or more over the time spanned; the cell's noise is the median change between
+    readings up to :data:`NOISE_HOURS` apart (a third of :data:`ZERO_BAND` of capacity
+    without ten such pairs: folded history)."""
 
+    def __init__(self, obs: list[Observation], spec: ConsumableSpec) -> None:
+        self.spec = spec
+        self.half = 0.5 * spec.pack_size
+        self.points: list[_Level] = [(o.ts, o.level) for o in obs if o.level is not None]
+        # How many level readings precede each index of ``obs`` (None: all are levels).
+        self.before = (None if len(self.points) == len(obs) else
+                       list(accumulate((o.level is not None for o in obs), initial=0)))
+        ts = [p[0] for p in self.points]
+        vals = self.vals = [p[1] for p in self.points]
+        # Per pair of neighbouring readings (k, k + 1): the higher of the two (as max()
+        # picks it, three times faster), the change, and where the change is a rise of
+        # half a pack, or the two are close in time.
+        self.held = [b if b > a else a for a, b in zip(vals, vals[1:], strict=False)]
+        diffs = list(map(sub, vals[1:], vals))
+        self.rise_at = list(compress(count(), map(ge, diffs, repeat(self.half))))
+        self.rise = [diffs[k] for k in self.rise_at]
+        close = list(map(ge, repeat(timedelta(hours=NOISE_HOURS)), map(sub, ts[1:], ts)))
+        self.close_at = list(compress(count(), close))
+        self.step = [abs(diffs[k]) for k in self.close_at]
 
-def _without_excursions(levels: list[_Level], floor: float, spec: ConsumableSpec,
-                        ) -> list[_Level]:
-    """``levels`` without runs at or below ``floor`` that the level comes back from
-    with no rise of half a pack over the reading before them: stock that was there
-    all along (a lifted jug, a glitch), however far apart the readings are."""
-    out: list[_Level] = []
-    i = 0
-    while i < len(levels):
-        if levels[i][1] > floor or not out:
-            out.append(levels[i])
-            i += 1
-            continue
-        j = i
-        while j < len(levels) and levels[j][1] <= floor:
-            j += 1
-        if j == len(levels) or levels[j][1] >= out[-1][1] + 0.5 * spec.pack_size:
-            out += levels[i:j]  # it stayed down, or came back by a delivery or a refill
-        i = j
-    return out
+    def cycle(self, ctx_lo: int, ctx_hi: int, since: datetime, end: datetime) -> Cycle:
+        """The cycle from ``since`` to the delivery at ``end``, judged against its context
+        ``obs[ctx_lo:ctx_hi]``."""
+        a, b = ((ctx_lo, ctx_hi) if self.before is None
+                else (self.before[ctx_lo], self.before[ctx_hi]))
+        cap = self.spec.capacity
+        held = min(self.held[a:max(a, b - 1)], default=0.0)
+        floor = min(held, FLAT_CEILING * cap) + ZERO_BAND * cap
+        kept = self._kept(a, b, floor)
+        levels = (list(chain.from_iterable(self.points[s:e] for s, e in kept))
+                  if len(kept) > 1 else self.points[a:b])
+        return Cycle(levels[bisect.bisect_left(levels, since, key=_first):], floor,
+                     self._use_per_hour(kept, levels), self._noise(kept), end)
 
+    def _kept(self, a: int, b: int, floor: float) -> list[tuple[int, int]]:
+        """Index ranges of the readings in ``[a, b)`` that are not excursions."""
+        vals = self.vals
+        low = list(compress(range(a + 1, b), map(ge, repeat(floor), vals[a + 1:b])))
+        kept: list[tuple[int, int]] = []
+        s = a
+        k = 0
+        while k < len(low):
+            i = j = low[k]
+            while k < len(low) and low[k] == j:
+                j += 1
+                k += 1
+            if j < b and not vals[j] >= vals[i - 1] + self.half:
+                kept.append((s, i))  # it came back without a delivery: drop [i, j)
+                s = j
+        if s < b:
+            kept.append((s, b))
+        return kept
 
-def _use_per_hour(levels: list[_Level], spec: ConsumableSpec) -> float:
-    """The household's use per hour over ``levels``: the net fall plus every rise of
-    half a pack or more (deliveries, its own shopping), over the time spanned."""
-    if len(levels) < 2:
-        return 0.0
-    rises = sum(b - a for (_, a), (_, b) in zip(levels, levels[1:], strict=False)
-                if b - a >= 0.5 * spec.pack_size)
-    hours = (levels[-1][0] - levels[0][0]) / timedelta(hours=1)
-    return max(0.0, levels[0][1] - levels[-1][1] + rises) / hours if hours > 0 else 0.0
+    def _use_per_hour(self, kept: list[tuple[int, int]], levels: list[_Level]) -> float:
+        if len(levels) < 2:
+            return 0.0
+        vals, at, half = self.vals, self.rise_at, self.half
+        rises: list[float] = []
+        for n, (s, e) in enumerate(kept):
+            if n:  # the pair across a dropped excursion
+                gap = vals[s] - vals[kept[n - 1][1] - 1]
+                if gap >= half:
+                    rises.append(gap)
+            rises += self.rise[bisect.bisect_left(at, s):bisect.bisect_left(at, e - 1)]
+        hours = (levels[-1][0] - levels[0][0]) / timedelta(hours=1)
+        return (max(0.0, levels[0][1] - levels[-1][1] + sum(rises)) / hours if hours > 0
+                else 0.0)
 
-
-def _noise(levels: list[_Level], spec: ConsumableSpec) -> float:
-    """How far a reading strays from the last when nothing was used: the median change
-    between readings up to :data:`NOISE_HOURS` apart (most hours see no pour); a third
-    of :data:`ZERO_BAND` of capacity without ten such pairs (folded history)."""
-    close = timedelta(hours=NOISE_HOURS)
-    steps = [abs(b - a) for (t0, a), (t1, b) in zip(levels, levels[1:], strict=False)
-             if t1 - t0 <= close]
-    return median(steps) if len(steps) >= 10 else ZERO_BAND * spec.capacity / 3
+    def _noise(self, kept: list[tuple[int, int]]) -> float:
+        at = self.close_at
+        steps: list[float] = []
+        for n, (s, e) in enumerate(kept):
+            if n:
+                p, q = kept[n - 1][1] - 1, s
+                if self.points[q][0] - self.points[p][0] <= timedelta(hours=NOISE_HOURS):
+                    steps.append(abs(self.vals[q] - self.vals[p]))
+            steps += self.step[bisect.bisect_left(at, s):bisect.bisect_left(at, e - 1)]
+        return median(steps) if len(steps) >= 10 else ZERO_BAND * self.spec.capacity / 3
 
 
 def _away_at(a: datetime, b: datetime, away: list[tuple[datetime, datetime]]) -> bool:
