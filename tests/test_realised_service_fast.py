@@ -183,3 +183,16 @@ def test_an_excursion_is_dropped_from_every_figure_of_its_cycle() -> None:
     want = ref_cycle(obs, spec, T0, obs[-1].ts)
     assert repr(got) == repr(want)
     assert len(got.levels) == len(obs) - 2 and got.noise == 2.0
+
+
+def test_a_near_zero_use_rate_does_not_overflow() -> None:
+    # Crossing the empty band at 1e-170 a hour would take longer than timedelta holds
+    # (it raised OverflowError): that rule can never hold, and the flat one still does
+    # (42 hours at empty).
+    from agent.forecast.service import Cycle, _stayed_empty  # noqa: PLC0415
+
+    spec = ConsumableSpec(Unit.MILLILITRES, 1000.0, 1000.0)
+    levels = [(T0 + timedelta(hours=h), 1e-160 if h == 0 else 0.0) for h in range(0, 48, 6)]
+    cycle = Cycle(levels, floor=0.0, use_per_hour=1e-170, noise=0.0,
+                  end=T0 + timedelta(days=3))
+    assert _stayed_empty(cycle, spec, []) is True

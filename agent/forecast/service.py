@@ -238,7 +238,11 @@ def _stayed_empty(cycle: Cycle, spec: ConsumableSpec,
     levels, floor, rate, noise = cycle.levels, cycle.floor, cycle.use_per_hour, cycle.noise
     if rate <= 0:
         return False
-    need = timedelta(hours=RUN_OUT_HOURS + ZERO_BAND * spec.capacity / rate)
+    # A use so slow that crossing the band outlasts the cycle can never qualify; the cap
+    # keeps a near-zero rate from overflowing timedelta.
+    cycle_hours = (cycle.end - levels[0][0]) / timedelta(hours=1) if levels else 0.0
+    need = timedelta(hours=min(RUN_OUT_HOURS + ZERO_BAND * spec.capacity / rate,
+                               RUN_OUT_HOURS + max(cycle_hours, 0.0) + 1.0))
     flat = timedelta(hours=FLAT_HOURS)
     band, ceiling = FLAT_BAND * spec.capacity, FLAT_CEILING * spec.capacity
     ends = [k for k in range(len(levels) - 1)
