@@ -3,7 +3,9 @@
 The real ``replenish run`` on the year database, with the default ``[ingest]`` settings
 (commit window, fold and checkpoint schedule, held "last" values) unless the run's
 agent.toml says otherwise; devices publish state messages at a steady, evenly spread
-rate. Measured over the publishing window (after start-up):
+rate. Measured over the publishing window (after start-up and one round from every
+device: a first message since the start commits alone, and a running agent has long
+seen them all):
 
 * ``write_bytes`` from ``/proc/<agent pid>/io``: what the process sent to the block
   layer (WAL appends and fsyncs, checkpoints into the database file, every job of the
@@ -137,6 +139,10 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
     agent = AgentRunner(config).start()
     try:
         time.sleep(3.0)  # start-up work (migrations, first jobs) is not per message
+        # One round before the window: a device's first message since the start is news
+        # and commits alone (agent.mqtt.news); a running agent has seen them all.
+        publish_paced(broker, fleet, len(fleet.names), rate, {})
+        time.sleep(3.0)
         payload_bytes = sum(len(fleet.payload(n, time.time())) for n in fleet.names)
         for n in fleet.names:  # payload() counted a message: take it back
             fleet.seq[n] -= 1

@@ -9,7 +9,10 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.config import IngestSettings
+from agent.mqtt import writer as writer_module
 from agent.mqtt.ingest import Inbound, Writer
 from agent.storage.store import Store
 from tests.waiting import wait_until
@@ -160,5 +163,28 @@ def test_the_tail_of_a_fast_stream_does_not_wait_for_the_window(tmp_path: Path) 
         for seq in range(2_001, 2_004):
             writer.queue.put(inbound(seq))
         wait_until(lambda: len(acked) == 2_003, timeout=10.0, what="the tail's commit")
+    finally:
+        writer.stop()
+
+
+def test_a_trickle_after_a_burst_goes_back_to_the_window(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The short window after a burst must run out even while messages keep coming
+    # at household pace; each of them renewing it would commit every message alone.
+    monkeypatch.setattr(writer_module, "FAST_HOLD_S", 0.5)
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=30.0, batch_size=10_000)
+    writer.start()
+    try:
+        seen(writer, acked)
+        for seq in range(1, 501):
+            writer.queue.put(inbound(seq))
+        wait_until(lambda: len(acked) == 500, timeout=20.0, what="the burst's commit")
+        for seq in range(501, 521):  # one every 0.2 s for 4 s
+            writer.queue.put(inbound(seq))
+            time.sleep(0.2)
+            if writer.held >= 5:
+                break
+        assert writer.held >= 5, f"{writer.stats.batches} batches: the trickle never gathered"
     finally:
         writer.stop()

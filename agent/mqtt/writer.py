@@ -166,7 +166,9 @@ class Writer:
         self._held = 1
         size, window = self.settings.batch_size, self.commit_window_s
         start = time.monotonic()
-        fast = start < self._fast_until
+        # Right after a fast batch the short window holds; only a batch that measures a
+        # fast rate itself extends the hold (a trickle after a burst must not).
+        fast, measured = start < self._fast_until, False
         if fast:
             window = min(window, FAST_WINDOW_S)
         # News is judged on every message (that keeps its memory of each device current)
@@ -179,10 +181,9 @@ class Writer:
                 now = time.monotonic()
                 age = now - start
                 # A fast stream waits only the short window (see module doc).
-                if (len(batch) >= _RATE_SAMPLE and len(batch) >= FAST_RATE * age
-                        and window > FAST_WINDOW_S):
-                    window = FAST_WINDOW_S
-                    fast = True
+                if len(batch) >= _RATE_SAMPLE and len(batch) >= FAST_RATE * age:
+                    window = min(window, FAST_WINDOW_S)
+                    fast = measured = True
                 left = start + window - now
                 if left <= 0 or self._stopping.is_set():
                     break
@@ -195,7 +196,7 @@ class Writer:
             batch.append(item)
             news = self._news.closes(item)
             self._held = len(batch)
-        self._batch_fast = fast or len(batch) >= size
+        self._batch_fast = measured or len(batch) >= size
         return batch, False
 
     def _upkeep(self, store: Store, done: bool) -> None:
