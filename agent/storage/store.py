@@ -17,7 +17,6 @@ from pathlib import Path
 from agent.errors import StoreError
 from agent.storage.connect import connect, held_elsewhere
 from agent.storage.migrations import migrate
-from agent.storage.packed import stored as packed_reading
 from agent.storage.readonly import connect_readonly
 from agent.storage.reads import StoreReads
 from agent.storage.recent import RecentKeys
@@ -234,7 +233,7 @@ class Store(StoreReads, StoreUpkeep):
             # The (cid, seq) key deduplicates redeliveries: in memory for the recent
             # tier, in the packed row of the reading's hour for the folded one (a read,
             # no write; the same seq in another hour is a new reading, see packed).
-            stored = self.recent.get(rkey) or packed_reading(self.conn, cid, msg.seq, ts)
+            stored = self.recent.get(rkey) or self.recent.packed(self.conn, cid, msg.seq, ts)
             if stored is None:
                 execute(
                     "INSERT INTO readings_recent (cid, seq, ts, level, state, counter) "
