@@ -136,3 +136,46 @@ def test_a_tail_read_does_not_grow_with_the_stored_hours(tmp_path: Path) -> None
         large = _vm_steps(conn, lambda: packed.hour_lasts(conn, 1, last))
         assert packed.hour_lasts(conn, 1, last)[0].level == 50
     assert large < 2 * small, (small, large)
+
+
+def _fridge(seq: int, ts: float, level: float) -> object:
+    from datetime import UTC, datetime
+
+    from agent.domain import DeviceKind, Unit
+    from agent.wire.device import Consumable, StateMessage
+
+    return StateMessage(device_id="fridge-1", seq=seq, ts=datetime.fromtimestamp(ts, UTC),
+                        kind=DeviceKind.FRIDGE,
+                        consumables=[Consumable(id="milk", level=level, unit=Unit.GRAMS)])
+
+
+def test_new_readings_of_a_folded_hour_do_not_each_scan_its_row(tmp_path: Path) -> None:
+    """After a fold packed the current hour, each new reading of that hour read the whole
+    packed row (json_each) for its duplicate check: quadratic in the hour's readings."""
+    t = 1_780_000_000.0 - 1_780_000_000.0 % 3600
+    with Store(tmp_path / "agent.db") as store:
+        store.write_batch([_fridge(s, t + s, 900.0 - s) for s in range(1, 201)], t)
+        store.fold_recent()
+        scans: list[str] = []
+        store.conn.set_trace_callback(lambda sql: scans.append(sql) if "json_each" in sql
+                                      else None)
+        result = store.write_batch([_fridge(s, t + s, 900.0 - s) for s in range(201, 401)],
+                                   t + 400)
+        store.conn.set_trace_callback(None)
+        assert (result.stored, result.duplicates) == (200, 0)
+        assert len(scans) <= 1
+        again = store.write_batch([_fridge(150, t + 150, 750.0)], t + 400)  # still seen
+        assert (again.stored, again.duplicates) == (0, 1)
+
+
+def test_a_fold_by_another_connection_is_seen_by_the_duplicate_check(tmp_path: Path) -> None:
+    t = 1_780_000_000.0 - 1_780_000_000.0 % 3600
+    path = tmp_path / "agent.db"
+    with Store(path) as writer, Store(path) as other:
+        writer.write_batch([_fridge(s, t + s, 900.0 - s) for s in range(1, 4)], t)
+        writer.fold_recent()
+        other.write_batch([_fridge(s, t + s, 900.0 - s) for s in range(4, 6)], t)
+        other.fold_recent()  # packs seqs above what the writer saw in that row
+        again = writer.write_batch([_fridge(5, t + 5, 895.0)], t + 10)
+        assert (again.stored, again.duplicates) == (0, 1)
+        assert writer.reading_count() == 5

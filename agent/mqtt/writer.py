@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from agent.config import IngestSettings
 from agent.errors import StoreError
+from agent.mqtt.inbox import Inbox
 from agent.mqtt.judge import Inbound, RateLimiter, Unlimited, validate
 from agent.mqtt.news import News
 from agent.storage.store import Item, Pending, PendingRow, Rejected, Store
@@ -84,7 +85,7 @@ class Writer:
         clock_trusted: Callable[[], bool] = lambda: True,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.queue: queue.Queue[Inbound | None] = queue.Queue()
+        self.queue = Inbox()  # bounded by bytes (agent.mqtt.inbox)
         self.clock_trusted = clock_trusted
         self.wall = wall
         self._trusted_at = float("-inf")  # monotonic time of the last trusted answer

@@ -9,8 +9,8 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
@@ -21,6 +21,11 @@ from agent.logs import register_secret
 from agent.ops.doctor_report import CheckResult, Level, Probes
 from agent.ops.systemd import credentials_env, read_service_secret
 from agent.vendor.client import VendorClient
+
+# httpx (~5-7 MB resident) is imported where a request is made, so `replenish run`
+# holds it only once something here talks HTTP (tests/test_import_cost.py).
+if TYPE_CHECKING:
+    import httpx
 
 PROBE_KEY = "replenish-doctor-probe"
 

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import NamedTuple, TypedDict
-
-import httpx
+from typing import TYPE_CHECKING, NamedTuple, TypedDict
 
 from agent.ops.progress import Progress, running_progress
 from agent.ops.systemd import service_status_text
+
+# httpx (~5-7 MB resident) is imported where a request is made, so `replenish run`
+# holds it only once something here talks HTTP (tests/test_import_cost.py).
+if TYPE_CHECKING:
+    import httpx
 
 # The clock can be no earlier than this release; a Pi without RTC or network often boots
 # in 1970 or at the last shutdown time. Raise it with each release.

@@ -93,10 +93,18 @@ def stored(conn: sqlite3.Connection, cid: int, seq: int, ts: float,
     return None if row is None else content(hour, json.loads(row[0]))
 
 
-def pack(conn: sqlite3.Connection, readings: Sequence[Reading]) -> None:
+def top_seq(conn: sqlite3.Connection, rid: int) -> int:
+    """The highest seq packed in row ``rid`` (-1: no such row; seqs are >= 0)."""
+    row = conn.execute("SELECT MAX(j.value ->> 0) FROM readings_main m, json_each(m.rows) j "
+                       "WHERE m.id = ?", (rid,)).fetchone()
+    return -1 if row is None or row[0] is None else int(row[0])
+
+
+def pack(conn: sqlite3.Connection, readings: Sequence[Reading],
+         tops: dict[int, int] | None = None) -> None:
     """Add readings to the packed rows (inside a write transaction). Rows of an hour
     already stored are merged in time order; a seq that hour already holds is kept
-    once (the stored one)."""
+    once (the stored one). ``tops`` gets each written row's highest seq."""
     groups: dict[int, list[Reading]] = {}
     for r in readings:
         groups.setdefault(row_id(hour_of(r[2]), r[0]), []).append(r)
@@ -109,6 +117,8 @@ def pack(conn: sqlite3.Connection, readings: Sequence[Reading]) -> None:
                 seen.add(r[1])
                 elements.append(element(r))
         elements.sort(key=lambda e: (e[1], e[0]))
+        if tops is not None:
+            tops[rid] = max(seen)
         conn.execute("INSERT OR REPLACE INTO readings_main (id, rows) VALUES (?, ?)",
                      (rid, dumps(elements)))
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from agent.errors import StoreError
 from agent.storage.connect import connect, held_elsewhere
 from agent.storage.migrations import migrate
-from agent.storage.packed import stored as packed_reading
 from agent.storage.readonly import connect_readonly
 from agent.storage.reads import StoreReads
 from agent.storage.recent import RecentKeys
@@ -230,16 +229,16 @@ class Store(StoreReads, StoreUpkeep):
                 batch.cids[key] = cid
             counter = next(iter(c.counters.values())) if c.counters else None
             content = (ts, c.level, c.state.value if c.state else None)
-            rkey = (cid, msg.seq)
             # The (cid, seq) key deduplicates redeliveries: in memory for the recent
             # tier, in the packed row of the reading's hour for the folded one (a read,
             # no write; the same seq in another hour is a new reading, see packed).
-            stored = self.recent.get(rkey) or packed_reading(self.conn, cid, msg.seq, ts)
+            stored = (self.recent.get(self.conn, cid, msg.seq)
+                      or self.recent.packed(self.conn, cid, msg.seq, ts))
             if stored is None:
-                execute(
+                cur = execute(
                     "INSERT INTO readings_recent (cid, seq, ts, level, state, counter) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", (*rkey, *content, counter))
-                self.recent.stage(rkey, content)
+                    "VALUES (?, ?, ?, ?, ?, ?)", (cid, msg.seq, *content, counter))
+                self.recent.stage(cid, msg.seq, int(cur.lastrowid or 0))
                 new = True
                 batch.reading(cid, ts, c, received_at + FUTURE_SLACK_S)
             else:

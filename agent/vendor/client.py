@@ -28,10 +28,9 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from agent.errors import ConfigError, VendorError, VendorFinal, VendorRetryable
@@ -53,6 +52,11 @@ from agent.vendor.retry import BACKOFF_CAP_S as BACKOFF_CAP_S
 from agent.vendor.retry import RETRY_AFTER_CAP_S as RETRY_AFTER_CAP_S
 from agent.vendor.retry import backoff_delay as backoff_delay
 from agent.vendor.retry import parse_retry_after as parse_retry_after
+
+# httpx (~5-7 MB resident) is imported where a request is made, so `replenish run`
+# holds it only once something here talks HTTP (tests/test_import_cost.py).
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,7 @@ class VendorClient:
         deadline_s: float = DEFAULT_DEADLINE_S,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        import httpx
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ConfigError("vendor", "base_url", "must be an http(s) URL")
@@ -201,6 +206,7 @@ class VendorClient:
         attempt: int | None = None,
     ) -> tuple[httpx.Headers, _M]:
         """One request, its answer parsed into ``model``, and its ``vendor.call`` line."""
+        import httpx
         started = self._mono()
         status: int | None = None
         outcome = "retryable"
@@ -265,6 +271,7 @@ class VendorClient:
 
     def _exchange(self, op: str, request: httpx.Request,
                   deadline: float) -> tuple[httpx.Headers, int, bytes]:
+        import httpx
         try:
             response = self._http.send(request, stream=True)
             try:
@@ -283,6 +290,7 @@ class VendorClient:
         return response.headers, response.status_code, raw
 
     def _read(self, response: httpx.Response, deadline: float) -> bytes:
+        import httpx
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_bytes():

@@ -24,8 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from agent.config import Settings
 from agent.errors import ConsentError
@@ -33,6 +32,11 @@ from agent.logs import register_secret
 from agent.sources.calendar.away import IMPORT_AHEAD, IMPORT_BACK
 from agent.sources.calendar.ics import AWAY_WORDS, AwayRule, parse_ics
 from agent.storage.ledger import Ledger
+
+# httpx (~5-7 MB resident) is imported where a request is made, so `replenish run`
+# holds it only once something here talks HTTP (tests/test_import_cost.py).
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +199,7 @@ class CalendarSubscriptions:
     def _fetch(self, name: str, state: dict[str, object], timeout_s: float, deadline_s: float,
                transport: httpx.BaseTransport | None) -> tuple[str | None, dict[str, str]]:
         """GET the calendar: (text or None for 304, new validators)."""
+        import httpx
         headers = {"User-Agent": _USER_AGENT, "Accept": "text/calendar, */*;q=0.5"}
         if self.last_good(name) is not None:
             if isinstance(state.get("etag"), str):

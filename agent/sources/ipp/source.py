@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import ValidationError
 
 from agent.config import PrinterSettings
@@ -33,6 +33,11 @@ from agent.sources.ipp.codec import (
 )
 from agent.sources.ipp.mapping import PrinterReading, map_printer, slugify
 from agent.wire.device import EventMessage, EventType, StateMessage
+
+# httpx (~5-7 MB resident) is imported where a request is made, so `replenish run`
+# holds it only once something here talks HTTP (tests/test_import_cost.py).
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +143,7 @@ class IppPrinterSource:
         max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        import httpx
         self.settings = settings
         self._url = http_url(settings.uri)
         self.device_id = settings.name or default_device_id(settings.uri)
@@ -251,6 +257,7 @@ class IppPrinterSource:
         return response.printer_attributes()
 
     def _request(self) -> IppResponse:
+        import httpx
         self._request_id = self._request_id % 0x7FFFFFFF + 1
         body = encode_get_printer_attributes(
             self.settings.uri, REQUESTED_ATTRIBUTES, request_id=self._request_id,

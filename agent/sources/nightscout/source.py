@@ -14,14 +14,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from agent.config import NightscoutSettings, read_secret
 from agent.domain import DeviceKind
 from agent.sources.nightscout.mapping import NightscoutDataError, levels
 from agent.wire.device import Consumable, StateMessage
+
+# httpx (~5-7 MB resident) is imported where a request is made, so `replenish run`
+# holds it only once something here talks HTTP (tests/test_import_cost.py).
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ class NightscoutSource:
 
     def __init__(self, settings: NightscoutSettings,
                  transport: httpx.BaseTransport | None = None) -> None:
+        import httpx
         self.settings = settings
         self.device_id = f"ns-{settings.name}"
         token = read_secret(settings.token_file, "sources.nightscout.token_file")
@@ -57,6 +61,7 @@ class NightscoutSource:
         self.client.close()
 
     def _get(self, path: str, count: int) -> Any:
+        import httpx
         try:
             resp = self.client.get(path, params={**self._params, "count": count})
         except httpx.TimeoutException:
