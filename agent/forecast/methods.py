@@ -200,6 +200,12 @@ def _fine(s: UseSeries, capacity: float) -> Fit | None:
         return None
     tau_end = s.tau[-1]
     xs, ys = daily_points(s.tau, s.cum, tau_end - LONG_WINDOW_DAYS)
+    first = bisect.bisect_left(s.tau, tau_end - LONG_WINDOW_DAYS)
+    if len(xs) < MAX_POINTS and s.tau[first] < xs[0]:
+        # The window's first reading is a point too: a day's last reading drops the
+        # use before it, and on a first day and a night (a review at 06:00) the two
+        # daily points left span only the night (a cold start read 31 ml/day at 330).
+        xs, ys = [s.tau[first], *xs], [s.cum[first], *ys]
     if len(xs) < 2:
         xs, ys = s.tau[-3:], s.cum[-3:]
     rate, _ = theil_sen(xs, ys)
