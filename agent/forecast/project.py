@@ -20,26 +20,13 @@ _SQRT2 = math.sqrt(2.0)  # as in stats.norm_cdf
 
 @dataclass(slots=True, frozen=True)
 class DemandCurve:
-    """Mean and variance of cumulative use at whole days 0..n from ``now``; within a
-    day, ``hours`` (if known) is the share of a day's use done by each whole hour
-    0..24 after ``now`` (:func:`agent.forecast.dayshape.day_shape`), else linear."""
+    """Mean and variance of cumulative use at whole days 0..n from ``now``."""
 
     mean: tuple[float, ...]
     var: tuple[float, ...]
-    hours: tuple[float, ...] | None = None
-
-    def _share(self, f: float) -> float:
-        """Share of a day's use done ``f`` of a day after the curve's start hour."""
-        h = self.hours
-        if h is None:
-            return f
-        x = f * 24.0
-        i = int(x)
-        return h[i] + (h[i + 1] - h[i]) * (x - i) if i < 24 else 1.0
 
     def at(self, days: float) -> tuple[float, float]:
-        """Mean and variance of use over the next ``days`` (between whole days, by the
-        day's shape)."""
+        """Mean and variance of use over the next ``days`` (linear between whole days)."""
         if days <= 0:
             return 0.0, 0.0
         last = len(self.mean) - 1
@@ -52,7 +39,7 @@ class DemandCurve:
             extra = days - last
             return self.mean[last] + dm * extra, self.var[last] + dv * extra
         k = int(days)
-        f = self._share(days - k)
+        f = days - k
         m = self.mean[k] + (self.mean[k + 1] - self.mean[k]) * f
         v = self.var[k] + (self.var[k + 1] - self.var[k]) * f
         return m, v
@@ -74,7 +61,7 @@ class DemandCurve:
                     v = var[last] + (var[last] - var[last - 1]) * extra
             else:
                 k = int(days)
-                f = days - k if self.hours is None else self._share(days - k)
+                f = days - k
                 m = mean[k] + (mean[k + 1] - mean[k]) * f
                 v = var[k] + (var[k + 1] - var[k]) * f
         sd = math.sqrt(v + ls2)
