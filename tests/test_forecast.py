@@ -298,3 +298,17 @@ def test_two_cartridges_delivered_around_one_replacement_leave_one_on_the_shelf(
     # Either one alone has shown up.
     assert spare_packs(obs, TONER, [first], obs[-1].ts) == 0.0
     assert spare_packs(obs, TONER, [second], obs[-1].ts) == 0.0
+
+
+def test_a_first_day_and_a_night_of_pours_measure_the_day_not_the_night() -> None:
+    # One person's milk poured at meals from midnight on, the review at 06:00 the next
+    # morning: the last reading of each day spans only the night (no pours), so daily
+    # points alone read almost no use (31 ml/day at 330 in bench-decisions).
+    pours = {7: 0.35, 8: 0.1, 12: 0.1, 16: 0.1, 19: 0.25, 21: 0.1}
+    level, obs = 1000.0, []
+    for h in range(31):
+        level -= 330.0 * pours.get(h % 24, 0.0)
+        obs.append(Observation(T0 + timedelta(hours=h), level))
+    fc = forecast(obs, MILK, T0 + timedelta(hours=30))
+    assert fc.rate_per_day is not None
+    assert fc.rate_per_day == pytest.approx(330.0 * 24 / 30, rel=0.25)

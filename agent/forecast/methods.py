@@ -30,6 +30,7 @@ RECENT_WINDOWS = ((8.0, False), (4.0, False), (2.5, True))
 COARSE_HISTORY_DAYS = 365.0  # coarse steps are rare: look back further for crossings
 DAILY_CV_FLOOR = 0.35  # least day-to-day spread of use, relative to the rate
 MAX_POINTS = 36  # points fed to Theil-Sen (pairs grow as n^2)
+_FEW_DAYS = 4  # daily points under which the window's first reading is one too
 WEEK_DAYS = 7.0
 
 
@@ -200,6 +201,13 @@ def _fine(s: UseSeries, capacity: float) -> Fit | None:
         return None
     tau_end = s.tau[-1]
     xs, ys = daily_points(s.tau, s.cum, tau_end - LONG_WINDOW_DAYS)
+    first = bisect.bisect_left(s.tau, tau_end - LONG_WINDOW_DAYS)
+    if len(xs) < _FEW_DAYS and s.tau[first] < xs[0]:
+        # The first reading is a point too while there are few days: a day's last
+        # reading drops the use before it, and on a first day and a night (a review at
+        # 06:00) the two daily points left span only the night (a cold start read 31
+        # ml/day at 330). Later, points at one hour of the day each are better alone.
+        xs, ys = [s.tau[first], *xs], [s.cum[first], *ys]
     if len(xs) < 2:
         xs, ys = s.tau[-3:], s.cum[-3:]
     rate, _ = theil_sen(xs, ys)
