@@ -1,4 +1,5 @@
-"""Which inbound messages are news: they close the writer's commit batch at once.
+"""Which inbound messages are news: the writer commits their batch as soon as nothing more
+is waiting.
 
 The commit window (``ingest.commit_window_s``) trades latency for SD-card writes. That
 trade is right for level ticks, whose next one says nearly the same, and wrong for what

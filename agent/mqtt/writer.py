@@ -7,10 +7,10 @@ came in meanwhile in one transaction: one commit per window instead of one per m
 Once messages arrive at ``FAST_RATE`` or more, a batch waits at most ``FAST_WINDOW_S``
 (or until ``batch_size``): at high rates latency stays low and batches big. Nothing is
 acknowledged before its commit, so the window costs latency, never an acknowledged
-reading; a clean stop commits what it holds. News closes the batch at once
-(:class:`agent.mqtt.news.News`: a device event such as ``fall_alert``, a device's first
-message since the start, a consumable whose reported state changed): alerts, a newly
-added device and a LOW do not wait for the window; level ticks do. A stream that was
+reading; a clean stop commits what it holds. News commits the batch as soon as the
+queue is empty (:class:`agent.mqtt.news.News`: a device event such as ``fall_alert``, a
+device's first message since the start, a consumable whose reported state changed):
+alerts, a newly added device and a LOW do not wait for the window; level ticks do. A stream that was
 fast stays fast for ``FAST_HOLD_S`` after its last commit, so the tail of a backlog
 commits as soon as it stops coming instead of waiting a household window.
 
@@ -169,13 +169,15 @@ class Writer:
         start = time.monotonic()
         # Right after a fast batch the short window holds; only a batch that measures a
         # fast rate itself extends the hold (a trickle after a burst must not).
-        fast, measured = start < self._fast_until, False
-        if fast:
+        measured = False
+        if start < self._fast_until:
             window = min(window, FAST_WINDOW_S)
-        # News is judged on every message (that keeps its memory of each device current)
-        # but closes a batch only at household pace: a fast stream commits within 50 ms.
+        # News commits the batch as soon as nothing more is waiting: at household pace
+        # that is at once, in a backlog it does not cut the batch short.
         news = self._news.closes(first)
-        while len(batch) < size and not (news and not fast):
+        while len(batch) < size:
+            if news:
+                window = 0.0
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
@@ -184,7 +186,7 @@ class Writer:
                 # A fast stream waits only the short window (see module doc).
                 if len(batch) >= _RATE_SAMPLE and len(batch) >= FAST_RATE * age:
                     window = min(window, FAST_WINDOW_S)
-                    fast = measured = True
+                    measured = True
                 left = start + window - now
                 if left <= 0 or self._stopping.is_set():
                     break
