@@ -115,7 +115,6 @@ class Writer:
         self._held = 0  # messages taken off the queue and not yet committed
         self._news = News()
         self._fast_until = float("-inf")  # monotonic: batches wait FAST_WINDOW_S until then
-        self._batch_fast = False  # the open batch came in a fast stream
         self._lasts_held = False  # the store holds device/"last" values not yet written
         # Rejects the broker reported (oversize packets), counted beside our own.
         self.noted: queue.SimpleQueue[Rejected] = queue.SimpleQueue()
@@ -154,15 +153,17 @@ class Writer:
         (or rejected and counted). Simulations wait for this before the next step."""
         return self._held == 0 and not self._lasts_held and self.queue.empty()
 
-    def _take_batch(self) -> tuple[list[Inbound], bool]:
+    def _take_batch(self) -> tuple[list[Inbound], bool, bool]:
+        """The next batch, whether the writer is stopping, and whether the batch came in
+        a fast stream (it measured the fast rate or filled ``batch_size``)."""
         try:
             # Wake up now and then while idle: pending readings wait for a trusted clock,
             # held "last" values for a quiet stream.
             first = self.queue.get(timeout=self.settings.idle_wakeup_s)
         except queue.Empty:
-            return [], False
+            return [], False, False
         if first is None:
-            return [], True
+            return [], True, False
         batch = [first]
         self._held = 1
         size, window = self.settings.batch_size, self.commit_window_s
@@ -195,12 +196,11 @@ class Writer:
                 except queue.Empty:
                     break
             if item is None:
-                return batch, True
+                return batch, True, False
             batch.append(item)
             news = self._news.closes(item)
             self._held = len(batch)
-        self._batch_fast = measured or len(batch) >= size
-        return batch, False
+        return batch, False, measured or len(batch) >= size
 
     def _upkeep(self, store: Store, done: bool) -> None:
         """Fold the recent tier and checkpoint the WAL when due, and only if written."""
@@ -307,11 +307,11 @@ class Writer:
         try:
             done = False
             while not done:
-                batch, done = self._take_batch()
+                batch, done, fast = self._take_batch()
                 if batch:
                     self._retrying(functools.partial(self._commit, store, batch))
                     self._held = 0
-                    if self._batch_fast:
+                    if fast:
                         self._fast_until = time.monotonic() + FAST_HOLD_S
                 # Quiet for idle_wakeup_s (no batch), or stopping: write the held values.
                 if store.holds_lasts and (done or not batch) and not (
