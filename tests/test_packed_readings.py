@@ -4,10 +4,15 @@ packed rows like it thinned keyed ones."""
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.storage import packed
 from agent.storage.migrations import MIGRATIONS, STEPS, _statements, current_version
@@ -179,3 +184,66 @@ def test_a_fold_by_another_connection_is_seen_by_the_duplicate_check(tmp_path: P
         again = writer.write_batch([_fridge(5, t + 5, 895.0)], t + 10)
         assert (again.stored, again.duplicates) == (0, 1)
         assert writer.reading_count() == 5
+
+
+def _rows(conn: sqlite3.Connection) -> dict[int, list[list[object]]]:
+    return {int(i): json.loads(r) for i, r in conn.execute("SELECT id, rows FROM readings_main")}
+
+
+def _spec(folds: list[list[packed.Reading]]) -> dict[int, list[list[object]]]:
+    """What the packed rows must hold after these folds, written from the schema's rule:
+    per (hour, consumable) the first reading stored of each seq, in (time, seq) order."""
+    first: dict[int, dict[int, packed.Reading]] = {}
+    for fold in folds:
+        for r in fold:
+            first.setdefault(packed.row_id(packed.hour_of(r[2]), r[0]), {}).setdefault(r[1], r)
+    return {rid: [packed.element(r) for r in sorted(
+        by_seq.values(), key=lambda r: (r[2] - packed.hour_of(r[2]) * 3600.0, r[1]))]
+        for rid, by_seq in first.items()}
+
+
+_T = 1_780_000_000.0 - 1_780_000_000.0 % 3600
+_readings = st.lists(st.tuples(
+    st.integers(1, 3), st.integers(0, 40),
+    st.floats(0, 7200, allow_nan=False).map(lambda s: _T + round(s, 3)),
+    st.one_of(st.none(), st.floats(0, 1000, allow_nan=False)),
+    st.sampled_from([None, "ok", "low"]), st.one_of(st.none(), st.integers(0, 10**6))),
+    max_size=30)
+
+
+@given(folds=st.lists(_readings, max_size=6), with_tops=st.booleans(),
+       ordered=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_packed_rows_hold_the_first_of_each_seq_in_time_order(
+        folds: list[list[packed.Reading]], with_tops: bool, ordered: bool) -> None:
+    if ordered:  # the common case, a device's later readings: the append path
+        flat = sorted((r for f in folds for r in f), key=lambda r: (r[2], r[1]))
+        seqs = iter(range(10**6))
+        flat = [(r[0], next(seqs), *r[2:]) for r in flat]
+        sizes = [len(f) for f in folds]
+        folds = [flat[sum(sizes[:i]):sum(sizes[:i + 1])] for i in range(len(folds))]
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE readings_main (id INTEGER PRIMARY KEY, rows TEXT NOT NULL)")
+    tops: dict[int, int] | None = {} if with_tops else None
+    for fold in folds:
+        packed.pack(conn, fold, tops)
+    assert _rows(conn) == _spec(folds)
+    for rid, elements in _rows(conn).items():
+        if tops is not None:
+            assert tops[rid] == max(int(e[0]) for e in elements)  # type: ignore[call-overload]
+
+
+def test_a_fold_into_a_full_hour_parses_none_of_its_readings(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst packs thousands of readings into one hour; re-reading them at every fold
+    made each fold slower than the last (ingest latency grew with the hour)."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE readings_main (id INTEGER PRIMARY KEY, rows TEXT NOT NULL)")
+    packed.pack(conn, [(1, s, _T + s / 10, 900.0 - s / 100, None, None) for s in range(5000)])
+    parsed: list[int] = []
+    real = packed.json.loads
+    monkeypatch.setattr(packed.json, "loads", lambda s: parsed.append(len(s)) or real(s))
+    packed.pack(conn, [(1, s, _T + s / 10, 900.0 - s / 100, None, None)
+                       for s in range(5000, 5100)])
+    assert max(parsed, default=0) < 200  # the last element only, not the row
+    assert len(_rows(conn)[packed.row_id(packed.hour_of(_T), 1)]) == 5100
