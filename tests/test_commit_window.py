@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import IngestSettings
+from agent.mqtt import news as news_module
 from agent.mqtt import writer as writer_module
 from agent.mqtt.ingest import Inbound, Writer
 from agent.storage.store import Store
@@ -129,7 +130,8 @@ def test_a_device_event_commits_at_once_whatever_the_window(tmp_path: Path) -> N
 
 
 def test_a_first_message_and_a_changed_state_commit_at_once_level_ticks_wait(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(news_module, "STATE_NEWS_EVERY_S", 0.0)  # flapping: the next test
     acked: list[int] = []
     writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0)
     writer.start()
@@ -147,6 +149,25 @@ def test_a_first_message_and_a_changed_state_commit_at_once_level_ticks_wait(
         assert acked == [1, 2, 3, 4, 5] and writer.stats.batches == 3
     finally:
         writer.stop()
+
+
+def test_a_flapping_state_commits_early_once_then_waits_for_the_window(
+        tmp_path: Path) -> None:
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0)
+    writer.start()
+    try:
+        seen(writer, acked)
+        writer.queue.put(inbound(1, state="low"))  # news: commits at once
+        wait_until(lambda: acked == [1], timeout=10.0, what="the LOW's commit")
+        writer.queue.put(inbound(2))  # OK again a moment later: a flap, not news
+        wait_until(lambda: writer.held == 1, what="the flap in the open batch")
+        writer.queue.put(inbound(3, state="low"))
+        wait_until(lambda: writer.held == 2, what="the second flap in the open batch")
+        assert acked == [1]  # held, not committed: waits for the window like a tick
+    finally:
+        writer.stop()
+    assert acked == [1, 2, 3]  # the clean stop commits them
 
 
 def test_the_tail_of_a_fast_stream_does_not_wait_for_the_window(tmp_path: Path) -> None:

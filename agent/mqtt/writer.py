@@ -9,10 +9,11 @@ Once messages arrive at ``FAST_RATE`` or more, a batch waits at most ``FAST_WIND
 acknowledged before its commit, so the window costs latency, never an acknowledged
 reading; a clean stop commits what it holds. News commits the batch as soon as the
 queue is empty (:class:`agent.mqtt.news.News`: a device event such as ``fall_alert``, a
-device's first message since the start, a consumable whose reported state changed):
-alerts, a newly added device and a LOW do not wait for the window; level ticks do. A stream that was
-fast stays fast for ``FAST_HOLD_S`` after its last commit, so the tail of a backlog
-commits as soon as it stops coming instead of waiting a household window.
+device's first message since the start, a consumable whose reported state changed, at
+most once per device per ``STATE_NEWS_EVERY_S``): alerts, a newly added device and a
+LOW do not wait for the window; level ticks do. A stream that was fast stays fast for
+``FAST_HOLD_S`` after its last commit, so the tail of a backlog commits as soon as it
+stops coming instead of waiting a household window.
 
 Devices' "last seen" and consumables' "last" values wait in memory between commits
 (``ingest.last_values_interval_s``, see ``Store.lasts_every_s``) and are written when due,
