@@ -212,14 +212,17 @@ class Writer:
                 len(store.recent) >= s.fold_rows
                 or now - self._folded_at >= s.fold_interval_s):
             moved = store.fold_recent()
-            self._folded_at, self._written_since_fold = now, False
+            self._folded_at, self._written_since_fold = time.monotonic(), False
             st.last_fold_pass = st.upkeep_passes + 1
             self._written_since_checkpoint = True
-            log.debug("ingest.fold rows=%d", moved)
+            log.debug("ingest.fold rows=%d ms=%.0f", moved, 1000 * (self._folded_at - now))
         if self._written_since_checkpoint and (
                 done or now - self._checkpointed_at >= s.checkpoint_interval_s):
-            store.checkpoint()
-            self._checkpointed_at, self._written_since_checkpoint = now, False
+            started = time.monotonic()
+            frames, copied = store.checkpoint()
+            self._checkpointed_at, self._written_since_checkpoint = time.monotonic(), False
+            log.debug("ingest.checkpoint frames=%d copied=%d ms=%.0f", frames, copied,
+                      1000 * (self._checkpointed_at - started))
             st.last_checkpoint_pass = st.upkeep_passes + 1
         st.upkeep_passes += 1
 
