@@ -238,24 +238,30 @@ def hour_rows(conn: sqlite3.Connection, cid: int, since: float | None,
     span = hour_span(conn, since)
     if span is None:
         return []
+    parts = sorted(conn.execute(  # in rowid order: hours, and an hour's parts, in time
+        f"{_HOURS}SELECT m.id, m.rows FROM h JOIN readings_main m ON m.id {_PARTS_OF_HOUR}",
+        (*span, cid, cid)))
     hours: dict[int, list[Element]] = {}
-    for h, rows in conn.execute(
-            f"{_HOURS}SELECT h.x, m.rows FROM h JOIN readings_main m ON m.id "
-            f"{_PARTS_OF_HOUR} ORDER BY m.id", (*span, cid, cid)):
-        hours.setdefault(int(h), []).extend(json.loads(rows))
+    for rid, rows in parts:
+        hours.setdefault(decode(rid)[0], []).extend(json.loads(rows))
     return list(hours.items())
 
 
 def hour_lasts(conn: sqlite3.Connection, cid: int, since: float) -> list[ReadingRow]:
     """The last packed reading of each hour of one consumable from the hour of ``since``
-    on, in time order (one rowid seek per hour: its last part)."""
+    on, in time order (one rowid range per hour)."""
     span = hour_span(conn, since)
     if span is None:
         return []
-    return [reading_row(int(h), json.loads(last)) for h, last in conn.execute(
-        f"{_HOURS}SELECT h.x, (SELECT m.rows -> '$[#-1]' FROM readings_main m WHERE m.id "
-        f"{_PARTS_OF_HOUR} ORDER BY m.id DESC LIMIT 1) AS last FROM h", (*span, cid, cid))
-        if last is not None]
+    # Every part's last reading (an hour has one part below 128 readings an hour); the
+    # hour's last part (highest rowid) wins.
+    lasts: dict[int, tuple[int, str]] = {}
+    for h, rid, last in conn.execute(
+            f"{_HOURS}SELECT h.x, m.id, m.rows -> '$[#-1]' FROM h JOIN readings_main m "
+            f"ON m.id {_PARTS_OF_HOUR}", (*span, cid, cid)):
+        if rid > lasts.get(h, (-1, ""))[0]:
+            lasts[h] = (rid, last)
+    return [reading_row(int(h), json.loads(last)) for h, (_, last) in sorted(lasts.items())]
 
 
 def thin(elements: list[Element], hour: int, cut: float, bucket_s: float,
