@@ -229,7 +229,8 @@ def hour_span(conn: sqlite3.Connection, since: float | None) -> tuple[int, int] 
 
 
 _HOURS = "WITH RECURSIVE h(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM h WHERE x < ?) "
-_PARTS_OF_HOUR = "BETWEEN ((h.x << 20 | ?) << 8) AND ((h.x << 20 | ?) << 8 | 255)"
+_PARTS_OF_HOUR = (f"BETWEEN ((h.x << {CID_BITS} | ?) << {PART_BITS}) "
+                  f"AND ((h.x << {CID_BITS} | ?) << {PART_BITS} | {PART_MASK})")
 
 
 def hour_rows(conn: sqlite3.Connection, cid: int, since: float | None,
@@ -266,9 +267,10 @@ def hour_lasts(conn: sqlite3.Connection, cid: int, since: float) -> list[Reading
 
 def thin(elements: list[Element], hour: int, cut: float, bucket_s: float,
          prev: float | None) -> tuple[list[Element], float | None]:
-    """Retention of one packed part: of the readings before ``cut``, keep the last of each
-    ``bucket_s`` and every upward jump (level above 1.2x the previous plus one); returns
-    the kept elements and the last level before ``cut`` (the next row's previous)."""
+    """Retention of one packed hour (all its parts): of the readings before ``cut``, keep
+    the last of each ``bucket_s`` and every upward jump (level above 1.2x the previous
+    plus one); returns the kept elements and the last level before ``cut`` (the next
+    hour's previous)."""
     old = [e for e in elements if ts_of(hour, e) < cut]
     last_of: dict[int, int] = {}
     for i, e in enumerate(old):
