@@ -18,19 +18,20 @@ from agent.forecast.refills import refill_tol
 from agent.forecast.types import ConsumableSpec, Observation
 
 SHAPE_DAYS = 28.0  # the recent weeks the shape is read from
-MIN_SEEN = 7  # readings closing each hour of the day, at least
+MIN_SEEN = 7  # falls seen in each hour of the day, at least
 CLOSE = timedelta(hours=1.5)  # readings further apart do not say which hour use fell in
 _TS = attrgetter("ts")
 
 
 def day_shape(observations: Sequence[Observation], spec: ConsumableSpec,
               now: datetime) -> tuple[float, ...] | None:
-    """The share of a day's use done by each whole hour 0..24 after ``now`` (0 to 1),
-    from the fall between readings at most :data:`CLOSE` apart over the last
-    :data:`SHAPE_DAYS`, by the hour of day (UTC) each fall ended in; None with under
-    :data:`MIN_SEEN` of them in some hour, or no use. A rise of a refill's tolerance is
-    a refill, and a fall of one the next reading undoes is a lifted jug: neither is use.
-    ``observations`` sorted by time."""
+    """The share of a day's use done by each whole hour 0..24 after ``now``'s hour (0
+    to 1), from the fall between readings at most :data:`CLOSE` apart over the last
+    :data:`SHAPE_DAYS`, by the hour of day (UTC) of the middle of the interval it fell
+    in; None with under :data:`MIN_SEEN` of them in some hour, or no use. A rise of a
+    refill's tolerance is a refill, and a fall of one the next reading undoes is a
+    lifted jug: neither is use. ``observations`` sorted by time. One pass: it runs on
+    every forecast of a fine sensor (about 700 readings)."""
     lo = bisect.bisect_left(observations, now - timedelta(days=SHAPE_DAYS), key=_TS)
     hi = bisect.bisect_right(observations, now, key=_TS)
     tol = refill_tol(spec)
