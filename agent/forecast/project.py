@@ -3,7 +3,10 @@
 Demand over the next ``h`` days is treated as normal with mean ``rate * A(h)`` (``A`` is
 active days, weighted by weekday factors and zero while away) and variance
 ``daily_sd^2 * A(h) + rate_sd^2 * A(h)^2``: day-to-day noise averages out, an error in the
-rate does not.
+rate does not. A household whose days persist (guests stay the weekend) carries the
+newest day's excess on, fading, and its days' variances add their covariances (AR(1));
+weekdays that vary more weigh more of the day-to-day variance; within a day, use follows
+the household's own shape of the day.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ class DemandCurve:
         return h[i] + (h[i + 1] - h[i]) * (x - i) if i < 24 else 1.0
 
     def at(self, days: float) -> tuple[float, float]:
-        """Mean and variance of use over the next ``days`` (linear between whole days)."""
+        """Mean and variance of use over the next ``days`` (between whole days by the
+        shape of the day, :meth:`share`)."""
         if days <= 0:
             return 0.0, 0.0
         last = len(self.mean) - 1
