@@ -1,5 +1,5 @@
-"""The household's shape of the day and per-weekday spread of use (issue 18): what the
-planner sees between whole days and on the days that vary most."""
+"""The household's shape of the day (issue 18): what the planner sees between whole
+days."""
 
 from __future__ import annotations
 
@@ -60,66 +60,3 @@ def test_a_review_before_breakfast_plans_against_breakfast_not_an_even_day() -> 
     assert fc.curve.at(1.0)[0] == pytest.approx(rate, rel=1e-9)  # whole days as before
     p = fc.prob_empty_within(2.0 / 24.0, extra_level=0.5 * rate - (fc.level or 0.0))
     assert p is not None and p > 0.5
-
-
-def guests(days: int, seed: int = 5) -> list[Observation]:
-    """Six-hourly readings of 300 ml a day, doubled on the Saturday and Sunday of the
-    second week in five (guests), refilled by two packs when under a litre."""
-    rng = random.Random(seed)
-    level, out = 5000.0, []
-    for q in range(days * 4):
-        day = q // 4
-        weekend = day % 7 in (5, 6)
-        use = 300.0 / 4 * (2.0 if weekend and (day // 7) % 5 == 1 else 1.0)
-        level -= use * rng.uniform(0.85, 1.15)
-        if level < 1000.0:
-            level += 2000.0
-        out.append(Observation(T0 + timedelta(hours=6 * q + 6), round(level, 1)))
-    return out
-
-
-def test_weekends_that_vary_more_carry_more_of_the_spread() -> None:
-    # Guests one weekend in five barely move a Saturday's mean use (no weekday pattern),
-    # but Saturdays spread far more than Tuesdays: the curve's variance over a weekend
-    # is larger than over the same span of weekdays, and so is the risk.
-    obs = guests(40)
-    friday = T0 + timedelta(days=39, hours=6)  # Friday 06:00: Fri, Sat, Sun ahead
-    fri = forecast(obs, MILK, friday)
-    tuesday = T0 + timedelta(days=36, hours=6)
-    tue = forecast(obs, MILK, tuesday)
-    assert fri.curve is not None and tue.curve is not None
-    assert "weekday pattern" not in fri.basis
-    assert fri.curve.var[3] > 1.5 * tue.curve.var[3]
-
-
-BIG = ConsumableSpec(Unit.MILLILITRES, capacity=20000.0, pack_size=1000.0)
-
-
-def spells(days: int, seed: int = 7) -> list[Observation]:
-    """Six-hourly readings of a 20 l tank using 300 ml a day, doubled for three days in
-    a row every ten days (a visit)."""
-    rng = random.Random(seed)
-    level, out = 19000.0, []
-    for q in range(days * 4):
-        day = q // 4
-        use = 300.0 / 4 * (2.0 if day % 10 in (7, 8, 9) else 1.0)
-        level -= use * rng.uniform(0.85, 1.15)
-        out.append(Observation(T0 + timedelta(hours=6 * q + 6), round(level, 1)))
-    return out
-
-
-def test_a_heavy_day_in_a_household_whose_days_persist_says_the_next_is_heavy() -> None:
-    # Visits last three days: the morning after the first heavy day, the next days are
-    # likely heavy too, and three days' use spreads more than three independent days.
-    obs = spells(40)
-    now = T0 + timedelta(days=38, hours=6)  # day 38 (8 of 10): the visit's second day
-    fc = forecast(obs, BIG, now)
-    assert fc.curve is not None and fc.rate_per_day is not None
-    assert "days persist" in fc.basis
-    assert fc.curve.at(1.0)[0] > 1.15 * fc.rate_per_day
-    assert fc.curve.var[3] > 3.3 * fc.curve.var[1]
-    # Independent days (the same use, shuffled in time) carry nothing on.
-    calm = breakfasts(38)
-    fc = forecast(calm, MILK, now)
-    assert fc.curve is not None and fc.rate_per_day is not None
-    assert "days persist" not in fc.basis
