@@ -17,6 +17,7 @@ from typing import Any
 
 from agent.config import IngestSettings
 from agent.domain import DeviceKind, Unit
+from agent.storage import packed
 from agent.wire.device import Channel, Consumable, StateMessage, device_topic, encode
 from firmware_sim.broker import LocalBroker, find_client_tool
 
@@ -271,12 +272,18 @@ class CommitWatch:
     def _scan(conn: sqlite3.Connection, scan: _SeqScan) -> None:
         lo, hi = conn.execute("SELECT MIN(id), MAX(id) FROM readings_recent").fetchone()
         if lo != scan.min_id or (hi or 0) < scan.last_id:
-            # A fold moved the recent rows (their ids start again): one probe of the
-            # keyed tier's (cid, seq) index per consumable, then the recent tier anew.
-            for (cid,) in conn.execute("SELECT cid FROM consumables").fetchall():
-                top = conn.execute("SELECT MAX(seq) FROM readings WHERE cid = ?",
-                                   (cid,)).fetchone()[0]
-                if top is not None:
+            # A fold moved the recent rows (their ids start again): the last reading of
+            # every packed part of the newest two hours (a device's seqs grow with its
+            # time), then the recent tier anew. One query: the readings view per
+            # consumable walked every part, and the watcher's own time was counted as
+            # the agent's commit latency.
+            newest = conn.execute("SELECT MAX(id) FROM readings_main").fetchone()[0]
+            if newest is not None:
+                since = packed.row_id(packed.decode(int(newest))[0] - 1, 0)
+                for rid, top in conn.execute(
+                        "SELECT id, rows ->> '$[#-1][0]' FROM readings_main WHERE id >= ?",
+                        (since,)):
+                    cid = packed.decode(int(rid))[1]
                     scan.tops[cid] = max(scan.tops.get(cid, 0), int(top))
             scan.min_id, scan.last_id = lo, 0
         for cid, seq in conn.execute(
@@ -300,13 +307,16 @@ class CommitWatch:
         """Until ``stop``: for every newly committed seq, record commit - send time."""
         conn = self._connect()  # this thread's own connection
         seen = self.last_seqs(conn)
-        while not stop.is_set():
+        while True:
+            stopping = stop.is_set()  # then one last pass: what committed meanwhile
             now = time.time()
             for dev, last in self.last_seqs(conn).items():
                 for s in range(seen.get(dev, 0) + 1, last + 1):
                     if (dev, s) in sent:
                         out.append(now - sent[(dev, s)])
                 seen[dev] = max(seen.get(dev, 0), last)
+            if stopping:
+                break
             time.sleep(interval)
         if conn is not None:
             conn.close()
