@@ -118,9 +118,10 @@ def fold(conn: sqlite3.Connection, keys: RecentKeys) -> int:
         return 0
     if _fold_gen(conn) != keys.fold_gen:
         keys.tops.clear()  # another connection folded since: its rows are not in tops
-    packed.pack(conn, conn.execute(
-        "SELECT cid, seq, ts, level, state, counter FROM readings_recent WHERE id <= ?",
-        (top,)).fetchall(), keys.tops)
+    # Sorted by SQLite (~50 B a reading) and streamed, not fetched as Python tuples.
+    packed.pack_ordered(conn, conn.execute(
+        "SELECT cid, seq, ts, level, state, counter FROM readings_recent WHERE id <= ? "
+        f"ORDER BY {packed.SLOT_SQL}, id", (top,)), keys.tops)
     conn.execute(
         "INSERT INTO history_marks (cid, gen, low_ts) SELECT cid, 1, MIN(ts) "
         "FROM readings_recent WHERE id <= ? GROUP BY cid "

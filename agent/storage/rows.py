@@ -53,6 +53,12 @@ class BatchResult:
     stored: int  # state messages with at least one new reading
     duplicates: int
     rejected: int
+    # What the caller needs of the items once they are written, so that it can hand
+    # them over one at a time (validated messages are ~4 KB each: a batch of 1,000
+    # held at once was the largest part of the ingest burst's peak RSS).
+    pending: int = 0
+    devices: frozenset[str] = frozenset()  # of every state message in the batch
+    rejects: tuple[Rejected, ...] = ()
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)

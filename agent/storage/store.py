@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from agent.errors import StoreError
@@ -138,11 +138,14 @@ class Store(StoreReads, StoreUpkeep):
 
     # ---- writes -------------------------------------------------------------------
 
-    def write_batch(self, items: Sequence[Item], received_at: float,
+    def write_batch(self, items: Iterable[Item], received_at: float,
                     resolved: Sequence[int] = ()) -> BatchResult:
         """Commit a batch of validated messages and rejects in one durable transaction;
-        ``resolved`` pending rows (judged again into ``items``) are deleted in it too."""
-        stored = duplicates = rejected = 0
+        ``resolved`` pending rows (judged again into ``items``) are deleted in it too.
+        ``items`` is read once, in order: a generator keeps one message alive at a time."""
+        stored = duplicates = rejected = pending = 0
+        devices: set[str] = set()
+        rejects: list[Rejected] = []
         flush = False
         try:
             self.recent.sync(self.conn)
@@ -152,6 +155,7 @@ class Store(StoreReads, StoreUpkeep):
                 batch = self._held.carry()
                 for item in items:
                     if isinstance(item, StateMessage):
+                        devices.add(item.device_id)
                         if self._write_state(item, batch, received_at):
                             stored += 1
                         else:
@@ -160,8 +164,10 @@ class Store(StoreReads, StoreUpkeep):
                         self._write_event(item, received_at)
                     elif isinstance(item, Rejected):
                         self._write_reject(item, received_at)
+                        rejects.append(item)
                         rejected += 1
                     elif isinstance(item, Pending):
+                        pending += 1
                         self.conn.execute(
                             "INSERT INTO pending (device_id, topic, payload, received_at) "
                             "VALUES (?, ?, ?, ?)",
@@ -184,7 +190,8 @@ class Store(StoreReads, StoreUpkeep):
             batch.flushed()
             self._lasts_flushed_at = received_at
         self._held = batch
-        return BatchResult(stored, duplicates, rejected)
+        return BatchResult(stored, duplicates, rejected, pending, frozenset(devices),
+                           tuple(rejects))
 
     def _cid(self, msg: StateMessage, consumable_id: str, unit: str, sku: str | None,
              capacity: float | None, received_at: float) -> int:
