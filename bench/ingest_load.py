@@ -226,7 +226,7 @@ class _SeqScan:
     the recent tier's row ids it has seen (new rows are read by id, no table scan)."""
 
     tops: dict[int, int] = field(default_factory=dict)
-    min_id: int | None = None
+    folds: int | None = None  # the agent's fold count (history_marks, cid 0) last seen
     last_id: int = 0
 
 
@@ -270,9 +270,13 @@ class CommitWatch:
 
     @staticmethod
     def _scan(conn: sqlite3.Connection, scan: _SeqScan) -> None:
-        lo, hi = conn.execute("SELECT MIN(id), MAX(id) FROM readings_recent").fetchone()
-        if lo != scan.min_id or (hi or 0) < scan.last_id:
-            # A fold moved the recent rows (their ids start again): the last reading of
+        hi, folds = conn.execute(
+            "SELECT (SELECT MAX(id) FROM readings_recent), "
+            "(SELECT gen FROM history_marks WHERE cid = 0)").fetchone()
+        if folds != scan.folds:
+            # A fold moved the recent rows (their ids start again, so neither MIN(id)
+            # nor MAX(id) tells: a watcher that compared them missed rows appended
+            # below its last id and waited for them until its timeout): the last reading of
             # every packed part of the newest two hours (a device's seqs grow with its
             # time), then the recent tier anew. One query: the readings view per
             # consumable walked every part, and the watcher's own time was counted as
@@ -285,7 +289,7 @@ class CommitWatch:
                         (since,)):
                     cid = packed.decode(int(rid))[1]
                     scan.tops[cid] = max(scan.tops.get(cid, 0), int(top))
-            scan.min_id, scan.last_id = lo, 0
+            scan.folds, scan.last_id = folds, 0
         for cid, seq in conn.execute(
                 "SELECT cid, MAX(seq) FROM readings_recent WHERE id > ? GROUP BY cid",
                 (scan.last_id,)):
