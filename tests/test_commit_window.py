@@ -170,43 +170,34 @@ def test_a_flapping_state_commits_early_once_then_waits_for_the_window(
     assert acked == [1, 2, 3]  # the clean stop commits them
 
 
-def test_a_backlog_that_arrived_at_household_pace_waits_for_the_window(
-        tmp_path: Path) -> None:
-    # Messages that queued up while the writer was busy arrived a few seconds apart: the
-    # writer taking them all at once is no fast stream (it committed them after 50 ms
-    # and then every 50 ms for FAST_HOLD_S: the 1 msg/s card figure's many commits).
+@pytest.mark.parametrize(("count", "spacing_s", "batch_size", "first_commit"), [
+    (30, 2.0, 1_000, 0),  # a backlog that queued while the writer was busy
+    (60, 0.5, 50, 50),  # batch_size messages gathered over 30 s, then the rest
+])
+def test_messages_that_arrived_at_household_pace_wait_for_the_window(
+        tmp_path: Path, count: int, spacing_s: float, batch_size: int,
+        first_commit: int) -> None:
+    # Messages that arrived seconds apart are no fast stream, however the writer took
+    # them: either case started 5 s of 50 ms commits (the 1 msg/s card figure's many
+    # commits).
     acked: list[int] = []
-    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0)
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0,
+                        batch_size=batch_size)
     writer.start()
     try:
         seen(writer, acked)
-        for seq in range(1, 31):
-            writer.queue.put(inbound(seq, at=NOW + 2.0 * seq))
-        wait_until(lambda: writer.held == 30, what="the backlog in the open batch")
+        for seq in range(1, count + 1):
+            writer.queue.put(inbound(seq, at=NOW + spacing_s * seq))
+        if first_commit:
+            wait_until(lambda: len(acked) == first_commit, timeout=10.0,
+                       what="the full batch's commit")
+        rest = count - first_commit
+        wait_until(lambda: writer.held == rest, what="the rest in the open batch")
         time.sleep(0.3)  # six fast windows
-        assert acked == [] and writer.held == 30
+        assert len(acked) == first_commit and writer.held == rest
     finally:
         writer.stop()
-    assert acked == list(range(1, 31))
-
-
-def test_a_full_batch_at_household_pace_is_no_fast_stream(tmp_path: Path) -> None:
-    # batch_size messages gathered over the window's span arrived slowly: what follows
-    # waits for the window, not for the 50 ms hold after a fast batch.
-    acked: list[int] = []
-    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0, batch_size=50)
-    writer.start()
-    try:
-        seen(writer, acked)
-        for seq in range(1, 61):
-            writer.queue.put(inbound(seq, at=NOW + 0.5 * seq))
-        wait_until(lambda: len(acked) == 50, timeout=10.0, what="the full batch's commit")
-        wait_until(lambda: writer.held == 10, what="the rest in the open batch")
-        time.sleep(0.3)
-        assert len(acked) == 50 and writer.held == 10
-    finally:
-        writer.stop()
-    assert acked == list(range(1, 61))
+    assert acked == list(range(1, count + 1))
 
 
 def test_the_tail_of_a_fast_stream_does_not_wait_for_the_window(tmp_path: Path) -> None:
