@@ -10,16 +10,18 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import accumulate, chain, compress, count, repeat
-from operator import attrgetter, ge, sub
+from operator import attrgetter, ge, gt, is_not, sub
 
 from agent.domain import CoarseState
 from agent.forecast.stats import median
 from agent.forecast.types import Away, ConsumableSpec, Delivery, Observation
 
 _TS = attrgetter("ts")
+_LEVEL = attrgetter("level")
 
 # A cycle's run-out, as a gateway can tell it. A load cell's empty wanders (drift, a
 # random walk of its zero), so empty is the lowest level sustained over ZERO_DAYS
@@ -52,22 +54,52 @@ NOISE_SPREAD = 4.0
 _Level = tuple[datetime, float]
 
 
+@dataclass(slots=True)
+class ServiceMemo:
+    """One consumable's cycle verdicts from the last :func:`realised_service` call (kept by
+    the caller): a cycle is judged again only when the readings it is judged from (its
+    :data:`ZERO_DAYS` of context and its own span, up to its delivery) are not the same
+    as last time. A weekly call over 60 deliveries otherwise judged every old cycle anew."""
+
+    key: tuple[object, ...] | None = None  # (spec, away) the verdicts were judged with
+    # (since, delivered, after a delivery) -> (the readings judged, 2 served, 1 missed,
+    # 0 left out)
+    cycles: dict[tuple[datetime, datetime, bool], tuple[list[Observation], int]] = field(
+        default_factory=dict)
+    judged: int = 0  # cycles judged (not taken from the memo): what it saved is in the count
+
+
 def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
                      deliveries: Sequence[Delivery], ordered: Sequence[datetime],
-                     away: Sequence[Away] = ()) -> tuple[int, int]:
+                     away: Sequence[Away] = (), *, memo: ServiceMemo | None = None,
+                     ) -> tuple[int, int]:
     """(cycles served, cycles judged) for our delivered orders: ``ordered[i]`` is when
     the order behind ``deliveries[i]`` was sent. A cycle runs from the previous delivery
     (on a one-pack device, from its order if sent later) to this one, so a run-out
     counts against the one cycle it fell in, not every order out at the time. A cycle
     with a run-out
     (:func:`_ran_out`) is missed; one the gateway could not see through
-    (:func:`_blind`) is left out; the rest were served."""
+    (:func:`_blind`) is left out; the rest were served. With ``memo`` (kept per
+    consumable by the caller) a cycle whose readings are the same as last time keeps its
+    verdict: the result is the same as without."""
     obs = sorted(observations, key=_TS)
     away_iv = [(a.start, a.end) for a in away]
-    series = _Levels(obs, spec)
+    series: _Levels | None = None
     good = total = 0
     start: datetime | None = None
     shelved = spec.pack_size >= spec.capacity
+    known: dict[tuple[datetime, datetime, bool], tuple[list[Observation], int]] = {}
+    if memo is not None:
+        key = (spec, tuple(away))
+        if memo.key == key:
+            known = memo.cycles
+        memo.key, memo.cycles = key, {}
+    # No empty a context can set is above this (FLAT_CEILING, then ZERO_BAND, of
+    # capacity, as :meth:`_Levels.cycle` adds them); a level that is not a number sets
+    # none, so then every cycle is judged against its context.
+    cap = spec.capacity
+    above = (FLAT_CEILING * cap + ZERO_BAND * cap if not any(map(
+        math.isnan, filter(partial(is_not, None), map(_LEVEL, obs)))) else None)
     for d, sent in sorted(zip(deliveries, ordered, strict=True), key=lambda p: p[0].ts):
         if d.pending:
             continue
@@ -78,17 +110,46 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
         start = d.ts
         lo = bisect.bisect_left(obs, lo_ts, key=_TS)
         hi = bisect.bisect_left(obs, d.ts, lo=lo, key=_TS)
+        ctx_lo = bisect.bisect_left(obs, d.ts - timedelta(days=ZERO_DAYS), key=_TS)
         window = obs[lo:hi]
-        cycle = series.cycle(bisect.bisect_left(obs, d.ts - timedelta(days=ZERO_DAYS), key=_TS),
-                             hi, lo_ts, d.ts)
-        seen = (True if any(o.state is CoarseState.EMPTY for o in window)
-                else _ran_out(cycle, spec, away_iv))
-        if seen is not False:
-            total += seen is True
-        elif not _blind(window, spec, lo_ts, d.ts, away_iv, after_delivery):
-            total += 1
-            good += 1
+        # A cycle whose every level stays above any empty its context can set shows no
+        # run-out (:func:`_ran_out` needs a level at or below the empty, or at or below
+        # FLAT_CEILING): its verdict rests on its own readings, not on its context.
+        clear = above is not None and all(map(gt, filter(partial(is_not, None),
+                                                         map(_LEVEL, window)), repeat(above)))
+        seen_obs = window if clear else obs[min(lo, ctx_lo):hi]
+        got = known.get((lo_ts, d.ts, after_delivery))
+        if got is not None and got[0] == seen_obs:
+            verdict = got[1]
+        else:
+            if series is None and not clear:
+                series = _Levels(obs, spec)
+            verdict = _verdict(None if clear else series, window, spec, ctx_lo, hi, lo_ts,
+                               d.ts, away_iv, after_delivery)
+            if memo is not None:
+                memo.judged += 1
+        if memo is not None:
+            memo.cycles[lo_ts, d.ts, after_delivery] = (seen_obs, verdict)
+        total += verdict > 0
+        good += verdict == 2
     return good, total
+
+
+def _verdict(series: _Levels | None, window: list[Observation], spec: ConsumableSpec,
+             ctx_lo: int, hi: int, since: datetime, end: datetime,
+             away_iv: list[tuple[datetime, datetime]], after_delivery: bool) -> int:
+    """One cycle, from its readings ``window`` (``since`` to the delivery at ``end``)
+    against its context ``obs[ctx_lo:hi]`` of ``series`` (None: a cycle that cannot
+    have run out, whatever its context): 2 served, 1 missed, 0 left out (unknown, or
+    blind)."""
+    if any(o.state is CoarseState.EMPTY for o in window):
+        seen: bool | None = True
+    else:
+        seen = False if series is None else _ran_out(series.cycle(ctx_lo, hi, since, end),
+                                                     spec, away_iv)
+    if seen is not False:
+        return 1 if seen is True else 0
+    return 0 if _blind(window, spec, since, end, away_iv, after_delivery) else 2
 
 
 @dataclass(frozen=True, slots=True)
