@@ -235,6 +235,27 @@ def test_a_refill_at_the_first_reading_after_stop_is_found() -> None:
     assert first_refill_after(obs, spec, stop) == ref_first_refill_after(obs, spec, stop)
 
 
+@settings(max_examples=150, deadline=None)
+@given(histories(), st.sampled_from([None, 3000.0]), st.booleans())
+def test_learning_without_low_readings_skips_a_walk_that_finds_nothing(
+        hist: tuple[list[Observation], ConsumableSpec], yld: float | None,
+        no_lows: bool) -> None:
+    obs, spec = hist
+    spec = dataclasses.replace(spec, yield_per_pack=yld)
+    if no_lows:
+        obs = [o if o.state not in LOW_STATES else dataclasses.replace(o, state=None)
+               for o in obs]
+    import agent.forecast.learn as learn_module  # noqa: PLC0415
+
+    fast = learn_module._STATE
+    learn_module._STATE = lambda o: CoarseState.LOW  # every history walked
+    try:
+        want = learn_module.learn(obs, spec)
+    finally:
+        learn_module._STATE = fast
+    assert learn_module.learn(obs, spec) == want
+
+
 def test_learned_as_dict_is_asdict() -> None:
     got = Learned(2800.0, 3, 4.5, 2, 2600.0, 0.7)
     assert got.as_dict() == dataclasses.asdict(got)

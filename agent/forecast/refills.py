@@ -188,8 +188,8 @@ def spare_packs(obs: list[Observation], spec: ConsumableSpec,
     reorder both came; the one replacement between them counted for both, and a third
     cartridge was ordered with one waiting). Once two in a row have shown up, older
     ones are taken as used."""
-    past = sorted((d for d in deliveries if now - SPARE_DAYS <= d.ts <= now and not d.pending),
-                  key=_TS)
+    oldest = now - SPARE_DAYS
+    past = sorted((d for d in deliveries if oldest <= d.ts <= now and not d.pending), key=_TS)
     spare = 0.0
     empty = _empty_now(obs, spec)
     claimed: set[datetime] = set()  # refills already matched to newer deliveries

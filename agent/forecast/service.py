@@ -62,10 +62,10 @@ class ServiceMemo:
     as last time. A weekly call over 60 deliveries otherwise judged every old cycle anew."""
 
     key: tuple[object, ...] | None = None  # (spec, away) the verdicts were judged with
-    # (since, delivered, after a delivery) -> (the readings judged, 2 served, 1 missed,
-    # 0 left out)
-    cycles: dict[tuple[datetime, datetime, bool], tuple[list[Observation], int]] = field(
-        default_factory=dict)
+    # (since, delivered, after a delivery) -> (the readings judged, 2 served, 1 missed
+    # or 0 left out, whether the cycle's own readings were all it rested on)
+    cycles: dict[tuple[datetime, datetime, bool], tuple[list[Observation], int, bool]] = (
+        field(default_factory=dict))
     judged: int = 0  # cycles judged (not taken from the memo): what it saved is in the count
 
 
@@ -88,18 +88,16 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
     good = total = 0
     start: datetime | None = None
     shelved = spec.pack_size >= spec.capacity
-    known: dict[tuple[datetime, datetime, bool], tuple[list[Observation], int]] = {}
+    known: dict[tuple[datetime, datetime, bool], tuple[list[Observation], int, bool]] = {}
     if memo is not None:
         key = (spec, tuple(away))
         if memo.key == key:
             known = memo.cycles
         memo.key, memo.cycles = key, {}
-    # No empty a context can set is above this (FLAT_CEILING, then ZERO_BAND, of
-    # capacity, as :meth:`_Levels.cycle` adds them); a level that is not a number sets
-    # none, so then every cycle is judged against its context.
-    cap = spec.capacity
-    above = (FLAT_CEILING * cap + ZERO_BAND * cap if not any(map(
-        math.isnan, filter(partial(is_not, None), map(_LEVEL, obs)))) else None)
+    ts = list(map(_TS, obs))
+    base = 0  # where ``series`` starts in ``obs``
+    above: float | None = None
+    nan: bool | None = None  # whether a level is not a number (worked out when needed)
     for d, sent in sorted(zip(deliveries, ordered, strict=True), key=lambda p: p[0].ts):
         if d.pending:
             continue
@@ -108,28 +106,43 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
         lo_ts = sent if start is None else max(start, sent) if shelved else start
         after_delivery = start is not None and lo_ts == start
         start = d.ts
-        lo = bisect.bisect_left(obs, lo_ts, key=_TS)
-        hi = bisect.bisect_left(obs, d.ts, lo=lo, key=_TS)
-        ctx_lo = bisect.bisect_left(obs, d.ts - timedelta(days=ZERO_DAYS), key=_TS)
+        lo = bisect.bisect_left(ts, lo_ts)
+        hi = bisect.bisect_left(ts, d.ts, lo=lo)
+        ctx_lo = bisect.bisect_left(ts, d.ts - timedelta(days=ZERO_DAYS))
         window = obs[lo:hi]
-        # A cycle whose every level stays above any empty its context can set shows no
-        # run-out (:func:`_ran_out` needs a level at or below the empty, or at or below
-        # FLAT_CEILING): its verdict rests on its own readings, not on its context.
-        clear = above is not None and all(map(gt, filter(partial(is_not, None),
-                                                         map(_LEVEL, window)), repeat(above)))
-        seen_obs = window if clear else obs[min(lo, ctx_lo):hi]
-        got = known.get((lo_ts, d.ts, after_delivery))
-        if got is not None and got[0] == seen_obs:
-            verdict = got[1]
+        cycle = (lo_ts, d.ts, after_delivery)
+        got = known.get(cycle)
+        # A kept verdict holds while the readings it rests on are the same: the cycle's
+        # own (a clear one, see below) or its context's too.
+        if got is not None and got[0] == (window if got[2] else obs[min(lo, ctx_lo):hi]):
+            seen_obs, verdict, clear = got
         else:
+            if nan is None:
+                # No empty a context can set is above this (FLAT_CEILING, then
+                # ZERO_BAND, of capacity, as :meth:`_Levels.cycle` adds them); a level
+                # that is not a number sets none: then every cycle is judged against its
+                # context.
+                nan = any(map(math.isnan, filter(partial(is_not, None), map(_LEVEL, obs))))
+                cap = spec.capacity
+                above = None if nan else FLAT_CEILING * cap + ZERO_BAND * cap
+            # A cycle whose every level stays above any empty its context can set shows
+            # no run-out (:func:`_ran_out` needs a level at or below the empty, or at or
+            # below FLAT_CEILING): its verdict rests on its own readings alone.
+            clear = above is not None and all(map(gt, filter(partial(is_not, None),
+                                                             map(_LEVEL, window)),
+                                                  repeat(above)))
+            seen_obs = window if clear else obs[min(lo, ctx_lo):hi]
             if series is None and not clear:
-                series = _Levels(obs, spec)
-            verdict = _verdict(None if clear else series, window, spec, ctx_lo, hi, lo_ts,
-                               d.ts, away_iv, after_delivery)
+                # From the first cycle judged against its context on: later cycles'
+                # contexts start no earlier (the same figures as over every reading).
+                base = ctx_lo
+                series = _Levels(obs[base:], spec)
+            verdict = _verdict(None if clear else series, window, spec, ctx_lo - base,
+                               hi - base, lo_ts, d.ts, away_iv, after_delivery)
             if memo is not None:
                 memo.judged += 1
         if memo is not None:
-            memo.cycles[lo_ts, d.ts, after_delivery] = (seen_obs, verdict)
+            memo.cycles[cycle] = (seen_obs, verdict, clear)
         total += verdict > 0
         good += verdict == 2
     return good, total
@@ -139,9 +152,9 @@ def _verdict(series: _Levels | None, window: list[Observation], spec: Consumable
              ctx_lo: int, hi: int, since: datetime, end: datetime,
              away_iv: list[tuple[datetime, datetime]], after_delivery: bool) -> int:
     """One cycle, from its readings ``window`` (``since`` to the delivery at ``end``)
-    against its context ``obs[ctx_lo:hi]`` of ``series`` (None: a cycle that cannot
-    have run out, whatever its context): 2 served, 1 missed, 0 left out (unknown, or
-    blind)."""
+    against its context, the readings ``ctx_lo:hi`` of those ``series`` was built from
+    (None: a cycle that cannot have run out, whatever its context): 2 served, 1 missed,
+    0 left out (unknown, or blind)."""
     if any(o.state is CoarseState.EMPTY for o in window):
         seen: bool | None = True
     else:
