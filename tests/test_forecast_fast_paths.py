@@ -256,6 +256,23 @@ def test_learning_without_low_readings_skips_a_walk_that_finds_nothing(
     assert learn_module.learn(obs, spec) == want
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.floats(0.0, 10.0), st.floats(0.0, 5.0),
+       st.lists(st.floats(0.0, 20.0), max_size=12),
+       st.lists(st.sampled_from([0.5, 0.9, 0.933, 0.98, 0.99, 0.1]), min_size=1))
+def test_a_kept_lead_time_quantile_is_the_plain_one(mean: float, sd: float,
+                                                     observed: list[float],
+                                                     qs: list[float]) -> None:
+    from agent.policy import LeadTime, _mixture, _quantile, _z  # noqa: PLC0415
+
+    lead = LeadTime.learned(LeadTime(mean, sd), observed)
+    for q in qs:
+        plain = (max(0.0, lead.mean_days + _z(q) * lead.sd_days) if not lead.observed
+                 else _quantile(_mixture(lead.mean_days, lead.sd_days, lead.observed), q))
+        assert lead.quantile(q) == plain
+    assert lead == LeadTime.learned(LeadTime(mean, sd), observed)
+
+
 def test_learned_as_dict_is_asdict() -> None:
     got = Learned(2800.0, 3, 4.5, 2, 2600.0, 0.7)
     assert got.as_dict() == dataclasses.asdict(got)

@@ -131,7 +131,7 @@ def forecast(
               bisect.bisect_right(obs, now, key=_TS)]
     now_d = to_days(now)
     aw = away_days(away)
-    past = sorted(to_days(d.ts) for d in deliveries if d.ts <= now and not d.pending)
+    past = sorted([d.ts.timestamp() / DAY for d in deliveries if d.ts <= now and not d.pending])
     incoming = tuple(sorted((d for d in deliveries if d.ts > now or d.pending),
                             key=lambda d: d.ts))
     low = low_signal(obs)
