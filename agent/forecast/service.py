@@ -57,9 +57,8 @@ _Level = tuple[datetime, float]
 @dataclass(slots=True)
 class ServiceMemo:
     """One consumable's cycle verdicts from the last :func:`realised_service` call (kept by
-    the caller): a cycle is judged again only when the readings it is judged from (its
-    :data:`ZERO_DAYS` of context and its own span, up to its delivery) are not the same
-    as last time. A weekly call over 60 deliveries otherwise judged every old cycle anew."""
+    the caller): a cycle is judged again only when the readings it rests on (its own, or
+    its :data:`ZERO_DAYS` of context too) are not the same as last time."""
 
     key: tuple[object, ...] | None = None  # (spec, away) the verdicts were judged with
     # (since, delivered, after a delivery) -> (the readings judged, 2 served, 1 missed
@@ -77,11 +76,9 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
     the order behind ``deliveries[i]`` was sent. A cycle runs from the previous delivery
     (on a one-pack device, from its order if sent later) to this one, so a run-out
     counts against the one cycle it fell in, not every order out at the time. A cycle
-    with a run-out
-    (:func:`_ran_out`) is missed; one the gateway could not see through
+    with a run-out (:func:`_ran_out`) is missed; one the gateway could not see through
     (:func:`_blind`) is left out; the rest were served. With ``memo`` (kept per
-    consumable by the caller) a cycle whose readings are the same as last time keeps its
-    verdict: the result is the same as without."""
+    consumable by the caller) a cycle whose readings are as last time keeps its verdict."""
     obs = sorted(observations, key=_TS)
     away_iv = [(a.start, a.end) for a in away]
     series: _Levels | None = None
@@ -117,25 +114,18 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
         if got is not None and got[0] == (window if got[2] else obs[min(lo, ctx_lo):hi]):
             seen_obs, verdict, clear = got
         else:
-            if nan is None:
-                # No empty a context can set is above this (FLAT_CEILING, then
-                # ZERO_BAND, of capacity, as :meth:`_Levels.cycle` adds them); a level
-                # that is not a number sets none: then every cycle is judged against its
-                # context.
+            if nan is None:  # no empty a context sets is above (as _Levels.cycle adds it)
                 nan = any(map(math.isnan, filter(partial(is_not, None), map(_LEVEL, obs))))
                 cap = spec.capacity
                 above = None if nan else FLAT_CEILING * cap + ZERO_BAND * cap
-            # A cycle whose every level stays above any empty its context can set shows
-            # no run-out (:func:`_ran_out` needs a level at or below the empty, or at or
-            # below FLAT_CEILING): its verdict rests on its own readings alone.
+            # Levels all above any empty a context can set show no run-out (_ran_out
+            # needs one at or below both): the verdict rests on the cycle's own readings.
             clear = above is not None and all(map(gt, filter(partial(is_not, None),
                                                              map(_LEVEL, window)),
                                                   repeat(above)))
             seen_obs = window if clear else obs[min(lo, ctx_lo):hi]
             if series is None and not clear:
-                # From the first cycle judged against its context on: later cycles'
-                # contexts start no earlier (the same figures as over every reading).
-                base = ctx_lo
+                base = ctx_lo  # later contexts start no earlier: the same figures
                 series = _Levels(obs[base:], spec)
             verdict = _verdict(None if clear else series, window, spec, ctx_lo - base,
                                hi - base, lo_ts, d.ts, away_iv, after_delivery)
