@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: all venv system-packages test test-fast lint typecheck schema demo demo-foreign sim-year \
-        bench-deps bench-forecast bench-decisions bench-ingest bench-footprint bench-broker-persistence \
+        bench-deps bench-forecast bench-decisions bench-ingest bench-footprint bench-fold-hour bench-broker-persistence \
         bench-alerts bench-fleet bench-web bench install uninstall clean
 
 all: test
@@ -74,6 +74,9 @@ bench-ingest: venv system-packages
 bench-footprint: venv system-packages
 	$(PY) -m bench.footprint
 
+bench-fold-hour: venv
+	$(PY) -m bench.fold_hour
+
 bench-broker-persistence: venv system-packages
 	$(PY) -m bench.broker_persistence
 
@@ -87,7 +90,7 @@ bench-fleet: venv system-packages
 bench-web: venv
 	$(PY) -m bench.web
 
-bench: bench-forecast bench-decisions bench-ingest bench-footprint bench-broker-persistence bench-alerts bench-fleet bench-web
+bench: bench-forecast bench-decisions bench-ingest bench-footprint bench-fold-hour bench-broker-persistence bench-alerts bench-fleet bench-web
 
 install:
 	PYTHON=$(PYTHON) bash systemd/install.sh

@@ -182,7 +182,9 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
                 # Only time at home counts: an empty fridge harms nobody on holiday.
                 gone = overlap(to_days(begin), to_days(stop), away_days)
                 r.stockout_days += (stop - begin) / timedelta(days=1) - gone
-                r.stockouts.append((to_days(begin), to_days(stop)))
+                # The cycles are judged on the same time at home: a fridge that empties
+                # while the household is away failed nobody's cycle.
+                r.stockouts += at_home(to_days(begin), to_days(stop), away_days)
         r.use = cum[key][-1]
         r.tte_pairs = _tte_pairs(hours, dev_level[key], cum[key], predictions[key])
         if keep_trace:
@@ -192,6 +194,21 @@ def run(family: Family, seed: int, days: int, policy: Any, keep_trace: bool = Fa
             r.trace = {"t": hours[::step], "level": dev_level[key][::step], **marks[key],
                        "actual": [(t, a) for t, a in actual if a is not None]}
     return list(res.values())
+
+
+def at_home(begin: float, stop: float, away: list[tuple[float, float]],
+            ) -> list[tuple[float, float]]:
+    """The parts of ``[begin, stop]`` (epoch days) outside the merged ``away`` intervals."""
+    out = []
+    for a, b in away:
+        if b <= begin or a >= stop:
+            continue
+        if a > begin:
+            out.append((begin, a))
+        begin = max(begin, b)
+    if stop > begin:
+        out.append((begin, stop))
+    return out
 
 
 def _time_year_end(policy: Any, items: list[Item], keys: list[tuple[str, str]],

@@ -30,3 +30,17 @@ def test_first_family_cycles_run_from_one_arrival_to_the_next() -> None:
     assert bounds == [(float("-inf"), 10.0), (10.0, 20.0), (20.0, 30.0)]
     assert [cycle_served([(18.0, 20.0)], None, s, a) for s, a in bounds] == [
         True, False, True]
+
+
+def test_first_family_judges_cycles_on_time_at_home() -> None:
+    # The fridge empties on day 10 while the household is away (days 9-15) and stays
+    # empty until day 16: only day 15-16 is a stockout, as the stockout days count it.
+    from bench.forecast_sim import at_home
+
+    assert at_home(10.0, 16.0, [(9.0, 15.0)]) == [(15.0, 16.0)]
+    assert at_home(10.0, 14.0, [(9.0, 15.0)]) == []
+    assert at_home(5.0, 20.0, [(9.0, 15.0), (17.0, 18.0)]) == [(5.0, 9.0), (15.0, 17.0),
+                                                               (18.0, 20.0)]
+    served = [cycle_served(at_home(10.0, 14.0, [(9.0, 15.0)]), None, 8.0, 16.0),
+              cycle_served(at_home(10.0, 16.0, [(9.0, 15.0)]), None, 8.0, 17.0)]
+    assert served == [True, False]

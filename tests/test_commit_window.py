@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import IngestSettings
+from agent.mqtt import news as news_module
 from agent.mqtt import writer as writer_module
 from agent.mqtt.ingest import Inbound, Writer
 from agent.storage.store import Store
@@ -21,13 +22,13 @@ NOW = 1_793_000_000.0
 TOPIC = "replenish/v1/devices/printer-1/state"
 
 
-def inbound(seq: int, state: str | None = None) -> Inbound:
+def inbound(seq: int, state: str | None = None, at: float = NOW) -> Inbound:
     black: dict[str, object] = {"id": "black", "level": 50}
     if state is not None:
         black["state"] = state
     body = {"device_id": "printer-1", "seq": seq, "ts": "2026-10-26T00:00:00Z",
             "kind": "printer", "consumables": [black]}
-    return Inbound(seq, 1, TOPIC, json.dumps(body).encode(), NOW)
+    return Inbound(seq, 1, TOPIC, json.dumps(body).encode(), at)
 
 
 def seen(writer: Writer, acked: list[int]) -> None:
@@ -129,7 +130,8 @@ def test_a_device_event_commits_at_once_whatever_the_window(tmp_path: Path) -> N
 
 
 def test_a_first_message_and_a_changed_state_commit_at_once_level_ticks_wait(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(news_module, "STATE_NEWS_EVERY_S", 0.0)  # flapping: the next test
     acked: list[int] = []
     writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0)
     writer.start()
@@ -147,6 +149,64 @@ def test_a_first_message_and_a_changed_state_commit_at_once_level_ticks_wait(
         assert acked == [1, 2, 3, 4, 5] and writer.stats.batches == 3
     finally:
         writer.stop()
+
+
+def test_a_flapping_state_commits_early_once_then_waits_for_the_window(
+        tmp_path: Path) -> None:
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0)
+    writer.start()
+    try:
+        seen(writer, acked)
+        writer.queue.put(inbound(1, state="low"))  # news: commits at once
+        wait_until(lambda: acked == [1], timeout=10.0, what="the LOW's commit")
+        writer.queue.put(inbound(2))  # OK again a moment later: a flap, not news
+        wait_until(lambda: writer.held == 1, what="the flap in the open batch")
+        writer.queue.put(inbound(3, state="low"))
+        wait_until(lambda: writer.held == 2, what="the second flap in the open batch")
+        assert acked == [1]  # held, not committed: waits for the window like a tick
+    finally:
+        writer.stop()
+    assert acked == [1, 2, 3]  # the clean stop commits them
+
+
+def test_a_backlog_that_arrived_at_household_pace_waits_for_the_window(
+        tmp_path: Path) -> None:
+    # Messages that queued up while the writer was busy arrived a few seconds apart: the
+    # writer taking them all at once is no fast stream (it committed them after 50 ms
+    # and then every 50 ms for FAST_HOLD_S: the 1 msg/s card figure's many commits).
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0)
+    writer.start()
+    try:
+        seen(writer, acked)
+        for seq in range(1, 31):
+            writer.queue.put(inbound(seq, at=NOW + 2.0 * seq))
+        wait_until(lambda: writer.held == 30, what="the backlog in the open batch")
+        time.sleep(0.3)  # six fast windows
+        assert acked == [] and writer.held == 30
+    finally:
+        writer.stop()
+    assert acked == list(range(1, 31))
+
+
+def test_a_full_batch_at_household_pace_is_no_fast_stream(tmp_path: Path) -> None:
+    # batch_size messages gathered over the window's span arrived slowly: what follows
+    # waits for the window, not for the 50 ms hold after a fast batch.
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=60.0, batch_size=50)
+    writer.start()
+    try:
+        seen(writer, acked)
+        for seq in range(1, 61):
+            writer.queue.put(inbound(seq, at=NOW + 0.5 * seq))
+        wait_until(lambda: len(acked) == 50, timeout=10.0, what="the full batch's commit")
+        wait_until(lambda: writer.held == 10, what="the rest in the open batch")
+        time.sleep(0.3)
+        assert len(acked) == 50 and writer.held == 10
+    finally:
+        writer.stop()
+    assert acked == list(range(1, 61))
 
 
 def test_the_tail_of_a_fast_stream_does_not_wait_for_the_window(tmp_path: Path) -> None:

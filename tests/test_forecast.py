@@ -312,3 +312,62 @@ def test_a_first_day_and_a_night_of_pours_measure_the_day_not_the_night() -> Non
     fc = forecast(obs, MILK, T0 + timedelta(hours=30))
     assert fc.rate_per_day is not None
     assert fc.rate_per_day == pytest.approx(330.0 * 24 / 30, rel=0.25)
+
+
+
+def _shelf(levels: list[tuple[float, float]], hours: int, start: float = 600.0,
+           ) -> list[Observation]:
+    """Hourly readings of a milk shelf using 150 g a day from ``start``, with ``(hour,
+    grams)`` added at those hours."""
+    out, level = [], start
+    add = dict(levels)
+    for h in range(hours):
+        level = max(0.0, level - 150.0 / 24) + add.get(h, 0.0)
+        out.append(Observation(T0 + timedelta(hours=h), round(level, 1)))
+    return out
+
+
+FIRST = Delivery(T0 + timedelta(hours=49, minutes=40))
+SECOND = Delivery(T0 + timedelta(hours=49, minutes=50))
+
+
+def test_a_pack_the_fridge_had_room_for_is_in_it_not_on_the_shelf() -> None:
+    # Two 1 kg orders came ten minutes apart; the scale rose by one litre only (old milk
+    # thrown out as the new went in). The 6 kg shelf had room for the other: it is in
+    # the fridge, not waiting outside (the old rule kept it "on the shelf" for its shelf
+    # life, and the planner counted a phantom litre while the milk ran out).
+    from agent.forecast.refills import spare_packs
+
+    spec = ConsumableSpec(Unit.GRAMS, 6000.0, 1000.0)
+    obs = _shelf([(50, 1000.0)], 24 * 5)
+    assert spare_packs(obs, spec, [FIRST, SECOND], obs[-1].ts) == 0.0
+    # A printer holds one cartridge: the second waits on the shelf until it is empty.
+    toner = [Observation(T0 + timedelta(hours=h), 100.0 - h / 10) for h in range(24 * 5)]
+    toner[50] = Observation(toner[50].ts, 100.0)
+    assert spare_packs(toner, TONER, [FIRST], toner[-1].ts) == 1.0
+
+
+def test_two_orders_in_one_rise_are_both_in_the_device() -> None:
+    # A 2 kg shelf: two 1 kg orders show up as one rise of two packs, and there is no
+    # room for a third: both are in, none on the shelf (one rise used to hold one).
+    from agent.forecast.refills import spare_packs
+
+    spec = ConsumableSpec(Unit.GRAMS, 2000.0, 1000.0)
+    obs = _shelf([(50, 2000.0)], 24 * 3, start=300.0)
+    assert spare_packs(obs, spec, [FIRST, SECOND], obs[-1].ts) == 0.0
+    milk = ConsumableSpec(Unit.GRAMS, 2000.0, 1000.0, perishable=True, shelf_life_days=10.0)
+    fc = forecast(obs, milk, obs[-1].ts, deliveries=[FIRST, SECOND])
+    assert fc.spare_packs == 0.0
+    # A rise of one pack with no room for the other: that one waits.
+    one = _shelf([(50, 1000.0)], 24 * 3, start=900.0)
+    assert spare_packs(one, spec, [FIRST, SECOND], one[-1].ts) == 1.0
+
+
+def test_a_perishable_pack_not_seen_within_its_shelf_life_is_not_waiting() -> None:
+    # A litre delivered to a full 2 kg shelf never showed up: after its shelf life it is
+    # not stock on the shelf, whatever happened to it (the scale never read empty).
+    milk = ConsumableSpec(Unit.GRAMS, 2000.0, 1000.0, perishable=True, shelf_life_days=4.0)
+    obs = _shelf([], 24 * 6, start=2000.0)
+    came = Delivery(T0 + timedelta(hours=6))
+    assert forecast(obs, milk, T0 + timedelta(days=3), deliveries=[came]).spare_packs == 1.0
+    assert forecast(obs, milk, obs[-1].ts, deliveries=[came]).spare_packs == 0.0

@@ -67,7 +67,7 @@ def ref_refills(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
 
 
 def ref_first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetime,
-                           ) -> datetime | None:
+                           ) -> tuple[datetime, float] | None:
     """:func:`first_refill_after` with every candidate handed to _jump."""
     import bisect  # noqa: PLC0415
 
@@ -85,17 +85,21 @@ def ref_first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: dat
         if o.level is not None:
             pts.append((o.ts, o.level))
             while checked < len(pts) - 3:
-                if checked >= 1 and pts[checked][0] >= at and _jump(pts, checked, tol):
-                    return pts[checked][0]
+                if checked >= 1 and pts[checked][0] >= at:
+                    amount = _jump(pts, checked, tol)
+                    if amount:
+                        return pts[checked][0], amount
                 checked += 1
         if o.state is not None and o.state is not CoarseState.UNKNOWN:
             is_low = o.state in LOW_STATES
             if was_low and not is_low and o.ts >= at:
-                return o.ts
+                return o.ts, spec.pack_size
             was_low = is_low
     for a in range(max(checked, 1), len(pts)):
-        if pts[a][0] >= at and _jump(pts, a, tol):
-            return pts[a][0]
+        if pts[a][0] >= at:
+            amount = _jump(pts, a, tol)
+            if amount:
+                return pts[a][0], amount
     return None
 
 

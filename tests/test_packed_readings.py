@@ -4,14 +4,27 @@ packed rows like it thinned keyed ones."""
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.domain import DeviceKind, Unit
 from agent.storage import packed
-from agent.storage.migrations import MIGRATIONS, STEPS, _statements, current_version
+from agent.storage.migrations import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    STEPS,
+    _statements,
+    current_version,
+)
 from agent.storage.store import Store
+from agent.wire.device import Consumable, StateMessage
 
 VIEW = "SELECT cid, seq, ts, level, state, counter FROM readings ORDER BY cid, seq"
 
@@ -47,7 +60,7 @@ def test_a_schema_10_database_migrates_with_identical_readings(tmp_path: Path) -
     before = conn.execute(VIEW).fetchall()
     conn.close()
     with Store(path) as store:
-        assert current_version(store.conn) == 11
+        assert current_version(store.conn) == LATEST_VERSION
         after = store.conn.execute(VIEW).fetchall()
         assert [tuple(map(type, r)) for r in after] == [tuple(map(type, r)) for r in before]
         assert after == before
@@ -179,3 +192,139 @@ def test_a_fold_by_another_connection_is_seen_by_the_duplicate_check(tmp_path: P
         again = writer.write_batch([_fridge(5, t + 5, 895.0)], t + 10)
         assert (again.stored, again.duplicates) == (0, 1)
         assert writer.reading_count() == 5
+
+
+def _rows(conn: sqlite3.Connection) -> dict[int, list[list[object]]]:
+    """Each (hour, consumable) slot's readings, its parts in rowid order."""
+    out: dict[int, list[list[object]]] = {}
+    for rid, rows in conn.execute("SELECT id, rows FROM readings_main ORDER BY id"):
+        out.setdefault(packed.slot(*packed.decode(int(rid))), []).extend(json.loads(rows))
+    return out
+
+
+def _spec(folds: list[list[packed.Reading]]) -> dict[int, list[list[object]]]:
+    """What the packed rows must hold after these folds, written from the schema's rule:
+    per (hour, consumable) the first reading stored of each seq, in (time, seq) order."""
+    first: dict[int, dict[int, packed.Reading]] = {}
+    for fold in folds:
+        for r in fold:
+            first.setdefault(packed.slot(packed.hour_of(r[2]), r[0]), {}).setdefault(r[1], r)
+    return {key: [packed.element(r) for r in sorted(
+        by_seq.values(), key=lambda r: (r[2] - packed.hour_of(r[2]) * 3600.0, r[1]))]
+        for key, by_seq in first.items()}
+
+
+def _main(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE readings_main (id INTEGER PRIMARY KEY, rows TEXT NOT NULL)")
+
+
+_T = 1_780_000_000.0 - 1_780_000_000.0 % 3600
+_readings = st.lists(st.tuples(
+    st.integers(1, 3), st.integers(0, 400),
+    st.floats(0, 7200, allow_nan=False).map(lambda s: _T + round(s, 3)),
+    st.one_of(st.none(), st.floats(0, 1000, allow_nan=False)),
+    st.sampled_from([None, "ok", "low"]), st.one_of(st.none(), st.integers(0, 10**6))),
+    max_size=300)
+
+
+@given(folds=st.lists(_readings, max_size=6), with_tops=st.booleans(),
+       ordered=st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_packed_rows_hold_the_first_of_each_seq_in_time_order(
+        folds: list[list[packed.Reading]], with_tops: bool, ordered: bool) -> None:
+    if ordered:  # the common case, a device's later readings: the append path
+        flat = sorted((r for f in folds for r in f), key=lambda r: (r[2], r[1]))
+        seqs = iter(range(10**6))
+        flat = [(r[0], next(seqs), *r[2:]) for r in flat]
+        sizes = [len(f) for f in folds]
+        folds = [flat[sum(sizes[:i]):sum(sizes[:i + 1])] for i in range(len(folds))]
+    conn = sqlite3.connect(":memory:")
+    _main(conn)
+    tops: dict[int, int] | None = {} if with_tops else None
+    for fold in folds:
+        packed.pack(conn, fold, tops)
+    assert _rows(conn) == _spec(folds)
+    for (rows,) in conn.execute("SELECT rows FROM readings_main"):
+        assert json.loads(rows)  # no empty part
+    for key, elements in _rows(conn).items():
+        if tops is not None:
+            assert tops[key] == max(int(e[0]) for e in elements)  # type: ignore[call-overload]
+
+
+def test_a_fold_into_a_full_hour_writes_what_it_moves() -> None:
+    """With one row per hour, each fold rewrote the whole current hour: at 1 msg/s the
+    bytes written per message grew from 364 to 5,375 over the hour, and in a burst each
+    fold took longer than the last (ingest latency)."""
+    conn = sqlite3.connect(":memory:")
+    _main(conn)
+    tops: dict[int, int] = {}
+    writes: list[int] = []
+    conn.set_trace_callback(lambda sql: writes.append(len(sql)) if sql.startswith(
+        ("INSERT", "UPDATE")) else None)
+    for fold in range(40):  # 40 folds of 90 readings into one hour
+        writes.clear()
+        packed.pack(conn, [(1, s, _T + s / 10, 900.0 - s / 100, None, None)
+                           for s in range(90 * fold, 90 * fold + 90)], tops)
+        if fold == 0:
+            first = sum(writes)
+    assert sum(writes) < 3 * first  # the last fold: not 40x the first
+    assert len(_rows(conn)[packed.slot(packed.hour_of(_T), 1)]) == 3600
+    assert max(json_len for (json_len,) in conn.execute(
+        "SELECT json_array_length(rows) FROM readings_main")) <= packed.PART_ELEMENTS
+
+
+def test_a_schema_11_database_migrates_with_identical_readings(tmp_path: Path) -> None:
+    path = tmp_path / "agent.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version, script in [(v, s) for v, s in MIGRATIONS if v <= 11]:
+        for statement in _statements(script):
+            conn.execute(statement)
+        if version in STEPS:
+            STEPS[version](conn)
+        conn.execute(f"PRAGMA user_version = {version}")
+    conn.execute("INSERT INTO consumables (device_id, consumable_id, unit) "
+                 "VALUES ('fridge-1', 'milk', 'grams')")
+    hour = packed.hour_of(_T)
+    # Schema 11: one row per hour, rowid hour << 20 | cid, 300 readings in the last one.
+    conn.executemany("INSERT INTO readings_main (id, rows) VALUES (?, ?)", [
+        (hour << 20 | 1, packed.dumps([[s, 10.0 * s, 900.0 - s] for s in range(300)])),
+        ((hour - 5) << 20 | 1, "[[1007,12.5,950.0,3,\"ok\"]]")])
+    before = conn.execute(VIEW).fetchall()
+    conn.close()
+    with Store(path) as store:
+        assert current_version(store.conn) == LATEST_VERSION
+        assert store.conn.execute(VIEW).fetchall() == before
+        dup = store.conn.execute("SELECT ts FROM readings WHERE seq = 299").fetchone()[0]
+
+        def msg(seq: int, ts: float) -> StateMessage:
+            return StateMessage(
+                device_id="fridge-1", seq=seq, ts=datetime.fromtimestamp(ts, UTC),
+                kind=DeviceKind.FRIDGE,
+                consumables=[Consumable(id="milk", level=600.0, unit=Unit.GRAMS)])
+        again = store.write_batch([msg(299, dup)], received_at=dup)
+        assert (again.stored, again.duplicates) == (0, 1)  # found in the renumbered row
+        assert store.write_batch([msg(300, dup + 5)], received_at=dup).stored == 1
+        store.fold_recent()  # the old hour row is full: the new reading opens part 1
+        assert [r.ts for r in store.readings(1)][-2:] == [dup, dup + 5]
+        assert store.conn.execute("SELECT MAX(id) & 255 FROM readings_main").fetchone()[0] == 1
+        store.conn.execute("DELETE FROM readings WHERE cid = 1 AND seq = 1007")
+        assert store.reading_count() == 301
+        store.conn.execute("DELETE FROM readings WHERE cid = 1 AND seq = 300")
+        assert store.reading_count() == 300
+        assert store.conn.execute("SELECT MAX(id) & 255 FROM readings_main").fetchone()[0] == 0
+
+
+def test_retention_thins_an_hour_across_its_parts(tmp_path: Path) -> None:
+    with Store(tmp_path / "agent.db") as store:
+        store.conn.execute("INSERT INTO devices (device_id, kind, first_seen, last_seen, "
+                           "last_seq) VALUES ('fridge-1', 'fridge', 0, 0, 0)")
+        store.conn.execute("INSERT INTO consumables (device_id, consumable_id, unit) "
+                           "VALUES ('fridge-1', 'milk', 'grams')")
+        readings = [(1, s, _T + 10.0 * s, 900.0 - s / 10, None, None) for s in range(720)]
+        for start in range(0, 720, 90):  # folds of 90: the two hours in parts of 128
+            packed.pack(store.conn, readings[start:start + 90])
+        parts = store.conn.execute("SELECT COUNT(*) FROM readings_main").fetchone()[0]
+        assert parts >= 6
+        deleted = store.downsample(_T + 7200, 3600)
+        assert [r.ts for r in store.readings(1)] == [_T + 3590, _T + 7190]  # one an hour
+        assert deleted == 718

@@ -20,6 +20,7 @@ With too little data the forecast says ``insufficient_data`` instead of guessing
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from operator import attrgetter
 
 from agent.domain import CoarseState, Unit
 from agent.forecast.counter import counter_fit
+from agent.forecast.dayshape import day_shape
 from agent.forecast.learn import yield_cv
 from agent.forecast.methods import (
     COARSE_HISTORY_DAYS,
@@ -179,7 +181,12 @@ def forecast(
     level = min(est.level, spec.capacity * 1.1)
     curve = build_curve(now=now_d, level=level, level_sd=est.level_sd, rate=est.rate,
                         rate_sd=est.rate_sd, daily_sd=est.daily_sd, weekday=est.weekday,
-                        away=aw, memo=None if memo is None else memo.curve)
+                        away=aw, memo=None if memo is None else memo.curve,
+                        weekday_var=est.weekday_var, persist=est.persist, carry=est.carry)
+    if est.kind is EstimateKind.FINE:
+        shape = day_shape(obs, spec, now)
+        if shape is not None:
+            curve = dataclasses.replace(curve, hours=shape)
     usable = level
     batches = fresh_batches(fresh, life, now, level) if fresh and life else None
     if batches is not None:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from agent.forecast.days import persistence, weekday_factors
 from agent.forecast.series import (
     Interval,
     UseSeries,
@@ -47,6 +48,12 @@ class Estimate:
     points: int
     basis: str
     kind: EstimateKind
+    # Per-weekday factors on the day-to-day variance (at least 1; None: every day alike).
+    weekday_var: tuple[float, ...] | None = None
+    # Day-to-day persistence of use (lag-one correlation of whole days' use about the
+    # rate, 0: days independent) and the newest whole day's excess use it carries on.
+    persist: float = 0.0
+    carry: float = 0.0
 
 
 class Fit(Protocol):
@@ -126,36 +133,6 @@ def _confirmed(xs: list[float], ys: list[float], since: float, rate: float, shif
     return moved > margin if shift > 0 else -moved > margin
 
 
-def _weekday_factors(s: UseSeries, rate: float, since_real: float) -> tuple[float, ...] | None:
-    """Per-weekday use factors (mean 1), from whole-day intervals; None if flat or thin."""
-    if rate <= 0:
-        return None
-    day_use: dict[int, float] = {}
-    day_span: dict[int, float] = {}
-    for u, sp, end in zip(s.uses, s.spans, s.ends, strict=True):
-        if end < since_real:
-            continue
-        d = math.floor(end - 1e-9)
-        day_use[d] = day_use.get(d, 0.0) + u
-        day_span[d] = day_span.get(d, 0.0) + sp
-    sums = [0.0] * 7
-    counts = [0] * 7
-    for d, u in day_use.items():
-        if 0.9 <= day_span[d] <= 1.1:
-            wd = (d + 3) % 7
-            sums[wd] += u
-            counts[wd] += 1
-    if sum(counts) < 21 or min(counts) < 2:
-        return None
-    # Shrink each weekday towards 1 by two pseudo-weeks: five Saturdays are not a law.
-    raw = [(sums[w] / rate + 2.0) / (counts[w] + 2.0) for w in range(7)]
-    mean = sum(raw) / 7.0
-    factors = tuple(f / mean for f in raw)
-    if max(abs(f - 1.0) for f in factors) < 0.2:
-        return None
-    return factors
-
-
 def level_fit(
     times: list[float],
     levels: list[float],
@@ -193,7 +170,7 @@ class FineFit:
         level = max(0.0, (e.level or 0.0) - (e.rate or 0.0) * elapsed)
         level_sd = max(0.004 * self.capacity, e.daily_sd * math.sqrt(elapsed))
         return Estimate(level, level_sd, e.rate, e.rate_sd, e.daily_sd, e.weekday,
-                        e.points, e.basis, e.kind)
+                        e.points, e.basis, e.kind, e.weekday_var, e.persist, e.carry)
 
 
 def _fine(s: UseSeries, capacity: float) -> Fit | None:
@@ -239,16 +216,22 @@ def _fine(s: UseSeries, capacity: float) -> Fit | None:
             basis = "theil-sen on use since a step change"
             break
     rate = max(rate, 0.0)
-    weekday = _weekday_factors(s, rate, s.real[-1] - LONG_WINDOW_DAYS)
+    weekday, weekday_var = weekday_factors(s, rate, s.real[-1] - LONG_WINDOW_DAYS)
     if weekday is not None:
         basis += ", weekday pattern"
+    if weekday_var is not None:
+        basis += ", weekday spread"
     # Households are rarely steadier than this from one day to the next; a sample of a
     # few calm weeks would otherwise promise more than the next week keeps.
     daily_sd = max(daily_sd, DAILY_CV_FLOOR * rate)
     rate_sd = max(daily_sd / math.sqrt(max(span, 1.0)), 0.03 * rate)
+    persist, carry = persistence(xs, ys, rate, xs[-1] - span)
+    if persist > 0:
+        basis += ", days persist"
     return FineFit(Estimate(s.level[-1], 0.0, rate, rate_sd, daily_sd, weekday, len(xs),
                             f"{basis}, {len(xs)} points{_cleaning_note(s)}",
-                            EstimateKind.FINE), s.real[-1], capacity)
+                            EstimateKind.FINE, weekday_var, persist, carry), s.real[-1],
+                   capacity)
 
 
 def _cleaning_note(s: UseSeries) -> str:

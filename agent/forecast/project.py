@@ -3,7 +3,10 @@
 Demand over the next ``h`` days is treated as normal with mean ``rate * A(h)`` (``A`` is
 active days, weighted by weekday factors and zero while away) and variance
 ``daily_sd^2 * A(h) + rate_sd^2 * A(h)^2``: day-to-day noise averages out, an error in the
-rate does not.
+rate does not. A household whose days persist (guests stay the weekend) carries the
+newest day's excess on, fading, and its days' variances add their covariances (AR(1));
+weekdays that vary more weigh more of the day-to-day variance; within a day, use follows
+the household's own shape of the day.
 """
 
 from __future__ import annotations
@@ -21,13 +24,26 @@ _SQRT2 = math.sqrt(2.0)  # as in stats.norm_cdf
 
 @dataclass(slots=True, frozen=True)
 class DemandCurve:
-    """Mean and variance of cumulative use at whole days 0..n from ``now``."""
+    """Mean and variance of cumulative use at whole days 0..n from ``now``; within a
+    day, ``hours`` (if known) is the share of a day's use done by each whole hour
+    0..24 after ``now`` (:func:`agent.forecast.dayshape.day_shape`), else linear."""
 
     mean: tuple[float, ...]
     var: tuple[float, ...]
+    hours: tuple[float, ...] | None = None
+
+    def share(self, f: float) -> float:
+        """Share of a day's use done ``f`` (0..1) of a day after the curve's start."""
+        h = self.hours
+        if h is None:
+            return f
+        x = f * 24.0
+        i = int(x)
+        return h[i] + (h[i + 1] - h[i]) * (x - i) if i < 24 else 1.0
 
     def at(self, days: float) -> tuple[float, float]:
-        """Mean and variance of use over the next ``days`` (linear between whole days)."""
+        """Mean and variance of use over the next ``days`` (between whole days by the
+        shape of the day, :meth:`share`)."""
         if days <= 0:
             return 0.0, 0.0
         last = len(self.mean) - 1
@@ -40,7 +56,7 @@ class DemandCurve:
             extra = days - last
             return self.mean[last] + dm * extra, self.var[last] + dv * extra
         k = int(days)
-        f = days - k
+        f = self.share(days - k)
         m = self.mean[k] + (self.mean[k + 1] - self.mean[k]) * f
         v = self.var[k] + (self.var[k + 1] - self.var[k]) * f
         return m, v
@@ -62,7 +78,7 @@ class DemandCurve:
                     v = var[last] + (var[last] - var[last - 1]) * extra
             else:
                 k = int(days)
-                f = days - k
+                f = days - k if self.hours is None else self.share(days - k)
                 m = mean[k] + (mean[k + 1] - mean[k]) * f
                 v = var[k] + (var[k + 1] - var[k]) * f
         sd = math.sqrt(v + ls2)
@@ -94,6 +110,9 @@ def build_curve(
     weekday: tuple[float, ...] | None,
     away: list[Interval],
     memo: CurveMemo | None = None,
+    weekday_var: tuple[float, ...] | None = None,
+    persist: float = 0.0,
+    carry: float = 0.0,
 ) -> DemandCurve:
     """Day-by-day demand curve, long enough to pass the pessimistic run-out. With
     ``memo`` (kept per consumable by the caller) a steady curve is cut from the last one
@@ -104,19 +123,31 @@ def build_curve(
     cum = 0.0
     # Stop once run-out is beyond doubt (mean past level by 4 sd) or at the horizon.
     var_day = daily_sd * daily_sd
-    if not away and weekday is None:
+    if not away and weekday is None and weekday_var is None and persist <= 0:
         return _steady_curve(level, level_sd, rate, rate_sd, var_day, memo)
+    spread = 0.0  # day-to-day variance so far (weekday_var weights each day's)
+    echo = 1.0  # persist ** k
+    lagged = 0.0  # persist + persist^2 + ... + persist^(k-1)
     for k in range(1, MAX_HORIZON_DAYS + 1):
         t0 = now + k - 1
         a = 1.0 - overlap(t0, t0 + 1.0, away) if away else 1.0
+        # Epoch day 0 (1970-01-01) was a Thursday: weekday index 3.
+        wd = (int(t0 + 0.5) + 3) % 7
         if weekday is not None:
-            # Epoch day 0 (1970-01-01) was a Thursday: weekday index 3.
-            wd = (int(t0 + 0.5) + 3) % 7
             cum += rate * a * weekday[wd]
         else:
             cum += rate * a
         active += a
-        v = var_day * active + (rate_sd * active) ** 2
+        day_var = var_day * a * (weekday_var[wd] if weekday_var is not None else 1.0)
+        if persist > 0:
+            # Persistent days (AR(1) about the rate): yesterday's excess lives on, fading,
+            # and each day adds its covariance with the days before it.
+            echo *= persist
+            cum += carry * echo * a
+            day_var *= 1.0 + 2.0 * lagged
+            lagged += echo
+        spread += day_var
+        v = spread + (rate_sd * active) ** 2
         mean.append(cum)
         var.append(v)
         if cum - level > 4.0 * math.sqrt(v + level_sd * level_sd) + 1e-9 and k >= 2:
@@ -221,6 +252,7 @@ def risk_by(curve: DemandCurve, level: float, ls2: float,
     mean, var = curve.mean, curve.var
     last = len(mean) - 1
     sqrt, erfc = math.sqrt, math.erfc
+    share = None if curve.hours is None else curve.share
     seen: dict[float, float] = {}
 
     def risk(horizon: float) -> float:
@@ -238,7 +270,7 @@ def risk_by(curve: DemandCurve, level: float, ls2: float,
                 v = var[last] + (var[last] - var[last - 1]) * more
             else:
                 k = int(days)
-                f = days - k
+                f = days - k if share is None else share(days - k)
                 m = mean[k] + (mean[k + 1] - mean[k]) * f
                 v = var[k] + (var[k + 1] - var[k]) * f
             sd = sqrt(v + ls2)

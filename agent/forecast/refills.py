@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 LOW_STATES = (CoarseState.LOW, CoarseState.EMPTY)
 SPARE_DAYS = timedelta(days=180)  # a delivered pack older than this is surely in use
 _NEXT = timedelta(seconds=1)  # the next refill after one found
+PUT_AWAY = timedelta(hours=2)  # a delivered pack that fits is in the device by then
 _TS = attrgetter("ts")
 Point = tuple[datetime, float | None]  # (ts, level), level None for "no reading"
 
@@ -113,9 +114,10 @@ def refills(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
 
 
 def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetime,
-                       ) -> datetime | None:
-    """The first refill seen at or after ``at`` (scanning forward: a delivery usually
-    shows up within the hour, so this stops early), or None."""
+                       ) -> tuple[datetime, float] | None:
+    """The first refill seen at or after ``at`` and its amount (a state back from LOW:
+    one pack), scanning forward (a delivery usually shows up within the hour, so this
+    stops early), or None."""
     tol = refill_tol(spec)
     i = bisect.bisect_left(obs, at, key=_TS)
     j = i
@@ -135,17 +137,21 @@ def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetim
             # tolerance can be one (the first test of :func:`_jump`, taken here).
             while checked < len(pts) - 3:
                 if (checked >= 1 and not vals[checked] - vals[checked - 1] <= tol
-                        and pts[checked][0] >= at and _jump(pts, checked, tol)):
-                    return pts[checked][0]
+                        and pts[checked][0] >= at):
+                    amount = _jump(pts, checked, tol)
+                    if amount:
+                        return pts[checked][0], amount
                 checked += 1
         if o.state is not None and o.state is not CoarseState.UNKNOWN:
             is_low = o.state in LOW_STATES
             if was_low and not is_low and o.ts >= at:
-                return o.ts
+                return o.ts, spec.pack_size
             was_low = is_low
     for a in range(max(checked, 1), len(pts)):  # the newest, with fewer readings after
-        if pts[a][0] >= at and _jump(pts, a, tol):
-            return pts[a][0]
+        if pts[a][0] >= at:
+            amount = _jump(pts, a, tol)
+            if amount:
+                return pts[a][0], amount
     return None
 
 
@@ -187,33 +193,83 @@ def spare_packs(obs: list[Observation], spec: ConsumableSpec,
     replacement leave one on the shelf, not none (bench-decisions: a late order and its
     reorder both came; the one replacement between them counted for both, and a third
     cartridge was ordered with one waiting). Once two in a row have shown up, older
-    ones are taken as used."""
+    ones are taken as used.
+
+    A refill holds as many deliveries as its rise holds packs: two orders that came
+    within the hour are one rise of two packs, not one shown and one on the shelf
+    (bench-forecast, step change: a jug "waiting" for ten days while the milk ran out).
+    A pack waits outside only while it does not fit: in a device that holds several
+    packs, one the device had room for is in it even if no rise showed it (milk thrown
+    out as the new jug went in). A perishable pack not seen within its shelf life is not
+    waiting either: it has spoiled."""
     oldest = now - SPARE_DAYS
-    past = sorted((d for d in deliveries if oldest <= d.ts <= now and not d.pending), key=_TS)
+    if spec.perishable and spec.shelf_life_days:
+        oldest = max(oldest, now - timedelta(days=spec.shelf_life_days))
+    past = sorted((d for d in deliveries if oldest <= d.ts <= now and not d.pending),
+                  key=_TS)
     spare = 0.0
     empty = _empty_now(obs, spec)
-    claimed: set[datetime] = set()  # refills already matched to newer deliveries
+    # Refills matched to newer deliveries: packs claimed out of the packs their rise holds.
+    claimed: dict[datetime, tuple[float, float]] = {}
     matched_before = False
     for d in reversed(past):
         if empty is not None and d.ts < empty:
             break  # empty for a day since it came: it is not on the shelf (any more)
         since = d.ts - timedelta(hours=1)
-        if known is not None and since >= known[0]:
-            shown = min((t for t, _ in known[1] if t >= since and t not in claimed),
-                        default=None)
-        else:
-            shown = first_refill_after(obs, spec, since)
-            while shown is not None and shown in claimed:
-                shown = first_refill_after(obs, spec, shown + _NEXT)
-        if shown is None:
+        shown = _unclaimed(obs, spec, since, d.packs, claimed, known)
+        if shown is None and not _went_in(obs, spec, d):
             spare += d.packs
             matched_before = False
             continue
-        claimed.add(shown)
         if matched_before:
             break
         matched_before = True
     return spare
+
+
+def _went_in(obs: list[Observation], spec: ConsumableSpec, d: Delivery) -> bool:
+    """Whether the first level reading from :data:`PUT_AWAY` after delivery ``d`` had
+    room for its packs in a device that holds several (a one-pack device, a printer,
+    takes the next only once empty)."""
+    if spec.capacity < 2.0 * spec.pack_size:
+        return False
+    i = bisect.bisect_left(obs, d.ts + PUT_AWAY, key=_TS)
+    first = next((o.level for o in obs[i:] if o.level is not None), None)
+    return first is not None and first + d.packs * spec.pack_size <= spec.capacity + 1e-9
+
+
+def _unclaimed(obs: list[Observation], spec: ConsumableSpec, since: datetime, packs: float,
+               claimed: dict[datetime, tuple[float, float]],
+               known: tuple[datetime, list[tuple[datetime, float]]] | None,
+               ) -> datetime | None:
+    """The first refill from ``since`` with room for ``packs`` more (a refill takes one
+    delivery however small its rise, more while its rise holds their packs), claimed
+    for them in ``claimed`` (time -> packs its rise holds, packs claimed); or None."""
+    pack = spec.pack_size
+    if known is not None and since >= known[0]:
+        found: list[tuple[datetime, float]] = sorted(x for x in known[1] if x[0] >= since)
+    else:
+        found = []
+        got = first_refill_after(obs, spec, since)
+        while got is not None:
+            found.append(got)
+            t, _ = got
+            if t not in claimed or _room(claimed[t], packs):
+                break
+            got = first_refill_after(obs, spec, t + _NEXT)
+    for t, amount in found:
+        holds, taken = claimed.get(t, (max(1.0, round(amount / pack)) if pack > 0 else 1.0,
+                                       0.0))
+        if taken == 0 or _room((holds, taken), packs):
+            claimed[t] = (holds, taken + packs)
+            return t
+    return None
+
+
+def _room(claim: tuple[float, float], packs: float) -> bool:
+    """Whether a refill whose rise holds ``claim[0]`` packs, ``claim[1]`` of them
+    claimed, holds ``packs`` more."""
+    return claim[1] + packs <= claim[0] + 1e-9
 
 
 def fresh_batches(found: list[tuple[datetime, float]], life: timedelta, now: datetime,

@@ -8,6 +8,10 @@ message of a device since the start (a device just added shows up at once; after
 restart each device's first message is one small commit), and a change of a
 consumable's reported ``state`` (LOW, EMPTY, back to OK after a replacement).
 
+A device's state changes are news at most once per ``STATE_NEWS_EVERY_S``: a device that
+flaps between LOW and OK at every message would otherwise cost a commit per message;
+its later changes wait for the window like ticks. Events are always news.
+
 This looks at the raw message before validation: a malformed payload is never news (the
 judge rejects it with the rest of the batch), and a message that is judged bad later
 has cost at most an early commit.
@@ -16,11 +20,16 @@ has cost at most an early commit.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 
 from agent.mqtt.judge import Inbound
 from agent.wire.device import Channel
 
 _STATE_KEY = b'"state"'
+# One early commit per device this often for changed states (a LOW is days apart from
+# its replacement; a flapping sensor is not).
+STATE_NEWS_EVERY_S = 300.0
 States = frozenset[tuple[str, str]]
 
 
@@ -39,9 +48,11 @@ def _states(payload: bytes) -> States | None:
 class News:
     """Remembers, per device topic, whether it was seen and the states it last reported."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._states: dict[str, States] = {}
         self._seen: set[str] = set()
+        self._state_news_at: dict[str, float] = {}
+        self._clock = clock
 
     def closes(self, msg: Inbound) -> bool:
         parts = msg.topic.rsplit("/", 2)
@@ -59,4 +70,10 @@ class News:
             return False
         changed = self._states.get(msg.topic, frozenset()) != states
         self._states[msg.topic] = states
-        return first or changed
+        if first or not changed:
+            return first
+        now = self._clock()
+        if now - self._state_news_at.get(msg.topic, float("-inf")) < STATE_NEWS_EVERY_S:
+            return False
+        self._state_news_at[msg.topic] = now
+        return True

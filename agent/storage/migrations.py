@@ -6,11 +6,12 @@ transaction, so a power cut mid-migration leaves the previous version intact.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 
 from agent.storage.migrations_base import BASE_MIGRATIONS
-from agent.storage.packed import pack
+from agent.storage.packed import Reading, dumps, element, hour_of, slot
 from agent.storage.tx import immediate
 
 # Timestamps are epoch seconds (REAL): compact, sortable and free of time-zone text.
@@ -277,15 +278,69 @@ MIGRATIONS: list[tuple[int, str]] = [
         END;
         """,
     ),
+    (
+        12,
+        # An hour of a consumable in parts of at most 128 readings (issue 21: each fold
+        # rewrote the whole current hour, so at 1 msg/s a device's hour grew to 3,600
+        # readings rewritten every 80 s): rowid (hour << 20 | cid) << 8 | part. Schema
+        # 11's rows become part 0 of their hour (every new rowid is above every old
+        # one, so the renumbering never collides); the view and the delete trigger
+        # decode the new rowid.
+        """
+        DROP VIEW readings;
+        UPDATE readings_main SET id = id << 8;
+        CREATE VIEW readings AS
+            SELECT (m.id >> 8) & 1048575 AS cid, j.value ->> 0 AS seq,
+                   (m.id >> 28) * 3600.0 + (j.value ->> 1) AS ts, j.value ->> 2 AS level,
+                   j.value ->> 4 AS state, j.value ->> 3 AS counter
+            FROM readings_main m, json_each(m.rows) j
+            UNION ALL
+            SELECT cid, seq, ts, level, state, counter FROM readings_recent;
+        CREATE TRIGGER readings_insert INSTEAD OF INSERT ON readings BEGIN
+            INSERT INTO readings_recent (cid, seq, ts, level, state, counter)
+            SELECT NEW.cid, NEW.seq, NEW.ts, NEW.level, NEW.state, NEW.counter
+            WHERE NOT EXISTS (SELECT 1 FROM readings_recent
+                              WHERE cid = NEW.cid AND seq = NEW.seq);
+        END;
+        CREATE TRIGGER readings_delete INSTEAD OF DELETE ON readings BEGIN
+            UPDATE readings_main SET rows = (
+                SELECT json_group_array(json(j.value)) FROM json_each(readings_main.rows) j
+                WHERE j.value ->> 0 != OLD.seq)
+            WHERE id BETWEEN (CAST(OLD.ts / 3600 AS INTEGER) << 20 | OLD.cid) << 8
+                         AND ((CAST(OLD.ts / 3600 AS INTEGER) << 20 | OLD.cid) << 8) | 255
+              AND EXISTS (SELECT 1 FROM json_each(readings_main.rows) j
+                          WHERE j.value ->> 0 = OLD.seq);
+            DELETE FROM readings_main
+            WHERE id BETWEEN (CAST(OLD.ts / 3600 AS INTEGER) << 20 | OLD.cid) << 8
+                         AND ((CAST(OLD.ts / 3600 AS INTEGER) << 20 | OLD.cid) << 8) | 255
+              AND rows = '[]';
+            DELETE FROM readings_recent WHERE cid = OLD.cid AND seq = OLD.seq;
+        END;
+        """,
+    ),
 ]
 
 
 def _pack_v10(conn: sqlite3.Connection) -> None:
-    """Schema 10's keyed rows into packed rows, a few thousand readings at a time."""
+    """Schema 10's keyed rows into schema 11's packed rows (one per hour and consumable,
+    rowid ``hour << 20 | cid``; step 12 splits the rowid), a few thousand at a time."""
     cur = conn.execute("SELECT cid, seq, ts, level, state, counter FROM readings_v10 "
                        "ORDER BY CAST(ts / 3600 AS INTEGER), cid")
     while batch := cur.fetchmany(20_000):
-        pack(conn, batch)
+        groups: dict[int, list[Reading]] = {}
+        for r in batch:
+            groups.setdefault(slot(hour_of(r[2]), r[0]), []).append(r)
+        for key, group in groups.items():
+            old = conn.execute("SELECT rows FROM readings_main WHERE id = ?", (key,)).fetchone()
+            elements = [] if old is None else json.loads(old[0])
+            seen = {e[0] for e in elements}
+            for r in group:
+                if r[1] not in seen:
+                    seen.add(r[1])
+                    elements.append(element(r))
+            elements.sort(key=lambda e: (e[1], e[0]))
+            conn.execute("INSERT OR REPLACE INTO readings_main (id, rows) VALUES (?, ?)",
+                         (key, dumps(elements)))
     conn.execute("DROP TABLE readings_v10")
 
 

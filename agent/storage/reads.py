@@ -48,7 +48,7 @@ class StoreReads:
         # One pass over the packed rows for all consumables (the view filtered by cid
         # would walk every packed row once per consumable).
         count = "COALESCE(k.n, 0)" if counts else "NULL"
-        tally = ("SELECT cid, SUM(n) AS n FROM (SELECT id & 1048575 AS cid, "
+        tally = ("SELECT cid, SUM(n) AS n FROM (SELECT (id >> 8) & 1048575 AS cid, "
                  "json_array_length(rows) AS n FROM readings_main UNION ALL "
                  "SELECT cid, 1 FROM readings_recent) GROUP BY cid" if counts else
                  "SELECT NULL AS cid, NULL AS n")

@@ -51,7 +51,8 @@ class RecentKeys:
     staged: dict[int, int] = field(default_factory=dict)
     min_id: int | None = None  # smallest row id known; a fold deletes it
     loaded: bool = False
-    # Packed row id -> its highest seq (-1: no row), valid while the fold count is fold_gen.
+    # Packed slot (hour, cid) -> its highest seq (-1: none), valid while the fold count is
+    # fold_gen.
     tops: dict[int, int] = field(default_factory=dict)
     fold_gen: int | None = None
 
@@ -82,12 +83,12 @@ class RecentKeys:
                ) -> Content | None:
         """The folded reading ``(cid, seq)`` of the hour of ``ts``, if any (after
         :meth:`sync`): read only when ``seq`` is not above its row's highest."""
-        rid = packed.row_id(packed.hour_of(ts), cid)
-        top = self.tops.get(rid)
+        key = packed.slot(packed.hour_of(ts), cid)
+        top = self.tops.get(key)
         if top is None:
             if len(self.tops) >= TOPS_KEPT:
                 self.tops.clear()
-            top = self.tops[rid] = packed.top_seq(conn, rid)
+            top = self.tops[key] = packed.top_seq(conn, key)
         return None if seq > top else packed.stored(conn, cid, seq, ts)
 
     def stage(self, cid: int, seq: int, rowid: int) -> None:

@@ -11,7 +11,7 @@ import sqlite3
 from datetime import datetime, timedelta
 
 from agent.errors import StoreError
-from agent.storage.packed import CID_BITS, CID_MASK, HOUR_S, dumps, hour_of, row_id, thin
+from agent.storage.packed import HOUR_S, PART_MASK, decode, hour_of, row_id, thin, write_parts
 from agent.storage.recent import RecentKeys, fold
 from agent.storage.rows import fault_reason
 from agent.storage.tx import immediate
@@ -86,24 +86,32 @@ class StoreUpkeep:
 
     def _downsample_chunk(self, after: int, end: int, cut: float, bucket_s: float,
                           prev: dict[int, float | None]) -> tuple[int, int]:
-        # A row of one reading cannot lose any: only its level is needed (parsed in C).
+        # A part of one reading cannot lose any: only its level is needed (parsed in C).
         rows = self.conn.execute(
             "SELECT id, CASE WHEN json_array_length(rows) > 1 THEN rows END, "
             "rows ->> '$[#-1][2]' FROM readings_main WHERE id > ? AND id < ? "
             "ORDER BY id LIMIT 5000", (after, end)).fetchall()
         if not rows:
             return 0, end
+        # The rest of the last hour's parts: an hour is thinned whole (a bucket can
+        # span two parts).
+        last = int(rows[-1][0])
+        rows += self.conn.execute(
+            "SELECT id, rows, NULL FROM readings_main WHERE id > ? AND id <= ? ORDER BY id",
+            (last, last | PART_MASK)).fetchall()
         deleted, touched = 0, set()
-        for rid, text, last_level in rows:
-            hour, cid = rid >> CID_BITS, rid & CID_MASK
-            if text is None:
-                prev[cid] = last_level
+        for (hour, cid), parts in _by_hour(rows).items():
+            if len(parts) == 1 and parts[0][1] is None:
+                prev[cid] = parts[0][2]
                 continue
-            elements = json.loads(text)
+            elements = [e for rid, text, _level in parts for e in json.loads(
+                text if text is not None else self._part(rid))]
             kept, prev[cid] = thin(elements, hour, cut, bucket_s, prev.get(cid))
             if len(kept) < len(elements):
-                self.conn.execute("UPDATE readings_main SET rows = ? WHERE id = ?",
-                                  (dumps(kept), rid))
+                first = row_id(hour, cid)
+                self.conn.execute("DELETE FROM readings_main WHERE id BETWEEN ? AND ?",
+                                  (first, first | PART_MASK))
+                write_parts(self.conn, first, kept)
                 deleted += len(elements) - len(kept)
                 touched.add(cid)
         # The cached history of these consumables is stale (all of it).
@@ -112,6 +120,10 @@ class StoreUpkeep:
             "ON CONFLICT (cid) DO UPDATE SET gen = gen + 1, low_ts = excluded.low_ts",
             [(cid, float("-inf")) for cid in sorted(touched)])
         return deleted, int(rows[-1][0])
+
+    def _part(self, rid: int) -> str:
+        return str(self.conn.execute("SELECT rows FROM readings_main WHERE id = ?",
+                                     (rid,)).fetchone()[0])
 
     def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check`` lines; ``["ok"]`` when the file is sound."""
@@ -126,3 +138,11 @@ class StoreUpkeep:
         return {n: int(self.conn.execute(f'SELECT COUNT(*) FROM "{n}"').fetchone()[0])
                 for n in names}
 
+
+def _by_hour(rows: list[tuple[int, str | None, float | None]],
+             ) -> dict[tuple[int, int], list[tuple[int, str | None, float | None]]]:
+    """Parts grouped by (hour, cid), in rowid order."""
+    out: dict[tuple[int, int], list[tuple[int, str | None, float | None]]] = {}
+    for row in rows:
+        out.setdefault(decode(int(row[0])), []).append(row)
+    return out

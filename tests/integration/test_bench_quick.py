@@ -116,3 +116,15 @@ def test_rows_quick_compares_typed_rows_with_the_replaced_dicts(tmp_path: Path) 
     assert res["ratio_p10_p90"][0] <= res["ratio_typed_to_dict"] <= res["ratio_p10_p90"][1]
     assert [c["verdict"] for c in res["checks"]] in (["PASS"], ["MISS"])
     assert "Ratio typed/dict" in (tmp_path / "rows.md").read_text()
+
+
+@pytest.mark.timeout(240)
+def test_fold_hour_quick_writes_less_with_parts_than_one_row_an_hour(tmp_path: Path) -> None:
+    done = run_bench("bench.fold_hour", tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    res = json.loads((tmp_path / "fold_hour.json").read_text())
+    parts, hour = res["parts"], res["one_row_per_hour"]
+    assert len(parts["bytes_per_message_by_slice"]) == 2 and parts["folds"] > 10
+    # bytes are exact: the second ten minutes already rewrite twice as much per hour row
+    assert hour["bytes_per_message_by_slice"][1] > 1.5 * parts["bytes_per_message_by_slice"][1]
+    assert "By ten minutes" in (tmp_path / "fold_hour.md").read_text()
