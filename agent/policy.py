@@ -57,6 +57,10 @@ class LeadTime:
     sd_days: float = 0.0
     observed: tuple[float, ...] = ()
     _nodes: tuple[tuple[float, float], ...] = field(init=False, repr=False, compare=False)
+    # quantile() by its argument: the planner asks the same few (an overdue order's
+    # grace, a late delivery) for every order on the way, every pass.
+    _quantiles: dict[float, float] = field(init=False, repr=False, compare=False,
+                                           default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_nodes", self._build_points())
@@ -87,9 +91,12 @@ class LeadTime:
 
     def quantile(self, q: float) -> float:
         """The lead time not exceeded with probability ``q``."""
-        if not self.observed:
-            return max(0.0, self.mean_days + _z(q) * self.sd_days)
-        return _quantile(_mixture(self.mean_days, self.sd_days, self.observed), q)
+        got = self._quantiles.get(q)
+        if got is None:
+            got = self._quantiles[q] = (
+                max(0.0, self.mean_days + _z(q) * self.sd_days) if not self.observed
+                else _quantile(_mixture(self.mean_days, self.sd_days, self.observed), q))
+        return got
 
 
 def _z(q: float) -> float:

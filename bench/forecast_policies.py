@@ -29,7 +29,7 @@ from agent.forecast.learn import Learned, learn
 from agent.forecast.project import DemandCurve, build_curve, run_out_quantiles
 from agent.forecast.refills import spare_packs
 from agent.forecast.series import merge_intervals
-from agent.forecast.service import realised_service, service_target
+from agent.forecast.service import ServiceMemo, realised_service, service_target
 from agent.policy import LeadTime, plan_reorder
 
 REVIEW = timedelta(days=1)
@@ -108,6 +108,9 @@ class AgentPolicy:
         # planner's stored ``learned`` rows (id of the item's reading list -> (when, it)).
         self._learned: dict[int, tuple[datetime, Learned, float]] = {}
         self._leads: dict[tuple[int, int], LeadTime] = {}
+        # Each item's cycle verdicts, kept like the fit memo the planner keeps per
+        # consumable: a weekly judgement redoes only the cycles whose readings changed.
+        self._service: dict[int, ServiceMemo] = {}
 
     def _learn(self, view: ItemView) -> tuple[Learned, float]:
         """Learned values and the service level to plan at (realised service against
@@ -116,8 +119,9 @@ class AgentPolicy:
         if got is None or view.now - got[0] >= LEARN_EVERY:
             service = SERVICE_LEVEL
             if len(view.sent) == len(view.deliveries):
+                memo = self._service.setdefault(id(view.obs), ServiceMemo())
                 good, total = realised_service(view.obs, view.spec, view.deliveries[-60:],
-                                               view.sent[-60:], view.away)
+                                               view.sent[-60:], view.away, memo=memo)
                 service = service_target(SERVICE_LEVEL, good, total)
             got = (view.now, learn(view.obs, view.spec), service)
             self._learned[id(view.obs)] = got

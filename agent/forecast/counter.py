@@ -7,6 +7,8 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import sub
 
 from agent.forecast.methods import (
     LONG_WINDOW_DAYS,
@@ -157,6 +159,10 @@ def since_reset(times: list[float], counters: list[float]) -> tuple[list[float],
 
 def active_days(times: list[float], away: list[Interval]) -> list[float]:
     """Active (not away) days since ``times[0]`` at each time."""
+    if not away:
+        # Nothing to cut out (overlap is 0.0 and x - 0.0 is x): the running sum of the
+        # gaps, in C, the same floats.
+        return list(accumulate(map(sub, times[1:], times), initial=0.0))
     tau = [0.0]
     for a, b in zip(times, times[1:], strict=False):
         tau.append(tau[-1] + (b - a) - overlap(a, b, away))

@@ -87,6 +87,11 @@ def to_days(ts: datetime) -> float:
     return ts.timestamp() / DAY
 
 
+def _days(obs: list[Observation]) -> list[float]:
+    """Epoch days of each reading (:func:`to_days` inlined: the fit's longest loops)."""
+    return [o.ts.timestamp() / DAY for o in obs]
+
+
 def away_days(away: Sequence[Away]) -> list[Interval]:
     """Away periods as merged epoch-day intervals."""
     return merge_intervals([(to_days(a.start), to_days(a.end)) for a in away])
@@ -128,7 +133,7 @@ def forecast(
               bisect.bisect_right(obs, now, key=_TS)]
     now_d = to_days(now)
     aw = away_days(away)
-    past = sorted(to_days(d.ts) for d in deliveries if d.ts <= now and not d.pending)
+    past = sorted([d.ts.timestamp() / DAY for d in deliveries if d.ts <= now and not d.pending])
     incoming = tuple(sorted((d for d in deliveries if d.ts > now or d.pending),
                             key=lambda d: d.ts))
     low = low_signal(obs)
@@ -235,7 +240,7 @@ def _fit(
                     2 * LONG_WINDOW_DAYS)
         if len(ctr) >= 2:
             est = counter_fit(
-                [to_days(o.ts) for o in ctr], [float(o.counter or 0) for o in ctr],
+                _days(ctr), [float(o.counter or 0) for o in ctr],
                 spec.pack_size / spec.yield_per_pack, aw, _anchor(year, spec),
                 spec.yield_cv if spec.yield_cv is not None else yield_cv(0),
                 spec.burst_ratio or 0.0)
@@ -247,13 +252,13 @@ def _fit(
                     return _Blend(est, fallback)
     if len(lv) >= 2:
         lv = _thin(lv, LONG_WINDOW_DAYS + 1)
-        fit = level_fit([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
+        fit = level_fit(_days(lv), [float(o.level or 0.0) for o in lv],
                         spec.capacity, aw, past, _counted(spec), _life(spec))
         if (isinstance(fit, Fixed) and fit.est.rate is None
                 and fit.est.kind is EstimateKind.STEPS):
             # Coarse and nothing crossed lately: look back further for crossings.
             lv = [o for o in year if o.level is not None]
-            fit = level_fit([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
+            fit = level_fit(_days(lv), [float(o.level or 0.0) for o in lv],
                             spec.capacity, aw, past, _counted(spec), _life(spec))
         if fit is not None:
             return fit
@@ -272,7 +277,7 @@ def _level_or_state(
     if levels:
         lv = [o for o in year if o.level is not None]
         if len(lv) >= 2:
-            fit = level_fit([to_days(o.ts) for o in lv], [float(o.level or 0.0) for o in lv],
+            fit = level_fit(_days(lv), [float(o.level or 0.0) for o in lv],
                             spec.capacity, aw, past, _counted(spec), _life(spec))
             if fit is not None:
                 return fit
@@ -283,7 +288,7 @@ def _level_or_state(
     st = [o for o in year if o.state is not None and o.state is not CoarseState.UNKNOWN]
     if not st:
         return None
-    return state_fit([to_days(o.ts) for o in st], [o.state in LOW_STATES for o in st],
+    return state_fit(_days(st), [o.state in LOW_STATES for o in st],
                      spec.capacity, spec.low_level, aw)
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from operator import attrgetter
+from itertools import compress, count, repeat
+from operator import attrgetter, le, not_, sub
 from typing import TYPE_CHECKING
 
 from agent.domain import CoarseState
@@ -73,28 +74,35 @@ def refills(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
     level jumps (see :func:`_jump`) or a state going from LOW/EMPTY back to OK (one
     pack). Scans back from the newest reading, so ``first_only`` is cheap."""
     tol = refill_tol(spec)
-    pts: list[Point] = []  # newest first while scanning
-    later_state: Observation | None = None
+    start = bisect.bisect_left(obs, stop, key=_TS)
+    recent = obs[start:]
     out: list[tuple[datetime, float]] = []
-    extra = 0  # readings older than ``stop``: only the level the first refill rose from
-    for o in reversed(obs):
-        if o.ts < stop and o.level is not None:
-            extra += 1
-            if extra > 3:
-                break
-        if o.level is not None:
-            pts.append((o.ts, o.level))
-        if o.state is not None and o.state is not CoarseState.UNKNOWN and o.ts >= stop:
-            if (o.state in LOW_STATES and later_state is not None
-                    and later_state.state not in LOW_STATES):
-                out.append((later_state.ts, spec.pack_size))
-                if first_only:
-                    return out
-            later_state = o
-    pts.reverse()
+    later_state: Observation | None = None
+    for o in reversed([o for o in recent
+                       if o.state is not None and o.state is not CoarseState.UNKNOWN]):
+        if (o.state in LOW_STATES and later_state is not None
+                and later_state.state not in LOW_STATES):
+            out.append((later_state.ts, spec.pack_size))
+            if first_only:
+                return out
+        later_state = o
+    # The levels after ``stop`` and the (up to) three before it: a refill's rise is
+    # measured from the readings before it.
+    before: list[Point] = []
+    k = start
+    while k > 0 and len(before) < 3:
+        k -= 1
+        if obs[k].level is not None:
+            before.append((obs[k].ts, obs[k].level))
+    before.reverse()
+    pts: list[Point] = [*before, *[(o.ts, o.level) for o in recent if o.level is not None]]
+    vals = [p[1] for p in pts]
+    # Only a rise above the tolerance can be a refill (the first test of :func:`_jump`,
+    # taken here for every reading at once).
+    rises = list(compress(count(1), map(not_, map(le, map(sub, vals[1:], vals), repeat(tol)))))
     found: list[tuple[datetime, float]] = []
-    for a in range(len(pts) - 1, 0, -1):
-        if pts[a][0] < stop:
+    for a in reversed(rises):
+        if a < len(before):
             break
         amount = _jump(pts, a, tol)
         if amount is not None:
@@ -120,12 +128,16 @@ def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetim
     pts: list[Point] = []
     was_low: bool | None = None
     checked = 0  # candidates before this index have been decided
+    vals: list[float] = []  # the levels of ``pts``
     for o in obs[j:]:
         if o.level is not None:
             pts.append((o.ts, o.level))
-            # Decide a candidate once three readings follow it.
+            vals.append(o.level)
+            # Decide a candidate once three readings follow it; only a rise above the
+            # tolerance can be one (the first test of :func:`_jump`, taken here).
             while checked < len(pts) - 3:
-                if checked >= 1 and pts[checked][0] >= at:
+                if (checked >= 1 and not vals[checked] - vals[checked - 1] <= tol
+                        and pts[checked][0] >= at):
                     amount = _jump(pts, checked, tol)
                     if amount:
                         return pts[checked][0], amount

@@ -113,9 +113,10 @@ def clean_levels(
         if keep_l:
             prev = keep_l[-1]
             if i + 1 < n:
-                if _is_spike(prev, levels, i, refill_tol) and not _delivered(
-                    deliveries, keep_t[-1], times[i]
-                ):
+                # A reading within the tolerance of the last kept one is no spike (the
+                # first test of :func:`_is_spike`, taken here: most readings pass it).
+                if (not abs(cur - prev) <= refill_tol and _is_spike(prev, levels, i, refill_tol)
+                        and not _delivered(deliveries, keep_t[-1], times[i])):
                     spikes += 1
                     continue
             elif (prev - cur > refill_tol and cur <= 0.02 * capacity
@@ -144,7 +145,7 @@ def clean_levels(
     for k in range(1, len(keep_t)):
         t0 = keep_t[k - 1]
         t1 = keep_t[k]
-        active = (t1 - t0) - overlap(t0, t1, away)
+        active = (t1 - t0) - overlap(t0, t1, away) if away else t1 - t0
         d = keep_l[k] - keep_l[k - 1]
         if keep_l[k] <= empty and keep_l[k - 1] <= empty:
             # Out of stock: nothing could be used, so the time says nothing about demand.

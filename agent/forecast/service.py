@@ -10,16 +10,18 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import accumulate, chain, compress, count, repeat
-from operator import attrgetter, ge, sub
+from operator import attrgetter, ge, gt, is_not, sub
 
 from agent.domain import CoarseState
 from agent.forecast.stats import median
 from agent.forecast.types import Away, ConsumableSpec, Delivery, Observation
 
 _TS = attrgetter("ts")
+_LEVEL = attrgetter("level")
 
 # A cycle's run-out, as a gateway can tell it. A load cell's empty wanders (drift, a
 # random walk of its zero), so empty is the lowest level sustained over ZERO_DAYS
@@ -52,22 +54,47 @@ NOISE_SPREAD = 4.0
 _Level = tuple[datetime, float]
 
 
+@dataclass(slots=True)
+class ServiceMemo:
+    """One consumable's cycle verdicts from the last :func:`realised_service` call (kept by
+    the caller): a cycle is judged again only when the readings it rests on (its own, or
+    its :data:`ZERO_DAYS` of context too) are not the same as last time."""
+
+    key: tuple[object, ...] | None = None  # (spec, away) the verdicts were judged with
+    # (since, delivered, after a delivery) -> (the readings judged, 2 served, 1 missed
+    # or 0 left out, whether the cycle's own readings were all it rested on)
+    cycles: dict[tuple[datetime, datetime, bool], tuple[list[Observation], int, bool]] = (
+        field(default_factory=dict))
+    judged: int = 0  # cycles judged (not taken from the memo): what it saved is in the count
+
+
 def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
                      deliveries: Sequence[Delivery], ordered: Sequence[datetime],
-                     away: Sequence[Away] = ()) -> tuple[int, int]:
+                     away: Sequence[Away] = (), *, memo: ServiceMemo | None = None,
+                     ) -> tuple[int, int]:
     """(cycles served, cycles judged) for our delivered orders: ``ordered[i]`` is when
     the order behind ``deliveries[i]`` was sent. A cycle runs from the previous delivery
     (on a one-pack device, from its order if sent later) to this one, so a run-out
     counts against the one cycle it fell in, not every order out at the time. A cycle
-    with a run-out
-    (:func:`_ran_out`) is missed; one the gateway could not see through
-    (:func:`_blind`) is left out; the rest were served."""
+    with a run-out (:func:`_ran_out`) is missed; one the gateway could not see through
+    (:func:`_blind`) is left out; the rest were served. With ``memo`` (kept per
+    consumable by the caller) a cycle whose readings are as last time keeps its verdict."""
     obs = sorted(observations, key=_TS)
     away_iv = [(a.start, a.end) for a in away]
-    series = _Levels(obs, spec)
+    series: _Levels | None = None
     good = total = 0
     start: datetime | None = None
     shelved = spec.pack_size >= spec.capacity
+    known: dict[tuple[datetime, datetime, bool], tuple[list[Observation], int, bool]] = {}
+    if memo is not None:
+        key = (spec, tuple(away))
+        if memo.key == key:
+            known = memo.cycles
+        memo.key, memo.cycles = key, {}
+    ts = list(map(_TS, obs))
+    base = 0  # where ``series`` starts in ``obs``
+    above: float | None = None
+    nan: bool | None = None  # whether a level is not a number (worked out when needed)
     for d, sent in sorted(zip(deliveries, ordered, strict=True), key=lambda p: p[0].ts):
         if d.pending:
             continue
@@ -76,19 +103,56 @@ def realised_service(observations: Sequence[Observation], spec: ConsumableSpec,
         lo_ts = sent if start is None else max(start, sent) if shelved else start
         after_delivery = start is not None and lo_ts == start
         start = d.ts
-        lo = bisect.bisect_left(obs, lo_ts, key=_TS)
-        hi = bisect.bisect_left(obs, d.ts, lo=lo, key=_TS)
+        lo = bisect.bisect_left(ts, lo_ts)
+        hi = bisect.bisect_left(ts, d.ts, lo=lo)
+        ctx_lo = bisect.bisect_left(ts, d.ts - timedelta(days=ZERO_DAYS))
         window = obs[lo:hi]
-        cycle = series.cycle(bisect.bisect_left(obs, d.ts - timedelta(days=ZERO_DAYS), key=_TS),
-                             hi, lo_ts, d.ts)
-        seen = (True if any(o.state is CoarseState.EMPTY for o in window)
-                else _ran_out(cycle, spec, away_iv))
-        if seen is not False:
-            total += seen is True
-        elif not _blind(window, spec, lo_ts, d.ts, away_iv, after_delivery):
-            total += 1
-            good += 1
+        cycle = (lo_ts, d.ts, after_delivery)
+        got = known.get(cycle)
+        # A kept verdict holds while the readings it rests on are the same: the cycle's
+        # own (a clear one, see below) or its context's too.
+        if got is not None and got[0] == (window if got[2] else obs[min(lo, ctx_lo):hi]):
+            seen_obs, verdict, clear = got
+        else:
+            if nan is None:  # no empty a context sets is above (as _Levels.cycle adds it)
+                nan = any(map(math.isnan, filter(partial(is_not, None), map(_LEVEL, obs))))
+                cap = spec.capacity
+                above = None if nan else FLAT_CEILING * cap + ZERO_BAND * cap
+            # Levels all above any empty a context can set show no run-out (_ran_out
+            # needs one at or below both): the verdict rests on the cycle's own readings.
+            clear = above is not None and all(map(gt, filter(partial(is_not, None),
+                                                             map(_LEVEL, window)),
+                                                  repeat(above)))
+            seen_obs = window if clear else obs[min(lo, ctx_lo):hi]
+            if series is None and not clear:
+                base = ctx_lo  # later contexts start no earlier: the same figures
+                series = _Levels(obs[base:], spec)
+            verdict = _verdict(None if clear else series, window, spec, ctx_lo - base,
+                               hi - base, lo_ts, d.ts, away_iv, after_delivery)
+            if memo is not None:
+                memo.judged += 1
+        if memo is not None:
+            memo.cycles[cycle] = (seen_obs, verdict, clear)
+        total += verdict > 0
+        good += verdict == 2
     return good, total
+
+
+def _verdict(series: _Levels | None, window: list[Observation], spec: ConsumableSpec,
+             ctx_lo: int, hi: int, since: datetime, end: datetime,
+             away_iv: list[tuple[datetime, datetime]], after_delivery: bool) -> int:
+    """One cycle, from its readings ``window`` (``since`` to the delivery at ``end``)
+    against its context, the readings ``ctx_lo:hi`` of those ``series`` was built from
+    (None: a cycle that cannot have run out, whatever its context): 2 served, 1 missed,
+    0 left out (unknown, or blind)."""
+    if any(o.state is CoarseState.EMPTY for o in window):
+        seen: bool | None = True
+    else:
+        seen = False if series is None else _ran_out(series.cycle(ctx_lo, hi, since, end),
+                                                     spec, away_iv)
+    if seen is not False:
+        return 1 if seen is True else 0
+    return 0 if _blind(window, spec, since, end, away_iv, after_delivery) else 2
 
 
 @dataclass(frozen=True, slots=True)
