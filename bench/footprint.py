@@ -323,7 +323,8 @@ def evaluate(res: dict[str, Any]) -> list[Check]:
 
 WRITE_FIGURES = (
     "seconds", "messages", "write_bytes", "ingest_bytes_per_message", "fold_every_s",
-    "prefilled_messages", "fold_rows", "fold_write_bytes", "fold_bytes_per_message",
+    "prefilled_messages", "fold_rows", "fold_write_bytes", "prefill_checkpoint_bytes",
+    "agent_stop_write_bytes", "fold_bytes_per_message",
     "bytes_per_message", "fold_mb_per_day", "mb_per_day", "wal_bytes", "db_bytes",
     "commits", "messages_per_commit", "wal_bytes_per_message", "db_bytes_per_message",
     "shm_and_other_bytes_per_message", "wal_bytes_per_commit", "db_bytes_per_commit",
@@ -408,8 +409,11 @@ def markdown(res: dict[str, Any], checks: list[Check]) -> str:
         "filled with the rest of one fold interval's readings (`prefilled_messages`, "
         "checkpointed before the window), and after the window the fold of that interval "
         "and its checkpoint run in a process of their own (`fold_write_bytes` for "
-        "`fold_rows` rows), charged over the messages of one fold interval "
-        "(`fold_bytes_per_message`). `bytes_per_message` is the sum; per day: times the "
+        "`fold_rows` rows); as a checkpoint follows each fold, the charge also holds "
+        "the prefill's checkpoint and what the agent wrote while stopping (the "
+        "checkpoint of the window's pages), over the messages of one fold interval "
+        "(`fold_bytes_per_message`). The full run's household window is one fold "
+        "interval, fold and checkpoint inside. `bytes_per_message` is the sum; per day: times the "
         "messages of a day. When folds come due inside the window (the fast rate), "
         "`write_bytes` holds them. By file (`bench.footprint_files`, when `strace` is "
         "installed): the window's `write_bytes` split into the WAL and the database file "
@@ -429,9 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", type=int, help="devices (default 50)")
     ap.add_argument("--days", type=int, help="days of history (default 365)")
     ap.add_argument("--idle-seconds", type=float, help="idle CPU window (default 60)")
-    ap.add_argument("--write-seconds", type=float, help="household write window (300; quick 20)")
+    ap.add_argument("--write-seconds", type=float,
+                    help="household write window (one fold interval; quick 20)")
     ap.add_argument("--fast-seconds", type=float,
-                    help="1 msg/s window (360: holds a default checkpoint; quick 8)")
+                    help="1 msg/s window (360: holds folds and a checkpoint; quick 8)")
     ap.add_argument("--commit-window", type=float, help="ingest.commit_window_s for the writes")
     ap.add_argument("--agent-toml", default="", help="extra agent.toml text")
     ap.add_argument("--writes-only", action="store_true",
@@ -482,7 +487,9 @@ def main(argv: list[str] | None = None) -> int:
             wconfig = write_agent_config(tmp / "agent-writes", broker.host, broker.port,
                                          broker.passwords["agent"], db,
                                          extra=args.agent_toml + ingest_toml(args.commit_window))
-            window = args.write_seconds or (20.0 if args.quick else 300.0)
+            # One whole fold cycle: the commits, the fold and the checkpoint after it.
+            window = args.write_seconds or (
+                20.0 if args.quick else load_settings(wconfig).ingest.fold_interval_s)
             res["writes_household"] = measure_writes(broker, wconfig, db, fleet, 60.0, window)
             # Past one checkpoint interval: the folds that come due inside the window
             # are charged with the checkpoint that copies them, as in the agent.

@@ -15,13 +15,16 @@ seen them all):
   an ``strace`` of the agent over the same window (:mod:`bench.footprint_files`).
 
 The fold of the recent readings tier into the keyed one runs every ``fold_every_s``:
-``fold_interval_s``, or sooner once the tier holds ``fold_rows`` readings. When that is
-longer than the window, the fold is charged at its real interval: before the window the
-recent tier is filled with the readings of the rest of one fold interval (written and
-checkpointed before the measurement starts), and after the agent stopped, the fold of
-that whole interval and its checkpoint run in a process of their own whose
-``write_bytes`` is the fold's cost, divided by the messages of one fold interval. When
-folds come due inside the window (fast rates), ``write_bytes`` already holds them.
+``fold_interval_s``, or sooner once the tier holds ``fold_rows`` readings, and the WAL
+checkpoint follows it. The household window of the full run is one fold interval, so
+its ``write_bytes`` hold a whole cycle: the commits, one fold and its checkpoint. A
+shorter window (``--quick``, ``--write-seconds``) charges the fold at its real interval:
+before the window the recent tier is filled with the readings of the rest of one fold
+interval, and after the window the fold and its checkpoint run in a process of their
+own; the charge is that process's ``write_bytes``, the prefill's checkpoint and what the
+agent wrote while stopping (the checkpoint of the window's pages), divided by the
+messages of one fold interval. When folds come due inside the window (fast rates),
+``write_bytes`` already holds them.
 
 Per day: ingest bytes per message times the messages of a day, plus the fold's bytes
 times the folds of a day.
@@ -30,6 +33,7 @@ times the folds of a day.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -77,9 +81,10 @@ def fold_every_s(ingest: IngestSettings, rows_per_s: float) -> float:
     return min(ingest.fold_interval_s, ingest.fold_rows / rows_per_s)
 
 
-def prefill(db: Path, fleet: Fleet, messages: int, now: float, per_device_s: float) -> None:
+def prefill(db: Path, fleet: Fleet, messages: int, now: float, per_device_s: float) -> int:
     """Readings of the part of a fold interval before the window, in the recent tier
-    (as the agent left them), checkpointed so the window does not pay for them."""
+    (as the agent left them), checkpointed so the window does not pay for them; returns
+    that checkpoint's bytes (the agent copies them with the fold: they are charged)."""
     msgs: list[StateMessage] = []
     for k in range(messages):
         name = fleet.names[k % len(fleet.names)]
@@ -88,7 +93,24 @@ def prefill(db: Path, fleet: Fleet, messages: int, now: float, per_device_s: flo
     with Store(db) as store:
         for i in range(0, len(msgs), 1_000):
             store.write_batch(msgs[i:i + 1_000], received_at=now)
+        w0 = write_bytes("self")
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return write_bytes("self") - w0
+
+
+def _io(pid: int | str, field: str) -> int:
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def stop_counting(agent: AgentRunner) -> int:
+    """Stop the agent; its write_bytes over its whole life, from the kernel's rusage at
+    exit (what it wrote while stopping, a checkpoint among it, is gone from /proc)."""
+    assert agent.proc is not None
+    agent.proc.terminate()
+    _, status, usage = os.wait4(agent.proc.pid, 0)
+    agent.proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_oublock * 512  # Linux: (write_bytes - cancelled_write_bytes) / 512
 
 
 def measure_fold(db: Path) -> dict[str, int]:
@@ -135,8 +157,9 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
     with Store(db) as store:  # the window starts from an empty recent tier
         store.fold_recent()
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    prefill(db, fleet, before, time.time(), per_device_s)
+    prefill_ckpt = prefill(db, fleet, before, time.time(), per_device_s)
     agent = AgentRunner(config).start()
+    stop_bytes = 0
     try:
         time.sleep(3.0)  # start-up work (migrations, first jobs) is not per message
         # One round before the window: a device's first message since the start is news
@@ -155,14 +178,20 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
             time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
             wall = time.monotonic() - t0
             w1, wal1, db1 = write_bytes(agent.pid), _size(wal), _size(db)
+            kept = w1 - _io(agent.pid, "cancelled_write_bytes")
             b1 = write_bytes(_pid(broker))
+        stop_bytes = max(0, stop_counting(agent) - kept)
     finally:
         agent.stop()
     files = tracer.breakdown(db, w1 - w0)
     fold = measure_fold(db) if fold_after else {"fold_rows": 0, "fold_write_bytes": 0}
     per_msg = (w1 - w0) / total
     fold_msgs = every * rate
-    fold_per_msg = fold["fold_write_bytes"] / fold_msgs if fold_after else 0.0
+    # A checkpoint follows a fold: when the fold falls after the window, so does the
+    # checkpoint of the window's pages (the agent's stop copies them) and of the
+    # prefill's. Both are charged with the fold (the stop's last commit with them).
+    fold_charge = fold["fold_write_bytes"] + prefill_ckpt + stop_bytes
+    fold_per_msg = fold_charge / fold_msgs if fold_after else 0.0
     per_day_msgs = rate * DAY
     return {
         "devices": len(fleet.names), "per_device_s": per_device_s, "rate": rate,
@@ -171,6 +200,7 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
         "fold_every_s": every, "fold_in_window": not fold_after,
         "fold_messages": fold_msgs if fold_after else None,
         "prefilled_messages": before, **fold,
+        "prefill_checkpoint_bytes": prefill_ckpt, "agent_stop_write_bytes": stop_bytes,
         "fold_bytes_per_message": fold_per_msg,
         "bytes_per_message": per_msg + fold_per_msg,
         "mb_per_day": (per_msg + fold_per_msg) * per_day_msgs / 1e6,

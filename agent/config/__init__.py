@@ -117,17 +117,19 @@ class IngestSettings(BaseModel):
     idle_wakeup_s: float = Field(default=5.0, gt=0, le=60)
     # SD-card wear (issue 21): at low rates the writer commits what arrived within this
     # window in one transaction (acknowledging only after it); 0 commits at once.
-    # Each commit at household load costs 10-25 KB (WAL pages under fsync, the wal-index
-    # written back): 3,959 B per message at 5 s, 1,476 at 30 s, 1,333 at 60 s with the
-    # fold (bench/README.md, "Write volume"). News does not wait for it (agent.mqtt.news:
-    # events, a device's first message, a changed state): level ticks do.
-    commit_window_s: float = Field(default=30.0, ge=0, le=60)
+    # A commit at household load costs ~25 KB whatever it holds (WAL pages under fsync,
+    # the wal-index pages the kernel writes back 30 s later), so the window sets the
+    # bytes per message (bench/README.md, "Write volume"). News does not wait for it
+    # (agent.mqtt.news: events, a device's first message, a changed state): level
+    # ticks do, by up to the window.
+    commit_window_s: float = Field(default=120.0, ge=0, le=300)
     # The recent readings tier is folded into the keyed table this often, or sooner
-    # once it holds this many readings; the WAL is checkpointed on its own schedule.
+    # once it holds this many readings; a WAL checkpoint follows a fold.
     fold_interval_s: float = Field(default=3_600.0, ge=1)
     # 10,000: at household load (7,500 readings an hour) the hourly interval governs; a
     # fold costs ~13 page writes per consumable whatever its rows (bench/README.md).
     fold_rows: int = Field(default=10_000, ge=100)
+    # The least time between two checkpoints (at fast rates folds come every ~80 s).
     checkpoint_interval_s: float = Field(default=300.0, ge=1)
     # Devices' "last seen" and consumables' "last" values are rewritten at most this
     # often while messages keep coming (and when the stream goes quiet for
