@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: all venv system-packages test test-fast lint typecheck schema demo demo-foreign sim-year \
-        bench-deps bench-forecast bench-decisions bench-ingest bench-footprint bench-fold-hour bench-broker-persistence \
+        bench-deps bench-forecast bench-decisions bench-ingest bench-footprint bench-fold-hour bench-commit-schedule bench-broker-persistence \
         bench-alerts bench-fleet bench-web bench install uninstall clean
 
 all: test
@@ -77,6 +77,9 @@ bench-footprint: venv system-packages
 bench-fold-hour: venv
 	$(PY) -m bench.fold_hour
 
+bench-commit-schedule: venv
+	$(PY) -m bench.commit_schedule
+
 bench-broker-persistence: venv system-packages
 	$(PY) -m bench.broker_persistence
 
@@ -90,7 +93,7 @@ bench-fleet: venv system-packages
 bench-web: venv
 	$(PY) -m bench.web
 
-bench: bench-forecast bench-decisions bench-ingest bench-footprint bench-fold-hour bench-broker-persistence bench-alerts bench-fleet bench-web
+bench: bench-forecast bench-decisions bench-ingest bench-footprint bench-fold-hour bench-commit-schedule bench-broker-persistence bench-alerts bench-fleet bench-web
 
 install:
 	PYTHON=$(PYTHON) bash systemd/install.sh

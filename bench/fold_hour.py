@@ -48,10 +48,11 @@ def write_bytes() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("write_bytes:"))
 
 
-def message(k: int, seqs: dict[int, int]) -> StateMessage:
+def message(k: int, seqs: dict[int, int], rate: float = RATE) -> StateMessage:
+    """The ``k``-th message of the fleet, devices in turn at ``rate`` messages a second."""
     d = k % DEVICES
     seq = seqs[d] = seqs.get(d, 0) + 1
-    ts = T0 + timedelta(seconds=k / RATE)
+    ts = T0 + timedelta(seconds=k / rate)
     if d < DEVICES // 2:  # printers, four toners
         cons = [Consumable(id=c, level=max(0.0, 100 - (seq % 1000) / 10), unit=Unit.PERCENT,
                            counters={"pages": seq})

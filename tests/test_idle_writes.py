@@ -59,3 +59,30 @@ def test_an_idle_writer_writes_nothing_after_its_upkeep(tmp_path: Path) -> None:
     finally:
         watcher.close()
         writer.stop()
+
+
+def test_the_checkpoint_waits_for_the_fold(tmp_path: Path) -> None:
+    """A checkpoint between two folds copied the same pages again at the next one (the
+    recent tier's last leaf, held "last" values): it follows the fold instead."""
+    db = tmp_path / "a.db"
+    acked: list[int] = []
+    settings = IngestSettings(commit_window_s=0.0, idle_wakeup_s=0.05, fold_interval_s=4,
+                              checkpoint_interval_s=1)
+    writer = Writer(lambda: Store(db), settings, lambda m: acked.append(m.mid))
+    writer.start()
+    try:
+        st, started = writer.stats, time.monotonic()
+        seq = 0
+        # Messages keep coming past three checkpoint intervals, short of the fold.
+        while time.monotonic() - started < 3.0:
+            seq += 1
+            writer.queue.put(inbound(seq))
+            wait_until(lambda n=seq: len(acked) == n, what=f"message {seq} acknowledged")
+            time.sleep(0.05)
+        assert st.batches >= 10 and st.upkeep_passes >= 10  # the writer did wake up
+        assert st.last_fold_pass == 0 and st.last_checkpoint_pass == 0, st
+        wait_until(lambda: st.last_fold_pass > 0, timeout=10.0, what="the scheduled fold")
+        wait_until(lambda: st.last_checkpoint_pass >= st.last_fold_pass,
+                   what=lambda: f"the checkpoint after the fold: {st}")
+    finally:
+        writer.stop()

@@ -128,3 +128,17 @@ def test_fold_hour_quick_writes_less_with_parts_than_one_row_an_hour(tmp_path: P
     # bytes are exact: the second ten minutes already rewrite twice as much per hour row
     assert hour["bytes_per_message_by_slice"][1] > 1.5 * parts["bytes_per_message_by_slice"][1]
     assert "By ten minutes" in (tmp_path / "fold_hour.md").read_text()
+
+
+@pytest.mark.timeout(240)
+def test_commit_schedule_quick_checkpoints_after_the_fold_write_less(tmp_path: Path) -> None:
+    done = run_bench("bench.commit_schedule", tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    runs = json.loads((tmp_path / "commit_schedule.json").read_text())["runs"]
+    by = {(r["window_s"], r["rule"]): r for r in runs}
+    for window in {r["window_s"] for r in runs}:
+        before, now = by[(window, "every 300 s")], by[(window, "after the fold")]
+        assert now["folds_bytes_per_message"] > 0  # the hour's fold ran in both
+        # bytes are exact: one checkpoint an hour copies each page once
+        assert now["checkpoints_bytes_per_message"] < 0.5 * before["checkpoints_bytes_per_message"]
+    assert by[(120.0, "after the fold")]["commits"] < by[(30.0, "after the fold")]["commits"]
