@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -242,6 +243,20 @@ def write_agent_config(workdir: Path, host: str, port: int, password: str,
 
 
 READY_LINE = b"agent.ready"
+SERVICE_UNIT = Path(__file__).resolve().parent.parent / "systemd" / "replenish-agent.service"
+
+
+def service_environment(unit: Path = SERVICE_UNIT) -> dict[str, str]:
+    """The ``Environment=`` of the shipped systemd unit (``MALLOC_ARENA_MAX``...): a
+    benchmark that runs the agent as the service does measures what the service gets."""
+    env: dict[str, str] = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            for pair in shlex.split(line.removeprefix("Environment=")):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
 
 
 class AgentRunner:

@@ -46,6 +46,7 @@ from bench.common import (
     machine_info,
     md_table,
     percentile,
+    service_environment,
     utcnow,
     write_agent_config,
     write_results,
@@ -78,6 +79,8 @@ class Opts:
     profile: bool
     agent_toml: str
     latency_rate: float = 0.0  # messages/s, set from the agent's live rate
+    drain: bool = True  # the agent's burst run (off: live, then latency, for iterating)
+    fixed_latency_rate: float | None = None  # instead of half the agent's live rate
 
 
 def _rate(n: int, t0: float, t1: float | None) -> float | None:
@@ -155,7 +158,9 @@ def run_agent(broker: LocalBroker, fleet: Fleet, o: Opts) -> dict[str, Any]:
     client_id = "replenish-agent-bench"
     config = write_agent_config(work, broker.host, broker.port, broker.passwords["agent"], db,
                                 client_id=client_id, extra=o.agent_toml)
-    agent, watch, n = AgentRunner(config), CommitWatch(db), o.messages
+    # With the unit's environment (MALLOC_ARENA_MAX...), as systemd runs it.
+    agent, watch = AgentRunner(config, env=service_environment()), CommitWatch(db)
+    n = o.messages
     out: dict[str, Any] = {}
     try:
         agent.start()
@@ -167,35 +172,18 @@ def run_agent(broker: LocalBroker, fleet: Fleet, o: Opts) -> dict[str, Any]:
         msgs, _ = watch.stored()
         out["live"] = {"rate": _rate(n, t0, t1), "lost": fleet.total() - msgs,
                        "cpu_s_per_1000": cpu / (n / 1000)}
-        sampler.stop()
-        peak = sampler.peak_rss
-        agent.stop()
-
-        # The burst: N messages queue in the agent's session while it is down.
-        publish_flat_out(broker, fleet, n, o.work)
-        agent.start(wait_ready=False)
-        sampler = ProcSampler(agent.pid).start()
-        spy = _start_profiler(agent.pid, o.work / "agent-drain.folded") if o.profile else None
-        agent.wait_ready(30)
-        t_done = watch.wait_all(fleet, 600)
-        cpu = sampler.cpu_seconds()
-        if spy is not None:
-            out["profile"] = _stop_profiler(spy, o.work / "agent-drain.folded")
-        msgs, rows = watch.stored()
-        ready = agent.ready_at or agent.started_at
-        out["drain"] = {
-            "rate": _rate(n, agent.started_at, t_done),
-            "rate_after_ready": _rate(n, ready, t_done),
-            "drain_s": None if t_done is None else t_done - agent.started_at,
-            "start_to_ready_s": ready - agent.started_at,
-            "lost": fleet.total() - msgs,
-            "cpu_s_per_1000": cpu / (n / 1000),
-        }
-        o.latency_rate = 0.5 * (out["live"]["rate"] or 1000.0)
+        peak = 0
+        if o.drain:
+            sampler.stop()
+            peak = sampler.peak_rss
+            sampler = _agent_drain(agent, watch, broker, fleet, o, out)
+        o.latency_rate = o.fixed_latency_rate or 0.5 * (out["live"]["rate"] or 1000.0)
         sent: dict[tuple[str, int], float] = {}
         lat: list[float] = []
+        timeline: list[tuple[float, float]] = []
         stop = threading.Event()
-        poller = threading.Thread(target=watch.latencies, args=(sent, stop, lat))
+        poller = threading.Thread(target=watch.latencies, args=(sent, stop, lat),
+                                  kwargs={"seen_at": timeline})
         poller.start()
         publish_paced(broker, fleet, o.latency_messages, o.latency_rate, sent)
         watch.wait_all(fleet, 120)
@@ -203,6 +191,8 @@ def run_agent(broker: LocalBroker, fleet: Fleet, o: Opts) -> dict[str, Any]:
         stop.set()
         poller.join()
         out["latency"] = _lat_summary(lat, o.latency_messages)
+        # Kept with --keep: each message's send and seen-committed epoch times.
+        (work / "latency.json").write_text(json.dumps(timeline))
         sampler.stop()
         msgs, rows = watch.stored()
         out["final"] = {"messages": fleet.total(), "stored_messages": msgs,
@@ -215,6 +205,34 @@ def run_agent(broker: LocalBroker, fleet: Fleet, o: Opts) -> dict[str, Any]:
         watch.close()
     drop_session(broker, client_id)
     return out
+
+
+def _agent_drain(agent: AgentRunner, watch: CommitWatch, broker: LocalBroker, fleet: Fleet,
+                 o: Opts, out: dict[str, Any]) -> ProcSampler:
+    """The burst: N messages queue in the agent's session while it is down, then it
+    starts; returns the RSS sampler started with it (still running)."""
+    n = o.messages
+    agent.stop()
+    publish_flat_out(broker, fleet, n, o.work)
+    agent.start(wait_ready=False)
+    sampler = ProcSampler(agent.pid).start()
+    spy = _start_profiler(agent.pid, o.work / "agent-drain.folded") if o.profile else None
+    agent.wait_ready(30)
+    t_done = watch.wait_all(fleet, 600)
+    cpu = sampler.cpu_seconds()
+    if spy is not None:
+        out["profile"] = _stop_profiler(spy, o.work / "agent-drain.folded")
+    msgs, _ = watch.stored()
+    ready = agent.ready_at or agent.started_at
+    out["drain"] = {
+        "rate": _rate(n, agent.started_at, t_done),
+        "rate_after_ready": _rate(n, ready, t_done),
+        "drain_s": None if t_done is None else t_done - agent.started_at,
+        "start_to_ready_s": ready - agent.started_at,
+        "lost": fleet.total() - msgs,
+        "cpu_s_per_1000": cpu / (n / 1000),
+    }
+    return sampler
 
 
 def _start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -330,7 +348,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="results directory (default bench/results)")
     ap.add_argument("--only-agent", action="store_true", help="skip the references")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--no-drain", action="store_true",
+                    help="with --only-agent: skip the burst (live, then latency)")
+    ap.add_argument("--latency-rate", type=float,
+                    help="latency run at this msg/s (default: half the agent's live rate)")
+    ap.add_argument("--latency-messages", type=int,
+                    help="messages in the latency run (default: messages / 5, >= 500)")
     args = ap.parse_args(argv)
+    if args.no_drain and not args.only_agent:
+        ap.error("--no-drain needs --only-agent (the targets need the burst)")
     n = args.messages or (3_000 if args.quick else 50_000)
     devices = args.devices or (20 if args.quick else 100)
     started = utcnow()
@@ -339,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
                            "broker_conf": args.broker_conf, "agent_toml": args.agent_toml}
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
-        o = Opts(n, devices, max(500, n // 5), tmp, args.profile, args.agent_toml)
+        o = Opts(n, devices, args.latency_messages or max(500, n // 5), tmp, args.profile,
+                 args.agent_toml, drain=not args.no_drain,
+                 fixed_latency_rate=args.latency_rate)
         fleet = Fleet.make(devices)
         users = dict(fleet.passwords)
         with LocalBroker(tmp / "broker", users=users, extra_conf=args.broker_conf) as broker:

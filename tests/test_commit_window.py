@@ -6,7 +6,9 @@ once."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from agent.config import IngestSettings
 from agent.mqtt import news as news_module
 from agent.mqtt import writer as writer_module
 from agent.mqtt.ingest import Inbound, Writer
-from agent.storage.store import Store
+from agent.storage.store import BatchResult, Item, Store
 from tests.waiting import wait_until
 
 NOW = 1_793_000_000.0
@@ -239,3 +241,70 @@ def test_a_trickle_after_a_burst_goes_back_to_the_window(
         assert writer.held >= 5, f"{writer.stats.batches} batches: the trickle never gathered"
     finally:
         writer.stop()
+
+
+def test_a_message_queued_behind_a_commit_waits_the_window_from_its_arrival(
+        tmp_path: Path) -> None:
+    # While the writer commits, messages queue; the window it then holds their batch for
+    # runs from the first one's arrival, not from when it was taken (waiting the whole
+    # window again on top doubled the latency at half the maximum rate).
+    acked: list[int] = []
+    committing = threading.Event()
+
+    class SlowStore(Store):
+        def write_batch(self, items: Iterable[Item], received_at: float,
+                        resolved: Sequence[int] = ()) -> BatchResult:
+            result = super().write_batch(items, received_at, resolved)
+            if not committing.is_set() and result.stored:
+                committing.set()
+                time.sleep(0.8)  # a slow commit (a fold, an SD card's fsync)
+            return result
+
+    writer = Writer(lambda: SlowStore(tmp_path / "a.db"), IngestSettings(commit_window_s=1.0),
+                    lambda m: acked.append(m.mid))
+    writer.start()
+    try:
+        writer.queue.put(inbound(0))  # a first message: news, committed at once, slowly
+        assert committing.wait(10.0)
+        queued_at = time.monotonic()
+        writer.queue.put(inbound(1))
+        wait_until(lambda: 1 in acked, timeout=10.0, what="the queued message's commit")
+        # From its arrival: the window (1 s) and a commit; not 0.8 s more.
+        assert time.monotonic() - queued_at < 1.5
+    finally:
+        writer.stop()
+
+
+def test_a_fast_stream_folds_at_fast_fold_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fold holds everything queued behind it: in a fast stream the recent tier is folded
+    # in smaller steps than fold_rows.
+    monkeypatch.setattr(writer_module, "FAST_FOLD_ROWS", 50, raising=False)
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=30.0, fold_rows=1_000)
+    writer.start()
+    try:
+        for seq in range(1, 81):  # at once: a fast stream
+            writer.queue.put(inbound(seq))
+        wait_until(lambda: len(acked) == 80, timeout=20.0, what=lambda: f"{len(acked)} acked")
+        wait_until(lambda: writer.stats.last_fold_pass > 0, timeout=5.0, what="a fold")
+    finally:
+        writer.stop()
+    with Store(tmp_path / "a.db") as store:
+        assert store.reading_count() == 80
+        assert store.recent_count() < 80
+
+
+def test_a_household_pace_stream_folds_at_fold_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer_module, "FAST_FOLD_ROWS", 50, raising=False)
+    acked: list[int] = []
+    writer = writer_for(tmp_path / "a.db", acked, commit_window_s=0.0, fold_rows=100)
+    writer.start()
+    try:
+        for seq in range(1, 61):  # one at a time, each committed before the next
+            writer.queue.put(inbound(seq))
+            wait_until(lambda n=seq: len(acked) == n, timeout=10.0)
+    finally:
+        writer.stop()
+    assert writer.stats.last_fold_pass == 0

@@ -7,6 +7,11 @@ holds ``max_bytes`` paho's thread waits in ``put``, so the socket is not read an
 holds the rest at the broker. The wait is at most ``max_wait_s`` per message: a writer
 stuck on failing storage (which retries, acknowledging nothing) must not stall paho's
 loop past the watchdog, so the message is then queued anyway.
+
+1 MiB holds more than one full batch (``ingest.batch_size`` 1,000 of the benchmark's
+~500-byte payloads, ~750 KB with the overhead): the writer never waits for paho while
+the broker has more. At 2 MiB the queue was full through the 50,000-message live run,
+~1 MB of the peak RSS (bench/README.md, "Ingest: p99 and RSS").
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from agent.mqtt.judge import Inbound
 # What a queued message costs beyond its payload and topic (the Inbound, the bytes and
 # str headers), so that many small messages count too.
 _OVERHEAD_B = 250
-MAX_BYTES = 2 * 1024 * 1024
+MAX_BYTES = 1024 * 1024
 MAX_WAIT_S = 1.0
 
 

@@ -10,6 +10,7 @@ the persistent session, and the ``(consumable, seq)`` key drops the duplicate.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,14 @@ __all__ = ["ForeignRoute", "HouseholdRoute", "Inbound", "IngestStats", "MqttInge
            "RateLimiter", "Writer", "validate"]
 
 log = logging.getLogger(__name__)
+
+# How long a thread may hold the GIL while another waits for it (CPython's default is
+# 5 ms). paho's network thread reads one packet at a time and then waits for the GIL
+# behind the writer, which validates and packs in pure Python: at half the benchmark's
+# maximum rate messages reached on_message up to 200 ms after they were sent, and the
+# latency run's p99 was 208-314 ms against 128-162 ms at 1 ms (bench/README.md, "Ingest:
+# p99 and RSS"). Process-wide: set when the ingest starts.
+GIL_SWITCH_S = 0.001
 
 # CONNACK reasons for bad credentials: 134 bad user name or password, 135 not authorized
 # (MQTT 3.1.1's return codes 4 and 5 arrive mapped to these).
@@ -231,6 +240,7 @@ class MqttIngest:
         answers or ``wait.stop`` is set (then this returns without connecting): a broker
         that is merely late at boot must not burn systemd's start limit.
         """
+        sys.setswitchinterval(GIL_SWITCH_S)
         self.writer.start()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.session_expiry_s

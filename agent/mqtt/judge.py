@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.errors import PayloadError
 from agent.storage.store import UNKNOWN_DEVICE, Item, Pending, Rejected, StatusUpdate
@@ -31,6 +31,9 @@ class Inbound:
     topic: str
     payload: bytes
     received_at: float  # wall clock, epoch seconds
+    # Monotonic time of the hand-off: the writer's commit window runs from here, not
+    # from when it took the message (see agent.mqtt.writer).
+    arrived: float = field(default_factory=time.monotonic, compare=False)
 
 
 class RateLimiter:

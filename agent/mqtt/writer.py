@@ -49,12 +49,21 @@ log = logging.getLogger("agent.mqtt.ingest")
 
 # Messages seen in a batch before its arrival rate counts as measured (fewer are noise).
 _RATE_SAMPLE = 16
-# From this arrival rate on, a batch waits at most FAST_WINDOW_S: the commits are big
-# anyway (a 50 ms batch holds 10+ messages) and latency stays low under load.
+# From this arrival rate on, a batch waits at most FAST_WINDOW_S from its first message's
+# arrival: the commits are big anyway (a 25 ms batch holds 5+ messages, ~57 at half the
+# benchmark's maximum rate) and latency stays low under load. 50 ms put p50 at 91-95 ms
+# at half rate against 37-51 ms with 25 (bench/README.md, "Ingest: p99 and RSS").
 FAST_RATE = 200.0
-FAST_WINDOW_S = 0.05
+FAST_WINDOW_S = 0.025
 # After a fast batch's commit, batches wait FAST_WINDOW_S this long (a backlog's tail).
 FAST_HOLD_S = 5.0
+# While the stream is fast, the recent tier is folded once it holds this many readings
+# (or ``fold_rows`` if fewer). A fold holds the writer, and everything queued behind it,
+# for its whole length: 10,000 readings were 160-210 ms at half the maximum rate (a
+# third of the latency run's p99 tail, bench/README.md, "The p99 at half rate"); 2,500
+# are a quarter of it plus ~7 ms for the consumables' open parts. At household pace
+# ``fold_rows`` and ``fold_interval_s`` govern as configured.
+FAST_FOLD_ROWS = 2_500
 
 
 def _arrived_fast(batch: list[Inbound]) -> bool:
@@ -176,10 +185,14 @@ class Writer:
         batch = [first]
         self._held = 1
         size, window = self.settings.batch_size, self.commit_window_s
-        start = time.monotonic()
+        # The window runs from the first message's arrival, not from when the writer took
+        # it: messages that queued behind a commit or a fold have waited already, and
+        # waiting the whole window again on top doubled the latency at half the maximum
+        # rate (bench/README.md, "The p99 at half rate").
+        start = first.arrived
         # Right after a fast batch the short window holds; only a batch that arrived fast
         # itself extends the hold (a trickle after a burst must not).
-        if start < self._fast_until:
+        if time.monotonic() < self._fast_until:
             window = min(window, FAST_WINDOW_S)
         # News commits the batch as soon as nothing more is waiting: at household pace
         # that is at once, in a backlog it does not cut the batch short.
@@ -217,7 +230,7 @@ class Writer:
         # Not at a clean stop: the recent tier is durable, and a fold at every restart
         # would only add writes.
         if self._written_since_fold and not done and (
-                len(store.recent) >= s.fold_rows
+                len(store.recent) >= self._fold_rows(now)
                 or now - self._folded_at >= s.fold_interval_s):
             moved, folded = store.fold_recent(), True
             self._folded_at, self._written_since_fold = time.monotonic(), False
@@ -237,6 +250,11 @@ class Writer:
                       1000 * (self._checkpointed_at - started))
             st.last_checkpoint_pass = st.upkeep_passes + 1
         st.upkeep_passes += 1
+
+    def _fold_rows(self, now: float) -> int:
+        """Readings in the recent tier that make a fold due (see ``FAST_FOLD_ROWS``)."""
+        rows = self.settings.fold_rows
+        return min(rows, FAST_FOLD_ROWS) if now < self._fast_until else rows
 
     def _tally_rejects(self, items: list[Item]) -> None:
         """Count rejects per device and reason; log at most one line per device per
