@@ -253,13 +253,13 @@ def _fit(
     if len(lv) >= 2:
         lv = _thin(lv, LONG_WINDOW_DAYS + 1)
         fit = level_fit(_days(lv), [float(o.level or 0.0) for o in lv],
-                        spec.capacity, aw, past, _counted(spec), _life(spec))
+                        spec.capacity, aw, past, _counted(spec), _life(spec), spec.pack_size)
         if (isinstance(fit, Fixed) and fit.est.rate is None
                 and fit.est.kind is EstimateKind.STEPS):
             # Coarse and nothing crossed lately: look back further for crossings.
             lv = [o for o in year if o.level is not None]
             fit = level_fit(_days(lv), [float(o.level or 0.0) for o in lv],
-                            spec.capacity, aw, past, _counted(spec), _life(spec))
+                            spec.capacity, aw, past, _counted(spec), _life(spec), spec.pack_size)
         if fit is not None:
             return fit
     return _level_or_state(year, spec, aw, past, levels=False)
@@ -278,7 +278,7 @@ def _level_or_state(
         lv = [o for o in year if o.level is not None]
         if len(lv) >= 2:
             fit = level_fit(_days(lv), [float(o.level or 0.0) for o in lv],
-                            spec.capacity, aw, past, _counted(spec), _life(spec))
+                            spec.capacity, aw, past, _counted(spec), _life(spec), spec.pack_size)
             if fit is not None:
                 return fit
         if lv:

@@ -141,14 +141,23 @@ def level_fit(
     deliveries: list[float],
     counted: bool = False,
     shelf_life: float | None = None,
+    pack: float | None = None,
 ) -> Fit | None:
     """Rate and level from numeric level readings (fine sensors or coarse steps).
     ``counted``: the device counts whole items (see :func:`detect_quantum`);
-    ``shelf_life`` (days): perishable, spoiled stock may be thrown out."""
+    ``shelf_life`` (days): perishable, spoiled stock may be thrown out; ``pack``: what
+    one pack adds (level units)."""
     quantum = detect_quantum(levels[-60:], capacity, counted)
     refill_tol = 0.5 * quantum if quantum is not None else 0.08 * capacity
+    step = None
+    if quantum is None and pack is not None:
+        # A fridge that holds many packs: one jug the household brings home rises by
+        # less than 8 % of it, and read as use it took a litre back (five people, 14 l:
+        # 749 ml/day at 1,650 on the third day). One pack, even partly used at once, is
+        # a refill (as in ``refills.refill_tol``) unless it is only put back.
+        step = min(refill_tol, 0.6 * pack)
     s = clean_levels(times, levels, capacity, away, deliveries, refill_tol,
-                     shelf_life if quantum is None else None)
+                     shelf_life if quantum is None else None, step)
     if quantum is not None:
         return _coarse(s, quantum, capacity, exact=counted and quantum == 1.0)
     return _fine(s, capacity)

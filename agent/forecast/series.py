@@ -87,6 +87,7 @@ def clean_levels(
     deliveries: list[float],
     refill_tol: float,
     shelf_life: float | None = None,
+    step_tol: float | None = None,
 ) -> UseSeries:
     """Reject spikes, detect refills, and accumulate use over active time.
 
@@ -95,6 +96,10 @@ def clean_levels(
     a lone excursion that the next reading undoes is a spike. A big drop in the newest
     reading, inside a short gap, is held out until the next reading confirms it: a
     lifted milk jug reads zero once.
+
+    ``step_tol`` (below ``refill_tol``): a smaller rise that is a refill too (one pack in
+    a device that holds many), unless it only undoes the drop of the one or two readings
+    before it (a jug lifted off a shelf of several and put back: that drop was no use).
 
     With a ``shelf_life`` (perishables on a fine sensor), a fast drop (larger than a
     refill, within a few hours) is spoiled stock thrown out, not use, only when a batch
@@ -159,7 +164,8 @@ def clean_levels(
             tau.append(tau[-1] + active)
             cum.append(cum[-1])
             continue
-        if d > refill_tol:
+        if d > refill_tol or (step_tol is not None and d > step_tol
+                              and not _put_back(keep_t, keep_l, k, step_tol)):
             # Use inside a refill interval is unknowable: cut it out of the time axis too,
             # so the slope is not biased by a stretch of "no use".
             refills.append(t1)
@@ -174,6 +180,14 @@ def clean_levels(
             ends.append(t1)
     return UseSeries(tau, cum, keep_t, keep_l, uses, spans, ends, refills, spikes + discards,
                      pending)
+
+
+def _put_back(keep_t: list[float], keep_l: list[float], k: int, tol: float) -> bool:
+    """Whether the rise to ``keep_l[k]`` brings the level back to within half ``tol``
+    of where it stood one or two readings earlier, within six hours: something lifted
+    and put back, not stock added."""
+    return any(keep_t[k] - keep_t[j] < 0.25 and abs(keep_l[k] - keep_l[j]) <= 0.5 * tol
+               for j in (k - 2, k - 3) if j >= 0)
 
 
 # A discard is expected from this long before a batch's expiry to this long after it.
