@@ -323,7 +323,8 @@ def evaluate(res: dict[str, Any]) -> list[Check]:
 
 WRITE_FIGURES = (
     "seconds", "messages", "write_bytes", "ingest_bytes_per_message", "fold_every_s",
-    "prefilled_messages", "fold_rows", "fold_write_bytes", "prefill_checkpoint_bytes",
+    "folds_in_window", "prefilled_messages", "fold_rows", "fold_write_bytes",
+    "prefill_checkpoint_bytes",
     "agent_stop_write_bytes", "fold_bytes_per_message",
     "bytes_per_message", "fold_mb_per_day", "mb_per_day", "wal_bytes", "db_bytes",
     "commits", "messages_per_commit", "wal_bytes_per_message", "db_bytes_per_message",
@@ -413,7 +414,8 @@ def markdown(res: dict[str, Any], checks: list[Check]) -> str:
         "the prefill's checkpoint and what the agent wrote while stopping (the "
         "checkpoint of the window's pages), over the messages of one fold interval "
         "(`fold_bytes_per_message`). The full run's household window is one fold "
-        "interval, fold and checkpoint inside. `bytes_per_message` is the sum; per day: times the "
+        "interval and two commit windows, the fold and its checkpoint inside "
+        "(`folds_in_window`). `bytes_per_message` is the sum; per day: times the "
         "messages of a day. When folds come due inside the window (the fast rate), "
         "`write_bytes` holds them. By file (`bench.footprint_files`, when `strace` is "
         "installed): the window's `write_bytes` split into the WAL and the database file "
@@ -487,9 +489,11 @@ def main(argv: list[str] | None = None) -> int:
             wconfig = write_agent_config(tmp / "agent-writes", broker.host, broker.port,
                                          broker.passwords["agent"], db,
                                          extra=args.agent_toml + ingest_toml(args.commit_window))
-            # One whole fold cycle: the commits, the fold and the checkpoint after it.
+            # One whole fold cycle: the commits, the fold and the checkpoint after it (the
+            # fold comes due at the first commit an interval after the agent started).
+            ingest = load_settings(wconfig).ingest
             window = args.write_seconds or (
-                20.0 if args.quick else load_settings(wconfig).ingest.fold_interval_s)
+                20.0 if args.quick else ingest.fold_interval_s + 2 * ingest.commit_window_s)
             res["writes_household"] = measure_writes(broker, wconfig, db, fleet, 60.0, window)
             # Past one checkpoint interval: the folds that come due inside the window
             # are charged with the checkpoint that copies them, as in the agent.

@@ -16,8 +16,9 @@ seen them all):
 
 The fold of the recent readings tier into the keyed one runs every ``fold_every_s``:
 ``fold_interval_s``, or sooner once the tier holds ``fold_rows`` readings, and the WAL
-checkpoint follows it. The household window of the full run is one fold interval, so
-its ``write_bytes`` hold a whole cycle: the commits, one fold and its checkpoint. A
+checkpoint follows it. The household window of the full run is one fold interval and two
+commit windows, so its ``write_bytes`` hold a whole cycle: the commits, one fold and its
+checkpoint (``folds_in_window`` counts them from the database). A
 shorter window (``--quick``, ``--write-seconds``) charges the fold at its real interval:
 before the window the recent tier is filled with the readings of the rest of one fold
 interval, and after the window the fold and its checkpoint run in a process of their
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -96,6 +98,13 @@ def prefill(db: Path, fleet: Fleet, messages: int, now: float, per_device_s: flo
         w0 = write_bytes("self")
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return write_bytes("self") - w0
+
+
+def folds(db: Path) -> int:
+    """The folds the database has seen (the recent tier counts them, cid 0)."""
+    with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        row = conn.execute("SELECT gen FROM history_marks WHERE cid = 0").fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def _io(pid: int | str, field: str) -> int:
@@ -172,12 +181,14 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
         wal = Path(f"{db}-wal")
         with Tracer(agent.pid, config.parent / f"writes-{per_device_s:g}.strace") as tracer:
             w0, wal0, db0 = write_bytes(agent.pid), _size(wal), _size(db)
+            folds0 = folds(db)
             b0 = write_bytes(_pid(broker))
             t0 = time.monotonic()
             publish_paced(broker, fleet, total, rate, {})
             time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
             wall = time.monotonic() - t0
             w1, wal1, db1 = write_bytes(agent.pid), _size(wal), _size(db)
+            folded = folds(db) - folds0
             kept = w1 - _io(agent.pid, "cancelled_write_bytes")
             b1 = write_bytes(_pid(broker))
         stop_bytes = max(0, stop_counting(agent) - kept)
@@ -197,7 +208,7 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
         "devices": len(fleet.names), "per_device_s": per_device_s, "rate": rate,
         "messages": total, "seconds": wall, "write_bytes": w1 - w0,
         "ingest_bytes_per_message": per_msg,
-        "fold_every_s": every, "fold_in_window": not fold_after,
+        "fold_every_s": every, "fold_in_window": not fold_after, "folds_in_window": folded,
         "fold_messages": fold_msgs if fold_after else None,
         "prefilled_messages": before, **fold,
         "prefill_checkpoint_bytes": prefill_ckpt, "agent_stop_write_bytes": stop_bytes,
