@@ -42,6 +42,8 @@ _LATE_QUANTILE = 0.933  # the same, for an empirical lead time (1.5 sd of a norm
 # Empirical lead times are summarised by these probability bins (finer in the tail a
 # 98 % target lives in), one representative quantile per bin: 8 evaluations per risk.
 _BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.85, 0.95, 0.99, 1.0)
+_MIDS = tuple(0.5 * (a + b) for a, b in zip(_BINS, _BINS[1:], strict=False))  # increasing
+_WIDTHS = tuple(b - a for a, b in zip(_BINS, _BINS[1:], strict=False))
 PRIOR_WEIGHT = 4.0  # the vendor's declared lead time counts as this many deliveries
 
 
@@ -57,12 +59,16 @@ class LeadTime:
     sd_days: float = 0.0
     observed: tuple[float, ...] = ()
     _nodes: tuple[tuple[float, float], ...] = field(init=False, repr=False, compare=False)
+    # With observations: the mixture (:func:`_mixture`), worked out once.
+    _pts: list[tuple[float, float]] = field(init=False, repr=False, compare=False)
     # quantile() by its argument: the planner asks the same few (an overdue order's
     # grace, a late delivery) for every order on the way, every pass.
     _quantiles: dict[float, float] = field(init=False, repr=False, compare=False,
                                            default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_pts", _mixture(self.mean_days, self.sd_days, self.observed)
+                           if self.observed else [])
         object.__setattr__(self, "_nodes", self._build_points())
 
     @classmethod
@@ -85,9 +91,7 @@ class LeadTime:
             if self.sd_days <= 0:
                 return ((self.mean_days, 1.0),)
             return tuple((max(0.0, self.mean_days + z * self.sd_days), w) for z, w in _GH)
-        pts = _mixture(self.mean_days, self.sd_days, self.observed)
-        return tuple((_quantile(pts, 0.5 * (a + b)), b - a)
-                     for a, b in zip(_BINS, _BINS[1:], strict=False))
+        return tuple(zip(_quantiles(self._pts, _MIDS), _WIDTHS, strict=True))
 
     def quantile(self, q: float) -> float:
         """The lead time not exceeded with probability ``q``."""
@@ -95,7 +99,7 @@ class LeadTime:
         if got is None:
             got = self._quantiles[q] = (
                 max(0.0, self.mean_days + _z(q) * self.sd_days) if not self.observed
-                else _quantile(_mixture(self.mean_days, self.sd_days, self.observed), q))
+                else _quantile(self._pts, q))
         return got
 
 
@@ -127,6 +131,24 @@ def _quantile(pts: list[tuple[float, float]], q: float) -> float:
         if acc >= q - 1e-12:
             return x
     return pts[-1][0]
+
+
+def _quantiles(pts: list[tuple[float, float]], qs: Sequence[float]) -> list[float]:
+    """:func:`_quantile` of each of the increasing ``qs``, in one walk: the running sum
+    of the weights is the same at every point, so each answer is too."""
+    out: list[float] = []
+    acc = 0.0
+    it = iter(qs)
+    q = next(it, None)
+    for x, w in pts:
+        acc += w
+        while q is not None and acc >= q - 1e-12:
+            out.append(x)
+            q = next(it, None)
+        if q is None:
+            return out
+    last = pts[-1][0]
+    return out + [last] * (len(qs) - len(out))
 
 
 @dataclass(slots=True, frozen=True)
