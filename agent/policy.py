@@ -42,8 +42,6 @@ _LATE_QUANTILE = 0.933  # the same, for an empirical lead time (1.5 sd of a norm
 # Empirical lead times are summarised by these probability bins (finer in the tail a
 # 98 % target lives in), one representative quantile per bin: 8 evaluations per risk.
 _BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.85, 0.95, 0.99, 1.0)
-_MIDS = tuple(0.5 * (a + b) for a, b in zip(_BINS, _BINS[1:], strict=False))  # increasing
-_WIDTHS = tuple(b - a for a, b in zip(_BINS, _BINS[1:], strict=False))
 PRIOR_WEIGHT = 4.0  # the vendor's declared lead time counts as this many deliveries
 
 
@@ -91,7 +89,8 @@ class LeadTime:
             if self.sd_days <= 0:
                 return ((self.mean_days, 1.0),)
             return tuple((max(0.0, self.mean_days + z * self.sd_days), w) for z, w in _GH)
-        return tuple(zip(_quantiles(self._pts, _MIDS), _WIDTHS, strict=True))
+        return tuple((_quantile(self._pts, 0.5 * (a + b)), b - a)
+                     for a, b in zip(_BINS, _BINS[1:], strict=False))
 
     def quantile(self, q: float) -> float:
         """The lead time not exceeded with probability ``q``."""
@@ -131,24 +130,6 @@ def _quantile(pts: list[tuple[float, float]], q: float) -> float:
         if acc >= q - 1e-12:
             return x
     return pts[-1][0]
-
-
-def _quantiles(pts: list[tuple[float, float]], qs: Sequence[float]) -> list[float]:
-    """:func:`_quantile` of each of the increasing ``qs``, in one walk: the running sum
-    of the weights is the same at every point, so each answer is too."""
-    out: list[float] = []
-    acc = 0.0
-    it = iter(qs)
-    q = next(it, None)
-    for x, w in pts:
-        acc += w
-        while q is not None and acc >= q - 1e-12:
-            out.append(x)
-            q = next(it, None)
-        if q is None:
-            return out
-    last = pts[-1][0]
-    return out + [last] * (len(qs) - len(out))
 
 
 @dataclass(slots=True, frozen=True)

@@ -117,6 +117,10 @@ class AgentPolicy:
         # equal, so the forecast is the same as without).
         self._fits: dict[int, FitMemo] = {}
 
+    def forget_fits(self) -> None:
+        """Drop the forecast memos (the next decision fits from scratch)."""
+        self._fits.clear()
+
     def _learn(self, view: ItemView) -> tuple[Learned, float]:
         """Learned values and the service level to plan at (realised service against
         the target, from the readings between each of our orders and its delivery)."""
