@@ -98,8 +98,11 @@ def to_days(ts: datetime) -> float:
 
 
 def _days(obs: list[Observation], stamps: EpochSeconds) -> list[float]:
-    """Epoch days of each reading (:func:`to_days`, its seconds from ``stamps``)."""
-    return [stamps[o.ts] / DAY for o in obs]
+    """Epoch days of each reading (:func:`to_days`, its seconds from ``stamps``; a new
+    time is added in C, not through :meth:`EpochSeconds.__missing__`)."""
+    get, keep = stamps.get, stamps.setdefault
+    return [(s if (s := get(o.ts)) is not None else keep(o.ts, o.ts.timestamp())) / DAY
+            for o in obs]
 
 
 def away_days(away: Sequence[Away]) -> list[Interval]:
