@@ -57,12 +57,16 @@ class LeadTime:
     sd_days: float = 0.0
     observed: tuple[float, ...] = ()
     _nodes: tuple[tuple[float, float], ...] = field(init=False, repr=False, compare=False)
+    # With observations: the mixture (:func:`_mixture`), worked out once.
+    _pts: list[tuple[float, float]] = field(init=False, repr=False, compare=False)
     # quantile() by its argument: the planner asks the same few (an overdue order's
     # grace, a late delivery) for every order on the way, every pass.
     _quantiles: dict[float, float] = field(init=False, repr=False, compare=False,
                                            default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_pts", _mixture(self.mean_days, self.sd_days, self.observed)
+                           if self.observed else [])
         object.__setattr__(self, "_nodes", self._build_points())
 
     @classmethod
@@ -85,8 +89,7 @@ class LeadTime:
             if self.sd_days <= 0:
                 return ((self.mean_days, 1.0),)
             return tuple((max(0.0, self.mean_days + z * self.sd_days), w) for z, w in _GH)
-        pts = _mixture(self.mean_days, self.sd_days, self.observed)
-        return tuple((_quantile(pts, 0.5 * (a + b)), b - a)
+        return tuple((_quantile(self._pts, 0.5 * (a + b)), b - a)
                      for a, b in zip(_BINS, _BINS[1:], strict=False))
 
     def quantile(self, q: float) -> float:
@@ -95,7 +98,7 @@ class LeadTime:
         if got is None:
             got = self._quantiles[q] = (
                 max(0.0, self.mean_days + _z(q) * self.sd_days) if not self.observed
-                else _quantile(_mixture(self.mean_days, self.sd_days, self.observed), q))
+                else _quantile(self._pts, q))
         return got
 
 

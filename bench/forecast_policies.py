@@ -20,6 +20,7 @@ from agent.forecast import (
     Confidence,
     ConsumableSpec,
     Delivery,
+    FitMemo,
     Forecast,
     Observation,
     forecast,
@@ -111,6 +112,14 @@ class AgentPolicy:
         # Each item's cycle verdicts, kept like the fit memo the planner keeps per
         # consumable: a weekly judgement redoes only the cycles whose readings changed.
         self._service: dict[int, ServiceMemo] = {}
+        # Each item's forecast memo, as the planner keeps one per consumable (its fit,
+        # sorted readings, curve and anchor scan: reused only while their inputs are
+        # equal, so the forecast is the same as without).
+        self._fits: dict[int, FitMemo] = {}
+
+    def forget_fits(self) -> None:
+        """Drop the forecast memos (the next decision fits from scratch)."""
+        self._fits.clear()
 
     def _learn(self, view: ItemView) -> tuple[Learned, float]:
         """Learned values and the service level to plan at (realised service against
@@ -131,7 +140,7 @@ class AgentPolicy:
         learned, service = self._learn(view)
         spec = learned.apply(view.spec)
         fc = forecast(view.obs, spec, view.now, deliveries=view.deliveries,
-                      away=view.away)
+                      away=view.away, memo=self._fits.setdefault(id(view.obs), FitMemo()))
         key = (id(view.lead_history), len(view.lead_history))
         lead = self._leads.get(key)
         if lead is None:  # a new delivery came in since the last review

@@ -216,11 +216,15 @@ def _time_year_end(policy: Any, items: list[Item], keys: list[tuple[str, str]],
                    dels: dict[tuple[str, str], list[Delivery]], away: list[Away],
                    lead: LeadTime, end: datetime, res: dict[tuple[str, str], ItemResult],
                    ) -> None:
-    """CPU time of one forecast and decision with all the readings of the run."""
+    """CPU time of one forecast and decision with all the readings of the run, fitted
+    afresh each time (a policy's fit memos would make every repeat after the first a
+    cache hit)."""
+    forget = getattr(policy, "forget_fits", lambda: None)
     for key, it in zip(keys, items, strict=True):
         view = ItemView(end, it.spec, it.packs_per_order, lead, obs[key], dels[key], away)
         t0 = time.thread_time()
         for _ in range(YEAR_END_REPEATS):
+            forget()
             policy.decide(view)
         res[key].year_end_ms = (time.thread_time() - t0) / YEAR_END_REPEATS * 1000.0
 

@@ -67,8 +67,9 @@ def ref_refills(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
 
 
 def ref_first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetime,
-                           ) -> tuple[datetime, float] | None:
-    """:func:`first_refill_after` with every candidate handed to _jump."""
+                           memo: object = None) -> tuple[datetime, float] | None:
+    """:func:`first_refill_after` with every candidate handed to _jump (``memo``, the
+    fast one's, unused)."""
     import bisect  # noqa: PLC0415
 
     tol = refill_tol(spec)

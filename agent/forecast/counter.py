@@ -17,7 +17,7 @@ from agent.forecast.methods import (
     daily_points,
 )
 from agent.forecast.series import Interval, overlap
-from agent.forecast.stats import median, robust_daily_variance, theil_sen
+from agent.forecast.stats import median, robust_daily_variance, theil_sen_slope
 from agent.forecast.types import EstimateKind
 
 
@@ -89,7 +89,7 @@ def counter_fit(
         return None
     tau = active_days(times, away)
     xs, ys = daily_points(tau, counters, tau[-1] - 2 * LONG_WINDOW_DAYS)
-    ppd, _ = theil_sen(xs, ys)
+    ppd = theil_sen_slope(xs, ys)
     ppd = max(ppd, 0.0)
     uses = [b - a for a, b in zip(counters, counters[1:], strict=False)]
     spans = [b - a for a, b in zip(tau, tau[1:], strict=False)]

@@ -27,8 +27,9 @@ from datetime import datetime, timedelta
 from operator import attrgetter
 
 from agent.domain import CoarseState, Unit
+from agent.forecast.anchor import AnchorMemo, anchor
 from agent.forecast.counter import counter_fit
-from agent.forecast.dayshape import day_shape
+from agent.forecast.dayshape import ShapeMemo, day_shape
 from agent.forecast.learn import yield_cv
 from agent.forecast.methods import (
     COARSE_HISTORY_DAYS,
@@ -45,6 +46,7 @@ from agent.forecast.project import (
 )
 from agent.forecast.refills import (
     LOW_STATES,
+    RefillMemo,
     fresh_batches,
     low_signal,
     refills,
@@ -52,6 +54,7 @@ from agent.forecast.refills import (
     usable_level,
 )
 from agent.forecast.series import Interval, merge_intervals
+from agent.forecast.stamps import EpochSeconds
 from agent.forecast.states import state_fit
 from agent.forecast.types import (
     Away,
@@ -73,13 +76,20 @@ HISTORY_DAYS = 366.0  # nothing older matters: coarse steps look back a year at 
 @dataclass(slots=True)
 class FitMemo:
     """One consumable's last fit and the inputs it was fitted from (:func:`forecast`),
-    its readings as last sorted and its last steady demand curve."""
+    its readings as last sorted, its last steady demand curve, what the last forecast's
+    scans found with the readings they read (the counter's anchor, the refills after
+    deliveries, the day's shape) and its readings' epoch seconds: each reused only where
+    its inputs are equal, so the forecast is the same as without."""
 
     key: tuple[object, ...] | None = None
     fit: Fit | None = None
     fits: int = 0  # fits computed: what a cached pass saved is in the count
     obs: list[Observation] | None = None
     curve: CurveMemo = field(default_factory=CurveMemo)
+    anchor: AnchorMemo = field(default_factory=AnchorMemo)
+    stamps: EpochSeconds = field(default_factory=EpochSeconds)
+    refills: RefillMemo = field(default_factory=RefillMemo)
+    shape: ShapeMemo = field(default_factory=ShapeMemo)
 
 
 def to_days(ts: datetime) -> float:
@@ -87,9 +97,12 @@ def to_days(ts: datetime) -> float:
     return ts.timestamp() / DAY
 
 
-def _days(obs: list[Observation]) -> list[float]:
-    """Epoch days of each reading (:func:`to_days` inlined: the fit's longest loops)."""
-    return [o.ts.timestamp() / DAY for o in obs]
+def _days(obs: list[Observation], stamps: EpochSeconds) -> list[float]:
+    """Epoch days of each reading (:func:`to_days`, its seconds from ``stamps``; a new
+    time is added in C, not through :meth:`EpochSeconds.__missing__`)."""
+    get, keep = stamps.get, stamps.setdefault
+    return [(s if (s := get(o.ts)) is not None else keep(o.ts, o.ts.timestamp())) / DAY
+            for o in obs]
 
 
 def away_days(away: Sequence[Away]) -> list[Interval]:
@@ -133,7 +146,8 @@ def forecast(
               bisect.bisect_right(obs, now, key=_TS)]
     now_d = to_days(now)
     aw = away_days(away)
-    past = sorted([d.ts.timestamp() / DAY for d in deliveries if d.ts <= now and not d.pending])
+    stamps = EpochSeconds() if memo is None else memo.stamps.bound()
+    past = sorted([stamps[d.ts] / DAY for d in deliveries if d.ts <= now and not d.pending])
     incoming = tuple(sorted((d for d in deliveries if d.ts > now or d.pending),
                             key=lambda d: d.ts))
     low = low_signal(obs)
@@ -149,13 +163,14 @@ def forecast(
         if first is not None and first.level is not None:
             fresh = [(first.ts, first.level)]
     known = (now - life, fresh) if life is not None and fresh is not None else None
-    spare = spare_packs(obs, spec, deliveries, now, known)
+    spare = spare_packs(obs, spec, deliveries, now, known,
+                        None if memo is None else memo.refills.start())
     start, ctr_from, lv_from = _windows(obs, now)
     key = (obs[start:], ctr_from - start, lv_from - start, spec, aw, past)
     if memo is not None and memo.key == key:
         fit = memo.fit
     else:
-        fit = _fit(*key)
+        fit = _fit(*key, stamps, anchors=None if memo is None else memo.anchor)
         if memo is not None:
             memo.key, memo.fit, memo.fits = key, fit, memo.fits + 1
     est = None if fit is None else fit.at(now_d, aw)
@@ -184,7 +199,7 @@ def forecast(
                         away=aw, memo=None if memo is None else memo.curve,
                         weekday_var=est.weekday_var, persist=est.persist, carry=est.carry)
     if est.kind is EstimateKind.FINE:
-        shape = day_shape(obs, spec, now)
+        shape = day_shape(obs, spec, now, None if memo is None else memo.shape)
         if shape is not None:
             curve = dataclasses.replace(curve, hours=shape)
     usable = level
@@ -230,39 +245,45 @@ def _fit(
     spec: ConsumableSpec,
     aw: list[Interval],
     past: list[float],
+    stamps: EpochSeconds,
+    *,
+    anchors: AnchorMemo | None = None,
 ) -> Fit | None:
     """Pick the best signal the readings carry and fit its estimator: ``year`` is the
     readings of the last year, its counter window from ``ctr_from`` and its level window
-    from ``lv_from``. Nothing here reads ``now``: the fit is the same while these are."""
+    from ``lv_from``. Nothing here reads ``now``: the fit is the same while these are
+    (``stamps`` and ``anchors`` only save work)."""
     lv = [o for o in year[lv_from:] if o.level is not None]
     if spec.yield_per_pack:
         ctr = _thin([o for o in year[ctr_from:] if o.counter is not None],
                     2 * LONG_WINDOW_DAYS)
         if len(ctr) >= 2:
             est = counter_fit(
-                _days(ctr), [float(o.counter or 0) for o in ctr],
-                spec.pack_size / spec.yield_per_pack, aw, _anchor(year, spec),
+                _days(ctr, stamps), [float(o.counter or 0) for o in ctr],
+                spec.pack_size / spec.yield_per_pack, aw, anchor(year, spec, anchors),
                 spec.yield_cv if spec.yield_cv is not None else yield_cv(0),
                 spec.burst_ratio or 0.0)
             if est is not None and est.has_level:
                 return est
             if est is not None:
-                fallback = _level_or_state(year, spec, aw, past)
+                fallback = _level_or_state(year, spec, aw, past, stamps)
                 if fallback is not None and fallback.has_level:
                     return _Blend(est, fallback)
     if len(lv) >= 2:
         lv = _thin(lv, LONG_WINDOW_DAYS + 1)
-        fit = level_fit(_days(lv), [float(o.level or 0.0) for o in lv],
-                        spec.capacity, aw, past, _counted(spec), _life(spec), spec.pack_size)
+        fit = level_fit(_days(lv, stamps), [float(o.level or 0.0) for o in lv],
+                        spec.capacity, aw, past, _counted(spec), _life(spec),
+                        spec.pack_size)
         if (isinstance(fit, Fixed) and fit.est.rate is None
                 and fit.est.kind is EstimateKind.STEPS):
             # Coarse and nothing crossed lately: look back further for crossings.
             lv = [o for o in year if o.level is not None]
-            fit = level_fit(_days(lv), [float(o.level or 0.0) for o in lv],
-                            spec.capacity, aw, past, _counted(spec), _life(spec), spec.pack_size)
+            fit = level_fit(_days(lv, stamps), [float(o.level or 0.0) for o in lv],
+                            spec.capacity, aw, past, _counted(spec), _life(spec),
+                            spec.pack_size)
         if fit is not None:
             return fit
-    return _level_or_state(year, spec, aw, past, levels=False)
+    return _level_or_state(year, spec, aw, past, stamps, levels=False)
 
 
 def _level_or_state(
@@ -270,6 +291,7 @@ def _level_or_state(
     spec: ConsumableSpec,
     aw: list[Interval],
     past: list[float],
+    stamps: EpochSeconds,
     *,
     levels: bool = True,
 ) -> Fit | None:
@@ -277,8 +299,9 @@ def _level_or_state(
     if levels:
         lv = [o for o in year if o.level is not None]
         if len(lv) >= 2:
-            fit = level_fit(_days(lv), [float(o.level or 0.0) for o in lv],
-                            spec.capacity, aw, past, _counted(spec), _life(spec), spec.pack_size)
+            fit = level_fit(_days(lv, stamps), [float(o.level or 0.0) for o in lv],
+                            spec.capacity, aw, past, _counted(spec), _life(spec),
+                            spec.pack_size)
             if fit is not None:
                 return fit
         if lv:
@@ -288,7 +311,7 @@ def _level_or_state(
     st = [o for o in year if o.state is not None and o.state is not CoarseState.UNKNOWN]
     if not st:
         return None
-    return state_fit(_days(st), [o.state in LOW_STATES for o in st],
+    return state_fit(_days(st, stamps), [o.state in LOW_STATES for o in st],
                      spec.capacity, spec.low_level, aw)
 
 
@@ -313,38 +336,6 @@ def _life(spec: ConsumableSpec) -> float | None:
 
 def _counted(spec: ConsumableSpec) -> bool:
     return spec.unit is Unit.COUNT
-
-
-def _anchor(obs: list[Observation], spec: ConsumableSpec,
-            ) -> tuple[float, float, float | None] | None:
-    """A moment the level is known, for a counter to count from: ``(time, level,
-    counter then)`` at the newest replacement (full) or start of LOW, whichever is
-    later. The counter is the one read just before a replacement (pages printed on the
-    old cartridge are not counted against the new one twice: a slight overcount)."""
-    later: Observation | None = None
-    later_state: Observation | None = None
-    tol = 0.3 * spec.capacity
-    for o in reversed(obs):
-        if o.level is not None:
-            if later is not None and later.level is not None and later.level - o.level > tol:
-                return (to_days(o.ts) * 0.5 + to_days(later.ts) * 0.5, spec.capacity,
-                        _counter(o))
-            later = o
-        if o.state is not None and o.state is not CoarseState.UNKNOWN:
-            if later_state is not None:
-                was_low = o.state in LOW_STATES
-                is_low = later_state.state in LOW_STATES
-                if was_low and not is_low:
-                    return (to_days(o.ts) * 0.5 + to_days(later_state.ts) * 0.5,
-                            spec.capacity, _counter(o))
-                if is_low and not was_low:
-                    return to_days(later_state.ts), spec.low_level, _counter(later_state)
-            later_state = o
-    return None
-
-
-def _counter(o: Observation) -> float | None:
-    return None if o.counter is None else float(o.counter)
 
 
 def _confidence(est: Estimate) -> tuple[Confidence, float]:

@@ -22,7 +22,7 @@ from agent.forecast.series import (
     detect_quantum,
     overlap,
 )
-from agent.forecast.stats import median, robust_daily_variance, theil_sen
+from agent.forecast.stats import median, robust_daily_variance, theil_sen_slope
 from agent.forecast.types import EstimateKind
 
 LONG_WINDOW_DAYS = 35.0  # enough weeks for weekday factors, short enough to follow a move
@@ -196,7 +196,7 @@ def _fine(s: UseSeries, capacity: float) -> Fit | None:
         xs, ys = [s.tau[first], *xs], [s.cum[first], *ys]
     if len(xs) < 2:
         xs, ys = s.tau[-3:], s.cum[-3:]
-    rate, _ = theil_sen(xs, ys)
+    rate = theil_sen_slope(xs, ys)
     span = xs[-1] - xs[0]
     daily_sd = _daily_sd(xs, ys, rate, capacity)
     basis = "theil-sen on refill-adjusted use"
@@ -211,7 +211,7 @@ def _fine(s: UseSeries, capacity: float) -> Fit | None:
         if len(rx) < 4 or rx[-1] - rx[0] < 0.8 * window or span < window + 3:
             continue
         ry = py[i:]
-        recent, _ = theil_sen(rx, ry)
+        recent = theil_sen_slope(rx, ry)
         r_span = rx[-1] - rx[0]
         # Noise judged within the window: around the old rate a step looks like noise.
         noise = min(daily_sd, _daily_sd(rx, ry, recent, capacity))
@@ -332,7 +332,7 @@ def _coarse(s: UseSeries, q: float, capacity: float, *, exact: bool = False) -> 
                               f"{q:g}-unit steps, too few crossings", EstimateKind.STEPS))
     xs = xs[-MAX_POINTS:]
     ys = ys[-MAX_POINTS:]
-    rate, _ = theil_sen(xs, ys)
+    rate = theil_sen_slope(xs, ys)
     dx, dy = (daily_points(s.tau, s.cum, s.tau[-1] - LONG_WINDOW_DAYS) if exact
               else ([], []))
     return CoarseFit(q, capacity, exact, xs, ys, after[-1], reported, s.tau[-1],

@@ -191,6 +191,8 @@ def _steady_end(level: float, ls2: float, rate: float, rs2: float, var_day: floa
 
     a = rate * rate - 16.0 * rs2
     if a <= 0 or rate <= 0:
+        if _never_done(level, ls2, rate, rs2, var_day):
+            return MAX_HORIZON_DAYS
         return next((k for k in range(2, MAX_HORIZON_DAYS + 1) if done(k)), MAX_HORIZON_DAYS)
     b = 2.0 * rate * level + 16.0 * var_day
     c = level * level - 16.0 * ls2
@@ -202,6 +204,25 @@ def _steady_end(level: float, ls2: float, rate: float, rs2: float, var_day: floa
     while k < MAX_HORIZON_DAYS and not done(k):
         k += 1
     return k
+
+
+_RATE_MARGIN = 1.0 + 1e-12  # far above the few roundings of the test (each 2^-53)
+_TINY = 1e-100  # squares of rates above this stay normal floats
+
+
+def _never_done(level: float, ls2: float, rate: float, rs2: float, var_day: float) -> bool:
+    """Whether ``done(k)`` of :func:`_steady_end` is false for every ``k``, in floats:
+    the rate's spread is clearly over a quarter of the rate (``16 rs2 > rate^2``), so
+    ``16 rs2 k^2`` alone outgrows the squared excess of use over a level at least 0.
+
+    Float for float: ``fl(rate k) - level`` is at most ``rate k (1 + u)^2`` (``u =
+    2^-53``) when positive, its square at most ``rate^2 k^2 (1 + u)^6``; the test's
+    right side, a sum of terms at least 0 times 16 plus 1e-9, is at least ``16 rs2 k^2
+    (1 - u)^2`` (rounding is monotone). The check below gives ``16 rs2 > rate^2 (1 +
+    1e-12) (1 - u)^3``, more than the ``(1 + u)^6 / (1 - u)^2`` the test would need.
+    Anything else (a rate near a quarter, NaN, a level below 0) is scanned."""
+    return (rate > _TINY and level >= 0.0 and ls2 >= 0.0 and var_day >= 0.0
+            and 16.0 * rs2 > rate * rate * _RATE_MARGIN)
 
 
 def prob_empty_by(curve: DemandCurve, level: float, level_sd: float, days: float) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import compress, count, repeat
 from operator import attrgetter, le, not_, sub
@@ -23,6 +24,7 @@ SPARE_DAYS = timedelta(days=180)  # a delivered pack older than this is surely i
 _NEXT = timedelta(seconds=1)  # the next refill after one found
 PUT_AWAY = timedelta(hours=2)  # a delivered pack that fits is in the device by then
 _TS = attrgetter("ts")
+SCAN_KEPT = 4096  # levels a memo keeps of a scan that has not found its refill yet
 Point = tuple[datetime, float | None]  # (ts, level), level None for "no reading"
 
 
@@ -113,11 +115,46 @@ def refills(obs: list[Observation], spec: ConsumableSpec, stop: datetime,
     return out[:1] if first_only else out
 
 
+class RefillMemo:
+    """The scans :func:`first_refill_after` made in one forecast, for the next: per
+    ``(at, tolerance, pack)``, the readings a scan read (from the three before ``at``)
+    and where it stood after them. Kept per consumable by the forecast's memo; a scan
+    goes on from where it stood only while those readings are still the same, and each
+    forecast keeps only the scans it asked for."""
+
+    __slots__ = ("last", "now")
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[datetime, float, float], _Scan] = {}
+        self.now: dict[tuple[datetime, float, float], _Scan] = {}
+
+    def start(self) -> RefillMemo:
+        """A new forecast: what the last one asked is what this one may reuse."""
+        self.last, self.now = self.now, {}
+        return self
+
+
+@dataclass(slots=True)
+class _Scan:
+    """A forward scan of :func:`first_refill_after`: the readings it read, the levels
+    among them, the last state, how many candidates it decided, and the refill a
+    candidate with three readings after it (or a state back from LOW) showed."""
+
+    read: list[Observation]
+    pts: list[Point] = field(default_factory=list)
+    vals: list[float] = field(default_factory=list)  # the levels of ``pts``
+    was_low: bool | None = None
+    checked: int = 0  # candidates before this index have been decided
+    decided: tuple[datetime, float] | None = None
+
+
 def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetime,
-                       ) -> tuple[datetime, float] | None:
+                       memo: RefillMemo | None = None) -> tuple[datetime, float] | None:
     """The first refill seen at or after ``at`` and its amount (a state back from LOW:
     one pack), scanning forward (a delivery usually shows up within the hour, so this
-    stops early), or None."""
+    stops early), or None. With ``memo`` the answer is the same: a scan that read the
+    same readings last time goes on from where it stood (what it decided rests on them
+    alone; only the newest readings, with fewer than three after, are judged again)."""
     tol = refill_tol(spec)
     i = bisect.bisect_left(obs, at, key=_TS)
     j = i
@@ -125,11 +162,32 @@ def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetim
     while j > 0 and before < 3:  # the readings just before give the level it rose from
         j -= 1
         before += obs[j].level is not None or obs[j].state is not None
-    pts: list[Point] = []
-    was_low: bool | None = None
-    checked = 0  # candidates before this index have been decided
-    vals: list[float] = []  # the levels of ``pts``
-    for o in obs[j:]:
+    key = (at, tol, spec.pack_size)
+    scan = None if memo is None else memo.last.get(key)
+    if scan is None or obs[j:j + len(scan.read)] != scan.read:
+        scan = _Scan([])
+    if memo is not None:
+        memo.now[key] = scan
+    if scan.decided is None:
+        _advance(scan, obs, j, at, tol, spec.pack_size)
+    if scan.decided is not None:
+        return scan.decided
+    pts = scan.pts
+    for a in range(max(scan.checked, 1), len(pts)):  # the newest, with fewer after
+        if pts[a][0] >= at:
+            amount = _jump(pts, a, tol)
+            if amount:
+                return pts[a][0], amount
+    return None
+
+
+def _advance(scan: _Scan, obs: list[Observation], j: int, at: datetime, tol: float,
+             pack: float) -> None:
+    """Go on with ``scan`` (of ``obs`` from ``j``) over the readings after those it
+    read, until one decides a refill or none is left."""
+    pts, vals, was_low, checked = scan.pts, scan.vals, scan.was_low, scan.checked
+    for k in range(j + len(scan.read), len(obs)):
+        o = obs[k]
         if o.level is not None:
             pts.append((o.ts, o.level))
             vals.append(o.level)
@@ -140,19 +198,25 @@ def first_refill_after(obs: list[Observation], spec: ConsumableSpec, at: datetim
                         and pts[checked][0] >= at):
                     amount = _jump(pts, checked, tol)
                     if amount:
-                        return pts[checked][0], amount
+                        _decide(scan, obs[j:k + 1], (pts[checked][0], amount))
+                        return
                 checked += 1
         if o.state is not None and o.state is not CoarseState.UNKNOWN:
             is_low = o.state in LOW_STATES
             if was_low and not is_low and o.ts >= at:
-                return o.ts, spec.pack_size
+                _decide(scan, obs[j:k + 1], (o.ts, pack))
+                return
             was_low = is_low
-    for a in range(max(checked, 1), len(pts)):  # the newest, with fewer readings after
-        if pts[a][0] >= at:
-            amount = _jump(pts, a, tol)
-            if amount:
-                return pts[a][0], amount
-    return None
+    scan.read, scan.was_low, scan.checked = obs[j:], was_low, checked
+    if len(pts) > SCAN_KEPT:  # too long to keep (months of minute readings): done again
+        scan.read = obs[j:j]
+        scan.pts, scan.vals, scan.was_low, scan.checked = [], [], None, 0
+
+
+def _decide(scan: _Scan, read: list[Observation], refill: tuple[datetime, float]) -> None:
+    """The scan found ``refill`` after reading ``read``: only they are kept."""
+    scan.read, scan.decided = read, refill
+    scan.pts, scan.vals = [], []
 
 
 def _empty_now(obs: list[Observation], spec: ConsumableSpec) -> datetime | None:
@@ -183,7 +247,8 @@ def _empty_now(obs: list[Observation], spec: ConsumableSpec) -> datetime | None:
 
 def spare_packs(obs: list[Observation], spec: ConsumableSpec,
                 deliveries: Sequence[Delivery], now: datetime,
-                known: tuple[datetime, list[tuple[datetime, float]]] | None = None) -> float:
+                known: tuple[datetime, list[tuple[datetime, float]]] | None = None,
+                memo: RefillMemo | None = None) -> float:
     """Our delivered packs that have not shown up in the device yet (a cartridge waits on
     the shelf until the one in the printer is empty). ``obs`` is sorted by time;
     ``known`` optionally gives ``(since, refills found since)`` to save a scan.
@@ -216,7 +281,7 @@ def spare_packs(obs: list[Observation], spec: ConsumableSpec,
         if empty is not None and d.ts < empty:
             break  # empty for a day since it came: it is not on the shelf (any more)
         since = d.ts - timedelta(hours=1)
-        shown = _unclaimed(obs, spec, since, d.packs, claimed, known)
+        shown = _unclaimed(obs, spec, since, d.packs, claimed, known, memo)
         if shown is None and not _went_in(obs, spec, d):
             spare += d.packs
             matched_before = False
@@ -241,7 +306,7 @@ def _went_in(obs: list[Observation], spec: ConsumableSpec, d: Delivery) -> bool:
 def _unclaimed(obs: list[Observation], spec: ConsumableSpec, since: datetime, packs: float,
                claimed: dict[datetime, tuple[float, float]],
                known: tuple[datetime, list[tuple[datetime, float]]] | None,
-               ) -> datetime | None:
+               memo: RefillMemo | None = None) -> datetime | None:
     """The first refill from ``since`` with room for ``packs`` more (a refill takes one
     delivery however small its rise, more while its rise holds their packs), claimed
     for them in ``claimed`` (time -> packs its rise holds, packs claimed); or None."""
@@ -250,13 +315,13 @@ def _unclaimed(obs: list[Observation], spec: ConsumableSpec, since: datetime, pa
         found: list[tuple[datetime, float]] = sorted(x for x in known[1] if x[0] >= since)
     else:
         found = []
-        got = first_refill_after(obs, spec, since)
+        got = first_refill_after(obs, spec, since, memo)
         while got is not None:
             found.append(got)
             t, _ = got
             if t not in claimed or _room(claimed[t], packs):
                 break
-            got = first_refill_after(obs, spec, t + _NEXT)
+            got = first_refill_after(obs, spec, t + _NEXT, memo)
     for t, amount in found:
         holds, taken = claimed.get(t, (max(1.0, round(amount / pack)) if pack > 0 else 1.0,
                                        0.0))

@@ -28,6 +28,23 @@ def theil_sen(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     Pairs closer than an hour apart are skipped: their slope is mostly sensor noise.
     Callers cap the number of points (daily aggregates), so the O(n^2) pairs stay cheap.
     """
+    slopes = _pair_slopes(xs, ys)
+    if not slopes:
+        return 0.0, median(ys) if ys else 0.0
+    slope = median(slopes)
+    intercept = median([y - slope * x for x, y in zip(xs, ys, strict=True)])
+    return slope, intercept
+
+
+def theil_sen_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The slope of :func:`theil_sen` alone, for callers without a use for the
+    intercept (its median is a sort of its own)."""
+    slopes = _pair_slopes(xs, ys)
+    return median(slopes) if slopes else 0.0
+
+
+def _pair_slopes(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
+    """The slopes of every pair of points at least an hour apart."""
     n = len(xs)
     slopes: list[float] = []
     append = slopes.append
@@ -38,11 +55,7 @@ def theil_sen(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
             dx = xs[j] - xi
             if dx > 0.04:
                 append((ys[j] - yi) / dx)
-    if not slopes:
-        return 0.0, median(ys) if ys else 0.0
-    slope = median(slopes)
-    intercept = median([y - slope * x for x, y in zip(xs, ys, strict=True)])
-    return slope, intercept
+    return slopes
 
 
 def robust_daily_variance(
