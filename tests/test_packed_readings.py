@@ -328,3 +328,24 @@ def test_retention_thins_an_hour_across_its_parts(tmp_path: Path) -> None:
         deleted = store.downsample(_T + 7200, 3600)
         assert [r.ts for r in store.readings(1)] == [_T + 3590, _T + 7190]  # one an hour
         assert deleted == 718
+
+
+_HOUR = 493_000  # an hour of late 2026
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(
+    st.integers(1, 40),  # seq: repeats are redeliveries
+    st.floats(0.0, 3_599.999_999, allow_nan=False),
+    st.none() | st.floats(-1e6, 1e6, allow_nan=False),
+    st.none() | st.sampled_from(["ok", "low", "empty"]),
+    st.none() | st.integers(0, 10**7)), max_size=60))
+def test_the_folds_inlined_elements_are_element_of_the_first_of_each_seq(
+        rows: list[tuple[int, float, float | None, str | None, int | None]]) -> None:
+    # packed._distinct inlines element() and _offset() for speed: the same bytes stored.
+    readings = [(7, seq, _HOUR * 3600.0 + sec, level, state, counter)
+                for seq, sec, level, state, counter in rows]
+    first: dict[int, packed.Element] = {}
+    for r in readings:
+        first.setdefault(r[1], packed.element(r))
+    assert packed._distinct(_HOUR, readings) == list(first.values())

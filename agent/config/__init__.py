@@ -117,11 +117,11 @@ class IngestSettings(BaseModel):
     idle_wakeup_s: float = Field(default=5.0, gt=0, le=60)
     # SD-card wear (issue 21): at low rates the writer commits what arrived within this
     # window in one transaction (acknowledging only after it); 0 commits at once.
-    # A commit at household load costs ~25 KB whatever it holds (WAL pages under fsync,
-    # the wal-index pages the kernel writes back 30 s later), so the window sets the
-    # bytes per message (bench/README.md, "Write volume"). News does not wait for it
-    # (agent.mqtt.news: events, a device's first message, a changed state): level
-    # ticks do, by up to the window.
+    # A commit at household load costs ~47 KB on the reference machine whatever it holds
+    # (WAL pages under fsync, the wal-index pages the kernel writes back 30 s later), so
+    # the window sets the bytes per message (bench/README.md, "Write volume"). News
+    # does not wait for it (agent.mqtt.news: events, a device's first message, a changed
+    # state): level ticks do, by up to the window.
     commit_window_s: float = Field(default=120.0, ge=0, le=300)
     # The recent readings tier is folded into the keyed table this often, or sooner
     # once it holds this many readings; a WAL checkpoint follows a fold.
