@@ -60,12 +60,17 @@ def ingest_toml(commit_window_s: float | None) -> str:
     return f"\n[ingest]\ncommit_window_s = {commit_window_s}\n"
 
 
-def write_bytes(pid: int | str) -> int:
+def proc_io(pid: int | str, field: str) -> int:
+    """One counter of ``/proc/<pid>/io`` (``write_bytes``, ``cancelled_write_bytes``)."""
     with open(f"/proc/{pid}/io") as f:
         for line in f:
-            if line.startswith("write_bytes:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError(f"no write_bytes in /proc/{pid}/io")
+    raise RuntimeError(f"no {field} in /proc/{pid}/io")
+
+
+def write_bytes(pid: int | str) -> int:
+    return proc_io(pid, "write_bytes")
 
 
 def _pid(broker: LocalBroker) -> int:
@@ -105,11 +110,6 @@ def folds(db: Path) -> int:
     with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as conn:
         row = conn.execute("SELECT gen FROM history_marks WHERE cid = 0").fetchone()
     return 0 if row is None else int(row[0])
-
-
-def _io(pid: int | str, field: str) -> int:
-    with open(f"/proc/{pid}/io") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
 def stop_counting(agent: AgentRunner) -> int:
@@ -189,7 +189,7 @@ def measure(broker: LocalBroker, config: Path, db: Path, fleet: Fleet, per_devic
             wall = time.monotonic() - t0
             w1, wal1, db1 = write_bytes(agent.pid), _size(wal), _size(db)
             folded = folds(db) - folds0
-            kept = w1 - _io(agent.pid, "cancelled_write_bytes")
+            kept = w1 - proc_io(agent.pid, "cancelled_write_bytes")
             b1 = write_bytes(_pid(broker))
         stop_bytes = max(0, stop_counting(agent) - kept)
     finally:
